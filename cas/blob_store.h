@@ -1,0 +1,130 @@
+// BlobStore: the storage interface behind every Cairn service. It holds two
+// kinds of items under one size budget and one LRU:
+//   - CAS blobs, addressed by their SHA-256 Digest and verified on the way in
+//     and on the way out;
+//   - keyed entries (the action cache), addressed by an opaque key of 64
+//     lowercase hex characters chosen by the caller, protected by a checksum.
+//
+// Error codes (see ../STYLE §3): malformed input or bytes that do not match
+// their digest -> INVALID_ARGUMENT; absent -> NOT_FOUND; read offset past the
+// end -> OUT_OF_RANGE; no room even after eviction -> RESOURCE_EXHAUSTED; a
+// stored item failing its check -> DATA_LOSS (the item is removed and counted);
+// other I/O failures -> INTERNAL or UNAVAILABLE.
+//
+// The empty blob always exists, is always readable and never stored.
+//
+// Thread safety: every method of BlobStore is safe to call concurrently.
+// A BlobReader or BlobWriter is used by one thread at a time, may be handed
+// between threads, and must not outlive the store that made it.
+#ifndef CAIRN_CAS_BLOB_STORE_H_
+#define CAIRN_CAS_BLOB_STORE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "cas/digest.h"
+
+namespace cairn::cas {
+
+// A point-in-time view of a store's counters.
+struct StoreStats {
+  int64_t max_bytes = 0;          // Size budget.
+  int64_t used_bytes = 0;         // Bytes held by committed items.
+  int64_t reserved_bytes = 0;     // Bytes reserved by writes in progress.
+  int64_t cas_entries = 0;        // CAS blobs stored.
+  int64_t ac_entries = 0;         // Keyed entries stored.
+  int64_t evictions = 0;          // Items evicted since start.
+  int64_t evicted_bytes = 0;      // Bytes evicted since start.
+  int64_t corruptions = 0;        // Items found corrupt and removed.
+  double index_load_seconds = 0;  // Time to rebuild the index at start-up.
+};
+
+// Sequential reader of one blob. Verifies the content's SHA-256 as it is
+// read: when the final byte has been read and the content does not match the
+// digest, Read() returns DATA_LOSS instead of reporting the end, and the store
+// removes the item. A reader keeps working if its blob is evicted meanwhile.
+class BlobReader {
+ public:
+  virtual ~BlobReader() = default;
+
+  // Returns the size of the whole blob.
+  virtual int64_t size() const = 0;
+
+  // Reads up to `max` bytes into `buf` from the current position and returns
+  // the count; 0 means end of blob (content verified). DATA_LOSS on a
+  // mismatch, INTERNAL on an I/O error.
+  virtual absl::StatusOr<size_t> Read(char* buf, size_t max) = 0;
+};
+
+// Streaming writer of one blob. Bytes go to a temporary place; nothing is
+// visible until Commit() succeeds. Destroying an uncommitted writer discards
+// its bytes and releases its reserved space.
+class BlobWriter {
+ public:
+  virtual ~BlobWriter() = default;
+
+  // Appends `data`. INVALID_ARGUMENT when the total would exceed the digest's
+  // size; RESOURCE_EXHAUSTED when the disk is full; INTERNAL on I/O errors.
+  // After an error the writer is unusable.
+  virtual absl::Status Append(absl::string_view data) = 0;
+
+  // Returns the number of bytes appended so far.
+  virtual int64_t committed_size() const = 0;
+
+  // Verifies size and SHA-256, makes the blob durable and visible. On a
+  // mismatch returns INVALID_ARGUMENT and stores nothing. Committing a blob
+  // that another writer stored meanwhile succeeds. Call at most once.
+  virtual absl::Status Commit() = 0;
+};
+
+class BlobStore {
+ public:
+  virtual ~BlobStore() = default;
+
+  // Returns the digests in `digests` that are not stored (the empty blob is
+  // always present). Present blobs are marked as recently used.
+  virtual std::vector<Digest> FindMissing(absl::Span<const Digest> digests) = 0;
+
+  // Returns true if `digest` is stored, marking it recently used.
+  virtual bool Contains(const Digest& digest) = 0;
+
+  // Returns the whole blob after verifying it. NOT_FOUND, DATA_LOSS.
+  // Meant for small blobs; large ones go through OpenRead().
+  virtual absl::StatusOr<std::string> Read(const Digest& digest) = 0;
+
+  // Opens a reader positioned at `offset` (0 <= offset <= size; OUT_OF_RANGE
+  // otherwise). NOT_FOUND when absent.
+  virtual absl::StatusOr<std::unique_ptr<BlobReader>> OpenRead(
+      const Digest& digest, int64_t offset) = 0;
+
+  // Stores `data` under `digest` after checking that it matches
+  // (INVALID_ARGUMENT otherwise). Storing a present blob is a cheap success.
+  virtual absl::Status Write(const Digest& digest, absl::string_view data) = 0;
+
+  // Reserves room for `digest.size_bytes()` and returns a writer for it.
+  // RESOURCE_EXHAUSTED when the blob cannot fit even after eviction.
+  virtual absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWrite(
+      const Digest& digest) = 0;
+
+  // Returns the value stored under `key` (64 lowercase hex characters),
+  // marking it recently used. NOT_FOUND, DATA_LOSS, INVALID_ARGUMENT (key).
+  virtual absl::StatusOr<std::string> GetEntry(absl::string_view key) = 0;
+
+  // Stores `value` under `key`, replacing any previous value.
+  virtual absl::Status PutEntry(absl::string_view key,
+                                absl::string_view value) = 0;
+
+  // Returns the current counters.
+  virtual StoreStats Stats() = 0;
+};
+
+}  // namespace cairn::cas
+
+#endif  // CAIRN_CAS_BLOB_STORE_H_

@@ -1,0 +1,108 @@
+#include "cas/digest.h"
+
+#include <openssl/evp.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace cairn::cas {
+namespace {
+
+constexpr char kEmptySha256[] =
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+}  // namespace
+
+Digest::Digest() : hash_(kEmptySha256), size_bytes_(0) {}
+
+absl::StatusOr<Digest> Digest::Create(absl::string_view hash,
+                                      int64_t size_bytes) {
+  if (absl::Status s = ValidateSha256Hex(hash); !s.ok()) {
+    return s;
+  }
+  if (size_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("digest ", hash, "/", size_bytes, ": negative size"));
+  }
+  if (size_bytes == 0 && hash != kEmptySha256) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "digest ", hash, "/0: size 0 but not the empty blob's hash"));
+  }
+  return Digest(std::string(hash), size_bytes);
+}
+
+Digest Digest::OfData(absl::string_view data) {
+  Sha256Hasher hasher;
+  hasher.Update(data);
+  return hasher.FinishDigest();
+}
+
+const Digest& Digest::Empty() {
+  static const Digest* const kEmpty = new Digest();
+  return *kEmpty;
+}
+
+std::string Digest::ToString() const {
+  return absl::StrCat(hash_, "/", size_bytes_);
+}
+
+absl::Status ValidateSha256Hex(absl::string_view hash) {
+  if (hash.size() != kSha256HexLength) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("digest hash \"", hash.substr(0, 80), "\": length ",
+                     hash.size(), ", want 64 lowercase hex characters"));
+  }
+  for (char c : hash) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("digest hash \"", hash,
+                       "\": not lowercase hex (SHA-256 expected)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string HexEncode(absl::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(bytes.size() * 2, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    auto b = static_cast<unsigned char>(bytes[i]);
+    out[2 * i] = kHex[b >> 4];
+    out[2 * i + 1] = kHex[b & 0xf];
+  }
+  return out;
+}
+
+struct Sha256Hasher::Ctx {
+  EVP_MD_CTX* md = nullptr;
+};
+
+Sha256Hasher::Sha256Hasher() : ctx_(std::make_unique<Ctx>()) {
+  ctx_->md = EVP_MD_CTX_new();
+  // Allocation failure of a few hundred bytes is not a state we recover from.
+  if (ctx_->md == nullptr ||
+      EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr) != 1) {
+    abort();
+  }
+}
+
+Sha256Hasher::~Sha256Hasher() { EVP_MD_CTX_free(ctx_->md); }
+
+void Sha256Hasher::Update(absl::string_view data) {
+  EVP_DigestUpdate(ctx_->md, data.data(), data.size());
+  bytes_ += static_cast<int64_t>(data.size());
+}
+
+std::string Sha256Hasher::FinishRaw() {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx_->md, out, &len);
+  return std::string(reinterpret_cast<char*>(out), len);
+}
+
+Digest Sha256Hasher::FinishDigest() {
+  int64_t n = bytes_;
+  return *Digest::Create(HexEncode(FinishRaw()), n);
+}
+
+}  // namespace cairn::cas

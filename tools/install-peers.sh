@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs pinned third-party REAPI peers used by tests and benchmarks from the
+# Go module proxy into build/peers/bin (never vendored, never committed).
+# `go install mod@version` needs the proxy's version list, which is not always
+# reachable here, so each peer is built inside a scratch module pinned with
+# `go get`. Skips what is already there. Peers are optional: tests that need
+# one skip when it is absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+peers="$(pwd)/build/peers"
+mkdir -p "$peers/bin"
+if ! command -v go >/dev/null 2>&1; then
+  echo "install-peers: no go command; peer tests will be skipped" >&2
+  exit 0
+fi
+build_peer() {  # build_peer NAME MODULE VERSION PACKAGE
+  local name=$1 module=$2 version=$3 package=$4
+  [ -x "$peers/bin/$name" ] && return 0
+  echo "install-peers: building $name from $module@$version" >&2
+  local src="$peers/src/$name"
+  rm -rf "$src" && mkdir -p "$src"
+  (
+    cd "$src"
+    go mod init "cairn.peers/$name" >/dev/null 2>&1
+    GOFLAGS=-mod=mod go get "$module@$version" >/dev/null 2>&1
+    go build -o "$peers/bin/$name" "$package"
+  ) || echo "install-peers: could not build $name; its tests will be skipped" >&2
+}
+build_peer bazel-remote github.com/buchgr/bazel-remote/v2 v2.6.2 \
+  github.com/buchgr/bazel-remote/v2
