@@ -1,0 +1,79 @@
+// ActionCache: validation and storage of REAPI ActionResults over a BlobStore.
+//
+// Results are kept per instance: the store key is the SHA-256 of the instance
+// name and the action digest, so an instance name never becomes a path. A
+// result is served only while everything it references (output files, output
+// directory trees and the files inside them, stdout/stderr) is still in the
+// CAS; otherwise Get() answers NOT_FOUND so the client rebuilds and
+// re-uploads rather than getting a hit it cannot use.
+//
+// Thread safety: all methods are safe to call concurrently.
+#ifndef CAIRN_ACTIONCACHE_ACTION_CACHE_H_
+#define CAIRN_ACTIONCACHE_ACTION_CACHE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "build/bazel/remote/execution/v2/remote_execution.pb.h"
+#include "cas/blob_store.h"
+#include "cas/digest.h"
+
+namespace cairn::actioncache {
+
+using ::build::bazel::remote::execution::v2::ActionResult;
+
+// What GetActionResult asked to have inlined.
+struct InlineRequest {
+  bool stdout_raw = false;
+  bool stderr_raw = false;
+  // Paths of output files whose contents should be inlined.
+  std::vector<std::string> output_files;
+  // Upper bound on the inlined bytes in one answer.
+  int64_t max_inline_bytes = 1 << 20;
+};
+
+// Returns OK when every digest in `result` is well formed and every path is a
+// clean relative path (no leading '/', no '.', '..' or empty segments);
+// INVALID_ARGUMENT naming the offending field otherwise.
+absl::Status ValidateActionResult(const ActionResult& result);
+
+// Returns the 64-hex store key for (instance, action).
+std::string ActionCacheKey(absl::string_view instance_name,
+                           const cas::Digest& action_digest);
+
+class ActionCache {
+ public:
+  // `store` is not owned and must outlive this object.
+  explicit ActionCache(cas::BlobStore* store) : store_(store) {}
+
+  ActionCache(const ActionCache&) = delete;
+  ActionCache& operator=(const ActionCache&) = delete;
+
+  // Returns the result stored for (instance, action), with the requested
+  // contents inlined when they fit. NOT_FOUND when absent or when anything it
+  // references is gone from the CAS; DATA_LOSS is reported as NOT_FOUND after
+  // the corrupt entry is removed. Marks the entry and its blobs recently used.
+  absl::StatusOr<ActionResult> Get(absl::string_view instance_name,
+                                   const cas::Digest& action_digest,
+                                   const InlineRequest& inline_request);
+
+  // Validates and stores `result`. Inlined contents (stdout_raw, stderr_raw,
+  // OutputFile.contents) are moved into the CAS and replaced by digests.
+  // Returns the result as stored. INVALID_ARGUMENT for bad digests, paths or
+  // inlined bytes that do not match their digest; RESOURCE_EXHAUSTED when the
+  // store is full.
+  absl::StatusOr<ActionResult> Update(absl::string_view instance_name,
+                                      const cas::Digest& action_digest,
+                                      const ActionResult& result);
+
+ private:
+  cas::BlobStore* const store_;  // Not owned.
+};
+
+}  // namespace cairn::actioncache
+
+#endif  // CAIRN_ACTIONCACHE_ACTION_CACHE_H_
