@@ -66,17 +66,18 @@ TEST_P(BadDigestTest, IsInvalidArgument) {
 INSTANTIATE_TEST_SUITE_P(
     Table, BadDigestTest,
     testing::Values(
-        BadDigest{"", 1},                                      // empty hash
-        BadDigest{std::string(kAbc).substr(0, 63), 3},         // short
-        BadDigest{std::string(kAbc) + "0", 3},                 // long
-        BadDigest{"BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD",
-                  3},                                          // uppercase
-        BadDigest{std::string(63, 'a') + "g", 3},              // non-hex
-        BadDigest{std::string(63, 'a') + " ", 3},              // space
-        BadDigest{std::string(kAbc).substr(0, 32), 3},         // MD5 length
-        BadDigest{kAbc, -1},                                   // negative
-        BadDigest{kAbc, 0},                                    // 0 but not empty
-        BadDigest{std::string(64, '\0'), 3}));                 // NULs
+        BadDigest{"", 1},                               // empty hash
+        BadDigest{std::string(kAbc).substr(0, 63), 3},  // short
+        BadDigest{std::string(kAbc) + "0", 3},          // long
+        BadDigest{
+            "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD",
+            3},                                         // uppercase
+        BadDigest{std::string(63, 'a') + "g", 3},       // non-hex
+        BadDigest{std::string(63, 'a') + " ", 3},       // space
+        BadDigest{std::string(kAbc).substr(0, 32), 3},  // MD5 length
+        BadDigest{kAbc, -1},                            // negative
+        BadDigest{kAbc, 0},                             // 0 but not empty
+        BadDigest{std::string(64, '\0'), 3}));          // NULs
 
 TEST(HexTest, Encodes) {
   EXPECT_EQ(HexEncode(std::string("\x00\x0f\xf0\xff", 4)), "000ff0ff");

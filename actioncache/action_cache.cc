@@ -1,0 +1,372 @@
+// Implementation notes: an entry is the deterministic serialisation of the
+// ActionResult as stored (inlined bytes moved to the CAS), kept in the
+// BlobStore's keyed entries under ActionCacheKey(). Get() re-checks on every
+// hit that all referenced blobs, including the files inside output trees,
+// are still present, and only then inlines what was asked for.
+#include "actioncache/action_cache.h"
+
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+
+namespace cairn::actioncache {
+namespace {
+
+namespace v2 = ::build::bazel::remote::execution::v2;
+
+// A Digest message left at its defaults means "not set".
+bool IsUnset(const v2::Digest& d) {
+  return d.hash().empty() && d.size_bytes() == 0;
+}
+
+absl::StatusOr<cas::Digest> ToDigest(const v2::Digest& d,
+                                     absl::string_view field) {
+  absl::StatusOr<cas::Digest> digest =
+      cas::Digest::Create(d.hash(), d.size_bytes());
+  if (!digest.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", digest.status().message()));
+  }
+  return digest;
+}
+
+v2::Digest ToProto(const cas::Digest& d) {
+  v2::Digest out;
+  out.set_hash(d.hash());
+  out.set_size_bytes(d.size_bytes());
+  return out;
+}
+
+absl::Status ValidatePath(absl::string_view path, absl::string_view field) {
+  if (path.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": empty path"));
+  }
+  if (path.front() == '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": absolute path \"", path, "\""));
+  }
+  if (path.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": NUL in path"));
+  }
+  for (absl::string_view seg : absl::StrSplit(path, '/')) {
+    if (seg.empty() || seg == "." || seg == "..") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": path \"", path, "\" has an empty, '.' or '..' segment"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateOptionalDigest(const v2::Digest& d,
+                                    absl::string_view field) {
+  if (IsUnset(d)) {
+    return absl::OkStatus();
+  }
+  return ToDigest(d, field).status();
+}
+
+absl::Status ValidateOutputs(const ActionResult& r) {
+  for (int i = 0; i < r.output_files_size(); ++i) {
+    const v2::OutputFile& f = r.output_files(i);
+    std::string field = absl::StrCat("output_files[", i, "]");
+    if (absl::Status s = ValidatePath(f.path(), field); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = ToDigest(f.digest(), field).status(); !s.ok()) {
+      return s;
+    }
+  }
+  for (int i = 0; i < r.output_directories_size(); ++i) {
+    const v2::OutputDirectory& d = r.output_directories(i);
+    std::string field = absl::StrCat("output_directories[", i, "]");
+    if (absl::Status s = ValidatePath(d.path(), field); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = ToDigest(d.tree_digest(), field).status(); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s =
+            ValidateOptionalDigest(d.root_directory_digest(), field);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSymlinks(
+    const google::protobuf::RepeatedPtrField<v2::OutputSymlink>& links,
+    absl::string_view name) {
+  for (int i = 0; i < links.size(); ++i) {
+    std::string field = absl::StrCat(name, "[", i, "]");
+    if (absl::Status s = ValidatePath(links[i].path(), field); !s.ok()) {
+      return s;
+    }
+    if (links[i].target().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": empty target"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status NotFoundResult(const cas::Digest& action, absl::string_view why) {
+  return absl::NotFoundError(
+      absl::StrCat("action result ", action.ToString(), ": ", why));
+}
+
+// Moves inlined bytes `*raw` into the CAS and points `*digest` at them.
+// INVALID_ARGUMENT when `*digest` is set and does not match the bytes.
+absl::Status MoveInlined(cas::BlobStore* store, std::string* raw,
+                         v2::Digest* digest, absl::string_view field) {
+  if (raw->empty()) {
+    return absl::OkStatus();
+  }
+  cas::Digest actual = cas::Digest::OfData(*raw);
+  if (!IsUnset(*digest) && (digest->hash() != actual.hash() ||
+                            digest->size_bytes() != actual.size_bytes())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": inlined bytes hash to ", actual.ToString(),
+                     ", not ", digest->hash(), "/", digest->size_bytes()));
+  }
+  if (absl::Status s = store->Write(actual, *raw); !s.ok()) {
+    return s;
+  }
+  *digest = ToProto(actual);
+  raw->clear();
+  return absl::OkStatus();
+}
+
+absl::Status MoveAllInlined(cas::BlobStore* store, ActionResult* r) {
+  if (absl::Status s = MoveInlined(store, r->mutable_stdout_raw(),
+                                   r->mutable_stdout_digest(), "stdout_raw");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = MoveInlined(store, r->mutable_stderr_raw(),
+                                   r->mutable_stderr_digest(), "stderr_raw");
+      !s.ok()) {
+    return s;
+  }
+  for (int i = 0; i < r->output_files_size(); ++i) {
+    v2::OutputFile* f = r->mutable_output_files(i);
+    if (absl::Status s =
+            MoveInlined(store, f->mutable_contents(), f->mutable_digest(),
+                        absl::StrCat("output_files[", i, "].contents"));
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Appends the digest of every file in the Tree blob `tree` to `*out`.
+absl::Status CollectTreeFiles(cas::BlobStore* store, const cas::Digest& tree,
+                              std::vector<cas::Digest>* out) {
+  absl::StatusOr<std::string> bytes = store->Read(tree);
+  if (!bytes.ok()) {
+    return bytes.status();
+  }
+  v2::Tree parsed;
+  if (!parsed.ParseFromString(*bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tree ", tree.ToString(), " does not parse"));
+  }
+  std::vector<const v2::Directory*> dirs = {&parsed.root()};
+  for (const v2::Directory& dir : parsed.children()) {
+    dirs.push_back(&dir);
+  }
+  for (const v2::Directory* dir : dirs) {
+    for (const v2::FileNode& f : dir->files()) {
+      absl::StatusOr<cas::Digest> d = ToDigest(f.digest(), "tree file");
+      if (!d.ok()) {
+        return d.status();
+      }
+      out->push_back(*d);
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Returns the digests `r` references directly (trees not expanded).
+std::vector<cas::Digest> DirectReferences(const ActionResult& r) {
+  std::vector<cas::Digest> refs;
+  for (const v2::OutputFile& f : r.output_files()) {
+    refs.push_back(*ToDigest(f.digest(), ""));
+  }
+  for (const v2::OutputDirectory& d : r.output_directories()) {
+    refs.push_back(*ToDigest(d.tree_digest(), ""));
+  }
+  for (const v2::Digest* d : {&r.stdout_digest(), &r.stderr_digest()}) {
+    if (!IsUnset(*d)) {
+      refs.push_back(*ToDigest(*d, ""));
+    }
+  }
+  return refs;
+}
+
+// Returns OK when every blob `r` references, including the files inside its
+// output trees, is in the CAS; NOT_FOUND otherwise.
+absl::Status CheckComplete(cas::BlobStore* store, const cas::Digest& action,
+                           const ActionResult& r) {
+  std::vector<cas::Digest> missing = store->FindMissing(DirectReferences(r));
+  if (!missing.empty()) {
+    return NotFoundResult(action, absl::StrCat("output ", missing[0].ToString(),
+                                               " is gone from the cas"));
+  }
+  std::vector<cas::Digest> files;
+  for (const v2::OutputDirectory& d : r.output_directories()) {
+    absl::Status s =
+        CollectTreeFiles(store, *ToDigest(d.tree_digest(), ""), &files);
+    if (!s.ok()) {
+      return NotFoundResult(action, s.message());
+    }
+  }
+  missing = store->FindMissing(files);
+  if (!missing.empty()) {
+    return NotFoundResult(action,
+                          absl::StrCat("tree file ", missing[0].ToString(),
+                                       " is gone from the cas"));
+  }
+  return absl::OkStatus();
+}
+
+// Reads blob `d` into `*out` if it fits in `*budget`; leaves `*out` alone
+// otherwise. NOT_FOUND when the blob is gone.
+absl::Status InlineBlob(cas::BlobStore* store, const cas::Digest& action,
+                        const v2::Digest& d, int64_t* budget,
+                        std::string* out) {
+  if (IsUnset(d) || d.size_bytes() > *budget) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> bytes = store->Read(*ToDigest(d, ""));
+  if (!bytes.ok()) {
+    return NotFoundResult(action, bytes.status().message());
+  }
+  *budget -= d.size_bytes();
+  *out = *std::move(bytes);
+  return absl::OkStatus();
+}
+
+absl::Status InlineRequested(cas::BlobStore* store, const cas::Digest& action,
+                             const InlineRequest& req, ActionResult* r) {
+  int64_t budget = req.max_inline_bytes;
+  absl::Status s;
+  if (req.stdout_raw) {
+    s.Update(InlineBlob(store, action, r->stdout_digest(), &budget,
+                        r->mutable_stdout_raw()));
+  }
+  if (req.stderr_raw && s.ok()) {
+    s.Update(InlineBlob(store, action, r->stderr_digest(), &budget,
+                        r->mutable_stderr_raw()));
+  }
+  absl::flat_hash_set<absl::string_view> wanted(req.output_files.begin(),
+                                                req.output_files.end());
+  for (int i = 0; i < r->output_files_size() && s.ok(); ++i) {
+    v2::OutputFile* f = r->mutable_output_files(i);
+    if (wanted.contains(f->path())) {
+      s.Update(InlineBlob(store, action, f->digest(), &budget,
+                          f->mutable_contents()));
+    }
+  }
+  return s;
+}
+
+// Checks the current and the deprecated symlink fields (older clients still
+// fill the latter).
+absl::Status ValidateAllSymlinks(const ActionResult& r) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  for (const auto* links : {&r.output_symlinks(), &r.output_file_symlinks(),
+                            &r.output_directory_symlinks()}) {
+    if (absl::Status s = ValidateSymlinks(*links, "output_symlinks"); !s.ok()) {
+      return s;
+    }
+  }
+#pragma GCC diagnostic pop
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateActionResult(const ActionResult& result) {
+  if (absl::Status s = ValidateOutputs(result); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ValidateAllSymlinks(result); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          ValidateOptionalDigest(result.stdout_digest(), "stdout_digest");
+      !s.ok()) {
+    return s;
+  }
+  return ValidateOptionalDigest(result.stderr_digest(), "stderr_digest");
+}
+
+std::string ActionCacheKey(absl::string_view instance_name,
+                           const cas::Digest& action_digest) {
+  // Length-prefixed so that no two (instance, action) pairs collide.
+  return cas::Digest::OfData(absl::StrCat("cairn-ac-v1\n", instance_name.size(),
+                                          ":", instance_name, "\n",
+                                          action_digest.ToString()))
+      .hash();
+}
+
+absl::StatusOr<ActionResult> ActionCache::Get(
+    absl::string_view instance_name, const cas::Digest& action_digest,
+    const InlineRequest& inline_request) {
+  absl::StatusOr<std::string> value =
+      store_->GetEntry(ActionCacheKey(instance_name, action_digest));
+  if (absl::IsNotFound(value.status()) || absl::IsDataLoss(value.status())) {
+    return NotFoundResult(
+        action_digest,
+        absl::StrCat("not found in instance \"", instance_name, "\""));
+  }
+  if (!value.ok()) {
+    return value.status();
+  }
+  ActionResult result;
+  if (!result.ParseFromString(*value) || !ValidateActionResult(result).ok()) {
+    return NotFoundResult(action_digest, "stored entry does not parse");
+  }
+  if (absl::Status s = CheckComplete(store_, action_digest, result); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          InlineRequested(store_, action_digest, inline_request, &result);
+      !s.ok()) {
+    return s;
+  }
+  return result;
+}
+
+absl::StatusOr<ActionResult> ActionCache::Update(
+    absl::string_view instance_name, const cas::Digest& action_digest,
+    const ActionResult& result) {
+  if (absl::Status s = ValidateActionResult(result); !s.ok()) {
+    return s;
+  }
+  ActionResult stored = result;
+  if (absl::Status s = MoveAllInlined(store_, &stored); !s.ok()) {
+    return s;
+  }
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream out(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&out);
+    coded.SetSerializationDeterministic(true);
+    stored.SerializeToCodedStream(&coded);
+  }
+  if (absl::Status s =
+          store_->PutEntry(ActionCacheKey(instance_name, action_digest), bytes);
+      !s.ok()) {
+    return s;
+  }
+  return stored;
+}
+
+}  // namespace cairn::actioncache

@@ -1,0 +1,126 @@
+// Implementation notes: a doubly linked list in access order (front = least
+// recently used) plus a hash set of list iterators looked up by key, so each
+// key is stored once. used_bytes_ and counts_ always equal the sums over lru_.
+#include "cas/lru_index.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "cas/digest.h"
+
+namespace cairn::cas {
+namespace {
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  return -1;
+}
+
+}  // namespace
+
+absl::StatusOr<ItemKey> ItemKey::FromHex(ItemKind kind, absl::string_view hex) {
+  if (absl::Status s = ValidateSha256Hex(hex); !s.ok()) {
+    return s;
+  }
+  ItemKey key;
+  key.kind = kind;
+  for (size_t i = 0; i < key.id.size(); ++i) {
+    key.id[i] = static_cast<uint8_t>(HexValue(hex[2 * i]) << 4 |
+                                     HexValue(hex[2 * i + 1]));
+  }
+  return key;
+}
+
+std::string ItemKey::HexId() const {
+  return HexEncode(
+      absl::string_view(reinterpret_cast<const char*>(id.data()), id.size()));
+}
+
+LruIndex::LruIndex(int64_t max_bytes) : max_bytes_(max_bytes) {}
+
+std::optional<int64_t> LruIndex::Peek(const ItemKey& key) const {
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) {
+    return std::nullopt;
+  }
+  return (*it)->size;
+}
+
+std::optional<int64_t> LruIndex::Touch(const ItemKey& key) {
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) {
+    return std::nullopt;
+  }
+  lru_.splice(lru_.end(), lru_, *it);
+  return (*it)->size;
+}
+
+void LruIndex::Insert(const ItemKey& key, int64_t size) {
+  auto it = by_key_.find(key);
+  if (it != by_key_.end()) {
+    used_bytes_ += size - (*it)->size;
+    (*it)->size = size;
+    lru_.splice(lru_.end(), lru_, *it);
+    return;
+  }
+  lru_.push_back(Item{key, size});
+  by_key_.insert(std::prev(lru_.end()));
+  used_bytes_ += size;
+  ++counts_[Slot(key.kind)];
+}
+
+std::optional<int64_t> LruIndex::Erase(const ItemKey& key) {
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) {
+    return std::nullopt;
+  }
+  Iter item = *it;
+  int64_t size = item->size;
+  by_key_.erase(it);
+  used_bytes_ -= size;
+  --counts_[Slot(item->key.kind)];
+  lru_.erase(item);
+  return size;
+}
+
+void LruIndex::EvictFront(std::vector<Item>* victims) {
+  Item victim = lru_.front();
+  Erase(victim.key);
+  ++evictions_;
+  evicted_bytes_ += victim.size;
+  victims->push_back(victim);
+}
+
+absl::StatusOr<std::vector<LruIndex::Item>> LruIndex::Reserve(int64_t bytes) {
+  if (bytes < 0 || bytes > max_bytes_ - reserved_bytes_) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot reserve ", bytes, " bytes: budget ", max_bytes_,
+                     ", ", reserved_bytes_, " reserved by writes in progress"));
+  }
+  std::vector<Item> victims;
+  while (used_bytes_ + reserved_bytes_ + bytes > max_bytes_) {
+    EvictFront(&victims);
+  }
+  reserved_bytes_ += bytes;
+  return victims;
+}
+
+void LruIndex::Release(int64_t bytes) { reserved_bytes_ -= bytes; }
+
+std::vector<LruIndex::Item> LruIndex::EvictToFit() {
+  std::vector<Item> victims;
+  while (!lru_.empty() && used_bytes_ + reserved_bytes_ > max_bytes_) {
+    EvictFront(&victims);
+  }
+  return victims;
+}
+
+std::vector<LruIndex::Item> LruIndex::ItemsForTest() const {
+  return std::vector<Item>(lru_.begin(), lru_.end());
+}
+
+}  // namespace cairn::cas

@@ -1,0 +1,146 @@
+// LruIndex: the size-bounded least-recently-used index behind the blob
+// stores. It tracks items (CAS blobs and action-cache entries, keyed by kind
+// and a 32-byte id) with their sizes in access order, plus bytes reserved by
+// writes in progress, and picks the victims to evict when room is needed.
+// It owns no data and does no I/O: the store deletes the victims' bytes.
+//
+// Invariant: used_bytes() is the sum of the sizes of the items held. Reserve()
+// keeps used_bytes() + reserved_bytes() <= max_bytes(); Insert() may exceed it
+// only when the caller inserts without a reservation (e.g. while loading).
+//
+// Costs: Peek, Touch, Insert, Erase are O(1) expected; Reserve is O(victims).
+//
+// Thread safety: none. The owner serialises all calls (the stores call it
+// under their own mutex).
+#ifndef CAIRN_CAS_LRU_INDEX_H_
+#define CAIRN_CAS_LRU_INDEX_H_
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace cairn::cas {
+
+// What an item is: a CAS blob or a keyed (action cache) entry.
+enum class ItemKind : uint8_t { kCas = 0, kAc = 1 };
+
+// Identifies one item: its kind and the 32 raw bytes of its hash or key.
+struct ItemKey {
+  ItemKind kind = ItemKind::kCas;
+  std::array<uint8_t, 32> id{};
+
+  // Returns the key for a 64-character lowercase hex id, or INVALID_ARGUMENT.
+  static absl::StatusOr<ItemKey> FromHex(ItemKind kind, absl::string_view hex);
+  // Returns the id as 64 lowercase hex characters.
+  std::string HexId() const;
+
+  friend bool operator==(const ItemKey& a, const ItemKey& b) {
+    return a.kind == b.kind && a.id == b.id;
+  }
+  friend bool operator!=(const ItemKey& a, const ItemKey& b) {
+    return !(a == b);
+  }
+  template <typename H>
+  friend H AbslHashValue(H h, const ItemKey& k) {
+    return H::combine(std::move(h), k.kind, k.id);
+  }
+};
+
+class LruIndex {
+ public:
+  struct Item {
+    ItemKey key;
+    int64_t size = 0;
+  };
+
+  // `max_bytes` is the budget for held items plus reservations.
+  explicit LruIndex(int64_t max_bytes);
+
+  LruIndex(const LruIndex&) = delete;
+  LruIndex& operator=(const LruIndex&) = delete;
+
+  // Returns the item's size without changing its position; nullopt if absent.
+  std::optional<int64_t> Peek(const ItemKey& key) const;
+
+  // Marks the item most recently used and returns its size; nullopt if absent.
+  std::optional<int64_t> Touch(const ItemKey& key);
+
+  // Inserts the item as most recently used, or replaces its size and marks it
+  // most recently used if present. Never evicts (see Reserve()).
+  void Insert(const ItemKey& key, int64_t size);
+
+  // Removes the item and returns its size; nullopt if absent. Not counted as
+  // an eviction.
+  std::optional<int64_t> Erase(const ItemKey& key);
+
+  // Reserves `bytes` for a write in progress, first evicting least recently
+  // used items until they fit. Returns the evicted items (the caller deletes
+  // their data). RESOURCE_EXHAUSTED, evicting nothing, when `bytes` cannot fit
+  // even with every item evicted.
+  absl::StatusOr<std::vector<Item>> Reserve(int64_t bytes);
+
+  // Returns `bytes` previously reserved.
+  void Release(int64_t bytes);
+
+  // Evicts least recently used items until used + reserved <= max and
+  // returns them. Used after loading an over-full store.
+  std::vector<Item> EvictToFit();
+
+  int64_t max_bytes() const { return max_bytes_; }
+  int64_t used_bytes() const { return used_bytes_; }
+  int64_t reserved_bytes() const { return reserved_bytes_; }
+  int64_t count(ItemKind kind) const { return counts_[Slot(kind)]; }
+  size_t size() const { return lru_.size(); }
+  int64_t evictions() const { return evictions_; }
+  int64_t evicted_bytes() const { return evicted_bytes_; }
+
+  // Returns all items from least to most recently used.
+  std::vector<Item> ItemsForTest() const;
+
+ private:
+  using List = std::list<Item>;  // Front: least recently used.
+  using Iter = List::iterator;
+
+  struct IterHash {
+    using is_transparent = void;
+    size_t operator()(const ItemKey& k) const {
+      return absl::Hash<ItemKey>()(k);
+    }
+    size_t operator()(Iter it) const { return (*this)(it->key); }
+  };
+  struct IterEq {
+    using is_transparent = void;
+    static const ItemKey& K(const ItemKey& k) { return k; }
+    static const ItemKey& K(Iter it) { return it->key; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return K(a) == K(b);
+    }
+  };
+
+  static size_t Slot(ItemKind kind) { return static_cast<size_t>(kind); }
+  void EvictFront(std::vector<Item>* victims);
+
+  const int64_t max_bytes_;
+  List lru_;
+  absl::flat_hash_set<Iter, IterHash, IterEq> by_key_;
+  int64_t used_bytes_ = 0;
+  int64_t reserved_bytes_ = 0;
+  int64_t counts_[2] = {0, 0};
+  int64_t evictions_ = 0;
+  int64_t evicted_bytes_ = 0;
+};
+
+}  // namespace cairn::cas
+
+#endif  // CAIRN_CAS_LRU_INDEX_H_

@@ -1,0 +1,293 @@
+#include "actioncache/action_cache.h"
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "cas/memory_blob_store.h"
+#include "gtest/gtest.h"
+
+namespace cairn::actioncache {
+namespace {
+
+namespace v2 = ::build::bazel::remote::execution::v2;
+
+v2::Digest ToProto(const cas::Digest& d) {
+  v2::Digest out;
+  out.set_hash(d.hash());
+  out.set_size_bytes(d.size_bytes());
+  return out;
+}
+
+v2::Digest Proto(const std::string& hash, int64_t size) {
+  v2::Digest out;
+  out.set_hash(hash);
+  out.set_size_bytes(size);
+  return out;
+}
+
+class ActionCacheTest : public testing::Test {
+ protected:
+  // Stores `data` in the CAS and returns its digest.
+  v2::Digest Blob(const std::string& data) {
+    cas::Digest d = cas::Digest::OfData(data);
+    EXPECT_TRUE(store_->Write(d, data).ok());
+    return ToProto(d);
+  }
+
+  // A result with one output file, stdout and stderr, all stored.
+  ActionResult Complete() {
+    ActionResult r;
+    v2::OutputFile* f = r.add_output_files();
+    f->set_path("out/a.o");
+    *f->mutable_digest() = Blob("object code");
+    *r.mutable_stdout_digest() = Blob("compiler says hi");
+    *r.mutable_stderr_digest() = Blob("warning: x");
+    r.set_exit_code(0);
+    return r;
+  }
+
+  std::unique_ptr<cas::BlobStore> store_ =
+      cas::NewMemoryBlobStore({.max_size_bytes = 1 << 20});
+  ActionCache cache_{store_.get()};
+  cas::Digest action_ = cas::Digest::OfData("action");
+};
+
+TEST_F(ActionCacheTest, MissIsNotFound) {
+  EXPECT_EQ(cache_.Get("", action_, {}).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(ActionCacheTest, UpdateThenGet) {
+  ActionResult r = Complete();
+  r.set_exit_code(3);
+  ASSERT_TRUE(cache_.Update("", action_, r).ok());
+  absl::StatusOr<ActionResult> got = cache_.Get("", action_, {});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->exit_code(), 3);
+  EXPECT_EQ(got->output_files(0).path(), "out/a.o");
+  EXPECT_TRUE(got->stdout_raw().empty());  // Not asked for.
+  EXPECT_TRUE(got->output_files(0).contents().empty());
+}
+
+TEST_F(ActionCacheTest, InstancesAreSeparate) {
+  ActionResult r = Complete();
+  ASSERT_TRUE(cache_.Update("a", action_, r).ok());
+  EXPECT_TRUE(cache_.Get("a", action_, {}).ok());
+  EXPECT_EQ(cache_.Get("b", action_, {}).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(cache_.Get("", action_, {}).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_NE(ActionCacheKey("a/b", action_), ActionCacheKey("a", action_));
+  EXPECT_EQ(ActionCacheKey("a", action_).size(), 64u);
+}
+
+TEST_F(ActionCacheTest, NotFoundWhenAnOutputIsMissing) {
+  ActionResult r = Complete();
+  *r.mutable_output_files(0)->mutable_digest() =
+      ToProto(cas::Digest::OfData("never uploaded"));
+  ASSERT_TRUE(cache_.Update("", action_, r).ok());
+  EXPECT_EQ(cache_.Get("", action_, {}).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(ActionCacheTest, NotFoundWhenStdoutIsMissing) {
+  ActionResult r = Complete();
+  *r.mutable_stdout_digest() = ToProto(cas::Digest::OfData("gone"));
+  ASSERT_TRUE(cache_.Update("", action_, r).ok());
+  EXPECT_EQ(cache_.Get("", action_, {}).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(ActionCacheTest, TreesAreCheckedDownToTheirFiles) {
+  v2::Tree tree;
+  v2::FileNode* file = tree.mutable_root()->add_files();
+  file->set_name("f");
+  *file->mutable_digest() = Blob("file in root");
+  v2::FileNode* child_file = tree.add_children()->add_files();
+  child_file->set_name("g");
+  *child_file->mutable_digest() = ToProto(cas::Digest::OfData("not stored"));
+  ActionResult r = Complete();
+  v2::OutputDirectory* dir = r.add_output_directories();
+  dir->set_path("out/dir");
+  *dir->mutable_tree_digest() = Blob(tree.SerializeAsString());
+  ASSERT_TRUE(cache_.Update("", action_, r).ok());
+  EXPECT_EQ(cache_.Get("", action_, {}).status().code(),
+            absl::StatusCode::kNotFound);
+  Blob("not stored");
+  EXPECT_TRUE(cache_.Get("", action_, {}).ok());
+  // A missing tree blob itself is NOT_FOUND too.
+  *dir->mutable_tree_digest() = ToProto(cas::Digest::OfData("no tree"));
+  ASSERT_TRUE(cache_.Update("", action_, r).ok());
+  EXPECT_EQ(cache_.Get("", action_, {}).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(ActionCacheTest, InlinesRequestedContentsWithinBudget) {
+  ActionResult r = Complete();
+  v2::OutputFile* big = r.add_output_files();
+  big->set_path("out/big");
+  *big->mutable_digest() = Blob(std::string(1000, 'b'));
+  ASSERT_TRUE(cache_.Update("", action_, r).ok());
+
+  InlineRequest req;
+  req.stdout_raw = true;
+  req.stderr_raw = true;
+  req.output_files = {"out/a.o", "out/big"};
+  absl::StatusOr<ActionResult> got = cache_.Get("", action_, req);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->stdout_raw(), "compiler says hi");
+  EXPECT_EQ(got->stderr_raw(), "warning: x");
+  EXPECT_EQ(got->output_files(0).contents(), "object code");
+  EXPECT_EQ(got->output_files(1).contents(), std::string(1000, 'b'));
+  EXPECT_EQ(got->stdout_digest().size_bytes(), 16);  // Digest kept.
+
+  req.max_inline_bytes = 100;  // Room for the small ones only.
+  got = cache_.Get("", action_, req);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->stdout_raw(), "compiler says hi");
+  EXPECT_EQ(got->output_files(0).contents(), "object code");
+  EXPECT_TRUE(got->output_files(1).contents().empty());
+
+  req = InlineRequest{};
+  req.stderr_raw = true;
+  got = cache_.Get("", action_, req);
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got->stdout_raw().empty());
+  EXPECT_EQ(got->stderr_raw(), "warning: x");
+}
+
+TEST_F(ActionCacheTest, InlinedContentsMoveToTheCas) {
+  ActionResult r;
+  r.set_stdout_raw("inline out");
+  r.set_stderr_raw("inline err");
+  v2::OutputFile* f = r.add_output_files();
+  f->set_path("x");
+  f->set_contents("file body");
+  *f->mutable_digest() = ToProto(cas::Digest::OfData("file body"));
+  absl::StatusOr<ActionResult> stored = cache_.Update("", action_, r);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_TRUE(stored->stdout_raw().empty());
+  EXPECT_TRUE(stored->output_files(0).contents().empty());
+  EXPECT_EQ(stored->stdout_digest().hash(),
+            cas::Digest::OfData("inline out").hash());
+  EXPECT_EQ(*store_->Read(cas::Digest::OfData("inline out")), "inline out");
+  EXPECT_EQ(*store_->Read(cas::Digest::OfData("inline err")), "inline err");
+  EXPECT_EQ(*store_->Read(cas::Digest::OfData("file body")), "file body");
+  EXPECT_TRUE(cache_.Get("", action_, {}).ok());
+}
+
+TEST_F(ActionCacheTest, InlinedContentsMustMatchTheirDigest) {
+  ActionResult r;
+  v2::OutputFile* f = r.add_output_files();
+  f->set_path("x");
+  f->set_contents("file body");
+  *f->mutable_digest() = ToProto(cas::Digest::OfData("other body"));
+  EXPECT_EQ(cache_.Update("", action_, r).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  ActionResult s;
+  s.set_stdout_raw("out");
+  *s.mutable_stdout_digest() = ToProto(cas::Digest::OfData("different"));
+  EXPECT_EQ(cache_.Update("", action_, s).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(cache_.Get("", action_, {}).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+struct BadResult {
+  std::string name;
+  std::function<void(ActionResult*)> mutate;
+};
+
+class ValidationTest : public testing::TestWithParam<BadResult> {};
+
+TEST_P(ValidationTest, IsInvalidArgument) {
+  ActionResult r;
+  v2::OutputFile* f = r.add_output_files();
+  f->set_path("ok/path");
+  *f->mutable_digest() = ToProto(cas::Digest::OfData("x"));
+  ASSERT_TRUE(ValidateActionResult(r).ok());
+  GetParam().mutate(&r);
+  absl::Status s = ValidateActionResult(r);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+}
+
+const std::string kAbc =
+    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+auto SetPath(std::string path) {
+  return
+      [path](ActionResult* r) { r->mutable_output_files(0)->set_path(path); };
+}
+auto SetDigest(std::string hash, int64_t size) {
+  return [hash, size](ActionResult* r) {
+    *r->mutable_output_files(0)->mutable_digest() = Proto(hash, size);
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, ValidationTest,
+    testing::Values(BadResult{"AbsolutePath", SetPath("/etc/passwd")},
+                    BadResult{"DotDot", SetPath("a/../b")},
+                    BadResult{"LeadingDotDot", SetPath("../b")},
+                    BadResult{"Dot", SetPath("a/./b")},
+                    BadResult{"EmptySegment", SetPath("a//b")},
+                    BadResult{"TrailingSlash", SetPath("a/b/")},
+                    BadResult{"EmptyPath", SetPath("")},
+                    BadResult{"NulInPath", SetPath(std::string("a\0b", 3))},
+                    BadResult{"UppercaseHash",
+                              SetDigest(std::string(64, 'A'), 3)},
+                    BadResult{"ShortHash", SetDigest(kAbc.substr(1), 3)},
+                    BadResult{"NegativeSize", SetDigest(kAbc, -1)},
+                    BadResult{"MissingDigest", SetDigest("", 0)},
+                    BadResult{"BadStdoutDigest",
+                              [](ActionResult* r) {
+                                *r->mutable_stdout_digest() = Proto("zz", 1);
+                              }},
+                    BadResult{"BadStderrDigest",
+                              [](ActionResult* r) {
+                                *r->mutable_stderr_digest() = Proto(kAbc, -5);
+                              }},
+                    BadResult{"BadTreeDigest",
+                              [](ActionResult* r) {
+                                v2::OutputDirectory* d =
+                                    r->add_output_directories();
+                                d->set_path("d");
+                                *d->mutable_tree_digest() = Proto("nothex", 1);
+                              }},
+                    BadResult{"MissingTreeDigest",
+                              [](ActionResult* r) {
+                                r->add_output_directories()->set_path("d");
+                              }},
+                    BadResult{"DirectoryDotDot",
+                              [](ActionResult* r) {
+                                v2::OutputDirectory* d =
+                                    r->add_output_directories();
+                                d->set_path("..");
+                                *d->mutable_tree_digest() = Proto(kAbc, 3);
+                              }},
+                    BadResult{"SymlinkAbsolutePath",
+                              [](ActionResult* r) {
+                                v2::OutputSymlink* l = r->add_output_symlinks();
+                                l->set_path("/abs");
+                                l->set_target("t");
+                              }}),
+    [](const testing::TestParamInfo<BadResult>& info) {
+      return info.param.name;
+    });
+
+TEST(ValidateActionResultTest, AcceptsCleanResults) {
+  ActionResult r;
+  EXPECT_TRUE(ValidateActionResult(r).ok());  // Empty result is fine.
+  v2::OutputSymlink* l = r.add_output_symlinks();
+  l->set_path("lib/link");
+  l->set_target("../target");  // Targets may point upwards.
+  v2::OutputDirectory* d = r.add_output_directories();
+  d->set_path("a.b/c..d/.e");
+  *d->mutable_tree_digest() = Proto(kAbc, 3);
+  EXPECT_TRUE(ValidateActionResult(r).ok());
+}
+
+}  // namespace
+}  // namespace cairn::actioncache

@@ -1,0 +1,161 @@
+#include "cas/lru_index.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "cas/digest.h"
+#include "gtest/gtest.h"
+
+namespace cairn::cas {
+namespace {
+
+ItemKey K(int i, ItemKind kind = ItemKind::kCas) {
+  return *ItemKey::FromHex(kind, Digest::OfData(std::to_string(i)).hash());
+}
+
+// Returns the order of the items (by test number) from LRU to MRU.
+std::vector<int> Order(const LruIndex& index, int n) {
+  std::vector<int> out;
+  for (const LruIndex::Item& item : index.ItemsForTest()) {
+    for (int i = 0; i < n; ++i) {
+      if (item.key == K(i, item.key.kind)) {
+        out.push_back(item.key.kind == ItemKind::kAc ? 100 + i : i);
+      }
+    }
+  }
+  return out;
+}
+
+TEST(ItemKeyTest, HexRoundTrip) {
+  std::string hex = Digest::OfData("x").hash();
+  absl::StatusOr<ItemKey> k = ItemKey::FromHex(ItemKind::kAc, hex);
+  ASSERT_TRUE(k.ok());
+  EXPECT_EQ(k->HexId(), hex);
+  EXPECT_EQ(k->kind, ItemKind::kAc);
+  EXPECT_NE(*k, *ItemKey::FromHex(ItemKind::kCas, hex));
+}
+
+TEST(ItemKeyTest, RejectsBadHex) {
+  for (std::string bad : {std::string(""), std::string(64, 'G'),
+                          std::string(63, 'a'), std::string(64, 'A')}) {
+    EXPECT_EQ(ItemKey::FromHex(ItemKind::kCas, bad).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+}
+
+TEST(LruIndexTest, InsertPeekTouchErase) {
+  LruIndex index(1000);
+  index.Insert(K(1), 10);
+  index.Insert(K(2), 20);
+  index.Insert(K(3, ItemKind::kAc), 30);
+  EXPECT_EQ(index.used_bytes(), 60);
+  EXPECT_EQ(index.count(ItemKind::kCas), 2);
+  EXPECT_EQ(index.count(ItemKind::kAc), 1);
+  EXPECT_EQ(Order(index, 4), (std::vector<int>{1, 2, 103}));
+  EXPECT_EQ(index.Peek(K(1)), 10);
+  EXPECT_EQ(Order(index, 4), (std::vector<int>{1, 2, 103}));  // Peek: no move.
+  EXPECT_EQ(index.Touch(K(1)), 10);
+  EXPECT_EQ(Order(index, 4), (std::vector<int>{2, 103, 1}));
+  EXPECT_EQ(index.Touch(K(3)), std::nullopt);  // Kind is part of the key.
+  EXPECT_EQ(index.Erase(K(2)), 20);
+  EXPECT_EQ(index.Erase(K(2)), std::nullopt);
+  EXPECT_EQ(index.used_bytes(), 40);
+  EXPECT_EQ(index.size(), 2u);
+  EXPECT_EQ(index.evictions(), 0);
+}
+
+TEST(LruIndexTest, InsertReplacesAndRefreshes) {
+  LruIndex index(1000);
+  index.Insert(K(1), 10);
+  index.Insert(K(2), 20);
+  index.Insert(K(1), 15);
+  EXPECT_EQ(index.used_bytes(), 35);
+  EXPECT_EQ(index.size(), 2u);
+  EXPECT_EQ(Order(index, 3), (std::vector<int>{2, 1}));
+}
+
+TEST(LruIndexTest, ReserveEvictsLeastRecentlyUsed) {
+  LruIndex index(100);
+  for (int i = 0; i < 5; ++i) {
+    index.Insert(K(i), 20);
+  }
+  index.Touch(K(0));
+  absl::StatusOr<std::vector<LruIndex::Item>> victims = index.Reserve(30);
+  ASSERT_TRUE(victims.ok());
+  ASSERT_EQ(victims->size(), 2u);
+  EXPECT_EQ((*victims)[0].key, K(1));
+  EXPECT_EQ((*victims)[1].key, K(2));
+  EXPECT_EQ(index.reserved_bytes(), 30);
+  EXPECT_EQ(index.used_bytes(), 60);
+  EXPECT_EQ(index.evictions(), 2);
+  EXPECT_EQ(index.evicted_bytes(), 40);
+  EXPECT_EQ(Order(index, 5), (std::vector<int>{3, 4, 0}));
+}
+
+TEST(LruIndexTest, ReserveWithinBudgetEvictsNothing) {
+  LruIndex index(100);
+  index.Insert(K(1), 50);
+  absl::StatusOr<std::vector<LruIndex::Item>> victims = index.Reserve(50);
+  ASSERT_TRUE(victims.ok());
+  EXPECT_TRUE(victims->empty());
+  EXPECT_TRUE(index.Reserve(0).ok());
+}
+
+TEST(LruIndexTest, ReservationsPinBytes) {
+  LruIndex index(100);
+  index.Insert(K(1), 40);
+  ASSERT_TRUE(index.Reserve(60).ok());
+  // 60 reserved: 41 more can never fit, and nothing is evicted trying.
+  EXPECT_EQ(index.Reserve(41).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(index.Peek(K(1)), 40);
+  // 40 fits by evicting the item.
+  absl::StatusOr<std::vector<LruIndex::Item>> victims = index.Reserve(40);
+  ASSERT_TRUE(victims.ok());
+  EXPECT_EQ(victims->size(), 1u);
+  EXPECT_EQ(index.reserved_bytes(), 100);
+  index.Release(60);
+  index.Release(40);
+  EXPECT_EQ(index.reserved_bytes(), 0);
+}
+
+TEST(LruIndexTest, TooLargeOrNegativeIsResourceExhausted) {
+  LruIndex index(100);
+  index.Insert(K(1), 10);
+  EXPECT_EQ(index.Reserve(101).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(index.Reserve(-1).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(index.size(), 1u);
+}
+
+TEST(LruIndexTest, EvictToFitAfterOverfullLoad) {
+  LruIndex index(50);
+  for (int i = 0; i < 4; ++i) {
+    index.Insert(K(i), 20);
+  }
+  std::vector<LruIndex::Item> victims = index.EvictToFit();
+  ASSERT_EQ(victims.size(), 2u);
+  EXPECT_EQ(victims[0].key, K(0));
+  EXPECT_EQ(victims[1].key, K(1));
+  EXPECT_EQ(index.used_bytes(), 40);
+  EXPECT_TRUE(index.EvictToFit().empty());
+}
+
+TEST(LruIndexTest, ManyItems) {
+  LruIndex index(int64_t{1} << 40);
+  for (int i = 0; i < 100000; ++i) {
+    index.Insert(K(i), i);
+  }
+  EXPECT_EQ(index.size(), 100000u);
+  for (int i = 0; i < 100000; i += 2) {
+    ASSERT_TRUE(index.Erase(K(i)).has_value());
+  }
+  EXPECT_EQ(index.size(), 50000u);
+  EXPECT_EQ(index.Peek(K(99999)), 99999);
+}
+
+}  // namespace
+}  // namespace cairn::cas
