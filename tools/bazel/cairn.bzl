@@ -1,0 +1,64 @@
+"""Cairn's Bazel macros: the native C++ rules with the project's flags.
+
+Mirrors the CMake build: `-Wall -Wextra -Wno-unused-parameter` (C++20 comes
+from .bazelrc), includes rooted at the repository, system libraries from
+//third_party (e.g. "//third_party:absl", "//third_party:grpc").
+
+    load("//tools/bazel:cairn.bzl", "cairn_cc_library", "cairn_cc_test")
+
+    cairn_cc_library(
+        name = "cas",                       # CMake: cairn_cas
+        srcs = ["digest.cc"],
+        hdrs = ["digest.h"],
+        deps = ["//third_party:absl", "//third_party:openssl"],
+    )
+
+    cairn_cc_test(
+        name = "digest_test",               # CMake: cairn_test(digest_test ...)
+        srcs = ["digest_test.cc"],
+        deps = ["//cas"],                   # gtest, gmock and main are added
+    )
+"""
+
+# Warnings as in the top-level CMakeLists.txt.
+CAIRN_COPTS = [
+    "-Wall",
+    "-Wextra",
+    "-Wno-unused-parameter",
+]
+
+def cairn_cc_library(name, copts = [], visibility = ["//visibility:public"], **kwargs):
+    """A cc_library with Cairn's warnings, visible to the whole repository."""
+    native.cc_library(
+        name = name,
+        copts = CAIRN_COPTS + copts,
+        visibility = visibility,
+        **kwargs
+    )
+
+def cairn_cc_binary(name, copts = [], **kwargs):
+    """A cc_binary with Cairn's warnings (e.g. cairn-server)."""
+    native.cc_binary(
+        name = name,
+        copts = CAIRN_COPTS + copts,
+        **kwargs
+    )
+
+def cairn_cc_test(name, deps = [], copts = [], main = True, size = "small", **kwargs):
+    """A GoogleTest binary run by `bazel test`, like CMake's cairn_test().
+
+    Links gtest and gmock, and gtest's main() unless `main = False` (for a
+    test that defines its own). Tests that need the real binaries, network
+    peers or a Go toolchain should pass `tags = ["manual"]`: CMake/ctest runs
+    them, `bazel test //...` skips them, `bazel test //tests/integration:x`
+    still runs one explicitly. `size` defaults to "small" (a 60 s timeout);
+    pass size = "medium" or "large" for slower tests.
+    """
+    gtest = "//third_party:gtest_main" if main else "//third_party:gtest"
+    native.cc_test(
+        name = name,
+        copts = CAIRN_COPTS + copts,
+        deps = deps + ([] if gtest in deps else [gtest]),
+        size = size,
+        **kwargs
+    )
