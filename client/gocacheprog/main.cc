@@ -1,21 +1,201 @@
 // cairn-gocacheprog: Go's GOCACHEPROG protocol over a REAPI cache.
+//
+// Every flag has an environment twin (CAIRN_<FLAG IN CAPITALS>) that sets its
+// default; the command line wins. See README, "Go (cairn-gocacheprog)".
+#include <signal.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "client/gocacheprog/local_store.h"
+#include "client/gocacheprog/remote.h"
+#include "client/gocacheprog/shim.h"
+#include "client/reapi_client.h"
 
 ABSL_FLAG(std::string, remote, "",
-          "REAPI cache: grpc://HOST:PORT, grpcs://HOST:PORT or unix:///PATH.");
+          "REAPI cache: grpc://HOST:PORT, grpcs://HOST:PORT or unix:///PATH. "
+          "Empty: a purely local cache. Env: CAIRN_REMOTE.");
 ABSL_FLAG(std::string, dir, "",
-          "Local directory of bodies and index (default: user cache dir).");
+          "Local directory of bodies and index (default: "
+          "$XDG_CACHE_HOME/cairn-gocacheprog or ~/.cache/cairn-gocacheprog). "
+          "Env: CAIRN_DIR.");
+ABSL_FLAG(std::string, instance, "",
+          "REAPI instance name. Env: CAIRN_INSTANCE.");
+ABSL_FLAG(bool, read_only, false,
+          "Fetch from the remote but never upload. Env: CAIRN_READ_ONLY.");
+ABSL_FLAG(std::vector<std::string>, header, {},
+          "Extra request header NAME=VALUE; repeatable. Env: CAIRN_HEADER "
+          "(several separated by newlines).");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA bundle for grpcs:// (default: system roots). Env: "
+          "CAIRN_TLS_CA.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM client certificate for grpcs://. Env: CAIRN_TLS_CERT.");
+ABSL_FLAG(std::string, tls_key, "",
+          "PEM client key for grpcs://. Env: CAIRN_TLS_KEY.");
+ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10),
+          "Deadline of each remote call. Env: CAIRN_TIMEOUT.");
+ABSL_FLAG(int64_t, local_max_size, int64_t{5} << 30,
+          "Bound of the local directory in bytes (LRU trimmed). Env: "
+          "CAIRN_LOCAL_MAX_SIZE.");
+ABSL_FLAG(absl::Duration, flush_timeout, absl::Seconds(30),
+          "How long `close` waits for queued uploads. Env: "
+          "CAIRN_FLUSH_TIMEOUT.");
+ABSL_FLAG(bool, stats, false,
+          "Print one summary line on stderr at exit. Env: CAIRN_STATS.");
+ABSL_FLAG(bool, v, false, "Log every request to stderr. Env: CAIRN_VERBOSE.");
+
+namespace {
+
+using cairn::client::gocacheprog::ShimOptions;
+
+// Applies CAIRN_* environment variables as flag defaults. Returns false
+// (after printing why) when one does not parse.
+bool ApplyEnvironment() {
+  const std::pair<const char*, const char*> kTwins[] = {
+      {"remote", "CAIRN_REMOTE"},
+      {"dir", "CAIRN_DIR"},
+      {"instance", "CAIRN_INSTANCE"},
+      {"read_only", "CAIRN_READ_ONLY"},
+      {"tls_ca", "CAIRN_TLS_CA"},
+      {"tls_cert", "CAIRN_TLS_CERT"},
+      {"tls_key", "CAIRN_TLS_KEY"},
+      {"timeout", "CAIRN_TIMEOUT"},
+      {"local_max_size", "CAIRN_LOCAL_MAX_SIZE"},
+      {"flush_timeout", "CAIRN_FLUSH_TIMEOUT"},
+      {"stats", "CAIRN_STATS"},
+      {"v", "CAIRN_VERBOSE"},
+  };
+  for (const auto& [flag, env] : kTwins) {
+    const char* value = std::getenv(env);
+    if (value == nullptr || *value == '\0') {
+      continue;
+    }
+    std::string error;
+    absl::CommandLineFlag* f = absl::FindCommandLineFlag(flag);
+    if (f == nullptr || !f->ParseFrom(value, &error)) {
+      std::fprintf(stderr, "cairn-gocacheprog: %s=%s: %s\n", env, value,
+                   error.c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+// Collects every --header occurrence (absl keeps only the last one) from
+// argv, removing them, plus CAIRN_HEADER.
+std::vector<std::string> TakeHeaders(int& argc, char** argv) {
+  std::vector<std::string> headers;
+  if (const char* env = std::getenv("CAIRN_HEADER"); env != nullptr) {
+    for (absl::string_view h : absl::StrSplit(env, '\n', absl::SkipEmpty())) {
+      headers.emplace_back(h);
+    }
+  }
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view a = argv[i];
+    if (absl::ConsumePrefix(&a, "--header=") ||
+        absl::ConsumePrefix(&a, "-header=")) {
+      headers.emplace_back(a);
+    } else if ((a == "--header" || a == "-header") && i + 1 < argc) {
+      headers.emplace_back(argv[++i]);
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  argc = out;
+  return headers;
+}
+
+std::string DefaultDir() {
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) {
+    return std::string(xdg) + "/cairn-gocacheprog";
+  }
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : "/tmp") + "/.cache/cairn-gocacheprog";
+}
+
+// Builds the remote named by the flags, or null for a purely local cache.
+absl::StatusOr<std::unique_ptr<cairn::client::gocacheprog::Remote>> MakeRemote(
+    const std::vector<std::string>& headers) {
+  if (absl::GetFlag(FLAGS_remote).empty()) {
+    return nullptr;
+  }
+  cairn::client::ReapiClientOptions o;
+  o.target = absl::GetFlag(FLAGS_remote);
+  o.instance_name = absl::GetFlag(FLAGS_instance);
+  o.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+  o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  o.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  o.timeout = absl::GetFlag(FLAGS_timeout);
+  o.max_attempts = 2;  // Fail fast: the breaker handles longer outages.
+  o.tool_name = "cairn-gocacheprog";
+  for (const std::string& h : headers) {
+    auto parsed = cairn::client::ParseHeader(h);
+    if (!parsed.ok()) {
+      return parsed.status();
+    }
+    o.headers.push_back(*std::move(parsed));
+  }
+  auto client = cairn::client::NewReapiClient(o);
+  if (!client.ok()) {
+    return client.status();
+  }
+  return cairn::client::gocacheprog::NewReapiRemote(*std::move(client));
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "GOCACHEPROG for the go command, backed by a REAPI cache.\n"
-      "Usage: GOCACHEPROG='cairn-gocacheprog --remote=grpc://HOST:PORT' go build");
+      "Usage: GOCACHEPROG='cairn-gocacheprog --remote=grpc://HOST:PORT' go "
+      "build");
+  signal(SIGPIPE, SIG_IGN);
+  std::vector<std::string> headers = TakeHeaders(argc, argv);
+  if (!ApplyEnvironment()) {
+    return 2;
+  }
   absl::ParseCommandLine(argc, argv);
-  std::fprintf(stderr, "cairn-gocacheprog: not implemented yet\n");
-  return 1;
+  for (const std::string& h : absl::GetFlag(FLAGS_header)) {
+    headers.push_back(h);
+  }
+  std::string dir = absl::GetFlag(FLAGS_dir);
+  auto local = cairn::client::gocacheprog::OpenLocalStore(
+      dir.empty() ? DefaultDir() : dir, absl::GetFlag(FLAGS_local_max_size));
+  auto remote = local.ok() ? MakeRemote(headers) : local.status();
+  if (!local.ok() || !remote.ok()) {
+    std::fprintf(
+        stderr, "cairn-gocacheprog: %s\n",
+        (local.ok() ? remote.status() : local.status()).ToString().c_str());
+    return 2;
+  }
+  ShimOptions options;
+  options.read_only = absl::GetFlag(FLAGS_read_only);
+  options.flush_timeout = absl::GetFlag(FLAGS_flush_timeout);
+  options.verbose = absl::GetFlag(FLAGS_v);
+  options.remote_name = absl::GetFlag(FLAGS_remote);
+  cairn::client::gocacheprog::Shim shim(local->get(), remote->get(), options);
+  absl::Status s = shim.Run(STDIN_FILENO, STDOUT_FILENO);
+  if (absl::GetFlag(FLAGS_stats)) {
+    std::fprintf(stderr, "%s\n", shim.stats().Summary().c_str());
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "cairn-gocacheprog: %s\n", s.ToString().c_str());
+  }
+  std::fflush(stderr);
+  // Exit without unwinding: abandoned uploads may still be inside gRPC calls,
+  // and everything owed has been answered or reported above.
+  _exit(s.ok() ? 0 : 2);
 }

@@ -1,0 +1,392 @@
+#include "client/gocacheprog/local_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <list>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "cas/digest.h"
+
+// Invariants: `index_` holds every committed file under a/ and o/ exactly
+// once with its size, ordered in `lru_` (front = most recent); `total_` is
+// the sum of their sizes. Files are deleted only after they left the index,
+// off the lock. Pinned bodies are skipped by eviction.
+
+namespace cairn::client::gocacheprog {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Errno(absl::string_view what, const std::string& path) {
+  return absl::StrCat(what, " ", path, ": ", std::strerror(errno));
+}
+
+absl::Status WriteAll(int fd, absl::string_view data, const std::string& p) {
+  while (!data.empty()) {
+    ssize_t n = write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return absl::InternalError(Errno("write", p));
+    }
+    data.remove_prefix(n);
+  }
+  return absl::OkStatus();
+}
+
+std::string EncodeEntry(const Entry& e) {
+  return absl::StrCat("v1 ", cas::HexEncode(e.output_id), " ", e.size, " ",
+                      absl::ToUnixNanos(e.time), "\n");
+}
+
+std::optional<Entry> DecodeEntry(absl::string_view text) {
+  std::vector<absl::string_view> f =
+      absl::StrSplit(absl::StripSuffix(text, "\n"), ' ');
+  Entry e;
+  int64_t nanos = 0;
+  if (f.size() != 4 || f[0] != "v1" || !cas::ValidateSha256Hex(f[1]).ok() ||
+      !absl::SimpleAtoi(f[2], &e.size) || !absl::SimpleAtoi(f[3], &nanos) ||
+      e.size < 0) {
+    return std::nullopt;
+  }
+  e.output_id = absl::HexStringToBytes(f[1]);
+  e.time = absl::FromUnixNanos(nanos);
+  return e;
+}
+
+// Creates a unique file in `tmp_dir`; returns its fd and path.
+absl::StatusOr<std::pair<int, std::string>> CreateTemp(
+    const std::string& tmp_dir) {
+  static std::atomic<uint64_t> counter{0};
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    std::string path =
+        absl::StrCat(tmp_dir, "/", getpid(), "-", counter.fetch_add(1), "-",
+                     absl::ToUnixNanos(absl::Now()) % 1000000);
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      return std::make_pair(fd, path);
+    }
+    if (errno != EEXIST) {
+      return absl::InternalError(Errno("create", path));
+    }
+  }
+  return absl::InternalError(absl::StrCat("no unique temp name in ", tmp_dir));
+}
+
+class DirLocalStore;
+
+class FileBodyWriter final : public BodyWriter {
+ public:
+  FileBodyWriter(DirLocalStore* store, int fd, std::string path)
+      : store_(store), fd_(fd), path_(std::move(path)) {}
+  ~FileBodyWriter() override {
+    if (fd_ >= 0) {
+      close(fd_);
+    }
+    if (!committed_) {
+      unlink(path_.c_str());
+    }
+  }
+  absl::Status Append(absl::string_view data) override {
+    hasher_.Update(data);
+    return WriteAll(fd_, data, path_);
+  }
+  absl::StatusOr<std::string> Commit(absl::string_view output_id,
+                                     int64_t size) override;
+
+ private:
+  DirLocalStore* store_;  // Not owned; must outlive the writer.
+  int fd_;
+  std::string path_;
+  cas::Sha256Hasher hasher_;
+  bool committed_ = false;
+};
+
+class DirLocalStore final : public LocalStore {
+ public:
+  DirLocalStore(std::string root, int64_t max_size)
+      : root_(std::move(root)), max_size_(max_size) {}
+
+  absl::Status Init();
+  std::optional<LocalHit> Get(absl::string_view action_id) override;
+  absl::StatusOr<std::unique_ptr<BodyWriter>> NewBody() override;
+  absl::Status PutEntry(absl::string_view action_id,
+                        const Entry& entry) override;
+  std::string BodyPath(absl::string_view output_id) const override {
+    return absl::StrCat(root_, "/o/", cas::HexEncode(output_id));
+  }
+  int64_t SizeBytes() const override {
+    absl::MutexLock lock(&mu_);
+    return total_;
+  }
+
+  // Moves the temp file `tmp` into place as body `output_id`.
+  absl::StatusOr<std::string> CommitBody(const std::string& tmp,
+                                         absl::string_view output_id,
+                                         int64_t size);
+
+ private:
+  struct Item {
+    int64_t size;
+    std::list<std::string>::iterator lru;
+  };
+
+  std::string EntryPath(absl::string_view action_id) const {
+    return absl::StrCat(root_, "/a/", cas::HexEncode(action_id));
+  }
+  // Adds or refreshes `rel` ("a/.." or "o/..") as most recently used.
+  void Record(const std::string& rel, int64_t size)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns true when `rel` is indexed; marks it most recently used.
+  bool Touch(const std::string& rel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Forget(const std::string& rel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes least recently used files until under the bound.
+  void Trim() ABSL_LOCKS_EXCLUDED(mu_);
+  void Scan(const std::string& sub);
+
+  const std::string root_;
+  const int64_t max_size_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Item> index_ ABSL_GUARDED_BY(mu_);
+  std::list<std::string> lru_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> pinned_ ABSL_GUARDED_BY(mu_);
+  int64_t total_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+absl::StatusOr<std::string> FileBodyWriter::Commit(absl::string_view output_id,
+                                                   int64_t size) {
+  int64_t written = hasher_.bytes();
+  std::string got = hasher_.FinishRaw();
+  if (close(fd_) != 0) {
+    fd_ = -1;
+    return absl::InternalError(Errno("close", path_));
+  }
+  fd_ = -1;
+  if (written != size || got != output_id) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("body of ", written, " bytes with SHA-256 ",
+                     cas::HexEncode(got), " does not match OutputID ",
+                     cas::HexEncode(output_id), " and size ", size));
+  }
+  absl::StatusOr<std::string> path = store_->CommitBody(path_, output_id, size);
+  committed_ = path.ok();
+  return path;
+}
+
+absl::Status DirLocalStore::Init() {
+  std::error_code ec;
+  for (const char* sub : {"/a", "/o", "/tmp"}) {
+    fs::create_directories(root_ + sub, ec);
+    if (ec) {
+      return absl::InternalError(
+          absl::StrCat("create ", root_, sub, ": ", ec.message()));
+    }
+  }
+  fs::remove_all(root_ + "/tmp", ec);  // Stray temp files of dead processes.
+  fs::create_directories(root_ + "/tmp", ec);
+  Scan("a");
+  Scan("o");
+  Trim();
+  return absl::OkStatus();
+}
+
+void DirLocalStore::Scan(const std::string& sub) {
+  struct Found {
+    int64_t mtime_ns;
+    std::string rel;
+    int64_t size;
+  };
+  std::vector<Found> found;
+  std::error_code ec;
+  for (fs::directory_iterator it(root_ + "/" + sub, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    struct stat st;
+    if (stat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      continue;
+    }
+    found.push_back({st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
+                     sub + "/" + it->path().filename().string(),
+                     static_cast<int64_t>(st.st_size)});
+  }
+  std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {
+    return a.mtime_ns < b.mtime_ns;
+  });
+  absl::MutexLock lock(&mu_);
+  for (const Found& f : found) {
+    Record(f.rel, f.size);
+  }
+}
+
+void DirLocalStore::Record(const std::string& rel, int64_t size) {
+  auto it = index_.find(rel);
+  if (it != index_.end()) {
+    total_ -= it->second.size;
+    lru_.erase(it->second.lru);
+    index_.erase(it);
+  }
+  lru_.push_front(rel);
+  index_[rel] = Item{size, lru_.begin()};
+  total_ += size;
+}
+
+bool DirLocalStore::Touch(const std::string& rel) {
+  auto it = index_.find(rel);
+  if (it == index_.end()) {
+    return false;
+  }
+  lru_.splice(lru_.begin(), lru_, it->second.lru);
+  return true;
+}
+
+void DirLocalStore::Forget(const std::string& rel) {
+  auto it = index_.find(rel);
+  if (it != index_.end()) {
+    total_ -= it->second.size;
+    lru_.erase(it->second.lru);
+    index_.erase(it);
+  }
+}
+
+void DirLocalStore::Trim() {
+  std::vector<std::string> victims;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = lru_.end();
+    while (total_ > max_size_ && it != lru_.begin()) {
+      --it;
+      if (pinned_.contains(*it)) {
+        continue;
+      }
+      std::string rel = *it;
+      it = std::next(it);  // Forget() invalidates the current position.
+      Forget(rel);
+      victims.push_back(std::move(rel));
+    }
+  }
+  for (const std::string& rel : victims) {
+    unlink((root_ + "/" + rel).c_str());
+  }
+}
+
+std::optional<LocalHit> DirLocalStore::Get(absl::string_view action_id) {
+  const std::string entry_rel = "a/" + cas::HexEncode(action_id);
+  {
+    absl::MutexLock lock(&mu_);
+    if (!Touch(entry_rel)) {
+      return std::nullopt;
+    }
+  }
+  const std::string entry_path = root_ + "/" + entry_rel;
+  char buf[256];
+  int fd = open(entry_path.c_str(), O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf)) : -1;
+  if (fd >= 0) {
+    close(fd);
+  }
+  std::optional<Entry> entry =
+      n > 0 ? DecodeEntry(absl::string_view(buf, n)) : std::nullopt;
+  if (!entry.has_value()) {
+    return std::nullopt;
+  }
+  const std::string body_rel = "o/" + cas::HexEncode(entry->output_id);
+  const std::string body_path = root_ + "/" + body_rel;
+  struct stat st;
+  if (stat(body_path.c_str(), &st) != 0 || st.st_size != entry->size) {
+    absl::MutexLock lock(&mu_);
+    Forget(body_rel);
+    return std::nullopt;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (!Touch(body_rel)) {
+      Record(body_rel, entry->size);
+    }
+    pinned_.insert(body_rel);
+  }
+  utimensat(AT_FDCWD, entry_path.c_str(), nullptr, 0);  // Persist LRU order.
+  utimensat(AT_FDCWD, body_path.c_str(), nullptr, 0);
+  return LocalHit{*std::move(entry), body_path};
+}
+
+absl::StatusOr<std::unique_ptr<BodyWriter>> DirLocalStore::NewBody() {
+  absl::StatusOr<std::pair<int, std::string>> tmp = CreateTemp(root_ + "/tmp");
+  if (!tmp.ok()) {
+    return tmp.status();
+  }
+  return std::make_unique<FileBodyWriter>(this, tmp->first,
+                                          std::move(tmp->second));
+}
+
+absl::StatusOr<std::string> DirLocalStore::CommitBody(
+    const std::string& tmp, absl::string_view output_id, int64_t size) {
+  std::string path = BodyPath(output_id);
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(Errno("rename into", path));
+  }
+  absl::MutexLock lock(&mu_);
+  Record("o/" + cas::HexEncode(output_id), size);
+  pinned_.insert("o/" + cas::HexEncode(output_id));
+  return path;
+}
+
+absl::Status DirLocalStore::PutEntry(absl::string_view action_id,
+                                     const Entry& entry) {
+  absl::StatusOr<std::pair<int, std::string>> tmp = CreateTemp(root_ + "/tmp");
+  if (!tmp.ok()) {
+    return tmp.status();
+  }
+  const std::string text = EncodeEntry(entry);
+  absl::Status s = WriteAll(tmp->first, text, tmp->second);
+  close(tmp->first);
+  const std::string path = EntryPath(action_id);
+  if (s.ok() && rename(tmp->second.c_str(), path.c_str()) != 0) {
+    s = absl::InternalError(Errno("rename into", path));
+  }
+  if (!s.ok()) {
+    unlink(tmp->second.c_str());
+    return s;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    Record("a/" + cas::HexEncode(action_id), static_cast<int64_t>(text.size()));
+  }
+  Trim();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LocalStore>> OpenLocalStore(
+    const std::string& dir, int64_t max_size) {
+  std::error_code ec;
+  fs::path abs = fs::absolute(dir, ec);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("local dir ", dir, ": ", ec.message()));
+  }
+  auto store = std::make_unique<DirLocalStore>(abs.lexically_normal().string(),
+                                               max_size);
+  if (absl::Status s = store->Init(); !s.ok()) {
+    return s;
+  }
+  return store;
+}
+
+}  // namespace cairn::client::gocacheprog

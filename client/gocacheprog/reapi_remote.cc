@@ -1,0 +1,130 @@
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "client/gocacheprog/remote.h"
+#include "google/protobuf/timestamp.pb.h"
+
+// The mapping (README, "Go (cairn-gocacheprog)"): a Go ActionID becomes the
+// AC key GoActionKey(); the body is the CAS blob SHA-256(body)/size, which is
+// Go's OutputID; the ActionResult names that blob as its one output file
+// kGoOutputPath and records the put time in execution_metadata.
+
+namespace cairn::client::gocacheprog {
+namespace {
+
+// Domain separation: no other client hashes this prefix into an AC key.
+constexpr absl::string_view kKeyPrefix("cairn-gocacheprog/v1 go-action\0", 31);
+constexpr char kWorker[] = "cairn-gocacheprog";
+
+google::protobuf::Timestamp ToTimestamp(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  int64_t ns = absl::ToUnixNanos(t);
+  ts.set_seconds(ns / 1000000000);
+  ts.set_nanos(static_cast<int32_t>(ns % 1000000000));
+  return ts;
+}
+
+absl::Time FromTimestamp(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+reapi::ActionResult MakeResult(const Entry& entry) {
+  reapi::ActionResult r;
+  reapi::OutputFile* f = r.add_output_files();
+  f->set_path(kGoOutputPath);
+  f->mutable_digest()->set_hash(cas::HexEncode(entry.output_id));
+  f->mutable_digest()->set_size_bytes(entry.size);
+  reapi::ExecutedActionMetadata* md = r.mutable_execution_metadata();
+  md->set_worker(kWorker);
+  const google::protobuf::Timestamp ts = ToTimestamp(entry.time);
+  *md->mutable_queued_timestamp() = ts;
+  *md->mutable_worker_start_timestamp() = ts;
+  *md->mutable_worker_completed_timestamp() = ts;
+  *md->mutable_execution_start_timestamp() = ts;
+  *md->mutable_execution_completed_timestamp() = ts;
+  return r;
+}
+
+class ReapiRemote final : public Remote {
+ public:
+  explicit ReapiRemote(std::unique_ptr<ReapiClient> client)
+      : client_(std::move(client)) {}
+
+  absl::StatusOr<Entry> Get(absl::string_view action_id,
+                            BodySink sink) override {
+    const cas::Digest key = GoActionKey(action_id);
+    const std::string inline_files[] = {kGoOutputPath};
+    absl::StatusOr<reapi::ActionResult> result =
+        client_->GetActionResult(key, inline_files);
+    if (!result.ok()) {
+      return result.status();
+    }
+    const reapi::OutputFile* out = nullptr;
+    for (const reapi::OutputFile& f : result->output_files()) {
+      if (f.path() == kGoOutputPath) {
+        out = &f;
+      }
+    }
+    absl::StatusOr<cas::Digest> digest =
+        out == nullptr ? absl::NotFoundError("no go-output")
+                       : cas::Digest::Create(out->digest().hash(),
+                                             out->digest().size_bytes());
+    if (!digest.ok() || result->output_files_size() != 1) {
+      return absl::NotFoundError(absl::StrCat("ac entry ", key.ToString(),
+                                              " is not a Go cache entry"));
+    }
+    Entry entry;
+    entry.output_id = absl::HexStringToBytes(digest->hash());
+    entry.size = digest->size_bytes();
+    const auto& md = result->execution_metadata();
+    entry.time = md.has_worker_completed_timestamp()
+                     ? FromTimestamp(md.worker_completed_timestamp())
+                     : absl::Now();
+    absl::Status s;
+    if (static_cast<int64_t>(out->contents().size()) == entry.size) {
+      s = entry.size > 0 ? sink(out->contents()) : absl::OkStatus();
+    } else {
+      s = client_->ReadBlob(*digest, sink);
+    }
+    if (!s.ok()) {
+      return s;
+    }
+    return entry;
+  }
+
+  absl::Status Put(absl::string_view action_id, const Entry& entry,
+                   const std::string& body_path) override {
+    absl::StatusOr<cas::Digest> digest =
+        cas::Digest::Create(cas::HexEncode(entry.output_id), entry.size);
+    if (!digest.ok()) {
+      return digest.status();
+    }
+    if (absl::Status s =
+            client_->UploadBlob(*digest, FileChunkSource(body_path));
+        !s.ok()) {
+      return s;
+    }
+    return client_->UpdateActionResult(GoActionKey(action_id),
+                                       MakeResult(entry));
+  }
+
+ private:
+  std::unique_ptr<ReapiClient> client_;
+};
+
+}  // namespace
+
+cas::Digest GoActionKey(absl::string_view action_id) {
+  cas::Sha256Hasher h;
+  h.Update(kKeyPrefix);
+  h.Update(action_id);
+  return h.FinishDigest();
+}
+
+std::unique_ptr<Remote> NewReapiRemote(std::unique_ptr<ReapiClient> client) {
+  return std::make_unique<ReapiRemote>(std::move(client));
+}
+
+}  // namespace cairn::client::gocacheprog

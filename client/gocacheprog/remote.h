@@ -1,0 +1,52 @@
+// Remote: the shim's view of a shared cache, one entry per Go ActionID.
+// The shim talks to it only through this interface, so tests can inject a
+// fake; NewReapiRemote() maps it onto a REAPI cache (see README, "Go
+// (cairn-gocacheprog)", for the mapping and its reasoning).
+//
+// Thread safety: implementations must be safe to call concurrently.
+#ifndef CAIRN_CLIENT_GOCACHEPROG_REMOTE_H_
+#define CAIRN_CLIENT_GOCACHEPROG_REMOTE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "client/gocacheprog/local_store.h"
+#include "client/reapi_client.h"
+
+namespace cairn::client::gocacheprog {
+
+using BodySink = absl::FunctionRef<absl::Status(absl::string_view chunk)>;
+
+class Remote {
+ public:
+  virtual ~Remote() = default;
+
+  // Looks up `action_id` (32 raw bytes). On a hit, streams the body into
+  // `sink` (verified against the entry's OutputID by the caller) and returns
+  // the entry. NOT_FOUND on a miss (also when the entry is unusable, e.g. not
+  // written by this program); other codes mean the remote is failing.
+  virtual absl::StatusOr<Entry> Get(absl::string_view action_id,
+                                    BodySink sink) = 0;
+
+  // Stores the body at `body_path` and then the entry for `action_id`.
+  // Errors are the remote's (PERMISSION_DENIED from read-only caches).
+  virtual absl::Status Put(absl::string_view action_id, const Entry& entry,
+                           const std::string& body_path) = 0;
+};
+
+// The path of the single output file in ActionResults written for Go.
+inline constexpr char kGoOutputPath[] = "go-output";
+
+// Returns the REAPI ActionCache key for a Go ActionID: SHA-256 over a fixed
+// domain-separating prefix plus the ActionID bytes, sized as that preimage.
+cas::Digest GoActionKey(absl::string_view action_id);
+
+// Returns a Remote over `client` (owned).
+std::unique_ptr<Remote> NewReapiRemote(std::unique_ptr<ReapiClient> client);
+
+}  // namespace cairn::client::gocacheprog
+
+#endif  // CAIRN_CLIENT_GOCACHEPROG_REMOTE_H_

@@ -1,0 +1,483 @@
+#include "client/gocacheprog/shim.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <deque>
+#include <functional>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "cas/digest.h"
+#include "client/gocacheprog/codec.h"
+
+// Threads: the caller's thread reads requests and streams put bodies; a
+// WorkQueue of `workers` threads answers them; another WorkQueue of
+// `upload_threads` uploads puts. Responses are written under `write_mu_`
+// only. Lock order: none is held while taking another, and no lock is held
+// across I/O except `write_mu_` around the single write of one response.
+
+namespace cairn::client::gocacheprog {
+namespace {
+
+constexpr int kHashSize = 32;
+
+// A bounded FIFO of tasks run by a fixed set of threads.
+class WorkQueue {
+ public:
+  WorkQueue(int threads, size_t capacity) : capacity_(capacity) {
+    for (int i = 0; i < threads; ++i) {
+      threads_.emplace_back([this] { Loop(); });
+    }
+  }
+  ~WorkQueue() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+      queue_.clear();
+    }
+    for (std::thread& t : threads_) {
+      t.join();
+    }
+  }
+
+  // Queues `task`. When full, waits for room if `block`, else returns false.
+  bool Submit(std::function<void()> task, bool block) {
+    absl::MutexLock lock(&mu_);
+    if (!block && queue_.size() >= capacity_) {
+      return false;
+    }
+    mu_.Await(absl::Condition(
+        +[](WorkQueue* q) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return q->queue_.size() < q->capacity_;
+        },
+        this));
+    queue_.push_back(std::move(task));
+    return true;
+  }
+
+  // Waits until no task is queued or running, or `deadline`. Returns the
+  // number of tasks still owed (0 = idle).
+  size_t WaitIdle(absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithDeadline(absl::Condition(
+                              +[](WorkQueue* q) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                return q->queue_.empty() && q->running_ == 0;
+                              },
+                              this),
+                          deadline);
+    return queue_.size() + running_;
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](WorkQueue* q) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              return q->stop_ || !q->queue_.empty();
+            },
+            this));
+        if (stop_) {
+          return;
+        }
+        task = std::move(queue_.front());
+        queue_.pop_front();
+        ++running_;
+      }
+      task();
+      absl::MutexLock lock(&mu_);
+      --running_;
+    }
+  }
+
+  const size_t capacity_;
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  int running_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+// Keeps a failing remote out of the request path for a cooldown period.
+class Breaker {
+ public:
+  Breaker(absl::Duration cooldown, std::string name)
+      : cooldown_(cooldown), name_(std::move(name)) {}
+
+  // Returns true when the remote may be called now. After a cooldown one
+  // caller gets through as a probe; the others keep skipping until it ends.
+  bool Allow() {
+    absl::MutexLock lock(&mu_);
+    absl::Time now = absl::Now();
+    if (now < open_until_) {
+      return false;
+    }
+    if (open_until_ != absl::InfinitePast()) {
+      open_until_ = now + cooldown_;  // Half-open: this call probes.
+    }
+    return true;
+  }
+  void Success() {
+    absl::MutexLock lock(&mu_);
+    open_until_ = absl::InfinitePast();
+  }
+  void Failure(const absl::Status& s) {
+    bool warn = false;
+    {
+      absl::MutexLock lock(&mu_);
+      open_until_ = absl::Now() + cooldown_;
+      warn = !warned_;
+      warned_ = true;
+    }
+    if (warn) {
+      std::fprintf(stderr,
+                   "cairn-gocacheprog: warning: remote cache %s is failing "
+                   "(%s); using the local cache only, retrying every %s\n",
+                   name_.c_str(), s.ToString().c_str(),
+                   absl::FormatDuration(cooldown_).c_str());
+    }
+  }
+
+ private:
+  const absl::Duration cooldown_;
+  const std::string name_;
+  absl::Mutex mu_;
+  absl::Time open_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  bool warned_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+std::string ShortHex(absl::string_view id) {
+  return cas::HexEncode(id.substr(0, 8));
+}
+
+}  // namespace
+
+std::string ShimStats::Summary() const {
+  return absl::StrFormat(
+      "cairn-gocacheprog: stats: gets=%d local_hits=%d remote_hits=%d "
+      "misses=%d puts=%d errors=%d uploads=%d upload_failures=%d "
+      "uploads_dropped=%d bytes_down=%d bytes_up=%d remote_wait=%.3fs",
+      gets.load(), local_hits.load(), remote_hits.load(), misses.load(),
+      puts.load(), errors.load(), uploads.load(), upload_failures.load(),
+      uploads_dropped.load(), bytes_down.load(), bytes_up.load(),
+      remote_wait_ns.load() / 1e9);
+}
+
+class Shim::Impl {
+ public:
+  Impl(LocalStore* local, Remote* remote, ShimOptions options, ShimStats* stats)
+      : local_(local),
+        remote_(remote),
+        options_(std::move(options)),
+        stats_(stats),
+        breaker_(options_.breaker_cooldown, options_.remote_name),
+        uploads_(options_.upload_threads, options_.max_pending_uploads),
+        pool_(options_.workers, options_.max_pending_requests) {}
+
+  absl::Status Run(int in_fd, int out_fd);
+
+ private:
+  void Respond(const Response& r);
+  void Log(const Request& req, absl::string_view outcome, absl::Time start);
+  absl::Status ReadPut(LineReader& reader, const Request& req);
+  void HandleGet(const Request& req);
+  // Returns the remote hit stored locally, or nullopt (a miss).
+  std::optional<LocalHit> GetRemote(absl::string_view action_id);
+  void FinishPut(const Request& req, std::shared_ptr<BodyWriter> body,
+                 absl::Status body_status);
+  void QueueUpload(const std::string& action_id, const Entry& entry,
+                   const std::string& path);
+  void Upload(const std::string& action_id, const Entry& entry,
+              const std::string& path);
+  void Close(const Request& req);
+
+  LocalStore* const local_;
+  Remote* const remote_;
+  const ShimOptions options_;
+  ShimStats* const stats_;
+  Breaker breaker_;
+  std::atomic<bool> upload_denied_{false};
+  int out_fd_ = -1;
+  absl::Mutex write_mu_;
+  bool write_failed_ ABSL_GUARDED_BY(write_mu_) = false;
+  // Declared last: destroyed first, so no task outlives the members above.
+  WorkQueue uploads_;
+  WorkQueue pool_;
+};
+
+void Shim::Impl::Respond(const Response& r) {
+  const std::string line = EncodeResponse(r);
+  absl::MutexLock lock(&write_mu_);
+  absl::string_view rest = line;
+  while (!rest.empty() && !write_failed_) {
+    ssize_t n = write(out_fd_, rest.data(), rest.size());
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      write_failed_ = true;  // The go command is gone; nothing to tell.
+      break;
+    }
+    rest.remove_prefix(n);
+  }
+}
+
+void Shim::Impl::Log(const Request& req, absl::string_view outcome,
+                     absl::Time start) {
+  if (!options_.verbose) {
+    return;
+  }
+  std::string line =
+      absl::StrFormat("cairn-gocacheprog: %s id=%d action=%s %s %.3fms\n",
+                      req.command, req.id, ShortHex(req.action_id), outcome,
+                      absl::ToDoubleMilliseconds(absl::Now() - start));
+  std::fputs(line.c_str(), stderr);
+}
+
+absl::Status Shim::Impl::Run(int in_fd, int out_fd) {
+  out_fd_ = out_fd;
+  Response hello;
+  hello.known_commands = {"get", "put", "close"};
+  Respond(hello);
+  LineReader reader(in_fd);
+  std::string line;
+  for (;;) {
+    absl::StatusOr<bool> more = reader.ReadLine(&line);
+    if (more.ok() && *more && absl::StripAsciiWhitespace(line).empty()) {
+      continue;  // The go command follows each request with a blank line.
+    }
+    absl::StatusOr<Request> req =
+        more.ok() && *more ? ParseRequest(line) : absl::StatusOr<Request>();
+    absl::Status s = !more.ok() ? more.status() : req.status();
+    if (more.ok() && !*more) {  // End of input without "close".
+      pool_.WaitIdle(absl::InfiniteFuture());
+      uploads_.WaitIdle(absl::Now() + options_.flush_timeout);
+      return absl::OkStatus();
+    }
+    if (s.ok() && req->command == "put") {
+      s = ReadPut(reader, *req);
+    } else if (s.ok() && req->command == "get") {
+      pool_.Submit([this, r = *req] { HandleGet(r); }, /*block=*/true);
+    } else if (s.ok() && req->command == "close") {
+      Close(*req);
+      return absl::OkStatus();
+    } else if (s.ok()) {
+      Response r;
+      r.id = req->id;
+      r.err = absl::StrCat("unknown command \"", req->command, "\"");
+      Respond(r);
+    }
+    if (!s.ok()) {
+      pool_.WaitIdle(absl::InfiniteFuture());
+      return absl::Status(
+          s.code(), absl::StrCat("malformed input on line ",
+                                 reader.line_number(), ": ", s.message()));
+    }
+  }
+}
+
+absl::Status Shim::Impl::ReadPut(LineReader& reader, const Request& req) {
+  absl::StatusOr<std::unique_ptr<BodyWriter>> writer = local_->NewBody();
+  std::shared_ptr<BodyWriter> body =
+      writer.ok() ? std::shared_ptr<BodyWriter>(*std::move(writer)) : nullptr;
+  absl::Status body_status = writer.status();
+  if (req.body_size > 0) {
+    absl::StatusOr<int64_t> n =
+        reader.ReadBase64Body([&](absl::string_view chunk) {
+          return body != nullptr ? body->Append(chunk) : absl::OkStatus();
+        });
+    if (!n.ok() && n.status().code() == absl::StatusCode::kInvalidArgument) {
+      return n.status();  // Malformed input: the stream is lost.
+    }
+    if (body_status.ok()) {
+      body_status = n.status();
+    }
+  }
+  pool_.Submit(
+      [this, req, body, body_status] { FinishPut(req, body, body_status); },
+      /*block=*/true);
+  return absl::OkStatus();
+}
+
+void Shim::Impl::FinishPut(const Request& req, std::shared_ptr<BodyWriter> body,
+                           absl::Status body_status) {
+  const absl::Time start = absl::Now();
+  stats_->puts.fetch_add(1);
+  Response r;
+  r.id = req.id;
+  absl::StatusOr<std::string> path = absl::InternalError("no body");
+  if (!body_status.ok()) {
+    path = body_status;
+  } else if (req.action_id.size() != kHashSize ||
+             req.output_id.size() != kHashSize) {
+    path = absl::InvalidArgumentError(
+        "ActionID and OutputID must be 32 bytes each");
+  } else {
+    path = body->Commit(req.output_id, req.body_size);
+  }
+  Entry entry{req.output_id, req.body_size, absl::Now()};
+  if (path.ok()) {
+    absl::Status s = local_->PutEntry(req.action_id, entry);
+    if (!s.ok()) {
+      path = s;
+    }
+  }
+  if (!path.ok()) {
+    stats_->errors.fetch_add(1);
+    r.err = absl::StrCat("cairn-gocacheprog: put ", ShortHex(req.action_id),
+                         ": ", path.status().message());
+    Respond(r);
+    Log(req, absl::StrCat("error: ", path.status().message()), start);
+    return;
+  }
+  r.disk_path = *path;
+  Respond(r);
+  Log(req, "stored", start);
+  QueueUpload(req.action_id, entry, *path);
+}
+
+void Shim::Impl::HandleGet(const Request& req) {
+  const absl::Time start = absl::Now();
+  stats_->gets.fetch_add(1);
+  Response r;
+  r.id = req.id;
+  if (req.action_id.size() != kHashSize) {
+    stats_->errors.fetch_add(1);
+    r.err = "cairn-gocacheprog: get: ActionID must be 32 bytes";
+    Respond(r);
+    return;
+  }
+  std::optional<LocalHit> hit = local_->Get(req.action_id);
+  absl::string_view outcome = "local-hit";
+  if (hit.has_value()) {
+    stats_->local_hits.fetch_add(1);
+  } else if ((hit = GetRemote(req.action_id)).has_value()) {
+    stats_->remote_hits.fetch_add(1);
+    outcome = "remote-hit";
+  } else {
+    stats_->misses.fetch_add(1);
+    outcome = "miss";
+  }
+  if (hit.has_value()) {
+    r.output_id = hit->entry.output_id;
+    r.size = hit->entry.size;
+    r.time = hit->entry.time;
+    r.disk_path = hit->disk_path;
+  } else {
+    r.miss = true;
+  }
+  Respond(r);
+  Log(req, outcome, start);
+}
+
+std::optional<LocalHit> Shim::Impl::GetRemote(absl::string_view action_id) {
+  if (remote_ == nullptr || !breaker_.Allow()) {
+    return std::nullopt;
+  }
+  absl::StatusOr<std::unique_ptr<BodyWriter>> body = local_->NewBody();
+  if (!body.ok()) {
+    return std::nullopt;
+  }
+  const absl::Time start = absl::Now();
+  absl::StatusOr<Entry> entry = remote_->Get(
+      action_id,
+      [&](absl::string_view chunk) { return (*body)->Append(chunk); });
+  stats_->remote_wait_ns.fetch_add(
+      absl::ToInt64Nanoseconds(absl::Now() - start));
+  if (!entry.ok()) {
+    if (entry.status().code() == absl::StatusCode::kNotFound ||
+        entry.status().code() == absl::StatusCode::kDataLoss) {
+      breaker_.Success();  // The remote answered; the entry is just absent.
+    } else {
+      breaker_.Failure(entry.status());
+    }
+    return std::nullopt;
+  }
+  breaker_.Success();
+  absl::StatusOr<std::string> path =
+      (*body)->Commit(entry->output_id, entry->size);
+  if (!path.ok() || !local_->PutEntry(action_id, *entry).ok()) {
+    return std::nullopt;  // A remote entry whose body does not match: a miss.
+  }
+  stats_->bytes_down.fetch_add(entry->size);
+  return LocalHit{*std::move(entry), *std::move(path)};
+}
+
+void Shim::Impl::QueueUpload(const std::string& action_id, const Entry& entry,
+                             const std::string& path) {
+  if (remote_ == nullptr || options_.read_only || upload_denied_.load()) {
+    return;
+  }
+  bool queued = uploads_.Submit(
+      [this, action_id, entry, path] { Upload(action_id, entry, path); },
+      /*block=*/false);
+  if (!queued) {
+    stats_->uploads_dropped.fetch_add(1);
+  }
+}
+
+void Shim::Impl::Upload(const std::string& action_id, const Entry& entry,
+                        const std::string& path) {
+  if (upload_denied_.load() || !breaker_.Allow()) {
+    stats_->upload_failures.fetch_add(1);
+    return;
+  }
+  absl::Status s = remote_->Put(action_id, entry, path);
+  if (s.ok()) {
+    breaker_.Success();
+    stats_->uploads.fetch_add(1);
+    stats_->bytes_up.fetch_add(entry.size);
+    return;
+  }
+  stats_->upload_failures.fetch_add(1);
+  if (s.code() == absl::StatusCode::kPermissionDenied &&
+      !upload_denied_.exchange(true)) {
+    std::fprintf(stderr,
+                 "cairn-gocacheprog: warning: remote cache refuses uploads "
+                 "(%s); continuing read-only\n",
+                 s.ToString().c_str());
+  } else if (s.code() != absl::StatusCode::kInvalidArgument) {
+    breaker_.Failure(s);
+  }
+}
+
+void Shim::Impl::Close(const Request& req) {
+  pool_.WaitIdle(absl::InfiniteFuture());
+  const absl::Time start = absl::Now();
+  size_t owed = uploads_.WaitIdle(start + options_.flush_timeout);
+  stats_->remote_wait_ns.fetch_add(
+      absl::ToInt64Nanoseconds(absl::Now() - start));
+  if (owed > 0) {
+    std::fprintf(stderr,
+                 "cairn-gocacheprog: warning: %zu uploads not finished within "
+                 "--flush_timeout=%s; they are skipped\n",
+                 owed, absl::FormatDuration(options_.flush_timeout).c_str());
+  }
+  Response r;
+  r.id = req.id;
+  Respond(r);
+  Log(req, "closed", start);
+}
+
+Shim::Shim(LocalStore* local, Remote* remote, ShimOptions options)
+    : impl_(
+          std::make_unique<Impl>(local, remote, std::move(options), &stats_)) {}
+
+Shim::~Shim() = default;
+
+absl::Status Shim::Run(int in_fd, int out_fd) {
+  return impl_->Run(in_fd, out_fd);
+}
+
+}  // namespace cairn::client::gocacheprog

@@ -1,0 +1,97 @@
+// Shim: the GOCACHEPROG protocol loop.
+//
+// Run() announces {"ID":0,"KnownCommands":["get","put","close"]} at once,
+// then reads requests from `in_fd`. Put bodies are streamed (base64 decoded
+// on the fly) into the local store by the reading thread; the rest of each
+// request is handled on a bounded worker pool, so many gets are in flight at
+// once and answered in any order. Every response is one whole line written
+// under one lock.
+//
+//   get:   local tier, then the remote (through a circuit breaker); a remote
+//          hit is stored locally first so its DiskPath is a local file.
+//   put:   the body must hash to OutputID (else Err); stored locally and
+//          answered at once; the upload is queued for background workers
+//          (bounded queue; dropped, counted, when full). Never in read-only.
+//   close: waits for the answers owed, then for queued uploads up to
+//          `flush_timeout`, answers, and returns OK.
+//
+// Fail-open: a remote error other than NOT_FOUND never reaches the go
+// command. It is reported once on stderr, then the breaker keeps the remote
+// out of the path for `breaker_cooldown` before one request probes it again.
+//
+// Malformed input (bad JSON, bad base64, a body line that is not a base64
+// string, input ending inside a line) ends Run() with INVALID_ARGUMENT naming
+// the line; the caller prints it and exits non-zero.
+//
+// Thread safety: one Run() per Shim. Stats may be read from any thread.
+#ifndef CAIRN_CLIENT_GOCACHEPROG_SHIM_H_
+#define CAIRN_CLIENT_GOCACHEPROG_SHIM_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "client/gocacheprog/local_store.h"
+#include "client/gocacheprog/remote.h"
+
+namespace cairn::client::gocacheprog {
+
+struct ShimOptions {
+  bool read_only = false;
+  absl::Duration flush_timeout = absl::Seconds(30);
+  absl::Duration breaker_cooldown = absl::Seconds(30);
+  int workers = 16;
+  int max_pending_requests = 256;
+  int upload_threads = 4;
+  int max_pending_uploads = 4096;
+  // Logs one line per request (command, id, outcome, latency) to stderr.
+  bool verbose = false;
+  // Shown in the one-time warning about a failing remote.
+  std::string remote_name;
+};
+
+struct ShimStats {
+  std::atomic<int64_t> gets{0};
+  std::atomic<int64_t> local_hits{0};
+  std::atomic<int64_t> remote_hits{0};
+  std::atomic<int64_t> misses{0};
+  std::atomic<int64_t> puts{0};
+  std::atomic<int64_t> errors{0};
+  std::atomic<int64_t> uploads{0};
+  std::atomic<int64_t> upload_failures{0};
+  std::atomic<int64_t> uploads_dropped{0};
+  std::atomic<int64_t> bytes_down{0};
+  std::atomic<int64_t> bytes_up{0};
+  std::atomic<int64_t> remote_wait_ns{0};
+
+  // Returns the one-line summary printed with --stats.
+  std::string Summary() const;
+};
+
+class Shim {
+ public:
+  // `local` is required; `remote` may be null (purely local cache). Neither
+  // is owned; both must outlive the Shim.
+  Shim(LocalStore* local, Remote* remote, ShimOptions options);
+  ~Shim();
+  Shim(const Shim&) = delete;
+  Shim& operator=(const Shim&) = delete;
+
+  // Speaks the protocol until "close" (answered) or end of input. Returns OK
+  // then; INVALID_ARGUMENT for malformed input; INTERNAL for I/O errors.
+  absl::Status Run(int in_fd, int out_fd);
+
+  const ShimStats& stats() const { return stats_; }
+
+ private:
+  class Impl;
+  ShimStats stats_;  // Before impl_: outlives the threads impl_ joins.
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cairn::client::gocacheprog
+
+#endif  // CAIRN_CLIENT_GOCACHEPROG_SHIM_H_

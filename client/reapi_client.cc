@@ -1,0 +1,601 @@
+#include "client/reapi_client.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
+#include "cas/resource_name.h"
+#include "google/bytestream/bytestream.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+// Invariants: stubs are thread-safe and shared; each attempt of each call has
+// its own ClientContext with a fresh deadline and the configured headers.
+// Capabilities are cached under `mu_` once fetched successfully.
+
+namespace cairn::client {
+namespace {
+
+namespace bs = ::google::bytestream;
+
+constexpr int64_t kChunkSize = 1024 * 1024;
+// Room left in a batch request for per-blob framing and the digests.
+constexpr int64_t kBatchHeadroom = 64 * 1024;
+constexpr int kMaxMessageSize = 64 * 1024 * 1024;
+
+absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
+  if (s.ok()) {
+    return absl::OkStatus();
+  }
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      absl::StrCat(what, ": ", s.error_message()));
+}
+
+absl::Status FromRpcStatus(const google::rpc::Status& s,
+                           absl::string_view what) {
+  return absl::Status(static_cast<absl::StatusCode>(s.code()),
+                      absl::StrCat(what, ": ", s.message()));
+}
+
+bool Retryable(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kUnavailable ||
+         s.code() == absl::StatusCode::kResourceExhausted;
+}
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("cannot read TLS file ", path));
+  }
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+reapi::Digest ToProto(const cas::Digest& d) {
+  reapi::Digest p;
+  p.set_hash(d.hash());
+  p.set_size_bytes(d.size_bytes());
+  return p;
+}
+
+std::string NewUuid() {
+  static absl::Mutex mu(absl::kConstInit);
+  static std::mt19937_64* gen ABSL_GUARDED_BY(mu) = nullptr;
+  absl::MutexLock lock(&mu);
+  if (gen == nullptr) {
+    gen = new std::mt19937_64(std::random_device{}());
+  }
+  uint64_t a = (*gen)(), b = (*gen)();
+  a = (a & ~0xf000ULL) | 0x4000ULL;  // version 4
+  b = (b & ~(3ULL << 62)) | (2ULL << 62);
+  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", a >> 32,
+                         (a >> 16) & 0xffff, a & 0xffff, b >> 48,
+                         b & 0xffffffffffffULL);
+}
+
+struct Endpoint {
+  std::string address;
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+};
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> TlsCredentials(
+    const ReapiClientOptions& o) {
+  grpc::SslCredentialsOptions ssl;
+  if (!o.tls_ca_file.empty()) {
+    absl::StatusOr<std::string> ca = ReadWholeFile(o.tls_ca_file);
+    if (!ca.ok()) {
+      return ca.status();
+    }
+    ssl.pem_root_certs = *std::move(ca);
+  }
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "TLS client certificate and key must be given together");
+  }
+  if (!o.tls_cert_file.empty()) {
+    absl::StatusOr<std::string> cert = ReadWholeFile(o.tls_cert_file);
+    absl::StatusOr<std::string> key = ReadWholeFile(o.tls_key_file);
+    if (!cert.ok() || !key.ok()) {
+      return cert.ok() ? key.status() : cert.status();
+    }
+    ssl.pem_cert_chain = *std::move(cert);
+    ssl.pem_private_key = *std::move(key);
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+absl::StatusOr<Endpoint> ParseTarget(const ReapiClientOptions& o) {
+  absl::string_view t = o.target;
+  if (absl::ConsumePrefix(&t, "grpc://") && !t.empty()) {
+    return Endpoint{std::string(t), grpc::InsecureChannelCredentials()};
+  }
+  if (absl::ConsumePrefix(&t, "grpcs://") && !t.empty()) {
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+        TlsCredentials(o);
+    if (!creds.ok()) {
+      return creds.status();
+    }
+    return Endpoint{std::string(t), *std::move(creds)};
+  }
+  if (absl::StartsWith(o.target, "unix://") && o.target.size() > 7) {
+    return Endpoint{o.target, grpc::InsecureChannelCredentials()};
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("remote \"", o.target,
+                   "\": want grpc://HOST:PORT, grpcs://HOST:PORT or "
+                   "unix:///PATH"));
+}
+
+class GrpcReapiClient final : public ReapiClient {
+ public:
+  GrpcReapiClient(ReapiClientOptions options,
+                  std::shared_ptr<grpc::Channel> channel)
+      : options_(std::move(options)),
+        ac_(reapi::ActionCache::NewStub(channel)),
+        cas_(reapi::ContentAddressableStorage::NewStub(channel)),
+        caps_(reapi::Capabilities::NewStub(channel)),
+        bytestream_(bs::ByteStream::NewStub(channel)) {
+    reapi::RequestMetadata md;
+    md.mutable_tool_details()->set_tool_name(options_.tool_name);
+    md.set_tool_invocation_id(NewUuid());
+    request_metadata_ = md.SerializeAsString();
+  }
+
+  absl::StatusOr<reapi::CacheCapabilities> GetCapabilities() override;
+  absl::StatusOr<int64_t> BatchLimit() override;
+  absl::StatusOr<reapi::ActionResult> GetActionResult(
+      const cas::Digest& action,
+      absl::Span<const std::string> inline_output_files) override;
+  absl::Status UpdateActionResult(const cas::Digest& action,
+                                  const reapi::ActionResult& result) override;
+  absl::StatusOr<std::vector<cas::Digest>> FindMissingBlobs(
+      absl::Span<const cas::Digest> digests) override;
+  absl::Status UploadBlob(const cas::Digest& digest,
+                          const ChunkSource& source) override;
+  absl::Status ReadBlob(const cas::Digest& digest, ChunkSink sink) override;
+
+ private:
+  // Fills a context with the deadline and headers of one attempt.
+  void Prepare(grpc::ClientContext& ctx) const;
+  // Runs `attempt` until it succeeds, fails with a non-retryable code, or
+  // runs out of attempts, sleeping with jittered backoff in between.
+  absl::Status WithRetry(absl::FunctionRef<absl::Status()> attempt) const;
+  absl::Status BatchUpload(const cas::Digest& digest, const ChunkSource& src);
+  absl::Status StreamUpload(const cas::Digest& digest, const ChunkSource& src);
+  absl::Status StreamUploadOnce(const cas::Digest& digest,
+                                const ChunkSource& src);
+  absl::StatusOr<std::string> BatchRead(const cas::Digest& digest);
+  absl::Status StreamRead(const cas::Digest& digest, ChunkSink sink);
+
+  const ReapiClientOptions options_;
+  std::string request_metadata_;
+  std::unique_ptr<reapi::ActionCache::Stub> ac_;
+  std::unique_ptr<reapi::ContentAddressableStorage::Stub> cas_;
+  std::unique_ptr<reapi::Capabilities::Stub> caps_;
+  std::unique_ptr<bs::ByteStream::Stub> bytestream_;
+
+  mutable absl::Mutex mu_;
+  bool have_caps_ ABSL_GUARDED_BY(mu_) = false;
+  reapi::CacheCapabilities caps_cache_ ABSL_GUARDED_BY(mu_);
+};
+
+void GrpcReapiClient::Prepare(grpc::ClientContext& ctx) const {
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+  ctx.AddMetadata("build.bazel.remote.execution.v2.requestmetadata-bin",
+                  request_metadata_);
+  for (const auto& [name, value] : options_.headers) {
+    ctx.AddMetadata(name, value);
+  }
+}
+
+absl::Status GrpcReapiClient::WithRetry(
+    absl::FunctionRef<absl::Status()> attempt) const {
+  thread_local std::minstd_rand jitter(std::random_device{}());
+  absl::Duration backoff = options_.initial_backoff;
+  absl::Status s;
+  for (int i = 0; i < std::max(1, options_.max_attempts); ++i) {
+    if (i > 0) {
+      std::uniform_real_distribution<double> d(0.5, 1.5);
+      absl::SleepFor(backoff * d(jitter));
+      backoff *= 2;
+    }
+    s = attempt();
+    if (!Retryable(s)) {
+      return s;
+    }
+  }
+  return s;
+}
+
+absl::StatusOr<reapi::CacheCapabilities> GrpcReapiClient::GetCapabilities() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (have_caps_) {
+      return caps_cache_;
+    }
+  }
+  reapi::GetCapabilitiesRequest req;
+  req.set_instance_name(options_.instance_name);
+  reapi::ServerCapabilities resp;
+  absl::Status s = WithRetry([&] {
+    grpc::ClientContext ctx;
+    Prepare(ctx);
+    return FromGrpc(caps_->GetCapabilities(&ctx, req, &resp),
+                    "GetCapabilities");
+  });
+  if (!s.ok()) {
+    return s;
+  }
+  absl::MutexLock lock(&mu_);
+  have_caps_ = true;
+  caps_cache_ = resp.cache_capabilities();
+  return caps_cache_;
+}
+
+absl::StatusOr<int64_t> GrpcReapiClient::BatchLimit() {
+  absl::StatusOr<reapi::CacheCapabilities> caps = GetCapabilities();
+  if (!caps.ok()) {
+    return caps.status();
+  }
+  int64_t limit = caps->max_batch_total_size_bytes();
+  if (limit <= 0) {
+    return options_.default_batch_limit;
+  }
+  return std::max<int64_t>(0, limit - kBatchHeadroom);
+}
+
+absl::StatusOr<reapi::ActionResult> GrpcReapiClient::GetActionResult(
+    const cas::Digest& action,
+    absl::Span<const std::string> inline_output_files) {
+  reapi::GetActionResultRequest req;
+  req.set_instance_name(options_.instance_name);
+  *req.mutable_action_digest() = ToProto(action);
+  req.set_digest_function(reapi::DigestFunction::SHA256);
+  for (const std::string& f : inline_output_files) {
+    req.add_inline_output_files(f);
+  }
+  reapi::ActionResult result;
+  absl::Status s = WithRetry([&] {
+    grpc::ClientContext ctx;
+    Prepare(ctx);
+    return FromGrpc(ac_->GetActionResult(&ctx, req, &result),
+                    absl::StrCat("GetActionResult ", action.ToString()));
+  });
+  if (!s.ok()) {
+    return s;
+  }
+  return result;
+}
+
+absl::Status GrpcReapiClient::UpdateActionResult(
+    const cas::Digest& action, const reapi::ActionResult& result) {
+  reapi::UpdateActionResultRequest req;
+  req.set_instance_name(options_.instance_name);
+  *req.mutable_action_digest() = ToProto(action);
+  *req.mutable_action_result() = result;
+  req.set_digest_function(reapi::DigestFunction::SHA256);
+  return WithRetry([&] {
+    grpc::ClientContext ctx;
+    Prepare(ctx);
+    reapi::ActionResult resp;
+    return FromGrpc(ac_->UpdateActionResult(&ctx, req, &resp),
+                    absl::StrCat("UpdateActionResult ", action.ToString()));
+  });
+}
+
+absl::StatusOr<std::vector<cas::Digest>> GrpcReapiClient::FindMissingBlobs(
+    absl::Span<const cas::Digest> digests) {
+  reapi::FindMissingBlobsRequest req;
+  req.set_instance_name(options_.instance_name);
+  req.set_digest_function(reapi::DigestFunction::SHA256);
+  for (const cas::Digest& d : digests) {
+    *req.add_blob_digests() = ToProto(d);
+  }
+  reapi::FindMissingBlobsResponse resp;
+  absl::Status s = WithRetry([&] {
+    grpc::ClientContext ctx;
+    Prepare(ctx);
+    return FromGrpc(cas_->FindMissingBlobs(&ctx, req, &resp),
+                    "FindMissingBlobs");
+  });
+  if (!s.ok()) {
+    return s;
+  }
+  std::vector<cas::Digest> missing;
+  for (const reapi::Digest& p : resp.missing_blob_digests()) {
+    absl::StatusOr<cas::Digest> d =
+        cas::Digest::Create(p.hash(), p.size_bytes());
+    if (!d.ok()) {
+      return absl::InternalError(
+          absl::StrCat("FindMissingBlobs: server answered a bad digest: ",
+                       d.status().message()));
+    }
+    missing.push_back(*std::move(d));
+  }
+  return missing;
+}
+
+absl::Status GrpcReapiClient::UploadBlob(const cas::Digest& digest,
+                                         const ChunkSource& source) {
+  if (digest.IsEmpty()) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<cas::Digest>> missing =
+      FindMissingBlobs(absl::MakeConstSpan(&digest, 1));
+  if (!missing.ok()) {
+    return missing.status();
+  }
+  if (missing->empty()) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<int64_t> limit = BatchLimit();
+  if (!limit.ok()) {
+    return limit.status();
+  }
+  if (digest.size_bytes() <= *limit) {
+    return BatchUpload(digest, source);
+  }
+  return StreamUpload(digest, source);
+}
+
+absl::Status GrpcReapiClient::BatchUpload(const cas::Digest& digest,
+                                          const ChunkSource& source) {
+  reapi::BatchUpdateBlobsRequest req;
+  req.set_instance_name(options_.instance_name);
+  req.set_digest_function(reapi::DigestFunction::SHA256);
+  auto* item = req.add_requests();
+  *item->mutable_digest() = ToProto(digest);
+  std::string* data = item->mutable_data();
+  while (static_cast<int64_t>(data->size()) < digest.size_bytes()) {
+    absl::StatusOr<std::string> chunk =
+        source(data->size(), digest.size_bytes() - data->size());
+    if (!chunk.ok()) {
+      return chunk.status();
+    }
+    if (chunk->empty()) {
+      break;
+    }
+    data->append(*chunk);
+  }
+  reapi::BatchUpdateBlobsResponse resp;
+  absl::Status s = WithRetry([&] {
+    grpc::ClientContext ctx;
+    Prepare(ctx);
+    return FromGrpc(cas_->BatchUpdateBlobs(&ctx, req, &resp),
+                    absl::StrCat("BatchUpdateBlobs ", digest.ToString()));
+  });
+  if (!s.ok()) {
+    return s;
+  }
+  for (const auto& r : resp.responses()) {
+    if (r.status().code() != 0) {
+      return FromRpcStatus(r.status(),
+                           absl::StrCat("upload ", digest.ToString()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GrpcReapiClient::StreamUpload(const cas::Digest& digest,
+                                           const ChunkSource& source) {
+  return WithRetry([&] { return StreamUploadOnce(digest, source); });
+}
+
+absl::Status GrpcReapiClient::StreamUploadOnce(const cas::Digest& digest,
+                                               const ChunkSource& source) {
+  grpc::ClientContext ctx;
+  Prepare(ctx);
+  bs::WriteResponse resp;
+  std::unique_ptr<grpc::ClientWriter<bs::WriteRequest>> writer =
+      bytestream_->Write(&ctx, &resp);
+  const std::string what = absl::StrCat("ByteStream Write ", digest.ToString());
+  int64_t offset = 0;
+  bool first = true;
+  while (offset < digest.size_bytes()) {
+    absl::StatusOr<std::string> chunk =
+        source(offset, std::min(kChunkSize, digest.size_bytes() - offset));
+    if (!chunk.ok() || chunk->empty()) {
+      ctx.TryCancel();
+      writer->Finish().ok();
+      return chunk.ok()
+                 ? absl::DataLossError(absl::StrCat(what, ": short source"))
+                 : chunk.status();
+    }
+    bs::WriteRequest req;
+    if (first) {
+      req.set_resource_name(cas::MakeWriteResourceName(options_.instance_name,
+                                                       NewUuid(), digest));
+      first = false;
+    }
+    req.set_write_offset(offset);
+    offset += chunk->size();
+    req.set_finish_write(offset >= digest.size_bytes());
+    *req.mutable_data() = *std::move(chunk);
+    if (!writer->Write(req)) {
+      break;  // The server ended the call (maybe: already present); see Finish.
+    }
+  }
+  writer->WritesDone();
+  absl::Status s = FromGrpc(writer->Finish(), what);
+  if (s.ok() && resp.committed_size() != digest.size_bytes()) {
+    return absl::DataLossError(absl::StrCat(what, ": server committed ",
+                                            resp.committed_size(), " bytes"));
+  }
+  return s;
+}
+
+absl::Status GrpcReapiClient::ReadBlob(const cas::Digest& digest,
+                                       ChunkSink sink) {
+  if (digest.IsEmpty()) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<int64_t> limit = BatchLimit();
+  if (!limit.ok()) {
+    return limit.status();
+  }
+  if (digest.size_bytes() > *limit) {
+    return StreamRead(digest, sink);
+  }
+  absl::StatusOr<std::string> data = BatchRead(digest);
+  if (!data.ok()) {
+    return data.status();
+  }
+  if (cas::Digest::OfData(*data) != digest) {
+    return absl::DataLossError(
+        absl::StrCat("cas blob ", digest.ToString(), ": bytes do not match"));
+  }
+  return sink(*data);
+}
+
+absl::StatusOr<std::string> GrpcReapiClient::BatchRead(
+    const cas::Digest& digest) {
+  reapi::BatchReadBlobsRequest req;
+  req.set_instance_name(options_.instance_name);
+  req.set_digest_function(reapi::DigestFunction::SHA256);
+  *req.add_digests() = ToProto(digest);
+  reapi::BatchReadBlobsResponse resp;
+  absl::Status s = WithRetry([&] {
+    grpc::ClientContext ctx;
+    Prepare(ctx);
+    return FromGrpc(cas_->BatchReadBlobs(&ctx, req, &resp),
+                    absl::StrCat("BatchReadBlobs ", digest.ToString()));
+  });
+  if (!s.ok()) {
+    return s;
+  }
+  if (resp.responses_size() != 1) {
+    return absl::InternalError(
+        absl::StrCat("BatchReadBlobs ", digest.ToString(), ": ",
+                     resp.responses_size(), " answers for one digest"));
+  }
+  auto* r = resp.mutable_responses(0);
+  if (r->status().code() != 0) {
+    return FromRpcStatus(r->status(),
+                         absl::StrCat("cas blob ", digest.ToString()));
+  }
+  return std::move(*r->mutable_data());
+}
+
+absl::Status GrpcReapiClient::StreamRead(const cas::Digest& digest,
+                                         ChunkSink sink) {
+  cas::Sha256Hasher hasher;
+  const std::string what = absl::StrCat("ByteStream Read ", digest.ToString());
+  absl::Status s = WithRetry([&]() -> absl::Status {
+    grpc::ClientContext ctx;
+    Prepare(ctx);
+    bs::ReadRequest req;
+    req.set_resource_name(
+        cas::MakeReadResourceName(options_.instance_name, digest));
+    req.set_read_offset(hasher.bytes());  // Resume where a retry left off.
+    std::unique_ptr<grpc::ClientReader<bs::ReadResponse>> reader =
+        bytestream_->Read(&ctx, req);
+    bs::ReadResponse resp;
+    absl::Status sink_status;
+    while (sink_status.ok() && reader->Read(&resp)) {
+      if (hasher.bytes() + static_cast<int64_t>(resp.data().size()) >
+          digest.size_bytes()) {
+        sink_status = absl::DataLossError(absl::StrCat(what, ": too long"));
+        break;
+      }
+      hasher.Update(resp.data());
+      sink_status = sink(resp.data());
+    }
+    if (!sink_status.ok()) {
+      ctx.TryCancel();
+      reader->Finish().ok();
+      return sink_status;
+    }
+    return FromGrpc(reader->Finish(), what);
+  });
+  if (!s.ok()) {
+    return s;
+  }
+  if (hasher.FinishDigest() != digest) {
+    return absl::DataLossError(absl::StrCat(what, ": bytes do not match"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::pair<std::string, std::string>> ParseHeader(
+    absl::string_view spec) {
+  size_t eq = spec.find_first_of("=:");
+  if (eq == absl::string_view::npos || eq == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("header \"", spec, "\": want NAME=VALUE"));
+  }
+  std::string name =
+      absl::AsciiStrToLower(absl::StripAsciiWhitespace(spec.substr(0, eq)));
+  std::string value(absl::StripAsciiWhitespace(spec.substr(eq + 1)));
+  return std::make_pair(std::move(name), std::move(value));
+}
+
+absl::StatusOr<std::unique_ptr<ReapiClient>> NewReapiClient(
+    const ReapiClientOptions& options) {
+  absl::StatusOr<Endpoint> endpoint = ParseTarget(options);
+  if (!endpoint.ok()) {
+    return endpoint.status();
+  }
+  ReapiClientOptions o = options;
+  for (auto& [name, value] : o.headers) {
+    name = absl::AsciiStrToLower(name);
+    if (name.empty()) {
+      return absl::InvalidArgumentError("header with an empty name");
+    }
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageSize);
+  args.SetMaxSendMessageSize(kMaxMessageSize);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(endpoint->address, endpoint->credentials, args);
+  return std::make_unique<GrpcReapiClient>(std::move(o), std::move(channel));
+}
+
+ChunkSource StringChunkSource(absl::string_view data) {
+  return [data](int64_t offset, int64_t max) -> absl::StatusOr<std::string> {
+    if (offset >= static_cast<int64_t>(data.size())) {
+      return std::string();
+    }
+    return std::string(data.substr(offset, max));
+  };
+}
+
+ChunkSource FileChunkSource(std::string path) {
+  return [path = std::move(path)](int64_t offset,
+                                  int64_t max) -> absl::StatusOr<std::string> {
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return absl::NotFoundError(
+          absl::StrCat("open ", path, ": ", std::strerror(errno)));
+    }
+    std::string buf(static_cast<size_t>(max), '\0');
+    ssize_t n = pread(fd, buf.data(), buf.size(), offset);
+    int err = errno;
+    close(fd);
+    if (n < 0) {
+      return absl::InternalError(
+          absl::StrCat("read ", path, ": ", std::strerror(err)));
+    }
+    buf.resize(n);
+    return buf;
+  };
+}
+
+}  // namespace cairn::client

@@ -1,0 +1,3 @@
+module example.com/cairngo
+
+go 1.24
