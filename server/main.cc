@@ -1,21 +1,145 @@
 // cairn-server: a Remote Execution API v2 cache server.
+//
+// Parses flags, opens the store, starts the gRPC server (server/server.h),
+// prints one start-up line on stderr and serves until SIGINT or SIGTERM, then
+// shuts down gracefully (calls in flight get a grace period).
+#include <pthread.h>
+#include <signal.h>
+
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "cas/blob_store.h"
+#include "cas/memory_blob_store.h"
+#include "server/byte_size.h"
+#include "server/server.h"
+
+using cairn::server::ByteSize;
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:9092",
-          "Address to serve gRPC on, HOST:PORT (port 0 picks a free port).");
+          "Address to serve gRPC on, HOST:PORT. Port 0 picks a free port; the "
+          "start-up line on stderr shows the port chosen.");
 ABSL_FLAG(std::string, dir, "~/.cache/cairn",
-          "Directory holding the store (created if absent).");
+          "Directory holding the store (created if absent; ~ expands to "
+          "$HOME).");
+ABSL_FLAG(ByteSize, max_size, ByteSize{int64_t{10} << 30},
+          "Size budget of the store (CAS blobs plus action results), e.g. "
+          "50GiB or 500MB. Least recently used items are evicted beyond it.");
+ABSL_FLAG(ByteSize, max_blob_size, ByteSize{0},
+          "Largest blob accepted for upload (advertised as "
+          "max_cas_blob_size_bytes); 0 means limited by --max_size only.");
+ABSL_FLAG(int, io_threads, 0,
+          "Threads doing storage I/O; 0 means twice the number of cores.");
+ABSL_FLAG(bool, read_only, false,
+          "Serve reads only: uploads and UpdateActionResult answer "
+          "PERMISSION_DENIED and Capabilities reports update_enabled=false.");
+ABSL_FLAG(ByteSize, max_batch_size, ByteSize{int64_t{4} << 20},
+          "max_batch_total_size_bytes: the most data one BatchUpdateBlobs or "
+          "BatchReadBlobs call may carry.");
+ABSL_FLAG(bool, memory, false,
+          "Keep the store in memory instead of --dir (lost at exit).");
+
+namespace {
+
+std::string ExpandHome(const std::string& path) {
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && (path == "~" || absl::StartsWith(path, "~/"))) {
+    return absl::StrCat(home, path.substr(1));
+  }
+  return path;
+}
+
+// Returns `listen` with its port replaced by `port`.
+std::string BoundAddress(const std::string& listen, int port) {
+  const size_t colon = listen.rfind(':');
+  const std::string host =
+      colon == std::string::npos ? listen : listen.substr(0, colon);
+  return absl::StrCat(host, ":", port);
+}
+
+absl::StatusOr<std::unique_ptr<cairn::cas::BlobStore>> OpenStore(
+    std::string* description) {
+  const int64_t max_size = absl::GetFlag(FLAGS_max_size).bytes;
+  *description = absl::StrCat("in memory (max ",
+                              cairn::server::FormatByteSize(max_size), ")");
+  // TODO(server): use NewDiskBlobStore(--dir) unless --memory once it lands.
+  return cairn::cas::NewMemoryBlobStore({max_size});
+}
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "cairn-server: %s\n", status.ToString().c_str());
+  return 1;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "A Remote Execution API v2 cache server.\n"
-      "Usage: cairn-server [--listen=HOST:PORT] [--dir=PATH] ...");
+      "A Remote Execution API v2 cache server (CAS, ActionCache, ByteStream, "
+      "Capabilities).\nUsage: cairn-server [--listen=HOST:PORT] [--dir=PATH] "
+      "[--max_size=50GiB] ...\nPoint Bazel at it with "
+      "--remote_cache=grpc://127.0.0.1:9092.");
   absl::ParseCommandLine(argc, argv);
-  std::fprintf(stderr, "cairn-server: not implemented yet\n");
-  return 1;
+
+  // Block the shutdown signals before any thread starts so that every thread
+  // inherits the mask and only sigwait() below sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const absl::Time start = absl::Now();
+  std::string store_description;
+  absl::StatusOr<std::unique_ptr<cairn::cas::BlobStore>> store =
+      OpenStore(&store_description);
+  if (!store.ok()) {
+    return Fail(store.status());
+  }
+  const double load_seconds = absl::ToDoubleSeconds(absl::Now() - start);
+
+  cairn::server::ServerOptions options;
+  options.listen_address = absl::GetFlag(FLAGS_listen);
+  options.store = store->get();
+  options.read_only = absl::GetFlag(FLAGS_read_only);
+  options.io_threads = absl::GetFlag(FLAGS_io_threads);
+  options.max_batch_total_size_bytes =
+      absl::GetFlag(FLAGS_max_batch_size).bytes;
+  options.max_cas_blob_size_bytes = absl::GetFlag(FLAGS_max_blob_size).bytes;
+  absl::StatusOr<std::unique_ptr<cairn::server::CairnServer>> server =
+      cairn::server::CairnServer::Start(options);
+  if (!server.ok()) {
+    return Fail(server.status());
+  }
+  const std::string address =
+      BoundAddress(options.listen_address, (*server)->port());
+  std::fprintf(stderr,
+               "cairn-server: listening on %s, store %s, index loaded in "
+               "%.2fs%s; Bazel: --remote_cache=grpc://%s; Go: "
+               "GOCACHEPROG=\"cairn-gocacheprog --remote=grpc://%s\"\n",
+               address.c_str(), store_description.c_str(), load_seconds,
+               options.read_only ? ", read-only" : "", address.c_str(),
+               address.c_str());
+  std::fflush(stderr);
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  std::fprintf(stderr, "cairn-server: %s received, shutting down\n",
+               signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  (*server)->Shutdown(absl::Seconds(10));
+  (*server)->Wait();
+  server->reset();
+  std::fprintf(stderr, "cairn-server: stopped\n");
+  return 0;
 }

@@ -1,0 +1,581 @@
+// ByteStream adapter. Each call is a reactor that owns its BlobReader or
+// BlobWriter; at most one pool task or one gRPC operation is outstanding per
+// reactor at any time, so reactor state needs no lock. Interrupted uploads
+// are parked in UploadRegistry keyed by the canonical upload name
+// ({instance}/uploads/{uuid}/blobs/{hash}/{size}, metadata dropped).
+#include "cas/bytestream_service.h"
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "cas/resource_name.h"
+#include "cas/service_util.h"
+#include "server/grpc_status.h"
+
+namespace cairn::cas {
+namespace {
+
+namespace bs = ::google::bytestream;
+using server::ToGrpcStatus;
+
+absl::Status CheckCompressor(const ResourceName& name) {
+  if (name.compressor != Compressor::kIdentity) {
+    return absl::UnimplementedError(
+        "compressed-blobs resources are not supported by this server");
+  }
+  return absl::OkStatus();
+}
+
+// Interrupted and in-progress uploads. An entry is "active" while a Write
+// call owns its writer, "parked" (holding the writer) between calls.
+class UploadRegistry {
+ public:
+  UploadRegistry(size_t max_parked, absl::Duration idle_timeout)
+      : max_parked_(max_parked), idle_timeout_(idle_timeout) {}
+
+  // Marks `key` active and returns its parked writer (null when none).
+  // ABORTED when another call is writing the same upload.
+  absl::StatusOr<std::unique_ptr<BlobWriter>> Claim(const std::string& key) {
+    std::vector<std::unique_ptr<BlobWriter>> dropped;
+    absl::MutexLock lock(&mu_);
+    dropped = SweepLocked();
+    Entry& entry = entries_[key];
+    if (entry.active) {
+      return absl::AbortedError(
+          absl::StrCat("Write: upload ", key, " is already in progress"));
+    }
+    entry.active = true;
+    return std::move(entry.writer);
+  }
+
+  // Records progress of an active upload (for QueryWriteStatus).
+  void Progress(const std::string& key, int64_t committed) {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(key);
+    if (it != entries_.end()) {
+      it->second.committed = committed;
+    }
+  }
+
+  // Keeps `writer` for a later resume, dropping expired or excess uploads.
+  void Park(const std::string& key, std::unique_ptr<BlobWriter> writer) {
+    std::vector<std::unique_ptr<BlobWriter>> dropped;
+    absl::MutexLock lock(&mu_);
+    Entry& entry = entries_[key];
+    entry.committed = writer->committed_size();
+    entry.writer = std::move(writer);
+    entry.active = false;
+    entry.parked_at = absl::Now();
+    dropped = SweepLocked();
+  }
+
+  // Forgets `key` (the upload finished or failed).
+  void Release(const std::string& key) {
+    std::unique_ptr<BlobWriter> dropped;
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(key);
+    if (it != entries_.end()) {
+      dropped = std::move(it->second.writer);
+      entries_.erase(it);
+    }
+  }
+
+  // Forgets `key` unless a call is writing it.
+  void DropParked(const std::string& key) {
+    std::unique_ptr<BlobWriter> dropped;
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(key);
+    if (it != entries_.end() && !it->second.active) {
+      dropped = std::move(it->second.writer);
+      entries_.erase(it);
+    }
+  }
+
+  // Returns the committed size of an active or parked upload.
+  std::optional<int64_t> Committed(const std::string& key) {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) {
+      return std::nullopt;
+    }
+    return it->second.committed;
+  }
+
+ private:
+  struct Entry {
+    std::unique_ptr<BlobWriter> writer;  // Null while active.
+    int64_t committed = 0;
+    bool active = false;
+    absl::Time parked_at;
+  };
+
+  // Removes expired parked uploads and the oldest beyond max_parked_. The
+  // caller destroys the returned writers after unlocking (that touches disk;
+  // lock order: mu_ before any store lock is never needed).
+  std::vector<std::unique_ptr<BlobWriter>> SweepLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<std::unique_ptr<BlobWriter>> dropped;
+    const absl::Time now = absl::Now();
+    std::vector<std::pair<absl::Time, std::string>> parked;
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      auto cur = it++;
+      if (cur->second.active) {
+        continue;
+      }
+      if (now - cur->second.parked_at > idle_timeout_) {
+        dropped.push_back(std::move(cur->second.writer));
+        entries_.erase(cur);
+      } else {
+        parked.emplace_back(cur->second.parked_at, cur->first);
+      }
+    }
+    if (parked.size() > max_parked_) {
+      std::sort(parked.begin(), parked.end());
+      for (size_t i = 0; i < parked.size() - max_parked_; ++i) {
+        auto it = entries_.find(parked[i].second);
+        dropped.push_back(std::move(it->second.writer));
+        entries_.erase(it);
+      }
+    }
+    return dropped;
+  }
+
+  const size_t max_parked_;
+  const absl::Duration idle_timeout_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
+};
+
+// Streams one Read call. Owned by gRPC; deletes itself in OnDone().
+class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
+ public:
+  ReadReactor(const ByteStreamServiceOptions& options,
+              const bs::ReadRequest& request)
+      : options_(options), offset_(request.read_offset()) {
+    absl::Status status = Validate(request);
+    if (!status.ok()) {
+      Finish(ToGrpcStatus(status));
+      return;
+    }
+    Schedule([this] { Open(); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(ToGrpcStatus(absl::CancelledError("Read: client went away")));
+      return;
+    }
+    Schedule([this] { SendChunk(); });
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Status Validate(const bs::ReadRequest& request) {
+    absl::StatusOr<ResourceName> name =
+        ParseReadResourceName(request.resource_name());
+    if (!name.ok()) {
+      return name.status();
+    }
+    absl::Status status = CheckCompressor(*name);
+    if (!status.ok()) {
+      return status;
+    }
+    digest_ = name->digest;
+    const int64_t size = digest_.size_bytes();
+    if (offset_ < 0 || offset_ > size) {
+      return absl::OutOfRangeError(absl::StrCat("Read: read_offset ", offset_,
+                                                " outside cas blob ",
+                                                digest_.ToString()));
+    }
+    if (request.read_limit() < 0) {
+      return absl::InvalidArgumentError("Read: negative read_limit");
+    }
+    remaining_ = size - offset_;
+    if (request.read_limit() > 0 && request.read_limit() < remaining_) {
+      remaining_ = request.read_limit();
+      to_end_ = false;
+    }
+    return absl::OkStatus();
+  }
+
+  template <typename Fn>
+  void Schedule(Fn fn) {
+    absl::Status status = options_.pool->Schedule("Read", std::move(fn));
+    if (!status.ok()) {
+      Finish(ToGrpcStatus(status));
+    }
+  }
+
+  void Open() {
+    absl::StatusOr<std::unique_ptr<BlobReader>> reader =
+        options_.store->OpenRead(digest_, offset_);
+    if (!reader.ok()) {
+      Finish(ToGrpcStatus(reader.status()));
+      return;
+    }
+    reader_ = *std::move(reader);
+    SendChunk();
+  }
+
+  // Runs on the pool: reads the next chunk and writes it, or finishes.
+  void SendChunk() {
+    const size_t want = static_cast<size_t>(
+        std::min<int64_t>(remaining_, options_.read_chunk_bytes));
+    std::string* data = response_.mutable_data();
+    data->resize(want);
+    size_t got = 0;
+    while (got < want) {
+      absl::StatusOr<size_t> n = reader_->Read(data->data() + got, want - got);
+      if (!n.ok() || *n == 0) {
+        Finish(ToGrpcStatus(
+            !n.ok() ? n.status()
+                    : absl::DataLossError(absl::StrCat(
+                          "cas blob ", digest_.ToString(), " is truncated"))));
+        return;
+      }
+      got += *n;
+    }
+    remaining_ -= static_cast<int64_t>(want);
+    if (remaining_ > 0) {
+      StartWrite(&response_);
+      return;
+    }
+    absl::Status end = to_end_ ? VerifyEnd() : absl::OkStatus();
+    if (!end.ok()) {
+      Finish(ToGrpcStatus(end));
+    } else if (want == 0) {
+      Finish(ToGrpcStatus(absl::OkStatus()));
+    } else {
+      StartWriteAndFinish(&response_, grpc::WriteOptions(),
+                          ToGrpcStatus(absl::OkStatus()));
+    }
+  }
+
+  // Reads past the last byte so the reader checks the whole blob's digest.
+  absl::Status VerifyEnd() {
+    char extra;
+    absl::StatusOr<size_t> n = reader_->Read(&extra, 1);
+    if (!n.ok()) {
+      return n.status();
+    }
+    if (*n != 0) {
+      return absl::DataLossError(absl::StrCat("cas blob ", digest_.ToString(),
+                                              " is longer than its digest"));
+    }
+    return absl::OkStatus();
+  }
+
+  const ByteStreamServiceOptions options_;
+  Digest digest_;
+  int64_t offset_;
+  int64_t remaining_ = 0;
+  bool to_end_ = true;
+  std::unique_ptr<BlobReader> reader_;
+  bs::ReadResponse response_;
+};
+
+// Receives one Write call. Owned by gRPC; deletes itself in OnDone().
+class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
+ public:
+  WriteReactor(const ByteStreamServiceOptions& options,
+               UploadRegistry* registry, bs::WriteResponse* response)
+      : options_(options), registry_(registry), response_(response) {
+    if (options_.read_only) {
+      Finish(ToGrpcStatus(
+          absl::PermissionDeniedError("Write: this cache is read-only")));
+      return;
+    }
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Schedule([this] { EndWithoutFinishWrite(); });
+      return;
+    }
+    if (!started_) {
+      absl::Status status = CheckFirst();
+      if (!status.ok()) {
+        Finish(ToGrpcStatus(status));  // Nothing to clean up yet.
+        return;
+      }
+    } else if (absl::Status status = CheckNext(); !status.ok()) {
+      // Keep the progress for a resume; cleanup may touch the disk.
+      Schedule([this, status] {
+        ParkOrRelease();
+        Finish(ToGrpcStatus(status));
+      });
+      return;
+    }
+    if (!started_) {
+      started_ = true;
+      Schedule([this] { Begin(); });
+    } else {
+      Schedule([this] { Append(); });
+    }
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Status CheckFirst() {
+    absl::StatusOr<ResourceName> name =
+        ParseWriteResourceName(request_.resource_name());
+    if (!name.ok()) {
+      return name.status();
+    }
+    absl::Status status = CheckCompressor(*name);
+    if (status.ok()) {
+      status = CheckUploadSize(name->digest, options_.max_cas_blob_size_bytes);
+    }
+    if (!status.ok()) {
+      return status;
+    }
+    digest_ = name->digest;
+    key_ = MakeWriteResourceName(name->instance_name, name->uuid, digest_);
+    if (request_.write_offset() < 0 ||
+        request_.write_offset() > digest_.size_bytes()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Write: write_offset ", request_.write_offset(),
+                       " outside cas blob ", digest_.ToString()));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status CheckNext() {
+    if (!request_.resource_name().empty()) {
+      absl::StatusOr<ResourceName> name =
+          ParseWriteResourceName(request_.resource_name());
+      if (!name.ok() || name->digest != digest_) {
+        return absl::InvalidArgumentError(
+            "Write: resource_name changed within the stream");
+      }
+    }
+    return CheckOffset();
+  }
+
+  absl::Status CheckOffset() {
+    if (request_.write_offset() != committed_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Write: write_offset ", request_.write_offset(),
+                       " != committed size ", committed_, " of cas blob ",
+                       digest_.ToString()));
+    }
+    return absl::OkStatus();
+  }
+
+  template <typename Fn>
+  void Schedule(Fn fn) {
+    absl::Status status = options_.pool->Schedule("Write", std::move(fn));
+    if (!status.ok()) {
+      Fail(status);
+    }
+  }
+
+  // Ends the call with `status`, discarding the upload. Touches the disk:
+  // call on the pool (or inline only when the pool refused work).
+  void Fail(const absl::Status& status) {
+    if (claimed_) {
+      registry_->Release(key_);
+      claimed_ = false;
+    }
+    writer_.reset();
+    Finish(ToGrpcStatus(status));
+  }
+
+  void FinishOk() {
+    response_->set_committed_size(committed_);
+    Finish(ToGrpcStatus(absl::OkStatus()));
+  }
+
+  // Runs on the pool for the first message.
+  void Begin() {
+    if (options_.store->Contains(digest_)) {
+      registry_->DropParked(key_);  // A stale partial upload, if any.
+      committed_ = digest_.size_bytes();
+      FinishOk();
+      return;
+    }
+    absl::StatusOr<std::unique_ptr<BlobWriter>> parked = registry_->Claim(key_);
+    if (!parked.ok()) {
+      Finish(ToGrpcStatus(parked.status()));
+      return;
+    }
+    claimed_ = true;
+    absl::Status status = AdoptOrOpen(*std::move(parked));
+    if (!status.ok()) {
+      Fail(status);
+      return;
+    }
+    Append();
+  }
+
+  // Resumes the parked writer when write_offset matches it, else opens a new
+  // one (write_offset 0 restarts an upload from scratch).
+  absl::Status AdoptOrOpen(std::unique_ptr<BlobWriter> parked) {
+    if (parked != nullptr && request_.write_offset() != 0) {
+      writer_ = std::move(parked);
+      committed_ = writer_->committed_size();
+      return CheckOffset();
+    }
+    parked.reset();
+    if (request_.write_offset() != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Write: no partial upload to resume at write_offset ",
+          request_.write_offset(), " for cas blob ", digest_.ToString()));
+    }
+    absl::StatusOr<std::unique_ptr<BlobWriter>> writer =
+        options_.store->OpenWrite(digest_);
+    if (!writer.ok()) {
+      return writer.status();
+    }
+    writer_ = *std::move(writer);
+    committed_ = 0;
+    return absl::OkStatus();
+  }
+
+  // Runs on the pool: appends request_.data(), then reads on or commits.
+  void Append() {
+    absl::Status status = absl::OkStatus();
+    if (!request_.data().empty()) {
+      status = writer_->Append(request_.data());
+    }
+    if (!status.ok()) {
+      Fail(status);
+      return;
+    }
+    committed_ = writer_->committed_size();
+    registry_->Progress(key_, committed_);
+    if (!request_.finish_write()) {
+      request_.Clear();
+      StartRead(&request_);
+      return;
+    }
+    status = writer_->Commit();
+    if (!status.ok()) {
+      Fail(status);
+      return;
+    }
+    registry_->Release(key_);
+    claimed_ = false;
+    writer_.reset();
+    FinishOk();
+  }
+
+  // Runs on the pool when the client stops sending before finish_write.
+  void EndWithoutFinishWrite() {
+    if (!started_) {
+      Finish(ToGrpcStatus(
+          absl::InvalidArgumentError("Write: stream ended with no request")));
+      return;
+    }
+    ParkOrRelease();
+    FinishOk();
+  }
+
+  // Parks an upload that made progress for a later resume; forgets others.
+  void ParkOrRelease() {
+    if (writer_ != nullptr && committed_ > 0) {
+      registry_->Park(key_, std::move(writer_));
+    } else if (claimed_) {
+      registry_->Release(key_);
+    }
+    claimed_ = false;
+    writer_.reset();
+  }
+
+  const ByteStreamServiceOptions options_;
+  UploadRegistry* const registry_;
+  bs::WriteResponse* const response_;
+  bs::WriteRequest request_;
+  bool started_ = false;
+  bool claimed_ = false;  // This call owns the registry entry for key_.
+  Digest digest_;
+  std::string key_;
+  int64_t committed_ = 0;
+  std::unique_ptr<BlobWriter> writer_;
+};
+
+class ByteStreamService final : public bs::ByteStream::CallbackService {
+ public:
+  explicit ByteStreamService(const ByteStreamServiceOptions& options)
+      : options_(options),
+        registry_(options.max_partial_uploads,
+                  options.partial_upload_idle_timeout) {}
+
+  grpc::ServerWriteReactor<bs::ReadResponse>* Read(
+      grpc::CallbackServerContext* context,
+      const bs::ReadRequest* request) override {
+    return new ReadReactor(options_, *request);
+  }
+
+  grpc::ServerReadReactor<bs::WriteRequest>* Write(
+      grpc::CallbackServerContext* context,
+      bs::WriteResponse* response) override {
+    return new WriteReactor(options_, &registry_, response);
+  }
+
+  grpc::ServerUnaryReactor* QueryWriteStatus(
+      grpc::CallbackServerContext* context,
+      const bs::QueryWriteStatusRequest* request,
+      bs::QueryWriteStatusResponse* response) override;
+
+ private:
+  const ByteStreamServiceOptions options_;
+  UploadRegistry registry_;
+};
+
+grpc::ServerUnaryReactor* ByteStreamService::QueryWriteStatus(
+    grpc::CallbackServerContext* context,
+    const bs::QueryWriteStatusRequest* request,
+    bs::QueryWriteStatusResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<ResourceName> name =
+      ParseWriteResourceName(request->resource_name());
+  absl::Status status = name.status();
+  if (status.ok()) {
+    status = CheckCompressor(*name);
+  }
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
+  std::string key =
+      MakeWriteResourceName(name->instance_name, name->uuid, name->digest);
+  status = options_.pool->Schedule(
+      "QueryWriteStatus",
+      [this, reactor, response, key = std::move(key), digest = name->digest] {
+        absl::Status result = absl::OkStatus();
+        if (options_.store->Contains(digest)) {
+          response->set_committed_size(digest.size_bytes());
+          response->set_complete(true);
+        } else if (std::optional<int64_t> c = registry_.Committed(key)) {
+          response->set_committed_size(*c);
+        } else {
+          result = absl::NotFoundError(
+              absl::StrCat("QueryWriteStatus: no upload ", key));
+        }
+        reactor->Finish(ToGrpcStatus(result));
+      });
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+  }
+  return reactor;
+}
+
+}  // namespace
+
+std::unique_ptr<bs::ByteStream::CallbackService> NewByteStreamService(
+    const ByteStreamServiceOptions& options) {
+  return std::make_unique<ByteStreamService>(options);
+}
+
+}  // namespace cairn::cas

@@ -1,0 +1,46 @@
+// Helpers shared by the callback services: run a unary RPC's work on the
+// IoPool and finish the reactor from the pool thread.
+//
+// Thread safety: the helpers are called from gRPC reactor threads; the work
+// runs later on one pool thread.
+#ifndef CAIRN_SERVER_REACTORS_H_
+#define CAIRN_SERVER_REACTORS_H_
+
+#include <grpcpp/support/server_callback.h>
+
+#include <utility>
+
+#include "absl/status/status.h"
+#include "server/grpc_status.h"
+#include "server/io_pool.h"
+
+namespace cairn::server {
+
+// Returns the default unary reactor of `context` after arranging for `work`
+// (absl::Status(), called at most once on a pool thread) to run and its
+// status to finish the call. When `validation` is not OK the call finishes at
+// once with it and `work` never runs. A refused schedule finishes the call
+// with RESOURCE_EXHAUSTED (or UNAVAILABLE while shutting down). `work` must
+// not touch the request or response after returning.
+template <typename Work>
+grpc::ServerUnaryReactor* FinishUnaryOnPool(
+    grpc::CallbackServerContext* context, IoPool* pool, const char* what,
+    const absl::Status& validation, Work work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!validation.ok()) {
+    reactor->Finish(ToGrpcStatus(validation));
+    return reactor;
+  }
+  absl::Status scheduled =
+      pool->Schedule(what, [reactor, work = std::move(work)]() mutable {
+        reactor->Finish(ToGrpcStatus(work()));
+      });
+  if (!scheduled.ok()) {
+    reactor->Finish(ToGrpcStatus(scheduled));
+  }
+  return reactor;
+}
+
+}  // namespace cairn::server
+
+#endif  // CAIRN_SERVER_REACTORS_H_

@@ -1,0 +1,146 @@
+// Wiring only: owns the I/O pool, the ActionCache and the services, and
+// shuts them down in order (gRPC server, then pool; services outlive both).
+#include "server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "actioncache/action_cache.h"
+#include "actioncache/action_cache_service.h"
+#include "cas/bytestream_service.h"
+#include "cas/cas_service.h"
+#include "server/capabilities.h"
+#include "server/io_pool.h"
+
+namespace cairn::server {
+
+struct CairnServer::Impl {
+  explicit Impl(const ServerOptions& options)
+      : pool(IoPoolOptions{options.io_threads, options.io_queue}),
+        action_cache(options.store) {}
+
+  // Creates the services over `options.store`, this pool and cache.
+  void MakeServices(const ServerOptions& options);
+
+  IoPool pool;
+  actioncache::ActionCache action_cache;
+  std::unique_ptr<grpc::Service> capabilities;
+  std::unique_ptr<grpc::Service> cas;
+  std::unique_ptr<grpc::Service> bytestream;
+  std::unique_ptr<grpc::Service> ac;
+  std::unique_ptr<grpc::Server> server;  // Declared last: destroyed first.
+  absl::Mutex mu;
+  bool shut_down ABSL_GUARDED_BY(mu) = false;
+};
+
+namespace {
+
+absl::Status CheckOptions(const ServerOptions& options) {
+  if (options.store == nullptr) {
+    return absl::InvalidArgumentError("server: no store");
+  }
+  if (options.max_batch_total_size_bytes <= 0 ||
+      options.max_batch_total_size_bytes + (int64_t{1} << 20) >
+          options.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "server: max batch size ", options.max_batch_total_size_bytes,
+        " must be positive and at least 1 MiB below the max message size ",
+        options.max_message_bytes));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
+    const ServerOptions& options) {
+  absl::Status status = CheckOptions(options);
+  if (!status.ok()) {
+    return status;
+  }
+  auto impl = std::make_unique<Impl>(options);
+  impl->MakeServices(options);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  if (!options.listen_address.empty()) {
+    builder.AddListeningPort(options.listen_address,
+                             grpc::InsecureServerCredentials(), &port);
+  }
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.RegisterService(impl->capabilities.get());
+  builder.RegisterService(impl->cas.get());
+  builder.RegisterService(impl->bytestream.get());
+  builder.RegisterService(impl->ac.get());
+  impl->server = builder.BuildAndStart();
+  if (impl->server == nullptr ||
+      (!options.listen_address.empty() && port == 0)) {
+    return absl::UnavailableError(
+        absl::StrCat("server: cannot listen on ", options.listen_address));
+  }
+  auto server = std::unique_ptr<CairnServer>(new CairnServer(std::move(impl)));
+  server->port_ = port;
+  return server;
+}
+
+CairnServer::CairnServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+CairnServer::~CairnServer() { Shutdown(absl::Seconds(5)); }
+
+std::shared_ptr<grpc::Channel> CairnServer::InProcessChannel() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  return impl_->server->InProcessChannel(args);
+}
+
+void CairnServer::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&impl_->mu);
+    if (impl_->shut_down) {
+      return;
+    }
+    impl_->shut_down = true;
+  }
+  impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  impl_->pool.Shutdown();
+}
+
+void CairnServer::Wait() { impl_->server->Wait(); }
+
+void CairnServer::Impl::MakeServices(const ServerOptions& options) {
+  capabilities = NewCapabilitiesService(
+      {options.read_only, options.max_batch_total_size_bytes,
+       options.max_cas_blob_size_bytes, /*zstd=*/false});
+  cas::CasServiceOptions cas_options;
+  cas_options.store = options.store;
+  cas_options.pool = &pool;
+  cas_options.read_only = options.read_only;
+  cas_options.max_batch_total_size_bytes = options.max_batch_total_size_bytes;
+  cas_options.max_cas_blob_size_bytes = options.max_cas_blob_size_bytes;
+  cas_options.max_message_bytes = options.max_message_bytes;
+  cas = cas::NewCasService(cas_options);
+  cas::ByteStreamServiceOptions bs_options;
+  bs_options.store = options.store;
+  bs_options.pool = &pool;
+  bs_options.read_only = options.read_only;
+  bs_options.max_cas_blob_size_bytes = options.max_cas_blob_size_bytes;
+  bytestream = cas::NewByteStreamService(bs_options);
+  actioncache::ActionCacheServiceOptions ac_options;
+  ac_options.cache = &action_cache;
+  ac_options.pool = &pool;
+  ac_options.read_only = options.read_only;
+  ac = actioncache::NewActionCacheService(ac_options);
+}
+
+}  // namespace cairn::server

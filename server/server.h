@@ -1,0 +1,76 @@
+// CairnServer: builds, starts and stops the gRPC server with every Cairn
+// service (Capabilities, ContentAddressableStorage, ByteStream, ActionCache,
+// gRPC health checking and server reflection) over one BlobStore. main.cc and
+// the service tests share this wiring.
+//
+// Thread safety: Shutdown()/Wait() may be called from any thread; the other
+// methods are const after Start().
+#ifndef CAIRN_SERVER_SERVER_H_
+#define CAIRN_SERVER_SERVER_H_
+
+#include <grpcpp/channel.h>
+#include <grpcpp/server.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "cas/blob_store.h"
+
+namespace cairn::server {
+
+struct ServerOptions {
+  // HOST:PORT to listen on; port 0 picks a free port (see port()). Empty
+  // means no TCP listener (in-process channels only).
+  std::string listen_address = "127.0.0.1:9092";
+  cas::BlobStore* store = nullptr;  // Not owned; must outlive the server.
+  bool read_only = false;
+  // I/O pool threads (0 = 2 x cores) and queued tasks (0 = 256 per thread).
+  int io_threads = 0;
+  size_t io_queue = 0;
+  int64_t max_batch_total_size_bytes = int64_t{4} << 20;
+  // Largest blob accepted for upload; 0 means no limit.
+  int64_t max_cas_blob_size_bytes = 0;
+  // Largest gRPC message received or sent; must exceed the batch limit.
+  int max_message_bytes = 64 << 20;
+};
+
+class CairnServer {
+ public:
+  // Starts serving. INVALID_ARGUMENT for inconsistent options, UNAVAILABLE
+  // when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<CairnServer>> Start(
+      const ServerOptions& options);
+
+  // Shuts down (with a 5 s grace period) if still running.
+  ~CairnServer();
+
+  CairnServer(const CairnServer&) = delete;
+  CairnServer& operator=(const CairnServer&) = delete;
+
+  // Returns the bound TCP port (0 without a listener).
+  int port() const { return port_; }
+
+  // Returns a channel to this server that bypasses the network.
+  std::shared_ptr<grpc::Channel> InProcessChannel();
+
+  // Stops accepting calls, lets calls in flight finish until `deadline`
+  // passes (then cancels them), and stops the I/O pool. Idempotent.
+  void Shutdown(absl::Duration grace);
+
+  // Blocks until the server has shut down.
+  void Wait();
+
+ private:
+  struct Impl;
+  explicit CairnServer(std::unique_ptr<Impl> impl);
+
+  std::unique_ptr<Impl> impl_;
+  int port_ = 0;
+};
+
+}  // namespace cairn::server
+
+#endif  // CAIRN_SERVER_SERVER_H_
