@@ -50,6 +50,11 @@ std::optional<int64_t> LruIndex::Peek(const ItemKey& key) const {
   return (*it)->size;
 }
 
+LruIndex::Item* LruIndex::Find(const ItemKey& key) {
+  auto it = by_key_.find(key);
+  return it == by_key_.end() ? nullptr : &**it;
+}
+
 std::optional<int64_t> LruIndex::Touch(const ItemKey& key) {
   auto it = by_key_.find(key);
   if (it == by_key_.end()) {
@@ -59,15 +64,16 @@ std::optional<int64_t> LruIndex::Touch(const ItemKey& key) {
   return (*it)->size;
 }
 
-void LruIndex::Insert(const ItemKey& key, int64_t size) {
+void LruIndex::Insert(const ItemKey& key, int64_t size, int64_t stamp) {
   auto it = by_key_.find(key);
   if (it != by_key_.end()) {
     used_bytes_ += size - (*it)->size;
     (*it)->size = size;
+    (*it)->stamp = stamp;
     lru_.splice(lru_.end(), lru_, *it);
     return;
   }
-  lru_.push_back(Item{key, size});
+  lru_.push_back(Item{key, size, stamp});
   by_key_.insert(std::prev(lru_.end()));
   used_bytes_ += size;
   ++counts_[Slot(key.kind)];

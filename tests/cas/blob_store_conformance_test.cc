@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "cas/blob_store.h"
+#include "cas/disk_blob_store.h"
 #include "cas/memory_blob_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -55,7 +56,14 @@ class BlobStoreTest : public testing::TestWithParam<StoreType> {
     if (GetParam() == StoreType::kMemory) {
       return NewMemoryBlobStore({.max_size_bytes = max_bytes});
     }
-    return nullptr;  // The disk store is not written yet.
+    DiskBlobStoreOptions options;
+    options.root = dir_.path() + "/store" + std::to_string(++stores_);
+    options.max_size_bytes = max_bytes;
+    options.fsync = false;
+    absl::StatusOr<std::unique_ptr<BlobStore>> store =
+        NewDiskBlobStore(options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
   }
 
   void SetUp() override { store_ = Make(10000); }
@@ -193,7 +201,7 @@ TEST_P(BlobStoreTest, EvictsLeastRecentlyUsedFirst) {
   EXPECT_TRUE(store_->Contains(a));  // a is now more recent than b.
   Digest d = Put(*store_, Bytes(300, 4));
   EXPECT_THAT(store_->FindMissing({a, b, c, d}), ElementsAre(b));
-  // FindMissing touched a, c, d in that order: c... no, a is oldest now.
+  // FindMissing touched a, c, d in that order, so a is the oldest now.
   Digest e = Put(*store_, Bytes(300, 5));
   EXPECT_THAT(store_->FindMissing({a, c, d, e}), ElementsAre(a));
   StoreStats stats = store_->Stats();
@@ -276,6 +284,8 @@ TEST_P(BlobStoreTest, EntriesShareTheLruWithBlobs) {
 }
 
 TEST_P(BlobStoreTest, ConcurrentWritersOfOneDigest) {
+  // Each open writer holds its own reservation, so leave room for all.
+  store_ = Make(100000);
   std::string data = Bytes(4000, 8);
   Digest d = Digest::OfData(data);
   std::vector<std::thread> threads;
@@ -348,7 +358,7 @@ TEST_P(BlobStoreTest, OpenReaderSurvivesEviction) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, BlobStoreTest,
-                         testing::Values(StoreType::kMemory),
+                         testing::Values(StoreType::kMemory, StoreType::kDisk),
                          [](const testing::TestParamInfo<StoreType>& info) {
                            return info.param == StoreType::kMemory ? "Memory"
                                                                    : "Disk";

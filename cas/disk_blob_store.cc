@@ -1,0 +1,992 @@
+// Implementation notes.
+//
+// Invariants (all under mu_):
+//   - An item is in index_ only while its file is in place: commits rename
+//     before inserting, eviction and corruption removal erase before
+//     unlinking.
+//   - unlinking_ counts pending unlinks per key and committing_ holds keys
+//     being renamed into place; a commit waits until its key is in neither,
+//     so a late unlink can never delete a freshly committed file.
+//   - index_.reserved_bytes() is the sum of the reservations held by open
+//     writers and by StoreWhole() calls in progress.
+// mu_ is a leaf lock and is never held across file system calls (waiting in
+// Await releases it).
+//
+// Access times: index items carry the mtime last written to their file
+// (`stamp`, ns since the epoch); stamps come from a clock made strictly
+// increasing under mu_, so the on-disk order is total.
+#include "cas/disk_blob_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/cleanup/cleanup.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "cas/lru_index.h"
+
+namespace cairn::cas {
+namespace {
+
+using FaultFn = std::function<int(absl::string_view)>;
+
+constexpr absl::string_view kAcMagic = "CAIRNAC1";
+constexpr size_t kAcHeaderSize = 8 + 32;
+constexpr int kShards = 256;
+
+absl::Status ErrnoStatus(int err, absl::string_view what) {
+  std::string msg = absl::StrCat(what, ": ", strerror(err));
+  switch (err) {
+    case ENOSPC:
+    case EDQUOT:
+      return absl::ResourceExhaustedError(msg);
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return absl::UnavailableError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+// Returns the errno the fault hook injects for `op`, or 0.
+int Inject(const FaultFn& fault, absl::string_view op) {
+  return fault ? fault(op) : 0;
+}
+
+ItemKey CasKey(const Digest& digest) {
+  return *ItemKey::FromHex(ItemKind::kCas, digest.hash());
+}
+
+std::string AcHeader(absl::string_view value) {
+  Sha256Hasher hasher;
+  hasher.Update(value);
+  return absl::StrCat(kAcMagic, hasher.FinishRaw());
+}
+
+bool AcEntryIntact(absl::string_view file) {
+  return file.size() >= kAcHeaderSize &&
+         file.substr(0, kAcHeaderSize) == AcHeader(file.substr(kAcHeaderSize));
+}
+
+absl::Status WriteFully(int fd, absl::string_view data, const FaultFn& fault,
+                        absl::string_view what) {
+  while (!data.empty()) {
+    int err = Inject(fault, "write");
+    ssize_t n = err != 0 ? -1 : write(fd, data.data(), data.size());
+    if (n < 0) {
+      err = err != 0 ? err : errno;
+      if (err == EINTR) {
+        continue;
+      }
+      return ErrnoStatus(err, absl::StrCat("write ", what));
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+// Reads up to `max` bytes at the current position; 0 only at end of file.
+absl::StatusOr<size_t> ReadSome(int fd, char* buf, size_t max,
+                                const FaultFn& fault, absl::string_view what) {
+  for (;;) {
+    int err = Inject(fault, "read");
+    ssize_t n = err != 0 ? -1 : read(fd, buf, max);
+    if (n >= 0) {
+      return static_cast<size_t>(n);
+    }
+    err = err != 0 ? err : errno;
+    if (err != EINTR) {
+      return ErrnoStatus(err, absl::StrCat("read ", what));
+    }
+  }
+}
+
+// A file in tmp/ owned by one write. Removed on destruction unless it has
+// been published (renamed into place).
+class TempFile {
+ public:
+  static absl::StatusOr<std::unique_ptr<TempFile>> Create(std::string path,
+                                                          const FaultFn* fault);
+  ~TempFile() {
+    close(fd_);
+    if (!published_) {
+      unlink(path_.c_str());
+    }
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+
+  absl::Status Append(absl::string_view data) {
+    return WriteFully(fd_, data, *fault_, path_);
+  }
+  absl::Status Sync();
+  // Sets the mtime to `stamp_ns`, renames the file to `dest` and, if `sync`,
+  // fsyncs dest's directory.
+  absl::Status Publish(const std::string& dest, int64_t stamp_ns, bool sync);
+
+ private:
+  TempFile(std::string path, int fd, const FaultFn* fault)
+      : path_(std::move(path)), fd_(fd), fault_(fault) {}
+
+  const std::string path_;
+  const int fd_;
+  const FaultFn* const fault_;  // Not owned.
+  bool published_ = false;
+};
+
+absl::StatusOr<std::unique_ptr<TempFile>> TempFile::Create(
+    std::string path, const FaultFn* fault) {
+  int err = Inject(*fault, "open_tmp");
+  int fd = err != 0 ? -1
+                    : open(path.c_str(),
+                           O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return ErrnoStatus(err != 0 ? err : errno, absl::StrCat("create ", path));
+  }
+  return std::unique_ptr<TempFile>(new TempFile(std::move(path), fd, fault));
+}
+
+absl::Status TempFile::Sync() {
+  int err = Inject(*fault_, "fsync");
+  if (err != 0 || fsync(fd_) != 0) {
+    return ErrnoStatus(err != 0 ? err : errno, absl::StrCat("fsync ", path_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TempFile::Publish(const std::string& dest, int64_t stamp_ns,
+                               bool sync) {
+  struct timespec times[2];
+  times[0].tv_sec = times[1].tv_sec = stamp_ns / 1000000000;
+  times[0].tv_nsec = times[1].tv_nsec = stamp_ns % 1000000000;
+  futimens(fd_, times);  // Only the LRU order depends on it.
+  int err = Inject(*fault_, "rename");
+  if (err != 0 || rename(path_.c_str(), dest.c_str()) != 0) {
+    return ErrnoStatus(err != 0 ? err : errno,
+                       absl::StrCat("rename to ", dest));
+  }
+  published_ = true;
+  if (sync) {
+    std::string dir = dest.substr(0, dest.rfind('/'));
+    int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      fsync(dfd);
+      close(dfd);
+    }
+  }
+  return absl::OkStatus();
+}
+
+class EmptyBlobReader final : public BlobReader {
+ public:
+  int64_t size() const override { return 0; }
+  absl::StatusOr<size_t> Read(char* buf, size_t max) override { return 0; }
+};
+
+class EmptyBlobWriter final : public BlobWriter {
+ public:
+  absl::Status Append(absl::string_view data) override {
+    if (!data.empty()) {
+      return absl::InvalidArgumentError("cas blob " +
+                                        Digest::Empty().ToString() +
+                                        ": more data than its size");
+    }
+    return absl::OkStatus();
+  }
+  int64_t committed_size() const override { return 0; }
+  absl::Status Commit() override {
+    if (std::exchange(committed_, true)) {
+      return absl::FailedPreconditionError("empty blob: committed twice");
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  bool committed_ = false;
+};
+
+// One shard directory's worth of items found at start-up.
+struct LoadedItem {
+  ItemKey key;
+  int64_t size;
+  int64_t stamp;
+};
+
+}  // namespace
+
+class DiskBlobStore final : public BlobStore {
+ public:
+  explicit DiskBlobStore(const DiskBlobStoreOptions& options);
+
+  // Creates the layout, rebuilds the index and empties tmp/.
+  absl::Status Load();
+
+  std::vector<Digest> FindMissing(absl::Span<const Digest> digests) override;
+  bool Contains(const Digest& digest) override;
+  absl::StatusOr<std::string> Read(const Digest& digest) override;
+  absl::StatusOr<std::unique_ptr<BlobReader>> OpenRead(const Digest& digest,
+                                                       int64_t offset) override;
+  absl::Status Write(const Digest& digest, absl::string_view data) override;
+  absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWrite(
+      const Digest& digest) override;
+  absl::StatusOr<std::string> GetEntry(absl::string_view key) override;
+  absl::Status PutEntry(absl::string_view key,
+                        absl::string_view value) override;
+  StoreStats Stats() override;
+
+  // The pieces readers and writers share with the store.
+  const FaultFn& fault() const { return options_.fault_injector_for_test; }
+  bool sync() const { return options_.fsync; }
+  std::string PathOf(const ItemKey& key) const;
+  absl::StatusOr<std::unique_ptr<TempFile>> NewTempFile();
+  // Reserves `bytes`, evicting (and unlinking) least recently used items.
+  absl::Status ReserveSpace(int64_t bytes, absl::string_view what);
+  void ReleaseSpace(int64_t bytes);
+  // Publishes `temp` as item `key` of `size` bytes, taking over `reserved`
+  // bytes of reservation. Unless `replace`, an item already held with that
+  // size wins and `temp` is dropped.
+  absl::Status CommitTemp(const ItemKey& key, TempFile& temp, int64_t size,
+                          int64_t reserved, bool replace);
+  // Removes item `key` if its file is still the one open as `fd`, counting a
+  // corruption.
+  void RemoveCorrupt(const ItemKey& key, int fd);
+
+ private:
+  // Marks `key` recently used (refreshing its mtime when due) and returns its
+  // size, if it is held and `want_size` is negative or matches.
+  std::optional<int64_t> TouchItem(const ItemKey& key, int64_t want_size);
+  // Opens the item's file; NOT_FOUND (dropping the stale index entry) if gone.
+  absl::StatusOr<int> OpenItem(const ItemKey& key, absl::string_view what);
+  // Reads the whole item and returns it if `intact` accepts it; otherwise
+  // removes it and answers DATA_LOSS.
+  absl::StatusOr<std::string> ReadChecked(
+      const ItemKey& key, int64_t size, absl::string_view what,
+      const std::function<bool(absl::string_view)>& intact);
+  // Writes `parts` as item `key` through a temp file.
+  absl::Status StoreWhole(const ItemKey& key,
+                          absl::Span<const absl::string_view> parts,
+                          bool replace, absl::string_view what);
+  void UnlinkVictims(const std::vector<LruIndex::Item>& victims);
+  int64_t NextStampLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool KeyIdleLocked(const ItemKey& key) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !committing_.contains(key) && !unlinking_.contains(key);
+  }
+
+  absl::Status CreateLayout();
+  absl::StatusOr<std::vector<LoadedItem>> ScanAll();
+  absl::Status ScanShard(ItemKind kind, int shard,
+                         std::vector<LoadedItem>* out);
+  void CleanTmp();
+
+  const DiskBlobStoreOptions options_;
+  const uint64_t temp_prefix_;
+  std::atomic<uint64_t> temp_counter_{0};
+  double load_seconds_ = 0;  // Written once by Load().
+
+  absl::Mutex mu_;  // A leaf lock; never held across I/O.
+  LruIndex index_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<ItemKey, int> unlinking_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<ItemKey> committing_ ABSL_GUARDED_BY(mu_);
+  int64_t last_stamp_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t corruptions_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+namespace {
+
+// Streams one blob from an open file, hashing as it goes.
+class DiskBlobReader final : public BlobReader {
+ public:
+  DiskBlobReader(DiskBlobStore* store, ItemKey key, Digest digest, int fd)
+      : store_(store), key_(key), digest_(std::move(digest)), fd_(fd) {}
+  ~DiskBlobReader() override { close(fd_); }
+
+  // Checks the file's size and hashes the first `offset` bytes.
+  absl::Status Start(int64_t offset);
+  int64_t size() const override { return digest_.size_bytes(); }
+  absl::StatusOr<size_t> Read(char* buf, size_t max) override;
+
+ private:
+  absl::Status Corrupt(absl::string_view why) {
+    store_->RemoveCorrupt(key_, fd_);
+    failed_ = true;
+    return absl::DataLossError(
+        absl::StrCat("cas blob ", digest_.ToString(), ": ", why));
+  }
+  absl::Status Verify();
+
+  DiskBlobStore* const store_;  // Not owned.
+  const ItemKey key_;
+  const Digest digest_;
+  const int fd_;
+  Sha256Hasher hasher_;
+  int64_t pos_ = 0;
+  bool verified_ = false;
+  bool failed_ = false;
+};
+
+absl::Status DiskBlobReader::Start(int64_t offset) {
+  struct stat st;
+  if (fstat(fd_, &st) != 0) {
+    return ErrnoStatus(errno,
+                       absl::StrCat("stat cas blob ", digest_.ToString()));
+  }
+  if (st.st_size != digest_.size_bytes()) {
+    return Corrupt(absl::StrCat("file holds ", st.st_size, " bytes"));
+  }
+  std::string buf(std::min<int64_t>(offset, 1 << 20), '\0');
+  while (pos_ < offset) {
+    size_t want =
+        static_cast<size_t>(std::min<int64_t>(offset - pos_, buf.size()));
+    absl::StatusOr<size_t> n = Read(buf.data(), want);
+    if (!n.ok()) {
+      return n.status();
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DiskBlobReader::Verify() {
+  if (hasher_.FinishDigest() != digest_) {
+    return Corrupt("content does not match its digest");
+  }
+  verified_ = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> DiskBlobReader::Read(char* buf, size_t max) {
+  if (failed_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cas blob ", digest_.ToString(), ": reader failed"));
+  }
+  if (verified_) {
+    return 0;
+  }
+  size_t want = static_cast<size_t>(
+      std::min<int64_t>(static_cast<int64_t>(max), size() - pos_));
+  size_t got = 0;
+  if (want > 0) {
+    absl::StatusOr<size_t> n =
+        ReadSome(fd_, buf, want, store_->fault(),
+                 absl::StrCat("cas blob ", digest_.ToString()));
+    if (!n.ok()) {
+      failed_ = true;
+      return n.status();
+    }
+    if (*n == 0) {
+      return Corrupt("file is shorter than the blob");
+    }
+    got = *n;
+    hasher_.Update(absl::string_view(buf, got));
+    pos_ += static_cast<int64_t>(got);
+  }
+  if (pos_ == size()) {
+    if (absl::Status s = Verify(); !s.ok()) {
+      return s;
+    }
+  }
+  return got;
+}
+
+// Streams one blob into a temp file; see BlobWriter.
+class DiskBlobWriter final : public BlobWriter {
+ public:
+  DiskBlobWriter(DiskBlobStore* store, Digest digest, int64_t reserved,
+                 std::unique_ptr<TempFile> temp)
+      : store_(store),
+        digest_(std::move(digest)),
+        reserved_(reserved),
+        temp_(std::move(temp)) {}
+  ~DiskBlobWriter() override { Discard(); }
+
+  absl::Status Append(absl::string_view data) override;
+  int64_t committed_size() const override { return hasher_.bytes(); }
+  absl::Status Commit() override;
+
+ private:
+  // Removes the temp file and returns the reservation.
+  void Discard() {
+    temp_.reset();
+    store_->ReleaseSpace(std::exchange(reserved_, 0));
+  }
+  absl::Status Closed() const {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cas blob ", digest_.ToString(), ": writer is closed"));
+  }
+
+  DiskBlobStore* const store_;  // Not owned.
+  const Digest digest_;
+  int64_t reserved_;
+  std::unique_ptr<TempFile> temp_;  // Null once closed.
+  Sha256Hasher hasher_;
+};
+
+absl::Status DiskBlobWriter::Append(absl::string_view data) {
+  if (temp_ == nullptr) {
+    return Closed();
+  }
+  absl::Cleanup discard = [this] { Discard(); };
+  if (hasher_.bytes() + static_cast<int64_t>(data.size()) >
+      digest_.size_bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cas blob ", digest_.ToString(), ": more data than its size"));
+  }
+  if (absl::Status s = temp_->Append(data); !s.ok()) {
+    return s;
+  }
+  hasher_.Update(data);
+  std::move(discard).Cancel();
+  return absl::OkStatus();
+}
+
+absl::Status DiskBlobWriter::Commit() {
+  if (temp_ == nullptr) {
+    return Closed();
+  }
+  absl::Cleanup discard = [this] { Discard(); };
+  Digest actual = hasher_.FinishDigest();
+  if (actual != digest_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cas blob ", digest_.ToString(), ": data hashes to ",
+                     actual.ToString()));
+  }
+  if (store_->sync()) {
+    if (absl::Status s = temp_->Sync(); !s.ok()) {
+      return s;
+    }
+  }
+  return store_->CommitTemp(CasKey(digest_), *temp_, digest_.size_bytes(),
+                            std::exchange(reserved_, 0), /*replace=*/false);
+}
+
+absl::Status NotFound(const Digest& digest) {
+  return absl::NotFoundError(
+      absl::StrCat("cas blob ", digest.ToString(), " not found"));
+}
+
+}  // namespace
+
+DiskBlobStore::DiskBlobStore(const DiskBlobStoreOptions& options)
+    : options_(options),
+      temp_prefix_(std::random_device()() * 0x100000000ull ^
+                   std::random_device()()),
+      index_(options.max_size_bytes) {}
+
+std::string DiskBlobStore::PathOf(const ItemKey& key) const {
+  std::string hex = key.HexId();
+  return absl::StrCat(options_.root,
+                      key.kind == ItemKind::kCas ? "/cas/" : "/ac/",
+                      absl::string_view(hex).substr(0, 2), "/", hex);
+}
+
+absl::StatusOr<std::unique_ptr<TempFile>> DiskBlobStore::NewTempFile() {
+  return TempFile::Create(
+      absl::StrFormat("%s/tmp/%016x-%d.tmp", options_.root, temp_prefix_,
+                      temp_counter_.fetch_add(1)),
+      &options_.fault_injector_for_test);
+}
+
+int64_t DiskBlobStore::NextStampLocked() {
+  last_stamp_ = std::max(absl::GetCurrentTimeNanos(), last_stamp_ + 1);
+  return last_stamp_;
+}
+
+absl::Status DiskBlobStore::ReserveSpace(int64_t bytes,
+                                         absl::string_view what) {
+  std::vector<LruIndex::Item> victims;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<std::vector<LruIndex::Item>> evicted = index_.Reserve(bytes);
+    if (!evicted.ok()) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(what, ": ", evicted.status().message()));
+    }
+    victims = *std::move(evicted);
+    for (const LruIndex::Item& v : victims) {
+      ++unlinking_[v.key];
+    }
+  }
+  UnlinkVictims(victims);
+  return absl::OkStatus();
+}
+
+void DiskBlobStore::ReleaseSpace(int64_t bytes) {
+  if (bytes != 0) {
+    absl::MutexLock lock(&mu_);
+    index_.Release(bytes);
+  }
+}
+
+void DiskBlobStore::UnlinkVictims(const std::vector<LruIndex::Item>& victims) {
+  if (victims.empty()) {
+    return;
+  }
+  for (const LruIndex::Item& v : victims) {
+    unlink(PathOf(v.key).c_str());  // Open readers keep their file.
+  }
+  absl::MutexLock lock(&mu_);
+  for (const LruIndex::Item& v : victims) {
+    auto it = unlinking_.find(v.key);
+    if (--it->second == 0) {
+      unlinking_.erase(it);
+    }
+  }
+}
+
+absl::Status DiskBlobStore::CommitTemp(const ItemKey& key, TempFile& temp,
+                                       int64_t size, int64_t reserved,
+                                       bool replace) {
+  int64_t stamp = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    std::pair<DiskBlobStore*, const ItemKey*> arg(this, &key);
+    mu_.Await(absl::Condition(
+        +[](std::pair<DiskBlobStore*, const ItemKey*>* a)
+             ABSL_NO_THREAD_SAFETY_ANALYSIS {
+               return a->first->KeyIdleLocked(*a->second);
+             },
+        &arg));
+    if (!replace && index_.Peek(key) == size) {
+      index_.Touch(key);
+      index_.Release(reserved);
+      return absl::OkStatus();  // Stored meanwhile by another writer.
+    }
+    committing_.insert(key);
+    stamp = NextStampLocked();
+  }
+  absl::Status s = temp.Publish(PathOf(key), stamp, options_.fsync);
+  absl::MutexLock lock(&mu_);
+  committing_.erase(key);
+  index_.Release(reserved);
+  if (s.ok()) {
+    index_.Insert(key, size, stamp);
+  }
+  return s;
+}
+
+void DiskBlobStore::RemoveCorrupt(const ItemKey& key, int fd) {
+  std::string path = PathOf(key);
+  struct stat open_st, path_st;
+  if (fstat(fd, &open_st) != 0 || stat(path.c_str(), &path_st) != 0 ||
+      open_st.st_ino != path_st.st_ino || open_st.st_dev != path_st.st_dev) {
+    return;  // Already removed or replaced.
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (committing_.contains(key) || !index_.Erase(key).has_value()) {
+      return;  // Being replaced, or already gone.
+    }
+    ++corruptions_;
+    ++unlinking_[key];
+  }
+  UnlinkVictims({LruIndex::Item{key, 0, 0}});
+}
+
+std::optional<int64_t> DiskBlobStore::TouchItem(const ItemKey& key,
+                                                int64_t want_size) {
+  int64_t size = 0;
+  int64_t refresh = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    LruIndex::Item* item = index_.Find(key);
+    if (item == nullptr || (want_size >= 0 && item->size != want_size)) {
+      return std::nullopt;
+    }
+    index_.Touch(key);
+    size = item->size;
+    if (absl::GetCurrentTimeNanos() - item->stamp >=
+        absl::ToInt64Nanoseconds(options_.touch_interval)) {
+      refresh = item->stamp = NextStampLocked();
+    }
+  }
+  if (refresh != 0 && Inject(fault(), "touch") == 0) {
+    struct timespec times[2];
+    times[0].tv_sec = times[1].tv_sec = refresh / 1000000000;
+    times[0].tv_nsec = times[1].tv_nsec = refresh % 1000000000;
+    utimensat(AT_FDCWD, PathOf(key).c_str(), times, 0);  // Best effort.
+  }
+  return size;
+}
+
+absl::StatusOr<int> DiskBlobStore::OpenItem(const ItemKey& key,
+                                            absl::string_view what) {
+  std::string path = PathOf(key);
+  int err = Inject(fault(), "open");
+  int fd = err != 0 ? -1 : open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    return fd;
+  }
+  err = err != 0 ? err : errno;
+  if (err != ENOENT) {
+    return ErrnoStatus(err, absl::StrCat("open ", what));
+  }
+  {
+    // Evicted since the lookup, or deleted behind our back.
+    absl::MutexLock lock(&mu_);
+    if (KeyIdleLocked(key)) {
+      index_.Erase(key);
+    }
+  }
+  return absl::NotFoundError(absl::StrCat(what, " not found"));
+}
+
+absl::StatusOr<std::string> DiskBlobStore::ReadChecked(
+    const ItemKey& key, int64_t size, absl::string_view what,
+    const std::function<bool(absl::string_view)>& intact) {
+  absl::StatusOr<int> fd = OpenItem(key, what);
+  if (!fd.ok()) {
+    return fd.status();
+  }
+  absl::Cleanup closer = [&fd] { close(*fd); };
+  std::string data(static_cast<size_t>(size), '\0');
+  size_t got = 0;
+  while (got < data.size()) {
+    absl::StatusOr<size_t> n =
+        ReadSome(*fd, data.data() + got, data.size() - got, fault(), what);
+    if (!n.ok()) {
+      return n.status();
+    }
+    if (*n == 0) {
+      break;
+    }
+    got += *n;
+  }
+  char extra;
+  absl::StatusOr<size_t> more = ReadSome(*fd, &extra, 1, fault(), what);
+  if (!more.ok()) {
+    return more.status();
+  }
+  if (got != data.size() || *more != 0 || !intact(data)) {
+    RemoveCorrupt(key, *fd);
+    return absl::DataLossError(
+        absl::StrCat(what, ": stored bytes are corrupt; removed"));
+  }
+  return data;
+}
+
+absl::Status DiskBlobStore::StoreWhole(
+    const ItemKey& key, absl::Span<const absl::string_view> parts, bool replace,
+    absl::string_view what) {
+  int64_t size = 0;
+  for (absl::string_view p : parts) {
+    size += static_cast<int64_t>(p.size());
+  }
+  if (absl::Status s = ReserveSpace(size, what); !s.ok()) {
+    return s;
+  }
+  absl::Cleanup release = [this, size] { ReleaseSpace(size); };
+  absl::StatusOr<std::unique_ptr<TempFile>> temp = NewTempFile();
+  if (!temp.ok()) {
+    return temp.status();
+  }
+  for (absl::string_view p : parts) {
+    if (absl::Status s = (*temp)->Append(p); !s.ok()) {
+      return s;
+    }
+  }
+  if (options_.fsync) {
+    if (absl::Status s = (*temp)->Sync(); !s.ok()) {
+      return s;
+    }
+  }
+  std::move(release).Cancel();
+  return CommitTemp(key, **temp, size, size, replace);
+}
+
+std::vector<Digest> DiskBlobStore::FindMissing(
+    absl::Span<const Digest> digests) {
+  std::vector<Digest> missing;
+  for (const Digest& d : digests) {
+    if (!Contains(d)) {
+      missing.push_back(d);
+    }
+  }
+  return missing;
+}
+
+bool DiskBlobStore::Contains(const Digest& digest) {
+  return digest.IsEmpty() ||
+         TouchItem(CasKey(digest), digest.size_bytes()).has_value();
+}
+
+absl::StatusOr<std::string> DiskBlobStore::Read(const Digest& digest) {
+  if (digest.IsEmpty()) {
+    return std::string();
+  }
+  ItemKey key = CasKey(digest);
+  if (!TouchItem(key, digest.size_bytes()).has_value()) {
+    return NotFound(digest);
+  }
+  return ReadChecked(key, digest.size_bytes(),
+                     absl::StrCat("cas blob ", digest.ToString()),
+                     [&digest](absl::string_view data) {
+                       return Digest::OfData(data) == digest;
+                     });
+}
+
+absl::StatusOr<std::unique_ptr<BlobReader>> DiskBlobStore::OpenRead(
+    const Digest& digest, int64_t offset) {
+  if (offset < 0 || (digest.IsEmpty() && offset > 0)) {
+    return absl::OutOfRangeError(absl::StrCat("cas blob ", digest.ToString(),
+                                              ": read offset ", offset,
+                                              " out of range"));
+  }
+  if (digest.IsEmpty()) {
+    return std::make_unique<EmptyBlobReader>();
+  }
+  ItemKey key = CasKey(digest);
+  if (!TouchItem(key, digest.size_bytes()).has_value()) {
+    return NotFound(digest);
+  }
+  if (offset > digest.size_bytes()) {
+    return absl::OutOfRangeError(absl::StrCat("cas blob ", digest.ToString(),
+                                              ": read offset ", offset,
+                                              " past the end"));
+  }
+  absl::StatusOr<int> fd =
+      OpenItem(key, absl::StrCat("cas blob ", digest.ToString()));
+  if (!fd.ok()) {
+    return fd.status();
+  }
+  auto reader = std::make_unique<DiskBlobReader>(this, key, digest, *fd);
+  if (absl::Status s = reader->Start(offset); !s.ok()) {
+    return s;
+  }
+  return reader;
+}
+
+absl::Status DiskBlobStore::Write(const Digest& digest,
+                                  absl::string_view data) {
+  Digest actual = Digest::OfData(data);
+  if (actual != digest) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cas blob ", digest.ToString(), ": data hashes to ",
+                     actual.ToString()));
+  }
+  if (Contains(digest)) {
+    return absl::OkStatus();
+  }
+  absl::string_view parts[] = {data};
+  return StoreWhole(CasKey(digest), parts, /*replace=*/false,
+                    absl::StrCat("cas blob ", digest.ToString()));
+}
+
+absl::StatusOr<std::unique_ptr<BlobWriter>> DiskBlobStore::OpenWrite(
+    const Digest& digest) {
+  if (digest.IsEmpty()) {
+    return std::make_unique<EmptyBlobWriter>();
+  }
+  int64_t size = digest.size_bytes();
+  if (absl::Status s =
+          ReserveSpace(size, absl::StrCat("cas blob ", digest.ToString()));
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<std::unique_ptr<TempFile>> temp = NewTempFile();
+  if (!temp.ok()) {
+    ReleaseSpace(size);
+    return temp.status();
+  }
+  return std::make_unique<DiskBlobWriter>(this, digest, size, *std::move(temp));
+}
+
+absl::StatusOr<std::string> DiskBlobStore::GetEntry(absl::string_view key) {
+  absl::StatusOr<ItemKey> k = ItemKey::FromHex(ItemKind::kAc, key);
+  if (!k.ok()) {
+    return k.status();
+  }
+  std::string what = absl::StrCat("entry ", key);
+  std::optional<int64_t> size = TouchItem(*k, -1);
+  if (!size.has_value()) {
+    return absl::NotFoundError(absl::StrCat(what, " not found"));
+  }
+  absl::StatusOr<std::string> file =
+      ReadChecked(*k, *size, what, AcEntryIntact);
+  if (!file.ok()) {
+    return file.status();
+  }
+  return file->substr(kAcHeaderSize);
+}
+
+absl::Status DiskBlobStore::PutEntry(absl::string_view key,
+                                     absl::string_view value) {
+  absl::StatusOr<ItemKey> k = ItemKey::FromHex(ItemKind::kAc, key);
+  if (!k.ok()) {
+    return k.status();
+  }
+  std::string header = AcHeader(value);
+  absl::string_view parts[] = {header, value};
+  return StoreWhole(*k, parts, /*replace=*/true, absl::StrCat("entry ", key));
+}
+
+StoreStats DiskBlobStore::Stats() {
+  absl::MutexLock lock(&mu_);
+  StoreStats s;
+  s.max_bytes = index_.max_bytes();
+  s.used_bytes = index_.used_bytes();
+  s.reserved_bytes = index_.reserved_bytes();
+  s.cas_entries = index_.count(ItemKind::kCas);
+  s.ac_entries = index_.count(ItemKind::kAc);
+  s.evictions = index_.evictions();
+  s.evicted_bytes = index_.evicted_bytes();
+  s.corruptions = corruptions_;
+  s.index_load_seconds = load_seconds_;
+  return s;
+}
+
+absl::Status DiskBlobStore::CreateLayout() {
+  std::error_code ec;
+  std::filesystem::create_directories(options_.root, ec);
+  if (ec) {
+    return ErrnoStatus(ec.value(), absl::StrCat("create ", options_.root));
+  }
+  std::vector<std::string> dirs = {"/cas", "/ac", "/tmp"};
+  for (int i = 0; i < kShards; ++i) {
+    std::string shard = absl::StrFormat("/%02x", i);
+    dirs.push_back(absl::StrCat("/cas", shard));
+    dirs.push_back(absl::StrCat("/ac", shard));
+  }
+  for (const std::string& d : dirs) {
+    std::string path = options_.root + d;
+    if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoStatus(errno, absl::StrCat("create ", path));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DiskBlobStore::ScanShard(ItemKind kind, int shard,
+                                      std::vector<LoadedItem>* out) {
+  std::string dir =
+      absl::StrFormat("%s/%s/%02x", options_.root,
+                      kind == ItemKind::kCas ? "cas" : "ac", shard);
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) {
+    return ErrnoStatus(errno, absl::StrCat("scan ", dir));
+  }
+  absl::Cleanup closer = [d] { closedir(d); };
+  std::string prefix = absl::StrFormat("%02x", shard);
+  while (struct dirent* e = readdir(d)) {
+    absl::string_view name = e->d_name;
+    absl::StatusOr<ItemKey> key = ItemKey::FromHex(kind, name);
+    struct stat st;
+    if (!key.ok() || name.substr(0, 2) != prefix ||
+        fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(st.st_mode)) {
+      continue;  // Not ours, or gone meanwhile.
+    }
+    out->push_back(
+        LoadedItem{*key, static_cast<int64_t>(st.st_size),
+                   static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
+                       st.st_mtim.tv_nsec});
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<LoadedItem>> DiskBlobStore::ScanAll() {
+  int threads = options_.load_threads > 0 ? options_.load_threads : 8;
+  std::vector<std::vector<LoadedItem>> found(threads);
+  std::vector<absl::Status> errors(threads);
+  std::atomic<int> next{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (int job = next++; job < 2 * kShards && errors[t].ok();
+           job = next++) {
+        ItemKind kind = job < kShards ? ItemKind::kCas : ItemKind::kAc;
+        errors[t] = ScanShard(kind, job % kShards, &found[t]);
+      }
+    });
+  }
+  for (std::thread& w : workers) {
+    w.join();
+  }
+  std::vector<LoadedItem> all;
+  for (int t = 0; t < threads; ++t) {
+    if (!errors[t].ok()) {
+      return errors[t];
+    }
+    all.insert(all.end(), found[t].begin(), found[t].end());
+  }
+  return all;
+}
+
+void DiskBlobStore::CleanTmp() {
+  std::string dir = options_.root + "/tmp";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) {
+    return;
+  }
+  while (struct dirent* e = readdir(d)) {
+    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+      unlinkat(dirfd(d), e->d_name, 0);  // Best effort: a stray temp file.
+    }
+  }
+  closedir(d);
+}
+
+absl::Status DiskBlobStore::Load() {
+  absl::Time start = absl::Now();
+  if (absl::Status s = CreateLayout(); !s.ok()) {
+    return s;
+  }
+  CleanTmp();
+  absl::StatusOr<std::vector<LoadedItem>> items = ScanAll();
+  if (!items.ok()) {
+    return items.status();
+  }
+  std::sort(items->begin(), items->end(),
+            [](const LoadedItem& a, const LoadedItem& b) {
+              return a.stamp < b.stamp;
+            });
+  std::vector<LruIndex::Item> victims;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const LoadedItem& item : *items) {
+      index_.Insert(item.key, item.size, item.stamp);
+      last_stamp_ = std::max(last_stamp_, item.stamp);
+    }
+    victims = index_.EvictToFit();
+    for (const LruIndex::Item& v : victims) {
+      ++unlinking_[v.key];
+    }
+  }
+  UnlinkVictims(victims);
+  load_seconds_ = absl::ToDoubleSeconds(absl::Now() - start);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<BlobStore>> NewDiskBlobStore(
+    const DiskBlobStoreOptions& options) {
+  if (options.root.empty() || options.max_size_bytes <= 0) {
+    return absl::InvalidArgumentError(
+        "disk store: root must be set and max_size_bytes positive");
+  }
+  auto store = std::make_unique<DiskBlobStore>(options);
+  if (absl::Status s = store->Load(); !s.ok()) {
+    return s;
+  }
+  return store;
+}
+
+}  // namespace cairn::cas

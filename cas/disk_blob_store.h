@@ -1,0 +1,78 @@
+// NewDiskBlobStore(): the BlobStore kept in a directory, the production
+// store. Contract as in cas/blob_store.h; this file documents the layout,
+// durability and start-up behaviour.
+//
+// Layout under `root`:
+//   cas/ab/<hash>   a CAS blob, exactly its bytes; "ab" = first 2 hex chars.
+//   ac/ab/<key>     a keyed entry: 8-byte magic "CAIRNAC1", the 32-byte
+//                   SHA-256 of the value, then the value.
+//   tmp/            writes in progress; emptied at start-up.
+// Items are charged their file size against `max_size_bytes`.
+//
+// Writes: the size is reserved (evicting least recently used items) before
+// any byte is written; bytes stream into tmp/ (O_CREAT|O_EXCL) while being
+// hashed, are verified, fsynced (unless `fsync` is false), and renamed into
+// place. Any failure removes the temp file and returns the reservation.
+// ENOSPC/EDQUOT answer RESOURCE_EXHAUSTED; EACCES/EPERM/EROFS UNAVAILABLE;
+// other I/O errors INTERNAL. Concurrent writers of one digest are safe: the
+// first to commit stores it, the others succeed without touching it.
+//
+// Reads are verified: Read() and GetEntry() check the whole item before
+// returning it; a BlobReader hashes as it streams (including a skipped
+// prefix) and answers DATA_LOSS instead of the end on a mismatch. Corrupt
+// items are removed and counted in Stats().corruptions. A reader keeps its
+// open file, so eviction or replacement never breaks it.
+//
+// Access order: the index lives in memory. On every access the file's mtime
+// is set to the access time, at most once per `touch_interval` per item, so
+// hits stay cheap; at start-up the index is rebuilt by scanning the shard
+// directories in parallel and ordering items by mtime (so the order survives
+// restarts to within `touch_interval`). A store bigger than `max_size_bytes`
+// is trimmed at start-up. A CAS file's size is its blob's size: a blob whose
+// file was truncated behind the store's back is reported missing for its
+// real digest after a restart, and DATA_LOSS while the store runs.
+//
+// Thread safety: as BlobStore. One process per root directory.
+#ifndef CAIRN_CAS_DISK_BLOB_STORE_H_
+#define CAIRN_CAS_DISK_BLOB_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "cas/blob_store.h"
+
+namespace cairn::cas {
+
+struct DiskBlobStoreOptions {
+  // The store's directory; created (with its parents) if missing.
+  std::string root;
+  // Budget for stored bytes plus bytes reserved by writes in progress.
+  int64_t max_size_bytes = 0;
+  // fsync each item (and its directory) before it becomes visible.
+  bool fsync = true;
+  // Minimum time between two mtime refreshes of one item on access.
+  absl::Duration touch_interval = absl::Minutes(1);
+  // Threads scanning the directories at start-up (0: 8).
+  int load_threads = 0;
+  // Test-only: called before each file system operation with its name
+  // ("open_tmp", "write", "fsync", "rename", "open", "read", "touch");
+  // returning an errno value makes that operation fail with it; 0 proceeds.
+  // Called from any thread; must be thread-safe.
+  std::function<int(absl::string_view op)> fault_injector_for_test;
+};
+
+// Opens (creating if needed) the store in `options.root`, rebuilding its
+// index from disk and removing stray temp files; Stats().index_load_seconds
+// records how long that took. INVALID_ARGUMENT for bad options; UNAVAILABLE
+// or INTERNAL when the directory cannot be created or read.
+absl::StatusOr<std::unique_ptr<BlobStore>> NewDiskBlobStore(
+    const DiskBlobStoreOptions& options);
+
+}  // namespace cairn::cas
+
+#endif  // CAIRN_CAS_DISK_BLOB_STORE_H_
