@@ -422,9 +422,15 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   // one (write_offset 0 restarts an upload from scratch).
   absl::Status AdoptOrOpen(std::unique_ptr<BlobWriter> parked) {
     if (parked != nullptr && request_.write_offset() != 0) {
+      committed_ = parked->committed_size();
+      absl::Status status = CheckOffset();
+      if (!status.ok()) {
+        registry_->Park(key_, std::move(parked));  // Keep it for a retry.
+        claimed_ = false;
+        return status;
+      }
       writer_ = std::move(parked);
-      committed_ = writer_->committed_size();
-      return CheckOffset();
+      return absl::OkStatus();
     }
     parked.reset();
     if (request_.write_offset() != 0) {

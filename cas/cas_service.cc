@@ -4,6 +4,7 @@
 #include "cas/cas_service.h"
 
 #include <deque>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -196,11 +197,11 @@ class GetTreeReactor final
         return;
       }
     }
-    while (!queue_.empty() && response_.directories_size() < page_size_ &&
-           response_.ByteSizeLong() < kMaxTreePageBytes) {
+    while (response_.directories_size() < page_size_ &&
+           response_.ByteSizeLong() < kMaxTreePageBytes && FetchNext()) {
       VisitNext();
     }
-    if (queue_.empty()) {
+    if (!FetchNext()) {
       StartWriteAndFinish(&response_, grpc::WriteOptions(),
                           ToGrpcStatus(absl::OkStatus()));
       return;
@@ -217,16 +218,26 @@ class GetTreeReactor final
     return absl::OkStatus();
   }
 
-  // Reads the next directory of the walk; emits it unless it lies before the
-  // page token's offset. Absent or unreadable directories are omitted.
-  void VisitNext() {
-    Digest digest = std::move(queue_.front());
-    queue_.pop_front();
-    absl::StatusOr<std::string> data = options_.store->Read(digest);
-    v2::Directory directory;
-    if (!data.ok() || !directory.ParseFromString(*data)) {
-      return;
+  // Makes next_ the next readable directory of the walk, dropping absent or
+  // unparsable ones (the API omits missing parts of a tree). Returns false
+  // at the end of the walk.
+  bool FetchNext() {
+    while (!next_.has_value() && !queue_.empty()) {
+      absl::StatusOr<std::string> data = options_.store->Read(queue_.front());
+      queue_.pop_front();
+      v2::Directory directory;
+      if (data.ok() && directory.ParseFromString(*data)) {
+        next_ = std::move(directory);
+      }
     }
+    return next_.has_value();
+  }
+
+  // Consumes next_: queues its unseen children and emits it unless it lies
+  // before the page token's offset.
+  void VisitNext() {
+    v2::Directory directory = *std::move(next_);
+    next_.reset();
     for (const v2::DirectoryNode& child : directory.directories()) {
       absl::StatusOr<Digest> child_digest = FromProto(child.digest());
       if (child_digest.ok() && seen_.insert(*child_digest).second) {
@@ -243,7 +254,8 @@ class GetTreeReactor final
   int64_t skip_ = 0;
   int64_t offset_ = 0;  // Directories walked so far (emitted or skipped).
   bool first_page_ = true;
-  std::deque<Digest> queue_;
+  std::deque<Digest> queue_;           // Digests still to read, in walk order.
+  std::optional<v2::Directory> next_;  // Read ahead of queue_.
   absl::flat_hash_set<Digest> seen_;
   v2::GetTreeResponse response_;
 };
