@@ -118,6 +118,10 @@ void CairnServer::Shutdown(absl::Duration grace) {
 
 void CairnServer::Wait() { impl_->server->Wait(); }
 
+size_t CairnServer::QueuedIoTasksForTest() {
+  return impl_->pool.QueuedForTest();
+}
+
 void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   capabilities = NewCapabilitiesService(
       {options.read_only, options.max_batch_total_size_bytes,

@@ -63,6 +63,9 @@ class CairnServer {
   // Blocks until the server has shut down.
   void Wait();
 
+  // Returns the number of tasks waiting in the I/O pool's queue.
+  size_t QueuedIoTasksForTest();
+
  private:
   struct Impl;
   explicit CairnServer(std::unique_ptr<Impl> impl);

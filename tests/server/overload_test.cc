@@ -1,0 +1,175 @@
+// Overload and the I/O pool: a full queue answers RESOURCE_EXHAUSTED and the
+// server keeps serving; IoPool unit behaviour; byte-size flag parsing.
+#include <grpcpp/client_context.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "server/byte_size.h"
+#include "server/io_pool.h"
+#include "tests/server/service_fixture.h"
+
+namespace cairn::servertest {
+namespace {
+
+using ::grpc::ClientContext;
+using ::grpc::StatusCode;
+
+// Forwards to a memory store; FindMissing blocks until released.
+class BlockingStore final : public cas::BlobStore {
+ public:
+  explicit BlockingStore(cas::BlobStore* inner) : inner_(inner) {}
+  std::vector<cas::Digest> FindMissing(
+      absl::Span<const cas::Digest> digests) override {
+    entered_.fetch_add(1);
+    release_.WaitForNotification();
+    return inner_->FindMissing(digests);
+  }
+  bool Contains(const cas::Digest& d) override { return inner_->Contains(d); }
+  absl::StatusOr<std::string> Read(const cas::Digest& d) override {
+    return inner_->Read(d);
+  }
+  absl::StatusOr<std::unique_ptr<cas::BlobReader>> OpenRead(
+      const cas::Digest& d, int64_t offset) override {
+    return inner_->OpenRead(d, offset);
+  }
+  absl::Status Write(const cas::Digest& d, absl::string_view data) override {
+    return inner_->Write(d, data);
+  }
+  absl::StatusOr<std::unique_ptr<cas::BlobWriter>> OpenWrite(
+      const cas::Digest& d) override {
+    return inner_->OpenWrite(d);
+  }
+  absl::StatusOr<std::string> GetEntry(absl::string_view key) override {
+    return inner_->GetEntry(key);
+  }
+  absl::Status PutEntry(absl::string_view key,
+                        absl::string_view value) override {
+    return inner_->PutEntry(key, value);
+  }
+  cas::StoreStats Stats() override { return inner_->Stats(); }
+
+  std::atomic<int> entered_{0};
+  absl::Notification release_;
+
+ private:
+  cas::BlobStore* const inner_;
+};
+
+TEST(OverloadTest, FullQueueAnswersResourceExhausted) {
+  auto memory = cas::NewMemoryBlobStore({1 << 20});
+  BlockingStore store(memory.get());
+  server::ServerOptions options;
+  options.listen_address = "";
+  options.store = &store;
+  options.io_threads = 1;
+  options.io_queue = 1;
+  auto server = server::CairnServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub =
+      v2::ContentAddressableStorage::NewStub((*server)->InProcessChannel());
+  auto find = [&] {
+    ClientContext context;
+    v2::FindMissingBlobsRequest request;
+    v2::FindMissingBlobsResponse response;
+    return stub->FindMissingBlobs(&context, request, &response).error_code();
+  };
+  StatusCode first = StatusCode::UNKNOWN, second = StatusCode::UNKNOWN;
+  std::thread t1([&] { first = find(); });
+  while (store.entered_.load() == 0) {
+    std::this_thread::yield();  // The only worker is now busy.
+  }
+  std::thread t2([&] { second = find(); });
+  while ((*server)->QueuedIoTasksForTest() == 0) {
+    std::this_thread::yield();  // The queue is now full.
+  }
+  EXPECT_EQ(find(), StatusCode::RESOURCE_EXHAUSTED);
+  // Capabilities never touch the pool and keep answering.
+  auto caps = v2::Capabilities::NewStub((*server)->InProcessChannel());
+  ClientContext context;
+  v2::ServerCapabilities answer;
+  EXPECT_TRUE(
+      caps->GetCapabilities(&context, v2::GetCapabilitiesRequest(), &answer)
+          .ok());
+  store.release_.Notify();
+  t1.join();
+  t2.join();
+  EXPECT_EQ(first, StatusCode::OK);
+  EXPECT_EQ(second, StatusCode::OK);
+  EXPECT_EQ(find(), StatusCode::OK);
+}
+
+TEST(IoPoolTest, RunsEveryTaskAndDrainsOnShutdown) {
+  std::atomic<int> ran{0};
+  {
+    server::IoPool pool({/*threads=*/3, /*max_queue=*/1000});
+    EXPECT_EQ(pool.threads(), 3);
+    for (int i = 0; i < 500; ++i) {
+      ASSERT_TRUE(pool.TrySchedule([&ran] { ran.fetch_add(1); }));
+    }
+  }
+  EXPECT_EQ(ran.load(), 500);
+}
+
+TEST(IoPoolTest, RefusesWhenFullOrStopped) {
+  server::IoPool pool({/*threads=*/1, /*max_queue=*/2});
+  absl::Notification started, release;
+  ASSERT_TRUE(pool.TrySchedule([&] {
+    started.Notify();
+    release.WaitForNotification();
+  }));
+  started.WaitForNotification();
+  EXPECT_TRUE(pool.TrySchedule([] {}));
+  EXPECT_TRUE(pool.TrySchedule([] {}));
+  absl::Status full = pool.Schedule("test", [] {});
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  release.Notify();
+  pool.Shutdown();
+  EXPECT_EQ(pool.Schedule("test", [] {}).code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST(IoPoolTest, DefaultsToTwiceTheCores) {
+  server::IoPool pool({});
+  EXPECT_EQ(pool.threads(), 2 * static_cast<int>(std::max(
+                                    1u, std::thread::hardware_concurrency())));
+  EXPECT_EQ(pool.max_queue(), 256u * pool.threads());
+}
+
+TEST(ByteSizeTest, ParsesHumanSizes) {
+  struct Case {
+    const char* text;
+    int64_t want;
+  };
+  const Case good[] = {
+      {"0", 0},
+      {"123", 123},
+      {"1k", 1024},
+      {"4KiB", 4096},
+      {"4KB", 4000},
+      {"10 MiB", 10 << 20},
+      {"50GiB", int64_t{50} << 30},
+      {"2gb", 2000000000},
+      {"1T", int64_t{1} << 40},
+      {"3TB", int64_t{3000000000000}},
+      {" 7B ", 7},
+  };
+  for (const Case& c : good) {
+    auto got = server::ParseByteSize(c.text);
+    ASSERT_TRUE(got.ok()) << c.text << ": " << got.status();
+    EXPECT_EQ(*got, c.want) << c.text;
+  }
+  for (const char* bad :
+       {"", "GiB", "-1", "1.5GiB", "10 XB", "99999999999TiB"}) {
+    EXPECT_FALSE(server::ParseByteSize(bad).ok()) << bad;
+  }
+  EXPECT_EQ(server::FormatByteSize(int64_t{10} << 30), "10GiB");
+  EXPECT_EQ(server::FormatByteSize(1536), "1536");
+}
+
+}  // namespace
+}  // namespace cairn::servertest
