@@ -21,6 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "cas/blob_store.h"
+#include "cas/disk_blob_store.h"
 #include "cas/memory_blob_store.h"
 #include "server/byte_size.h"
 #include "server/server.h"
@@ -47,6 +48,9 @@ ABSL_FLAG(bool, read_only, false,
 ABSL_FLAG(ByteSize, max_batch_size, ByteSize{int64_t{4} << 20},
           "max_batch_total_size_bytes: the most data one BatchUpdateBlobs or "
           "BatchReadBlobs call may carry.");
+ABSL_FLAG(bool, fsync, true,
+          "fsync every stored item before it becomes visible (turn off only "
+          "for throwaway caches).");
 ABSL_FLAG(bool, memory, false,
           "Keep the store in memory instead of --dir (lost at exit).");
 
@@ -71,10 +75,17 @@ std::string BoundAddress(const std::string& listen, int port) {
 absl::StatusOr<std::unique_ptr<cairn::cas::BlobStore>> OpenStore(
     std::string* description) {
   const int64_t max_size = absl::GetFlag(FLAGS_max_size).bytes;
-  *description = absl::StrCat("in memory (max ",
-                              cairn::server::FormatByteSize(max_size), ")");
-  // TODO(server): use NewDiskBlobStore(--dir) unless --memory once it lands.
-  return cairn::cas::NewMemoryBlobStore({max_size});
+  const std::string max = cairn::server::FormatByteSize(max_size);
+  if (absl::GetFlag(FLAGS_memory)) {
+    *description = absl::StrCat("in memory (max ", max, ")");
+    return cairn::cas::NewMemoryBlobStore({max_size});
+  }
+  cairn::cas::DiskBlobStoreOptions options;
+  options.root = ExpandHome(absl::GetFlag(FLAGS_dir));
+  options.max_size_bytes = max_size;
+  options.fsync = absl::GetFlag(FLAGS_fsync);
+  *description = absl::StrCat(options.root, " (max ", max, ")");
+  return cairn::cas::NewDiskBlobStore(options);
 }
 
 int Fail(const absl::Status& status) {
@@ -108,6 +119,7 @@ int main(int argc, char** argv) {
     return Fail(store.status());
   }
   const double load_seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  const double index_seconds = (*store)->Stats().index_load_seconds;
 
   cairn::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
@@ -128,7 +140,8 @@ int main(int argc, char** argv) {
                "cairn-server: listening on %s, store %s, index loaded in "
                "%.2fs%s; Bazel: --remote_cache=grpc://%s; Go: "
                "GOCACHEPROG=\"cairn-gocacheprog --remote=grpc://%s\"\n",
-               address.c_str(), store_description.c_str(), load_seconds,
+               address.c_str(), store_description.c_str(),
+               index_seconds > 0 ? index_seconds : load_seconds,
                options.read_only ? ", read-only" : "", address.c_str(),
                address.c_str());
   std::fflush(stderr);
