@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Builds and tests Cairn with Bazel (Debian's bazel-bootstrap 4.2.3) offline,
 # against the system libraries: installs the packages (tools/install-deps.sh
-# --bazel), checks the local stand-ins WORKSPACE points at, then builds every
-# target (integration tests tagged "manual" included) and runs every
-# non-manual test. Nothing is downloaded: downloads are disabled and the
-# repository cache is off, so the build can only use the local repositories
-# in WORKSPACE, exactly as on a fresh machine. (`--nofetch` cannot be used: a
-# fresh output base must still set up @bazel_tools and the local toolchain
-# repositories, which `bazel fetch` does not cover.)
+# --bazel), checks the local stand-ins WORKSPACE points at, builds every
+# target (integration tests tagged "manual" included), runs every non-manual
+# test, then checks that every tracked C++ source is in some Bazel target
+# (tools/bazel/check-sources.sh).
+# Nothing is downloaded: downloads are disabled and the repository cache is
+# off, so the build can only use the local repositories in WORKSPACE, exactly
+# as on a fresh machine. (`--nofetch` cannot be used: a fresh output base must
+# still set up @bazel_tools and the local toolchain repositories, which
+# `bazel fetch` does not cover.)
 # Usage: tools/bazel-test.sh [bazel test options] [target patterns]
 #   CAIRN_BAZEL_JOBS  parallel jobs and CPUs for Bazel (default: nproc)
 set -euo pipefail
@@ -49,8 +51,13 @@ if [ ${#targets[@]} -eq 0 ]; then
   targets=(//...)
 fi
 
+status=0
 step "bazel test ${targets[*]}" bazel test \
   --experimental_repository_disable_download --repository_cache= \
   --jobs="$jobs" --local_cpu_resources="$jobs" \
   --build_manual_tests \
-  "${options[@]}" -- "${targets[@]}"
+  "${options[@]}" -- "${targets[@]}" || status=$?
+# Every C++ source CMake builds must be in a Bazel target too.
+step "checking that Bazel builds every tracked source" \
+  tools/bazel/check-sources.sh || status=1
+exit "$status"

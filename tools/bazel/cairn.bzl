@@ -44,15 +44,15 @@ def cairn_cc_binary(name, copts = [], **kwargs):
         **kwargs
     )
 
-def cairn_cc_test(name, deps = [], copts = [], main = True, size = "small", **kwargs):
+def cairn_cc_test(name, deps = [], copts = [], main = True, size = "medium", **kwargs):
     """A GoogleTest binary run by `bazel test`, like CMake's cairn_test().
 
     Links gtest and gmock, and gtest's main() unless `main = False` (for a
     test that defines its own). Tests that need the real binaries, network
     peers or a Go toolchain should pass `tags = ["manual"]`: CMake/ctest runs
     them, `bazel test //...` skips them, `bazel test //tests/integration:x`
-    still runs one explicitly. `size` defaults to "small" (a 60 s timeout);
-    pass size = "medium" or "large" for slower tests.
+    still runs one explicitly. `size` defaults to "medium" (a 300 s
+    timeout; the store conformance suite takes ~30 s on 2 busy cores).
     """
     gtest = "//third_party:gtest_main" if main else "//third_party:gtest"
     native.cc_test(
