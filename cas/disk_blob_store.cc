@@ -180,14 +180,19 @@ absl::Status TempFile::Publish(const std::string& dest, int64_t stamp_ns,
   times[0].tv_sec = times[1].tv_sec = stamp_ns / 1000000000;
   times[0].tv_nsec = times[1].tv_nsec = stamp_ns % 1000000000;
   futimens(fd_, times);  // Only the LRU order depends on it.
+  std::string dir = dest.substr(0, dest.rfind('/'));
   int err = Inject(*fault_, "rename");
-  if (err != 0 || rename(path_.c_str(), dest.c_str()) != 0) {
+  bool renamed = err == 0 && rename(path_.c_str(), dest.c_str()) == 0;
+  if (!renamed && err == 0 && errno == ENOENT) {
+    mkdir(dir.c_str(), 0755);  // Shard directories are made on first use.
+    renamed = rename(path_.c_str(), dest.c_str()) == 0;
+  }
+  if (!renamed) {
     return ErrnoStatus(err != 0 ? err : errno,
                        absl::StrCat("rename to ", dest));
   }
   published_ = true;
   if (sync) {
-    std::string dir = dest.substr(0, dest.rfind('/'));
     int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
       fsync(dfd);
@@ -860,13 +865,7 @@ absl::Status DiskBlobStore::CreateLayout() {
   if (ec) {
     return ErrnoStatus(ec.value(), absl::StrCat("create ", options_.root));
   }
-  std::vector<std::string> dirs = {"/cas", "/ac", "/tmp"};
-  for (int i = 0; i < kShards; ++i) {
-    std::string shard = absl::StrFormat("/%02x", i);
-    dirs.push_back(absl::StrCat("/cas", shard));
-    dirs.push_back(absl::StrCat("/ac", shard));
-  }
-  for (const std::string& d : dirs) {
+  for (const char* d : {"/cas", "/ac", "/tmp"}) {
     std::string path = options_.root + d;
     if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
       return ErrnoStatus(errno, absl::StrCat("create ", path));
@@ -882,7 +881,8 @@ absl::Status DiskBlobStore::ScanShard(ItemKind kind, int shard,
                       kind == ItemKind::kCas ? "cas" : "ac", shard);
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) {
-    return ErrnoStatus(errno, absl::StrCat("scan ", dir));
+    return errno == ENOENT ? absl::OkStatus()  // Shard never used.
+                           : ErrnoStatus(errno, absl::StrCat("scan ", dir));
   }
   absl::Cleanup closer = [d] { closedir(d); };
   std::string prefix = absl::StrFormat("%02x", shard);

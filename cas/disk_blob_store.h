@@ -3,7 +3,8 @@
 // durability and start-up behaviour.
 //
 // Layout under `root`:
-//   cas/ab/<hash>   a CAS blob, exactly its bytes; "ab" = first 2 hex chars.
+//   cas/ab/<hash>   a CAS blob, exactly its bytes; "ab" = first 2 hex chars
+//                   (shard directories are created on first use).
 //   ac/ab/<key>     a keyed entry: 8-byte magic "CAIRNAC1", the 32-byte
 //                   SHA-256 of the value, then the value.
 //   tmp/            writes in progress; emptied at start-up.

@@ -1,0 +1,478 @@
+// Disk-only behaviour of NewDiskBlobStore(): restart and recovery,
+// corruption detection, fault injection, read-only directories. The shared
+// contract is covered by blob_store_conformance_test.
+#include "cas/disk_blob_store.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testutil/temp_dir.h"
+
+namespace cairn::cas {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
+
+std::string Bytes(size_t n, int seed) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) {
+    s[i] = static_cast<char>((i * 13 + seed * 101 + i / 89) & 0xff);
+  }
+  return s;
+}
+
+std::string Key(int i) {
+  return Digest::OfData("key" + std::to_string(i)).hash();
+}
+
+std::vector<std::string> FilesIn(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const fs::directory_entry& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) {
+      out.push_back(e.path().filename().string());
+    }
+  }
+  return out;
+}
+
+class DiskBlobStoreTest : public testing::Test {
+ protected:
+  DiskBlobStoreTest() {
+    options_.root = dir_.path() + "/store";
+    options_.max_size_bytes = 1000;
+    options_.fsync = false;
+    options_.touch_interval = absl::ZeroDuration();
+  }
+
+  std::unique_ptr<BlobStore> Open() {
+    absl::StatusOr<std::unique_ptr<BlobStore>> store =
+        NewDiskBlobStore(options_);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  Digest Put(BlobStore& store, const std::string& data) {
+    Digest d = Digest::OfData(data);
+    absl::Status s = store.Write(d, data);
+    EXPECT_TRUE(s.ok()) << s;
+    return d;
+  }
+
+  std::string CasPath(const Digest& d) const {
+    return absl::StrCat(options_.root, "/cas/", d.hash().substr(0, 2), "/",
+                        d.hash());
+  }
+  std::string AcPath(const std::string& key) const {
+    return absl::StrCat(options_.root, "/ac/", key.substr(0, 2), "/", key);
+  }
+
+  // Flips one byte of the file at `path`, keeping its size.
+  static void FlipByte(const std::string& path, int64_t pos) {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(pos);
+    char c = static_cast<char>(f.get());
+    f.seekp(pos);
+    f.put(static_cast<char>(c ^ 0x20));
+  }
+
+  testutil::TempDir dir_;
+  DiskBlobStoreOptions options_;
+};
+
+TEST_F(DiskBlobStoreTest, RejectsBadOptions) {
+  options_.root = "";
+  EXPECT_EQ(NewDiskBlobStore(options_).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  options_.root = dir_.path();
+  options_.max_size_bytes = 0;
+  EXPECT_EQ(NewDiskBlobStore(options_).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(DiskBlobStoreTest, LayoutIsShardedByHashPrefix) {
+  auto store = Open();
+  Digest d = Put(*store, Bytes(10, 1));
+  ASSERT_TRUE(store->PutEntry(Key(1), "value").ok());
+  EXPECT_TRUE(fs::is_regular_file(CasPath(d)));
+  EXPECT_EQ(fs::file_size(CasPath(d)), 10u);
+  EXPECT_TRUE(fs::is_regular_file(AcPath(Key(1))));
+  EXPECT_EQ(fs::file_size(AcPath(Key(1))), 40u + 5u);  // Header + value.
+  EXPECT_EQ(store->Stats().used_bytes, 10 + 45);
+  EXPECT_THAT(FilesIn(options_.root + "/tmp"), IsEmpty());
+}
+
+TEST_F(DiskBlobStoreTest, EmptyBlobNeverTouchesDisk) {
+  options_.fault_injector_for_test = [](absl::string_view) { return EIO; };
+  auto store = Open();
+  const Digest& e = Digest::Empty();
+  EXPECT_TRUE(store->Write(e, "").ok());
+  EXPECT_TRUE(store->Contains(e));
+  EXPECT_EQ(*store->Read(e), "");
+  EXPECT_TRUE(store->OpenRead(e, 0).ok());
+  auto w = store->OpenWrite(e);
+  ASSERT_TRUE(w.ok());
+  EXPECT_TRUE((*w)->Commit().ok());
+  EXPECT_THAT(FilesIn(options_.root), IsEmpty());
+}
+
+TEST_F(DiskBlobStoreTest, RestartRebuildsIndexInAccessOrder) {
+  Digest a, b, c;
+  {
+    auto store = Open();
+    a = Put(*store, Bytes(300, 1));
+    b = Put(*store, Bytes(300, 2));
+    c = Put(*store, Bytes(300, 3));
+    ASSERT_TRUE(store->PutEntry(Key(1), Bytes(20, 4)).ok());
+    EXPECT_TRUE(store->Contains(a));  // Order now: b, c, entry, a.
+  }
+  auto store = Open();
+  StoreStats stats = store->Stats();
+  EXPECT_EQ(stats.cas_entries, 3);
+  EXPECT_EQ(stats.ac_entries, 1);
+  EXPECT_EQ(stats.used_bytes, 960);
+  EXPECT_GT(stats.index_load_seconds, 0);
+  Digest d = Put(*store, Bytes(300, 5));  // Evicts b only.
+  EXPECT_EQ(store->Stats().evictions, 1);
+  EXPECT_FALSE(fs::exists(CasPath(b)));
+  Put(*store, Bytes(60, 6));  // Evicts c next, not the entry or a.
+  EXPECT_THAT(store->FindMissing({a, b, c, d}), ElementsAre(b, c));
+  EXPECT_EQ(*store->GetEntry(Key(1)), Bytes(20, 4));
+  EXPECT_EQ(*store->Read(a), Bytes(300, 1));
+}
+
+TEST_F(DiskBlobStoreTest, RestartRemovesStrayTempFilesAndIgnoresForeignFiles) {
+  { auto store = Open(); }
+  std::ofstream(options_.root + "/tmp/abandoned.tmp") << "partial";
+  std::ofstream(options_.root + "/cas/00/not-a-hash") << "x";
+  std::ofstream(options_.root + "/cas/00/" + std::string(64, 'f'))
+      << "wrong shard";
+  auto store = Open();
+  EXPECT_THAT(FilesIn(options_.root + "/tmp"), IsEmpty());
+  EXPECT_EQ(store->Stats().cas_entries, 0);
+  EXPECT_EQ(store->Stats().used_bytes, 0);
+}
+
+TEST_F(DiskBlobStoreTest, RestartTrimsAnOverfullStore) {
+  Digest a, b, c;
+  {
+    auto store = Open();
+    a = Put(*store, Bytes(300, 1));
+    b = Put(*store, Bytes(300, 2));
+    c = Put(*store, Bytes(300, 3));
+  }
+  options_.max_size_bytes = 650;
+  auto store = Open();
+  EXPECT_THAT(store->FindMissing({a, b, c}), ElementsAre(a));
+  EXPECT_FALSE(fs::exists(CasPath(a)));
+  EXPECT_EQ(store->Stats().used_bytes, 600);
+}
+
+TEST_F(DiskBlobStoreTest, ManyFilesLoadInParallel) {
+  std::vector<Digest> digests;
+  options_.max_size_bytes = 1 << 20;
+  {
+    auto store = Open();
+    for (int i = 0; i < 2000; ++i) {
+      digests.push_back(Put(*store, "blob" + std::to_string(i)));
+    }
+  }
+  options_.load_threads = 4;
+  auto store = Open();
+  EXPECT_EQ(store->Stats().cas_entries, 2000);
+  EXPECT_THAT(store->FindMissing(digests), IsEmpty());
+}
+
+TEST_F(DiskBlobStoreTest, TouchRefreshesMtimeAtMostOncePerInterval) {
+  options_.touch_interval = absl::Hours(1);
+  auto store = Open();
+  Digest d = Put(*store, Bytes(10, 1));
+  fs::file_time_type before = fs::last_write_time(CasPath(d));
+  EXPECT_TRUE(store->Contains(d));
+  EXPECT_EQ(fs::last_write_time(CasPath(d)), before);  // Written just now.
+  store.reset();
+  options_.touch_interval = absl::ZeroDuration();
+  store = Open();
+  EXPECT_TRUE(store->Contains(d));
+  EXPECT_GT(fs::last_write_time(CasPath(d)), before);
+}
+
+TEST_F(DiskBlobStoreTest, FlippedByteIsDataLossRemovedAndCounted) {
+  auto store = Open();
+  std::string data = Bytes(500, 1);
+  Digest d = Put(*store, data);
+  FlipByte(CasPath(d), 250);
+  absl::StatusOr<std::string> got = store->Read(d);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(store->Contains(d));
+  EXPECT_FALSE(fs::exists(CasPath(d)));
+  StoreStats stats = store->Stats();
+  EXPECT_EQ(stats.corruptions, 1);
+  EXPECT_EQ(stats.used_bytes, 0);
+  EXPECT_EQ(store->Read(d).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store->Write(d, data).ok());  // A re-upload heals it.
+  EXPECT_EQ(*store->Read(d), data);
+}
+
+// Reads `reader` to the end in `chunk`-byte steps; returns the status that
+// ended it and the bytes received.
+std::pair<absl::Status, std::string> Stream(BlobReader& reader, size_t chunk) {
+  std::string out, buf(chunk, '\0');
+  for (;;) {
+    absl::StatusOr<size_t> n = reader.Read(buf.data(), buf.size());
+    if (!n.ok() || *n == 0) {
+      return {n.status(), out};
+    }
+    out.append(buf.data(), *n);
+  }
+}
+
+TEST_F(DiskBlobStoreTest, StreamingReadEndsInDataLossNotEof) {
+  auto store = Open();
+  std::string data = Bytes(900, 2);
+  Digest d = Put(*store, data);
+  FlipByte(CasPath(d), 899);
+  auto reader = store->OpenRead(d, 0);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  auto [status, got] = Stream(**reader, 100);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(got, data.substr(0, 800));  // The bad final chunk is withheld.
+  EXPECT_FALSE(store->Contains(d));
+  EXPECT_EQ(store->Stats().corruptions, 1);
+}
+
+TEST_F(DiskBlobStoreTest, OffsetReadHashesTheSkippedPrefix) {
+  auto store = Open();
+  std::string data = Bytes(900, 3);
+  Digest d = Put(*store, data);
+  FlipByte(CasPath(d), 10);
+  absl::StatusOr<std::unique_ptr<BlobReader>> reader = store->OpenRead(d, 500);
+  absl::Status status = reader.status();
+  if (reader.ok()) {
+    status = Stream(**reader, 1000).first;
+  }
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(store->Contains(d));
+  // Offset == size verifies the whole blob too.
+  Digest e = Put(*store, Bytes(100, 4));
+  FlipByte(CasPath(e), 0);
+  EXPECT_EQ(store->OpenRead(e, 100).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->Stats().corruptions, 2);
+}
+
+TEST_F(DiskBlobStoreTest, TruncationIsDataLoss) {
+  auto store = Open();
+  Digest a = Put(*store, Bytes(400, 1));
+  Digest b = Put(*store, Bytes(400, 2));
+  fs::resize_file(CasPath(a), 100);
+  fs::resize_file(CasPath(b), 399);
+  EXPECT_EQ(store->Read(a).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->OpenRead(b, 0).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(store->FindMissing({a, b}), ElementsAre(a, b));
+  EXPECT_EQ(store->Stats().corruptions, 2);
+  EXPECT_EQ(store->Stats().used_bytes, 0);
+}
+
+TEST_F(DiskBlobStoreTest, GrownFileIsDataLoss) {
+  auto store = Open();
+  Digest a = Put(*store, Bytes(100, 1));
+  std::ofstream(CasPath(a), std::ios::app) << "tail";
+  EXPECT_EQ(store->Read(a).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->Stats().corruptions, 1);
+}
+
+TEST_F(DiskBlobStoreTest, CorruptEntryIsDataLoss) {
+  auto store = Open();
+  ASSERT_TRUE(store->PutEntry(Key(1), "the value").ok());
+  ASSERT_TRUE(store->PutEntry(Key(2), "other value").ok());
+  FlipByte(AcPath(Key(1)), 42);  // In the value.
+  FlipByte(AcPath(Key(2)), 3);   // In the magic.
+  EXPECT_EQ(store->GetEntry(Key(1)).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->GetEntry(Key(2)).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->GetEntry(Key(1)).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store->Stats().corruptions, 2);
+  EXPECT_EQ(store->Stats().ac_entries, 0);
+}
+
+TEST_F(DiskBlobStoreTest, CorruptionFoundAfterRestart) {
+  Digest d;
+  {
+    auto store = Open();
+    d = Put(*store, Bytes(200, 1));
+  }
+  FlipByte(CasPath(d), 0);
+  auto store = Open();
+  EXPECT_TRUE(store->Contains(d));  // Not checked until read...
+  EXPECT_EQ(store->Read(d).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(store->Contains(d));  // ...and then never served again.
+}
+
+// A fault hook that fails the `n`th call of `op` with `err`.
+struct FailNth {
+  std::string op;
+  int n;
+  int err;
+  std::shared_ptr<std::atomic<int>> calls =
+      std::make_shared<std::atomic<int>>(0);
+  int operator()(absl::string_view o) const {
+    return o == op && ++*calls == n ? err : 0;
+  }
+};
+
+TEST_F(DiskBlobStoreTest, FailedWriteLeavesNoPartialBlobAndReleasesQuota) {
+  std::string data = Bytes(900, 7);
+  Digest d = Digest::OfData(data);
+  for (int n = 1; n <= 3; ++n) {
+    options_.root = dir_.path() + "/store" + std::to_string(n);
+    options_.fault_injector_for_test = FailNth{"write", n, EIO};
+    auto store = Open();
+    auto w = store->OpenWrite(d);
+    ASSERT_TRUE(w.ok());
+    absl::Status s;
+    for (size_t i = 0; i < data.size() && s.ok(); i += 300) {
+      s = (*w)->Append(absl::string_view(data).substr(i, 300));
+    }
+    EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << n;
+    EXPECT_FALSE((*w)->Commit().ok());
+    EXPECT_THAT(FilesIn(options_.root), IsEmpty()) << n;
+    EXPECT_EQ(store->Stats().reserved_bytes, 0);
+    w->reset();
+    EXPECT_FALSE(store->Contains(d));
+    EXPECT_TRUE(store->Write(d, data).ok());  // The next try succeeds.
+    EXPECT_EQ(*store->Read(d), data);
+  }
+}
+
+TEST_F(DiskBlobStoreTest, FailuresAtEachStepCleanUp) {
+  options_.fsync = true;
+  for (std::string op : {"open_tmp", "write", "fsync", "rename"}) {
+    options_.root = dir_.path() + "/store-" + op;
+    options_.fault_injector_for_test = FailNth{op, 1, EIO};
+    auto store = Open();
+    std::string data = Bytes(100, 1);
+    Digest d = Digest::OfData(data);
+    EXPECT_EQ(store->Write(d, data).code(), absl::StatusCode::kInternal) << op;
+    EXPECT_THAT(FilesIn(options_.root), IsEmpty()) << op;
+    StoreStats stats = store->Stats();
+    EXPECT_EQ(stats.reserved_bytes, 0) << op;
+    EXPECT_EQ(stats.used_bytes, 0) << op;
+    EXPECT_FALSE(store->Contains(d)) << op;
+  }
+}
+
+TEST_F(DiskBlobStoreTest, DiskFullIsResourceExhausted) {
+  options_.fault_injector_for_test = FailNth{"write", 1, ENOSPC};
+  auto store = Open();
+  std::string data = Bytes(100, 1);
+  EXPECT_EQ(store->Write(Digest::OfData(data), data).code(),
+            absl::StatusCode::kResourceExhausted);
+  options_.root = dir_.path() + "/store2";
+  options_.fault_injector_for_test = FailNth{"write", 1, ENOSPC};
+  store = Open();
+  EXPECT_EQ(store->PutEntry(Key(1), "v").code(),
+            absl::StatusCode::kResourceExhausted);
+  options_.root = dir_.path() + "/store3";
+  options_.fault_injector_for_test = FailNth{"write", 1, EDQUOT};
+  store = Open();
+  auto w = store->OpenWrite(Digest::OfData(data));
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ((*w)->Append(data).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(store->Stats().reserved_bytes, 0);
+  EXPECT_THAT(FilesIn(options_.root), IsEmpty());
+}
+
+TEST_F(DiskBlobStoreTest, ReadErrorIsNotCorruption) {
+  auto store = Open();
+  Digest d = Put(*store, Bytes(100, 1));
+  store.reset();
+  options_.fault_injector_for_test = FailNth{"read", 1, EIO};
+  store = Open();
+  EXPECT_EQ(store->Read(d).status().code(), absl::StatusCode::kInternal);
+  EXPECT_TRUE(store->Contains(d));
+  EXPECT_EQ(store->Stats().corruptions, 0);
+  EXPECT_TRUE(store->Read(d).ok());
+}
+
+TEST_F(DiskBlobStoreTest, ReadOnlyFileSystemRefusesWritesButServesReads) {
+  Digest d;
+  {
+    auto store = Open();
+    d = Put(*store, Bytes(100, 1));
+  }
+  options_.fault_injector_for_test = [](absl::string_view op) {
+    return op == "open_tmp" ? EROFS : 0;
+  };
+  auto store = Open();
+  std::string data = Bytes(100, 2);
+  EXPECT_EQ(store->Write(Digest::OfData(data), data).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store->OpenWrite(Digest::OfData(data)).status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store->PutEntry(Key(1), "v").code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store->Stats().reserved_bytes, 0);
+  EXPECT_EQ(*store->Read(d), Bytes(100, 1));
+}
+
+TEST_F(DiskBlobStoreTest, ReadOnlyDirectory) {
+  if (geteuid() == 0) {
+    GTEST_SKIP() << "root ignores directory permissions";
+  }
+  Digest d;
+  {
+    auto store = Open();
+    d = Put(*store, Bytes(100, 1));
+  }
+  for (const fs::directory_entry& e :
+       fs::recursive_directory_iterator(options_.root)) {
+    if (e.is_directory()) {
+      fs::permissions(e.path(), fs::perms::owner_write,
+                      fs::perm_options::remove);
+    }
+  }
+  fs::permissions(options_.root, fs::perms::owner_write,
+                  fs::perm_options::remove);
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(*store->Read(d), Bytes(100, 1));
+  std::string data = Bytes(100, 2);
+  EXPECT_EQ(store->Write(Digest::OfData(data), data).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store->Stats().reserved_bytes, 0);
+}
+
+TEST_F(DiskBlobStoreTest, UncreatableRootFails) {
+  std::ofstream(dir_.path() + "/file") << "x";
+  options_.root = dir_.path() + "/file/store";
+  EXPECT_FALSE(NewDiskBlobStore(options_).ok());
+}
+
+TEST_F(DiskBlobStoreTest, ReplacedEntryKeepsOpenReadersAndAccounting) {
+  auto store = Open();
+  ASSERT_TRUE(store->PutEntry(Key(1), std::string(100, 'a')).ok());
+  ASSERT_TRUE(store->PutEntry(Key(1), std::string(10, 'b')).ok());
+  EXPECT_EQ(*store->GetEntry(Key(1)), std::string(10, 'b'));
+  EXPECT_EQ(store->Stats().used_bytes, 50);
+  EXPECT_EQ(store->Stats().ac_entries, 1);
+  EXPECT_THAT(FilesIn(options_.root), UnorderedElementsAre(Key(1)));
+}
+
+}  // namespace
+}  // namespace cairn::cas
