@@ -159,7 +159,8 @@ class DirLocalStore final : public LocalStore {
   void Forget(const std::string& rel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes least recently used files until under the bound.
   void Trim() ABSL_LOCKS_EXCLUDED(mu_);
-  void Scan(const std::string& sub);
+  // Indexes the files under a/ and o/, in mtime (access) order.
+  void Scan();
 
   const std::string root_;
   const int64_t max_size_;
@@ -201,29 +202,30 @@ absl::Status DirLocalStore::Init() {
   }
   fs::remove_all(root_ + "/tmp", ec);  // Stray temp files of dead processes.
   fs::create_directories(root_ + "/tmp", ec);
-  Scan("a");
-  Scan("o");
+  Scan();
   Trim();
   return absl::OkStatus();
 }
 
-void DirLocalStore::Scan(const std::string& sub) {
+void DirLocalStore::Scan() {
   struct Found {
     int64_t mtime_ns;
     std::string rel;
     int64_t size;
   };
   std::vector<Found> found;
-  std::error_code ec;
-  for (fs::directory_iterator it(root_ + "/" + sub, ec), end; !ec && it != end;
-       it.increment(ec)) {
-    struct stat st;
-    if (stat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-      continue;
+  for (const std::string sub : {"a", "o"}) {
+    std::error_code ec;
+    for (fs::directory_iterator it(root_ + "/" + sub, ec), end;
+         !ec && it != end; it.increment(ec)) {
+      struct stat st;
+      if (stat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+        continue;
+      }
+      found.push_back({st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
+                       sub + "/" + it->path().filename().string(),
+                       static_cast<int64_t>(st.st_size)});
     }
-    found.push_back({st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
-                     sub + "/" + it->path().filename().string(),
-                     static_cast<int64_t>(st.st_size)});
   }
   std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {
     return a.mtime_ns < b.mtime_ns;
@@ -319,6 +321,7 @@ std::optional<LocalHit> DirLocalStore::Get(absl::string_view action_id) {
       Record(body_rel, entry->size);
     }
     pinned_.insert(body_rel);
+    pinned_.insert(entry_rel);
   }
   utimensat(AT_FDCWD, entry_path.c_str(), nullptr, 0);  // Persist LRU order.
   utimensat(AT_FDCWD, body_path.c_str(), nullptr, 0);
@@ -365,7 +368,9 @@ absl::Status DirLocalStore::PutEntry(absl::string_view action_id,
   }
   {
     absl::MutexLock lock(&mu_);
-    Record("a/" + cas::HexEncode(action_id), static_cast<int64_t>(text.size()));
+    const std::string rel = "a/" + cas::HexEncode(action_id);
+    Record(rel, static_cast<int64_t>(text.size()));
+    pinned_.insert(rel);
   }
   Trim();
   return absl::OkStatus();

@@ -15,8 +15,8 @@
 // The directory is bounded by `max_size` bytes (bodies and entries): least
 // recently used files are deleted first (access time is kept in the files'
 // mtime so the order survives restarts). Bodies handed out as a DiskPath in
-// this process are pinned and never deleted before the process exits, since
-// the go command may open them until "close".
+// this process, and their entries, are pinned and never deleted before the
+// process exits, since the go command may open them until "close".
 //
 // Thread safety: all methods are safe to call concurrently. A BodyWriter is
 // used by one thread at a time.

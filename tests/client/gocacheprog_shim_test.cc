@@ -1,0 +1,463 @@
+// The GOCACHEPROG protocol loop driven through pipes, with an in-process fake
+// remote; and the real binary driven through pipes for malformed input.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "cas/digest.h"
+#include "client/gocacheprog/local_store.h"
+#include "client/gocacheprog/remote.h"
+#include "client/gocacheprog/shim.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace cairn::client::gocacheprog {
+namespace {
+
+using Json = nlohmann::json;
+
+std::string Sha(absl::string_view data) {
+  cas::Sha256Hasher h;
+  h.Update(data);
+  return h.FinishRaw();
+}
+
+std::string ActionId(int n) { return Sha(absl::StrCat("action ", n)); }
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+std::string RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::string s(n, '\0');
+  for (char& c : s) {
+    c = static_cast<char>(gen());
+  }
+  return s;
+}
+
+class FakeRemote final : public Remote {
+ public:
+  absl::StatusOr<Entry> Get(absl::string_view action_id,
+                            BodySink sink) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++gets_;
+      if (block_ == action_id) {
+        mu_.Await(absl::Condition(&released_));
+      }
+    }
+    if (!fail_.ok()) {
+      return fail_;
+    }
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(action_id);
+    if (it == entries_.end()) {
+      return absl::NotFoundError("miss");
+    }
+    if (absl::Status s = sink(it->second.second); !s.ok()) {
+      return s;
+    }
+    return it->second.first;
+  }
+  absl::Status Put(absl::string_view action_id, const Entry& entry,
+                   const std::string& body_path) override {
+    if (!fail_.ok()) {
+      return fail_;
+    }
+    absl::MutexLock lock(&mu_);
+    ++puts_;
+    entries_[action_id] = {entry, ReadFile(body_path)};
+    return absl::OkStatus();
+  }
+
+  void Add(const std::string& action_id, const std::string& body) {
+    absl::MutexLock lock(&mu_);
+    entries_[action_id] = {Entry{Sha(body), static_cast<int64_t>(body.size()),
+                                 absl::FromUnixSeconds(1700000000)},
+                           body};
+  }
+  void Block(const std::string& action_id) {
+    absl::MutexLock lock(&mu_);
+    block_ = action_id;
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+  }
+  int gets() {
+    absl::MutexLock lock(&mu_);
+    return gets_;
+  }
+  int puts() {
+    absl::MutexLock lock(&mu_);
+    return puts_;
+  }
+  std::string Body(const std::string& action_id) {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(action_id);
+    return it == entries_.end() ? "<absent>" : it->second.second;
+  }
+  // Set before the shim runs.
+  absl::Status fail_;
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::pair<Entry, std::string>> entries_
+      ABSL_GUARDED_BY(mu_);
+  std::string block_ ABSL_GUARDED_BY(mu_);
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  int gets_ ABSL_GUARDED_BY(mu_) = 0;
+  int puts_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Runs a Shim on pipes in a background thread.
+class ShimTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cairn-shim-test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    if (runner_.joinable()) {
+      close(to_shim_);
+      runner_.join();
+    }
+    close(from_shim_);
+    std::system(absl::StrCat("rm -rf ", dir_).c_str());
+  }
+
+  void Start(Remote* remote, ShimOptions options = {},
+             int64_t max_size = int64_t{1} << 32) {
+    auto local = OpenLocalStore(dir_ + "/local", max_size);
+    ASSERT_TRUE(local.ok()) << local.status();
+    local_ = *std::move(local);
+    shim_ = std::make_unique<Shim>(local_.get(), remote, options);
+    int in[2], out[2];
+    ASSERT_EQ(pipe2(in, O_CLOEXEC), 0);
+    ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+    to_shim_ = in[1];
+    from_shim_ = out[0];
+    runner_ = std::thread([this, r = in[0], w = out[1]] {
+      run_status_ = shim_->Run(r, w);
+      close(r);
+      close(w);
+    });
+    Json hello = NextResponse();
+    EXPECT_EQ(hello,
+              Json::parse(R"({"ID":0,"KnownCommands":["get","put","close"]})"));
+  }
+
+  void Send(absl::string_view text) {
+    while (!text.empty()) {
+      ssize_t n = write(to_shim_, text.data(), text.size());
+      ASSERT_GT(n, 0);
+      text.remove_prefix(n);
+    }
+  }
+  // Sends a request as the go command does: JSON, newline, blank line.
+  void SendRequest(const Json& j) { Send(j.dump() + "\n\n"); }
+  void SendGet(int64_t id, const std::string& action) {
+    SendRequest({{"ID", id},
+                 {"Command", "get"},
+                 {"ActionID", absl::Base64Escape(action)}});
+  }
+  void SendPut(int64_t id, const std::string& action, const std::string& body,
+               const char* id_field = "OutputID") {
+    Json j = {{"ID", id},
+              {"Command", "put"},
+              {"ActionID", absl::Base64Escape(action)},
+              {id_field, absl::Base64Escape(Sha(body))}};
+    if (!body.empty()) {
+      j["BodySize"] = body.size();
+    }
+    SendRequest(j);
+    if (!body.empty()) {
+      Send(absl::StrCat("\"", absl::Base64Escape(body), "\"\n"));
+    }
+  }
+
+  // Returns the next response line, failing (not hanging) after 20 s.
+  Json NextResponse() {
+    std::string line;
+    for (;;) {
+      size_t nl = pending_.find('\n');
+      if (nl != std::string::npos) {
+        line = pending_.substr(0, nl);
+        pending_.erase(0, nl + 1);
+        break;
+      }
+      pollfd p{from_shim_, POLLIN, 0};
+      if (poll(&p, 1, 20000) <= 0) {
+        ADD_FAILURE() << "no response within 20 s";
+        return Json();
+      }
+      char buf[4096];
+      ssize_t n = read(from_shim_, buf, sizeof(buf));
+      if (n <= 0) {
+        ADD_FAILURE() << "shim closed its output";
+        return Json();
+      }
+      pending_.append(buf, n);
+    }
+    Json j = Json::parse(line, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << line;
+    return j;
+  }
+
+  void CloseAndWait(int64_t id) {
+    SendRequest({{"ID", id}, {"Command", "close"}});
+    EXPECT_EQ(NextResponse(), Json({{"ID", id}}));
+    close(to_shim_);
+    runner_.join();
+    EXPECT_TRUE(run_status_.ok()) << run_status_;
+  }
+
+  std::string dir_;
+  std::unique_ptr<LocalStore> local_;
+  std::unique_ptr<Shim> shim_;
+  std::thread runner_;
+  absl::Status run_status_;
+  int to_shim_ = -1;
+  int from_shim_ = -1;
+  std::string pending_;
+};
+
+TEST_F(ShimTest, HandshakeThenClose) {
+  Start(nullptr);
+  CloseAndWait(1);
+}
+
+TEST_F(ShimTest, PutThenGetHitsLocally) {
+  Start(nullptr);
+  const std::string body = "compiled package bytes";
+  SendPut(1, ActionId(1), body);
+  Json put = NextResponse();
+  EXPECT_EQ(put["ID"], 1);
+  ASSERT_TRUE(put.contains("DiskPath")) << put;
+  EXPECT_EQ(ReadFile(put["DiskPath"]), body);
+  SendGet(2, ActionId(1));
+  Json get = NextResponse();
+  EXPECT_EQ(get["ID"], 2);
+  EXPECT_EQ(get["OutputID"], absl::Base64Escape(Sha(body)));
+  EXPECT_EQ(get["Size"], body.size());
+  EXPECT_TRUE(get.contains("Time"));
+  EXPECT_EQ(ReadFile(get["DiskPath"]), body);
+  SendGet(3, ActionId(2));
+  EXPECT_EQ(NextResponse(), Json({{"ID", 3}, {"Miss", true}}));
+  CloseAndWait(4);
+  EXPECT_EQ(shim_->stats().local_hits.load(), 1);
+  EXPECT_EQ(shim_->stats().misses.load(), 1);
+}
+
+TEST_F(ShimTest, AnswersOutOfOrder) {
+  FakeRemote remote;
+  remote.Add(ActionId(1), "slow body");
+  remote.Block(ActionId(1));
+  Start(&remote);
+  SendGet(1, ActionId(1));  // Held inside the remote.
+  SendGet(2, ActionId(2));  // A miss, answered while 1 is still pending.
+  EXPECT_EQ(NextResponse(), Json({{"ID", 2}, {"Miss", true}}));
+  remote.Release();
+  Json first = NextResponse();
+  EXPECT_EQ(first["ID"], 1);
+  EXPECT_EQ(ReadFile(first["DiskPath"]), "slow body");
+  CloseAndWait(3);
+  EXPECT_EQ(shim_->stats().remote_hits.load(), 1);
+}
+
+TEST_F(ShimTest, LargeBodyStreamsThroughAndUploads) {
+  FakeRemote remote;
+  Start(&remote);
+  const std::string body = RandomBytes(40 << 20, 7);  // 40 MiB
+  std::thread writer([&] { SendPut(1, ActionId(1), body); });
+  Json put = NextResponse();
+  writer.join();
+  ASSERT_TRUE(put.contains("DiskPath")) << put;
+  EXPECT_TRUE(ReadFile(put["DiskPath"]) == body);
+  CloseAndWait(2);  // Close waits for the upload.
+  EXPECT_TRUE(remote.Body(ActionId(1)) == body);
+  EXPECT_EQ(shim_->stats().bytes_up.load(), 40 << 20);
+}
+
+TEST_F(ShimTest, EmptyBody) {
+  FakeRemote remote;
+  Start(&remote);
+  SendPut(1, ActionId(1), "");
+  Json put = NextResponse();
+  ASSERT_TRUE(put.contains("DiskPath")) << put;
+  EXPECT_EQ(ReadFile(put["DiskPath"]), "");
+  SendGet(2, ActionId(1));
+  Json get = NextResponse();
+  EXPECT_EQ(get["OutputID"], absl::Base64Escape(Sha("")));
+  EXPECT_FALSE(get.contains("Size"));  // Zero is omitted, as Go does.
+  EXPECT_FALSE(get.contains("Miss"));
+  CloseAndWait(3);
+  EXPECT_EQ(remote.Body(ActionId(1)), "");
+}
+
+TEST_F(ShimTest, AcceptsObjectIdSpelling) {
+  Start(nullptr);
+  SendPut(1, ActionId(1), "old go", "ObjectID");
+  Json put = NextResponse();
+  ASSERT_TRUE(put.contains("DiskPath")) << put;
+  SendGet(2, ActionId(1));
+  EXPECT_EQ(NextResponse()["OutputID"], absl::Base64Escape(Sha("old go")));
+  CloseAndWait(3);
+}
+
+TEST_F(ShimTest, RejectsBodyNotMatchingOutputId) {
+  Start(nullptr);
+  SendRequest({{"ID", 1},
+               {"Command", "put"},
+               {"ActionID", absl::Base64Escape(ActionId(1))},
+               {"OutputID", absl::Base64Escape(Sha("other"))},
+               {"BodySize", 4}});
+  Send(absl::StrCat("\"", absl::Base64Escape("body"), "\"\n"));
+  Json put = NextResponse();
+  EXPECT_NE(put.value("Err", ""), "") << put;
+  SendGet(2, ActionId(1));  // Nothing was stored; the loop goes on.
+  EXPECT_EQ(NextResponse(), Json({{"ID", 2}, {"Miss", true}}));
+  CloseAndWait(3);
+}
+
+TEST_F(ShimTest, RemoteHitIsKeptLocally) {
+  FakeRemote remote;
+  remote.Add(ActionId(1), "from another machine");
+  Start(&remote);
+  SendGet(1, ActionId(1));
+  Json first = NextResponse();
+  EXPECT_EQ(ReadFile(first["DiskPath"]), "from another machine");
+  EXPECT_EQ(first["Time"], "2023-11-14T22:13:20+00:00");
+  SendGet(2, ActionId(1));
+  EXPECT_EQ(NextResponse()["DiskPath"], first["DiskPath"]);
+  CloseAndWait(3);
+  EXPECT_EQ(remote.gets(), 1);
+  EXPECT_EQ(shim_->stats().local_hits.load(), 1);
+  EXPECT_EQ(shim_->stats().remote_hits.load(), 1);
+}
+
+TEST_F(ShimTest, FailingRemoteMissesOnceThenIsSkipped) {
+  FakeRemote remote;
+  remote.fail_ = absl::UnavailableError("connection refused");
+  ShimOptions options;
+  options.workers = 1;  // Sequential, so the breaker opens after one call.
+  Start(&remote, options);
+  for (int i = 1; i <= 5; ++i) {
+    SendGet(i, ActionId(i));
+    EXPECT_EQ(NextResponse(), Json({{"ID", i}, {"Miss", true}}));
+  }
+  SendPut(6, ActionId(6), "kept locally");
+  EXPECT_TRUE(NextResponse().contains("DiskPath"));
+  CloseAndWait(7);
+  EXPECT_EQ(remote.gets(), 1);
+  EXPECT_EQ(shim_->stats().uploads.load(), 0);
+}
+
+TEST_F(ShimTest, ReadOnlyNeverUploads) {
+  FakeRemote remote;
+  ShimOptions options;
+  options.read_only = true;
+  Start(&remote, options);
+  SendPut(1, ActionId(1), "local only");
+  EXPECT_TRUE(NextResponse().contains("DiskPath"));
+  CloseAndWait(2);
+  EXPECT_EQ(remote.puts(), 0);
+}
+
+TEST_F(ShimTest, UnknownCommandIsAnErrorAnswer) {
+  Start(nullptr);
+  SendRequest({{"ID", 1}, {"Command", "get2"}});
+  EXPECT_NE(NextResponse().value("Err", ""), "");
+  CloseAndWait(2);
+}
+
+TEST_F(ShimTest, MalformedJsonEndsRunWithError) {
+  Start(nullptr);
+  Send("{not json\n");
+  close(to_shim_);
+  runner_.join();
+  EXPECT_EQ(run_status_.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(run_status_.message().find("line 1"), std::string::npos)
+      << run_status_;
+}
+
+TEST_F(ShimTest, MalformedBodyEndsRunWithError) {
+  Start(nullptr);
+  SendRequest({{"ID", 1},
+               {"Command", "put"},
+               {"ActionID", absl::Base64Escape(ActionId(1))},
+               {"OutputID", absl::Base64Escape(Sha("x"))},
+               {"BodySize", 1}});
+  Send("\"!!!\"\n");
+  close(to_shim_);
+  runner_.join();
+  EXPECT_EQ(run_status_.code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Runs the real binary with `input` on stdin; returns exit code and stderr.
+struct ProcessResult {
+  int exit_code;
+  std::string out;
+  std::string err;
+};
+
+ProcessResult RunBinary(const std::string& dir, const std::string& input) {
+  const std::string in_path = dir + "/stdin", out_path = dir + "/stdout",
+                    err_path = dir + "/stderr";
+  std::ofstream(in_path) << input;
+  const std::string cmd =
+      absl::StrCat("timeout 20 ", CAIRN_GOCACHEPROG_BIN, " --dir=", dir,
+                   "/local <", in_path, " >", out_path, " 2>", err_path);
+  int status = std::system(cmd.c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, ReadFile(out_path),
+          ReadFile(err_path)};
+}
+
+TEST_F(ShimTest, BinaryReportsMalformedInputAndExitsNonZero) {
+  for (const char* input :
+       {"{\"ID\":1,\"Command\":\"get\",\"ActionID\":\"%%%\"}\n", "[1,2]\n",
+        "{\"ID\":1,\"Command\":\"get\"", "garbage\n"}) {
+    ProcessResult r = RunBinary(dir_, input);
+    EXPECT_EQ(r.exit_code, 2) << input << "\n" << r.err;  // 124 = hung
+    EXPECT_NE(r.err.find("malformed input"), std::string::npos) << r.err;
+    EXPECT_EQ(r.out.find("{\"ID\":0,\"KnownCommands\""), 0u) << r.out;
+  }
+}
+
+TEST_F(ShimTest, BinaryWorksAsLocalCacheWithoutRemote) {
+  const std::string action = absl::Base64Escape(ActionId(1));
+  const std::string input =
+      absl::StrCat(R"({"ID":1,"Command":"put","ActionID":")", action,
+                   R"(","OutputID":")", absl::Base64Escape(Sha("abc")),
+                   R"(","BodySize":3})", "\n\n\"", absl::Base64Escape("abc"),
+                   "\"\n", R"({"ID":2,"Command":"get","ActionID":")", action,
+                   R"("})", "\n\n", R"({"ID":3,"Command":"close"})", "\n\n");
+  ProcessResult r = RunBinary(dir_, input);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(R"({"ID":3})"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(absl::StrCat(R"("ID":2,"OutputID":")")),
+            std::string::npos)
+      << r.out;
+}
+
+}  // namespace
+}  // namespace cairn::client::gocacheprog
