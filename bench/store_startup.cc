@@ -1,0 +1,166 @@
+// store_startup: how long NewDiskBlobStore() takes to rebuild its index.
+//
+// Creates --n small blob files directly in the store's on-disk layout (many
+// threads, no fsync; far faster than writing them through the store), then
+// opens the store with several scan thread counts and, as the peer, times a
+// plain single-threaded std::filesystem walk with stat(). Prints a table.
+// The page cache is warm after creation; run with --reuse on a store made
+// earlier to time a later start-up.
+//
+//   store_startup --n=1000000 [--dir=/path] [--keep] [--reuse]
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "cas/digest.h"
+#include "cas/disk_blob_store.h"
+
+ABSL_FLAG(int64_t, n, 1000000, "number of blob files to create");
+ABSL_FLAG(std::string, dir, "", "store directory (default: a new temp dir)");
+ABSL_FLAG(bool, keep, false, "keep the store directory afterwards");
+ABSL_FLAG(bool, reuse, false, "time an existing store in --dir; create none");
+ABSL_FLAG(int, create_threads, 4, "threads creating files");
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Writes blob i ("cairn-bench-blob-<i>") at its place in the layout.
+bool CreateBlob(const std::string& root, int64_t i) {
+  std::string data = absl::StrCat("cairn-bench-blob-", i);
+  std::string hash = cairn::cas::Digest::OfData(data).hash();
+  std::string path = absl::StrCat(root, "/cas/", hash.substr(0, 2), "/", hash);
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return false;
+  }
+  bool ok =
+      write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
+  return close(fd) == 0 && ok;
+}
+
+double CreateBlobs(const std::string& root, int64_t n, int threads) {
+  absl::Time start = absl::Now();
+  for (const char* sub : {"/cas", "/ac", "/tmp"}) {
+    fs::create_directories(root + sub);
+  }
+  for (int s = 0; s < 256; ++s) {
+    fs::create_directories(absl::StrFormat("%s/cas/%02x", root, s));
+  }
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> failures{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&] {
+      for (int64_t i = next++; i < n; i = next++) {
+        failures += CreateBlob(root, i) ? 0 : 1;
+      }
+    });
+  }
+  for (std::thread& w : workers) {
+    w.join();
+  }
+  if (failures > 0) {
+    fprintf(stderr, "%ld files could not be created\n", long{failures});
+    exit(1);
+  }
+  return absl::ToDoubleSeconds(absl::Now() - start);
+}
+
+// The peer: one thread walking the tree with stat(), no index.
+double NaiveWalk(const std::string& root, int64_t* files) {
+  absl::Time start = absl::Now();
+  *files = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root + "/cas", ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    struct stat st;
+    if (stat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      ++*files;
+    }
+  }
+  return absl::ToDoubleSeconds(absl::Now() - start);
+}
+
+long RssMiB() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      return std::atol(line.c_str() + 6) / 1024;
+    }
+  }
+  return -1;
+}
+
+void TimeStore(const std::string& root, int threads) {
+  cairn::cas::DiskBlobStoreOptions options;
+  options.root = root;
+  options.max_size_bytes = int64_t{1} << 40;
+  options.load_threads = threads;
+  absl::Time start = absl::Now();
+  auto store = cairn::cas::NewDiskBlobStore(options);
+  double wall = absl::ToDoubleSeconds(absl::Now() - start);
+  if (!store.ok()) {
+    fprintf(stderr, "open failed: %s\n", store.status().ToString().c_str());
+    exit(1);
+  }
+  cairn::cas::StoreStats stats = (*store)->Stats();
+  printf(
+      "| NewDiskBlobStore, %d scan threads | %9ld | %8.2f | %8.2f | %6ld |\n",
+      threads, long{stats.cas_entries}, wall, stats.index_load_seconds,
+      RssMiB());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  std::string root = absl::GetFlag(FLAGS_dir);
+  if (root.empty()) {
+    root = fs::temp_directory_path().string() + "/cairn-startup-XXXXXX";
+    if (mkdtemp(root.data()) == nullptr) {
+      perror("mkdtemp");
+      return 1;
+    }
+  }
+  int64_t n = absl::GetFlag(FLAGS_n);
+  if (!absl::GetFlag(FLAGS_reuse)) {
+    double secs = CreateBlobs(root, n, absl::GetFlag(FLAGS_create_threads));
+    printf("created %ld blob files in %s in %.1f s\n\n", long{n}, root.c_str(),
+           secs);
+  }
+  printf(
+      "| start-up of a store of %ld files        |     items |  wall s | "
+      "index_load_seconds | RSS MiB |\n",
+      long{n});
+  printf("|---|---:|---:|---:|---:|\n");
+  int64_t files = 0;
+  double naive = NaiveWalk(root, &files);
+  printf(
+      "| peer: std::filesystem walk + stat, 1 thread | %9ld | %8.2f |        - "
+      "|      - |\n",
+      long{files}, naive);
+  for (int threads : {1, 2, 8}) {
+    TimeStore(root, threads);
+  }
+  if (!absl::GetFlag(FLAGS_keep) && absl::GetFlag(FLAGS_dir).empty()) {
+    std::error_code ec;
+    fs::remove_all(root, ec);
+  }
+  return 0;
+}
