@@ -1,0 +1,423 @@
+// ReapiClient and the Go mapping (NewReapiRemote) against an in-process fake
+// REAPI cache served on a unix socket.
+#include "client/reapi_client.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
+#include "client/gocacheprog/remote.h"
+#include "google/bytestream/bytestream.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+
+namespace cairn::client {
+namespace {
+
+namespace bs = ::google::bytestream;
+
+// Shared state of the fake services.
+struct FakeState {
+  absl::Mutex mu;
+  absl::flat_hash_map<std::string, std::string> blobs ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<std::string, reapi::ActionResult> ac ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<std::string, int> calls ABSL_GUARDED_BY(mu);
+  std::string api_key ABSL_GUARDED_BY(mu);
+  bool saw_request_metadata ABSL_GUARDED_BY(mu) = false;
+  int fail_next ABSL_GUARDED_BY(mu) = 0;
+
+  // Counts the call, records headers; returns UNAVAILABLE while failures
+  // are injected.
+  grpc::Status Enter(grpc::ServerContext* ctx, const std::string& method) {
+    absl::MutexLock lock(&mu);
+    ++calls[method];
+    const auto& md = ctx->client_metadata();
+    auto key = md.find("x-api-key");
+    if (key != md.end()) {
+      api_key = std::string(key->second.data(), key->second.size());
+    }
+    saw_request_metadata |=
+        md.count("build.bazel.remote.execution.v2.requestmetadata-bin") > 0;
+    if (fail_next > 0) {
+      --fail_next;
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "injected");
+    }
+    return grpc::Status::OK;
+  }
+  int Calls(const std::string& method) {
+    absl::MutexLock lock(&mu);
+    return calls[method];
+  }
+};
+
+class FakeCapabilities final : public reapi::Capabilities::Service {
+ public:
+  explicit FakeCapabilities(FakeState* s) : s_(s) {}
+  grpc::Status GetCapabilities(grpc::ServerContext* ctx,
+                               const reapi::GetCapabilitiesRequest*,
+                               reapi::ServerCapabilities* resp) override {
+    if (grpc::Status st = s_->Enter(ctx, "caps"); !st.ok()) return st;
+    resp->mutable_cache_capabilities()->set_max_batch_total_size_bytes(128 *
+                                                                       1024);
+    resp->mutable_cache_capabilities()->add_digest_functions(
+        reapi::DigestFunction::SHA256);
+    return grpc::Status::OK;
+  }
+
+ private:
+  FakeState* s_;
+};
+
+class FakeCas final : public reapi::ContentAddressableStorage::Service {
+ public:
+  explicit FakeCas(FakeState* s) : s_(s) {}
+  grpc::Status FindMissingBlobs(
+      grpc::ServerContext* ctx, const reapi::FindMissingBlobsRequest* req,
+      reapi::FindMissingBlobsResponse* resp) override {
+    if (grpc::Status st = s_->Enter(ctx, "find"); !st.ok()) return st;
+    absl::MutexLock lock(&s_->mu);
+    for (const auto& d : req->blob_digests()) {
+      if (!s_->blobs.contains(d.hash())) *resp->add_missing_blob_digests() = d;
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status BatchUpdateBlobs(
+      grpc::ServerContext* ctx, const reapi::BatchUpdateBlobsRequest* req,
+      reapi::BatchUpdateBlobsResponse* resp) override {
+    if (grpc::Status st = s_->Enter(ctx, "batch_update"); !st.ok()) return st;
+    absl::MutexLock lock(&s_->mu);
+    for (const auto& r : req->requests()) {
+      auto* out = resp->add_responses();
+      *out->mutable_digest() = r.digest();
+      if (cas::Digest::OfData(r.data()).hash() != r.digest().hash()) {
+        out->mutable_status()->set_code(grpc::StatusCode::INVALID_ARGUMENT);
+        continue;
+      }
+      s_->blobs[r.digest().hash()] = r.data();
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status BatchReadBlobs(grpc::ServerContext* ctx,
+                              const reapi::BatchReadBlobsRequest* req,
+                              reapi::BatchReadBlobsResponse* resp) override {
+    if (grpc::Status st = s_->Enter(ctx, "batch_read"); !st.ok()) return st;
+    absl::MutexLock lock(&s_->mu);
+    for (const auto& d : req->digests()) {
+      auto* out = resp->add_responses();
+      *out->mutable_digest() = d;
+      auto it = s_->blobs.find(d.hash());
+      if (it == s_->blobs.end()) {
+        out->mutable_status()->set_code(grpc::StatusCode::NOT_FOUND);
+      } else {
+        out->set_data(it->second);
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  FakeState* s_;
+};
+
+class FakeActionCache final : public reapi::ActionCache::Service {
+ public:
+  explicit FakeActionCache(FakeState* s) : s_(s) {}
+  grpc::Status GetActionResult(grpc::ServerContext* ctx,
+                               const reapi::GetActionResultRequest* req,
+                               reapi::ActionResult* resp) override {
+    if (grpc::Status st = s_->Enter(ctx, "ac_get"); !st.ok()) return st;
+    absl::MutexLock lock(&s_->mu);
+    auto it = s_->ac.find(req->action_digest().hash());
+    if (it == s_->ac.end()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no entry");
+    }
+    *resp = it->second;
+    for (auto& f : *resp->mutable_output_files()) {
+      for (const auto& want : req->inline_output_files()) {
+        auto blob = s_->blobs.find(f.digest().hash());
+        if (want == f.path() && blob != s_->blobs.end() &&
+            blob->second.size() < 1024) {
+          f.set_contents(blob->second);
+        }
+      }
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status UpdateActionResult(grpc::ServerContext* ctx,
+                                  const reapi::UpdateActionResultRequest* req,
+                                  reapi::ActionResult* resp) override {
+    if (grpc::Status st = s_->Enter(ctx, "ac_update"); !st.ok()) return st;
+    if (req->action_digest().size_bytes() <= 0) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "size 0");
+    }
+    absl::MutexLock lock(&s_->mu);
+    s_->ac[req->action_digest().hash()] = req->action_result();
+    *resp = req->action_result();
+    return grpc::Status::OK;
+  }
+
+ private:
+  FakeState* s_;
+};
+
+class FakeByteStream final : public bs::ByteStream::Service {
+ public:
+  explicit FakeByteStream(FakeState* s) : s_(s) {}
+  grpc::Status Read(grpc::ServerContext* ctx, const bs::ReadRequest* req,
+                    grpc::ServerWriter<bs::ReadResponse>* writer) override {
+    if (grpc::Status st = s_->Enter(ctx, "bs_read"); !st.ok()) return st;
+    std::vector<std::string> parts = absl::StrSplit(req->resource_name(), '/');
+    std::string data;
+    {
+      absl::MutexLock lock(&s_->mu);
+      auto it = s_->blobs.find(parts[parts.size() - 2]);
+      if (it == s_->blobs.end()) {
+        return grpc::Status(grpc::StatusCode::NOT_FOUND, "no blob");
+      }
+      data = it->second.substr(req->read_offset());
+    }
+    for (size_t off = 0; off < data.size(); off += 100000) {
+      bs::ReadResponse r;
+      r.set_data(data.substr(off, 100000));
+      writer->Write(r);
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status Write(grpc::ServerContext* ctx,
+                     grpc::ServerReader<bs::WriteRequest>* reader,
+                     bs::WriteResponse* resp) override {
+    if (grpc::Status st = s_->Enter(ctx, "bs_write"); !st.ok()) return st;
+    bs::WriteRequest req;
+    std::string name, data;
+    while (reader->Read(&req)) {
+      if (!req.resource_name().empty()) name = req.resource_name();
+      if (req.write_offset() != static_cast<int64_t>(data.size())) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "offset");
+      }
+      data += req.data();
+    }
+    std::vector<std::string> parts = absl::StrSplit(name, '/');
+    if (parts.size() < 6 || parts[parts.size() - 5] != "uploads" ||
+        cas::Digest::OfData(data).hash() != parts[parts.size() - 2]) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, name);
+    }
+    absl::MutexLock lock(&s_->mu);
+    s_->blobs[parts[parts.size() - 2]] = data;
+    resp->set_committed_size(data.size());
+    return grpc::Status::OK;
+  }
+
+ private:
+  FakeState* s_;
+};
+
+class ReapiClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cairn-reapi-test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    target_ = absl::StrCat("unix://", dir_, "/sock");
+    grpc::ServerBuilder b;
+    b.AddListeningPort(target_, grpc::InsecureServerCredentials());
+    b.SetMaxReceiveMessageSize(16 << 20);
+    b.RegisterService(&caps_);
+    b.RegisterService(&cas_);
+    b.RegisterService(&ac_);
+    b.RegisterService(&bytestream_);
+    server_ = b.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+  }
+  void TearDown() override {
+    server_->Shutdown();
+    std::system(absl::StrCat("rm -rf ", dir_).c_str());
+  }
+  std::unique_ptr<ReapiClient> Client(int max_attempts = 3) {
+    ReapiClientOptions o;
+    o.target = target_;
+    o.instance_name = "main/go";
+    o.max_attempts = max_attempts;
+    o.initial_backoff = absl::Milliseconds(1);
+    o.headers.push_back(*ParseHeader("X-Api-Key=secret"));
+    auto c = NewReapiClient(o);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return *std::move(c);
+  }
+  std::string Read(ReapiClient& c, const cas::Digest& d) {
+    std::string out;
+    absl::Status s = c.ReadBlob(d, [&](absl::string_view chunk) {
+      out.append(chunk.data(), chunk.size());
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(s.ok()) << s;
+    return out;
+  }
+
+  std::string dir_, target_;
+  FakeState state_;
+  FakeCapabilities caps_{&state_};
+  FakeCas cas_{&state_};
+  FakeActionCache ac_{&state_};
+  FakeByteStream bytestream_{&state_};
+  std::unique_ptr<grpc::Server> server_;
+};
+
+TEST_F(ReapiClientTest, SmallBlobsGoThroughBatchCalls) {
+  auto c = Client();
+  const std::string data = "small blob";
+  const cas::Digest d = cas::Digest::OfData(data);
+  ASSERT_TRUE(c->UploadBlob(d, StringChunkSource(data)).ok());
+  EXPECT_EQ(Read(*c, d), data);
+  EXPECT_EQ(state_.Calls("batch_update"), 1);
+  EXPECT_EQ(state_.Calls("batch_read"), 1);
+  EXPECT_EQ(state_.Calls("bs_write"), 0);
+  // Present already: FindMissingBlobs saves the transfer.
+  ASSERT_TRUE(c->UploadBlob(d, StringChunkSource(data)).ok());
+  EXPECT_EQ(state_.Calls("batch_update"), 1);
+  EXPECT_EQ(state_.Calls("caps"), 1);  // Read once.
+}
+
+TEST_F(ReapiClientTest, LargeBlobsGoThroughByteStream) {
+  auto c = Client();
+  std::string data(3 << 20, '\0');
+  std::mt19937 gen(3);
+  for (char& ch : data) ch = static_cast<char>(gen());
+  const cas::Digest d = cas::Digest::OfData(data);
+  ASSERT_TRUE(c->UploadBlob(d, StringChunkSource(data)).ok());
+  EXPECT_EQ(state_.Calls("bs_write"), 1);
+  EXPECT_TRUE(Read(*c, d) == data);
+  EXPECT_EQ(state_.Calls("bs_read"), 1);
+}
+
+TEST_F(ReapiClientTest, MissingBlobIsNotFound) {
+  auto c = Client();
+  absl::Status s =
+      c->ReadBlob(cas::Digest::OfData("absent"),
+                  [](absl::string_view) { return absl::OkStatus(); });
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+}
+
+TEST_F(ReapiClientTest, SendsHeadersAndRequestMetadata) {
+  auto c = Client();
+  ASSERT_TRUE(c->GetCapabilities().ok());
+  absl::MutexLock lock(&state_.mu);
+  EXPECT_EQ(state_.api_key, "secret");
+  EXPECT_TRUE(state_.saw_request_metadata);
+}
+
+TEST_F(ReapiClientTest, RetriesUnavailable) {
+  auto c = Client(3);
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.fail_next = 2;
+  }
+  EXPECT_EQ(c->GetActionResult(cas::Digest::OfData("a"), {}).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(state_.Calls("ac_get"), 3);
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.fail_next = 5;
+  }
+  EXPECT_EQ(c->GetActionResult(cas::Digest::OfData("a"), {}).status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(state_.Calls("ac_get"), 6);
+}
+
+TEST_F(ReapiClientTest, UnreachableServerIsUnavailableNotAHang) {
+  ReapiClientOptions o;
+  o.target = absl::StrCat("unix://", dir_, "/nobody-here");
+  o.timeout = absl::Seconds(5);
+  o.initial_backoff = absl::Milliseconds(1);
+  auto c = NewReapiClient(o);
+  ASSERT_TRUE(c.ok());
+  const absl::Time start = absl::Now();
+  EXPECT_EQ((*c)->GetCapabilities().status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4));
+}
+
+TEST_F(ReapiClientTest, RejectsBadTargetsAndHeaders) {
+  for (const char* t : {"", "http://x:1", "grpc://", "localhost:9092"}) {
+    ReapiClientOptions o;
+    o.target = t;
+    EXPECT_EQ(NewReapiClient(o).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << t;
+  }
+  EXPECT_FALSE(ParseHeader("novalue").ok());
+  EXPECT_FALSE(ParseHeader("=x").ok());
+  auto h = ParseHeader("Authorization=Bearer a=b");
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->first, "authorization");
+  EXPECT_EQ(h->second, "Bearer a=b");
+}
+
+TEST_F(ReapiClientTest, GoMappingRoundTrip) {
+  auto remote = gocacheprog::NewReapiRemote(Client());
+  const std::string body = "go build output";
+  const std::string path = dir_ + "/body";
+  std::ofstream(path, std::ios::binary) << body;
+  cas::Sha256Hasher h;
+  h.Update(body);
+  const std::string action(32, 'A');
+  gocacheprog::Entry entry{h.FinishRaw(), static_cast<int64_t>(body.size()),
+                           absl::FromUnixSeconds(1700000000)};
+  ASSERT_TRUE(remote->Put(action, entry, path).ok());
+  {
+    absl::MutexLock lock(&state_.mu);
+    auto it = state_.ac.find(gocacheprog::GoActionKey(action).hash());
+    ASSERT_NE(it, state_.ac.end());
+    ASSERT_EQ(it->second.output_files_size(), 1);
+    EXPECT_EQ(it->second.output_files(0).path(), "go-output");
+    EXPECT_EQ(it->second.output_files(0).digest().hash(),
+              cas::HexEncode(entry.output_id));
+    EXPECT_EQ(
+        it->second.execution_metadata().worker_completed_timestamp().seconds(),
+        1700000000);
+  }
+  std::string got;
+  absl::StatusOr<gocacheprog::Entry> back =
+      remote->Get(action, [&](absl::string_view c) {
+        got.append(c.data(), c.size());
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(got, body);
+  EXPECT_EQ(back->output_id, entry.output_id);
+  EXPECT_EQ(back->time, entry.time);
+  EXPECT_EQ(state_.Calls("batch_read"), 0);  // Inlined in GetActionResult.
+  EXPECT_EQ(remote
+                ->Get(std::string(32, 'B'),
+                      [](absl::string_view) { return absl::OkStatus(); })
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(ReapiClientTest, ForeignActionResultIsAMiss) {
+  auto remote = gocacheprog::NewReapiRemote(Client());
+  const std::string action(32, 'C');
+  {
+    absl::MutexLock lock(&state_.mu);
+    reapi::ActionResult foreign;  // e.g. written by another tool
+    foreign.add_output_files()->set_path("bazel-out/x");
+    state_.ac[gocacheprog::GoActionKey(action).hash()] = foreign;
+  }
+  EXPECT_EQ(
+      remote->Get(action, [](absl::string_view) { return absl::OkStatus(); })
+          .status()
+          .code(),
+      absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace cairn::client
