@@ -282,10 +282,10 @@ class DiskBlobStore final : public BlobStore {
   std::optional<int64_t> TouchItem(const ItemKey& key, int64_t want_size);
   // Opens the item's file; NOT_FOUND (dropping the stale index entry) if gone.
   absl::StatusOr<int> OpenItem(const ItemKey& key, absl::string_view what);
-  // Reads the whole item and returns it if `intact` accepts it; otherwise
-  // removes it and answers DATA_LOSS.
+  // Reads the whole item file and returns it if `intact` accepts it;
+  // otherwise removes it and answers DATA_LOSS.
   absl::StatusOr<std::string> ReadChecked(
-      const ItemKey& key, int64_t size, absl::string_view what,
+      const ItemKey& key, absl::string_view what,
       const std::function<bool(absl::string_view)>& intact);
   // Writes `parts` as item `key` through a temp file.
   absl::Status StoreWhole(const ItemKey& key,
@@ -656,14 +656,20 @@ absl::StatusOr<int> DiskBlobStore::OpenItem(const ItemKey& key,
 }
 
 absl::StatusOr<std::string> DiskBlobStore::ReadChecked(
-    const ItemKey& key, int64_t size, absl::string_view what,
+    const ItemKey& key, absl::string_view what,
     const std::function<bool(absl::string_view)>& intact) {
   absl::StatusOr<int> fd = OpenItem(key, what);
   if (!fd.ok()) {
     return fd.status();
   }
   absl::Cleanup closer = [&fd] { close(*fd); };
-  std::string data(static_cast<size_t>(size), '\0');
+  // The size comes from the open file, not the index: an entry may have
+  // been replaced by one of another size since the lookup.
+  struct stat st;
+  if (fstat(*fd, &st) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("stat ", what));
+  }
+  std::string data(static_cast<size_t>(st.st_size), '\0');
   size_t got = 0;
   while (got < data.size()) {
     absl::StatusOr<size_t> n =
@@ -742,8 +748,7 @@ absl::StatusOr<std::string> DiskBlobStore::Read(const Digest& digest) {
   if (!TouchItem(key, digest.size_bytes()).has_value()) {
     return NotFound(digest);
   }
-  return ReadChecked(key, digest.size_bytes(),
-                     absl::StrCat("cas blob ", digest.ToString()),
+  return ReadChecked(key, absl::StrCat("cas blob ", digest.ToString()),
                      [&digest](absl::string_view data) {
                        return Digest::OfData(data) == digest;
                      });
@@ -821,12 +826,10 @@ absl::StatusOr<std::string> DiskBlobStore::GetEntry(absl::string_view key) {
     return k.status();
   }
   std::string what = absl::StrCat("entry ", key);
-  std::optional<int64_t> size = TouchItem(*k, -1);
-  if (!size.has_value()) {
+  if (!TouchItem(*k, -1).has_value()) {
     return absl::NotFoundError(absl::StrCat(what, " not found"));
   }
-  absl::StatusOr<std::string> file =
-      ReadChecked(*k, *size, what, AcEntryIntact);
+  absl::StatusOr<std::string> file = ReadChecked(*k, what, AcEntryIntact);
   if (!file.ok()) {
     return file.status();
   }

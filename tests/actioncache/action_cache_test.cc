@@ -1,11 +1,15 @@
 #include "actioncache/action_cache.h"
 
+#include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "absl/status/status.h"
+#include "cas/disk_blob_store.h"
 #include "cas/memory_blob_store.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace cairn::actioncache {
 namespace {
@@ -287,6 +291,37 @@ TEST(ValidateActionResultTest, AcceptsCleanResults) {
   d->set_path("a.b/c..d/.e");
   *d->mutable_tree_digest() = Proto(kAbc, 3);
   EXPECT_TRUE(ValidateActionResult(r).ok());
+}
+
+TEST(ActionCacheOnDiskTest, CorruptEntryIsNotFoundAndRemoved) {
+  testutil::TempDir dir;
+  cas::DiskBlobStoreOptions options;
+  options.root = dir.path();
+  options.max_size_bytes = 1 << 20;
+  options.fsync = false;
+  absl::StatusOr<std::unique_ptr<cas::BlobStore>> store =
+      cas::NewDiskBlobStore(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ActionCache cache(store->get());
+  cas::Digest action = cas::Digest::OfData("action");
+  ActionResult r;
+  r.set_exit_code(7);
+  r.set_stdout_raw("hello");
+  ASSERT_TRUE(cache.Update("ci", action, r).ok());
+  absl::StatusOr<ActionResult> got = cache.Get("ci", action, {});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->exit_code(), 7);
+
+  std::string key = ActionCacheKey("ci", action);
+  std::string path = dir.path() + "/ac/" + key.substr(0, 2) + "/" + key;
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(-1, std::ios::end);
+  f.put('\x7f');
+  f.close();
+  EXPECT_EQ(cache.Get("ci", action, {}).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ((*store)->Stats().corruptions, 1);
+  EXPECT_EQ((*store)->Stats().ac_entries, 0);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -472,6 +473,58 @@ TEST_F(DiskBlobStoreTest, ReplacedEntryKeepsOpenReadersAndAccounting) {
   EXPECT_EQ(store->Stats().used_bytes, 50);
   EXPECT_EQ(store->Stats().ac_entries, 1);
   EXPECT_THAT(FilesIn(options_.root), UnorderedElementsAre(Key(1)));
+}
+
+// Many threads writing, reading, streaming and replacing entries in a small
+// store: afterwards the index must agree with the files on disk.
+TEST_F(DiskBlobStoreTest, ConcurrentChurnKeepsIndexAndDiskConsistent) {
+  options_.max_size_bytes = 5000;
+  auto store = Open();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&store, t] {
+      for (int i = 0; i < 150; ++i) {
+        std::string data = Bytes(100 + (i * 37 + t * 11) % 500, i % 40);
+        Digest d = Digest::OfData(data);
+        if (i % 3 == 0) {
+          auto w = store->OpenWrite(d);
+          if (w.ok() && (*w)->Append(data).ok()) {
+            EXPECT_TRUE((*w)->Commit().ok());
+          }
+        } else {
+          absl::Status s = store->Write(d, data);
+          EXPECT_TRUE(s.ok() || absl::IsResourceExhausted(s)) << s;
+        }
+        auto r = store->OpenRead(d, i % 50);
+        if (r.ok()) {
+          auto [status, got] = Stream(**r, 64);
+          EXPECT_TRUE(status.ok()) << status;
+          EXPECT_EQ(got, data.substr(i % 50));
+        }
+        ASSERT_TRUE(store->PutEntry(Key(i % 5), Bytes(i % 70, t)).ok());
+        absl::StatusOr<std::string> e = store->GetEntry(Key((i + 1) % 5));
+        EXPECT_TRUE(e.ok() || absl::IsNotFound(e.status())) << e.status();
+      }
+    });
+  }
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  StoreStats stats = store->Stats();
+  EXPECT_EQ(stats.reserved_bytes, 0);
+  EXPECT_EQ(stats.corruptions, 0);
+  EXPECT_LE(stats.used_bytes, stats.max_bytes);
+  int64_t on_disk = 0, files = 0;
+  for (const fs::directory_entry& e :
+       fs::recursive_directory_iterator(options_.root)) {
+    if (e.is_regular_file()) {
+      on_disk += static_cast<int64_t>(e.file_size());
+      ++files;
+    }
+  }
+  EXPECT_EQ(on_disk, stats.used_bytes);
+  EXPECT_EQ(files, stats.cas_entries + stats.ac_entries);
+  EXPECT_THAT(FilesIn(options_.root + "/tmp"), IsEmpty());
 }
 
 }  // namespace
