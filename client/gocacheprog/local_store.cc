@@ -33,6 +33,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// A file used this recently (mtime) is never deleted: another process
+// sharing the directory may have handed it to its go command.
+constexpr absl::Duration kRecentUse = absl::Hours(1);
+
 std::string Errno(absl::string_view what, const std::string& path) {
   return absl::StrCat(what, " ", path, ": ", std::strerror(errno));
 }
@@ -159,6 +163,9 @@ class DirLocalStore final : public LocalStore {
   void Forget(const std::string& rel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes least recently used files until under the bound.
   void Trim() ABSL_LOCKS_EXCLUDED(mu_);
+  // Removes temp files left by dead processes (those untouched for a while;
+  // live ones may belong to another process sharing the directory).
+  void RemoveStaleTemps();
   // Indexes the files under a/ and o/, in mtime (access) order.
   void Scan();
 
@@ -200,8 +207,7 @@ absl::Status DirLocalStore::Init() {
           absl::StrCat("create ", root_, sub, ": ", ec.message()));
     }
   }
-  fs::remove_all(root_ + "/tmp", ec);  // Stray temp files of dead processes.
-  fs::create_directories(root_ + "/tmp", ec);
+  RemoveStaleTemps();
   Scan();
   Trim();
   return absl::OkStatus();
@@ -267,7 +273,7 @@ void DirLocalStore::Forget(const std::string& rel) {
 }
 
 void DirLocalStore::Trim() {
-  std::vector<std::string> victims;
+  std::vector<std::pair<std::string, int64_t>> victims;
   {
     absl::MutexLock lock(&mu_);
     auto it = lru_.end();
@@ -277,13 +283,42 @@ void DirLocalStore::Trim() {
         continue;
       }
       std::string rel = *it;
+      int64_t size = index_[rel].size;
       it = std::next(it);  // Forget() invalidates the current position.
       Forget(rel);
-      victims.push_back(std::move(rel));
+      victims.emplace_back(std::move(rel), size);
     }
   }
-  for (const std::string& rel : victims) {
-    unlink((root_ + "/" + rel).c_str());
+  // Another process sharing the directory may have handed a file out; the
+  // file's mtime shows it was used lately, so it stays (as most recent).
+  const absl::Time recent = absl::Now() - kRecentUse;
+  std::vector<std::pair<std::string, int64_t>> kept;
+  for (auto& [rel, size] : victims) {
+    const std::string path = root_ + "/" + rel;
+    struct stat st;
+    if (stat(path.c_str(), &st) == 0 &&
+        absl::TimeFromTimespec(st.st_mtim) > recent) {
+      kept.emplace_back(std::move(rel), size);
+    } else {
+      unlink(path.c_str());
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  for (const auto& [rel, size] : kept) {
+    Record(rel, size);
+  }
+}
+
+void DirLocalStore::RemoveStaleTemps() {
+  const absl::Time stale = absl::Now() - kRecentUse;
+  std::error_code ec;
+  for (fs::directory_iterator it(root_ + "/tmp", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    struct stat st;
+    if (lstat(it->path().c_str(), &st) == 0 &&
+        absl::TimeFromTimespec(st.st_mtim) < stale) {
+      unlink(it->path().c_str());
+    }
   }
 }
 
