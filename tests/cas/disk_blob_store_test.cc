@@ -3,10 +3,13 @@
 // contract is covered by blob_store_conformance_test.
 #include "cas/disk_blob_store.h"
 
+#include <linux/capability.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -432,31 +435,71 @@ TEST_F(DiskBlobStoreTest, ReadOnlyFileSystemRefusesWritesButServesReads) {
   EXPECT_EQ(*store->Read(d), Bytes(100, 1));
 }
 
-TEST_F(DiskBlobStoreTest, ReadOnlyDirectory) {
-  if (geteuid() == 0) {
-    GTEST_SKIP() << "root ignores directory permissions";
+// Drops the capabilities that let root ignore permission bits from the
+// calling thread (threads it starts inherit this) and restores them on
+// destruction, so that root too sees a read-only directory as read-only.
+class DacCapabilitiesDropped {
+ public:
+  DacCapabilitiesDropped() {
+    header_.version = _LINUX_CAPABILITY_VERSION_3;
+    header_.pid = 0;
+    ok_ = syscall(SYS_capget, &header_, saved_) == 0;
+    if (!ok_) {
+      return;
+    }
+    __user_cap_data_struct dropped[2];
+    memcpy(dropped, saved_, sizeof(dropped));
+    for (int cap : {CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER}) {
+      dropped[cap / 32].effective &= ~(1u << (cap % 32));
+    }
+    ok_ = syscall(SYS_capset, &header_, dropped) == 0;
   }
+  ~DacCapabilitiesDropped() {
+    if (ok_) {
+      syscall(SYS_capset, &header_, saved_);
+    }
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  __user_cap_header_struct header_;
+  __user_cap_data_struct saved_[2];
+  bool ok_ = false;
+};
+
+TEST_F(DiskBlobStoreTest, ReadOnlyDirectory) {
   Digest d;
   {
     auto store = Open();
     d = Put(*store, Bytes(100, 1));
   }
+  std::vector<fs::path> dirs = {options_.root};
   for (const fs::directory_entry& e :
        fs::recursive_directory_iterator(options_.root)) {
     if (e.is_directory()) {
-      fs::permissions(e.path(), fs::perms::owner_write,
-                      fs::perm_options::remove);
+      dirs.push_back(e.path());
     }
   }
-  fs::permissions(options_.root, fs::perms::owner_write,
-                  fs::perm_options::remove);
+  for (const fs::path& dir : dirs) {
+    fs::permissions(dir, fs::perms::all, fs::perm_options::remove);
+    fs::permissions(dir, fs::perms::owner_read | fs::perms::owner_exec,
+                    fs::perm_options::add);
+  }
+  DacCapabilitiesDropped dropped;
+  if (!dropped.ok() || std::ofstream(options_.root + "/tmp/probe").is_open()) {
+    GTEST_SKIP() << "cannot make the directory read-only for this user";
+  }
   auto store = Open();
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(*store->Read(d), Bytes(100, 1));
   std::string data = Bytes(100, 2);
   EXPECT_EQ(store->Write(Digest::OfData(data), data).code(),
             absl::StatusCode::kUnavailable);
-  EXPECT_EQ(store->Stats().reserved_bytes, 0);
+  EXPECT_EQ(store->PutEntry(Key(1), "v").code(),
+            absl::StatusCode::kUnavailable);
+  StoreStats stats = store->Stats();
+  EXPECT_EQ(stats.reserved_bytes, 0);
+  EXPECT_EQ(stats.used_bytes, 100);
 }
 
 TEST_F(DiskBlobStoreTest, UncreatableRootFails) {
