@@ -36,11 +36,12 @@ def cairn_cc_library(name, copts = [], visibility = ["//visibility:public"], **k
         **kwargs
     )
 
-def cairn_cc_binary(name, copts = [], **kwargs):
-    """A cc_binary with Cairn's warnings (e.g. cairn-server)."""
+def cairn_cc_binary(name, copts = [], visibility = ["//visibility:public"], **kwargs):
+    """A cc_binary with Cairn's warnings (e.g. cairn-server), visible to tests."""
     native.cc_binary(
         name = name,
         copts = CAIRN_COPTS + copts,
+        visibility = visibility,
         **kwargs
     )
 
