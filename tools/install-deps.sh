@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libabsl-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libcpp-httplib-dev libyaml-cpp-dev libzstd-dev
+  nlohmann-json3-dev libcpp-httplib-dev libyaml-cpp-dev libzstd-dev libspdlog-dev
   openssl curl procps
 )
 for arg in "$@"; do
