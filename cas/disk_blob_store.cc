@@ -576,6 +576,9 @@ absl::Status DiskBlobStore::CommitTemp(const ItemKey& key, TempFile& temp,
       index_.Release(reserved);
       return absl::OkStatus();  // Stored meanwhile by another writer.
     }
+    // An older version leaves the index first, so that it cannot be evicted
+    // (and its path unlinked) while the new file is being renamed over it.
+    index_.Erase(key);
     committing_.insert(key);
     stamp = NextStampLocked();
   }
