@@ -6,8 +6,10 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
@@ -129,6 +131,11 @@ int main(int argc, char** argv) {
   options.max_batch_total_size_bytes =
       absl::GetFlag(FLAGS_max_batch_size).bytes;
   options.max_cas_blob_size_bytes = absl::GetFlag(FLAGS_max_blob_size).bytes;
+  // Accept messages comfortably larger than the advertised batch limit.
+  options.max_message_bytes = static_cast<int>(std::min<int64_t>(
+      std::max<int64_t>(options.max_message_bytes,
+                        options.max_batch_total_size_bytes + (16 << 20)),
+      std::numeric_limits<int>::max()));
   absl::StatusOr<std::unique_ptr<cairn::server::CairnServer>> server =
       cairn::server::CairnServer::Start(options);
   if (!server.ok()) {

@@ -20,8 +20,9 @@ namespace cairn::server {
 // (absl::Status(), called at most once on a pool thread) to run and its
 // status to finish the call. When `validation` is not OK the call finishes at
 // once with it and `work` never runs. A refused schedule finishes the call
-// with RESOURCE_EXHAUSTED (or UNAVAILABLE while shutting down). `work` must
-// not touch the request or response after returning.
+// with RESOURCE_EXHAUSTED (or UNAVAILABLE while shutting down); a call the
+// client cancelled while it waited in the queue is finished without running
+// `work`. `work` must not touch the request or response after returning.
 template <typename Work>
 grpc::ServerUnaryReactor* FinishUnaryOnPool(
     grpc::CallbackServerContext* context, IoPool* pool, const char* what,
@@ -31,8 +32,12 @@ grpc::ServerUnaryReactor* FinishUnaryOnPool(
     reactor->Finish(ToGrpcStatus(validation));
     return reactor;
   }
-  absl::Status scheduled =
-      pool->Schedule(what, [reactor, work = std::move(work)]() mutable {
+  absl::Status scheduled = pool->Schedule(
+      what, [context, reactor, what, work = std::move(work)]() mutable {
+        if (context->IsCancelled()) {  // The client gave up while queued.
+          reactor->Finish(ToGrpcStatus(absl::CancelledError(what)));
+          return;
+        }
         reactor->Finish(ToGrpcStatus(work()));
       });
   if (!scheduled.ok()) {
