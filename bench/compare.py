@@ -15,6 +15,7 @@ Python 3 standard library only.
 import argparse
 import csv
 import os
+import re
 import shutil
 import signal
 import socket
@@ -122,8 +123,7 @@ def cairn_supports(binary, flag):
             _HELP[binary] = out.stdout + out.stderr
         except (OSError, subprocess.TimeoutExpired):
             _HELP[binary] = ""
-    return ("-" + flag + " ") in _HELP[binary] or ("-" + flag + "=") in _HELP[binary] \
-        or ("-" + flag + ")") in _HELP[binary]
+    return re.search(r"--%s\b" % re.escape(flag), _HELP[binary]) is not None
 
 
 def run_load(load, server, mixes, conc, args, requests_flags, csv_path):
@@ -190,11 +190,13 @@ def fmt(v, digits=1):
 
 def print_table(rows):
     head = ("%-13s %4s %3s | %10s %10s %6s | %8s %8s %6s | %9s %9s %6s | "
-            "%8s %8s %6s | %7s %7s %6s | %5s")
+            "%8s %8s %6s | %7s %7s %6s | %8s %8s | %5s")
+    print("C = cairn, B = bazel-remote; medians over n runs; p50/p99 in ms;"
+          " peak RSS in MiB; server CPU in microseconds per operation")
     print(head % ("mix", "conc", "n", "C ops/s", "B ops/s", "ratio",
                   "C MB/s", "B MB/s", "ratio", "C p99 ms", "B p99 ms", "ratio",
                   "C p50 ms", "B p50 ms", "ratio", "C RSS", "B RSS", "ratio",
-                  "err"))
+                  "C cpu/op", "B cpu/op", "err"))
     for r in rows:
         g = lambda l, m: r.get(l + ":" + m)
         ms = lambda v: None if v is None else v / 1000
@@ -213,6 +215,8 @@ def print_table(rows):
             fmt(g("cairn", "server_peak_rss_mib")),
             fmt(g("bazel-remote", "server_peak_rss_mib")),
             fmt(ratio(r, "server_peak_rss_mib"), 2),
+            fmt(g("cairn", "server_cpu_us_per_op")),
+            fmt(g("bazel-remote", "server_cpu_us_per_op")),
             "%d/%d" % (r.get("cairn:errors", 0), r.get("bazel-remote:errors", 0))))
 
 
