@@ -2,10 +2,10 @@
 //
 // Run() announces {"ID":0,"KnownCommands":["get","put","close"]} at once,
 // then reads requests from `in_fd`. Put bodies are streamed (base64 decoded
-// on the fly) into the local store by the reading thread; the rest of each
-// request is handled on a bounded worker pool, so many gets are in flight at
-// once and answered in any order. Every response is one whole line written
-// under one lock.
+// on the fly) into the local store and committed by the reading thread, in
+// request order; gets are handled on a bounded worker pool, so many are in
+// flight at once and answered in any order. Every response is one whole line
+// written under one lock.
 //
 //   get:   local tier, then the remote (through a circuit breaker); a remote
 //          hit is stored locally first so its DiskPath is a local file.

@@ -355,9 +355,14 @@ TEST_F(ShimTest, RemoteHitIsKeptLocally) {
   EXPECT_EQ(shim_->stats().remote_hits.load(), 1);
 }
 
-TEST_F(ShimTest, FailingRemoteMissesOnceThenIsSkipped) {
+// A remote that is down, times out (slow), or answers errors: every get is a
+// miss, the remote is asked once and then skipped, puts stay local.
+class FailingRemoteTest : public ShimTest,
+                          public ::testing::WithParamInterface<absl::Status> {};
+
+TEST_P(FailingRemoteTest, MissesOnceThenIsSkipped) {
   FakeRemote remote;
-  remote.fail_ = absl::UnavailableError("connection refused");
+  remote.fail_ = GetParam();
   ShimOptions options;
   options.workers = 1;  // Sequential, so the breaker opens after one call.
   Start(&remote, options);
@@ -367,10 +372,20 @@ TEST_F(ShimTest, FailingRemoteMissesOnceThenIsSkipped) {
   }
   SendPut(6, ActionId(6), "kept locally");
   EXPECT_TRUE(NextResponse().contains("DiskPath"));
-  CloseAndWait(7);
+  SendGet(7, ActionId(6));
+  EXPECT_EQ(NextResponse()["Size"], 12);
+  CloseAndWait(8);
   EXPECT_EQ(remote.gets(), 1);
   EXPECT_EQ(shim_->stats().uploads.load(), 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Codes, FailingRemoteTest,
+    ::testing::Values(absl::UnavailableError("connection refused"),
+                      absl::DeadlineExceededError("slow"),
+                      absl::InternalError("server bug"),
+                      absl::UnauthenticatedError("bad key"),
+                      absl::ResourceExhaustedError("overloaded")));
 
 TEST_F(ShimTest, ReadOnlyNeverUploads) {
   FakeRemote remote;

@@ -34,10 +34,17 @@ struct FakeState {
   std::string api_key ABSL_GUARDED_BY(mu);
   bool saw_request_metadata ABSL_GUARDED_BY(mu) = false;
   int fail_next ABSL_GUARDED_BY(mu) = 0;
+  absl::Duration delay ABSL_GUARDED_BY(mu);
 
   // Counts the call, records headers; returns UNAVAILABLE while failures
   // are injected.
   grpc::Status Enter(grpc::ServerContext* ctx, const std::string& method) {
+    absl::Duration sleep;
+    {
+      absl::MutexLock lock(&mu);
+      sleep = delay;
+    }
+    absl::SleepFor(sleep);
     absl::MutexLock lock(&mu);
     ++calls[method];
     const auto& md = ctx->client_metadata();
@@ -238,7 +245,7 @@ class ReapiClientTest : public ::testing::Test {
     ASSERT_NE(server_, nullptr);
   }
   void TearDown() override {
-    server_->Shutdown();
+    server_->Shutdown(std::chrono::system_clock::now());
     std::system(absl::StrCat("rm -rf ", dir_).c_str());
   }
   std::unique_ptr<ReapiClient> Client(int max_attempts = 3) {
@@ -330,6 +337,22 @@ TEST_F(ReapiClientTest, RetriesUnavailable) {
   EXPECT_EQ(c->GetActionResult(cas::Digest::OfData("a"), {}).status().code(),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(state_.Calls("ac_get"), 6);
+}
+
+TEST_F(ReapiClientTest, SlowServerHitsTheDeadline) {
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.delay = absl::Seconds(2);
+  }
+  ReapiClientOptions o;
+  o.target = target_;
+  o.timeout = absl::Milliseconds(200);
+  auto c = NewReapiClient(o);
+  ASSERT_TRUE(c.ok());
+  const absl::Time start = absl::Now();
+  EXPECT_EQ((*c)->GetActionResult(cas::Digest::OfData("a"), {}).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
 }
 
 TEST_F(ReapiClientTest, UnreachableServerIsUnavailableNotAHang) {
