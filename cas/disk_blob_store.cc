@@ -1,9 +1,9 @@
 // Implementation notes.
 //
 // Invariants (all under mu_):
-//   - An item is in index_ only while its file is in place: commits rename
-//     before inserting, eviction and corruption removal erase before
-//     unlinking.
+//   - An item is in index_ only while its file is in place: commits take
+//     any older version out, rename, then insert; eviction and corruption
+//     removal erase before unlinking.
 //   - unlinking_ counts pending unlinks per key and committing_ holds keys
 //     being renamed into place; a commit waits until its key is in neither,
 //     so a late unlink can never delete a freshly committed file.
