@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "cas/resource_name.h"
 #include "cas/service_util.h"
+#include "cas/zstd_codec.h"
 #include "server/grpc_status.h"
 
 namespace cairn::cas {
@@ -25,12 +26,10 @@ namespace {
 namespace bs = ::google::bytestream;
 using server::ToGrpcStatus;
 
-absl::Status CheckCompressor(const ResourceName& name) {
-  if (name.compressor != Compressor::kIdentity) {
-    return absl::UnimplementedError(
-        "compressed-blobs resources are not supported by this server");
-  }
-  return absl::OkStatus();
+// Returns the registry key of an upload: its name without metadata.
+std::string UploadKey(const ResourceName& name) {
+  return MakeWriteResourceName(name.instance_name, name.uuid, name.digest,
+                               name.compressor);
 }
 
 // Interrupted and in-progress uploads. An entry is "active" while a Write
@@ -184,11 +183,14 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
     if (!name.ok()) {
       return name.status();
     }
-    absl::Status status = CheckCompressor(*name);
-    if (!status.ok()) {
-      return status;
-    }
     digest_ = name->digest;
+    if (name->compressor == Compressor::kZstd) {
+      if (request.read_limit() != 0) {
+        return absl::InvalidArgumentError(
+            "Read: read_limit must be 0 for compressed-blobs");
+      }
+      compressor_ = std::make_unique<ZstdCompressor>();
+    }
     const int64_t size = digest_.size_bytes();
     if (offset_ < 0 || offset_ > size) {
       return absl::OutOfRangeError(absl::StrCat("Read: read_offset ", offset_,
@@ -225,38 +227,64 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
     SendChunk();
   }
 
-  // Runs on the pool: reads the next chunk and writes it, or finishes.
+  // Runs on the pool: reads (and compresses) the next chunk and writes it,
+  // or finishes. The end of the blob is verified before its last chunk.
   void SendChunk() {
-    const size_t want = static_cast<size_t>(
-        std::min<int64_t>(remaining_, options_.read_chunk_bytes));
-    std::string* data = response_.mutable_data();
-    data->resize(want);
-    size_t got = 0;
-    while (got < want) {
-      absl::StatusOr<size_t> n = reader_->Read(data->data() + got, want - got);
-      if (!n.ok() || *n == 0) {
-        Finish(ToGrpcStatus(
-            !n.ok() ? n.status()
-                    : absl::DataLossError(absl::StrCat(
-                          "cas blob ", digest_.ToString(), " is truncated"))));
+    std::string* out = response_.mutable_data();
+    out->clear();
+    for (;;) {
+      const size_t want = static_cast<size_t>(
+          std::min<int64_t>(remaining_, options_.read_chunk_bytes));
+      std::string* raw = compressor_ != nullptr ? &raw_ : out;
+      absl::Status status = ReadRaw(want, raw);
+      remaining_ -= static_cast<int64_t>(want);
+      const bool last = remaining_ == 0;
+      if (status.ok() && last && to_end_) {
+        status = VerifyEnd();
+      }
+      if (status.ok() && compressor_ != nullptr) {
+        status = compressor_->Compress(raw_, last, out);
+      }
+      if (!status.ok()) {
+        Finish(ToGrpcStatus(status));
         return;
       }
-      got += *n;
+      if (!last && !out->empty()) {
+        StartWrite(&response_);
+        return;
+      }
+      if (last) {
+        FinishWith(out->empty());
+        return;
+      }
     }
-    remaining_ -= static_cast<int64_t>(want);
-    if (remaining_ > 0) {
-      StartWrite(&response_);
-      return;
-    }
-    absl::Status end = to_end_ ? VerifyEnd() : absl::OkStatus();
-    if (!end.ok()) {
-      Finish(ToGrpcStatus(end));
-    } else if (want == 0) {
+  }
+
+  void FinishWith(bool nothing_left) {
+    if (nothing_left) {
       Finish(ToGrpcStatus(absl::OkStatus()));
     } else {
       StartWriteAndFinish(&response_, grpc::WriteOptions(),
                           ToGrpcStatus(absl::OkStatus()));
     }
+  }
+
+  // Reads exactly `want` bytes of the blob into `*buf`.
+  absl::Status ReadRaw(size_t want, std::string* buf) {
+    buf->resize(want);
+    size_t got = 0;
+    while (got < want) {
+      absl::StatusOr<size_t> n = reader_->Read(buf->data() + got, want - got);
+      if (!n.ok()) {
+        return n.status();
+      }
+      if (*n == 0) {
+        return absl::DataLossError(
+            absl::StrCat("cas blob ", digest_.ToString(), " is truncated"));
+      }
+      got += *n;
+    }
+    return absl::OkStatus();
   }
 
   // Reads past the last byte so the reader checks the whole blob's digest.
@@ -279,6 +307,8 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
   int64_t remaining_ = 0;
   bool to_end_ = true;
   std::unique_ptr<BlobReader> reader_;
+  std::unique_ptr<ZstdCompressor> compressor_;  // Set for compressed-blobs.
+  std::string raw_;  // Uncompressed chunk when compressing.
   bs::ReadResponse response_;
 };
 
@@ -332,15 +362,20 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
     if (!name.ok()) {
       return name.status();
     }
-    absl::Status status = CheckCompressor(*name);
-    if (status.ok()) {
-      status = CheckUploadSize(name->digest, options_.max_cas_blob_size_bytes);
-    }
+    absl::Status status =
+        CheckUploadSize(name->digest, options_.max_cas_blob_size_bytes);
     if (!status.ok()) {
       return status;
     }
     digest_ = name->digest;
-    key_ = MakeWriteResourceName(name->instance_name, name->uuid, digest_);
+    key_ = UploadKey(*name);
+    if (name->compressor == Compressor::kZstd) {
+      decompressor_ = std::make_unique<ZstdDecompressor>();
+      if (request_.write_offset() != 0) {
+        return absl::InvalidArgumentError(
+            "Write: compressed uploads cannot resume; start at offset 0");
+      }
+    }
     if (request_.write_offset() < 0 ||
         request_.write_offset() > digest_.size_bytes()) {
       return absl::InvalidArgumentError(
@@ -400,7 +435,8 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   void Begin() {
     if (options_.store->Contains(digest_)) {
       registry_->DropParked(key_);  // A stale partial upload, if any.
-      committed_ = digest_.size_bytes();
+      // REAPI: -1 tells a compressed upload that the blob already exists.
+      committed_ = decompressor_ != nullptr ? -1 : digest_.size_bytes();
       FinishOk();
       return;
     }
@@ -450,15 +486,20 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
 
   // Runs on the pool: appends request_.data(), then reads on or commits.
   void Append() {
-    absl::Status status = absl::OkStatus();
-    if (!request_.data().empty()) {
-      status = writer_->Append(request_.data());
+    absl::Status status = AppendData();
+    if (status.ok() && request_.finish_write() && decompressor_ != nullptr &&
+        !decompressor_->AtFrameEnd()) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("Write: zstd data for cas blob ", digest_.ToString(),
+                       " ends inside a frame"));
     }
     if (!status.ok()) {
       Fail(status);
       return;
     }
-    committed_ = writer_->committed_size();
+    committed_ = decompressor_ != nullptr
+                     ? committed_ + static_cast<int64_t>(request_.data().size())
+                     : writer_->committed_size();
     registry_->Progress(key_, committed_);
     if (!request_.finish_write()) {
       request_.Clear();
@@ -476,6 +517,24 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
     FinishOk();
   }
 
+  // Writes request_.data() (decompressed for compressed-blobs).
+  absl::Status AppendData() {
+    if (request_.data().empty()) {
+      return absl::OkStatus();
+    }
+    if (decompressor_ == nullptr) {
+      return writer_->Append(request_.data());
+    }
+    plain_.clear();
+    absl::Status status = decompressor_->Decompress(
+        request_.data(), digest_.size_bytes() - writer_->committed_size(),
+        &plain_);
+    if (!status.ok() || plain_.empty()) {
+      return status;
+    }
+    return writer_->Append(plain_);
+  }
+
   // Runs on the pool when the client stops sending before finish_write.
   void EndWithoutFinishWrite() {
     if (!started_) {
@@ -489,7 +548,7 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
 
   // Parks an upload that made progress for a later resume; forgets others.
   void ParkOrRelease() {
-    if (writer_ != nullptr && committed_ > 0) {
+    if (writer_ != nullptr && committed_ > 0 && decompressor_ == nullptr) {
       registry_->Park(key_, std::move(writer_));
     } else if (claimed_) {
       registry_->Release(key_);
@@ -508,6 +567,8 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   std::string key_;
   int64_t committed_ = 0;
   std::unique_ptr<BlobWriter> writer_;
+  std::unique_ptr<ZstdDecompressor> decompressor_;  // For compressed-blobs.
+  std::string plain_;  // Decompressed bytes of the current message.
 };
 
 class ByteStreamService final : public bs::ByteStream::CallbackService {
@@ -546,16 +607,12 @@ grpc::ServerUnaryReactor* ByteStreamService::QueryWriteStatus(
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<ResourceName> name =
       ParseWriteResourceName(request->resource_name());
-  absl::Status status = name.status();
-  if (status.ok()) {
-    status = CheckCompressor(*name);
-  }
-  if (!status.ok()) {
-    reactor->Finish(ToGrpcStatus(status));
+  if (!name.ok()) {
+    reactor->Finish(ToGrpcStatus(name.status()));
     return reactor;
   }
-  std::string key =
-      MakeWriteResourceName(name->instance_name, name->uuid, name->digest);
+  std::string key = UploadKey(*name);
+  absl::Status status;
   status = options_.pool->Schedule(
       "QueryWriteStatus",
       [this, reactor, response, key = std::move(key), digest = name->digest] {

@@ -20,7 +20,13 @@
 //       blobs over max_cas_blob_size_bytes: INVALID_ARGUMENT.
 // QueryWriteStatus: committed_size/complete of an upload, or of a stored blob
 //       (complete); NOT_FOUND for an unknown upload.
-// compressed-blobs resources: UNIMPLEMENTED (only identity is advertised).
+// compressed-blobs/zstd: Read streams zstd frames of the blob from
+//       read_offset (an uncompressed offset; read_limit must be 0, else
+//       INVALID_ARGUMENT). Write decompresses while streaming (bounded by the
+//       digest size); write_offset counts compressed bytes after the first
+//       request, which must start at 0 (compressed uploads do not resume);
+//       committed_size is the compressed byte count, or -1 when the blob
+//       already existed.
 //
 // Thread safety: the service is safe for concurrent calls. Partial uploads
 // live in a map guarded by a mutex (never held across I/O).

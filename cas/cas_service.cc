@@ -15,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "cas/service_util.h"
+#include "cas/zstd_codec.h"
 #include "server/grpc_status.h"
 #include "server/reactors.h"
 
@@ -66,22 +67,33 @@ absl::Status UpdateOne(const v2::BatchUpdateBlobsRequest::Request& item,
   if (!digest.ok()) {
     return digest.status();
   }
-  if (item.compressor() != v2::Compressor::IDENTITY) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cas blob ", digest->ToString(), ": unsupported compressor ",
-        v2::Compressor::Value_Name(item.compressor())));
-  }
   absl::Status status =
       CheckUploadSize(*digest, options.max_cas_blob_size_bytes);
   if (!status.ok()) {
     return status;
   }
-  if (static_cast<int64_t>(item.data().size()) != digest->size_bytes()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cas blob ", digest->ToString(), ": got ",
-                     item.data().size(), " bytes of data"));
+  std::string decompressed;
+  absl::string_view data = item.data();
+  if (item.compressor() == v2::Compressor::ZSTD) {
+    absl::StatusOr<std::string> plain =
+        ZstdDecompressAll(item.data(), digest->size_bytes());
+    if (!plain.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cas blob ", digest->ToString(), ": ", plain.status().message()));
+    }
+    decompressed = *std::move(plain);
+    data = decompressed;
+  } else if (item.compressor() != v2::Compressor::IDENTITY) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cas blob ", digest->ToString(), ": unsupported compressor ",
+        v2::Compressor::Value_Name(item.compressor())));
   }
-  return options.store->Write(*digest, item.data());
+  if (static_cast<int64_t>(data.size()) != digest->size_bytes()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cas blob ", digest->ToString(), ": got ", data.size(),
+                     " bytes of data"));
+  }
+  return options.store->Write(*digest, data);
 }
 
 absl::Status CheckBatchRead(const v2::BatchReadBlobsRequest& request,

@@ -2,7 +2,8 @@
 // each request, hands the storage work to the IoPool and maps the result.
 //
 //   FindMissingBlobs  returns the absent digests; present ones are touched.
-//   BatchUpdateBlobs  verifies and stores each blob; one status per blob.
+//   BatchUpdateBlobs  verifies and stores each blob (identity or zstd);
+//                     one status per blob.
 //                     INVALID_ARGUMENT for the whole call when the inlined
 //                     data exceeds max_batch_total_size_bytes.
 //   BatchReadBlobs    one status per blob (NOT_FOUND when absent);

@@ -125,7 +125,7 @@ size_t CairnServer::QueuedIoTasksForTest() {
 void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   capabilities = NewCapabilitiesService(
       {options.read_only, options.max_batch_total_size_bytes,
-       options.max_cas_blob_size_bytes, /*zstd=*/false});
+       options.max_cas_blob_size_bytes, /*zstd=*/true});
   cas::CasServiceOptions cas_options;
   cas_options.store = options.store;
   cas_options.pool = &pool;

@@ -141,11 +141,6 @@ TEST_F(ByteStreamTest, ReadErrors) {
               StatusCode::INVALID_ARGUMENT)
         << bad;
   }
-  const cas::Digest d = Put("zzz");
-  EXPECT_EQ(ReadBlob(cas::MakeReadResourceName("", d, cas::Compressor::kZstd),
-                     0, 0, &got)
-                .error_code(),
-            StatusCode::UNIMPLEMENTED);
 }
 
 TEST_F(ByteStreamTest, EmptyBlob) {

@@ -1,0 +1,66 @@
+// Streaming zstd compression and decompression for REAPI compressed-blobs
+// (ByteStream "compressed-blobs/zstd/..." and BatchUpdateBlobs with
+// compressor ZSTD). Decompression is bounded: output past `max_output` bytes
+// is refused with INVALID_ARGUMENT, so a small message cannot expand into
+// unbounded memory.
+//
+// Thread safety: one object per stream, used by one thread at a time.
+#ifndef CAIRN_CAS_ZSTD_CODEC_H_
+#define CAIRN_CAS_ZSTD_CODEC_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace cairn::cas {
+
+class ZstdCompressor {
+ public:
+  ZstdCompressor();
+  ~ZstdCompressor();
+  ZstdCompressor(const ZstdCompressor&) = delete;
+  ZstdCompressor& operator=(const ZstdCompressor&) = delete;
+
+  // Compresses `input` and appends what is ready to `*output`; with `last`
+  // the frame is finished. INTERNAL on a zstd failure.
+  absl::Status Compress(absl::string_view input, bool last,
+                        std::string* output);
+
+ private:
+  struct Ctx;
+  std::unique_ptr<Ctx> ctx_;
+};
+
+class ZstdDecompressor {
+ public:
+  ZstdDecompressor();
+  ~ZstdDecompressor();
+  ZstdDecompressor(const ZstdDecompressor&) = delete;
+  ZstdDecompressor& operator=(const ZstdDecompressor&) = delete;
+
+  // Decompresses `input`, appending to `*output`. INVALID_ARGUMENT for
+  // corrupt input or when more than `max_output` bytes would be appended.
+  absl::Status Decompress(absl::string_view input, int64_t max_output,
+                          std::string* output);
+
+  // Returns true when the input so far ends exactly at the end of a frame.
+  bool AtFrameEnd() const { return at_frame_end_; }
+
+ private:
+  struct Ctx;
+  std::unique_ptr<Ctx> ctx_;
+  bool at_frame_end_ = true;
+};
+
+// Returns `data` decompressed; INVALID_ARGUMENT when it is not one or more
+// complete zstd frames or expands past `max_output` bytes.
+absl::StatusOr<std::string> ZstdDecompressAll(absl::string_view data,
+                                              int64_t max_output);
+
+}  // namespace cairn::cas
+
+#endif  // CAIRN_CAS_ZSTD_CODEC_H_

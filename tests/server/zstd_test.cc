@@ -1,0 +1,197 @@
+// zstd compressed-blobs: the codec, ByteStream compressed Read/Write and
+// BatchUpdateBlobs with compressor ZSTD, through an in-process server.
+#include <grpcpp/client_context.h>
+#include <gtest/gtest.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "cas/resource_name.h"
+#include "cas/zstd_codec.h"
+#include "tests/server/service_fixture.h"
+
+namespace cairn::servertest {
+namespace {
+
+using ::grpc::ClientContext;
+using ::grpc::StatusCode;
+
+std::string Text(size_t size) {
+  std::string out;
+  for (size_t i = 0; out.size() < size; ++i) {
+    out += "line " + std::to_string(i * 7919 % 1000) + " of some build log\n";
+  }
+  out.resize(size);
+  return out;
+}
+
+std::string Compress(const std::string& data) {
+  std::string out(ZSTD_compressBound(data.size()), '\0');
+  out.resize(
+      ZSTD_compress(out.data(), out.size(), data.data(), data.size(), 3));
+  return out;
+}
+
+std::string Decompress(const std::string& frame, size_t size) {
+  std::string out(size, '\0');
+  size_t n =
+      ZSTD_decompress(out.data(), out.size(), frame.data(), frame.size());
+  if (ZSTD_isError(n)) {
+    return "<error>";
+  }
+  out.resize(n);
+  return out;
+}
+
+TEST(ZstdCodecTest, StreamsRoundTrip) {
+  const std::string data = Text(3 << 20);
+  cas::ZstdCompressor compressor;
+  std::string frame;
+  for (size_t off = 0; off < data.size(); off += 1 << 20) {
+    ASSERT_TRUE(compressor
+                    .Compress(absl::string_view(data).substr(off, 1 << 20),
+                              off + (1 << 20) >= data.size(), &frame)
+                    .ok());
+  }
+  EXPECT_LT(frame.size(), data.size() / 4);
+  EXPECT_EQ(Decompress(frame, data.size()), data);
+  cas::ZstdDecompressor decompressor;
+  std::string plain;
+  for (size_t off = 0; off < frame.size(); off += 1000) {
+    absl::Status status = decompressor.Decompress(
+        absl::string_view(frame).substr(off, 1000), data.size(), &plain);
+    ASSERT_TRUE(status.ok()) << status << " at " << off;
+  }
+  EXPECT_TRUE(decompressor.AtFrameEnd());
+  EXPECT_EQ(plain, data);
+}
+
+TEST(ZstdCodecTest, RefusesBombsAndGarbage) {
+  const std::string zeros(64 << 20, '\0');
+  const std::string bomb = Compress(zeros);
+  EXPECT_LT(bomb.size(), 64u << 10);
+  EXPECT_EQ(cas::ZstdDecompressAll(bomb, 1 << 20).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(cas::ZstdDecompressAll("not zstd at all", 100).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  const std::string frame = Compress("hello");
+  EXPECT_EQ(cas::ZstdDecompressAll(frame.substr(0, frame.size() - 2), 100)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*cas::ZstdDecompressAll(frame, 5), "hello");
+}
+
+class ZstdServiceTest : public ServiceTest {};
+
+TEST_F(ZstdServiceTest, CapabilitiesAdvertiseZstd) {
+  ClientContext context;
+  v2::ServerCapabilities caps;
+  ASSERT_TRUE(
+      caps_->GetCapabilities(&context, v2::GetCapabilitiesRequest(), &caps)
+          .ok());
+  const auto& c = caps.cache_capabilities();
+  EXPECT_NE(std::find(c.supported_compressors().begin(),
+                      c.supported_compressors().end(), v2::Compressor::ZSTD),
+            c.supported_compressors().end());
+  EXPECT_NE(std::find(c.supported_batch_update_compressors().begin(),
+                      c.supported_batch_update_compressors().end(),
+                      v2::Compressor::ZSTD),
+            c.supported_batch_update_compressors().end());
+}
+
+TEST_F(ZstdServiceTest, CompressedWriteThenReadBothForms) {
+  const std::string data = Text((2 << 20) + 333);
+  const cas::Digest d = cas::Digest::OfData(data);
+  const std::string frame = Compress(data);
+  bs::WriteResponse response;
+  ASSERT_TRUE(WriteBlob(cas::MakeWriteResourceName("ci", "z1", d,
+                                                   cas::Compressor::kZstd),
+                        frame, 4096, &response)
+                  .ok());
+  EXPECT_EQ(response.committed_size(), static_cast<int64_t>(frame.size()));
+  std::string got;
+  ASSERT_TRUE(ReadBlob(cas::MakeReadResourceName("", d), 0, 0, &got).ok());
+  EXPECT_EQ(got, data);
+  ASSERT_TRUE(ReadBlob(cas::MakeReadResourceName("", d, cas::Compressor::kZstd),
+                       0, 0, &got)
+                  .ok());
+  EXPECT_LT(got.size(), data.size());
+  EXPECT_EQ(Decompress(got, data.size()), data);
+  ASSERT_TRUE(ReadBlob(cas::MakeReadResourceName("", d, cas::Compressor::kZstd),
+                       1000, 0, &got)
+                  .ok());
+  EXPECT_EQ(Decompress(got, data.size()), data.substr(1000));
+  EXPECT_EQ(ReadBlob(cas::MakeReadResourceName("", d, cas::Compressor::kZstd),
+                     0, 10, &got)
+                .error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  // Already stored: a compressed upload ends at once with -1.
+  ASSERT_TRUE(
+      WriteBlob(cas::MakeWriteResourceName("", "z2", d, cas::Compressor::kZstd),
+                frame, 4096, &response)
+          .ok());
+  EXPECT_EQ(response.committed_size(), -1);
+}
+
+TEST_F(ZstdServiceTest, CompressedEmptyBlobIsAValidFrame) {
+  std::string got;
+  ASSERT_TRUE(ReadBlob(cas::MakeReadResourceName("", cas::Digest::Empty(),
+                                                 cas::Compressor::kZstd),
+                       0, 0, &got)
+                  .ok());
+  EXPECT_FALSE(got.empty());
+  EXPECT_EQ(Decompress(got, 0), "");
+}
+
+TEST_F(ZstdServiceTest, CompressedWriteErrors) {
+  const std::string data = Text(10000);
+  const cas::Digest d = cas::Digest::OfData(data);
+  const auto name = [&](const std::string& uuid) {
+    return cas::MakeWriteResourceName("", uuid, d, cas::Compressor::kZstd);
+  };
+  // Wrong content.
+  EXPECT_EQ(WriteBlob(name("a"), Compress(Text(9999) + "!")).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  // Truncated frame.
+  const std::string frame = Compress(data);
+  EXPECT_EQ(
+      WriteBlob(name("b"), frame.substr(0, frame.size() - 4)).error_code(),
+      StatusCode::INVALID_ARGUMENT);
+  // Expands past the digest size.
+  EXPECT_EQ(WriteBlob(name("c"), Compress(data + data)).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  EXPECT_FALSE(store_->Contains(d));
+}
+
+TEST_F(ZstdServiceTest, BatchUpdateWithZstd) {
+  const std::string data = Text(50000);
+  ClientContext context;
+  v2::BatchUpdateBlobsRequest request;
+  auto* good = request.add_requests();
+  *good->mutable_digest() = ProtoDigestOf(data);
+  good->set_data(Compress(data));
+  good->set_compressor(v2::Compressor::ZSTD);
+  auto* bad = request.add_requests();
+  *bad->mutable_digest() = ProtoDigestOf("other");
+  bad->set_data(Compress("not other"));
+  bad->set_compressor(v2::Compressor::ZSTD);
+  auto* deflate = request.add_requests();
+  *deflate->mutable_digest() = ProtoDigestOf("d");
+  deflate->set_data("d");
+  deflate->set_compressor(v2::Compressor::DEFLATE);
+  v2::BatchUpdateBlobsResponse response;
+  ASSERT_TRUE(cas_->BatchUpdateBlobs(&context, request, &response).ok());
+  ASSERT_EQ(response.responses_size(), 3);
+  EXPECT_EQ(response.responses(0).status().code(), 0);
+  EXPECT_EQ(response.responses(1).status().code(),
+            StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(response.responses(2).status().code(),
+            StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(*store_->Read(cas::Digest::OfData(data)), data);
+}
+
+}  // namespace
+}  // namespace cairn::servertest
