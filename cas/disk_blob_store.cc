@@ -927,12 +927,18 @@ absl::StatusOr<std::vector<LoadedItem>> DiskBlobStore::ScanAll() {
   for (std::thread& w : workers) {
     w.join();
   }
-  std::vector<LoadedItem> all;
+  size_t total = 0;
   for (int t = 0; t < threads; ++t) {
     if (!errors[t].ok()) {
       return errors[t];
     }
-    all.insert(all.end(), found[t].begin(), found[t].end());
+    total += found[t].size();
+  }
+  std::vector<LoadedItem> all;
+  all.reserve(total);
+  for (std::vector<LoadedItem>& part : found) {
+    all.insert(all.end(), part.begin(), part.end());
+    std::vector<LoadedItem>().swap(part);
   }
   return all;
 }
