@@ -357,6 +357,25 @@ TEST_P(BlobStoreTest, OpenReaderSurvivesEviction) {
   EXPECT_EQ(head + *rest, data);
 }
 
+TEST_P(BlobStoreTest, LargeBlobStreamsBothWays) {
+  store_ = Make(8 << 20);
+  std::string data = Bytes(3 << 20, 11);
+  Digest d = Digest::OfData(data);
+  absl::StatusOr<std::unique_ptr<BlobWriter>> w = store_->OpenWrite(d);
+  ASSERT_TRUE(w.ok()) << w.status();
+  for (size_t i = 0; i < data.size(); i += 64 << 10) {
+    ASSERT_TRUE((*w)->Append(absl::string_view(data).substr(i, 64 << 10)).ok());
+  }
+  ASSERT_TRUE((*w)->Commit().ok());
+  absl::StatusOr<std::unique_ptr<BlobReader>> r =
+      store_->OpenRead(d, (1 << 20) + 3);
+  ASSERT_TRUE(r.ok()) << r.status();
+  absl::StatusOr<std::string> got = Drain(**r, 1 << 20);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(*got == data.substr((1 << 20) + 3));
+  EXPECT_EQ(store_->Stats().used_bytes, 3 << 20);
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, BlobStoreTest,
                          testing::Values(StoreType::kMemory, StoreType::kDisk),
                          [](const testing::TestParamInfo<StoreType>& info) {

@@ -157,5 +157,21 @@ TEST(LruIndexTest, ManyItems) {
   EXPECT_EQ(index.Peek(K(99999)), 99999);
 }
 
+TEST(LruIndexTest, FindExposesTheStampWithoutMoving) {
+  LruIndex index(1000);
+  index.Insert(K(1), 10, 111);
+  index.Insert(K(2), 20, 222);
+  LruIndex::Item* item = index.Find(K(1));
+  ASSERT_NE(item, nullptr);
+  EXPECT_EQ(item->stamp, 111);
+  item->stamp = 333;
+  EXPECT_EQ(Order(index, 3), (std::vector<int>{1, 2}));
+  index.Touch(K(1));
+  EXPECT_EQ(index.Find(K(1))->stamp, 333);
+  EXPECT_EQ(index.Find(K(3)), nullptr);
+  index.Insert(K(1), 12, 444);  // Replacing sets the new stamp.
+  EXPECT_EQ(index.Find(K(1))->stamp, 444);
+}
+
 }  // namespace
 }  // namespace cairn::cas
