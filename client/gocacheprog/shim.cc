@@ -190,6 +190,10 @@ class Shim::Impl {
  private:
   void Respond(const Response& r);
   void Log(const Request& req, absl::string_view outcome, absl::Time start);
+  // Handles one parsed request other than "close".
+  absl::Status Dispatch(LineReader& reader, const Request& req);
+  // Waits for pending answers, then returns `s` naming the input line.
+  absl::Status Fail(const LineReader& reader, const absl::Status& s);
   absl::Status ReadPut(LineReader& reader, const Request& req);
   void HandleGet(const Request& req);
   // Returns the remote hit stored locally, or nullopt (a miss).
@@ -254,37 +258,53 @@ absl::Status Shim::Impl::Run(int in_fd, int out_fd) {
   std::string line;
   for (;;) {
     absl::StatusOr<bool> more = reader.ReadLine(&line);
-    if (more.ok() && *more && absl::StripAsciiWhitespace(line).empty()) {
-      continue;  // The go command follows each request with a blank line.
+    if (!more.ok()) {
+      return Fail(reader, more.status());
     }
-    absl::StatusOr<Request> req =
-        more.ok() && *more ? ParseRequest(line) : absl::StatusOr<Request>();
-    absl::Status s = !more.ok() ? more.status() : req.status();
-    if (more.ok() && !*more) {  // End of input without "close".
+    if (!*more) {  // End of input without "close": the go command is gone.
       pool_.WaitIdle(absl::InfiniteFuture());
       uploads_.WaitIdle(absl::Now() + options_.flush_timeout);
       return absl::OkStatus();
     }
-    if (s.ok() && req->command == "put") {
-      s = ReadPut(reader, *req);
-    } else if (s.ok() && req->command == "get") {
-      pool_.Submit([this, r = *req] { HandleGet(r); }, /*block=*/true);
-    } else if (s.ok() && req->command == "close") {
+    if (absl::StripAsciiWhitespace(line).empty()) {
+      continue;  // The go command follows each request with a blank line.
+    }
+    absl::StatusOr<Request> req = ParseRequest(line);
+    if (!req.ok()) {
+      return Fail(reader, req.status());
+    }
+    if (req->command == "close") {
       Close(*req);
       return absl::OkStatus();
-    } else if (s.ok()) {
-      Response r;
-      r.id = req->id;
-      r.err = absl::StrCat("unknown command \"", req->command, "\"");
-      Respond(r);
     }
-    if (!s.ok()) {
-      pool_.WaitIdle(absl::InfiniteFuture());
-      return absl::Status(
-          s.code(), absl::StrCat("malformed input on line ",
-                                 reader.line_number(), ": ", s.message()));
+    if (absl::Status s = Dispatch(reader, *req); !s.ok()) {
+      return Fail(reader, s);
     }
   }
+}
+
+absl::Status Shim::Impl::Dispatch(LineReader& reader, const Request& req) {
+  if (req.command == "put") {
+    return ReadPut(reader, req);
+  }
+  if (req.command == "get") {
+    pool_.Submit([this, req] { HandleGet(req); }, /*block=*/true);
+    return absl::OkStatus();
+  }
+  Response r;
+  r.id = req.id;
+  r.err = absl::StrCat("unknown command \"", req.command, "\"");
+  Respond(r);
+  return absl::OkStatus();
+}
+
+absl::Status Shim::Impl::Fail(const LineReader& reader, const absl::Status& s) {
+  pool_.WaitIdle(absl::InfiniteFuture());  // Answer what was understood.
+  return absl::Status(
+      s.code(), absl::StrCat(s.code() == absl::StatusCode::kInvalidArgument
+                                 ? "malformed input on line "
+                                 : "reading requests at line ",
+                             reader.line_number(), ": ", s.message()));
 }
 
 absl::Status Shim::Impl::ReadPut(LineReader& reader, const Request& req) {

@@ -435,13 +435,16 @@ struct ProcessResult {
   std::string err;
 };
 
-ProcessResult RunBinary(const std::string& dir, const std::string& input) {
+ProcessResult RunBinary(const std::string& dir, const std::string& input,
+                        const std::string& env = "",
+                        const std::string& flags = "") {
   const std::string in_path = dir + "/stdin", out_path = dir + "/stdout",
                     err_path = dir + "/stderr";
   std::ofstream(in_path) << input;
-  const std::string cmd =
-      absl::StrCat("timeout 20 ", CAIRN_GOCACHEPROG_BIN, " --dir=", dir,
-                   "/local <", in_path, " >", out_path, " 2>", err_path);
+  const std::string cmd = absl::StrCat(
+      env, " timeout 20 ", CAIRN_GOCACHEPROG_BIN, " ",
+      flags.empty() ? absl::StrCat("--dir=", dir, "/local") : flags, " <",
+      in_path, " >", out_path, " 2>", err_path);
   int status = std::system(cmd.c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, ReadFile(out_path),
           ReadFile(err_path)};
@@ -472,6 +475,39 @@ TEST_F(ShimTest, BinaryWorksAsLocalCacheWithoutRemote) {
   EXPECT_NE(r.out.find(absl::StrCat(R"("ID":2,"OutputID":")")),
             std::string::npos)
       << r.out;
+}
+
+TEST_F(ShimTest, BinaryTakesSettingsFromEnvironment) {
+  const std::string input = "{\"ID\":1,\"Command\":\"close\"}\n\n";
+  ProcessResult r = RunBinary(
+      dir_, input,
+      absl::StrCat("CAIRN_DIR=", dir_, "/from-env CAIRN_STATS=true"), "--v");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("stats: gets=0"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("close id=1"), std::string::npos) << r.err;  // --v
+  EXPECT_EQ(access((dir_ + "/from-env/o").c_str(), F_OK), 0);
+  // The command line wins over the environment.
+  r = RunBinary(dir_, input, "CAIRN_STATS=true",
+                absl::StrCat("--dir=", dir_, "/x --stats=false"));
+  EXPECT_EQ(r.err.find("stats:"), std::string::npos) << r.err;
+  r = RunBinary(dir_, input, "CAIRN_TIMEOUT=soon");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("CAIRN_TIMEOUT"), std::string::npos) << r.err;
+}
+
+TEST_F(ShimTest, BinaryWithUnreachableRemoteStillAnswers) {
+  const std::string action = absl::Base64Escape(ActionId(1));
+  const std::string input =
+      absl::StrCat(R"({"ID":1,"Command":"get","ActionID":")", action, R"("})",
+                   "\n\n", R"({"ID":2,"Command":"close"})", "\n\n");
+  ProcessResult r =
+      RunBinary(dir_, input, "",
+                absl::StrCat("--dir=", dir_, "/local --remote=unix://", dir_,
+                             "/nobody.sock --header=x-api-key=k --header "
+                             "authorization=Bearer_t"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(R"({"ID":1,"Miss":true})"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("warning: remote cache"), std::string::npos) << r.err;
 }
 
 }  // namespace

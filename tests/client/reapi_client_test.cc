@@ -368,6 +368,54 @@ TEST_F(ReapiClientTest, UnreachableServerIsUnavailableNotAHang) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(4));
 }
 
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// grpcs:// with a private CA and a client certificate (mutual TLS), served on
+// a loopback port by the same fake services.
+TEST_F(ReapiClientTest, TalksTlsWithClientCertificate) {
+  const std::string cmd = absl::StrCat(
+      "cd ", dir_,
+      " && openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out "
+      "cert.pem -days 1 -subj /CN=localhost -addext "
+      "subjectAltName=DNS:localhost >/dev/null 2>&1");
+  if (std::system(cmd.c_str()) != 0) {
+    GTEST_SKIP() << "openssl could not make a test certificate";
+  }
+  grpc::SslServerCredentialsOptions ssl(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = Slurp(dir_ + "/cert.pem");
+  ssl.pem_key_cert_pairs.push_back(
+      {Slurp(dir_ + "/key.pem"), Slurp(dir_ + "/cert.pem")});
+  int port = 0;
+  grpc::ServerBuilder b;
+  b.AddListeningPort("127.0.0.1:0", grpc::SslServerCredentials(ssl), &port);
+  b.RegisterService(&caps_);
+  std::unique_ptr<grpc::Server> tls_server = b.BuildAndStart();
+  ASSERT_NE(tls_server, nullptr);
+  ReapiClientOptions o;
+  o.target = absl::StrCat("grpcs://localhost:", port);
+  o.tls_ca_file = dir_ + "/cert.pem";
+  o.tls_cert_file = dir_ + "/cert.pem";
+  o.tls_key_file = dir_ + "/key.pem";
+  auto c = NewReapiClient(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::StatusOr<reapi::CacheCapabilities> caps = (*c)->GetCapabilities();
+  EXPECT_TRUE(caps.ok()) << caps.status();
+  o.tls_cert_file = o.tls_key_file = "";  // The server requires a client cert.
+  o.max_attempts = 1;
+  auto anonymous = NewReapiClient(o);
+  ASSERT_TRUE(anonymous.ok());
+  EXPECT_FALSE((*anonymous)->GetCapabilities().ok());
+  o.tls_ca_file = dir_ + "/absent.pem";
+  EXPECT_FALSE(NewReapiClient(o).ok());
+  tls_server->Shutdown(std::chrono::system_clock::now());
+}
+
 TEST_F(ReapiClientTest, RejectsBadTargetsAndHeaders) {
   for (const char* t : {"", "http://x:1", "grpc://", "localhost:9092"}) {
     ReapiClientOptions o;
