@@ -3,6 +3,7 @@
 // breadth-first walk state in its reactor and computes one page per pool task.
 #include "cas/cas_service.h"
 
+#include <algorithm>
 #include <deque>
 #include <optional>
 #include <string>
@@ -98,10 +99,10 @@ absl::Status UpdateOne(const v2::BatchUpdateBlobsRequest::Request& item,
 
 absl::Status CheckBatchRead(const v2::BatchReadBlobsRequest& request,
                             const CasServiceOptions& options) {
-  int64_t total = 0;
+  int64_t total = 0;  // Stops growing at the first overflow of the limit.
   for (const v2::Digest& d : request.digests()) {
-    if (d.size_bytes() > 0) {
-      total += d.size_bytes();
+    if (d.size_bytes() > 0 && total <= options.max_batch_total_size_bytes) {
+      total += std::min(d.size_bytes(), options.max_batch_total_size_bytes + 1);
     }
   }
   if (total > options.max_batch_total_size_bytes) {

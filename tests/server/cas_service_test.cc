@@ -282,6 +282,19 @@ TEST_F(CasServiceTest, BatchReadOverLimitFailsWholeCall) {
             StatusCode::INVALID_ARGUMENT);
 }
 
+TEST_F(CasServiceTest, BatchReadHugeSizesDoNotOverflowTheLimit) {
+  ClientContext context;
+  v2::BatchReadBlobsRequest request;
+  for (int i = 0; i < 4; ++i) {
+    v2::Digest huge = ProtoDigestOf(std::to_string(i));
+    huge.set_size_bytes(int64_t{1} << 62);
+    *request.add_digests() = huge;
+  }
+  v2::BatchReadBlobsResponse response;
+  EXPECT_EQ(cas_->BatchReadBlobs(&context, request, &response).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+}
+
 TEST_F(CasServiceTest, BatchReadFullDefaultBatch) {
   v2::BatchReadBlobsRequest request;
   for (int i = 0; i < 4; ++i) {
