@@ -17,7 +17,10 @@
 // Uses ReapiClient for AC, FindMissingBlobs and ByteStream, and the generated
 // stubs for multi-blob BatchUpdateBlobs / BatchReadBlobs.
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -80,6 +83,9 @@ ABSL_FLAG(std::string, label, "server", "Server name in the table and CSV.");
 ABSL_FLAG(std::string, csv, "", "Append rows to this CSV file.");
 ABSL_FLAG(std::string, instance, "", "REAPI instance name.");
 ABSL_FLAG(uint64_t, seed, 0, "Random seed (0: from the clock).");
+ABSL_FLAG(std::string, perf_record, "",
+          "With --server_pid: run `perf record -g` on the server during each "
+          "timed row only, into PREFIX.<mix>.<concurrency>.data.");
 
 namespace cairn::bench {
 namespace {
@@ -182,6 +188,41 @@ double ProcPeakRssMib(int pid) {
 void ResetPeakRss(int pid) {
   std::ofstream out(absl::StrCat("/proc/", pid, "/clear_refs"));
   out << "5";
+}
+
+// Starts `perf record -g` on `pid` into `path`; returns its pid or -1.
+pid_t StartPerf(int pid, const std::string& path) {
+  std::vector<std::string> args = {
+      "perf", "record", "-F", "999", "-g", "-p", std::to_string(pid),
+      "-o",   path};
+  std::vector<char*> argv;
+  for (std::string& a : args) {
+    argv.push_back(a.data());
+  }
+  argv.push_back(nullptr);
+  pid_t child = -1;
+  if (posix_spawnp(&child, "perf", nullptr, nullptr, argv.data(), environ) !=
+      0) {
+    return -1;
+  }
+  absl::SleepFor(absl::Milliseconds(300));  // Let perf attach.
+  return child;
+}
+
+// Stops a perf started by StartPerf, waiting at most 30 s.
+void StopPerf(pid_t child) {
+  if (child <= 0) {
+    return;
+  }
+  kill(child, SIGINT);
+  for (int i = 0; i < 300; ++i) {
+    if (waitpid(child, nullptr, WNOHANG) == child) {
+      return;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
 }
 
 // -------------------------------------------------------------- clients ---
@@ -639,6 +680,7 @@ struct Options {
   double duration;
   int server_pid;
   uint64_t seed;
+  std::string perf_prefix;
 };
 
 // Returns the untimed warm-up count for a row of `requests` operations.
@@ -654,6 +696,11 @@ Row RunRow(const std::string& mix, int concurrency, int64_t requests,
   int64_t warm = WarmupOps(o, requests);
   RunOps(w, concurrency, requests, warm, NowNs() + int64_t{60} * 1000000000,
          o.seed ^ 0x77, nullptr);
+  pid_t perf = -1;
+  if (o.server_pid > 0 && !o.perf_prefix.empty()) {
+    perf = StartPerf(o.server_pid, absl::StrCat(o.perf_prefix, ".", mix, ".",
+                                                concurrency, ".data"));
+  }
   if (o.server_pid > 0) {
     ResetPeakRss(o.server_pid);
     row.server_before = {ProcCpuSeconds(o.server_pid), 0};
@@ -668,6 +715,7 @@ Row RunRow(const std::string& mix, int concurrency, int64_t requests,
     row.server_after = {ProcCpuSeconds(o.server_pid),
                         ProcPeakRssMib(o.server_pid)};
   }
+  StopPerf(perf);
   row.ops = row.latencies_ns.size();
   std::sort(row.latencies_ns.begin(), row.latencies_ns.end());
   return row;
@@ -879,8 +927,12 @@ absl::Status RunAll() {
            (static_cast<uint64_t>(getpid()) << 32);
   }
   Mixes m{*conn, SplitMix64(seed), {}};
-  Options o{0, absl::GetFlag(FLAGS_warmup), absl::GetFlag(FLAGS_duration),
-            absl::GetFlag(FLAGS_server_pid), seed};
+  Options o{0,
+            absl::GetFlag(FLAGS_warmup),
+            absl::GetFlag(FLAGS_duration),
+            absl::GetFlag(FLAGS_server_pid),
+            seed,
+            absl::GetFlag(FLAGS_perf_record)};
   const std::string label = absl::GetFlag(FLAGS_label);
   const std::string csv = absl::GetFlag(FLAGS_csv);
   PrintHeader();
