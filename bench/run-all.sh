@@ -28,4 +28,5 @@ bench/compare.py --reps "$reps" --requests "$requests" --out "$out" | tee "$out/
 bench/go_builds.sh --reps "$go_reps" --nocache_reps "$nocache_reps" --out "$out" \
   --record "$out/std-stream.jsonl" | tee "$out/go_builds.txt"
 bench/shim_replay.py --record "$out/std-stream.jsonl" --peer --out "$out" | tee "$out/shim_replay.txt"
-echo "run-all: tables in $out" >&2
+bench/tables.py "$out" > "$out/tables.md"
+echo "run-all: tables in $out (Markdown: $out/tables.md)" >&2

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Renders the CSVs of a benchmark run as Markdown tables (for README.md).
+
+Usage: bench/tables.py [OUT_DIR]   (default build-bench/bench-out)
+Reads compare.csv, go_builds.csv and shim_replay.csv when present.
+"""
+
+import csv
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def num(v, digits=1):
+    if v in (None, ""):
+        return "-"
+    try:
+        return "%.*f" % (digits, float(v))
+    except ValueError:
+        return v
+
+
+def md(header, rows):
+    out = ["| " + " | ".join(header) + " |",
+           "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def compare(path):
+    rows = list(csv.DictReader(open(path)))
+    header = ["mix", "streams", "Cairn ops/s", "b-r ops/s", "ops ratio",
+              "Cairn MB/s", "b-r MB/s", "Cairn p50 ms", "b-r p50 ms",
+              "Cairn p99 ms", "b-r p99 ms", "p99 ratio", "Cairn RSS MiB",
+              "b-r RSS MiB", "Cairn CPU us/op", "b-r CPU us/op", "runs"]
+    body = []
+    for r in rows:
+        ms = lambda k: num(float(r[k]) / 1000, 2) if r.get(k) else "-"
+        body.append([
+            r["mix"], r["concurrency"],
+            num(r["cairn:ops_per_s"]), num(r["bazel-remote:ops_per_s"]),
+            num(r["ratio:ops_per_s"], 2),
+            num(r["cairn:mb_per_s"]), num(r["bazel-remote:mb_per_s"]),
+            ms("cairn:p50_us"), ms("bazel-remote:p50_us"),
+            ms("cairn:p99_us"), ms("bazel-remote:p99_us"),
+            num(r["ratio:p99_us"], 2),
+            num(r["cairn:server_peak_rss_mib"]),
+            num(r["bazel-remote:server_peak_rss_mib"]),
+            num(r["cairn:server_cpu_us_per_op"], 0),
+            num(r["bazel-remote:server_cpu_us_per_op"], 0),
+            "%s/%s" % (r.get("cairn:n") or 0, r.get("bazel-remote:n") or 0)])
+    return md(header, body)
+
+
+def go_builds(path):
+    rows = list(csv.DictReader(open(path)))
+    header = ["target", "scenario", "runs", "median s", "min s", "max s",
+              "vs warm local", "speed-up vs no cache", "gets", "local hits",
+              "remote hits", "misses", "puts"]
+    body = [[r["target"], r["scenario"], r["runs"], r["median_s"], r["min_s"],
+             r["max_s"], num(r["vs_warm_local"], 2),
+             num(r["speedup_vs_nocache"], 2)] +
+            [r[k] or "-" for k in ("gets", "local_hits", "remote_hits",
+                                   "misses", "puts")] for r in rows]
+    return md(header, body)
+
+
+def shim(path):
+    rows = list(csv.DictReader(open(path)))
+    header = ["server", "phase", "n", "unexpected", "p50 us", "p90 us",
+              "p99 us", "mean us"]
+    return md(header, [[r[k] for k in ("server", "phase", "n", "unexpected",
+                                        "p50_us", "p90_us", "p99_us",
+                                        "mean_us")] for r in rows])
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        ROOT, "build-bench", "bench-out")
+    for name, fn in (("compare.csv", compare), ("go_builds.csv", go_builds),
+                     ("shim_replay.csv", shim)):
+        p = os.path.join(out, name)
+        if os.path.exists(p):
+            print("### " + name + "\n")
+            print(fn(p) + "\n")
+
+
+if __name__ == "__main__":
+    main()
