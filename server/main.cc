@@ -17,6 +17,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -97,7 +98,20 @@ int Fail(const absl::Status& status) {
 
 }  // namespace
 
+namespace {
+
+// --help lists the flags defined in server/ (this file and what it wires).
+bool IsServerFlagFile(absl::string_view file) {
+  return absl::StrContains(file, "server/");
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = &IsServerFlagFile;
+  usage_config.contains_helpshort_flags = &IsServerFlagFile;
+  absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       "A Remote Execution API v2 cache server (CAS, ActionCache, ByteStream, "
       "Capabilities).\nUsage: cairn-server [--listen=HOST:PORT] [--dir=PATH] "
