@@ -7,8 +7,9 @@
 //   - unlinking_ counts pending unlinks per key and committing_ holds keys
 //     being renamed into place; a commit waits until its key is in neither,
 //     so a late unlink can never delete a freshly committed file.
-//   - index_.reserved_bytes() is the sum of the reservations held by open
-//     writers and by StoreWhole() calls in progress.
+//   - index_.reserved_bytes() is the sum of the reservations shared by the
+//     open writers of each digest, those taken for commits in progress, and
+//     those of StoreWhole() calls in progress.
 // mu_ is a leaf lock and is never held across file system calls (waiting in
 // Await releases it).
 //
@@ -37,6 +38,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -267,9 +269,20 @@ class DiskBlobStore final : public BlobStore {
   // Reserves `bytes`, evicting (and unlinking) least recently used items.
   absl::Status ReserveSpace(int64_t bytes, absl::string_view what);
   void ReleaseSpace(int64_t bytes);
+  // The LruIndex write-sharing calls (JoinWrite also unlinks the victims).
+  absl::Status JoinWrite(const ItemKey& key, int64_t bytes,
+                         absl::string_view what);
+  int64_t TakeWriteReservation(const ItemKey& key) {
+    absl::MutexLock lock(&mu_);
+    return index_.TakeWriteReservation(key);
+  }
+  void LeaveWrite(const ItemKey& key) {
+    absl::MutexLock lock(&mu_);
+    index_.LeaveWrite(key);
+  }
   // Publishes `temp` as item `key` of `size` bytes, taking over `reserved`
-  // bytes of reservation. Unless `replace`, an item already held with that
-  // size wins and `temp` is dropped.
+  // bytes of reservation (0: reserve now). Unless `replace`, an item already
+  // held with that size wins and `temp` is dropped.
   absl::Status CommitTemp(const ItemKey& key, TempFile& temp, int64_t size,
                           int64_t reserved, bool replace);
   // Removes item `key` if its file is still the one open as `fd`, counting a
@@ -277,6 +290,13 @@ class DiskBlobStore final : public BlobStore {
   void RemoveCorrupt(const ItemKey& key, int fd);
 
  private:
+  // Waits until no commit or unlink of `key` is in progress. Returns 0 (and
+  // gives up `*reserved`) if an item of `size` is stored and !`replace`;
+  // otherwise claims `key` for publishing, first reserving `size` (evicting
+  // into `*victims`) if `*reserved` is 0, and returns the new file's stamp.
+  absl::StatusOr<int64_t> ClaimForCommit(const ItemKey& key, int64_t size,
+                                         bool replace, int64_t* reserved,
+                                         std::vector<LruIndex::Item>* victims);
   // Marks `key` recently used (refreshing its mtime when due) and returns its
   // size, if it is held and `want_size` is negative or matches.
   std::optional<int64_t> TouchItem(const ItemKey& key, int64_t want_size);
@@ -292,6 +312,11 @@ class DiskBlobStore final : public BlobStore {
                           absl::Span<const absl::string_view> parts,
                           bool replace, absl::string_view what);
   void UnlinkVictims(const std::vector<LruIndex::Item>& victims);
+  // Runs `reserve` (an LruIndex reservation) under mu_ and unlinks the
+  // items it evicted; RESOURCE_EXHAUSTED naming `what` if it fails.
+  absl::Status ReserveWith(
+      absl::string_view what,
+      absl::FunctionRef<absl::StatusOr<std::vector<LruIndex::Item>>()> reserve);
   int64_t NextStampLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool KeyIdleLocked(const ItemKey& key) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -416,11 +441,13 @@ absl::StatusOr<size_t> DiskBlobReader::Read(char* buf, size_t max) {
 // Streams one blob into a temp file; see BlobWriter.
 class DiskBlobWriter final : public BlobWriter {
  public:
-  DiskBlobWriter(DiskBlobStore* store, Digest digest, int64_t reserved,
+  // The writer has joined the store's writes of `digest` (see
+  // LruIndex::JoinWrite) and leaves them when closed.
+  DiskBlobWriter(DiskBlobStore* store, Digest digest,
                  std::unique_ptr<TempFile> temp)
       : store_(store),
         digest_(std::move(digest)),
-        reserved_(reserved),
+        key_(CasKey(digest_)),
         temp_(std::move(temp)) {}
   ~DiskBlobWriter() override { Discard(); }
 
@@ -429,10 +456,12 @@ class DiskBlobWriter final : public BlobWriter {
   absl::Status Commit() override;
 
  private:
-  // Removes the temp file and returns the reservation.
+  // Removes the temp file and leaves the writes of the digest.
   void Discard() {
-    temp_.reset();
-    store_->ReleaseSpace(std::exchange(reserved_, 0));
+    if (temp_ != nullptr) {
+      temp_.reset();
+      store_->LeaveWrite(key_);
+    }
   }
   absl::Status Closed() const {
     return absl::FailedPreconditionError(
@@ -441,7 +470,7 @@ class DiskBlobWriter final : public BlobWriter {
 
   DiskBlobStore* const store_;  // Not owned.
   const Digest digest_;
-  int64_t reserved_;
+  const ItemKey key_;
   std::unique_ptr<TempFile> temp_;  // Null once closed.
   Sha256Hasher hasher_;
 };
@@ -480,8 +509,9 @@ absl::Status DiskBlobWriter::Commit() {
       return s;
     }
   }
-  return store_->CommitTemp(CasKey(digest_), *temp_, digest_.size_bytes(),
-                            std::exchange(reserved_, 0), /*replace=*/false);
+  return store_->CommitTemp(key_, *temp_, digest_.size_bytes(),
+                            store_->TakeWriteReservation(key_),
+                            /*replace=*/false);
 }
 
 absl::Status NotFound(const Digest& digest) {
@@ -518,10 +548,26 @@ int64_t DiskBlobStore::NextStampLocked() {
 
 absl::Status DiskBlobStore::ReserveSpace(int64_t bytes,
                                          absl::string_view what) {
+  return ReserveWith(what, [this, bytes]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return index_.Reserve(bytes);
+  });
+}
+
+absl::Status DiskBlobStore::JoinWrite(const ItemKey& key, int64_t bytes,
+                                      absl::string_view what) {
+  return ReserveWith(what,
+                     [this, &key, bytes]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                       return index_.JoinWrite(key, bytes);
+                     });
+}
+
+absl::Status DiskBlobStore::ReserveWith(
+    absl::string_view what,
+    absl::FunctionRef<absl::StatusOr<std::vector<LruIndex::Item>>()> reserve) {
   std::vector<LruIndex::Item> victims;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<std::vector<LruIndex::Item>> evicted = index_.Reserve(bytes);
+    absl::StatusOr<std::vector<LruIndex::Item>> evicted = reserve();
     if (!evicted.ok()) {
       return absl::ResourceExhaustedError(
           absl::StrCat(what, ": ", evicted.status().message()));
@@ -561,35 +607,55 @@ void DiskBlobStore::UnlinkVictims(const std::vector<LruIndex::Item>& victims) {
 absl::Status DiskBlobStore::CommitTemp(const ItemKey& key, TempFile& temp,
                                        int64_t size, int64_t reserved,
                                        bool replace) {
-  int64_t stamp = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    std::pair<DiskBlobStore*, const ItemKey*> arg(this, &key);
-    mu_.Await(absl::Condition(
-        +[](std::pair<DiskBlobStore*, const ItemKey*>* a)
-             ABSL_NO_THREAD_SAFETY_ANALYSIS {
-               return a->first->KeyIdleLocked(*a->second);
-             },
-        &arg));
-    if (!replace && index_.Peek(key) == size) {
-      index_.Touch(key);
-      index_.Release(reserved);
-      return absl::OkStatus();  // Stored meanwhile by another writer.
-    }
-    // An older version leaves the index first, so that it cannot be evicted
-    // (and its path unlinked) while the new file is being renamed over it.
-    index_.Erase(key);
-    committing_.insert(key);
-    stamp = NextStampLocked();
+  std::vector<LruIndex::Item> victims;
+  absl::StatusOr<int64_t> stamp =
+      ClaimForCommit(key, size, replace, &reserved, &victims);
+  UnlinkVictims(victims);
+  if (!stamp.ok() || *stamp == 0) {
+    return stamp.status();
   }
-  absl::Status s = temp.Publish(PathOf(key), stamp, options_.fsync);
+  absl::Status s = temp.Publish(PathOf(key), *stamp, options_.fsync);
   absl::MutexLock lock(&mu_);
   committing_.erase(key);
   index_.Release(reserved);
   if (s.ok()) {
-    index_.Insert(key, size, stamp);
+    index_.Insert(key, size, *stamp);
   }
   return s;
+}
+
+absl::StatusOr<int64_t> DiskBlobStore::ClaimForCommit(
+    const ItemKey& key, int64_t size, bool replace, int64_t* reserved,
+    std::vector<LruIndex::Item>* victims) {
+  absl::MutexLock lock(&mu_);
+  std::pair<DiskBlobStore*, const ItemKey*> arg(this, &key);
+  mu_.Await(absl::Condition(
+      +[](std::pair<DiskBlobStore*, const ItemKey*>* a)
+           ABSL_NO_THREAD_SAFETY_ANALYSIS {
+             return a->first->KeyIdleLocked(*a->second);
+           },
+      &arg));
+  if (!replace && index_.Peek(key) == size) {
+    index_.Touch(key);
+    index_.Release(std::exchange(*reserved, 0));
+    return 0;  // Stored meanwhile by another writer.
+  }
+  if (*reserved == 0) {  // The shared reservation went to a failed commit.
+    absl::StatusOr<std::vector<LruIndex::Item>> evicted = index_.Reserve(size);
+    if (!evicted.ok()) {
+      return absl::ResourceExhaustedError(evicted.status().message());
+    }
+    *victims = *std::move(evicted);
+    for (const LruIndex::Item& v : *victims) {
+      ++unlinking_[v.key];
+    }
+    *reserved = size;
+  }
+  // An older version leaves the index first, so that it cannot be evicted
+  // (and its path unlinked) while the new file is being renamed over it.
+  index_.Erase(key);
+  committing_.insert(key);
+  return NextStampLocked();
 }
 
 void DiskBlobStore::RemoveCorrupt(const ItemKey& key, int fd) {
@@ -809,18 +875,18 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> DiskBlobStore::OpenWrite(
   if (digest.IsEmpty()) {
     return std::make_unique<EmptyBlobWriter>();
   }
-  int64_t size = digest.size_bytes();
-  if (absl::Status s =
-          ReserveSpace(size, absl::StrCat("cas blob ", digest.ToString()));
+  ItemKey key = CasKey(digest);
+  if (absl::Status s = JoinWrite(key, digest.size_bytes(),
+                                 absl::StrCat("cas blob ", digest.ToString()));
       !s.ok()) {
     return s;
   }
   absl::StatusOr<std::unique_ptr<TempFile>> temp = NewTempFile();
   if (!temp.ok()) {
-    ReleaseSpace(size);
+    LeaveWrite(key);
     return temp.status();
   }
-  return std::make_unique<DiskBlobWriter>(this, digest, size, *std::move(temp));
+  return std::make_unique<DiskBlobWriter>(this, digest, *std::move(temp));
 }
 
 absl::StatusOr<std::string> DiskBlobStore::GetEntry(absl::string_view key) {

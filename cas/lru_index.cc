@@ -3,6 +3,8 @@
 // key is stored once. used_bytes_ and counts_ always equal the sums over lru_.
 #include "cas/lru_index.h"
 
+#include <utility>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "cas/digest.h"
@@ -116,6 +118,36 @@ absl::StatusOr<std::vector<LruIndex::Item>> LruIndex::Reserve(int64_t bytes) {
 }
 
 void LruIndex::Release(int64_t bytes) { reserved_bytes_ -= bytes; }
+
+absl::StatusOr<std::vector<LruIndex::Item>> LruIndex::JoinWrite(
+    const ItemKey& key, int64_t bytes) {
+  auto it = writes_.find(key);
+  if (it != writes_.end()) {
+    ++it->second.writers;
+    return std::vector<Item>();
+  }
+  absl::StatusOr<std::vector<Item>> victims = Reserve(bytes);
+  if (victims.ok()) {
+    writes_[key] = SharedWrite{1, bytes};
+  }
+  return victims;
+}
+
+int64_t LruIndex::TakeWriteReservation(const ItemKey& key) {
+  auto it = writes_.find(key);
+  return it == writes_.end() ? 0 : std::exchange(it->second.reserved, 0);
+}
+
+void LruIndex::LeaveWrite(const ItemKey& key) {
+  auto it = writes_.find(key);
+  if (it == writes_.end()) {
+    return;
+  }
+  if (--it->second.writers == 0) {
+    Release(it->second.reserved);
+    writes_.erase(it);
+  }
+}
 
 std::vector<LruIndex::Item> LruIndex::EvictToFit() {
   std::vector<Item> victims;

@@ -8,7 +8,8 @@
 // keeps used_bytes() + reserved_bytes() <= max_bytes(); Insert() may exceed it
 // only when the caller inserts without a reservation (e.g. while loading).
 //
-// Costs: Peek, Touch, Insert, Erase are O(1) expected; Reserve is O(victims).
+// Costs: Peek, Touch, Insert, Erase and the write bookkeeping are O(1)
+// expected; Reserve and JoinWrite are O(victims).
 //
 // Thread safety: none. The owner serialises all calls (the stores call it
 // under their own mutex).
@@ -24,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "absl/status/statusor.h"
@@ -100,6 +102,24 @@ class LruIndex {
   // Returns `bytes` previously reserved.
   void Release(int64_t bytes);
 
+  // Joins the writes in progress of item `key`. The first writer reserves
+  // `bytes` as Reserve() does and returns the evicted items; later writers
+  // of the same key share that one reservation, so concurrent uploads of one
+  // blob neither multiply the reserved bytes nor evict more. Every joined
+  // writer calls LeaveWrite() exactly once. RESOURCE_EXHAUSTED (not joined)
+  // when the first reservation cannot fit.
+  absl::StatusOr<std::vector<Item>> JoinWrite(const ItemKey& key,
+                                              int64_t bytes);
+
+  // Hands the shared reservation of `key`'s writes to a writer about to
+  // commit and returns its size; 0 when another writer took it already. The
+  // taker gives it back with Release().
+  int64_t TakeWriteReservation(const ItemKey& key);
+
+  // Leaves `key`'s writes; the last writer out releases what is still
+  // reserved for them.
+  void LeaveWrite(const ItemKey& key);
+
   // Evicts least recently used items until used + reserved <= max and
   // returns them. Used after loading an over-full store.
   std::vector<Item> EvictToFit();
@@ -147,6 +167,12 @@ class LruIndex {
   int64_t counts_[2] = {0, 0};
   int64_t evictions_ = 0;
   int64_t evicted_bytes_ = 0;
+
+  struct SharedWrite {
+    int writers = 0;
+    int64_t reserved = 0;  // Included in reserved_bytes_.
+  };
+  absl::flat_hash_map<ItemKey, SharedWrite> writes_;
 };
 
 }  // namespace cairn::cas

@@ -1,8 +1,9 @@
 // Implementation notes: items live in a hash map of shared, immutable strings
 // next to an LruIndex; both change together under mu_. Readers hold their own
 // reference to the bytes, so eviction never breaks them. Evicted bytes are
-// freed after mu_ is released. A writer reserves its digest's size at
-// OpenWrite() and hands the reservation over to the item at Commit().
+// freed after mu_ is released. The open writers of one digest share one
+// reservation of its size, made at the first OpenWrite(); the first Commit()
+// hands it over to the item.
 #include "cas/memory_blob_store.h"
 
 #include <algorithm>
@@ -65,8 +66,10 @@ class MemoryBlobStore;
 
 class MemoryBlobWriter final : public BlobWriter {
  public:
-  MemoryBlobWriter(MemoryBlobStore* store, Digest digest, int64_t reserved)
-      : store_(store), digest_(std::move(digest)), reserved_(reserved) {}
+  // A writer of a non-empty blob has joined the store's writes of `digest`
+  // (see LruIndex::JoinWrite) and leaves them on destruction.
+  MemoryBlobWriter(MemoryBlobStore* store, Digest digest)
+      : store_(store), digest_(std::move(digest)) {}
   ~MemoryBlobWriter() override;
 
   absl::Status Append(absl::string_view data) override;
@@ -78,7 +81,6 @@ class MemoryBlobWriter final : public BlobWriter {
  private:
   MemoryBlobStore* const store_;  // Not owned.
   const Digest digest_;
-  int64_t reserved_;  // Bytes still reserved in the store's index.
   std::string data_;
   bool failed_ = false;
   bool committed_ = false;
@@ -126,9 +128,13 @@ class MemoryBlobStore final : public BlobStore {
   // Stores verified `data` under `key`, taking over `reserved` bytes that
   // the caller had reserved. RESOURCE_EXHAUSTED when it cannot fit.
   absl::Status Insert(const ItemKey& key, Bytes data, int64_t reserved);
-  void Release(int64_t bytes) {
+  int64_t TakeWriteReservation(const ItemKey& key) {
     absl::MutexLock lock(&mu_);
-    index_.Release(bytes);
+    return index_.TakeWriteReservation(key);
+  }
+  void LeaveWrite(const ItemKey& key) {
+    absl::MutexLock lock(&mu_);
+    index_.LeaveWrite(key);
   }
 
  private:
@@ -173,8 +179,8 @@ class MemoryBlobStore final : public BlobStore {
 };
 
 MemoryBlobWriter::~MemoryBlobWriter() {
-  if (reserved_ > 0) {
-    store_->Release(reserved_);
+  if (!digest_.IsEmpty()) {
+    store_->LeaveWrite(CasKey(digest_));
   }
 }
 
@@ -204,7 +210,7 @@ absl::Status MemoryBlobWriter::Commit() {
   if (digest_.IsEmpty()) {
     return absl::OkStatus();
   }
-  int64_t reserved = std::exchange(reserved_, 0);
+  int64_t reserved = store_->TakeWriteReservation(CasKey(digest_));
   return store_->Insert(CasKey(digest_),
                         std::make_shared<const std::string>(std::move(data_)),
                         reserved);
@@ -266,19 +272,21 @@ absl::Status MemoryBlobStore::Write(const Digest& digest,
 
 absl::StatusOr<std::unique_ptr<BlobWriter>> MemoryBlobStore::OpenWrite(
     const Digest& digest) {
-  int64_t reserve = digest.IsEmpty() ? 0 : digest.size_bytes();
+  if (digest.IsEmpty()) {
+    return std::make_unique<MemoryBlobWriter>(this, digest);
+  }
   std::vector<Bytes> freed;
   {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<std::vector<LruIndex::Item>> victims =
-        index_.Reserve(reserve);
+        index_.JoinWrite(CasKey(digest), digest.size_bytes());
     if (!victims.ok()) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "cas blob ", digest.ToString(), ": ", victims.status().message()));
     }
     freed = Forget(*victims);
   }
-  return std::make_unique<MemoryBlobWriter>(this, digest, reserve);
+  return std::make_unique<MemoryBlobWriter>(this, digest);
 }
 
 absl::StatusOr<std::string> MemoryBlobStore::GetEntry(absl::string_view key) {

@@ -284,8 +284,8 @@ TEST_P(BlobStoreTest, EntriesShareTheLruWithBlobs) {
 }
 
 TEST_P(BlobStoreTest, ConcurrentWritersOfOneDigest) {
-  // Each open writer holds its own reservation, so leave room for all.
-  store_ = Make(100000);
+  // Open writers of one digest share one reservation: 8 x 4000 bytes would
+  // not fit in 10000.
   std::string data = Bytes(4000, 8);
   Digest d = Digest::OfData(data);
   std::vector<std::thread> threads;
@@ -314,6 +314,38 @@ TEST_P(BlobStoreTest, ConcurrentWritersOfOneDigest) {
   EXPECT_EQ(stats.cas_entries, 1);
   EXPECT_EQ(stats.used_bytes, 4000);
   EXPECT_EQ(stats.reserved_bytes, 0);
+  EXPECT_EQ(stats.evictions, 0);
+}
+
+TEST_P(BlobStoreTest, WritersOfOneDigestShareTheirReservation) {
+  store_ = Make(1000);
+  Digest kept = Put(*store_, Bytes(300, 1));
+  std::string data = Bytes(600, 2);
+  Digest d = Digest::OfData(data);
+  std::vector<std::unique_ptr<BlobWriter>> writers;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<std::unique_ptr<BlobWriter>> w = store_->OpenWrite(d);
+    ASSERT_TRUE(w.ok()) << w.status();
+    writers.push_back(*std::move(w));
+  }
+  EXPECT_EQ(store_->Stats().reserved_bytes, 600);
+  EXPECT_TRUE(store_->Contains(kept));  // Nothing evicted for the others.
+  // The first writer fails; the others still hold the reservation.
+  ASSERT_TRUE(writers[0]->Append(Bytes(600, 3)).ok());
+  EXPECT_FALSE(writers[0]->Commit().ok());
+  writers[0].reset();
+  EXPECT_EQ(store_->Stats().reserved_bytes, 600);
+  ASSERT_TRUE(writers[1]->Append(data).ok());
+  ASSERT_TRUE(writers[1]->Commit().ok());
+  EXPECT_EQ(store_->Stats().reserved_bytes, 0);
+  ASSERT_TRUE(writers[2]->Append(data).ok());
+  ASSERT_TRUE(writers[2]->Commit().ok());  // Already stored: a success.
+  writers.clear();
+  StoreStats stats = store_->Stats();
+  EXPECT_EQ(stats.reserved_bytes, 0);
+  EXPECT_EQ(stats.used_bytes, 900);
+  EXPECT_EQ(stats.evictions, 0);
+  EXPECT_EQ(*store_->Read(d), data);
 }
 
 TEST_P(BlobStoreTest, ConcurrentMixedWritesAndReads) {

@@ -173,5 +173,35 @@ TEST(LruIndexTest, FindExposesTheStampWithoutMoving) {
   EXPECT_EQ(index.Find(K(1))->stamp, 444);
 }
 
+TEST(LruIndexTest, WritersOfOneKeyShareOneReservation) {
+  LruIndex index(100);
+  index.Insert(K(9), 30);
+  ASSERT_TRUE(index.JoinWrite(K(1), 60).ok());
+  absl::StatusOr<std::vector<LruIndex::Item>> again = index.JoinWrite(K(1), 60);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->empty());
+  EXPECT_EQ(index.reserved_bytes(), 60);
+  EXPECT_EQ(index.Peek(K(9)), 30);  // Not evicted for the second writer.
+  // Another key cannot fit next to the shared 60 without evicting K(9).
+  absl::StatusOr<std::vector<LruIndex::Item>> other = index.JoinWrite(K(2), 40);
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->size(), 1u);
+  EXPECT_EQ(index.reserved_bytes(), 100);
+  EXPECT_EQ(index.TakeWriteReservation(K(1)), 60);
+  EXPECT_EQ(index.TakeWriteReservation(K(1)), 0);  // Taken once.
+  index.Release(60);
+  index.Insert(K(1), 60);
+  index.LeaveWrite(K(1));
+  index.LeaveWrite(K(1));
+  EXPECT_EQ(index.reserved_bytes(), 40);
+  index.LeaveWrite(K(2));  // The last writer out releases the rest.
+  EXPECT_EQ(index.reserved_bytes(), 0);
+  index.LeaveWrite(K(3));  // Unknown keys are ignored.
+  EXPECT_EQ(index.JoinWrite(K(4), 101).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  index.LeaveWrite(K(4));
+  EXPECT_EQ(index.reserved_bytes(), 0);
+}
+
 }  // namespace
 }  // namespace cairn::cas
