@@ -15,8 +15,9 @@
 // hashed, are verified, fsynced (unless `fsync` is false), and renamed into
 // place. Any failure removes the temp file and returns the reservation.
 // ENOSPC/EDQUOT answer RESOURCE_EXHAUSTED; EACCES/EPERM/EROFS UNAVAILABLE;
-// other I/O errors INTERNAL. Concurrent writers of one digest are safe: the
-// first to commit stores it, the others succeed without touching it.
+// other I/O errors INTERNAL. Concurrent writers of one digest are safe and
+// share one reservation: the first to commit stores the blob, the others
+// succeed without touching it.
 //
 // Reads are verified: Read() and GetEntry() check the whole item before
 // returning it; a BlobReader hashes as it streams (including a skipped

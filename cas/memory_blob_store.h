@@ -1,7 +1,8 @@
 // NewMemoryBlobStore(): a BlobStore held in memory, for tests and small
 // deployments. Same contract as the disk store (see cas/blob_store.h): one
 // size budget and one LRU over CAS blobs and keyed entries, quota reserved
-// when a write opens, readers unaffected by eviction. Nothing survives the
+// when a write opens (once per digest however many writers it has), readers
+// unaffected by eviction. Nothing survives the
 // process. Keyed entries are charged their value size.
 //
 // Thread safety: as BlobStore.
