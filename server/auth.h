@@ -106,6 +106,16 @@ class Authorizer {
   virtual size_t EntryCountForTest() const = 0;
 };
 
+// The one call each service method makes first: returns OK when
+// `authorizer` is null (access control off) or admits the caller behind
+// `context` for `access`; its error otherwise. Finish the call with it.
+inline absl::Status Authorize(const Authorizer* authorizer,
+                              const grpc::ServerContextBase& context,
+                              Access access) {
+  return authorizer == nullptr ? absl::OkStatus()
+                               : authorizer->Authorize(context, access);
+}
+
 // Returns an Authorizer that has loaded `options.tokens_file`. Errors as for
 // Reload (NOT_FOUND, PERMISSION_DENIED, INVALID_ARGUMENT naming the line).
 absl::StatusOr<std::unique_ptr<Authorizer>> NewAuthorizer(
