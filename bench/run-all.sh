@@ -7,12 +7,15 @@
 #                      std request stream
 #   3. shim_replay.py  shim per-request latency over that stream
 # Usage: bench/run-all.sh [--quick]   (--quick: 1 repetition, small counts)
+# Takes about 25 minutes on 2 cores with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CAIRN_BUILD=${CAIRN_BUILD:-build-bench}
 out=${OUT:-$(pwd)/$CAIRN_BUILD/bench-out}
 mkdir -p "$out"
-reps=3 requests=3000 go_reps=3 nocache_reps=2
+# Overridable: REPS, REQUESTS, DURATION, GO_REPS, NOCACHE_REPS.
+reps=${REPS:-3} requests=${REQUESTS:-3000} duration=${DURATION:-5}
+go_reps=${GO_REPS:-3} nocache_reps=${NOCACHE_REPS:-2}
 if [ "${1:-}" = "--quick" ]; then
   reps=1 requests=500 go_reps=1 nocache_reps=1
 fi
@@ -24,7 +27,8 @@ ninja -C "$CAIRN_BUILD" -j2 reapi_load cairn-server cairn-gocacheprog
   echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(uname -r), $(go version)"
   date -u +"run: %Y-%m-%dT%H:%M:%SZ"
 } | tee "$out/machine.txt"
-bench/compare.py --reps "$reps" --requests "$requests" --out "$out" | tee "$out/compare.txt"
+bench/compare.py --reps "$reps" --requests "$requests" --duration "$duration" \
+  --out "$out" | tee "$out/compare.txt"
 bench/go_builds.sh --reps "$go_reps" --nocache_reps "$nocache_reps" --out "$out" \
   --record "$out/std-stream.jsonl" | tee "$out/go_builds.txt"
 bench/shim_replay.py --record "$out/std-stream.jsonl" --peer --out "$out" | tee "$out/shim_replay.txt"
