@@ -8,9 +8,7 @@
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
 
-#include <cstdlib>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -20,6 +18,7 @@
 #include "server/auth.h"
 #include "server/grpc_status.h"
 #include "tests/testutil/temp_dir.h"
+#include "tests/testutil/test_certs.h"
 
 namespace cairn::server {
 namespace {
@@ -29,62 +28,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr char kToken[] = "tls-test-token-0123456789";
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Runs a shell command quietly; true on success.
-bool RunQuietly(const std::string& command) {
-  return std::system((command + " >/dev/null 2>&1").c_str()) == 0;
-}
-
-// A CA, a server certificate for localhost/127.0.0.1, two client certificates
-// ("builder-1", "reader-1") and one client certificate from a foreign CA.
-class Certs {
- public:
-  explicit Certs(const std::string& dir) : dir_(dir) {}
-
-  bool Make() {
-    return MakeCa("ca", "cairn-test-ca") && MakeCa("rogue", "rogue-ca") &&
-           MakeLeaf("server", "ca", "localhost",
-                    "subjectAltName=DNS:localhost,IP:127.0.0.1") &&
-           MakeLeaf("builder", "ca", "builder-1",
-                    "subjectAltName=DNS:builder-1.example") &&
-           MakeLeaf("reader", "ca", "reader-1", "") &&
-           MakeLeaf("intruder", "rogue", "builder-1", "");
-  }
-
-  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
-
- private:
-  bool MakeCa(const std::string& name, const std::string& cn) {
-    return RunQuietly(absl::StrCat(
-        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
-        "-nodes -days 2 -subj /CN=",
-        cn, " -keyout ", Path(name + ".key"), " -out ", Path(name + ".pem")));
-  }
-
-  bool MakeLeaf(const std::string& name, const std::string& ca,
-                const std::string& cn, const std::string& ext) {
-    std::string ext_file = Path(name + ".ext");
-    std::ofstream(ext_file) << ext << "\n";
-    return RunQuietly(absl::StrCat("openssl req -new -newkey ec -pkeyopt "
-                            "ec_paramgen_curve:prime256v1 -nodes -subj /CN=",
-                            cn, " -keyout ", Path(name + ".key"), " -out ",
-                            Path(name + ".csr"))) &&
-           RunQuietly(absl::StrCat("openssl x509 -req -days 2 -in ",
-                            Path(name + ".csr"), " -CA ", Path(ca + ".pem"),
-                            " -CAkey ", Path(ca + ".key"),
-                            " -CAcreateserial -out ", Path(name + ".pem"),
-                            ext.empty() ? "" : " -extfile " + ext_file));
-  }
-
-  std::string dir_;
-};
 
 // GetCapabilities needs read access, UpdateActionResult write access.
 class AuthorizedService final : public v2::Capabilities::CallbackService,
@@ -125,7 +68,7 @@ class AuthorizedService final : public v2::Capabilities::CallbackService,
 class TlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!RunQuietly("openssl version")) {
+    if (!testutil::TestCerts::Available()) {
       GTEST_SKIP() << "openssl command not available";
     }
     ASSERT_TRUE(certs_.Make());
@@ -164,10 +107,10 @@ class TlsTest : public ::testing::Test {
   // no client certificate).
   std::shared_ptr<grpc::Channel> TlsChannel(const std::string& client) {
     grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = Slurp(certs_.Path("ca.pem"));
+    ssl.pem_root_certs = certs_.Read("ca.pem");
     if (!client.empty()) {
-      ssl.pem_private_key = Slurp(certs_.Path(client + ".key"));
-      ssl.pem_cert_chain = Slurp(certs_.Path(client + ".pem"));
+      ssl.pem_private_key = certs_.Read(client + ".key");
+      ssl.pem_cert_chain = certs_.Read(client + ".pem");
     }
     grpc::ChannelArguments args;
     args.SetSslTargetNameOverride("localhost");
@@ -201,7 +144,7 @@ class TlsTest : public ::testing::Test {
   }
 
   testutil::TempDir dir_;
-  Certs certs_{dir_.path()};
+  testutil::TestCerts certs_{dir_.path()};
   std::string tokens_;
   std::unique_ptr<Authorizer> auth_;
   std::unique_ptr<AuthorizedService> service_;
