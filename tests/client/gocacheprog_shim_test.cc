@@ -284,6 +284,35 @@ TEST_F(ShimTest, AnswersOutOfOrder) {
   EXPECT_EQ(shim_->stats().remote_hits.load(), 1);
 }
 
+TEST_F(ShimTest, ManyRequestsInFlightAreEachAnsweredOnce) {
+  FakeRemote remote;
+  for (int i = 0; i < 400; i += 2) {
+    remote.Add(ActionId(i), absl::StrCat("body ", i));
+  }
+  Start(&remote);
+  std::thread writer([&] {
+    for (int i = 0; i < 400; ++i) {
+      SendGet(i + 1, ActionId(i));
+    }
+  });
+  absl::flat_hash_map<int64_t, Json> answers;
+  for (int i = 0; i < 400; ++i) {
+    Json r = NextResponse();
+    EXPECT_TRUE(answers.emplace(r["ID"].get<int64_t>(), r).second) << r;
+  }
+  writer.join();
+  for (int i = 0; i < 400; ++i) {
+    const Json& r = answers[i + 1];
+    if (i % 2 == 0) {
+      EXPECT_EQ(ReadFile(r["DiskPath"]), absl::StrCat("body ", i)) << r;
+    } else {
+      EXPECT_EQ(r, Json({{"ID", i + 1}, {"Miss", true}}));
+    }
+  }
+  CloseAndWait(1000);
+  EXPECT_EQ(shim_->stats().remote_hits.load(), 200);
+}
+
 TEST_F(ShimTest, LargeBodyStreamsThroughAndUploads) {
   FakeRemote remote;
   Start(&remote);
