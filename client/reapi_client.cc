@@ -530,6 +530,24 @@ absl::Status GrpcReapiClient::StreamRead(const cas::Digest& digest,
   return absl::OkStatus();
 }
 
+// gRPC metadata rules: lowercase token names (not reserved "grpc-"), and
+// printable ASCII values unless the name ends in "-bin".
+absl::Status ValidateHeader(absl::string_view name, absl::string_view value) {
+  bool ok = !name.empty() && !absl::StartsWith(name, "grpc-");
+  for (char c : name) {
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                c == '_' || c == '.');
+  }
+  for (char c : value) {
+    ok = ok && (absl::EndsWith(name, "-bin") || (c >= 0x20 && c < 0x7f));
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("header \"", name, "\": not a valid gRPC header"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::pair<std::string, std::string>> ParseHeader(
@@ -554,8 +572,8 @@ absl::StatusOr<std::unique_ptr<ReapiClient>> NewReapiClient(
   ReapiClientOptions o = options;
   for (auto& [name, value] : o.headers) {
     name = absl::AsciiStrToLower(name);
-    if (name.empty()) {
-      return absl::InvalidArgumentError("header with an empty name");
+    if (absl::Status s = ValidateHeader(name, value); !s.ok()) {
+      return s;
     }
   }
   grpc::ChannelArguments args;

@@ -424,6 +424,15 @@ TEST_F(ReapiClientTest, RejectsBadTargetsAndHeaders) {
               absl::StatusCode::kInvalidArgument)
         << t;
   }
+  for (auto header : std::vector<std::pair<std::string, std::string>>{
+           {"bad header", "v"}, {"grpc-timeout", "1"}, {"x", "line\nbreak"}}) {
+    ReapiClientOptions o;
+    o.target = "grpc://127.0.0.1:1";
+    o.headers.push_back(header);
+    EXPECT_EQ(NewReapiClient(o).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << header.first;
+  }
   EXPECT_FALSE(ParseHeader("novalue").ok());
   EXPECT_FALSE(ParseHeader("=x").ok());
   auto h = ParseHeader("Authorization=Bearer a=b");
