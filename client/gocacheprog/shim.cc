@@ -19,9 +19,9 @@
 #include "cas/digest.h"
 #include "client/gocacheprog/codec.h"
 
-// Threads: the caller's thread reads requests and streams put bodies; a
-// WorkQueue of `workers` threads answers them; another WorkQueue of
-// `upload_threads` uploads puts. Responses are written under `write_mu_`
+// Threads: the caller's thread reads requests, streams put bodies to disk and
+// commits puts; a WorkQueue of `workers` threads answers gets; another
+// WorkQueue of `upload_threads` uploads puts. Responses are written under `write_mu_`
 // only. Lock order: none is held while taking another, and no lock is held
 // across I/O except `write_mu_` around the single write of one response.
 
