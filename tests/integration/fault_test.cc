@@ -86,70 +86,93 @@ class FaultTest : public ::testing::Test {
   testutil::TempDir dir_;
 };
 
+// One round: 64 clients upload `blobs` concurrently (each its share, in
+// order) until `kill_after` are acknowledged, then the server gets SIGKILL.
+// Marks acknowledged blobs in `acked`; returns the uploads in flight at the
+// kill.
+int UploadAndKill(const std::vector<std::string>& flags,
+                  const std::vector<std::string>& blobs, int kill_after,
+                  std::vector<char>* acked) {
+  constexpr int kClients = 64;
+  ServerProcess server(flags);
+  EXPECT_NE(server.address(), "") << server.log();
+  Client client(server.address());
+  std::atomic<int> acked_count{0};
+  std::atomic<int> in_flight{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      for (size_t i = c; i < blobs.size(); i += kClients) {
+        in_flight.fetch_add(1);
+        bool ok = client.Write(blobs[i], 128 << 10).ok();
+        in_flight.fetch_sub(1);
+        if (!ok) {
+          break;  // The server is gone.
+        }
+        (*acked)[i] = 1;
+        acked_count.fetch_add(1);
+      }
+    });
+  }
+  for (int i = 0; i < 6000 && acked_count.load() < kill_after; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  int interrupted = in_flight.load();
+  server.Kill9();
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  EXPECT_LT(acked_count.load(), static_cast<int>(blobs.size()))
+      << "every upload finished before the kill; nothing was interrupted";
+  return interrupted;
+}
+
 TEST_F(FaultTest, KillNineDuring64ConcurrentUploads) {
   const std::string root = dir_.path() + "/store";
-  constexpr int kClients = 64;
-  constexpr int kBlobsPerClient = 12;
+  constexpr int kRounds = 3;
+  constexpr int kBlobsPerRound = 768;
   std::vector<std::string> blobs;
-  for (int c = 0; c < kClients; ++c) {
-    for (int i = 0; i < kBlobsPerClient; ++i) {
-      // Mostly small, some spanning several ByteStream chunks.
-      size_t size = (i % 4 == 3) ? (600 << 10) + c * 1000 : 1000 + c * 37 + i;
-      blobs.push_back(TestBlob(c * 1000 + i, size));
+  std::vector<char> acked;
+  int interrupted = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<std::string> batch;
+    for (int i = 0; i < kBlobsPerRound; ++i) {
+      // Mostly small, every fourth spanning several ByteStream chunks.
+      size_t size = (i % 4 == 3) ? (600 << 10) + i * 100 : 1000 + i * 37;
+      batch.push_back(TestBlob(round * 100000 + i, size));
     }
-  }
-  std::vector<std::atomic<int>> acked(blobs.size());
-  {
+    std::vector<char> batch_acked(batch.size(), 0);
+    interrupted += UploadAndKill(Flags(root), batch,
+                                 kBlobsPerRound / 8 << round, &batch_acked);
+    blobs.insert(blobs.end(), batch.begin(), batch.end());
+    acked.insert(acked.end(), batch_acked.begin(), batch_acked.end());
+
+    // After each kill: a restart finds every blob complete or absent.
     ServerProcess server(Flags(root));
     ASSERT_NE(server.address(), "") << server.log();
     Client client(server.address());
-    std::atomic<int> acked_count{0};
-    std::vector<std::thread> threads;
-    for (int c = 0; c < kClients; ++c) {
-      threads.emplace_back([&, c] {
-        for (int i = 0; i < kBlobsPerClient; ++i) {
-          size_t index = c * kBlobsPerClient + i;
-          if (client.Write(blobs[index], 128 << 10).ok()) {
-            acked[index] = 1;
-            acked_count.fetch_add(1);
-          }
-        }
-      });
+    CheckStoreMatchesDisk(root, client);
+    int present = 0;
+    int lost = 0;
+    for (size_t i = 0; i < blobs.size(); ++i) {
+      cas::Digest digest = cas::Digest::OfData(blobs[i]);
+      std::string data;
+      grpc::Status status = client.Read(digest, &data);
+      if (status.ok()) {
+        EXPECT_EQ(data, blobs[i]) << "blob " << digest.ToString() << " differs";
+        ++present;
+      } else {
+        EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND)
+            << status.error_message();
+        lost += acked[i];
+      }
     }
-    // Kill once a quarter of the uploads are acknowledged (bounded wait).
-    for (int i = 0; i < 6000 && acked_count.load() < kClients * 3; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    server.Kill9();
-    for (std::thread& t : threads) {
-      t.join();
-    }
-    ASSERT_GT(acked_count.load(), 0);
-    ASSERT_LT(acked_count.load(), static_cast<int>(blobs.size()))
-        << "every upload finished before the kill; nothing was interrupted";
+    EXPECT_EQ(lost, 0) << "acknowledged uploads lost";
+    std::printf(
+        "kill -9 round %d: %d uploads in flight at the kill; %d of %d blobs "
+        "present after restart, %d acknowledged lost\n",
+        round + 1, interrupted, present, static_cast<int>(blobs.size()), lost);
   }
-  ServerProcess server(Flags(root));
-  ASSERT_NE(server.address(), "") << server.log();
-  Client client(server.address());
-  CheckStoreMatchesDisk(root, client);
-  int present = 0;
-  int lost = 0;
-  for (size_t i = 0; i < blobs.size(); ++i) {
-    cas::Digest digest = cas::Digest::OfData(blobs[i]);
-    std::string data;
-    grpc::Status status = client.Read(digest, &data);
-    if (status.ok()) {
-      EXPECT_EQ(data, blobs[i]) << "blob " << digest.ToString() << " differs";
-      ++present;
-    } else {
-      EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND)
-          << status.error_message();
-      lost += acked[i].load();
-    }
-  }
-  EXPECT_EQ(lost, 0) << "acknowledged uploads lost";
-  std::printf("kill -9 during %d uploads: %d present after restart\n",
-              static_cast<int>(blobs.size()), present);
 }
 
 TEST_F(FaultTest, DiskFullIsResourceExhaustedAndRecovers) {

@@ -194,12 +194,17 @@ inline std::string TestBlob(uint64_t seed, size_t size) {
 // A blocking client over one channel; every call has a deadline.
 class Client {
  public:
+  // `ssl_target` overrides the name the server certificate must match.
   explicit Client(const std::string& address,
                   std::shared_ptr<grpc::ChannelCredentials> credentials =
-                      grpc::InsecureChannelCredentials()) {
+                      grpc::InsecureChannelCredentials(),
+                  const std::string& ssl_target = "") {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(-1);
     args.SetMaxSendMessageSize(-1);
+    if (!ssl_target.empty()) {
+      args.SetSslTargetNameOverride(ssl_target);
+    }
     channel_ = grpc::CreateCustomChannel(address, credentials, args);
     cas_ = v2::ContentAddressableStorage::NewStub(channel_);
     ac_ = v2::ActionCache::NewStub(channel_);
