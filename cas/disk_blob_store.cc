@@ -300,6 +300,16 @@ class DiskBlobStore final : public BlobStore {
   // Marks `key` recently used (refreshing its mtime when due) and returns its
   // size, if it is held and `want_size` is negative or matches.
   std::optional<int64_t> TouchItem(const ItemKey& key, int64_t want_size);
+  // An mtime to write to an item's file, off the lock.
+  struct Refresh {
+    ItemKey key;
+    int64_t stamp;
+  };
+  // TouchItem() under mu_; appends the mtime refresh due, if any.
+  std::optional<int64_t> TouchLocked(const ItemKey& key, int64_t want_size,
+                                     std::vector<Refresh>* refreshes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RefreshMtimes(const std::vector<Refresh>& refreshes);
   // Opens the item's file; NOT_FOUND (dropping the stale index entry) if gone.
   absl::StatusOr<int> OpenItem(const ItemKey& key, absl::string_view what);
   // Reads the whole item file and returns it if `intact` accepts it;
@@ -676,29 +686,42 @@ void DiskBlobStore::RemoveCorrupt(const ItemKey& key, int fd) {
   UnlinkVictims({LruIndex::Item{key, 0, 0}});
 }
 
+std::optional<int64_t> DiskBlobStore::TouchLocked(
+    const ItemKey& key, int64_t want_size, std::vector<Refresh>* refreshes) {
+  LruIndex::Item* item = index_.Find(key);
+  if (item == nullptr || (want_size >= 0 && item->size != want_size)) {
+    return std::nullopt;
+  }
+  index_.Touch(key);
+  if (absl::GetCurrentTimeNanos() - item->stamp >=
+      absl::ToInt64Nanoseconds(options_.touch_interval)) {
+    item->stamp = NextStampLocked();
+    refreshes->push_back(Refresh{key, item->stamp});
+  }
+  return item->size;
+}
+
+void DiskBlobStore::RefreshMtimes(const std::vector<Refresh>& refreshes) {
+  for (const Refresh& r : refreshes) {
+    if (Inject(fault(), "touch") != 0) {
+      continue;
+    }
+    struct timespec times[2];
+    times[0].tv_sec = times[1].tv_sec = r.stamp / 1000000000;
+    times[0].tv_nsec = times[1].tv_nsec = r.stamp % 1000000000;
+    utimensat(AT_FDCWD, PathOf(r.key).c_str(), times, 0);  // Best effort.
+  }
+}
+
 std::optional<int64_t> DiskBlobStore::TouchItem(const ItemKey& key,
                                                 int64_t want_size) {
-  int64_t size = 0;
-  int64_t refresh = 0;
+  std::vector<Refresh> refreshes;
+  std::optional<int64_t> size;
   {
     absl::MutexLock lock(&mu_);
-    LruIndex::Item* item = index_.Find(key);
-    if (item == nullptr || (want_size >= 0 && item->size != want_size)) {
-      return std::nullopt;
-    }
-    index_.Touch(key);
-    size = item->size;
-    if (absl::GetCurrentTimeNanos() - item->stamp >=
-        absl::ToInt64Nanoseconds(options_.touch_interval)) {
-      refresh = item->stamp = NextStampLocked();
-    }
+    size = TouchLocked(key, want_size, &refreshes);
   }
-  if (refresh != 0 && Inject(fault(), "touch") == 0) {
-    struct timespec times[2];
-    times[0].tv_sec = times[1].tv_sec = refresh / 1000000000;
-    times[0].tv_nsec = times[1].tv_nsec = refresh % 1000000000;
-    utimensat(AT_FDCWD, PathOf(key).c_str(), times, 0);  // Best effort.
-  }
+  RefreshMtimes(refreshes);
   return size;
 }
 
@@ -795,12 +818,23 @@ absl::Status DiskBlobStore::StoreWhole(
 
 std::vector<Digest> DiskBlobStore::FindMissing(
     absl::Span<const Digest> digests) {
-  std::vector<Digest> missing;
+  std::vector<ItemKey> keys;
+  keys.reserve(digests.size());
   for (const Digest& d : digests) {
-    if (!Contains(d)) {
-      missing.push_back(d);
+    keys.push_back(CasKey(d));
+  }
+  std::vector<Digest> missing;
+  std::vector<Refresh> refreshes;
+  {
+    absl::MutexLock lock(&mu_);  // Once for the whole batch.
+    for (size_t i = 0; i < digests.size(); ++i) {
+      if (!digests[i].IsEmpty() &&
+          !TouchLocked(keys[i], digests[i].size_bytes(), &refreshes)) {
+        missing.push_back(digests[i]);
+      }
     }
   }
+  RefreshMtimes(refreshes);
   return missing;
 }
 

@@ -36,9 +36,26 @@ TEST(ItemKeyTest, HexRoundTrip) {
   EXPECT_NE(*k, *ItemKey::FromHex(ItemKind::kCas, hex));
 }
 
+TEST(ItemKeyTest, DecodesEveryDigit) {
+  std::string hex;
+  for (int i = 0; i < 4; ++i) {
+    hex += "0123456789abcdef";
+  }
+  absl::StatusOr<ItemKey> k = ItemKey::FromHex(ItemKind::kCas, hex);
+  ASSERT_TRUE(k.ok());
+  EXPECT_EQ(k->id[0], 0x01);
+  EXPECT_EQ(k->id[7], 0xef);
+  EXPECT_EQ(k->HexId(), hex);
+}
+
 TEST(ItemKeyTest, RejectsBadHex) {
-  for (std::string bad : {std::string(""), std::string(64, 'G'),
-                          std::string(63, 'a'), std::string(64, 'A')}) {
+  std::string good = Digest::OfData("x").hash();
+  for (std::string bad :
+       {std::string(""), std::string(64, 'G'), std::string(63, 'a'),
+        std::string(64, 'A'), good + "0", good.substr(0, 63) + "g",
+        good.substr(0, 31) + "/" + good.substr(32),
+        good.substr(0, 10) + std::string(1, '\0') + good.substr(11),
+        good.substr(0, 63) + "\xff"}) {
     EXPECT_EQ(ItemKey::FromHex(ItemKind::kCas, bad).status().code(),
               absl::StatusCode::kInvalidArgument)
         << bad;
