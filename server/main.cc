@@ -32,8 +32,8 @@
 using cairn::server::ByteSize;
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:9092",
-          "Address to serve gRPC on, HOST:PORT. Port 0 picks a free port; the "
-          "start-up line on stderr shows the port chosen.");
+          "Address to serve gRPC on, HOST:PORT or unix:///PATH. Port 0 picks "
+          "a free port; the start-up line on stderr shows the port chosen.");
 ABSL_FLAG(std::string, dir, "~/.cache/cairn",
           "Directory holding the store (created if absent; ~ expands to "
           "$HOME).");
@@ -67,8 +67,11 @@ std::string ExpandHome(const std::string& path) {
   return path;
 }
 
-// Returns `listen` with its port replaced by `port`.
+// Returns `listen` with its port replaced by `port` (Unix sockets as given).
 std::string BoundAddress(const std::string& listen, int port) {
+  if (absl::StartsWith(listen, "unix:")) {
+    return listen;
+  }
   const size_t colon = listen.rfind(':');
   const std::string host =
       colon == std::string::npos ? listen : listen.substr(0, colon);
@@ -157,14 +160,17 @@ int main(int argc, char** argv) {
   }
   const std::string address =
       BoundAddress(options.listen_address, (*server)->port());
+  const std::string url = absl::StartsWith(address, "unix:")
+                              ? address
+                              : absl::StrCat("grpc://", address);
   std::fprintf(stderr,
                "cairn-server: listening on %s, store %s, index loaded in "
-               "%.2fs%s; Bazel: --remote_cache=grpc://%s; Go: "
-               "GOCACHEPROG=\"cairn-gocacheprog --remote=grpc://%s\"\n",
+               "%.2fs%s; Bazel: --remote_cache=%s; Go: "
+               "GOCACHEPROG=\"cairn-gocacheprog --remote=%s\"\n",
                address.c_str(), store_description.c_str(),
                index_seconds > 0 ? index_seconds : load_seconds,
-               options.read_only ? ", read-only" : "", address.c_str(),
-               address.c_str());
+               options.read_only ? ", read-only" : "", url.c_str(),
+               url.c_str());
   std::fflush(stderr);
 
   int signal_number = 0;

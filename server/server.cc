@@ -10,6 +10,7 @@
 #include <chrono>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "actioncache/action_cache.h"
@@ -83,13 +84,14 @@ absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
   builder.RegisterService(impl->bytestream.get());
   builder.RegisterService(impl->ac.get());
   impl->server = builder.BuildAndStart();
-  if (impl->server == nullptr ||
-      (!options.listen_address.empty() && port == 0)) {
+  const bool tcp = !options.listen_address.empty() &&
+                   !absl::StartsWith(options.listen_address, "unix:");
+  if (impl->server == nullptr || (tcp && port == 0)) {
     return absl::UnavailableError(
         absl::StrCat("server: cannot listen on ", options.listen_address));
   }
   auto server = std::unique_ptr<CairnServer>(new CairnServer(std::move(impl)));
-  server->port_ = port;
+  server->port_ = tcp ? port : 0;
   return server;
 }
 

@@ -22,8 +22,9 @@
 namespace cairn::server {
 
 struct ServerOptions {
-  // HOST:PORT to listen on; port 0 picks a free port (see port()). Empty
-  // means no TCP listener (in-process channels only).
+  // HOST:PORT to listen on; port 0 picks a free port (see port()).
+  // "unix:///path" listens on a Unix domain socket. Empty means no listener
+  // (in-process channels only).
   std::string listen_address = "127.0.0.1:9092";
   cas::BlobStore* store = nullptr;  // Not owned; must outlive the server.
   bool read_only = false;
@@ -50,7 +51,7 @@ class CairnServer {
   CairnServer(const CairnServer&) = delete;
   CairnServer& operator=(const CairnServer&) = delete;
 
-  // Returns the bound TCP port (0 without a listener).
+  // Returns the bound TCP port (0 without a TCP listener).
   int port() const { return port_; }
 
   // Returns a channel to this server that bypasses the network.

@@ -257,6 +257,20 @@ TEST(ServerBinaryTest, ServesOverTcpAndStopsCleanly) {
   EXPECT_EQ(again.Terminate(), 0);
 }
 
+TEST(ServerBinaryTest, ServesOnUnixSocket) {
+  setenv("GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS", "50", 1);
+  testutil::TempDir dir;
+  const std::string socket = "unix://" + dir.path() + "/cairn.sock";
+  ServerProcess server({"--listen=" + socket, "--memory"});
+  ASSERT_EQ(server.Address(), socket) << server.first_line();
+  auto caps = v2::Capabilities::NewStub(
+      grpc::CreateChannel(socket, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  v2::ServerCapabilities capabilities;
+  EXPECT_TRUE(caps->GetCapabilities(&context, {}, &capabilities).ok());
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
 TEST(ServerBinaryTest, BadFlagsFailFast) {
   ServerProcess server({"--max_size=lots"});
   EXPECT_EQ(server.Address(), "");
