@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -84,6 +85,13 @@ class UploadRegistry {
       dropped = std::move(it->second.writer);
       entries_.erase(it);
     }
+  }
+
+  // Drops parked uploads idle for longer than the timeout.
+  void SweepExpired() {
+    std::vector<std::unique_ptr<BlobWriter>> dropped;
+    absl::MutexLock lock(&mu_);
+    dropped = SweepLocked();
   }
 
   // Forgets `key` unless a call is writing it.
@@ -576,7 +584,16 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
   explicit ByteStreamService(const ByteStreamServiceOptions& options)
       : options_(options),
         registry_(options.max_partial_uploads,
-                  options.partial_upload_idle_timeout) {}
+                  options.partial_upload_idle_timeout),
+        sweeper_([this] { SweepLoop(); }) {}
+
+  ~ByteStreamService() override {
+    {
+      absl::MutexLock lock(&sweeper_mu_);
+      stopping_ = true;
+    }
+    sweeper_.join();
+  }
 
   grpc::ServerWriteReactor<bs::ReadResponse>* Read(
       grpc::CallbackServerContext* context,
@@ -596,8 +613,25 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
       bs::QueryWriteStatusResponse* response) override;
 
  private:
+  // Releases expired partial uploads (and the space they reserve) even when
+  // no other upload comes along to trigger a sweep.
+  void SweepLoop() {
+    const absl::Duration period =
+        std::clamp(options_.partial_upload_idle_timeout / 4,
+                   absl::Milliseconds(10), absl::Seconds(30));
+    absl::MutexLock lock(&sweeper_mu_);
+    while (!sweeper_mu_.AwaitWithTimeout(absl::Condition(&stopping_), period)) {
+      sweeper_mu_.Unlock();
+      registry_.SweepExpired();
+      sweeper_mu_.Lock();
+    }
+  }
+
   const ByteStreamServiceOptions options_;
   UploadRegistry registry_;
+  absl::Mutex sweeper_mu_;
+  bool stopping_ ABSL_GUARDED_BY(sweeper_mu_) = false;
+  std::thread sweeper_;  // Declared last: starts after the fields it uses.
 };
 
 grpc::ServerUnaryReactor* ByteStreamService::QueryWriteStatus(

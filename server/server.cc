@@ -141,6 +141,7 @@ void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   bs_options.pool = &pool;
   bs_options.read_only = options.read_only;
   bs_options.max_cas_blob_size_bytes = options.max_cas_blob_size_bytes;
+  bs_options.partial_upload_idle_timeout = options.partial_upload_idle_timeout;
   bytestream = cas::NewByteStreamService(bs_options);
   actioncache::ActionCacheServiceOptions ac_options;
   ac_options.cache = &action_cache;

@@ -34,6 +34,8 @@ struct ServerOptions {
   int64_t max_batch_total_size_bytes = int64_t{4} << 20;
   // Largest blob accepted for upload; 0 means no limit.
   int64_t max_cas_blob_size_bytes = 0;
+  // An interrupted ByteStream upload is kept this long for resuming.
+  absl::Duration partial_upload_idle_timeout = absl::Minutes(10);
   // Largest gRPC message received or sent; must exceed the batch limit.
   int max_message_bytes = 64 << 20;
 };

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "cas/resource_name.h"
 #include "tests/server/service_fixture.h"
 
@@ -230,6 +231,28 @@ TEST_F(ByteStreamTest, ResumableUploadWithQueryWriteStatus) {
   EXPECT_TRUE(store_->Contains(d));
   EXPECT_EQ(QueryCommitted(name, &complete, &code), d.size_bytes());
   EXPECT_TRUE(complete);
+}
+
+TEST_F(ByteStreamTest, IdlePartialUploadIsDroppedAndItsSpaceReleased) {
+  server::ServerOptions options;
+  options.partial_upload_idle_timeout = absl::Milliseconds(20);
+  StartServer(options);
+  const std::string data = Pattern(100000, 9);
+  const cas::Digest d = cas::Digest::OfData(data);
+  const std::string name = WriteName(d, "idle");
+  int64_t committed = 0;
+  ASSERT_TRUE(
+      WriteRequests({Req(name, 0, data.substr(0, 1000), false)}, &committed)
+          .ok());
+  bool complete;
+  StatusCode code = StatusCode::OK;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (code == StatusCode::OK && absl::Now() < deadline) {
+    QueryCommitted(name, &complete, &code);
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(code, StatusCode::NOT_FOUND);
+  EXPECT_EQ(store_->Stats().reserved_bytes, 0);
 }
 
 TEST_F(ByteStreamTest, RestartAtZeroDiscardsPartialUpload) {
