@@ -5,13 +5,14 @@
 //     any older version out, rename, then insert; eviction and corruption
 //     removal erase before unlinking.
 //   - unlinking_ counts pending unlinks per key and committing_ holds keys
-//     being renamed into place; a commit waits until its key is in neither,
-//     so a late unlink can never delete a freshly committed file.
+//     being renamed into place; a commit waits (on key_idle_) until its key
+//     is in neither, so a late unlink can never delete a freshly committed
+//     file.
 //   - index_.reserved_bytes() is the sum of the reservations shared by the
 //     open writers of each digest, those taken for commits in progress, and
 //     those of StoreWhole() calls in progress.
-// mu_ is a leaf lock and is never held across file system calls (waiting in
-// Await releases it).
+// mu_ is a leaf lock and is never held across file system calls (waiting on
+// key_idle_ releases it).
 //
 // Access times: index items carry the mtime last written to their file
 // (`stamp`, ns since the epoch); stamps come from a clock made strictly
@@ -345,6 +346,8 @@ class DiskBlobStore final : public BlobStore {
   double load_seconds_ = 0;  // Written once by Load().
 
   absl::Mutex mu_;  // A leaf lock; never held across I/O.
+  // Signalled whenever a key leaves committing_ or unlinking_.
+  absl::CondVar key_idle_;
   LruIndex index_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<ItemKey, int> unlinking_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<ItemKey> committing_ ABSL_GUARDED_BY(mu_);
@@ -610,6 +613,7 @@ void DiskBlobStore::UnlinkVictims(const std::vector<LruIndex::Item>& victims) {
     auto it = unlinking_.find(v.key);
     if (--it->second == 0) {
       unlinking_.erase(it);
+      key_idle_.SignalAll();
     }
   }
 }
@@ -627,6 +631,7 @@ absl::Status DiskBlobStore::CommitTemp(const ItemKey& key, TempFile& temp,
   absl::Status s = temp.Publish(PathOf(key), *stamp, options_.fsync);
   absl::MutexLock lock(&mu_);
   committing_.erase(key);
+  key_idle_.SignalAll();
   index_.Release(reserved);
   if (s.ok()) {
     index_.Insert(key, size, *stamp);
@@ -638,13 +643,9 @@ absl::StatusOr<int64_t> DiskBlobStore::ClaimForCommit(
     const ItemKey& key, int64_t size, bool replace, int64_t* reserved,
     std::vector<LruIndex::Item>* victims) {
   absl::MutexLock lock(&mu_);
-  std::pair<DiskBlobStore*, const ItemKey*> arg(this, &key);
-  mu_.Await(absl::Condition(
-      +[](std::pair<DiskBlobStore*, const ItemKey*>* a)
-           ABSL_NO_THREAD_SAFETY_ANALYSIS {
-             return a->first->KeyIdleLocked(*a->second);
-           },
-      &arg));
+  while (!KeyIdleLocked(key)) {
+    key_idle_.Wait(&mu_);
+  }
   if (!replace && index_.Peek(key) == size) {
     index_.Touch(key);
     index_.Release(std::exchange(*reserved, 0));
