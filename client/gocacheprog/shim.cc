@@ -21,9 +21,10 @@
 
 // Threads: the caller's thread reads requests, streams put bodies to disk and
 // commits puts; a WorkQueue of `workers` threads answers gets; another
-// WorkQueue of `upload_threads` uploads puts. Responses are written under `write_mu_`
-// only. Lock order: none is held while taking another, and no lock is held
-// across I/O except `write_mu_` around the single write of one response.
+// WorkQueue of `upload_threads` uploads puts. Responses are written under
+// `write_mu_` only. Lock order: none is held while taking another, and no lock
+// is held across I/O except `write_mu_` around the single write of one
+// response.
 
 namespace cairn::client::gocacheprog {
 namespace {
@@ -43,6 +44,7 @@ class WorkQueue {
       absl::MutexLock lock(&mu_);
       stop_ = true;
       queue_.clear();
+      not_empty_.SignalAll();
     }
     for (std::thread& t : threads_) {
       t.join();
@@ -55,12 +57,11 @@ class WorkQueue {
     if (!block && queue_.size() >= capacity_) {
       return false;
     }
-    mu_.Await(absl::Condition(
-        +[](WorkQueue* q) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-          return q->queue_.size() < q->capacity_;
-        },
-        this));
+    while (queue_.size() >= capacity_) {
+      not_full_.Wait(&mu_);
+    }
     queue_.push_back(std::move(task));
+    not_empty_.Signal();
     return true;
   }
 
@@ -68,12 +69,11 @@ class WorkQueue {
   // number of tasks still owed (0 = idle).
   size_t WaitIdle(absl::Time deadline) {
     absl::MutexLock lock(&mu_);
-    mu_.AwaitWithDeadline(absl::Condition(
-                              +[](WorkQueue* q) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                return q->queue_.empty() && q->running_ == 0;
-                              },
-                              this),
-                          deadline);
+    while (!queue_.empty() || running_ > 0) {
+      if (idle_.WaitWithDeadline(&mu_, deadline)) {
+        break;  // Timed out.
+      }
+    }
     return queue_.size() + running_;
   }
 
@@ -83,26 +83,30 @@ class WorkQueue {
       std::function<void()> task;
       {
         absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(
-            +[](WorkQueue* q) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-              return q->stop_ || !q->queue_.empty();
-            },
-            this));
+        while (!stop_ && queue_.empty()) {
+          not_empty_.Wait(&mu_);
+        }
         if (stop_) {
           return;
         }
         task = std::move(queue_.front());
         queue_.pop_front();
         ++running_;
+        not_full_.Signal();
       }
       task();
       absl::MutexLock lock(&mu_);
-      --running_;
+      if (--running_ == 0 && queue_.empty()) {
+        idle_.SignalAll();
+      }
     }
   }
 
   const size_t capacity_;
   absl::Mutex mu_;
+  absl::CondVar not_empty_;
+  absl::CondVar not_full_;
+  absl::CondVar idle_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

@@ -60,8 +60,8 @@ class FakeRemote final : public Remote {
     {
       absl::MutexLock lock(&mu_);
       ++gets_;
-      if (block_ == action_id) {
-        mu_.Await(absl::Condition(&released_));
+      while (block_ == action_id && !released_) {
+        released_cv_.Wait(&mu_);
       }
     }
     if (!fail_.ok()) {
@@ -101,6 +101,7 @@ class FakeRemote final : public Remote {
   void Release() {
     absl::MutexLock lock(&mu_);
     released_ = true;
+    released_cv_.SignalAll();
   }
   int gets() {
     absl::MutexLock lock(&mu_);
@@ -124,6 +125,7 @@ class FakeRemote final : public Remote {
       ABSL_GUARDED_BY(mu_);
   std::string block_ ABSL_GUARDED_BY(mu_);
   bool released_ ABSL_GUARDED_BY(mu_) = false;
+  absl::CondVar released_cv_;
   int gets_ ABSL_GUARDED_BY(mu_) = 0;
   int puts_ ABSL_GUARDED_BY(mu_) = 0;
 };
