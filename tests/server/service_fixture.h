@@ -8,6 +8,8 @@
 #define CAIRN_TESTS_SERVER_SERVICE_FIXTURE_H_
 
 #include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -40,14 +42,18 @@ class ServiceTest : public ::testing::Test {
 
   // (Re)starts the server over store_ with `options` (store and listen
   // address are filled in) and makes new stubs.
-  void StartServer(server::ServerOptions options) {
+  // With `tcp` the stubs connect over 127.0.0.1 instead of in-process.
+  void StartServer(server::ServerOptions options, bool tcp = false) {
     server_.reset();
     options.store = store_.get();
-    options.listen_address = "";
+    options.listen_address = tcp ? "127.0.0.1:0" : "";
     auto started = server::CairnServer::Start(options);
     ASSERT_TRUE(started.ok()) << started.status();
     server_ = *std::move(started);
-    auto channel = server_->InProcessChannel();
+    auto channel = tcp ? grpc::CreateChannel(
+                             "127.0.0.1:" + std::to_string(server_->port()),
+                             grpc::InsecureChannelCredentials())
+                       : server_->InProcessChannel();
     cas_ = v2::ContentAddressableStorage::NewStub(channel);
     ac_ = v2::ActionCache::NewStub(channel);
     caps_ = v2::Capabilities::NewStub(channel);
