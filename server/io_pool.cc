@@ -66,7 +66,7 @@ void IoPool::Shutdown() {
   workers_.clear();
 }
 
-size_t IoPool::QueuedForTest() {
+size_t IoPool::Queued() {
   absl::MutexLock lock(&mu_);
   return queue_.size();
 }

@@ -57,7 +57,8 @@ class IoPool {
   size_t max_queue() const { return max_queue_; }
 
   // Returns the number of tasks waiting (not running).
-  size_t QueuedForTest();
+  size_t Queued();
+  size_t QueuedForTest() { return Queued(); }
 
  private:
   void WorkerLoop();

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -27,6 +28,10 @@
 #include "cas/disk_blob_store.h"
 #include "cas/memory_blob_store.h"
 #include "server/byte_size.h"
+#include "server/config.h"
+#include "server/log.h"
+#include "server/metrics.h"
+#include "server/metrics_http.h"
 #include "server/server.h"
 
 using cairn::server::ByteSize;
@@ -56,6 +61,18 @@ ABSL_FLAG(bool, fsync, true,
           "for throwaway caches).");
 ABSL_FLAG(bool, memory, false,
           "Keep the store in memory instead of --dir (lost at exit).");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Serve Prometheus metrics at http://HOST:PORT/metrics (and "
+          "/healthz); empty turns the endpoint off. Port 0 picks a free port.");
+ABSL_FLAG(std::string, log_level, "info",
+          "Least severe log level written to stderr: debug, info, warning, "
+          "error or off.");
+ABSL_FLAG(std::string, access_log, "",
+          "Write one line per finished call (method, status, latency, bytes, "
+          "peer) to this file; '-' means stderr; empty turns it off.");
+ABSL_FLAG(std::string, config, "",
+          "YAML file of settings named like these flags (e.g. 'max_size: "
+          "50GiB'); flags given on the command line win over it.");
 
 namespace {
 
@@ -99,6 +116,19 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
+// Applies --config (found before flag parsing so the command line wins) and
+// parses the command line.
+absl::Status LoadSettings(int argc, char** argv) {
+  if (std::optional<std::string> path = cairn::server::FindConfigArg(argc, argv)) {
+    if (absl::Status s = cairn::server::ApplyConfigFile(*path); !s.ok()) {
+      return s;
+    }
+  }
+  absl::ParseCommandLine(argc, argv);
+  return cairn::server::InitLogging(absl::GetFlag(FLAGS_log_level),
+                                    absl::GetFlag(FLAGS_access_log));
+}
+
 }  // namespace
 
 namespace {
@@ -120,7 +150,9 @@ int main(int argc, char** argv) {
       "Capabilities).\nUsage: cairn-server [--listen=HOST:PORT] [--dir=PATH] "
       "[--max_size=50GiB] ...\nPoint Bazel at it with "
       "--remote_cache=grpc://127.0.0.1:9092.");
-  absl::ParseCommandLine(argc, argv);
+  if (absl::Status s = LoadSettings(argc, argv); !s.ok()) {
+    return Fail(s);
+  }
 
   // Block the shutdown signals before any thread starts so that every thread
   // inherits the mask and only sigwait() below sees them.
@@ -140,9 +172,11 @@ int main(int argc, char** argv) {
   const double load_seconds = absl::ToDoubleSeconds(absl::Now() - start);
   const double index_seconds = (*store)->Stats().index_load_seconds;
 
+  cairn::server::Registry registry;
   cairn::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.store = store->get();
+  options.metrics = &registry;
   options.read_only = absl::GetFlag(FLAGS_read_only);
   options.io_threads = absl::GetFlag(FLAGS_io_threads);
   options.max_batch_total_size_bytes =
@@ -158,30 +192,44 @@ int main(int argc, char** argv) {
   if (!server.ok()) {
     return Fail(server.status());
   }
+  std::unique_ptr<cairn::server::MetricsHttpServer> metrics;
+  std::string metrics_note;
+  if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen);
+      !listen.empty()) {
+    auto started = cairn::server::StartMetricsHttpServer(listen, &registry);
+    if (!started.ok()) {
+      return Fail(started.status());
+    }
+    metrics = *std::move(started);
+    metrics_note = absl::StrCat(", metrics on http://",
+                                BoundAddress(listen, metrics->port()),
+                                "/metrics");
+  }
   const std::string address =
       BoundAddress(options.listen_address, (*server)->port());
   const std::string url = absl::StartsWith(address, "unix:")
                               ? address
                               : absl::StrCat("grpc://", address);
-  std::fprintf(stderr,
-               "cairn-server: listening on %s, store %s, index loaded in "
-               "%.2fs%s; Bazel: --remote_cache=%s; Go: "
-               "GOCACHEPROG=\"cairn-gocacheprog --remote=%s\"\n",
-               address.c_str(), store_description.c_str(),
-               index_seconds > 0 ? index_seconds : load_seconds,
-               options.read_only ? ", read-only" : "", url.c_str(),
-               url.c_str());
-  std::fflush(stderr);
+  spdlog::info(
+      "cairn-server: listening on {}, store {}, index loaded in {:.2f}s{}{}; "
+      "Bazel: --remote_cache={}; Go: GOCACHEPROG=\"cairn-gocacheprog "
+      "--remote={}\"",
+      address, store_description,
+      index_seconds > 0 ? index_seconds : load_seconds,
+      options.read_only ? ", read-only" : "", metrics_note, url, url);
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
-  std::fprintf(stderr, "cairn-server: %s received, shutting down\n",
+  spdlog::info("cairn-server: {} received, shutting down",
                signal_number == SIGINT ? "SIGINT" : "SIGTERM");
   (*server)->Shutdown(absl::Seconds(10));
   (*server)->Wait();
+  if (metrics != nullptr) {
+    metrics->Stop();  // Its gauges read the server's pool and the store.
+  }
   server->reset();
-  std::fprintf(stderr, "cairn-server: stopped\n");
-  std::fflush(stderr);
+  spdlog::info("cairn-server: stopped");
+  spdlog::default_logger()->flush();
   // Everything is stopped and the store is closed. Skip gRPC's global
   // teardown at exit, which lingers for seconds while clients stay connected.
   std::_Exit(0);

@@ -19,6 +19,7 @@
 #include "cas/cas_service.h"
 #include "server/capabilities.h"
 #include "server/io_pool.h"
+#include "server/metrics_interceptor.h"
 
 namespace cairn::server {
 
@@ -58,6 +59,34 @@ absl::Status CheckOptions(const ServerOptions& options) {
   return absl::OkStatus();
 }
 
+// Registers gauges read from the store's counters and the pool's queue.
+void RegisterGauges(Registry* r, cas::BlobStore* store, IoPool* pool) {
+  auto stat = [store](int64_t cas::StoreStats::*field) {
+    return [store, field] { return static_cast<double>(store->Stats().*field); };
+  };
+  r->NewCallbackGauge("cairn_store_bytes", "Bytes held by stored items.",
+                      stat(&cas::StoreStats::used_bytes));
+  r->NewCallbackGauge("cairn_store_max_bytes", "The store's size budget.",
+                      stat(&cas::StoreStats::max_bytes));
+  r->NewCallbackGauge("cairn_store_reserved_bytes",
+                      "Bytes reserved by uploads in progress.",
+                      stat(&cas::StoreStats::reserved_bytes));
+  r->NewCallbackGauge("cairn_store_cas_entries", "CAS blobs stored.",
+                      stat(&cas::StoreStats::cas_entries));
+  r->NewCallbackGauge("cairn_store_ac_entries", "Action results stored.",
+                      stat(&cas::StoreStats::ac_entries));
+  r->NewCallbackCounter("cairn_store_evictions_total",
+                        "Items evicted to stay within the budget.",
+                        stat(&cas::StoreStats::evictions));
+  r->NewCallbackCounter("cairn_store_evicted_bytes_total", "Bytes evicted.",
+                        stat(&cas::StoreStats::evicted_bytes));
+  r->NewCallbackCounter("cairn_store_corruptions_total",
+                        "Stored items found corrupt, removed, never served.",
+                        stat(&cas::StoreStats::corruptions));
+  r->NewCallbackGauge("cairn_io_queue_depth", "Tasks waiting for an I/O thread.",
+                      [pool] { return static_cast<double>(pool->Queued()); });
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
@@ -76,6 +105,14 @@ absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
   if (!options.listen_address.empty()) {
     builder.AddListeningPort(options.listen_address,
                              grpc::InsecureServerCredentials(), &port);
+  }
+  if (options.metrics != nullptr) {
+    std::vector<
+        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(NewMetricsInterceptorFactory(options.metrics));
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+    RegisterGauges(options.metrics, options.store, &impl->pool);
   }
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "cas/blob_store.h"
+#include "server/metrics.h"
 
 namespace cairn::server {
 
@@ -27,6 +28,10 @@ struct ServerOptions {
   // (in-process channels only).
   std::string listen_address = "127.0.0.1:9092";
   cas::BlobStore* store = nullptr;  // Not owned; must outlive the server.
+  // When set, every call is recorded (server/metrics_interceptor.h) and
+  // store and I/O-queue gauges are registered. Not owned; must outlive the
+  // server, and must not be scraped after the server is destroyed.
+  Registry* metrics = nullptr;
   bool read_only = false;
   // I/O pool threads (0 = 2 x cores) and queued tasks (0 = 256 per thread).
   int io_threads = 0;

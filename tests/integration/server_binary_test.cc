@@ -56,11 +56,12 @@ class ServerProcess {
     posix_spawn_file_actions_destroy(&actions);
     close(fds[1]);
     stderr_ = fdopen(fds[0], "r");
-    // Skip anything gRPC logs first (e.g. with GRPC_VERBOSITY set).
+    // Skip anything gRPC logs first (e.g. with GRPC_VERBOSITY set). Log
+    // lines start with a timestamp and level, then "cairn-server: ".
     do {
       first_line_ = ReadLine();
     } while (!first_line_.empty() &&
-             !absl::StartsWith(first_line_, "cairn-server: "));
+             !absl::StrContains(first_line_, "cairn-server: listening on "));
   }
 
   ~ServerProcess() {

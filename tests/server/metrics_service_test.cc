@@ -1,0 +1,160 @@
+// Metrics through a running server: traffic moves the right counters, and
+// /metrics serves them over HTTP.
+#include <grpcpp/client_context.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "httplib.h"
+#include "server/metrics.h"
+#include "server/metrics_http.h"
+#include "tests/server/service_fixture.h"
+
+namespace cairn::servertest {
+namespace {
+
+using ::grpc::ClientContext;
+
+class MetricsServiceTest : public ServiceTest {
+ protected:
+  void SetUp() override {
+    ServiceTest::SetUp();
+    server::ServerOptions options;
+    options.metrics = &registry_;
+    StartServer(options, /*tcp=*/true);
+  }
+
+  void TearDown() override {
+    if (http_ != nullptr) http_->Stop();
+  }
+
+  // Returns the value on the line starting with `series` (-1 if absent).
+  double Value(const std::string& text, const std::string& series) {
+    for (absl::string_view line : absl::StrSplit(text, '\n')) {
+      if (absl::StartsWith(line, series + " ")) {
+        double v = 0;
+        if (absl::SimpleAtod(line.substr(series.size() + 1), &v)) return v;
+      }
+    }
+    return -1;
+  }
+
+  std::string Scrape() {
+    if (http_ == nullptr) {
+      auto started = server::StartMetricsHttpServer("127.0.0.1:0", &registry_);
+      EXPECT_TRUE(started.ok()) << started.status();
+      http_ = *std::move(started);
+    }
+    httplib::Client client("127.0.0.1", http_->port());
+    auto res = client.Get("/metrics");
+    EXPECT_TRUE(res) << "no answer from /metrics";
+    return res ? res->body : "";
+  }
+
+  server::Registry registry_;
+  std::unique_ptr<server::MetricsHttpServer> http_;
+};
+
+TEST_F(MetricsServiceTest, CountsCallsCodesCacheHitsAndStore) {
+  cas::Digest present = Put("present blob");
+  {
+    ClientContext context;
+    v2::FindMissingBlobsRequest request;
+    *request.add_blob_digests() = ProtoDigest(present);
+    *request.add_blob_digests() = ProtoDigestOf("absent one");
+    *request.add_blob_digests() = ProtoDigestOf("absent two");
+    v2::FindMissingBlobsResponse response;
+    ASSERT_TRUE(cas_->FindMissingBlobs(&context, request, &response).ok());
+    EXPECT_EQ(response.missing_blob_digests_size(), 2);
+  }
+  for (int i = 0; i < 3; ++i) {
+    ClientContext context;
+    v2::GetActionResultRequest request;
+    *request.mutable_action_digest() = ProtoDigestOf(absl::StrCat("a", i));
+    v2::ActionResult result;
+    EXPECT_EQ(ac_->GetActionResult(&context, request, &result).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    ClientContext context;
+    v2::FindMissingBlobsRequest request;
+    request.add_blob_digests()->set_hash("NOT-HEX");
+    v2::FindMissingBlobsResponse response;
+    EXPECT_EQ(cas_->FindMissingBlobs(&context, request, &response).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  std::string text = Scrape();
+  EXPECT_EQ(
+      Value(text, "cairn_cache_requests_total{cache=\"cas\",result=\"hit\"}"),
+      1)
+      << text;
+  EXPECT_EQ(
+      Value(text, "cairn_cache_requests_total{cache=\"cas\",result=\"miss\"}"),
+      2);
+  EXPECT_EQ(
+      Value(text, "cairn_cache_requests_total{cache=\"ac\",result=\"miss\"}"),
+      3);
+  EXPECT_EQ(Value(text,
+                  "cairn_grpc_requests_total{service=\"ActionCache\","
+                  "method=\"GetActionResult\",code=\"NOT_FOUND\"}"),
+            3);
+  EXPECT_EQ(
+      Value(text,
+            "cairn_grpc_requests_total{service=\"ContentAddressableStorage\","
+            "method=\"FindMissingBlobs\",code=\"OK\"}"),
+      1);
+  EXPECT_EQ(
+      Value(text,
+            "cairn_grpc_requests_total{service=\"ContentAddressableStorage\","
+            "method=\"FindMissingBlobs\",code=\"INVALID_ARGUMENT\"}"),
+      1);
+  EXPECT_EQ(Value(text,
+                  "cairn_grpc_request_duration_seconds_count{service="
+                  "\"ActionCache\",method=\"GetActionResult\"}"),
+            3);
+  EXPECT_GT(Value(text,
+                  "cairn_grpc_received_bytes_total{service="
+                  "\"ContentAddressableStorage\",method=\"FindMissingBlobs\"}"),
+            3 * 64);
+  EXPECT_EQ(Value(text, "cairn_store_cas_entries"), 1);
+  EXPECT_EQ(Value(text, "cairn_store_bytes"), present.size_bytes());
+  EXPECT_EQ(Value(text, "cairn_store_corruptions_total"), 0);
+  EXPECT_EQ(Value(text, "cairn_io_queue_depth"), 0);
+  EXPECT_TRUE(
+      absl::StrContains(text, "# TYPE cairn_store_evictions_total counter"));
+}
+
+TEST_F(MetricsServiceTest, ByteStreamReadsCountAsCasHitsAndMisses) {
+  cas::Digest d = Put("streamed");
+  for (const auto& [digest, ok] :
+       {std::pair{d, true}, std::pair{cas::Digest::OfData("nope"), false}}) {
+    ClientContext context;
+    google::bytestream::ReadRequest request;
+    request.set_resource_name(
+        absl::StrCat("blobs/", digest.hash(), "/", digest.size_bytes()));
+    auto reader = bytestream_->Read(&context, request);
+    google::bytestream::ReadResponse response;
+    while (reader->Read(&response)) {
+    }
+    EXPECT_EQ(reader->Finish().ok(), ok);
+  }
+  std::string text = Scrape();
+  EXPECT_EQ(
+      Value(text, "cairn_cache_requests_total{cache=\"cas\",result=\"hit\"}"),
+      1)
+      << text;
+  EXPECT_EQ(
+      Value(text, "cairn_cache_requests_total{cache=\"cas\",result=\"miss\"}"),
+      1);
+  EXPECT_EQ(
+      Value(text,
+            "cairn_grpc_in_flight{service=\"ByteStream\",method=\"Read\"}"),
+      0);
+}
+
+}  // namespace
+}  // namespace cairn::servertest
