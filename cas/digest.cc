@@ -2,6 +2,8 @@
 
 #include <openssl/evp.h>
 
+#include <array>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
@@ -52,11 +54,18 @@ absl::Status ValidateSha256Hex(absl::string_view hash) {
         absl::StrCat("digest hash \"", hash.substr(0, 80), "\": length ",
                      hash.size(), ", want 64 lowercase hex characters"));
   }
+  // One table lookup per character: this runs for every digest of every
+  // FindMissingBlobs batch.
+  static constexpr auto kIsLowerHex = [] {
+    std::array<bool, 256> t{};
+    for (char c = '0'; c <= '9'; ++c) t[static_cast<unsigned char>(c)] = true;
+    for (char c = 'a'; c <= 'f'; ++c) t[static_cast<unsigned char>(c)] = true;
+    return t;
+  }();
   for (char c : hash) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("digest hash \"", hash,
-                       "\": not lowercase hex (SHA-256 expected)"));
+    if (!kIsLowerHex[static_cast<unsigned char>(c)]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "digest hash \"", hash, "\": not lowercase hex (SHA-256 expected)"));
     }
   }
   return absl::OkStatus();
