@@ -21,8 +21,12 @@ class ActionCacheService final : public v2::ActionCache::CallbackService {
       grpc::CallbackServerContext* context,
       const v2::GetActionResultRequest* request,
       v2::ActionResult* response) override {
-    absl::Status status = cas::ValidateRequestScope(request->instance_name(),
-                                                    request->digest_function());
+    absl::Status status =
+        server::Authorize(options_.authorizer, *context, server::Access::kRead);
+    if (status.ok()) {
+      status = cas::ValidateRequestScope(request->instance_name(),
+                                         request->digest_function());
+    }
     absl::StatusOr<cas::Digest> action =
         cas::FromProto(request->action_digest(), "action_digest");
     if (status.ok()) {
@@ -52,7 +56,11 @@ class ActionCacheService final : public v2::ActionCache::CallbackService {
       grpc::CallbackServerContext* context,
       const v2::UpdateActionResultRequest* request,
       v2::ActionResult* response) override {
-    absl::Status status = CheckUpdate(*request);
+    absl::Status status = server::Authorize(options_.authorizer, *context,
+                                            server::Access::kWrite);
+    if (status.ok()) {
+      status = CheckUpdate(*request);
+    }
     return FinishUnaryOnPool(
         context, options_.pool, "UpdateActionResult", status,
         [this, request, response]() -> absl::Status {

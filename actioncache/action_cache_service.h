@@ -19,6 +19,7 @@
 
 #include "actioncache/action_cache.h"
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
+#include "server/auth.h"
 #include "server/io_pool.h"
 
 namespace cairn::actioncache {
@@ -29,6 +30,9 @@ struct ActionCacheServiceOptions {
   bool read_only = false;
   // Most bytes of stdout/stderr/output files inlined into one answer.
   int64_t max_inline_bytes = int64_t{1} << 20;
+  // Decides every call (read; write for UpdateActionResult); null admits
+  // everyone. Not owned; must outlive the service.
+  const server::Authorizer* authorizer = nullptr;
 };
 
 // Returns the ActionCache service.

@@ -324,17 +324,25 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
 class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
  public:
   WriteReactor(const ByteStreamServiceOptions& options,
-               UploadRegistry* registry, bs::WriteResponse* response)
-      : options_(options), registry_(registry), response_(response) {
+               UploadRegistry* registry, grpc::CallbackServerContext* context,
+               bs::WriteResponse* response)
+      : options_(options),
+        registry_(registry),
+        response_(response),
+        watch_(options.watchdog != nullptr ? options.watchdog->Add(context)
+                                           : nullptr) {
     if (options_.read_only) {
       Finish(ToGrpcStatus(
           absl::PermissionDeniedError("Write: this cache is read-only")));
       return;
     }
-    StartRead(&request_);
+    ReadNext();
   }
 
   void OnReadDone(bool ok) override {
+    if (watch_ != nullptr) {
+      watch_->Received();
+    }
     if (!ok) {
       Schedule([this] { EndWithoutFinishWrite(); });
       return;
@@ -361,9 +369,21 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
     }
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    if (watch_ != nullptr) {
+      watch_->Done();
+    }
+    delete this;
+  }
 
  private:
+  // Starts reading the client's next message; the watchdog times the wait.
+  void ReadNext() {
+    if (watch_ != nullptr) {
+      watch_->Waiting();
+    }
+    StartRead(&request_);
+  }
   absl::Status CheckFirst() {
     absl::StatusOr<ResourceName> name =
         ParseWriteResourceName(request_.resource_name());
@@ -511,7 +531,7 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
     registry_->Progress(key_, committed_);
     if (!request_.finish_write()) {
       request_.Clear();
-      StartRead(&request_);
+      ReadNext();
       return;
     }
     status = writer_->Commit();
@@ -575,6 +595,8 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   std::string key_;
   int64_t committed_ = 0;
   std::unique_ptr<BlobWriter> writer_;
+  // Times waits for the client (null without a watchdog).
+  std::shared_ptr<server::IdleWatchdog::Watch> watch_;
   std::unique_ptr<ZstdDecompressor> decompressor_;  // For compressed-blobs.
   std::string plain_;  // Decompressed bytes of the current message.
 };
@@ -598,13 +620,25 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
   grpc::ServerWriteReactor<bs::ReadResponse>* Read(
       grpc::CallbackServerContext* context,
       const bs::ReadRequest* request) override {
+    absl::Status status =
+        server::Authorize(options_.authorizer, *context, server::Access::kRead);
+    if (!status.ok()) {
+      return new server::RefusedWriteReactor<bs::ReadResponse>(
+          ToGrpcStatus(status));
+    }
     return new ReadReactor(options_, *request);
   }
 
   grpc::ServerReadReactor<bs::WriteRequest>* Write(
       grpc::CallbackServerContext* context,
       bs::WriteResponse* response) override {
-    return new WriteReactor(options_, &registry_, response);
+    absl::Status status = server::Authorize(options_.authorizer, *context,
+                                            server::Access::kWrite);
+    if (!status.ok()) {
+      return new server::RefusedReadReactor<bs::WriteRequest>(
+          ToGrpcStatus(status));
+    }
+    return new WriteReactor(options_, &registry_, context, response);
   }
 
   grpc::ServerUnaryReactor* QueryWriteStatus(
@@ -639,6 +673,12 @@ grpc::ServerUnaryReactor* ByteStreamService::QueryWriteStatus(
     const bs::QueryWriteStatusRequest* request,
     bs::QueryWriteStatusResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status status = server::Authorize(options_.authorizer, *context,
+                                              server::Access::kRead);
+      !status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
   absl::StatusOr<ResourceName> name =
       ParseWriteResourceName(request->resource_name());
   if (!name.ok()) {

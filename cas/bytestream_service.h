@@ -40,6 +40,8 @@
 #include "absl/time/time.h"
 #include "cas/blob_store.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
+#include "server/auth.h"
+#include "server/idle_watchdog.h"
 #include "server/io_pool.h"
 
 namespace cairn::cas {
@@ -56,6 +58,12 @@ struct ByteStreamServiceOptions {
   size_t max_partial_uploads = 64;
   // An interrupted upload not resumed within this time is dropped.
   absl::Duration partial_upload_idle_timeout = absl::Minutes(10);
+  // Decides every call (read; write for Write); null admits everyone. Not
+  // owned; must outlive the service.
+  const server::Authorizer* authorizer = nullptr;
+  // Cancels uploads whose client stalls; null means never. Not owned; must
+  // outlive the service.
+  server::IdleWatchdog* watchdog = nullptr;
 };
 
 // Returns the ByteStream service over `options.store`.

@@ -281,8 +281,12 @@ class CasService final : public v2::ContentAddressableStorage::CallbackService {
       grpc::CallbackServerContext* context,
       const v2::FindMissingBlobsRequest* request,
       v2::FindMissingBlobsResponse* response) override {
-    absl::Status status = ValidateRequestScope(request->instance_name(),
-                                               request->digest_function());
+    absl::Status status =
+        server::Authorize(options_.authorizer, *context, server::Access::kRead);
+    if (status.ok()) {
+      status = ValidateRequestScope(request->instance_name(),
+                                    request->digest_function());
+    }
     std::vector<Digest> digests;
     digests.reserve(request->blob_digests_size());
     for (const v2::Digest& d : request->blob_digests()) {
@@ -309,8 +313,12 @@ class CasService final : public v2::ContentAddressableStorage::CallbackService {
       grpc::CallbackServerContext* context,
       const v2::BatchUpdateBlobsRequest* request,
       v2::BatchUpdateBlobsResponse* response) override {
-    absl::Status status = ValidateRequestScope(request->instance_name(),
-                                               request->digest_function());
+    absl::Status status = server::Authorize(options_.authorizer, *context,
+                                            server::Access::kWrite);
+    if (status.ok()) {
+      status = ValidateRequestScope(request->instance_name(),
+                                    request->digest_function());
+    }
     if (status.ok()) {
       status = CheckBatchUpdate(*request, options_);
     }
@@ -330,8 +338,12 @@ class CasService final : public v2::ContentAddressableStorage::CallbackService {
       grpc::CallbackServerContext* context,
       const v2::BatchReadBlobsRequest* request,
       v2::BatchReadBlobsResponse* response) override {
-    absl::Status status = ValidateRequestScope(request->instance_name(),
-                                               request->digest_function());
+    absl::Status status =
+        server::Authorize(options_.authorizer, *context, server::Access::kRead);
+    if (status.ok()) {
+      status = ValidateRequestScope(request->instance_name(),
+                                    request->digest_function());
+    }
     if (status.ok()) {
       status = CheckBatchRead(*request, options_);
     }
@@ -349,6 +361,12 @@ class CasService final : public v2::ContentAddressableStorage::CallbackService {
   grpc::ServerWriteReactor<v2::GetTreeResponse>* GetTree(
       grpc::CallbackServerContext* context,
       const v2::GetTreeRequest* request) override {
+    absl::Status status =
+        server::Authorize(options_.authorizer, *context, server::Access::kRead);
+    if (!status.ok()) {
+      return new server::RefusedWriteReactor<v2::GetTreeResponse>(
+          ToGrpcStatus(status));
+    }
     return new GetTreeReactor(options_, *request);
   }
 

@@ -30,6 +30,7 @@
 
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "cas/blob_store.h"
+#include "server/auth.h"
 #include "server/io_pool.h"
 
 namespace cairn::cas {
@@ -43,6 +44,9 @@ struct CasServiceOptions {
   int64_t max_cas_blob_size_bytes = 0;
   // Hard cap on one serialized answer (the server's max message size).
   int64_t max_message_bytes = int64_t{64} << 20;
+  // Decides every call (read; write for BatchUpdateBlobs); null admits
+  // everyone. Not owned; must outlive the service.
+  const server::Authorizer* authorizer = nullptr;
 };
 
 // Returns the ContentAddressableStorage service over `options.store`.

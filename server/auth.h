@@ -34,6 +34,7 @@
 #define CAIRN_SERVER_AUTH_H_
 
 #include <grpcpp/server_context.h>
+#include <grpcpp/support/server_callback.h>
 
 #include <functional>
 #include <memory>
@@ -115,6 +116,27 @@ inline absl::Status Authorize(const Authorizer* authorizer,
   return authorizer == nullptr ? absl::OkStatus()
                                : authorizer->Authorize(context, access);
 }
+
+// Reactors that only finish with `status`, for streaming methods whose
+// caller Authorize refused: `return new RefusedWriteReactor<Response>(s);`.
+// Each deletes itself when done.
+template <typename Response>
+class RefusedWriteReactor final : public grpc::ServerWriteReactor<Response> {
+ public:
+  explicit RefusedWriteReactor(const grpc::Status& status) {
+    this->Finish(status);
+  }
+  void OnDone() override { delete this; }
+};
+
+template <typename Request>
+class RefusedReadReactor final : public grpc::ServerReadReactor<Request> {
+ public:
+  explicit RefusedReadReactor(const grpc::Status& status) {
+    this->Finish(status);
+  }
+  void OnDone() override { delete this; }
+};
 
 // Returns an Authorizer that has loaded `options.tokens_file`. Errors as for
 // Reload (NOT_FOUND, PERMISSION_DENIED, INVALID_ARGUMENT naming the line).

@@ -17,15 +17,19 @@ void SetVersion(int major, int minor, ::build::bazel::semver::SemVer* out) {
 
 class CapabilitiesService final : public v2::Capabilities::CallbackService {
  public:
-  explicit CapabilitiesService(v2::ServerCapabilities capabilities)
-      : capabilities_(std::move(capabilities)) {}
+  CapabilitiesService(v2::ServerCapabilities capabilities,
+                      const Authorizer* authorizer)
+      : capabilities_(std::move(capabilities)), authorizer_(authorizer) {}
 
   grpc::ServerUnaryReactor* GetCapabilities(
       grpc::CallbackServerContext* context,
       const v2::GetCapabilitiesRequest* request,
       v2::ServerCapabilities* response) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    absl::Status status = cas::ValidateInstanceName(request->instance_name());
+    absl::Status status = Authorize(authorizer_, *context, Access::kRead);
+    if (status.ok()) {
+      status = cas::ValidateInstanceName(request->instance_name());
+    }
     if (status.ok()) {
       *response = capabilities_;
     }
@@ -35,6 +39,7 @@ class CapabilitiesService final : public v2::Capabilities::CallbackService {
 
  private:
   const v2::ServerCapabilities capabilities_;
+  const Authorizer* const authorizer_;  // Not owned; may be null.
 };
 
 }  // namespace
@@ -71,7 +76,8 @@ v2::ServerCapabilities MakeCapabilities(const CapabilitiesOptions& options) {
 
 std::unique_ptr<v2::Capabilities::CallbackService> NewCapabilitiesService(
     const CapabilitiesOptions& options) {
-  return std::make_unique<CapabilitiesService>(MakeCapabilities(options));
+  return std::make_unique<CapabilitiesService>(MakeCapabilities(options),
+                                               options.authorizer);
 }
 
 }  // namespace cairn::server

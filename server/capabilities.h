@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
+#include "server/auth.h"
 
 namespace cairn::server {
 
@@ -26,6 +27,8 @@ struct CapabilitiesOptions {
   int64_t max_cas_blob_size_bytes = 0;
   // Whether zstd compressed-blobs and batch compression are supported.
   bool zstd = false;
+  // Decides who may call (read access); null admits everyone. Not owned.
+  const Authorizer* authorizer = nullptr;
 };
 
 // Returns the ServerCapabilities message for `options`.

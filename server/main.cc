@@ -27,12 +27,14 @@
 #include "cas/blob_store.h"
 #include "cas/disk_blob_store.h"
 #include "cas/memory_blob_store.h"
+#include "server/auth.h"
 #include "server/byte_size.h"
 #include "server/config.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
 #include "server/server.h"
+#include "server/tls.h"
 
 using cairn::server::ByteSize;
 
@@ -74,6 +76,32 @@ ABSL_FLAG(std::string, config, "",
           "YAML file of settings named like these flags (e.g. 'max_size: "
           "50GiB'); flags given on the command line win over it.");
 
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain: serve TLS (with --tls_key) instead of "
+          "plaintext.");
+ABSL_FLAG(std::string, tls_key, "",
+          "PEM private key (unencrypted) for --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: mutual TLS; clients must present a certificate "
+          "signed by it.");
+ABSL_FLAG(std::string, tls_client_access, "write",
+          "Access of a verified client certificate the tokens file does not "
+          "list: none, read or write.");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "File of bearer tokens and certificate identities, one per line "
+          "('rw TOKEN', 'ro TOKEN', 'rw-cert NAME', 'ro-cert NAME', "
+          "'none-cert NAME'; '#' comments); reloaded on SIGHUP.");
+ABSL_FLAG(std::string, anonymous_access, "",
+          "Access of callers without credentials: none, read or write. "
+          "Default: write when neither --auth_tokens_file nor "
+          "--tls_client_ca is given, else none.");
+ABSL_FLAG(absl::Duration, partial_upload_timeout, absl::Minutes(10),
+          "Keep an interrupted ByteStream upload (and the space it reserved) "
+          "this long for the client to resume it.");
+ABSL_FLAG(absl::Duration, stream_idle_timeout, absl::Seconds(60),
+          "Cancel a ByteStream upload whose client sends nothing for this "
+          "long, releasing its reserved space; 0 disables.");
+
 namespace {
 
 std::string ExpandHome(const std::string& path) {
@@ -111,6 +139,40 @@ absl::StatusOr<std::unique_ptr<cairn::cas::BlobStore>> OpenStore(
   return cairn::cas::NewDiskBlobStore(options);
 }
 
+// Returns the Authorizer the flags ask for, or null when access control is
+// off (no tokens file, no client CA, anonymous write). `*note` describes it.
+absl::StatusOr<std::unique_ptr<cairn::server::Authorizer>> MakeAuthorizer(
+    std::string* note) {
+  using cairn::server::Access;
+  cairn::server::AuthOptions auth;
+  auth.tokens_file = ExpandHome(absl::GetFlag(FLAGS_auth_tokens_file));
+  const bool mtls = !absl::GetFlag(FLAGS_tls_client_ca).empty();
+  std::string anonymous = absl::GetFlag(FLAGS_anonymous_access);
+  if (anonymous.empty()) {
+    anonymous = auth.tokens_file.empty() && !mtls ? "write" : "none";
+  }
+  absl::StatusOr<Access> access = cairn::server::ParseAccess(anonymous);
+  absl::StatusOr<Access> tls =
+      cairn::server::ParseAccess(absl::GetFlag(FLAGS_tls_client_access));
+  if (!access.ok() || !tls.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--anonymous_access and --tls_client_access take none, read or "
+        "write, not '",
+        anonymous, "' and '", absl::GetFlag(FLAGS_tls_client_access), "'"));
+  }
+  auth.anonymous = *access;
+  auth.tls_client_access = *tls;
+  *note = absl::StrCat(", anonymous access ", anonymous);
+  if (auth.tokens_file.empty() && !mtls && *access == Access::kWrite) {
+    *note = "";
+    return std::unique_ptr<cairn::server::Authorizer>();
+  }
+  if (!auth.tokens_file.empty()) {
+    absl::StrAppend(note, ", tokens from ", auth.tokens_file);
+  }
+  return cairn::server::NewAuthorizer(auth);
+}
+
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "cairn-server: %s\n", status.ToString().c_str());
   return 1;
@@ -119,7 +181,8 @@ int Fail(const absl::Status& status) {
 // Applies --config (found before flag parsing so the command line wins) and
 // parses the command line.
 absl::Status LoadSettings(int argc, char** argv) {
-  if (std::optional<std::string> path = cairn::server::FindConfigArg(argc, argv)) {
+  if (std::optional<std::string> path =
+          cairn::server::FindConfigArg(argc, argv)) {
     if (absl::Status s = cairn::server::ApplyConfigFile(*path); !s.ok()) {
       return s;
     }
@@ -160,7 +223,28 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);  // Reloads --auth_tokens_file.
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  cairn::server::TlsOptions tls;
+  tls.cert_file = ExpandHome(absl::GetFlag(FLAGS_tls_cert));
+  tls.key_file = ExpandHome(absl::GetFlag(FLAGS_tls_key));
+  tls.client_ca_file = ExpandHome(absl::GetFlag(FLAGS_tls_client_ca));
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      cairn::server::MakeServerCredentials(tls);
+  if (!credentials.ok()) {
+    return Fail(credentials.status());
+  }
+  std::string auth_note;
+  absl::StatusOr<std::unique_ptr<cairn::server::Authorizer>> authorizer =
+      MakeAuthorizer(&auth_note);
+  if (!authorizer.ok()) {
+    return Fail(authorizer.status());
+  }
+  if (tls.enabled()) {
+    auth_note = absl::StrCat(
+        tls.client_ca_file.empty() ? ", TLS" : ", mutual TLS", auth_note);
+  }
 
   const absl::Time start = absl::Now();
   std::string store_description;
@@ -182,6 +266,11 @@ int main(int argc, char** argv) {
   options.max_batch_total_size_bytes =
       absl::GetFlag(FLAGS_max_batch_size).bytes;
   options.max_cas_blob_size_bytes = absl::GetFlag(FLAGS_max_blob_size).bytes;
+  options.credentials = *credentials;
+  options.authorizer = authorizer->get();
+  options.stream_idle_timeout = absl::GetFlag(FLAGS_stream_idle_timeout);
+  options.partial_upload_idle_timeout =
+      absl::GetFlag(FLAGS_partial_upload_timeout);
   // Accept messages comfortably larger than the advertised batch limit.
   options.max_message_bytes = static_cast<int>(std::min<int64_t>(
       std::max<int64_t>(options.max_message_bytes,
@@ -201,25 +290,40 @@ int main(int argc, char** argv) {
       return Fail(started.status());
     }
     metrics = *std::move(started);
-    metrics_note = absl::StrCat(", metrics on http://",
-                                BoundAddress(listen, metrics->port()),
-                                "/metrics");
+    metrics_note =
+        absl::StrCat(", metrics on http://",
+                     BoundAddress(listen, metrics->port()), "/metrics");
   }
   const std::string address =
       BoundAddress(options.listen_address, (*server)->port());
-  const std::string url = absl::StartsWith(address, "unix:")
-                              ? address
-                              : absl::StrCat("grpc://", address);
+  const std::string url =
+      absl::StartsWith(address, "unix:")
+          ? address
+          : absl::StrCat(tls.enabled() ? "grpcs://" : "grpc://", address);
   spdlog::info(
-      "cairn-server: listening on {}, store {}, index loaded in {:.2f}s{}{}; "
+      "cairn-server: listening on {}, store {}, index loaded in {:.2f}s{}{}{}; "
       "Bazel: --remote_cache={}; Go: GOCACHEPROG=\"cairn-gocacheprog "
       "--remote={}\"",
       address, store_description,
       index_seconds > 0 ? index_seconds : load_seconds,
-      options.read_only ? ", read-only" : "", metrics_note, url, url);
+      options.read_only ? ", read-only" : "", auth_note, metrics_note, url,
+      url);
 
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  while (true) {  // Ends at SIGINT or SIGTERM.
+    sigwait(&signals, &signal_number);
+    if (signal_number != SIGHUP) {
+      break;
+    }
+    if (*authorizer == nullptr) {
+      spdlog::info("cairn-server: SIGHUP ignored (no --auth_tokens_file)");
+    } else if (absl::Status s = (*authorizer)->Reload(); s.ok()) {
+      spdlog::info("cairn-server: SIGHUP: tokens reloaded");
+    } else {
+      spdlog::error("cairn-server: SIGHUP: {}; the previous tokens stay",
+                    s.ToString());
+    }
+  }
   spdlog::info("cairn-server: {} received, shutting down",
                signal_number == SIGINT ? "SIGINT" : "SIGTERM");
   (*server)->Shutdown(absl::Seconds(10));

@@ -18,6 +18,7 @@
 #include "cas/bytestream_service.h"
 #include "cas/cas_service.h"
 #include "server/capabilities.h"
+#include "server/idle_watchdog.h"
 #include "server/io_pool.h"
 #include "server/metrics_interceptor.h"
 
@@ -26,12 +27,14 @@ namespace cairn::server {
 struct CairnServer::Impl {
   explicit Impl(const ServerOptions& options)
       : pool(IoPoolOptions{options.io_threads, options.io_queue}),
+        watchdog(options.stream_idle_timeout),
         action_cache(options.store) {}
 
   // Creates the services over `options.store`, this pool and cache.
   void MakeServices(const ServerOptions& options);
 
   IoPool pool;
+  IdleWatchdog watchdog;  // Cancels stalled ByteStream uploads.
   actioncache::ActionCache action_cache;
   std::unique_ptr<grpc::Service> capabilities;
   std::unique_ptr<grpc::Service> cas;
@@ -62,7 +65,8 @@ absl::Status CheckOptions(const ServerOptions& options) {
 // Registers gauges read from the store's counters and the pool's queue.
 void RegisterGauges(Registry* r, cas::BlobStore* store, IoPool* pool) {
   auto stat = [store](int64_t cas::StoreStats::*field) {
-    return [store, field] { return static_cast<double>(store->Stats().*field); };
+    return
+        [store, field] { return static_cast<double>(store->Stats().*field); };
   };
   r->NewCallbackGauge("cairn_store_bytes", "Bytes held by stored items.",
                       stat(&cas::StoreStats::used_bytes));
@@ -83,7 +87,8 @@ void RegisterGauges(Registry* r, cas::BlobStore* store, IoPool* pool) {
   r->NewCallbackCounter("cairn_store_corruptions_total",
                         "Stored items found corrupt, removed, never served.",
                         stat(&cas::StoreStats::corruptions));
-  r->NewCallbackGauge("cairn_io_queue_depth", "Tasks waiting for an I/O thread.",
+  r->NewCallbackGauge("cairn_io_queue_depth",
+                      "Tasks waiting for an I/O thread.",
                       [pool] { return static_cast<double>(pool->Queued()); });
 }
 
@@ -104,7 +109,10 @@ absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
   int port = 0;
   if (!options.listen_address.empty()) {
     builder.AddListeningPort(options.listen_address,
-                             grpc::InsecureServerCredentials(), &port);
+                             options.credentials != nullptr
+                                 ? options.credentials
+                                 : grpc::InsecureServerCredentials(),
+                             &port);
   }
   if (options.metrics != nullptr) {
     std::vector<
@@ -162,9 +170,12 @@ size_t CairnServer::QueuedIoTasksForTest() {
 }
 
 void CairnServer::Impl::MakeServices(const ServerOptions& options) {
-  capabilities = NewCapabilitiesService(
-      {options.read_only, options.max_batch_total_size_bytes,
-       options.max_cas_blob_size_bytes, /*zstd=*/true});
+  CapabilitiesOptions caps_options{options.read_only,
+                                   options.max_batch_total_size_bytes,
+                                   options.max_cas_blob_size_bytes,
+                                   /*zstd=*/true};
+  caps_options.authorizer = options.authorizer;
+  capabilities = NewCapabilitiesService(caps_options);
   cas::CasServiceOptions cas_options;
   cas_options.store = options.store;
   cas_options.pool = &pool;
@@ -172,6 +183,7 @@ void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   cas_options.max_batch_total_size_bytes = options.max_batch_total_size_bytes;
   cas_options.max_cas_blob_size_bytes = options.max_cas_blob_size_bytes;
   cas_options.max_message_bytes = options.max_message_bytes;
+  cas_options.authorizer = options.authorizer;
   cas = cas::NewCasService(cas_options);
   cas::ByteStreamServiceOptions bs_options;
   bs_options.store = options.store;
@@ -179,11 +191,14 @@ void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   bs_options.read_only = options.read_only;
   bs_options.max_cas_blob_size_bytes = options.max_cas_blob_size_bytes;
   bs_options.partial_upload_idle_timeout = options.partial_upload_idle_timeout;
+  bs_options.authorizer = options.authorizer;
+  bs_options.watchdog = &watchdog;
   bytestream = cas::NewByteStreamService(bs_options);
   actioncache::ActionCacheServiceOptions ac_options;
   ac_options.cache = &action_cache;
   ac_options.pool = &pool;
   ac_options.read_only = options.read_only;
+  ac_options.authorizer = options.authorizer;
   ac = actioncache::NewActionCacheService(ac_options);
 }
 

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "cas/blob_store.h"
+#include "server/auth.h"
 #include "server/metrics.h"
 
 namespace cairn::server {
@@ -43,6 +44,16 @@ struct ServerOptions {
   absl::Duration partial_upload_idle_timeout = absl::Minutes(10);
   // Largest gRPC message received or sent; must exceed the batch limit.
   int max_message_bytes = 64 << 20;
+  // Transport credentials for listen_address (server/tls.h); null means
+  // plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // Decides every call (server/auth.h); null lets every caller read and
+  // write. Not owned; must outlive the server.
+  const Authorizer* authorizer = nullptr;
+  // A ByteStream upload whose client sends nothing for this long is
+  // cancelled, releasing its reserved space (server/idle_watchdog.h); zero
+  // disables.
+  absl::Duration stream_idle_timeout = absl::Seconds(60);
 };
 
 class CairnServer {

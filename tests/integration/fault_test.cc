@@ -435,6 +435,53 @@ TEST_F(FaultTest, MisbehavingClientsGetClearErrorsAndReleaseResources) {
   CheckStoreMatchesDisk(root, client2);
 }
 
+TEST_F(FaultTest, StalledUploadsAreCancelledAndReleaseTheirSpace) {
+  const std::string root = dir_.path() + "/store";
+  // A store with room for about four stalled 10 MiB uploads.
+  ServerProcess server({"--dir=" + root, "--max_size=48MiB",
+                        "--stream_idle_timeout=1s",
+                        "--partial_upload_timeout=2s"});
+  ASSERT_NE(server.address(), "") << server.log();
+  Client client(server.address());
+  std::vector<std::unique_ptr<OpenUpload>> stalled;
+  for (int i = 0; i < 4; ++i) {
+    stalled.push_back(StartUpload(client, absl::StrCat("stall-", i),
+                                  TestBlob(600 + i, 10 << 20), 64 << 10));
+  }
+  // Each stalled client now sends nothing; Finish returns once the server
+  // cancels it (bounded by the 60 s call deadline).
+  for (auto& upload : stalled) {
+    grpc::Status status = upload->writer->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED)
+        << status.error_message();
+  }
+  // Each is kept for resuming, with what it had sent...
+  bs::QueryWriteStatusRequest query;
+  query.set_resource_name(cas::MakeWriteResourceName(
+      "", "stall-0", cas::Digest::OfData(TestBlob(600, 10 << 20))));
+  bs::QueryWriteStatusResponse progress;
+  grpc::ClientContext query_context;
+  client.Prepare(&query_context);
+  ASSERT_TRUE(client.bytestream()
+                  ->QueryWriteStatus(&query_context, query, &progress)
+                  .ok());
+  EXPECT_EQ(progress.committed_size(), 64 << 10);
+  // ...until --partial_upload_timeout, when their space is released and a
+  // 40 MiB upload fits (polled: at most ~20 s).
+  const std::string big = TestBlob(700, 40 << 20);
+  grpc::Status status;
+  for (int i = 0; i < 40; ++i) {
+    status = client.Write(big);
+    if (status.ok()) {
+      break;
+    }
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
 TEST_F(FaultTest, TraversalAttemptsAreRejected) {
   const std::string root = dir_.path() + "/store";
   ServerProcess server(Flags(root));
