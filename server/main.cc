@@ -207,6 +207,9 @@ int main(int argc, char** argv) {
   absl::FlagsUsageConfig usage_config;
   usage_config.contains_help_flags = &IsServerFlagFile;
   usage_config.contains_helpshort_flags = &IsServerFlagFile;
+  usage_config.version_string = [] {
+    return std::string("cairn-server " CAIRN_VERSION "\n");
+  };
   absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       "A Remote Execution API v2 cache server (CAS, ActionCache, ByteStream, "

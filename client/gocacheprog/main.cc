@@ -15,6 +15,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
@@ -162,6 +163,11 @@ int main(int argc, char** argv) {
       "GOCACHEPROG for the go command, backed by a REAPI cache.\n"
       "Usage: GOCACHEPROG='cairn-gocacheprog --remote=grpc://HOST:PORT' go "
       "build");
+  absl::FlagsUsageConfig usage_config;
+  usage_config.version_string = [] {
+    return std::string("cairn-gocacheprog " CAIRN_VERSION "\n");
+  };
+  absl::SetFlagsUsageConfig(usage_config);
   signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> headers = TakeHeaders(argc, argv);
   if (!ApplyEnvironment()) {
