@@ -42,7 +42,10 @@ for b in "$server" "$shim" "$peer"; do
   [ -x "$b" ] || { echo "go_builds: missing $b" >&2; exit 1; }
 done
 mkdir -p "$out"
-if [ -n "$record" ]; then rm -f "$record"; fi
+if [ -n "$record" ]; then
+  case "$record" in /*) ;; *) record=$root/$record ;; esac  # builds run in $mod
+  rm -f "$record"
+fi
 work=$(mktemp -d /tmp/cairn-go-builds.XXXXXX)
 mod=${CAIRN_GH_MODULE_DIR:-/tmp/cairn-bench/gh}
 csv=$out/go_builds.csv
