@@ -3,8 +3,11 @@
 // store, misbehaving clients, and traversal attempts. Each test checks the
 // store's invariants on disk afterwards: every blob is complete and valid or
 // absent, no temp files are left, and the index matches the disk.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <cstdio>
@@ -71,6 +74,41 @@ std::vector<cas::Digest> CheckStoreMatchesDisk(const std::string& root,
   return on_disk;
 }
 
+// Returns cairn_store_corruptions_total scraped over HTTP from the server's
+// --metrics_listen endpoint (named in its start-up line), or -1.
+int64_t CorruptionsCounted(const ServerProcess& server) {
+  const std::string log = server.log();
+  const std::string marker = "metrics on http://127.0.0.1:";
+  size_t at = log.find(marker);
+  if (at == std::string::npos) {
+    return -1;
+  }
+  int port = std::atoi(log.c_str() + at + marker.size());
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    const std::string request =
+        "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (write(fd, request.data(), request.size()) ==
+        static_cast<ssize_t>(request.size())) {
+      char buf[4096];
+      for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) {
+        response.append(buf, static_cast<size_t>(n));
+      }
+    }
+  }
+  close(fd);
+  const std::string metric = "\ncairn_store_corruptions_total ";
+  at = response.find(metric);
+  return at == std::string::npos
+             ? -1
+             : std::atoll(response.c_str() + at + metric.size());
+}
+
 // Returns the path of `digest`'s file in the disk store at `root`.
 std::string BlobPath(const std::string& root, const cas::Digest& digest) {
   return absl::StrCat(root, "/cas/", digest.hash().substr(0, 2), "/",
@@ -81,6 +119,10 @@ class FaultTest : public ::testing::Test {
  protected:
   std::vector<std::string> Flags(const std::string& root) const {
     return {"--dir=" + root, "--max_size=1GiB"};
+  }
+  static std::vector<std::string> WithMetrics(std::vector<std::string> flags) {
+    flags.push_back("--metrics_listen=127.0.0.1:0");
+    return flags;
   }
 
   testutil::TempDir dir_;
@@ -268,7 +310,7 @@ TEST_F(FaultTest, PlantedCorruptionIsNeverServedAndIsRemoved) {
     digests.push_back(cas::Digest::OfData(b));
   }
   {
-    ServerProcess server(Flags(root));
+    ServerProcess server(WithMetrics(Flags(root)));
     ASSERT_NE(server.address(), "") << server.log();
     Client client(server.address());
     for (const std::string& b : blobs) {
@@ -289,6 +331,7 @@ TEST_F(FaultTest, PlantedCorruptionIsNeverServedAndIsRemoved) {
       EXPECT_EQ(missing.size(), 1u) << "corrupt blob " << i << " still listed";
       EXPECT_FALSE(fs::exists(BlobPath(root, digests[i])));
     }
+    EXPECT_EQ(CorruptionsCounted(server), 4) << server.log();
     CheckStoreMatchesDisk(root, client);
     // A client re-uploads and gets the right bytes.
     ASSERT_TRUE(client.Write(blobs[0]).ok());
