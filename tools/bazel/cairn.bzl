@@ -25,8 +25,6 @@ CAIRN_COPTS = [
     "-Wall",
     "-Wextra",
     "-Wno-unused-parameter",
-    # Keep in step with project(VERSION) in CMakeLists.txt.
-    "-DCAIRN_VERSION=\\\"0.1.0\\\"",
 ]
 
 def cairn_cc_library(name, copts = [], visibility = ["//visibility:public"], **kwargs):
