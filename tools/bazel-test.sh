@@ -19,8 +19,10 @@ step() {  # step NAME COMMAND...: runs a command and reports its duration.
   local name=$1 start=$SECONDS
   shift
   echo "bazel-test: $name" >&2
-  "$@"
-  echo "bazel-test: $name done in $((SECONDS - start)) s" >&2
+  local rc=0
+  "$@" || rc=$?
+  echo "bazel-test: $name done in $((SECONDS - start)) s (exit $rc)" >&2
+  return "$rc"
 }
 
 check_offline_inputs() {
