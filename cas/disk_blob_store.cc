@@ -953,14 +953,7 @@ absl::Status DiskBlobStore::PutEntry(absl::string_view key,
 
 StoreStats DiskBlobStore::Stats() {
   absl::MutexLock lock(&mu_);
-  StoreStats s;
-  s.max_bytes = index_.max_bytes();
-  s.used_bytes = index_.used_bytes();
-  s.reserved_bytes = index_.reserved_bytes();
-  s.cas_entries = index_.count(ItemKind::kCas);
-  s.ac_entries = index_.count(ItemKind::kAc);
-  s.evictions = index_.evictions();
-  s.evicted_bytes = index_.evicted_bytes();
+  StoreStats s = index_.Stats();
   s.corruptions = corruptions_;
   s.index_load_seconds = load_seconds_;
   return s;

@@ -30,6 +30,7 @@
 #include "absl/hash/hash.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "cas/blob_store.h"
 
 namespace cairn::cas {
 
@@ -131,6 +132,20 @@ class LruIndex {
   size_t size() const { return lru_.size(); }
   int64_t evictions() const { return evictions_; }
   int64_t evicted_bytes() const { return evicted_bytes_; }
+
+  // Returns the store counters this index keeps (sizes, entries, evictions);
+  // the store adds its own (corruptions, load time).
+  StoreStats Stats() const {
+    StoreStats s;
+    s.max_bytes = max_bytes();
+    s.used_bytes = used_bytes();
+    s.reserved_bytes = reserved_bytes();
+    s.cas_entries = count(ItemKind::kCas);
+    s.ac_entries = count(ItemKind::kAc);
+    s.evictions = evictions();
+    s.evicted_bytes = evicted_bytes();
+    return s;
+  }
 
   // Returns all items from least to most recently used.
   std::vector<Item> ItemsForTest() const;
