@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
-# Builds the whole tree with sanitizers and runs its tests:
-#   address -> build-asan (ASan + UBSan, -DCAIRN_SANITIZE=address)
-#   thread  -> build-tsan (TSan, -DCAIRN_SANITIZE=thread)
-# Labels too slow under sanitizers are excluded (override with
-# CAIRN_SANITIZE_EXCLUDE, a ctest -LE regex; default below). Each run is meant
-# to stay well under 15 minutes on 2 cores.
+# Builds the whole tree with sanitizers and runs its tests (CI runs both kinds
+# after tools/test.sh and tools/bazel-test.sh):
+#   address -> build-asan: clang, ASan + UBSan (-DCAIRN_SANITIZE=address) and
+#              the libFuzzer targets (-DCAIRN_FUZZ=ON) in the same build; runs
+#              every ctest test, fuzz targets included (CAIRN_FUZZ_SECONDS
+#              each, default 20), the soak for CAIRN_SOAK_SECONDS (default 20
+#              here, 60 in tools/test.sh).
+#   thread  -> build-tsan: gcc, TSan (-DCAIRN_SANITIZE=thread).
+#   fuzz    -> build-asan, but builds and runs only the fuzz targets
+#              (what tools/fuzz.sh does).
 #
-# Usage: tools/sanitize.sh [address] [thread]    (default: both)
-# Env:   CAIRN_JOBS (default 2) build and test parallelism;
-#        CAIRN_SANITIZE_EXCLUDE (default "large|integration|fault|soak|fuzz").
+# Excluded tests (ctest -E regex, override with CAIRN_SANITIZE_EXCLUDE_<KIND>):
+#   both:    go_cacheprog_* - they drive the real go command against
+#            bazel-remote/cairn-server and need tools/install-peers.sh (network
+#            and time); tools/test.sh runs them on the Release build.
+#   thread:  fuzz targets are not built (libFuzzer needs clang + ASan).
+# A test excluded by a label is listed in CAIRN_SANITIZE_EXCLUDE_LABELS_<KIND>.
+#
+# Usage: tools/sanitize.sh [address] [thread] [fuzz]   (default: address thread)
+# Env:   CAIRN_JOBS (default 2) build and test parallelism.
 #
 # TSan note: Debian's gRPC, protobuf and Abseil libraries are not built with
 # TSan, so synchronisation inside them is invisible to it. Two measures keep
@@ -18,39 +28,69 @@
 # detector. Races between accesses in Cairn code are still reported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exclude="${CAIRN_SANITIZE_EXCLUDE:-large|integration|fault|soak|fuzz}"
 jobs="${CAIRN_JOBS:-2}"
 kinds=("$@")
 if [ ${#kinds[@]} -eq 0 ]; then
   kinds=(address thread)
 fi
-tools/install-deps.sh
+tools/install-deps.sh --fuzz
 
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tools/tsan.supp"
+export CAIRN_SOAK_SECONDS="${CAIRN_SOAK_SECONDS:-20}"
+
+# configure <dir> <cc> <cxx> <cmake args...>: (re)configures <dir>, starting
+# afresh when it was configured with another compiler.
+configure() {
+  local dir=$1 cc=$2 cxx=$3
+  shift 3
+  if [ -f "$dir/CMakeCache.txt" ] &&
+     ! grep -q "^CMAKE_CXX_COMPILER:[A-Z]*=.*/$cxx\$" "$dir/CMakeCache.txt"; then
+    rm -rf "$dir"
+  fi
+  CC=$cc CXX=$cxx cmake -S . -B "$dir" -G Ninja \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAIRN_BENCH=OFF "$@" >/dev/null
+}
 
 status=0
 for kind in "${kinds[@]}"; do
-  case "$kind" in
-    address) dir=build-asan ;;
-    thread) dir=build-tsan ;;
-    *) echo "sanitize.sh: unknown sanitizer '$kind' (address|thread)" >&2; exit 2 ;;
-  esac
   start=$(date +%s)
-  extra=()
-  if [ "$kind" = thread ]; then
-    # Makes absl::Mutex ordering visible to TSan (see the file's comment).
-    mkdir -p "$dir"
-    "${CXX:-c++}" -std=c++20 -fsanitize=thread -fPIC -O1 -g -I. \
-      -c tools/tsan_absl_shim.cc -o "$dir/tsan_absl_shim.o"
-    extra=(-DCMAKE_EXE_LINKER_FLAGS="$PWD/$dir/tsan_absl_shim.o")
+  case "$kind" in
+    address|fuzz)
+      dir=build-asan
+      configure "$dir" clang clang++ -DCAIRN_SANITIZE=address -DCAIRN_FUZZ=ON \
+        -DCAIRN_FUZZ_SECONDS="${CAIRN_FUZZ_SECONDS:-20}"
+      ;;
+    thread)
+      dir=build-tsan
+      # Makes absl::Mutex ordering visible to TSan (see the file's comment).
+      mkdir -p "$dir"
+      g++ -std=c++20 -fsanitize=thread -fPIC -O1 -g -I. \
+        -c tools/tsan_absl_shim.cc -o "$dir/tsan_absl_shim.o"
+      configure "$dir" gcc g++ -DCAIRN_SANITIZE=thread \
+        -DCMAKE_EXE_LINKER_FLAGS="$PWD/$dir/tsan_absl_shim.o"
+      ;;
+    *) echo "sanitize.sh: unknown kind '$kind' (address|thread|fuzz)" >&2; exit 2 ;;
+  esac
+  select=()
+  if [ "$kind" = fuzz ]; then
+    targets=$(sed -n 's/^cairn_fuzz(\([a-z_]*\).*/\1/p' tests/fuzz/CMakeLists.txt)
+    # shellcheck disable=SC2086
+    cmake --build "$dir" -j "$jobs" --target $targets
+    select=(-L fuzz)
+  else
+    cmake --build "$dir" -j "$jobs"
+    upper=$(echo "$kind" | tr a-z A-Z)
+    exclude_var="CAIRN_SANITIZE_EXCLUDE_$upper"
+    labels_var="CAIRN_SANITIZE_EXCLUDE_LABELS_$upper"
+    select=(-E "${!exclude_var:-^go_cacheprog_}")
+    if [ -n "${!labels_var:-}" ]; then
+      select+=(-LE "${!labels_var}")
+    fi
   fi
-  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCAIRN_SANITIZE="$kind" -DCAIRN_BENCH=OFF "${extra[@]}" >/dev/null
-  cmake --build "$dir" -j "$jobs"
-  echo "== $kind: ctest -LE '$exclude' in $dir" >&2
-  if ! (cd "$dir" && ctest -LE "$exclude" -j "$jobs" --output-on-failure --timeout 600); then
+  echo "== $kind: ctest ${select[*]} in $dir (build: $(( $(date +%s) - start )) s)" >&2
+  if ! (cd "$dir" && ctest "${select[@]}" -j "$jobs" --output-on-failure --timeout 900); then
     status=1
   fi
   echo "== $kind: $(( $(date +%s) - start )) s" >&2
