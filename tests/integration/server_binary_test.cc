@@ -5,12 +5,7 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/security/credentials.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdio>
 #include <cstdlib>
 #include <future>
 #include <string>
@@ -22,9 +17,8 @@
 #include "cas/digest.h"
 #include "cas/resource_name.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
+#include "tests/integration/fault_util.h"
 #include "tests/testutil/temp_dir.h"
-
-extern char** environ;
 
 namespace cairn {
 namespace {
@@ -32,83 +26,7 @@ namespace {
 namespace v2 = ::build::bazel::remote::execution::v2;
 namespace bs = ::google::bytestream;
 
-// A running cairn-server child process.
-class ServerProcess {
- public:
-  explicit ServerProcess(const std::vector<std::string>& flags) {
-    int fds[2];
-    EXPECT_EQ(pipe(fds), 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
-    posix_spawn_file_actions_addclose(&actions, fds[0]);
-    std::vector<std::string> args = {CAIRN_SERVER_BINARY,
-                                     "--listen=127.0.0.1:0"};
-    args.insert(args.end(), flags.begin(), flags.end());
-    std::vector<char*> argv;
-    for (std::string& a : args) {
-      argv.push_back(a.data());
-    }
-    argv.push_back(nullptr);
-    EXPECT_EQ(
-        posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ),
-        0);
-    posix_spawn_file_actions_destroy(&actions);
-    close(fds[1]);
-    stderr_ = fdopen(fds[0], "r");
-    // Skip anything gRPC logs first (e.g. with GRPC_VERBOSITY set). Log
-    // lines start with a timestamp and level, then "cairn-server: ".
-    do {
-      first_line_ = ReadLine();
-    } while (!first_line_.empty() &&
-             !absl::StrContains(first_line_, "cairn-server: listening on "));
-  }
-
-  ~ServerProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (stderr_ != nullptr) {
-      fclose(stderr_);
-    }
-  }
-
-  // Returns "127.0.0.1:PORT" parsed from the start-up line, or "".
-  std::string Address() const {
-    const std::string marker = "listening on ";
-    size_t at = first_line_.find(marker);
-    if (at == std::string::npos) {
-      return "";
-    }
-    at += marker.size();
-    return first_line_.substr(at, first_line_.find(',', at) - at);
-  }
-
-  // Sends SIGTERM and returns the exit status (-1 if killed by a signal).
-  int Terminate() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-
-  const std::string& first_line() const { return first_line_; }
-
- private:
-  std::string ReadLine() {
-    std::string line;
-    for (int c; (c = fgetc(stderr_)) != EOF && c != '\n';) {
-      line.push_back(static_cast<char>(c));
-    }
-    return line;
-  }
-
-  pid_t pid_ = -1;
-  FILE* stderr_ = nullptr;
-  std::string first_line_;
-};
+using faulttest::ServerProcess;
 
 std::string Call(grpc::GenericStub* stub, const std::string& method,
                  const std::string& request, grpc::Status* status) {
@@ -174,9 +92,9 @@ TEST(ServerBinaryTest, ServesOverTcpAndStopsCleanly) {
   {
     ServerProcess server(
         {"--dir=" + store, "--max_size=1GiB", "--fsync=false"});
-    ASSERT_NE(server.Address(), "") << server.first_line();
-    EXPECT_TRUE(absl::StrContains(server.first_line(), store));
-    auto channel = grpc::CreateChannel(server.Address(),
+    ASSERT_NE(server.address(), "") << server.log();
+    EXPECT_TRUE(absl::StrContains(server.log(), store));
+    auto channel = grpc::CreateChannel(server.address(),
                                        grpc::InsecureChannelCredentials());
 
     grpc::GenericStub generic(channel);
@@ -229,9 +147,9 @@ TEST(ServerBinaryTest, ServesOverTcpAndStopsCleanly) {
     EXPECT_EQ(server.Terminate(), 0);
   }
   ServerProcess again({"--dir=" + store, "--max_size=1GiB"});
-  ASSERT_NE(again.Address(), "") << again.first_line();
+  ASSERT_NE(again.address(), "") << again.log();
   auto channel =
-      grpc::CreateChannel(again.Address(), grpc::InsecureChannelCredentials());
+      grpc::CreateChannel(again.address(), grpc::InsecureChannelCredentials());
   auto bytestream = bs::ByteStream::NewStub(channel);
   grpc::ClientContext read_context;
   bs::ReadRequest read;
@@ -263,7 +181,7 @@ TEST(ServerBinaryTest, ServesOnUnixSocket) {
   testutil::TempDir dir;
   const std::string socket = "unix://" + dir.path() + "/cairn.sock";
   ServerProcess server({"--listen=" + socket, "--memory"});
-  ASSERT_EQ(server.Address(), socket) << server.first_line();
+  ASSERT_EQ(server.address(), socket) << server.log();
   auto caps = v2::Capabilities::NewStub(
       grpc::CreateChannel(socket, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
@@ -274,7 +192,7 @@ TEST(ServerBinaryTest, ServesOnUnixSocket) {
 
 TEST(ServerBinaryTest, BadFlagsFailFast) {
   ServerProcess server({"--max_size=lots"});
-  EXPECT_EQ(server.Address(), "");
+  EXPECT_EQ(server.address(), "");
   EXPECT_NE(server.Terminate(), 0);
 }
 
