@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -123,6 +124,26 @@ class BlobStore {
 
   // Returns the current counters.
   virtual StoreStats Stats() = 0;
+
+  // Non-blocking lookups, for threads that must never wait on the disk (gRPC
+  // reactor threads). Each answers from memory alone, or returns std::nullopt
+  // ("would block") when the answer needs I/O or the store cannot tell; the
+  // caller then uses the blocking method on a thread that may block. They
+  // never do I/O and never wait for a lock held across I/O. The defaults
+  // always return std::nullopt.
+  //
+  // Like FindMissing(), including marking present blobs recently used; a
+  // store returns std::nullopt rather than do I/O that doing so needs.
+  virtual std::optional<std::vector<Digest>> TryFindMissing(
+      absl::Span<const Digest> digests) {
+    return std::nullopt;
+  }
+
+  // Returns whether an entry is stored under `key` (GetEntry() may still fail
+  // reading it); std::nullopt when malformed or unknown without I/O.
+  virtual std::optional<bool> TryHasEntry(absl::string_view key) {
+    return std::nullopt;
+  }
 };
 
 }  // namespace cairn::cas
