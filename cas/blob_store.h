@@ -44,13 +44,16 @@ struct StoreStats {
   int64_t evictions = 0;          // Items evicted since start.
   int64_t evicted_bytes = 0;      // Bytes evicted since start.
   int64_t corruptions = 0;        // Items found corrupt and removed.
+  int64_t read_hashes = 0;        // Reads that hashed a whole stored item.
   double index_load_seconds = 0;  // Time to rebuild the index at start-up.
 };
 
 // Sequential reader of one blob. Verifies the content's SHA-256 as it is
-// read: when the final byte has been read and the content does not match the
-// digest, Read() returns DATA_LOSS instead of reporting the end, and the store
-// removes the item. A reader keeps working if its blob is evicted meanwhile.
+// read (a store may skip this for content it has already verified and knows
+// unchanged; see its header): when the final byte has been read and the
+// content does not match the digest, Read() returns DATA_LOSS instead of
+// reporting the end, and the store removes the item. A reader keeps working
+// if its blob is evicted meanwhile.
 class BlobReader {
  public:
   virtual ~BlobReader() = default;

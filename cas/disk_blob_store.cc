@@ -32,6 +32,7 @@
 #include <random>
 #include <system_error>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -40,6 +41,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -124,6 +126,23 @@ absl::StatusOr<size_t> ReadSome(int fd, char* buf, size_t max,
   }
 }
 
+// Returns a fingerprint of the file behind `st`: its identity (device,
+// inode), size, mtime and ctime. Any write, truncation, replacement or
+// metadata change through the file system changes it (within the file
+// system's timestamp granularity). Never 0, which means "not verified".
+uint64_t Fingerprint(const struct stat& st) {
+  uint64_t h = absl::Hash<std::tuple<uint64_t, uint64_t, int64_t, int64_t,
+                                     int64_t, int64_t, int64_t>>()(
+      std::make_tuple(static_cast<uint64_t>(st.st_dev),
+                      static_cast<uint64_t>(st.st_ino),
+                      static_cast<int64_t>(st.st_size),
+                      static_cast<int64_t>(st.st_mtim.tv_sec),
+                      static_cast<int64_t>(st.st_mtim.tv_nsec),
+                      static_cast<int64_t>(st.st_ctim.tv_sec),
+                      static_cast<int64_t>(st.st_ctim.tv_nsec)));
+  return h == 0 ? 1 : h;
+}
+
 // A file in tmp/ owned by one write. Removed on destruction unless it has
 // been published (renamed into place).
 class TempFile {
@@ -143,9 +162,11 @@ class TempFile {
     return WriteFully(fd_, data, *fault_, path_);
   }
   absl::Status Sync();
-  // Sets the mtime to `stamp_ns`, renames the file to `dest` and, if `sync`,
-  // fsyncs dest's directory.
-  absl::Status Publish(const std::string& dest, int64_t stamp_ns, bool sync);
+  // Sets the mtime to `stamp_ns` and renames the file to `dest`. Sets
+  // `*fingerprint` to the published file's Fingerprint(), or 0 if it cannot
+  // be read. Does not fsync dest's directory (see CommitTemp()).
+  absl::Status Publish(const std::string& dest, int64_t stamp_ns,
+                       uint64_t* fingerprint);
 
  private:
   TempFile(std::string path, int fd, const FaultFn* fault)
@@ -178,7 +199,8 @@ absl::Status TempFile::Sync() {
 }
 
 absl::Status TempFile::Publish(const std::string& dest, int64_t stamp_ns,
-                               bool sync) {
+                               uint64_t* fingerprint) {
+  *fingerprint = 0;
   struct timespec times[2];
   times[0].tv_sec = times[1].tv_sec = stamp_ns / 1000000000;
   times[0].tv_nsec = times[1].tv_nsec = stamp_ns % 1000000000;
@@ -195,12 +217,10 @@ absl::Status TempFile::Publish(const std::string& dest, int64_t stamp_ns,
                        absl::StrCat("rename to ", dest));
   }
   published_ = true;
-  if (sync) {
-    int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      fsync(dfd);
-      close(dfd);
-    }
+  // After the rename: it changes the ctime on most file systems.
+  struct stat st;
+  if (fstat(fd_, &st) == 0) {
+    *fingerprint = Fingerprint(st);
   }
   return absl::OkStatus();
 }
@@ -245,6 +265,7 @@ struct LoadedItem {
 class DiskBlobStore final : public BlobStore {
  public:
   explicit DiskBlobStore(const DiskBlobStoreOptions& options);
+  ~DiskBlobStore() override;
 
   // Creates the layout, rebuilds the index and empties tmp/.
   absl::Status Load();
@@ -289,6 +310,10 @@ class DiskBlobStore final : public BlobStore {
   // Removes item `key` if its file is still the one open as `fd`, counting a
   // corruption.
   void RemoveCorrupt(const ItemKey& key, int fd);
+  // Records that a read hashed item `key`'s whole file, found it intact and
+  // saw `fingerprint` when it opened the file.
+  void MarkVerified(const ItemKey& key, uint64_t fingerprint);
+  void CountReadHash() { read_hashes_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
   // Waits until no commit or unlink of `key` is in progress. Returns 0 (and
@@ -299,8 +324,10 @@ class DiskBlobStore final : public BlobStore {
                                          bool replace, int64_t* reserved,
                                          std::vector<LruIndex::Item>* victims);
   // Marks `key` recently used (refreshing its mtime when due) and returns its
-  // size, if it is held and `want_size` is negative or matches.
-  std::optional<int64_t> TouchItem(const ItemKey& key, int64_t want_size);
+  // size, if it is held and `want_size` is negative or matches. Sets
+  // `*verified` (if not null) to the fingerprint of the file last verified.
+  std::optional<int64_t> TouchItem(const ItemKey& key, int64_t want_size,
+                                   uint64_t* verified = nullptr);
   // An mtime to write to an item's file, off the lock.
   struct Refresh {
     ItemKey key;
@@ -308,15 +335,17 @@ class DiskBlobStore final : public BlobStore {
   };
   // TouchItem() under mu_; appends the mtime refresh due, if any.
   std::optional<int64_t> TouchLocked(const ItemKey& key, int64_t want_size,
-                                     std::vector<Refresh>* refreshes)
+                                     std::vector<Refresh>* refreshes,
+                                     uint64_t* verified = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshMtimes(const std::vector<Refresh>& refreshes);
   // Opens the item's file; NOT_FOUND (dropping the stale index entry) if gone.
   absl::StatusOr<int> OpenItem(const ItemKey& key, absl::string_view what);
   // Reads the whole item file and returns it if `intact` accepts it;
-  // otherwise removes it and answers DATA_LOSS.
+  // otherwise removes it and answers DATA_LOSS. `intact` is skipped when the
+  // open file's Fingerprint() is `verified`.
   absl::StatusOr<std::string> ReadChecked(
-      const ItemKey& key, absl::string_view what,
+      const ItemKey& key, absl::string_view what, uint64_t verified,
       const std::function<bool(absl::string_view)>& intact);
   // Writes `parts` as item `key` through a temp file.
   absl::Status StoreWhole(const ItemKey& key,
@@ -353,6 +382,11 @@ class DiskBlobStore final : public BlobStore {
   absl::flat_hash_set<ItemKey> committing_ ABSL_GUARDED_BY(mu_);
   int64_t last_stamp_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t corruptions_ ABSL_GUARDED_BY(mu_) = 0;
+  // Reads that hashed an item's whole content (StoreStats::read_hashes).
+  std::atomic<int64_t> read_hashes_{0};
+  // Shard directories ([kind * kShards + shard]) that had a file renamed
+  // into them since their last fsync; synced when the store closes.
+  std::atomic<bool> dirty_dirs_[2 * kShards] = {};
 };
 
 namespace {
@@ -360,11 +394,19 @@ namespace {
 // Streams one blob from an open file, hashing as it goes.
 class DiskBlobReader final : public BlobReader {
  public:
-  DiskBlobReader(DiskBlobStore* store, ItemKey key, Digest digest, int fd)
-      : store_(store), key_(key), digest_(std::move(digest)), fd_(fd) {}
+  // `verified`: the fingerprint of the item's file when it was last found
+  // intact (0: never).
+  DiskBlobReader(DiskBlobStore* store, ItemKey key, Digest digest, int fd,
+                 uint64_t verified)
+      : store_(store),
+        key_(key),
+        digest_(std::move(digest)),
+        fd_(fd),
+        verified_fingerprint_(verified) {}
   ~DiskBlobReader() override { close(fd_); }
 
-  // Checks the file's size and hashes the first `offset` bytes.
+  // Checks the file's size and, unless the file is unchanged since it was
+  // verified, hashes the first `offset` bytes (else seeks past them).
   absl::Status Start(int64_t offset);
   int64_t size() const override { return digest_.size_bytes(); }
   absl::StatusOr<size_t> Read(char* buf, size_t max) override;
@@ -382,6 +424,9 @@ class DiskBlobReader final : public BlobReader {
   const ItemKey key_;
   const Digest digest_;
   const int fd_;
+  const uint64_t verified_fingerprint_;
+  uint64_t open_fingerprint_ = 0;  // The file's, when Start() ran.
+  bool trusted_ = false;           // Unchanged since verified: no hashing.
   Sha256Hasher hasher_;
   int64_t pos_ = 0;
   bool verified_ = false;
@@ -397,6 +442,18 @@ absl::Status DiskBlobReader::Start(int64_t offset) {
   if (st.st_size != digest_.size_bytes()) {
     return Corrupt(absl::StrCat("file holds ", st.st_size, " bytes"));
   }
+  open_fingerprint_ = Fingerprint(st);
+  trusted_ = open_fingerprint_ == verified_fingerprint_;
+  if (trusted_) {
+    if (offset > 0 && lseek(fd_, offset, SEEK_SET) != offset) {
+      failed_ = true;
+      return ErrnoStatus(errno,
+                         absl::StrCat("seek cas blob ", digest_.ToString()));
+    }
+    pos_ = offset;
+    verified_ = pos_ == size();
+    return absl::OkStatus();
+  }
   std::string buf(std::min<int64_t>(offset, 1 << 20), '\0');
   while (pos_ < offset) {
     size_t want =
@@ -410,9 +467,15 @@ absl::Status DiskBlobReader::Start(int64_t offset) {
 }
 
 absl::Status DiskBlobReader::Verify() {
+  if (trusted_) {
+    verified_ = true;
+    return absl::OkStatus();
+  }
+  store_->CountReadHash();
   if (hasher_.FinishDigest() != digest_) {
     return Corrupt("content does not match its digest");
   }
+  store_->MarkVerified(key_, open_fingerprint_);
   verified_ = true;
   return absl::OkStatus();
 }
@@ -440,7 +503,9 @@ absl::StatusOr<size_t> DiskBlobReader::Read(char* buf, size_t max) {
       return Corrupt("file is shorter than the blob");
     }
     got = *n;
-    hasher_.Update(absl::string_view(buf, got));
+    if (!trusted_) {
+      hasher_.Update(absl::string_view(buf, got));
+    }
     pos_ += static_cast<int64_t>(got);
   }
   if (pos_ == size()) {
@@ -540,6 +605,20 @@ DiskBlobStore::DiskBlobStore(const DiskBlobStoreOptions& options)
                    std::random_device()()),
       index_(options.max_size_bytes) {}
 
+DiskBlobStore::~DiskBlobStore() {
+  for (int i = 0; i < 2 * kShards; ++i) {
+    if (dirty_dirs_[i].load(std::memory_order_relaxed)) {
+      std::string dir = absl::StrFormat("%s/%s/%02x", options_.root,
+                                        i < kShards ? "cas" : "ac", i % kShards);
+      int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (dfd >= 0) {
+        fsync(dfd);  // Best effort.
+        close(dfd);
+      }
+    }
+  }
+}
+
 std::string DiskBlobStore::PathOf(const ItemKey& key) const {
   std::string hex = key.HexId();
   return absl::StrCat(options_.root,
@@ -628,13 +707,30 @@ absl::Status DiskBlobStore::CommitTemp(const ItemKey& key, TempFile& temp,
   if (!stamp.ok() || *stamp == 0) {
     return stamp.status();
   }
-  absl::Status s = temp.Publish(PathOf(key), *stamp, options_.fsync);
+  // Durability: the file was fsynced before this (unless options_.fsync is
+  // false), so whatever name it has after a crash, its content is whole. Its
+  // directory is not fsynced per item (that was a second fsync per write):
+  // after an OS crash or power loss a rename not yet on disk only loses the
+  // item, which is a cache miss, never a corrupt entry; start-up rebuilds the
+  // index from what is on disk, and ActionCache::Get() answers NOT_FOUND for
+  // an entry whose outputs are gone. The directories written to are fsynced
+  // when the store closes (a clean shutdown loses nothing), and file systems
+  // commit their metadata on their own within seconds (ext4: 5 s).
+  uint64_t fingerprint = 0;
+  absl::Status s = temp.Publish(PathOf(key), *stamp, &fingerprint);
+  if (s.ok() && options_.fsync) {
+    dirty_dirs_[static_cast<int>(key.kind) * kShards + key.id[0]].store(
+        true, std::memory_order_relaxed);
+  }
   absl::MutexLock lock(&mu_);
   committing_.erase(key);
   key_idle_.SignalAll();
   index_.Release(reserved);
   if (s.ok()) {
     index_.Insert(key, size, *stamp);
+    // Its bytes were hashed on the way in: this process trusts the file
+    // while its fingerprint is unchanged.
+    index_.Find(key)->verified = fingerprint;
   }
   return s;
 }
@@ -687,11 +783,25 @@ void DiskBlobStore::RemoveCorrupt(const ItemKey& key, int fd) {
   UnlinkVictims({LruIndex::Item{key, 0, 0}});
 }
 
+void DiskBlobStore::MarkVerified(const ItemKey& key, uint64_t fingerprint) {
+  absl::MutexLock lock(&mu_);
+  // A newer file of `key` may be in place by now: its fingerprint differs
+  // (another inode, a later mtime), so recording this one only costs that
+  // file a hash on its next read.
+  if (LruIndex::Item* item = index_.Find(key); item != nullptr) {
+    item->verified = fingerprint;
+  }
+}
+
 std::optional<int64_t> DiskBlobStore::TouchLocked(
-    const ItemKey& key, int64_t want_size, std::vector<Refresh>* refreshes) {
+    const ItemKey& key, int64_t want_size, std::vector<Refresh>* refreshes,
+    uint64_t* verified) {
   LruIndex::Item* item = index_.Find(key);
   if (item == nullptr || (want_size >= 0 && item->size != want_size)) {
     return std::nullopt;
+  }
+  if (verified != nullptr) {
+    *verified = item->verified;
   }
   index_.Touch(key);
   if (absl::GetCurrentTimeNanos() - item->stamp >=
@@ -715,12 +825,13 @@ void DiskBlobStore::RefreshMtimes(const std::vector<Refresh>& refreshes) {
 }
 
 std::optional<int64_t> DiskBlobStore::TouchItem(const ItemKey& key,
-                                                int64_t want_size) {
+                                                int64_t want_size,
+                                                uint64_t* verified) {
   std::vector<Refresh> refreshes;
   std::optional<int64_t> size;
   {
     absl::MutexLock lock(&mu_);
-    size = TouchLocked(key, want_size, &refreshes);
+    size = TouchLocked(key, want_size, &refreshes, verified);
   }
   RefreshMtimes(refreshes);
   return size;
@@ -749,7 +860,7 @@ absl::StatusOr<int> DiskBlobStore::OpenItem(const ItemKey& key,
 }
 
 absl::StatusOr<std::string> DiskBlobStore::ReadChecked(
-    const ItemKey& key, absl::string_view what,
+    const ItemKey& key, absl::string_view what, uint64_t verified,
     const std::function<bool(absl::string_view)>& intact) {
   absl::StatusOr<int> fd = OpenItem(key, what);
   if (!fd.ok()) {
@@ -780,11 +891,20 @@ absl::StatusOr<std::string> DiskBlobStore::ReadChecked(
   if (!more.ok()) {
     return more.status();
   }
-  if (got != data.size() || *more != 0 || !intact(data)) {
+  const uint64_t fingerprint = Fingerprint(st);
+  const bool whole = got == data.size() && *more == 0;
+  if (whole && fingerprint == verified) {
+    return data;  // Unchanged since it was found intact.
+  }
+  if (whole) {
+    CountReadHash();
+  }
+  if (!whole || !intact(data)) {
     RemoveCorrupt(key, *fd);
     return absl::DataLossError(
         absl::StrCat(what, ": stored bytes are corrupt; removed"));
   }
+  MarkVerified(key, fingerprint);
   return data;
 }
 
@@ -849,11 +969,12 @@ absl::StatusOr<std::string> DiskBlobStore::Read(const Digest& digest) {
     return std::string();
   }
   ItemKey key = CasKey(digest);
-  if (!TouchItem(key, digest.size_bytes()).has_value()) {
+  uint64_t verified = 0;
+  if (!TouchItem(key, digest.size_bytes(), &verified).has_value()) {
     return NotFound(digest);
   }
   return ReadChecked(key, absl::StrCat("cas blob ", digest.ToString()),
-                     [&digest](absl::string_view data) {
+                     verified, [&digest](absl::string_view data) {
                        return Digest::OfData(data) == digest;
                      });
 }
@@ -869,7 +990,8 @@ absl::StatusOr<std::unique_ptr<BlobReader>> DiskBlobStore::OpenRead(
     return std::make_unique<EmptyBlobReader>();
   }
   ItemKey key = CasKey(digest);
-  if (!TouchItem(key, digest.size_bytes()).has_value()) {
+  uint64_t verified = 0;
+  if (!TouchItem(key, digest.size_bytes(), &verified).has_value()) {
     return NotFound(digest);
   }
   if (offset > digest.size_bytes()) {
@@ -882,7 +1004,8 @@ absl::StatusOr<std::unique_ptr<BlobReader>> DiskBlobStore::OpenRead(
   if (!fd.ok()) {
     return fd.status();
   }
-  auto reader = std::make_unique<DiskBlobReader>(this, key, digest, *fd);
+  auto reader =
+      std::make_unique<DiskBlobReader>(this, key, digest, *fd, verified);
   if (absl::Status s = reader->Start(offset); !s.ok()) {
     return s;
   }
@@ -930,10 +1053,12 @@ absl::StatusOr<std::string> DiskBlobStore::GetEntry(absl::string_view key) {
     return k.status();
   }
   std::string what = absl::StrCat("entry ", key);
-  if (!TouchItem(*k, -1).has_value()) {
+  uint64_t verified = 0;
+  if (!TouchItem(*k, -1, &verified).has_value()) {
     return absl::NotFoundError(absl::StrCat(what, " not found"));
   }
-  absl::StatusOr<std::string> file = ReadChecked(*k, what, AcEntryIntact);
+  absl::StatusOr<std::string> file =
+      ReadChecked(*k, what, verified, AcEntryIntact);
   if (!file.ok()) {
     return file.status();
   }
@@ -955,6 +1080,7 @@ StoreStats DiskBlobStore::Stats() {
   absl::MutexLock lock(&mu_);
   StoreStats s = index_.Stats();
   s.corruptions = corruptions_;
+  s.read_hashes = read_hashes_.load(std::memory_order_relaxed);
   s.index_load_seconds = load_seconds_;
   return s;
 }

@@ -13,17 +13,34 @@
 // Writes: the size is reserved (evicting least recently used items) before
 // any byte is written; bytes stream into tmp/ (O_CREAT|O_EXCL) while being
 // hashed, are verified, fsynced (unless `fsync` is false), and renamed into
-// place. Any failure removes the temp file and returns the reservation.
+// place. The rename is not followed by a directory fsync: after an OS crash
+// or power loss an item committed just before may be missing (a cache miss),
+// but an item present is never torn. The shard directories written to are
+// fsynced when the store is destroyed. Any failure removes the temp file and returns the reservation.
 // ENOSPC/EDQUOT answer RESOURCE_EXHAUSTED; EACCES/EPERM/EROFS UNAVAILABLE;
 // other I/O errors INTERNAL. Concurrent writers of one digest are safe and
 // share one reservation: the first to commit stores the blob, the others
 // succeed without touching it.
 //
-// Reads are verified: Read() and GetEntry() check the whole item before
-// returning it; a BlobReader hashes as it streams (including a skipped
-// prefix) and answers DATA_LOSS instead of the end on a mismatch. Corrupt
-// items are removed and counted in Stats().corruptions. A reader keeps its
-// open file, so eviction or replacement never breaks it.
+// Reads are verified once per process lifetime per file: an item this
+// process wrote (and hashed on the way in) or already found intact on a read
+// is trusted while its file is unchanged, i.e. while the open file's
+// fingerprint (device, inode, size, mtime, ctime; one fstat) equals the one
+// recorded at verification. Otherwise Read() and GetEntry() check the whole
+// item before returning it, and a BlobReader hashes as it streams (including
+// a skipped prefix) and answers DATA_LOSS instead of the end on a mismatch.
+// Items found on disk at start-up are hashed on their first read; so is an
+// item whose mtime the store refreshed (see below), once.
+// The guarantee: a file changed through the file system after it was
+// verified (written, truncated, replaced; the kernel updates its ctime, which
+// no process can set back) is hashed again before it is served. Not covered:
+// corruption that bypasses the file system (media bit rot under a file this
+// process already verified) until the next restart or mtime refresh, and a
+// change within one tick of the file system's timestamp clock on file
+// systems with coarse timestamps. Stats().read_hashes counts the reads that
+// hashed a whole item. Corrupt items are removed and counted in
+// Stats().corruptions. A reader keeps its open file, so eviction or
+// replacement never breaks it.
 //
 // Access order: the index lives in memory. On every access the file's mtime
 // is set to the access time, at most once per `touch_interval` per item, so
@@ -55,7 +72,8 @@ struct DiskBlobStoreOptions {
   std::string root;
   // Budget for stored bytes plus bytes reserved by writes in progress.
   int64_t max_size_bytes = 0;
-  // fsync each item (and its directory) before it becomes visible.
+  // fsync each item before it becomes visible (its directory only when the
+  // store closes).
   bool fsync = true;
   // Minimum time between two mtime refreshes of one item on access.
   absl::Duration touch_interval = absl::Minutes(1);

@@ -84,10 +84,11 @@ void LruIndex::Insert(const ItemKey& key, int64_t size, int64_t stamp) {
     used_bytes_ += size - (*it)->size;
     (*it)->size = size;
     (*it)->stamp = stamp;
+    (*it)->verified = 0;
     lru_.splice(lru_.end(), lru_, *it);
     return;
   }
-  lru_.push_back(Item{key, size, stamp});
+  lru_.push_back(Item{key, size, stamp, 0});
   by_key_.insert(std::prev(lru_.end()));
   used_bytes_ += size;
   ++counts_[Slot(key.kind)];

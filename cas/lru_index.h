@@ -67,6 +67,9 @@ class LruIndex {
     // Opaque to the index; the owner's per-item note (the disk store keeps
     // the last access time it wrote to the file system here).
     int64_t stamp = 0;
+    // Opaque to the index; another owner's note, reset to 0 by Insert() (the
+    // disk store keeps the fingerprint of the file it last verified here).
+    uint64_t verified = 0;
   };
 
   // `max_bytes` is the budget for held items plus reservations.
@@ -80,14 +83,15 @@ class LruIndex {
 
   // Returns the item without changing its position, or nullptr if absent.
   // The pointer is valid until the item is erased or evicted; callers may
-  // change only its `stamp`.
+  // change only its `stamp` and `verified`.
   Item* Find(const ItemKey& key);
 
   // Marks the item most recently used and returns its size; nullopt if absent.
   std::optional<int64_t> Touch(const ItemKey& key);
 
-  // Inserts the item as most recently used, or replaces its size and marks it
-  // most recently used if present. Never evicts (see Reserve()).
+  // Inserts the item as most recently used, or replaces its size and stamp
+  // (resetting `verified`) and marks it most recently used if present. Never
+  // evicts (see Reserve()).
   void Insert(const ItemKey& key, int64_t size, int64_t stamp = 0);
 
   // Removes the item and returns its size; nullopt if absent. Not counted as

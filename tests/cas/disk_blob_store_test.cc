@@ -402,6 +402,75 @@ TEST_F(DiskBlobStoreTest, DiskFullIsResourceExhausted) {
   EXPECT_THAT(FilesIn(options_.root), IsEmpty());
 }
 
+// Items this process wrote or already found intact are not hashed again
+// while their file is unchanged (StoreStats::read_hashes counts the hashes).
+TEST_F(DiskBlobStoreTest, VerifiedItemIsNotHashedAgain) {
+  options_.touch_interval = absl::Hours(1);  // No mtime refresh in between.
+  std::string data = Bytes(900, 5);
+  Digest d;
+  {
+    auto store = Open();
+    d = Put(*store, data);
+    ASSERT_TRUE(store->PutEntry(Key(1), "the value").ok());
+    EXPECT_EQ(*store->Read(d), data);
+    EXPECT_EQ(*store->GetEntry(Key(1)), "the value");
+    auto reader = store->OpenRead(d, 0);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    EXPECT_EQ(Stream(**reader, 100), std::make_pair(absl::OkStatus(), data));
+    EXPECT_EQ(store->Stats().read_hashes, 0);  // Hashed when written.
+  }
+  auto store = Open();  // Found on disk: hashed on first read only.
+  EXPECT_EQ(*store->Read(d), data);
+  EXPECT_EQ(*store->GetEntry(Key(1)), "the value");
+  EXPECT_EQ(store->Stats().read_hashes, 2);
+  EXPECT_EQ(*store->Read(d), data);
+  EXPECT_EQ(*store->GetEntry(Key(1)), "the value");
+  auto reader = store->OpenRead(d, 500);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  EXPECT_EQ(Stream(**reader, 100),
+            std::make_pair(absl::OkStatus(), data.substr(500)));
+  auto at_end = store->OpenRead(d, 900);
+  ASSERT_TRUE(at_end.ok()) << at_end.status();
+  EXPECT_EQ(Stream(**at_end, 100), std::make_pair(absl::OkStatus(), std::string()));
+  EXPECT_EQ(store->Stats().read_hashes, 2);
+  EXPECT_EQ(store->Stats().corruptions, 0);
+}
+
+// A file changed through the file system after it was verified (new mtime,
+// ctime or size) is hashed again, so the change is still caught.
+TEST_F(DiskBlobStoreTest, CorruptionAfterVerificationIsStillCaught) {
+  options_.touch_interval = absl::Hours(1);
+  Digest a, b, c;
+  {
+    auto store = Open();
+    a = Put(*store, Bytes(300, 1));
+    b = Put(*store, Bytes(300, 2));
+    c = Put(*store, Bytes(300, 3));
+    ASSERT_TRUE(store->PutEntry(Key(1), "the value").ok());
+  }
+  auto store = Open();
+  ASSERT_TRUE(store->Read(a).ok());  // Verified by a read...
+  ASSERT_TRUE(store->Read(b).ok());
+  ASSERT_TRUE(store->GetEntry(Key(1)).ok());
+  Digest d = Put(*store, Bytes(50, 4));  // ...or by its write.
+  EXPECT_EQ(store->Stats().read_hashes, 3);
+  FlipByte(CasPath(a), 299);
+  FlipByte(CasPath(b), 0);
+  FlipByte(AcPath(Key(1)), 42);
+  FlipByte(CasPath(d), 7);
+  fs::resize_file(CasPath(c), 299);
+  EXPECT_EQ(store->Read(a).status().code(), absl::StatusCode::kDataLoss);
+  auto reader = store->OpenRead(b, 10);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  EXPECT_EQ(Stream(**reader, 100).first.code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->GetEntry(Key(1)).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->Read(d).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->OpenRead(c, 0).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->Stats().corruptions, 5);
+  EXPECT_THAT(store->FindMissing({a, b, c, d}), ElementsAre(a, b, c, d));
+}
+
 TEST_F(DiskBlobStoreTest, ReadErrorIsNotCorruption) {
   auto store = Open();
   Digest d = Put(*store, Bytes(100, 1));
