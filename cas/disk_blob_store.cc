@@ -272,6 +272,9 @@ class DiskBlobStore final : public BlobStore {
 
   std::vector<Digest> FindMissing(absl::Span<const Digest> digests) override;
   bool Contains(const Digest& digest) override;
+  std::optional<std::vector<Digest>> TryFindMissing(
+      absl::Span<const Digest> digests) override;
+  std::optional<bool> TryHasEntry(absl::string_view key) override;
   absl::StatusOr<std::string> Read(const Digest& digest) override;
   absl::StatusOr<std::unique_ptr<BlobReader>> OpenRead(const Digest& digest,
                                                        int64_t offset) override;
@@ -957,6 +960,53 @@ std::vector<Digest> DiskBlobStore::FindMissing(
   }
   RefreshMtimes(refreshes);
   return missing;
+}
+
+std::optional<std::vector<Digest>> DiskBlobStore::TryFindMissing(
+    absl::Span<const Digest> digests) {
+  std::vector<ItemKey> keys;
+  keys.reserve(digests.size());
+  for (const Digest& d : digests) {
+    keys.push_back(CasKey(d));
+  }
+  std::vector<Digest> missing;
+  const int64_t now = absl::GetCurrentTimeNanos();
+  const int64_t interval = absl::ToInt64Nanoseconds(options_.touch_interval);
+  // mu_ is never held across I/O, so taking it here does not wait on disk.
+  absl::MutexLock lock(&mu_);
+  // First pass: give up, touching nothing, if a present blob's mtime is due
+  // for a refresh (I/O); FindMissing() on a blocking thread will do it.
+  for (size_t i = 0; i < digests.size(); ++i) {
+    if (digests[i].IsEmpty()) {
+      continue;
+    }
+    const LruIndex::Item* item = index_.Find(keys[i]);
+    if (item != nullptr && item->size == digests[i].size_bytes() &&
+        now - item->stamp >= interval) {
+      return std::nullopt;
+    }
+  }
+  for (size_t i = 0; i < digests.size(); ++i) {
+    if (digests[i].IsEmpty()) {
+      continue;
+    }
+    const LruIndex::Item* item = index_.Find(keys[i]);
+    if (item != nullptr && item->size == digests[i].size_bytes()) {
+      index_.Touch(keys[i]);
+    } else {
+      missing.push_back(digests[i]);
+    }
+  }
+  return missing;
+}
+
+std::optional<bool> DiskBlobStore::TryHasEntry(absl::string_view key) {
+  absl::StatusOr<ItemKey> k = ItemKey::FromHex(ItemKind::kAc, key);
+  if (!k.ok()) {
+    return std::nullopt;
+  }
+  absl::MutexLock lock(&mu_);
+  return index_.Peek(*k).has_value();
 }
 
 bool DiskBlobStore::Contains(const Digest& digest) {

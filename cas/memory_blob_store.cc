@@ -107,6 +107,21 @@ class MemoryBlobStore final : public BlobStore {
     return TouchLocked(digest);
   }
 
+  // Never does I/O, so the non-blocking lookups always answer.
+  std::optional<std::vector<Digest>> TryFindMissing(
+      absl::Span<const Digest> digests) override {
+    return FindMissing(digests);
+  }
+
+  std::optional<bool> TryHasEntry(absl::string_view key) override {
+    absl::StatusOr<ItemKey> k = ItemKey::FromHex(ItemKind::kAc, key);
+    if (!k.ok()) {
+      return std::nullopt;
+    }
+    absl::MutexLock lock(&mu_);
+    return index_.Peek(*k).has_value();
+  }
+
   absl::StatusOr<std::string> Read(const Digest& digest) override {
     absl::StatusOr<Bytes> bytes = Lookup(digest);
     if (!bytes.ok()) {

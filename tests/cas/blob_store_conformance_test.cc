@@ -2,6 +2,7 @@
 // pass every test here. Sizes are chosen so that per-item overhead of a
 // store's keyed entries (e.g. a checksum header) does not change outcomes.
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -113,6 +114,30 @@ TEST_P(BlobStoreTest, FindMissingReturnsOnlyMissing) {
   Digest c = Put(*store_, Bytes(10, 3));
   EXPECT_THAT(store_->FindMissing({a, b, Digest::Empty(), c}), ElementsAre(b));
   EXPECT_THAT(store_->FindMissing({}), IsEmpty());
+}
+
+// Fresh items need no I/O to look up (the disk store refreshes mtimes at most
+// once per minute by default), so both stores answer without blocking.
+TEST_P(BlobStoreTest, NonBlockingLookupsAnswerLikeBlockingOnes) {
+  store_ = Make(1000);
+  Digest a = Put(*store_, Bytes(300, 1));
+  Digest b = Put(*store_, Bytes(300, 2));
+  Digest missing = Digest::OfData(Bytes(10, 3));
+  Digest wrong_size = *Digest::Create(a.hash(), 299);
+  std::optional<std::vector<Digest>> got =
+      store_->TryFindMissing({a, missing, Digest::Empty(), wrong_size});
+  ASSERT_TRUE(got.has_value());
+  EXPECT_THAT(*got, ElementsAre(missing, wrong_size));
+  // It touched a, so b is the least recently used now.
+  Put(*store_, Bytes(300, 4));
+  Put(*store_, Bytes(300, 5));
+  EXPECT_TRUE(store_->Contains(a));
+  EXPECT_FALSE(store_->Contains(b));
+
+  ASSERT_TRUE(store_->PutEntry(Key(1), "value").ok());
+  EXPECT_EQ(store_->TryHasEntry(Key(1)), std::optional<bool>(true));
+  EXPECT_EQ(store_->TryHasEntry(Key(2)), std::optional<bool>(false));
+  EXPECT_EQ(store_->TryHasEntry("not a key"), std::nullopt);
 }
 
 TEST_P(BlobStoreTest, EmptyBlobAlwaysExistsAndIsNeverStored) {

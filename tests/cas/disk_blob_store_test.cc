@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -469,6 +470,19 @@ TEST_F(DiskBlobStoreTest, CorruptionAfterVerificationIsStillCaught) {
   EXPECT_EQ(store->OpenRead(c, 0).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(store->Stats().corruptions, 5);
   EXPECT_THAT(store->FindMissing({a, b, c, d}), ElementsAre(a, b, c, d));
+}
+
+// TryFindMissing() gives up, touching nothing, when answering would need an
+// mtime refresh (I/O); a lookup of absent blobs still answers.
+TEST_F(DiskBlobStoreTest, TryFindMissingWouldBlockWhenATouchIsDue) {
+  auto store = Open();  // touch_interval 0: every hit refreshes the mtime.
+  Digest a = Put(*store, Bytes(100, 1));
+  Digest absent = Digest::OfData(Bytes(100, 2));
+  EXPECT_EQ(store->TryFindMissing({absent, a}), std::nullopt);
+  std::optional<std::vector<Digest>> got = store->TryFindMissing({absent});
+  ASSERT_TRUE(got.has_value());
+  EXPECT_THAT(*got, ElementsAre(absent));
+  EXPECT_THAT(store->FindMissing({absent, a}), ElementsAre(absent));
 }
 
 TEST_F(DiskBlobStoreTest, ReadErrorIsNotCorruption) {
