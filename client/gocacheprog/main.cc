@@ -5,7 +5,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <cstdlib>
 #include <string>
 #include <utility>
@@ -18,8 +21,10 @@
 #include "absl/flags/usage_config.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/gocacheprog/local_store.h"
+#include "client/gocacheprog/manifest.h"
 #include "client/gocacheprog/remote.h"
 #include "client/gocacheprog/shim.h"
 #include "client/reapi_client.h"
@@ -55,6 +60,18 @@ ABSL_FLAG(absl::Duration, flush_timeout, absl::Seconds(30),
           "CAIRN_FLUSH_TIMEOUT.");
 ABSL_FLAG(bool, stats, false,
           "Print one summary line on stderr at exit. Env: CAIRN_STATS.");
+ABSL_FLAG(bool, prefetch, true,
+          "Fetch the entries the last run of the same build asked for, in "
+          "the background, and store this run's list at close. Env: "
+          "CAIRN_PREFETCH.");
+ABSL_FLAG(std::string, prefetch_scope, "",
+          "What counts as the same build for --prefetch (default: the working "
+          "directory, go subcommand and package arguments, GOOS, GOARCH, "
+          "GOFLAGS and other build-changing variables). Env: "
+          "CAIRN_PREFETCH_SCOPE.");
+ABSL_FLAG(int64_t, prefetch_max_bytes, int64_t{2} << 30,
+          "Most body bytes one run prefetches (also at most "
+          "--local_max_size / 2). Env: CAIRN_PREFETCH_MAX_BYTES.");
 ABSL_FLAG(bool, v, false, "Log every request to stderr. Env: CAIRN_VERBOSE.");
 
 namespace {
@@ -76,6 +93,9 @@ bool ApplyEnvironment() {
       {"local_max_size", "CAIRN_LOCAL_MAX_SIZE"},
       {"flush_timeout", "CAIRN_FLUSH_TIMEOUT"},
       {"stats", "CAIRN_STATS"},
+      {"prefetch", "CAIRN_PREFETCH"},
+      {"prefetch_scope", "CAIRN_PREFETCH_SCOPE"},
+      {"prefetch_max_bytes", "CAIRN_PREFETCH_MAX_BYTES"},
       {"v", "CAIRN_VERBOSE"},
   };
   for (const auto& [flag, env] : kTwins) {
@@ -125,6 +145,36 @@ std::string DefaultDir() {
   }
   const char* home = std::getenv("HOME");
   return std::string(home ? home : "/tmp") + "/.cache/cairn-gocacheprog";
+}
+
+// Returns the go command's arguments (without argv[0]), read from
+// /proc/<parent>/cmdline; empty when unreadable.
+std::vector<std::string> ParentArgs() {
+  std::ifstream in(absl::StrCat("/proc/", getppid(), "/cmdline"),
+                   std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(in)),
+                  std::istreambuf_iterator<char>());
+  std::vector<std::string> args = absl::StrSplit(all, '\0');
+  if (!args.empty() && args.back().empty()) {
+    args.pop_back();
+  }
+  if (!args.empty()) {
+    args.erase(args.begin());
+  }
+  return args;
+}
+
+std::string PrefetchScope() {
+  std::string scope = absl::GetFlag(FLAGS_prefetch_scope);
+  if (!scope.empty()) {
+    return scope;
+  }
+  char cwd[4096];
+  if (getcwd(cwd, sizeof(cwd)) == nullptr) {
+    return "";  // No usable default: prefetch stays off.
+  }
+  return cairn::client::gocacheprog::DefaultPrefetchScope(
+      cwd, ParentArgs(), [](const char* name) { return std::getenv(name); });
 }
 
 // Builds the remote named by the flags, or null for a purely local cache.
@@ -192,6 +242,13 @@ int main(int argc, char** argv) {
   options.flush_timeout = absl::GetFlag(FLAGS_flush_timeout);
   options.verbose = absl::GetFlag(FLAGS_v);
   options.remote_name = absl::GetFlag(FLAGS_remote);
+  options.prefetch = absl::GetFlag(FLAGS_prefetch);
+  if (options.prefetch && *remote != nullptr) {
+    options.prefetch_scope = PrefetchScope();
+  }
+  options.prefetch_max_bytes =
+      std::min(absl::GetFlag(FLAGS_prefetch_max_bytes),
+               absl::GetFlag(FLAGS_local_max_size) / 2);
   cairn::client::gocacheprog::Shim shim(local->get(), remote->get(), options);
   absl::Status s = shim.Run(STDIN_FILENO, STDOUT_FILENO);
   if (absl::GetFlag(FLAGS_stats)) {

@@ -3,13 +3,16 @@
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "client/gocacheprog/manifest.h"
 #include "client/gocacheprog/remote.h"
 #include "google/protobuf/timestamp.pb.h"
 
 // The mapping (README, "Go (cairn-gocacheprog)"): a Go ActionID becomes the
 // AC key GoActionKey(); the body is the CAS blob SHA-256(body)/size, which is
 // Go's OutputID; the ActionResult names that blob as its one output file
-// kGoOutputPath and records the put time in execution_metadata.
+// kGoOutputPath and records the put time in execution_metadata. A prefetch
+// manifest is the same shape: AC key ManifestKey(scope), one output file
+// kManifestOutputPath naming the manifest blob.
 
 namespace cairn::client::gocacheprog {
 namespace {
@@ -108,6 +111,60 @@ class ReapiRemote final : public Remote {
     }
     return client_->UpdateActionResult(GoActionKey(action_id),
                                        MakeResult(entry));
+  }
+
+  absl::StatusOr<std::string> GetManifest(absl::string_view scope,
+                                          int64_t max_bytes) override {
+    const cas::Digest key = ManifestKey(scope);
+    const std::string inline_files[] = {kManifestOutputPath};
+    absl::StatusOr<reapi::ActionResult> result =
+        client_->GetActionResult(key, inline_files);
+    if (!result.ok()) {
+      return result.status();
+    }
+    if (result->output_files_size() != 1 ||
+        result->output_files(0).path() != kManifestOutputPath) {
+      return absl::NotFoundError(absl::StrCat("ac entry ", key.ToString(),
+                                              " is not a prefetch manifest"));
+    }
+    const reapi::OutputFile& out = result->output_files(0);
+    absl::StatusOr<cas::Digest> digest =
+        cas::Digest::Create(out.digest().hash(), out.digest().size_bytes());
+    if (!digest.ok() || digest->size_bytes() > max_bytes) {
+      return absl::NotFoundError(absl::StrCat(
+          "prefetch manifest ", key.ToString(), " is malformed or too big"));
+    }
+    if (static_cast<int64_t>(out.contents().size()) == digest->size_bytes()) {
+      return out.contents();
+    }
+    std::string data;
+    absl::Status s = client_->ReadBlob(*digest, [&](absl::string_view chunk) {
+      data.append(chunk.data(), chunk.size());
+      return absl::OkStatus();
+    });
+    if (!s.ok()) {
+      return s;
+    }
+    return data;
+  }
+
+  absl::Status PutManifest(absl::string_view scope,
+                           absl::string_view manifest) override {
+    cas::Sha256Hasher h;
+    h.Update(manifest);
+    const cas::Digest digest = h.FinishDigest();
+    if (absl::Status s =
+            client_->UploadBlob(digest, StringChunkSource(manifest));
+        !s.ok()) {
+      return s;
+    }
+    reapi::ActionResult r;
+    reapi::OutputFile* f = r.add_output_files();
+    f->set_path(kManifestOutputPath);
+    f->mutable_digest()->set_hash(digest.hash());
+    f->mutable_digest()->set_size_bytes(digest.size_bytes());
+    r.mutable_execution_metadata()->set_worker(kWorker);
+    return client_->UpdateActionResult(ManifestKey(scope), r);
   }
 
  private:

@@ -7,6 +7,7 @@
 #ifndef CAIRN_CLIENT_GOCACHEPROG_REMOTE_H_
 #define CAIRN_CLIENT_GOCACHEPROG_REMOTE_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -35,6 +36,17 @@ class Remote {
   // Errors are the remote's (PERMISSION_DENIED from read-only caches).
   virtual absl::Status Put(absl::string_view action_id, const Entry& entry,
                            const std::string& body_path) = 0;
+
+  // Returns the prefetch manifest blob stored for `scope` (manifest.h), at
+  // most `max_bytes` long. NOT_FOUND when there is none (or it is unusable);
+  // other codes mean the remote is failing.
+  virtual absl::StatusOr<std::string> GetManifest(absl::string_view scope,
+                                                  int64_t max_bytes) = 0;
+
+  // Stores `manifest` (a blob from EncodeManifest) as the one for `scope`,
+  // replacing any previous one.
+  virtual absl::Status PutManifest(absl::string_view scope,
+                                   absl::string_view manifest) = 0;
 };
 
 // The path of the single output file in ActionResults written for Go.

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/cleanup/cleanup.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -18,13 +20,16 @@
 #include "absl/synchronization/mutex.h"
 #include "cas/digest.h"
 #include "client/gocacheprog/codec.h"
+#include "client/gocacheprog/manifest.h"
 
 // Threads: the caller's thread reads requests, streams put bodies to disk and
 // commits puts; a WorkQueue of `workers` threads answers gets; another
 // WorkQueue of `upload_threads` uploads puts. Responses are written under
 // `write_mu_` only. Lock order: none is held while taking another, and no lock
 // is held across I/O except `write_mu_` around the single write of one
-// response.
+// response. Prefetch: one thread reads the manifest and feeds a third
+// WorkQueue of `prefetch_threads`. `flight_mu_` and `seen_mu_` are leaves
+// (never held while taking another lock or doing I/O).
 
 namespace cairn::client::gocacheprog {
 namespace {
@@ -161,6 +166,13 @@ class Breaker {
   bool warned_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// Classifies a remote error as the get path does: an absent or bad entry is
+// an answer; anything else trips the breaker. Returns true for a failure.
+bool RemoteFailed(const absl::Status& s) {
+  return s.code() != absl::StatusCode::kNotFound &&
+         s.code() != absl::StatusCode::kDataLoss;
+}
+
 std::string ShortHex(absl::string_view id) {
   return cas::HexEncode(id.substr(0, 8));
 }
@@ -171,11 +183,13 @@ std::string ShimStats::Summary() const {
   return absl::StrFormat(
       "cairn-gocacheprog: stats: gets=%d local_hits=%d remote_hits=%d "
       "misses=%d puts=%d errors=%d uploads=%d upload_failures=%d "
-      "uploads_dropped=%d bytes_down=%d bytes_up=%d remote_wait=%.3fs",
+      "uploads_dropped=%d bytes_down=%d bytes_up=%d remote_wait=%.3fs "
+      "prefetched=%d prefetch_hits=%d prefetch_bytes=%d manifests_stored=%d",
       gets.load(), local_hits.load(), remote_hits.load(), misses.load(),
       puts.load(), errors.load(), uploads.load(), upload_failures.load(),
       uploads_dropped.load(), bytes_down.load(), bytes_up.load(),
-      remote_wait_ns.load() / 1e9);
+      remote_wait_ns.load() / 1e9, prefetched.load(), prefetch_hits.load(),
+      prefetch_bytes.load(), manifests_stored.load());
 }
 
 class Shim::Impl {
@@ -186,8 +200,18 @@ class Shim::Impl {
         options_(std::move(options)),
         stats_(stats),
         breaker_(options_.breaker_cooldown, options_.remote_name),
+        prefetch_enabled_(remote_ != nullptr && options_.prefetch &&
+                          !options_.prefetch_scope.empty()),
         uploads_(options_.upload_threads, options_.max_pending_uploads),
+        prefetch_pool_(prefetch_enabled_ ? options_.prefetch_threads : 0,
+                       2 * static_cast<size_t>(options_.prefetch_threads)),
         pool_(options_.workers, options_.max_pending_requests) {}
+  ~Impl() {
+    prefetch_stop_.store(true);
+    if (prefetcher_.joinable()) {
+      prefetcher_.join();
+    }
+  }
 
   absl::Status Run(int in_fd, int out_fd);
 
@@ -209,6 +233,23 @@ class Shim::Impl {
   void Upload(const std::string& action_id, const Entry& entry,
               const std::string& path);
   void Close(const Request& req);
+  // Stores this run's manifest unless it equals the fetched one.
+  void StoreManifest(absl::Time deadline);
+
+  // Prefetch thread: reads the manifest, queues one task per ActionID.
+  void Prefetch();
+  void PrefetchOne(const std::string& action_id);
+  // Marks `action_id` as being fetched; first waits while another fetch of
+  // it runs. Returns true when it had to wait.
+  bool BeginFlight(const std::string& action_id);
+  // Ends the fetch started by BeginFlight.
+  void EndFlight(const std::string& action_id);
+  // Returns true (once) when `action_id` was stored by the prefetch.
+  bool TakePrefetched(const std::string& action_id);
+  // Manifest bookkeeping: a get asked for `action_id` (request order), and
+  // it was answered with a hit or put.
+  void RecordAsked(const std::string& action_id);
+  void RecordResolved(const std::string& action_id);
 
   LocalStore* const local_;
   Remote* const remote_;
@@ -216,11 +257,27 @@ class Shim::Impl {
   ShimStats* const stats_;
   Breaker breaker_;
   std::atomic<bool> upload_denied_{false};
+  const bool prefetch_enabled_;
+  std::atomic<bool> prefetch_stop_{false};
+  std::atomic<int64_t> prefetch_reserved_{0};
+  std::thread prefetcher_;
+
+  absl::Mutex flight_mu_;
+  absl::CondVar flight_done_;
+  absl::flat_hash_set<std::string> in_flight_ ABSL_GUARDED_BY(flight_mu_);
+  absl::flat_hash_set<std::string> prefetched_ ABSL_GUARDED_BY(flight_mu_);
+
+  absl::Mutex seen_mu_;
+  std::vector<std::string> asked_ ABSL_GUARDED_BY(seen_mu_);
+  absl::flat_hash_set<std::string> asked_set_ ABSL_GUARDED_BY(seen_mu_);
+  absl::flat_hash_set<std::string> resolved_ ABSL_GUARDED_BY(seen_mu_);
+  std::string fetched_manifest_ ABSL_GUARDED_BY(seen_mu_);
   int out_fd_ = -1;
   absl::Mutex write_mu_;
   bool write_failed_ ABSL_GUARDED_BY(write_mu_) = false;
   // Declared last: destroyed first, so no task outlives the members above.
   WorkQueue uploads_;
+  WorkQueue prefetch_pool_;
   WorkQueue pool_;
 };
 
@@ -258,6 +315,9 @@ absl::Status Shim::Impl::Run(int in_fd, int out_fd) {
   Response hello;
   hello.known_commands = {"get", "put", "close"};
   Respond(hello);
+  if (prefetch_enabled_) {
+    prefetcher_ = std::thread([this] { Prefetch(); });
+  }
   LineReader reader(in_fd);
   std::string line;
   for (;;) {
@@ -292,6 +352,9 @@ absl::Status Shim::Impl::Dispatch(LineReader& reader, const Request& req) {
     return ReadPut(reader, req);
   }
   if (req.command == "get") {
+    if (req.action_id.size() == kHashSize) {
+      RecordAsked(req.action_id);
+    }
     pool_.Submit([this, req] { HandleGet(req); }, /*block=*/true);
     return absl::OkStatus();
   }
@@ -368,6 +431,8 @@ void Shim::Impl::FinishPut(const Request& req, std::shared_ptr<BodyWriter> body,
   r.disk_path = *path;
   Respond(r);
   Log(req, "stored", start);
+  RecordAsked(req.action_id);
+  RecordResolved(req.action_id);
   QueueUpload(req.action_id, entry, *path);
 }
 
@@ -384,9 +449,27 @@ void Shim::Impl::HandleGet(const Request& req) {
   }
   std::optional<LocalHit> hit = local_->Get(req.action_id);
   absl::string_view outcome = "local-hit";
-  if (hit.has_value()) {
+  bool local = hit.has_value();
+  if (!local) {
+    // Single flight: wait for a prefetch (or another get) of this id.
+    const absl::Time wait_start = absl::Now();
+    if (BeginFlight(req.action_id)) {
+      stats_->remote_wait_ns.fetch_add(
+          absl::ToInt64Nanoseconds(absl::Now() - wait_start));
+      hit = local_->Get(req.action_id);
+      local = hit.has_value();
+    }
+    if (!local) {
+      hit = GetRemote(req.action_id);
+    }
+    EndFlight(req.action_id);
+  }
+  if (local && TakePrefetched(req.action_id)) {
+    stats_->prefetch_hits.fetch_add(1);
+    outcome = "prefetch-hit";
+  } else if (local) {
     stats_->local_hits.fetch_add(1);
-  } else if ((hit = GetRemote(req.action_id)).has_value()) {
+  } else if (hit.has_value()) {
     stats_->remote_hits.fetch_add(1);
     outcome = "remote-hit";
   } else {
@@ -394,6 +477,7 @@ void Shim::Impl::HandleGet(const Request& req) {
     outcome = "miss";
   }
   if (hit.has_value()) {
+    RecordResolved(req.action_id);
     r.output_id = hit->entry.output_id;
     r.size = hit->entry.size;
     r.time = hit->entry.time;
@@ -478,8 +562,13 @@ void Shim::Impl::Upload(const std::string& action_id, const Entry& entry,
 
 void Shim::Impl::Close(const Request& req) {
   pool_.WaitIdle(absl::InfiniteFuture());
+  prefetch_stop_.store(true);  // Nothing more will be asked for.
   const absl::Time start = absl::Now();
-  size_t owed = uploads_.WaitIdle(start + options_.flush_timeout);
+  const absl::Time deadline = start + options_.flush_timeout;
+  size_t owed = uploads_.WaitIdle(deadline);
+  if (owed == 0) {
+    StoreManifest(deadline);
+  }
   stats_->remote_wait_ns.fetch_add(
       absl::ToInt64Nanoseconds(absl::Now() - start));
   if (owed > 0) {
@@ -492,6 +581,158 @@ void Shim::Impl::Close(const Request& req) {
   r.id = req.id;
   Respond(r);
   Log(req, "closed", start);
+}
+
+void Shim::Impl::StoreManifest(absl::Time deadline) {
+  if (!prefetch_enabled_ || options_.read_only || upload_denied_.load() ||
+      absl::Now() >= deadline) {
+    return;
+  }
+  std::string blob;
+  {
+    absl::MutexLock lock(&seen_mu_);
+    std::vector<std::string> ids;
+    ids.reserve(asked_.size());
+    for (const std::string& id : asked_) {
+      if (resolved_.contains(id)) {
+        ids.push_back(id);
+      }
+    }
+    if (ids.empty()) {
+      return;
+    }
+    blob = EncodeManifest(ids);
+    if (blob == fetched_manifest_) {
+      return;  // The same build again: nothing new to say.
+    }
+  }
+  if (!breaker_.Allow()) {
+    return;
+  }
+  absl::Status s = remote_->PutManifest(options_.prefetch_scope, blob);
+  if (s.ok()) {
+    breaker_.Success();
+    stats_->manifests_stored.fetch_add(1);
+    stats_->bytes_up.fetch_add(static_cast<int64_t>(blob.size()));
+  } else if (s.code() != absl::StatusCode::kPermissionDenied &&
+             s.code() != absl::StatusCode::kInvalidArgument) {
+    breaker_.Failure(s);
+  }
+}
+
+void Shim::Impl::RecordAsked(const std::string& action_id) {
+  absl::MutexLock lock(&seen_mu_);
+  if (asked_.size() < kMaxManifestIds && asked_set_.insert(action_id).second) {
+    asked_.push_back(action_id);
+  }
+}
+
+void Shim::Impl::RecordResolved(const std::string& action_id) {
+  absl::MutexLock lock(&seen_mu_);
+  resolved_.insert(action_id);
+}
+
+bool Shim::Impl::BeginFlight(const std::string& action_id) {
+  absl::MutexLock lock(&flight_mu_);
+  bool waited = false;
+  while (in_flight_.contains(action_id)) {
+    waited = true;
+    flight_done_.Wait(&flight_mu_);
+  }
+  in_flight_.insert(action_id);
+  return waited;
+}
+
+void Shim::Impl::EndFlight(const std::string& action_id) {
+  absl::MutexLock lock(&flight_mu_);
+  in_flight_.erase(action_id);
+  flight_done_.SignalAll();
+}
+
+bool Shim::Impl::TakePrefetched(const std::string& action_id) {
+  absl::MutexLock lock(&flight_mu_);
+  return prefetched_.erase(action_id) > 0;
+}
+
+void Shim::Impl::Prefetch() {
+  if (!breaker_.Allow()) {
+    return;
+  }
+  const int64_t max_bytes =
+      static_cast<int64_t>(kManifestMagic.size() + 32 * kMaxManifestIds);
+  absl::StatusOr<std::string> blob =
+      remote_->GetManifest(options_.prefetch_scope, max_bytes);
+  if (!blob.ok()) {
+    if (RemoteFailed(blob.status())) {
+      breaker_.Failure(blob.status());
+    } else {
+      breaker_.Success();
+    }
+    return;
+  }
+  breaker_.Success();
+  absl::StatusOr<std::vector<std::string>> ids = DecodeManifest(*blob);
+  if (!ids.ok()) {
+    return;  // Not ours to fix: the next close replaces it.
+  }
+  {
+    absl::MutexLock lock(&seen_mu_);
+    fetched_manifest_ = *std::move(blob);
+  }
+  for (std::string& id : *ids) {
+    if (prefetch_stop_.load()) {
+      return;
+    }
+    prefetch_pool_.Submit([this, id = std::move(id)] { PrefetchOne(id); },
+                          /*block=*/true);
+  }
+}
+
+void Shim::Impl::PrefetchOne(const std::string& action_id) {
+  {
+    absl::MutexLock lock(&flight_mu_);
+    if (prefetch_stop_.load() || in_flight_.contains(action_id)) {
+      return;  // A get is already fetching it, or we are done.
+    }
+    in_flight_.insert(action_id);
+  }
+  absl::Cleanup end = [&] { EndFlight(action_id); };
+  if (local_->Get(action_id).has_value() || !breaker_.Allow()) {
+    return;
+  }
+  absl::StatusOr<std::unique_ptr<BodyWriter>> body = local_->NewBody();
+  if (!body.ok()) {
+    return;
+  }
+  bool capped = false;
+  absl::StatusOr<Entry> entry =
+      remote_->Get(action_id, [&](absl::string_view chunk) {
+        const int64_t n = static_cast<int64_t>(chunk.size());
+        if (prefetch_reserved_.fetch_add(n) + n > options_.prefetch_max_bytes) {
+          capped = true;
+          return absl::ResourceExhaustedError("prefetch byte cap reached");
+        }
+        return (*body)->Append(chunk);
+      });
+  if (!entry.ok()) {
+    if (capped) {
+      prefetch_stop_.store(true);
+    } else if (RemoteFailed(entry.status())) {
+      breaker_.Failure(entry.status());
+    }
+    return;
+  }
+  breaker_.Success();
+  absl::StatusOr<std::string> path =
+      (*body)->Commit(entry->output_id, entry->size);
+  if (!path.ok() || !local_->PutEntry(action_id, *entry).ok()) {
+    return;
+  }
+  stats_->prefetched.fetch_add(1);
+  stats_->prefetch_bytes.fetch_add(entry->size);
+  stats_->bytes_down.fetch_add(entry->size);
+  absl::MutexLock lock(&flight_mu_);
+  prefetched_.insert(action_id);
 }
 
 Shim::Shim(LocalStore* local, Remote* remote, ShimOptions options)

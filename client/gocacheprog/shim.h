@@ -13,7 +13,19 @@
 //          answered at once; the upload is queued for background workers
 //          (bounded queue; dropped, counted, when full). Never in read-only.
 //   close: waits for the answers owed, then for queued uploads up to
-//          `flush_timeout`, answers, and returns OK.
+//          `flush_timeout`, then (same deadline) stores the prefetch
+//          manifest if it changed, answers, and returns OK.
+//
+// Prefetch (when `prefetch` and `prefetch_scope` is set and there is a
+// remote): Run() starts a background thread that fetches the manifest for the
+// scope (manifest.h) and downloads its entries into the local store, at most
+// `prefetch_threads` at a time and `prefetch_max_bytes` in all, exactly as a
+// remote hit would. A get for an ActionID being fetched (by the prefetch or
+// by another get) waits for that fetch instead of asking the remote again; a
+// get answered from a prefetched entry counts as a prefetch hit. Prefetch
+// never answers anything itself: any failure leaves the normal path, and a
+// failing remote trips the same breaker. The ActionIDs the go command asked
+// for (hits and puts, in request order) become the next manifest.
 //
 // Fail-open: a remote error other than NOT_FOUND never reaches the go
 // command. It is reported once on stderr, then the breaker keeps the remote
@@ -51,6 +63,11 @@ struct ShimOptions {
   bool verbose = false;
   // Shown in the one-time warning about a failing remote.
   std::string remote_name;
+  // Prefetch (see above). An empty scope turns it off.
+  bool prefetch = true;
+  std::string prefetch_scope;
+  int prefetch_threads = 16;
+  int64_t prefetch_max_bytes = int64_t{2} << 30;
 };
 
 struct ShimStats {
@@ -66,6 +83,12 @@ struct ShimStats {
   std::atomic<int64_t> bytes_down{0};
   std::atomic<int64_t> bytes_up{0};
   std::atomic<int64_t> remote_wait_ns{0};
+  // Entries downloaded by the prefetch, gets answered from them, and bytes.
+  std::atomic<int64_t> prefetched{0};
+  std::atomic<int64_t> prefetch_hits{0};
+  std::atomic<int64_t> prefetch_bytes{0};
+  // Manifests stored at close (0 or 1).
+  std::atomic<int64_t> manifests_stored{0};
 
   // Returns the one-line summary printed with --stats.
   std::string Summary() const;

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <chrono>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -19,6 +21,7 @@
 #include "absl/synchronization/notification.h"
 #include "cas/digest.h"
 #include "client/gocacheprog/local_store.h"
+#include "client/gocacheprog/manifest.h"
 #include "client/gocacheprog/remote.h"
 #include "client/gocacheprog/shim.h"
 #include "gtest/gtest.h"
@@ -88,6 +91,45 @@ class FakeRemote final : public Remote {
     return absl::OkStatus();
   }
 
+  absl::StatusOr<std::string> GetManifest(absl::string_view scope,
+                                          int64_t max_bytes) override {
+    if (!fail_.ok()) {
+      return fail_;
+    }
+    absl::MutexLock lock(&mu_);
+    ++manifest_gets_;
+    auto it = manifests_.find(scope);
+    if (it == manifests_.end() ||
+        static_cast<int64_t>(it->second.size()) > max_bytes) {
+      return absl::NotFoundError("no manifest");
+    }
+    return it->second;
+  }
+  absl::Status PutManifest(absl::string_view scope,
+                           absl::string_view manifest) override {
+    absl::MutexLock lock(&mu_);
+    ++manifest_puts_;
+    manifests_[scope] = std::string(manifest);
+    return absl::OkStatus();
+  }
+
+  void SetManifest(const std::string& scope, const std::string& blob) {
+    absl::MutexLock lock(&mu_);
+    manifests_[scope] = blob;
+  }
+  std::string Manifest(const std::string& scope) {
+    absl::MutexLock lock(&mu_);
+    return manifests_.contains(scope) ? manifests_[scope] : "<absent>";
+  }
+  int manifest_gets() {
+    absl::MutexLock lock(&mu_);
+    return manifest_gets_;
+  }
+  int manifest_puts() {
+    absl::MutexLock lock(&mu_);
+    return manifest_puts_;
+  }
+
   void Add(const std::string& action_id, const std::string& body) {
     absl::MutexLock lock(&mu_);
     entries_[action_id] = {Entry{Sha(body), static_cast<int64_t>(body.size()),
@@ -128,7 +170,19 @@ class FakeRemote final : public Remote {
   absl::CondVar released_cv_;
   int gets_ ABSL_GUARDED_BY(mu_) = 0;
   int puts_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<std::string, std::string> manifests_
+      ABSL_GUARDED_BY(mu_);
+  int manifest_gets_ ABSL_GUARDED_BY(mu_) = 0;
+  int manifest_puts_ ABSL_GUARDED_BY(mu_) = 0;
 };
+
+// Waits (up to 20 s, not an assertion on speed) until `done` holds.
+bool WaitFor(const std::function<bool()>& done) {
+  for (int i = 0; i < 2000 && !done(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
 
 // Runs a Shim on pipes in a background thread.
 class ShimTest : public ::testing::Test {
@@ -427,6 +481,169 @@ TEST_F(ShimTest, ReadOnlyNeverUploads) {
   EXPECT_TRUE(NextResponse().contains("DiskPath"));
   CloseAndWait(2);
   EXPECT_EQ(remote.puts(), 0);
+}
+
+ShimOptions PrefetchOptions() {
+  ShimOptions options;
+  options.prefetch_scope = "scope";
+  return options;
+}
+
+TEST_F(ShimTest, PrefetchedEntriesAreLocalHits) {
+  FakeRemote remote;
+  std::vector<std::string> ids;
+  for (int i = 1; i <= 5; ++i) {
+    remote.Add(ActionId(i), absl::StrCat("body ", i));
+    ids.push_back(ActionId(i));
+  }
+  const std::string manifest = EncodeManifest(ids);
+  remote.SetManifest("scope", manifest);
+  Start(&remote, PrefetchOptions());
+  ASSERT_TRUE(WaitFor([&] { return shim_->stats().prefetched.load() == 5; }));
+  for (int i = 1; i <= 5; ++i) {
+    SendGet(i, ActionId(i));
+    EXPECT_EQ(ReadFile(NextResponse()["DiskPath"]), absl::StrCat("body ", i));
+  }
+  CloseAndWait(6);
+  EXPECT_EQ(remote.gets(), 5);  // The prefetch's only.
+  EXPECT_EQ(shim_->stats().prefetch_hits.load(), 5);
+  EXPECT_EQ(shim_->stats().remote_hits.load(), 0);
+  EXPECT_EQ(shim_->stats().prefetch_bytes.load(), 30);
+  // The same build again: the manifest is not rewritten.
+  EXPECT_EQ(remote.manifest_puts(), 0);
+  EXPECT_EQ(remote.Manifest("scope"), manifest);
+}
+
+TEST_F(ShimTest, GetWaitsForPrefetchInFlight) {
+  FakeRemote remote;
+  remote.Add(ActionId(1), "slow body");
+  remote.SetManifest("scope", EncodeManifest({ActionId(1)}));
+  remote.Block(ActionId(1));
+  Start(&remote, PrefetchOptions());
+  ASSERT_TRUE(WaitFor([&] { return remote.gets() == 1; }));
+  SendGet(1, ActionId(1));
+  // Give the get time to reach the single-flight wait (correct either way).
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  remote.Release();
+  EXPECT_EQ(ReadFile(NextResponse()["DiskPath"]), "slow body");
+  CloseAndWait(2);
+  EXPECT_EQ(remote.gets(), 1);  // No second lookup of the same ActionID.
+  EXPECT_EQ(shim_->stats().prefetch_hits.load(), 1);
+}
+
+TEST_F(ShimTest, PrefetchStopsAtByteCap) {
+  FakeRemote remote;
+  std::vector<std::string> ids;
+  for (int i = 1; i <= 3; ++i) {
+    remote.Add(ActionId(i), "8 bytes!");
+    ids.push_back(ActionId(i));
+  }
+  remote.SetManifest("scope", EncodeManifest(ids));
+  ShimOptions options = PrefetchOptions();
+  options.prefetch_threads = 1;
+  options.prefetch_max_bytes = 10;
+  Start(&remote, options);
+  ASSERT_TRUE(WaitFor([&] { return remote.gets() >= 2; }));
+  for (int i = 1; i <= 3; ++i) {
+    SendGet(i, ActionId(i));
+    EXPECT_EQ(ReadFile(NextResponse()["DiskPath"]), "8 bytes!");
+  }
+  CloseAndWait(4);
+  EXPECT_EQ(shim_->stats().prefetched.load(), 1);
+  EXPECT_EQ(shim_->stats().prefetch_bytes.load(), 8);
+  EXPECT_EQ(shim_->stats().prefetch_hits.load(), 1);
+  EXPECT_EQ(shim_->stats().remote_hits.load(), 2);
+}
+
+TEST_F(ShimTest, PrefetchOffNeverTouchesManifests) {
+  FakeRemote remote;
+  remote.Add(ActionId(1), "body");
+  remote.SetManifest("scope", EncodeManifest({ActionId(1)}));
+  ShimOptions options = PrefetchOptions();
+  options.prefetch = false;
+  Start(&remote, options);
+  SendGet(1, ActionId(1));
+  EXPECT_EQ(ReadFile(NextResponse()["DiskPath"]), "body");
+  SendPut(2, ActionId(2), "new");
+  EXPECT_TRUE(NextResponse().contains("DiskPath"));
+  CloseAndWait(3);
+  EXPECT_EQ(remote.manifest_gets(), 0);
+  EXPECT_EQ(remote.manifest_puts(), 0);
+  EXPECT_EQ(shim_->stats().remote_hits.load(), 1);
+}
+
+TEST_F(ShimTest, CloseStoresHitsAndPutsInRequestOrder) {
+  FakeRemote remote;
+  remote.Add(ActionId(2), "remote");
+  Start(&remote, PrefetchOptions());
+  SendGet(1, ActionId(1));  // Miss, then put: kept.
+  EXPECT_EQ(NextResponse()["Miss"], true);
+  SendPut(2, ActionId(1), "built");
+  EXPECT_TRUE(NextResponse().contains("DiskPath"));
+  SendGet(3, ActionId(2));  // Remote hit: kept.
+  EXPECT_TRUE(NextResponse().contains("DiskPath"));
+  SendGet(4, ActionId(3));  // Miss never put: dropped.
+  EXPECT_EQ(NextResponse()["Miss"], true);
+  SendPut(5, ActionId(4), "put without a get");
+  EXPECT_TRUE(NextResponse().contains("DiskPath"));
+  SendGet(6, ActionId(1));  // Repeated: once.
+  EXPECT_TRUE(NextResponse().contains("DiskPath"));
+  CloseAndWait(7);
+  EXPECT_EQ(remote.manifest_gets(), 1);
+  EXPECT_EQ(shim_->stats().manifests_stored.load(), 1);
+  auto ids = DecodeManifest(remote.Manifest("scope"));
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_EQ(*ids, (std::vector<std::string>{ActionId(1), ActionId(2),
+                                            ActionId(4)}));
+}
+
+TEST_F(ShimTest, ReadOnlyStoresNoManifest) {
+  FakeRemote remote;
+  ShimOptions options = PrefetchOptions();
+  options.read_only = true;
+  Start(&remote, options);
+  SendPut(1, ActionId(1), "local only");
+  EXPECT_TRUE(NextResponse().contains("DiskPath"));
+  CloseAndWait(2);
+  EXPECT_EQ(remote.manifest_puts(), 0);
+}
+
+// A manifest that does not parse, or names entries the remote lacks: the
+// build goes on through the normal path.
+class ManifestFallbackTest : public ShimTest,
+                             public ::testing::WithParamInterface<int> {};
+
+TEST_P(ManifestFallbackTest, BuildGoesOnThroughNormalPath) {
+  FakeRemote remote;
+  remote.Add(ActionId(1), "body");
+  remote.SetManifest("scope",
+                     GetParam() == 0
+                         ? std::string("garbage")
+                         : EncodeManifest({ActionId(7), ActionId(8)}));
+  Start(&remote, PrefetchOptions());
+  SendGet(1, ActionId(1));
+  EXPECT_EQ(ReadFile(NextResponse()["DiskPath"]), "body");
+  SendGet(2, ActionId(7));
+  EXPECT_EQ(NextResponse()["Miss"], true);
+  CloseAndWait(3);
+  EXPECT_EQ(shim_->stats().remote_hits.load(), 1);
+  EXPECT_EQ(shim_->stats().prefetched.load(), 0);
+}
+
+// 0: a manifest that does not parse; 1: one naming absent entries.
+INSTANTIATE_TEST_SUITE_P(BadOrStale, ManifestFallbackTest,
+                         ::testing::Values(0, 1));
+
+TEST_F(ShimTest, FailingManifestFetchIsFailOpen) {
+  FakeRemote remote;
+  remote.fail_ = absl::UnavailableError("down");
+  Start(&remote, PrefetchOptions());
+  SendPut(1, ActionId(1), "still works");
+  EXPECT_TRUE(NextResponse().contains("DiskPath"));
+  SendGet(2, ActionId(1));
+  EXPECT_EQ(ReadFile(NextResponse()["DiskPath"]), "still works");
+  CloseAndWait(3);
+  EXPECT_EQ(shim_->stats().errors.load(), 0);
 }
 
 TEST_F(ShimTest, UnknownCommandIsAnErrorAnswer) {
