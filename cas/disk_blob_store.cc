@@ -889,16 +889,18 @@ absl::StatusOr<std::string> DiskBlobStore::ReadChecked(
     }
     got += *n;
   }
+  const uint64_t fingerprint = Fingerprint(st);
+  if (got == data.size() && fingerprint == verified) {
+    // Unchanged since it was found intact (same size then and now, so no
+    // need to look for a grown tail either).
+    return data;
+  }
   char extra;
   absl::StatusOr<size_t> more = ReadSome(*fd, &extra, 1, fault(), what);
   if (!more.ok()) {
     return more.status();
   }
-  const uint64_t fingerprint = Fingerprint(st);
   const bool whole = got == data.size() && *more == 0;
-  if (whole && fingerprint == verified) {
-    return data;  // Unchanged since it was found intact.
-  }
   if (whole) {
     CountReadHash();
   }
@@ -1121,8 +1123,11 @@ absl::Status DiskBlobStore::PutEntry(absl::string_view key,
   if (!k.ok()) {
     return k.status();
   }
-  std::string header = AcHeader(value);
-  absl::string_view parts[] = {header, value};
+  // One buffer, one write(2): entries are small, a copy costs less than a
+  // second system call.
+  std::string file = AcHeader(value);
+  file.append(value.data(), value.size());
+  absl::string_view parts[] = {file};
   return StoreWhole(*k, parts, /*replace=*/true, absl::StrCat("entry ", key));
 }
 
