@@ -3,6 +3,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "cas/service_util.h"
 #include "server/reactors.h"
 
@@ -31,6 +32,14 @@ class ActionCacheService final : public v2::ActionCache::CallbackService {
         cas::FromProto(request->action_digest(), "action_digest");
     if (status.ok()) {
       status = action.status();
+    }
+    if (status.ok() && options_.store != nullptr &&
+        options_.store->TryHasEntry(ActionCacheKey(request->instance_name(),
+                                                   *action)) == false) {
+      return server::FinishUnaryNow(
+          context, absl::NotFoundError(absl::StrCat(
+                       "action result ", action->ToString(), ": not found in instance \"",
+                       request->instance_name(), "\"")));
     }
     InlineRequest inline_request;
     inline_request.stdout_raw = request->inline_stdout();

@@ -1,6 +1,8 @@
 // ByteStream adapter. Each call is a reactor that owns its BlobReader or
-// BlobWriter; at most one pool task or one gRPC operation is outstanding per
-// reactor at any time, so reactor state needs no lock. Interrupted uploads
+// BlobWriter. A Read reactor has at most one pool task or one gRPC operation
+// outstanding at any time, so its state needs no lock; a Write reactor
+// receives the next message while the pool appends the previous one (see
+// WriteReactor). Interrupted uploads
 // are parked in UploadRegistry keyed by the canonical upload name
 // ({instance}/uploads/{uuid}/blobs/{hash}/{size}, metadata dropped).
 #include "cas/bytestream_service.h"
@@ -321,6 +323,12 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
 };
 
 // Receives one Write call. Owned by gRPC; deletes itself in OnDone().
+//
+// Pipelined: while a pool task appends message N to the writer, the reactor
+// already receives message N+1 into the other of two request buffers, so
+// network and disk overlap; at most two messages are held per call. Only the
+// pool task ("the drain") finishes the call once the first message has been
+// received, so the reactor stays alive while it runs.
 class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
  public:
   WriteReactor(const ByteStreamServiceOptions& options,
@@ -336,36 +344,58 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
           absl::PermissionDeniedError("Write: this cache is read-only")));
       return;
     }
-    ReadNext();
+    bs::WriteRequest* next;
+    {
+      absl::MutexLock lock(&mu_);
+      next = NextReadLocked();
+    }
+    StartReadInto(next);
   }
 
   void OnReadDone(bool ok) override {
     if (watch_ != nullptr) {
       watch_->Received();
     }
-    if (!ok) {
-      Schedule([this] { EndWithoutFinishWrite(); });
-      return;
-    }
-    if (!started_) {
-      absl::Status status = CheckFirst();
-      if (!status.ok()) {
-        Finish(ToGrpcStatus(status));  // Nothing to clean up yet.
-        return;
+    bool drain = false;
+    absl::Status refused;
+    {
+      absl::MutexLock lock(&mu_);
+      const int got = reading_;
+      reading_ = -1;
+      if (finished_) {
+        return;  // The call is over; only OnDone() is left.
       }
-    } else if (absl::Status status = CheckNext(); !status.ok()) {
-      // Keep the progress for a resume; cleanup may touch the disk.
-      Schedule([this, status] {
-        ParkOrRelease();
-        Finish(ToGrpcStatus(status));
-      });
+      if (!ok) {
+        eof_ = true;
+      } else if (!started_) {
+        absl::Status status = CheckFirst(bufs_[got]);
+        if (!status.ok()) {
+          finished_ = true;
+          refused = status;  // Nothing to clean up yet.
+        } else {
+          started_ = true;
+          Accept(got);
+        }
+      } else if (absl::Status status = CheckNext(bufs_[got]); !status.ok()) {
+        error_ = status;  // Keeps the progress for a resume.
+      } else {
+        Accept(got);
+      }
+      if (refused.ok() && !draining_) {
+        draining_ = true;  // No drain runs, so none can finish the call.
+        drain = true;
+      }
+    }
+    if (!refused.ok()) {
+      Finish(ToGrpcStatus(refused));
       return;
     }
-    if (!started_) {
-      started_ = true;
-      Schedule([this] { Begin(); });
-    } else {
-      Schedule([this] { Append(); });
+    if (drain) {
+      absl::Status status =
+          options_.pool->Schedule("Write", [this] { Drain(); });
+      if (!status.ok()) {
+        RefusedByPool(status);
+      }
     }
   }
 
@@ -377,16 +407,48 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   }
 
  private:
-  // Starts reading the client's next message; the watchdog times the wait.
-  void ReadNext() {
+  // Starts reading the client's next message into `next` (when not null);
+  // the watchdog times the wait.
+  void StartReadInto(bs::WriteRequest* next) {
+    if (next == nullptr) {
+      return;
+    }
     if (watch_ != nullptr) {
       watch_->Waiting();
     }
-    StartRead(&request_);
+    StartRead(next);
   }
-  absl::Status CheckFirst() {
+
+  // Returns the buffer to read the next message into, marking it as being
+  // read, or null when the call must not read now. A read starts only while
+  // no message waits in queued_, so that its message has a place to go.
+  bs::WriteRequest* NextReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || reading_ >= 0 || queued_ >= 0 || eof_ ||
+        last_received_ || !error_.ok()) {
+      return nullptr;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (i != queued_ && i != appending_) {
+        reading_ = i;
+        bufs_[i].Clear();  // Keeps the data buffer's capacity.
+        return &bufs_[i];
+      }
+    }
+    return nullptr;
+  }
+
+  // Queues the checked message in bufs_[i] for the drain.
+  void Accept(int i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    queued_ = i;
+    next_offset_ = bufs_[i].write_offset() +
+                   static_cast<int64_t>(bufs_[i].data().size());
+    last_received_ = bufs_[i].finish_write();
+  }
+
+  absl::Status CheckFirst(const bs::WriteRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     absl::StatusOr<ResourceName> name =
-        ParseWriteResourceName(request_.resource_name());
+        ParseWriteResourceName(request.resource_name());
     if (!name.ok()) {
       return name.status();
     }
@@ -399,95 +461,151 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
     key_ = UploadKey(*name);
     if (name->compressor == Compressor::kZstd) {
       decompressor_ = std::make_unique<ZstdDecompressor>();
-      if (request_.write_offset() != 0) {
+      if (request.write_offset() != 0) {
         return absl::InvalidArgumentError(
             "Write: compressed uploads cannot resume; start at offset 0");
       }
     }
-    if (request_.write_offset() < 0 ||
-        request_.write_offset() > digest_.size_bytes()) {
+    if (request.write_offset() < 0 ||
+        request.write_offset() > digest_.size_bytes()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("Write: write_offset ", request_.write_offset(),
+          absl::StrCat("Write: write_offset ", request.write_offset(),
                        " outside cas blob ", digest_.ToString()));
     }
     return absl::OkStatus();
   }
 
-  absl::Status CheckNext() {
-    if (!request_.resource_name().empty()) {
+  // Checks a later message against the first and against the offset the
+  // messages before it reach (uncompressed bytes, or compressed bytes for
+  // compressed-blobs, as committed_size counts them).
+  absl::Status CheckNext(const bs::WriteRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!request.resource_name().empty()) {
       absl::StatusOr<ResourceName> name =
-          ParseWriteResourceName(request_.resource_name());
+          ParseWriteResourceName(request.resource_name());
       if (!name.ok() || name->digest != digest_) {
         return absl::InvalidArgumentError(
             "Write: resource_name changed within the stream");
       }
     }
-    return CheckOffset();
+    return CheckOffset(request.write_offset(), next_offset_);
   }
 
-  absl::Status CheckOffset() {
-    if (request_.write_offset() != committed_) {
+  absl::Status CheckOffset(int64_t write_offset, int64_t committed) const {
+    if (write_offset != committed) {
       return absl::InvalidArgumentError(
-          absl::StrCat("Write: write_offset ", request_.write_offset(),
-                       " != committed size ", committed_, " of cas blob ",
+          absl::StrCat("Write: write_offset ", write_offset,
+                       " != committed size ", committed, " of cas blob ",
                        digest_.ToString()));
     }
     return absl::OkStatus();
   }
 
-  template <typename Fn>
-  void Schedule(Fn fn) {
-    absl::Status status = options_.pool->Schedule("Write", std::move(fn));
-    if (!status.ok()) {
-      Fail(status);
+  // Runs on the pool: handles queued messages in order, then a refused
+  // message or the end of the stream, until the call is finished or it has
+  // to wait for the client.
+  void Drain() {
+    for (;;) {
+      int cur = -1;
+      bool first = false;
+      absl::Status error;
+      bs::WriteRequest* next = nullptr;
+      {
+        absl::MutexLock lock(&mu_);
+        if (queued_ < 0) {
+          if (error_.ok() && !eof_) {
+            draining_ = false;  // A read is outstanding; it drains again.
+            return;
+          }
+          finished_ = true;  // No read is outstanding: nothing else runs.
+          error = error_;
+        } else {
+          cur = queued_;
+          queued_ = -1;
+          appending_ = cur;
+          first = !begun_;
+          begun_ = true;
+          next = NextReadLocked();  // Receive the next while this is written.
+        }
+      }
+      if (cur < 0) {
+        if (!error.ok()) {
+          ParkOrRelease();
+          Finish(ToGrpcStatus(error));
+        } else {
+          EndWithoutFinishWrite();
+        }
+        return;
+      }
+      StartReadInto(next);
+      if (!(first ? Begin(bufs_[cur]) : Append(bufs_[cur]))) {
+        return;  // Finished; `this` may be gone.
+      }
+      absl::MutexLock lock(&mu_);
+      appending_ = -1;
     }
   }
 
+  // Ends the call with `status` from the drain; the last use of `this`.
+  void End(const absl::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      finished_ = true;
+    }
+    Finish(ToGrpcStatus(status));
+  }
+
   // Ends the call with `status`, discarding the upload. Touches the disk:
-  // call on the pool (or inline only when the pool refused work).
-  void Fail(const absl::Status& status) {
+  // call on the pool. Returns false (the call is finished).
+  bool Fail(const absl::Status& status) {
     if (claimed_) {
       registry_->Release(key_);
       claimed_ = false;
     }
     writer_.reset();
-    Finish(ToGrpcStatus(status));
+    End(status);
+    return false;
   }
 
-  void FinishOk() {
+  // The pool refused the drain: end the call here, inline (no drain runs,
+  // and gRPC cancels the read that may be outstanding).
+  void RefusedByPool(const absl::Status& status) { Fail(status); }
+
+  bool FinishOk() {
     response_->set_committed_size(committed_);
-    Finish(ToGrpcStatus(absl::OkStatus()));
+    End(absl::OkStatus());
+    return false;
   }
 
-  // Runs on the pool for the first message.
-  void Begin() {
+  // Runs on the pool for the first message. Returns false when it finished
+  // the call.
+  bool Begin(const bs::WriteRequest& request) {
     if (options_.store->Contains(digest_)) {
       registry_->DropParked(key_);  // A stale partial upload, if any.
       // REAPI: -1 tells a compressed upload that the blob already exists.
       committed_ = decompressor_ != nullptr ? -1 : digest_.size_bytes();
-      FinishOk();
-      return;
+      return FinishOk();
     }
     absl::StatusOr<std::unique_ptr<BlobWriter>> parked = registry_->Claim(key_);
     if (!parked.ok()) {
-      Finish(ToGrpcStatus(parked.status()));
-      return;
+      End(parked.status());
+      return false;
     }
     claimed_ = true;
-    absl::Status status = AdoptOrOpen(*std::move(parked));
+    absl::Status status = AdoptOrOpen(request, *std::move(parked));
     if (!status.ok()) {
-      Fail(status);
-      return;
+      return Fail(status);
     }
-    Append();
+    return Append(request);
   }
 
   // Resumes the parked writer when write_offset matches it, else opens a new
   // one (write_offset 0 restarts an upload from scratch).
-  absl::Status AdoptOrOpen(std::unique_ptr<BlobWriter> parked) {
-    if (parked != nullptr && request_.write_offset() != 0) {
+  absl::Status AdoptOrOpen(const bs::WriteRequest& request,
+                           std::unique_ptr<BlobWriter> parked) {
+    if (parked != nullptr && request.write_offset() != 0) {
       committed_ = parked->committed_size();
-      absl::Status status = CheckOffset();
+      absl::Status status = CheckOffset(request.write_offset(), committed_);
       if (!status.ok()) {
         registry_->Park(key_, std::move(parked));  // Keep it for a retry.
         claimed_ = false;
@@ -497,10 +615,10 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
       return absl::OkStatus();
     }
     parked.reset();
-    if (request_.write_offset() != 0) {
+    if (request.write_offset() != 0) {
       return absl::InvalidArgumentError(absl::StrCat(
           "Write: no partial upload to resume at write_offset ",
-          request_.write_offset(), " for cas blob ", digest_.ToString()));
+          request.write_offset(), " for cas blob ", digest_.ToString()));
     }
     absl::StatusOr<std::unique_ptr<BlobWriter>> writer =
         options_.store->OpenWrite(digest_);
@@ -512,50 +630,47 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
     return absl::OkStatus();
   }
 
-  // Runs on the pool: appends request_.data(), then reads on or commits.
-  void Append() {
-    absl::Status status = AppendData();
-    if (status.ok() && request_.finish_write() && decompressor_ != nullptr &&
+  // Runs on the pool: appends request.data(), and commits after the last
+  // message. Returns false when it finished the call.
+  bool Append(const bs::WriteRequest& request) {
+    absl::Status status = AppendData(request);
+    if (status.ok() && request.finish_write() && decompressor_ != nullptr &&
         !decompressor_->AtFrameEnd()) {
       status = absl::InvalidArgumentError(
           absl::StrCat("Write: zstd data for cas blob ", digest_.ToString(),
                        " ends inside a frame"));
     }
     if (!status.ok()) {
-      Fail(status);
-      return;
+      return Fail(status);
     }
     committed_ = decompressor_ != nullptr
-                     ? committed_ + static_cast<int64_t>(request_.data().size())
+                     ? committed_ + static_cast<int64_t>(request.data().size())
                      : writer_->committed_size();
     registry_->Progress(key_, committed_);
-    if (!request_.finish_write()) {
-      request_.Clear();
-      ReadNext();
-      return;
+    if (!request.finish_write()) {
+      return true;
     }
     status = writer_->Commit();
     if (!status.ok()) {
-      Fail(status);
-      return;
+      return Fail(status);
     }
     registry_->Release(key_);
     claimed_ = false;
     writer_.reset();
-    FinishOk();
+    return FinishOk();
   }
 
-  // Writes request_.data() (decompressed for compressed-blobs).
-  absl::Status AppendData() {
-    if (request_.data().empty()) {
+  // Writes request.data() (decompressed for compressed-blobs).
+  absl::Status AppendData(const bs::WriteRequest& request) {
+    if (request.data().empty()) {
       return absl::OkStatus();
     }
     if (decompressor_ == nullptr) {
-      return writer_->Append(request_.data());
+      return writer_->Append(request.data());
     }
     plain_.clear();
     absl::Status status = decompressor_->Decompress(
-        request_.data(), digest_.size_bytes() - writer_->committed_size(),
+        request.data(), digest_.size_bytes() - writer_->committed_size(),
         &plain_);
     if (!status.ok() || plain_.empty()) {
       return status;
@@ -565,9 +680,8 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
 
   // Runs on the pool when the client stops sending before finish_write.
   void EndWithoutFinishWrite() {
-    if (!started_) {
-      Finish(ToGrpcStatus(
-          absl::InvalidArgumentError("Write: stream ended with no request")));
+    if (!begun_) {
+      End(absl::InvalidArgumentError("Write: stream ended with no request"));
       return;
     }
     ParkOrRelease();
@@ -588,16 +702,34 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   const ByteStreamServiceOptions options_;
   UploadRegistry* const registry_;
   bs::WriteResponse* const response_;
-  bs::WriteRequest request_;
-  bool started_ = false;
-  bool claimed_ = false;  // This call owns the registry entry for key_.
-  Digest digest_;
-  std::string key_;
-  int64_t committed_ = 0;
-  std::unique_ptr<BlobWriter> writer_;
   // Times waits for the client (null without a watchdog).
   std::shared_ptr<server::IdleWatchdog::Watch> watch_;
+
+  absl::Mutex mu_;
+  // The two message buffers: one being read, one queued or being appended.
+  bs::WriteRequest bufs_[2];
+  int reading_ ABSL_GUARDED_BY(mu_) = -1;    // Buffer a read fills, or -1.
+  int queued_ ABSL_GUARDED_BY(mu_) = -1;     // Buffer waiting for the drain.
+  int appending_ ABSL_GUARDED_BY(mu_) = -1;  // Buffer the drain works on.
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;  // A Drain() task is live.
+  bool started_ ABSL_GUARDED_BY(mu_) = false;   // First message accepted.
+  bool last_received_ ABSL_GUARDED_BY(mu_) = false;  // finish_write seen.
+  bool eof_ ABSL_GUARDED_BY(mu_) = false;       // The client half-closed.
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;  // Finish() was called.
+  absl::Status error_ ABSL_GUARDED_BY(mu_);     // A refused later message.
+  int64_t next_offset_ ABSL_GUARDED_BY(mu_) = 0;  // Expected write_offset.
+
+  // Set by CheckFirst() on the reactor thread before the first drain, then
+  // read-only.
+  Digest digest_;
+  std::string key_;
   std::unique_ptr<ZstdDecompressor> decompressor_;  // For compressed-blobs.
+
+  // Drain state: used by one Drain() at a time.
+  bool begun_ = false;    // Begin() ran.
+  bool claimed_ = false;  // This call owns the registry entry for key_.
+  int64_t committed_ = 0;
+  std::unique_ptr<BlobWriter> writer_;
   std::string plain_;  // Decompressed bytes of the current message.
 };
 

@@ -1,5 +1,7 @@
-// ContentAddressableStorage adapter. Reactor methods validate only; every
-// store call runs on the IoPool, which finishes the call. GetTree keeps its
+// ContentAddressableStorage adapter. Reactor methods validate; every store
+// call that may touch the disk runs on the IoPool, which finishes the call.
+// FindMissingBlobs is answered on the reactor thread when the store can
+// answer from memory (BlobStore::TryFindMissing). GetTree keeps its
 // breadth-first walk state in its reactor and computes one page per pool task.
 #include "cas/cas_service.h"
 
@@ -273,6 +275,17 @@ class GetTreeReactor final
   v2::GetTreeResponse response_;
 };
 
+void AddMissing(const std::vector<Digest>& missing,
+                v2::FindMissingBlobsResponse* response) {
+  response->mutable_missing_blob_digests()->Reserve(
+      static_cast<int>(missing.size()));
+  for (const Digest& d : missing) {
+    v2::Digest* out = response->add_missing_blob_digests();
+    out->set_hash(d.hash());
+    out->set_size_bytes(d.size_bytes());
+  }
+}
+
 class CasService final : public v2::ContentAddressableStorage::CallbackService {
  public:
   explicit CasService(const CasServiceOptions& options) : options_(options) {}
@@ -299,12 +312,18 @@ class CasService final : public v2::ContentAddressableStorage::CallbackService {
         digests.push_back(*std::move(digest));
       }
     }
+    if (status.ok()) {  // Answer from the in-memory index when it can.
+      std::optional<std::vector<Digest>> missing =
+          options_.store->TryFindMissing(digests);
+      if (missing.has_value()) {
+        AddMissing(*missing, response);
+        return server::FinishUnaryNow(context, absl::OkStatus());
+      }
+    }
     return FinishUnaryOnPool(
         context, options_.pool, "FindMissingBlobs", status,
         [this, digests = std::move(digests), response] {
-          for (const Digest& d : options_.store->FindMissing(digests)) {
-            *response->add_missing_blob_digests() = ToProto(d);
-          }
+          AddMissing(options_.store->FindMissing(digests), response);
           return absl::OkStatus();
         });
   }

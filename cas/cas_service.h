@@ -1,5 +1,6 @@
 // The REAPI ContentAddressableStorage service: a thin adapter that validates
-// each request, hands the storage work to the IoPool and maps the result.
+// each request, hands the storage work to the IoPool and maps the result
+// (lookups the store answers from memory are answered on the gRPC thread).
 //
 //   FindMissingBlobs  returns the absent digests; present ones are touched.
 //   BatchUpdateBlobs  verifies and stores each blob (identity or zstd);

@@ -3,6 +3,7 @@
 // Parses flags, opens the store, starts the gRPC server (server/server.h),
 // prints one start-up line on stderr and serves until SIGINT or SIGTERM, then
 // shuts down gracefully (calls in flight get a grace period).
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -23,6 +24,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "cas/blob_store.h"
 #include "cas/disk_blob_store.h"
@@ -204,6 +206,13 @@ bool IsServerFlagFile(absl::string_view file) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian builds Abseil with the mutex deadlock detector on; it costs about
+  // 2% of the server's CPU (GraphCycles bookkeeping on every lock).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // Keep ByteStream's 1 MiB chunk buffers (and gRPC's) on the heap instead of
+  // mmap/munmap per chunk, and keep freed heap memory for the next chunk.
+  mallopt(M_MMAP_THRESHOLD, 8 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
   absl::FlagsUsageConfig usage_config;
   usage_config.contains_help_flags = &IsServerFlagFile;
   usage_config.contains_helpshort_flags = &IsServerFlagFile;

@@ -1,5 +1,6 @@
-// Helpers shared by the callback services: run a unary RPC's work on the
-// IoPool and finish the reactor from the pool thread.
+// Helpers shared by the callback services: finish a unary RPC at once (when
+// it was answered from memory), or run its work on the IoPool and finish the
+// reactor from the pool thread.
 //
 // Thread safety: the helpers are called from gRPC reactor threads; the work
 // runs later on one pool thread.
@@ -15,6 +16,15 @@
 #include "server/io_pool.h"
 
 namespace cairn::server {
+
+// Returns the default unary reactor of `context`, finished with `status`.
+// For calls answered on the reactor thread from memory, without any I/O.
+inline grpc::ServerUnaryReactor* FinishUnaryNow(
+    grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
 
 // Returns the default unary reactor of `context` after arranging for `work`
 // (absl::Status(), called at most once on a pool thread) to run and its

@@ -196,6 +196,7 @@ void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   bytestream = cas::NewByteStreamService(bs_options);
   actioncache::ActionCacheServiceOptions ac_options;
   ac_options.cache = &action_cache;
+  ac_options.store = options.store;
   ac_options.pool = &pool;
   ac_options.read_only = options.read_only;
   ac_options.authorizer = options.authorizer;
