@@ -549,6 +549,10 @@ void Shim::Impl::Upload(const std::string& action_id, const Entry& entry,
     return;
   }
   stats_->upload_failures.fetch_add(1);
+  if (options_.verbose) {
+    std::fprintf(stderr, "cairn-gocacheprog: upload action=%s failed: %s\n",
+                 ShortHex(action_id).c_str(), s.ToString().c_str());
+  }
   if (s.code() == absl::StatusCode::kPermissionDenied &&
       !upload_denied_.exchange(true)) {
     std::fprintf(stderr,
@@ -601,10 +605,22 @@ void Shim::Impl::StoreManifest(absl::Time deadline) {
     if (ids.empty()) {
       return;
     }
-    blob = EncodeManifest(ids);
-    if (blob == fetched_manifest_) {
-      return;  // The same build again: nothing new to say.
+    // The same build again (in any order, or a part of it): the stored
+    // manifest already covers it.
+    bool covered = false;
+    if (absl::StatusOr<std::vector<std::string>> old =
+            DecodeManifest(fetched_manifest_);
+        old.ok()) {
+      absl::flat_hash_set<std::string> old_set(old->begin(), old->end());
+      covered = true;
+      for (const std::string& id : ids) {
+        covered = covered && old_set.contains(id);
+      }
     }
+    if (covered) {
+      return;
+    }
+    blob = EncodeManifest(ids);
   }
   if (!breaker_.Allow()) {
     return;

@@ -14,7 +14,8 @@
 //          (bounded queue; dropped, counted, when full). Never in read-only.
 //   close: waits for the answers owed, then for queued uploads up to
 //          `flush_timeout`, then (same deadline) stores the prefetch
-//          manifest if it changed, answers, and returns OK.
+//          manifest unless the fetched one already lists every ActionID of
+//          this run, answers, and returns OK.
 //
 // Prefetch (when `prefetch` and `prefetch_scope` is set and there is a
 // remote): Run() starts a background thread that fetches the manifest for the
