@@ -336,9 +336,11 @@ class DiskBlobStore final : public BlobStore {
     ItemKey key;
     int64_t stamp;
   };
-  // TouchItem() under mu_; appends the mtime refresh due, if any.
+  // TouchItem() under mu_; appends the mtime refresh due, if any. `now_ns`:
+  // the current time (read once per batch by callers looking up many).
   std::optional<int64_t> TouchLocked(const ItemKey& key, int64_t want_size,
                                      std::vector<Refresh>* refreshes,
+                                     int64_t now_ns,
                                      uint64_t* verified = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshMtimes(const std::vector<Refresh>& refreshes);
@@ -798,7 +800,7 @@ void DiskBlobStore::MarkVerified(const ItemKey& key, uint64_t fingerprint) {
 
 std::optional<int64_t> DiskBlobStore::TouchLocked(
     const ItemKey& key, int64_t want_size, std::vector<Refresh>* refreshes,
-    uint64_t* verified) {
+    int64_t now_ns, uint64_t* verified) {
   LruIndex::Item* item = index_.Find(key);
   if (item == nullptr || (want_size >= 0 && item->size != want_size)) {
     return std::nullopt;
@@ -807,7 +809,7 @@ std::optional<int64_t> DiskBlobStore::TouchLocked(
     *verified = item->verified;
   }
   index_.Touch(key);
-  if (absl::GetCurrentTimeNanos() - item->stamp >=
+  if (now_ns - item->stamp >=
       absl::ToInt64Nanoseconds(options_.touch_interval)) {
     item->stamp = NextStampLocked();
     refreshes->push_back(Refresh{key, item->stamp});
@@ -834,7 +836,8 @@ std::optional<int64_t> DiskBlobStore::TouchItem(const ItemKey& key,
   std::optional<int64_t> size;
   {
     absl::MutexLock lock(&mu_);
-    size = TouchLocked(key, want_size, &refreshes, verified);
+    size = TouchLocked(key, want_size, &refreshes, absl::GetCurrentTimeNanos(),
+                       verified);
   }
   RefreshMtimes(refreshes);
   return size;
@@ -953,9 +956,10 @@ std::vector<Digest> DiskBlobStore::FindMissing(
   std::vector<Refresh> refreshes;
   {
     absl::MutexLock lock(&mu_);  // Once for the whole batch.
+    const int64_t now = absl::GetCurrentTimeNanos();
     for (size_t i = 0; i < digests.size(); ++i) {
       if (!digests[i].IsEmpty() &&
-          !TouchLocked(keys[i], digests[i].size_bytes(), &refreshes)) {
+          !TouchLocked(keys[i], digests[i].size_bytes(), &refreshes, now)) {
         missing.push_back(digests[i]);
       }
     }
