@@ -1,7 +1,12 @@
 #include "server/metrics_interceptor.h"
 
+#include <atomic>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
@@ -55,37 +60,73 @@ struct Families {
   Counter* cas_miss;
 };
 
+constexpr int kCodes = 17;  // grpc::StatusCode OK .. UNAUTHENTICATED.
+
+// One method's metric children, resolved once per method (the label lookups
+// lock and compare strings) and shared by all of its calls.
+struct MethodMetrics {
+  MethodMetrics(const Families& f, absl::string_view full_method) {
+    absl::string_view m = full_method;
+    size_t slash = m.rfind('/');
+    absl::string_view svc = m.substr(0, slash == m.npos ? 0 : slash);
+    size_t dot = svc.rfind('.');
+    service = std::string(dot == svc.npos ? svc : svc.substr(dot + 1));
+    method = std::string(slash == m.npos ? m : m.substr(slash + 1));
+    if (method == "GetActionResult") kind = Kind::kGetActionResult;
+    if (method == "FindMissingBlobs") kind = Kind::kFindMissing;
+    if (method == "BatchReadBlobs") kind = Kind::kBatchRead;
+    if (service == "ByteStream" && method == "Read") kind = Kind::kRead;
+    // Only Cairn's own services are known to carry protobuf messages; others
+    // (the health check service) use raw byte buffers.
+    protobuf = service == "ContentAddressableStorage" ||
+               service == "ActionCache" || service == "Capabilities" ||
+               service == "ByteStream";
+    const std::vector<std::string> labels = {service, method};
+    in_flight = f.in_flight->WithLabels(labels);
+    bytes_in = f.bytes_in->WithLabels(labels);
+    bytes_out = f.bytes_out->WithLabels(labels);
+    latency = f.latency->WithLabels(labels);
+  }
+
+  // Returns the request counter for `code`, creating it on first use (so
+  // that /metrics lists only codes that occurred).
+  Counter* Requests(const Families& f, grpc::StatusCode code) {
+    int i = static_cast<int>(code);
+    if (i < 0 || i >= kCodes) {
+      i = static_cast<int>(grpc::StatusCode::UNKNOWN);
+    }
+    Counter* c = by_code[i].load(std::memory_order_acquire);
+    if (c == nullptr) {
+      c = f.requests->WithLabels({service, method, CodeName(code)});
+      by_code[i].store(c, std::memory_order_release);
+    }
+    return c;
+  }
+
+  std::string service;
+  std::string method;
+  Kind kind = Kind::kOther;
+  bool protobuf = false;
+  Gauge* in_flight;
+  Counter* bytes_in;
+  Counter* bytes_out;
+  Histogram* latency;
+  std::atomic<Counter*> by_code[kCodes] = {};
+};
+
 class MetricsInterceptor final : public grpc::experimental::Interceptor {
  public:
-  MetricsInterceptor(const Families* f, grpc::experimental::ServerRpcInfo* info)
-      : f_(f), start_(absl::Now()), access_(AccessLog()) {
+  MetricsInterceptor(const Families* f, MethodMetrics* m,
+                     grpc::experimental::ServerRpcInfo* info)
+      : f_(f), m_(m), start_(absl::Now()), access_(AccessLog()) {
     if (access_ != nullptr && info->server_context() != nullptr) {
       peer_ = info->server_context()->peer();
     }
-    const char* full_method = info->method();
-    absl::string_view m(full_method == nullptr ? "" : full_method);
-    size_t slash = m.rfind('/');
-    absl::string_view service = m.substr(0, slash == m.npos ? 0 : slash);
-    size_t dot = service.rfind('.');
-    service_ =
-        std::string(dot == service.npos ? service : service.substr(dot + 1));
-    method_ = std::string(slash == m.npos ? m : m.substr(slash + 1));
-    if (method_ == "GetActionResult") kind_ = Kind::kGetActionResult;
-    if (method_ == "FindMissingBlobs") kind_ = Kind::kFindMissing;
-    if (method_ == "BatchReadBlobs") kind_ = Kind::kBatchRead;
-    if (service_ == "ByteStream" && method_ == "Read") kind_ = Kind::kRead;
-    // Only Cairn's own services are known to carry protobuf messages; others
-    // (the health check service) use raw byte buffers.
-    protobuf_ = service_ == "ContentAddressableStorage" ||
-                service_ == "ActionCache" || service_ == "Capabilities" ||
-                service_ == "ByteStream";
-    labels_ = {service_, method_};
-    in_flight_ = f_->in_flight->WithLabels(labels_);
-    in_flight_->Add(1);
+    m_->in_flight->Add(1);
   }
 
   ~MetricsInterceptor() override {
-    in_flight_->Add(-1);
+    m_->in_flight->Add(-1);
     if (!finished_) {
       Finish(grpc::StatusCode::CANCELLED);
     }
@@ -109,40 +150,39 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
 
  private:
   void OnReceive(void* msg) {
-    if (msg == nullptr || !protobuf_) {
+    if (msg == nullptr || !m_->protobuf) {
       return;
     }
     const auto* m = static_cast<const google::protobuf::MessageLite*>(msg);
     auto n = static_cast<int64_t>(m->ByteSizeLong());
     bytes_in_ += n;
-    f_->bytes_in->WithLabels(labels_)->Increment(n);
-    if (kind_ == Kind::kFindMissing) {
+    m_->bytes_in->Increment(n);
+    if (m_->kind == Kind::kFindMissing) {
       requested_ += static_cast<const reapi::FindMissingBlobsRequest*>(msg)
                         ->blob_digests_size();
     }
   }
 
   void OnSend(InterceptorBatchMethods* methods) {
-    const void* msg = protobuf_ ? methods->GetSendMessage() : nullptr;
+    const void* msg = m_->protobuf ? methods->GetSendMessage() : nullptr;
     if (msg == nullptr) {
       grpc::ByteBuffer* buf = methods->GetSerializedSendMessage();
       if (buf != nullptr) {
         bytes_out_ += static_cast<int64_t>(buf->Length());
-        f_->bytes_out->WithLabels(labels_)->Increment(
-            static_cast<int64_t>(buf->Length()));
+        m_->bytes_out->Increment(static_cast<int64_t>(buf->Length()));
       }
       return;
     }
     const auto* m = static_cast<const google::protobuf::MessageLite*>(msg);
     auto n = static_cast<int64_t>(m->ByteSizeLong());
     bytes_out_ += n;
-    f_->bytes_out->WithLabels(labels_)->Increment(n);
-    if (kind_ == Kind::kFindMissing) {
+    m_->bytes_out->Increment(n);
+    if (m_->kind == Kind::kFindMissing) {
       int missing = static_cast<const reapi::FindMissingBlobsResponse*>(msg)
                         ->missing_blob_digests_size();
       f_->cas_miss->Increment(missing);
       f_->cas_hit->Increment(requested_ > missing ? requested_ - missing : 0);
-    } else if (kind_ == Kind::kBatchRead) {
+    } else if (m_->kind == Kind::kBatchRead) {
       for (const auto& r :
            static_cast<const reapi::BatchReadBlobsResponse*>(msg)
                ->responses()) {
@@ -153,35 +193,30 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
 
   void Finish(grpc::StatusCode code) {
     finished_ = true;
-    f_->requests->WithLabels({service_, method_, CodeName(code)})->Increment();
+    m_->Requests(*f_, code)->Increment();
     double seconds = absl::ToDoubleSeconds(absl::Now() - start_);
-    f_->latency->WithLabels(labels_)->Observe(seconds);
+    m_->latency->Observe(seconds);
     if (access_ != nullptr) {
       access_->info("method={}/{} code={} ms={:.3f} in={} out={} peer={}",
-                    service_, method_, CodeName(code), seconds * 1e3, bytes_in_,
-                    bytes_out_, peer_);
+                    m_->service, m_->method, CodeName(code), seconds * 1e3,
+                    bytes_in_, bytes_out_, peer_);
     }
     bool hit = code == grpc::StatusCode::OK;
     bool miss = code == grpc::StatusCode::NOT_FOUND;
-    if (kind_ == Kind::kGetActionResult && (hit || miss)) {
+    if (m_->kind == Kind::kGetActionResult && (hit || miss)) {
       (hit ? f_->ac_hit : f_->ac_miss)->Increment();
-    } else if (kind_ == Kind::kRead && (hit || miss)) {
+    } else if (m_->kind == Kind::kRead && (hit || miss)) {
       (hit ? f_->cas_hit : f_->cas_miss)->Increment();
     }
   }
 
   const Families* const f_;
+  MethodMetrics* const m_;  // Owned by the factory.
   const absl::Time start_;
   const std::shared_ptr<spdlog::logger> access_;  // Null when off.
   std::string peer_;
   int64_t bytes_in_ = 0;
   int64_t bytes_out_ = 0;
-  std::string service_;
-  std::string method_;
-  std::vector<std::string> labels_;
-  Kind kind_ = Kind::kOther;
-  bool protobuf_ = false;
-  Gauge* in_flight_;
   int requested_ = 0;
   bool finished_ = false;
 };
@@ -218,11 +253,28 @@ class Factory final
 
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new MetricsInterceptor(&f_, info);
+    const char* full_method = info->method();
+    return new MetricsInterceptor(
+        &f_, ForMethod(full_method == nullptr ? "" : full_method), info);
   }
 
  private:
+  MethodMetrics* ForMethod(absl::string_view full_method) {
+    absl::MutexLock lock(&mu_);
+    auto it = methods_.find(full_method);
+    if (it == methods_.end()) {
+      it = methods_
+               .emplace(std::string(full_method),
+                        std::make_unique<MethodMetrics>(f_, full_method))
+               .first;
+    }
+    return it->second.get();
+  }
+
   Families f_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<MethodMetrics>> methods_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
