@@ -107,33 +107,38 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b-a}'; }
 
 report() {  # report LABEL LOG SECONDS
-  printf 'MEASURE %-13s %-28s wall=%6ss gets=%s local_hits=%s remote_hits=%s misses=%s puts=%s uploads=%s bytes_down=%s bytes_up=%s remote_wait=%ss compiles=%s\n' \
+  printf 'MEASURE %-13s %-28s wall=%6ss gets=%s local_hits=%s remote_hits=%s misses=%s puts=%s uploads=%s bytes_down=%s bytes_up=%s remote_wait=%ss prefetch_hits=%s compiles=%s\n' \
     "$kind" "$1" "$3" "$(stat_of "$2" gets)" "$(stat_of "$2" local_hits)" \
     "$(stat_of "$2" remote_hits)" "$(stat_of "$2" misses)" "$(stat_of "$2" puts)" \
     "$(stat_of "$2" uploads)" "$(stat_of "$2" bytes_down)" "$(stat_of "$2" bytes_up)" \
-    "$(stat_of "$2" remote_wait)" "$(compiles "$2")"
+    "$(stat_of "$2" remote_wait)" "$(stat_of "$2" prefetch_hits)" "$(compiles "$2")"
 }
 
 echo "== $kind: cold build on machine A"
 start_server main
 A=$(machine A)
 t=$(now)
-run_go "$A" "$work/a.log" "--remote=$remote" build -x -o out/hello ./cmd/cairnhello ||
+# Machines A and B check out into different directories: one explicit
+# prefetch scope makes them "the same build" (README, Prefetch).
+scope="--prefetch_scope=integration-cairnhello"
+run_go "$A" "$work/a.log" "--remote=$remote $scope" build -x -o out/hello ./cmd/cairnhello ||
   fail "cold build failed: $(tail -20 "$work/a.log")"
 report "A cold build" "$work/a.log" "$(elapsed "$t")"
 [ "$(stat_of "$work/a.log" uploads)" -gt 0 ] || fail "machine A uploaded nothing"
+[ "$(stat_of "$work/a.log" manifests_stored)" -eq 1 ] || fail "machine A stored no prefetch manifest"
 run_go "$A" "$work/a-test.log" "--remote=$remote" test ./... >"$work/a-test.out" ||
   fail "go test on A failed: $(cat "$work/a-test.out") $(tail "$work/a-test.log")"
 
 echo "== $kind: fresh machine B (other path, empty GOCACHE and shim dir)"
 B=$(machine B)
 t=$(now)
-run_go "$B" "$work/b.log" "--remote=$remote" build -x -o out/hello ./cmd/cairnhello ||
+run_go "$B" "$work/b.log" "--remote=$remote $scope" build -x -o out/hello ./cmd/cairnhello ||
   fail "build on B failed: $(tail -20 "$work/b.log")"
 report "B warm remote, cold local" "$work/b.log" "$(elapsed "$t")"
 [ "$(compiles "$work/b.log")" -eq 0 ] ||
   fail "fresh machine ran $(compiles "$work/b.log") compile actions, want 0"
 cmp "$A/src/out/hello" "$B/src/out/hello" || fail "binaries differ between machines"
+[ "$(stat_of "$work/b.log" prefetch_hits)" -gt 0 ] || fail "fresh machine had no prefetch hits"
 run_go "$B" "$work/b-test.log" "--remote=$remote" test ./... >"$work/b-test.out" ||
   fail "go test on B failed: $(cat "$work/b-test.out")"
 cat "$work/b-test.out"
