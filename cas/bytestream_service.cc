@@ -1,10 +1,11 @@
 // ByteStream adapter. Each call is a reactor that owns its BlobReader or
-// BlobWriter. A Read reactor has at most one pool task or one gRPC operation
-// outstanding at any time, so its state needs no lock; a Write reactor
-// receives the next message while the pool appends the previous one (see
-// WriteReactor). Interrupted uploads
-// are parked in UploadRegistry keyed by the canonical upload name
-// ({instance}/uploads/{uuid}/blobs/{hash}/{size}, metadata dropped).
+// BlobWriter. Both pipeline disk and network: a Read reactor reads the next
+// chunk on the pool while gRPC sends the previous one, a Write reactor
+// receives the next message while the pool appends the previous one, each
+// with two buffers and a small lock-protected state (see the classes).
+// Interrupted uploads are parked in UploadRegistry keyed by the canonical
+// upload name ({instance}/uploads/{uuid}/blobs/{hash}/{size}, metadata
+// dropped).
 #include "cas/bytestream_service.h"
 
 #include <algorithm>
@@ -163,6 +164,12 @@ class UploadRegistry {
 };
 
 // Streams one Read call. Owned by gRPC; deletes itself in OnDone().
+//
+// Pipelined: while gRPC sends chunk N, a pool task ("the producer") reads
+// chunk N+1 from the store into the other of two response slots, so disk and
+// network overlap; at most two chunks are held per call. The call is
+// finished by whichever side acts last: the producer when no write is
+// outstanding, else OnWriteDone() once the producer has stopped.
 class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
  public:
   ReadReactor(const ByteStreamServiceOptions& options,
@@ -173,20 +180,55 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
       Finish(ToGrpcStatus(status));
       return;
     }
-    Schedule([this] { Open(); });
+    producing_ = true;
+    ScheduleProducer();
   }
 
   void OnWriteDone(bool ok) override {
+    int send = -1;
+    bool produce = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (writing_ >= 0 && slots_[writing_].last) {
+        return;  // StartWriteAndFinish() ended the call.
+      }
+      writing_ = -1;
+      if (!ok) {
+        if (producing_) {
+          cancelled_ = true;  // The producer finishes the call.
+          return;
+        }
+      } else if (ready_ >= 0) {
+        send = ready_;
+        ready_ = -1;
+        writing_ = send;
+        if (!slots_[send].last && !producing_) {
+          producing_ = true;
+          produce = true;
+        }
+      } else {
+        return;  // The producer is filling the next chunk; it sends it.
+      }
+    }
     if (!ok) {
       Finish(ToGrpcStatus(absl::CancelledError("Read: client went away")));
       return;
     }
-    Schedule([this] { SendChunk(); });
+    if (produce) {
+      ScheduleProducer();  // Before Send(): a last chunk may end the call.
+    }
+    Send(send);
   }
 
   void OnDone() override { delete this; }
 
  private:
+  struct Slot {
+    bs::ReadResponse response;
+    bool last = false;    // The call ends with this slot.
+    absl::Status status;  // For the last slot: how the call ends.
+  };
+
   absl::Status Validate(const bs::ReadRequest& request) {
     absl::StatusOr<ResourceName> name =
         ParseReadResourceName(request.resource_name());
@@ -218,29 +260,104 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
     return absl::OkStatus();
   }
 
-  template <typename Fn>
-  void Schedule(Fn fn) {
-    absl::Status status = options_.pool->Schedule("Read", std::move(fn));
-    if (!status.ok()) {
+  // Starts the producer (producing_ is already set). When the pool refuses,
+  // the call ends with that status once no write is outstanding.
+  void ScheduleProducer() {
+    absl::Status status = options_.pool->Schedule("Read", [this] { Produce(); });
+    if (status.ok()) {
+      return;
+    }
+    bool finish_now;
+    {
+      absl::MutexLock lock(&mu_);
+      producing_ = false;
+      finish_now = writing_ < 0;
+      if (!finish_now) {
+        // Ends the call after the outstanding write.
+        int free = 1 - writing_;
+        slots_[free].response.Clear();
+        slots_[free].last = true;
+        slots_[free].status = status;
+        ready_ = free;
+      }
+    }
+    if (finish_now) {
       Finish(ToGrpcStatus(status));
     }
   }
 
-  void Open() {
-    absl::StatusOr<std::unique_ptr<BlobReader>> reader =
-        options_.store->OpenRead(digest_, offset_);
-    if (!reader.ok()) {
-      Finish(ToGrpcStatus(reader.status()));
-      return;
+  // Starts sending slots_[i] (writing_ == i), ending the call after it when
+  // it is the last.
+  void Send(int i) {
+    Slot& slot = slots_[i];
+    if (!slot.last) {
+      StartWrite(&slot.response);
+    } else if (!slot.status.ok() || slot.response.data().empty()) {
+      Finish(ToGrpcStatus(slot.status));
+    } else {
+      StartWriteAndFinish(&slot.response, grpc::WriteOptions(),
+                          ToGrpcStatus(absl::OkStatus()));
     }
-    reader_ = *std::move(reader);
-    SendChunk();
   }
 
-  // Runs on the pool: reads (and compresses) the next chunk and writes it,
-  // or finishes. The end of the blob is verified before its last chunk.
-  void SendChunk() {
-    std::string* out = response_.mutable_data();
+  // Runs on the pool: fills free slots until the last one is filled or both
+  // are in use, sending each at once when no write is outstanding.
+  void Produce() {
+    for (;;) {
+      int free;
+      {
+        absl::MutexLock lock(&mu_);
+        free = writing_ == 0 ? 1 : 0;
+      }
+      // slots_[free] is neither being written nor ready: this task owns it.
+      Fill(&slots_[free]);
+      bool send = false;
+      absl::Status cancelled;
+      {
+        absl::MutexLock lock(&mu_);
+        if (cancelled_) {
+          producing_ = false;
+          cancelled = absl::CancelledError("Read: client went away");
+        } else if (writing_ < 0) {
+          writing_ = free;
+          send = true;
+        } else {
+          ready_ = free;
+        }
+        if (cancelled.ok() && (slots_[free].last || !send)) {
+          producing_ = false;  // Done, or both slots in use.
+        }
+      }
+      if (!cancelled.ok()) {
+        Finish(ToGrpcStatus(cancelled));
+        return;
+      }
+      if (!send) {
+        return;  // OnWriteDone() sends it and restarts the producer.
+      }
+      const bool last = slots_[free].last;
+      Send(free);
+      if (last) {
+        return;  // The call is over; `this` may be gone.
+      }
+    }
+  }
+
+  // Reads (and compresses) the next chunk into `slot`. The end of the blob
+  // is verified before its last chunk.
+  void Fill(Slot* slot) {
+    if (reader_ == nullptr) {
+      absl::StatusOr<std::unique_ptr<BlobReader>> reader =
+          options_.store->OpenRead(digest_, offset_);
+      if (!reader.ok()) {
+        slot->response.Clear();
+        slot->last = true;
+        slot->status = reader.status();
+        return;
+      }
+      reader_ = *std::move(reader);
+    }
+    std::string* out = slot->response.mutable_data();
     out->clear();
     for (;;) {
       const size_t want = static_cast<size_t>(
@@ -255,27 +372,15 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
       if (status.ok() && compressor_ != nullptr) {
         status = compressor_->Compress(raw_, last, out);
       }
-      if (!status.ok()) {
-        Finish(ToGrpcStatus(status));
+      if (!status.ok() || last) {
+        slot->last = true;
+        slot->status = status;
         return;
       }
-      if (!last && !out->empty()) {
-        StartWrite(&response_);
+      if (!out->empty()) {
+        slot->last = false;
         return;
       }
-      if (last) {
-        FinishWith(out->empty());
-        return;
-      }
-    }
-  }
-
-  void FinishWith(bool nothing_left) {
-    if (nothing_left) {
-      Finish(ToGrpcStatus(absl::OkStatus()));
-    } else {
-      StartWriteAndFinish(&response_, grpc::WriteOptions(),
-                          ToGrpcStatus(absl::OkStatus()));
     }
   }
 
@@ -316,10 +421,18 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
   int64_t offset_;
   int64_t remaining_ = 0;
   bool to_end_ = true;
+
+  absl::Mutex mu_;
+  Slot slots_[2];
+  int writing_ ABSL_GUARDED_BY(mu_) = -1;  // Slot gRPC is sending, or -1.
+  int ready_ ABSL_GUARDED_BY(mu_) = -1;    // Filled slot waiting, or -1.
+  bool producing_ ABSL_GUARDED_BY(mu_) = false;  // A Produce() task is live.
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;  // A write failed.
+
+  // Producer state: used by one Produce() at a time.
   std::unique_ptr<BlobReader> reader_;
   std::unique_ptr<ZstdCompressor> compressor_;  // Set for compressed-blobs.
   std::string raw_;  // Uncompressed chunk when compressing.
-  bs::ReadResponse response_;
 };
 
 // Receives one Write call. Owned by gRPC; deletes itself in OnDone().
