@@ -87,6 +87,9 @@ void RegisterGauges(Registry* r, cas::BlobStore* store, IoPool* pool) {
   r->NewCallbackCounter("cairn_store_corruptions_total",
                         "Stored items found corrupt, removed, never served.",
                         stat(&cas::StoreStats::corruptions));
+  r->NewCallbackCounter("cairn_store_read_hashes_total",
+                        "Reads that hashed a whole stored item to verify it.",
+                        stat(&cas::StoreStats::read_hashes));
   r->NewCallbackGauge("cairn_io_queue_depth",
                       "Tasks waiting for an I/O thread.",
                       [pool] { return static_cast<double>(pool->Queued()); });

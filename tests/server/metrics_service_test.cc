@@ -130,6 +130,8 @@ TEST_F(MetricsServiceTest, CountsCallsCodesCacheHitsAndStore) {
   EXPECT_EQ(Value(text, "cairn_io_queue_depth"), 0);
   EXPECT_TRUE(
       absl::StrContains(text, "# TYPE cairn_store_evictions_total counter"));
+  EXPECT_TRUE(
+      absl::StrContains(text, "# TYPE cairn_store_read_hashes_total counter"));
 }
 
 TEST_F(MetricsServiceTest, ByteStreamReadsCountAsCasHitsAndMisses) {
