@@ -3,7 +3,9 @@
 #include <grpcpp/client_context.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -156,10 +158,19 @@ TEST_F(MetricsServiceTest, ByteStreamReadsCountAsCasHitsAndMisses) {
   EXPECT_EQ(
       Value(text, "cairn_cache_requests_total{cache=\"cas\",result=\"miss\"}"),
       1);
-  EXPECT_EQ(
-      Value(text,
-            "cairn_grpc_in_flight{service=\"ByteStream\",method=\"Read\"}"),
-      0);
+  // The server counts a call out when gRPC reports it done on the server
+  // side, which may come just after the client has seen its status: wait
+  // (bounded) for the gauge to return to 0.
+  const std::string in_flight =
+      "cairn_grpc_in_flight{service=\"ByteStream\",method=\"Read\"}";
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (Value(text, in_flight) != 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    text = Scrape();
+  }
+  EXPECT_EQ(Value(text, in_flight), 0) << text;
 }
 
 }  // namespace
