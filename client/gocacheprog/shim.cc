@@ -206,12 +206,7 @@ class Shim::Impl {
         prefetch_pool_(prefetch_enabled_ ? options_.prefetch_threads : 0,
                        2 * static_cast<size_t>(options_.prefetch_threads)),
         pool_(options_.workers, options_.max_pending_requests) {}
-  ~Impl() {
-    prefetch_stop_.store(true);
-    if (prefetcher_.joinable()) {
-      prefetcher_.join();
-    }
-  }
+  ~Impl() { StopPrefetch(); }
 
   absl::Status Run(int in_fd, int out_fd);
 
@@ -236,6 +231,10 @@ class Shim::Impl {
   // Stores this run's manifest unless it equals the fetched one.
   void StoreManifest(absl::Time deadline);
 
+  // Stops the prefetch and waits until neither its thread nor its tasks use
+  // the remote any more (at most the remote's own call deadlines). After it,
+  // fetched_manifest_ holds the manifest if the prefetch read one.
+  void StopPrefetch();
   // Prefetch thread: reads the manifest, queues one task per ActionID.
   void Prefetch();
   void PrefetchOne(const std::string& action_id);
@@ -318,6 +317,8 @@ absl::Status Shim::Impl::Run(int in_fd, int out_fd) {
   if (prefetch_enabled_) {
     prefetcher_ = std::thread([this] { Prefetch(); });
   }
+  // The remote must not be used after Run returns.
+  absl::Cleanup stop_prefetch = [this] { StopPrefetch(); };
   LineReader reader(in_fd);
   std::string line;
   for (;;) {
@@ -566,7 +567,7 @@ void Shim::Impl::Upload(const std::string& action_id, const Entry& entry,
 
 void Shim::Impl::Close(const Request& req) {
   pool_.WaitIdle(absl::InfiniteFuture());
-  prefetch_stop_.store(true);  // Nothing more will be asked for.
+  StopPrefetch();  // Nothing more will be asked for.
   const absl::Time start = absl::Now();
   const absl::Time deadline = start + options_.flush_timeout;
   size_t owed = uploads_.WaitIdle(deadline);
@@ -668,6 +669,14 @@ void Shim::Impl::EndFlight(const std::string& action_id) {
 bool Shim::Impl::TakePrefetched(const std::string& action_id) {
   absl::MutexLock lock(&flight_mu_);
   return prefetched_.erase(action_id) > 0;
+}
+
+void Shim::Impl::StopPrefetch() {
+  prefetch_stop_.store(true);
+  if (prefetcher_.joinable()) {
+    prefetcher_.join();
+  }
+  prefetch_pool_.WaitIdle(absl::InfiniteFuture());
 }
 
 void Shim::Impl::Prefetch() {
