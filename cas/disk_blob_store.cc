@@ -945,13 +945,21 @@ absl::Status DiskBlobStore::StoreWhole(
   return CommitTemp(key, **temp, size, size, replace);
 }
 
-std::vector<Digest> DiskBlobStore::FindMissing(
-    absl::Span<const Digest> digests) {
+namespace {
+// The index keys of `digests`, in order (FindMissing and TryFindMissing).
+std::vector<ItemKey> CasKeys(absl::Span<const Digest> digests) {
   std::vector<ItemKey> keys;
   keys.reserve(digests.size());
   for (const Digest& d : digests) {
     keys.push_back(CasKey(d));
   }
+  return keys;
+}
+}  // namespace
+
+std::vector<Digest> DiskBlobStore::FindMissing(
+    absl::Span<const Digest> digests) {
+  const std::vector<ItemKey> keys = CasKeys(digests);
   std::vector<Digest> missing;
   std::vector<Refresh> refreshes;
   {
@@ -970,11 +978,7 @@ std::vector<Digest> DiskBlobStore::FindMissing(
 
 std::optional<std::vector<Digest>> DiskBlobStore::TryFindMissing(
     absl::Span<const Digest> digests) {
-  std::vector<ItemKey> keys;
-  keys.reserve(digests.size());
-  for (const Digest& d : digests) {
-    keys.push_back(CasKey(d));
-  }
+  const std::vector<ItemKey> keys = CasKeys(digests);
   std::vector<Digest> missing;
   const int64_t now = absl::GetCurrentTimeNanos();
   const int64_t interval = absl::ToInt64Nanoseconds(options_.touch_interval);
