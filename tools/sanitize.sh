@@ -34,6 +34,8 @@ if [ ${#kinds[@]} -eq 0 ]; then
   kinds=(address thread)
 fi
 tools/install-deps.sh --fuzz
+# ccache keys on paths relative to the checkout (as in tools/build.sh).
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
@@ -42,15 +44,22 @@ export LSAN_OPTIONS="suppressions=$PWD/tools/lsan.supp:print_suppressions=0"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tools/tsan.supp"
 export CAIRN_SOAK_SECONDS="${CAIRN_SOAK_SECONDS:-20}"
 
+# wipe_if_other_compiler <dir> <cxx>: removes <dir> when it was configured
+# with another compiler (CMake cannot switch compilers in place).
+wipe_if_other_compiler() {
+  local dir=$1 cxx=$2
+  if [ -f "$dir/CMakeCache.txt" ] &&
+     ! grep -q "^CMAKE_CXX_COMPILER:[A-Z]*=.*/$cxx\$" "$dir/CMakeCache.txt"; then
+    rm -rf "$dir"
+  fi
+}
+
 # configure <dir> <cc> <cxx> <cmake args...>: (re)configures <dir>, starting
 # afresh when it was configured with another compiler.
 configure() {
   local dir=$1 cc=$2 cxx=$3
   shift 3
-  if [ -f "$dir/CMakeCache.txt" ] &&
-     ! grep -q "^CMAKE_CXX_COMPILER:[A-Z]*=.*/$cxx\$" "$dir/CMakeCache.txt"; then
-    rm -rf "$dir"
-  fi
+  wipe_if_other_compiler "$dir" "$cxx"
   CC=$cc CXX=$cxx cmake -S . -B "$dir" -G Ninja \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAIRN_BENCH=OFF "$@" >/dev/null
 }
@@ -67,6 +76,8 @@ for kind in "${kinds[@]}"; do
     thread)
       dir=build-tsan
       # Makes absl::Mutex ordering visible to TSan (see the file's comment).
+      # Wiped first: configure would otherwise remove the object built here.
+      wipe_if_other_compiler "$dir" g++
       mkdir -p "$dir"
       g++ -std=c++20 -fsanitize=thread -fPIC -O1 -g -I. \
         -c tools/tsan_absl_shim.cc -o "$dir/tsan_absl_shim.o"

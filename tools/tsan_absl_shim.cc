@@ -8,6 +8,14 @@
 // tells TSan about the happens-before edge with __tsan_acquire/__tsan_release
 // on the object's address. Races between accesses that no lock orders are
 // still reported.
+//
+// Conditions need one more step: Abseil evaluates a Condition inside
+// libabsl_synchronization while it holds the mutex internally (in Await,
+// LockWhen and in the Unlock of another thread that checks waiters), between
+// the release and acquire this file announces. So every Condition passed on
+// is wrapped: each evaluation is bracketed by acquire and release on the
+// mutex, which orders the condition's reads after the last writer's Unlock
+// and before the next Lock.
 #include <dlfcn.h>
 
 #include <cstdio>
@@ -38,6 +46,31 @@ void Acquire(const void* p) { __tsan_acquire(const_cast<void*>(p)); }
 void Release(const void* p) { __tsan_release(const_cast<void*>(p)); }
 
 #define CAIRN_MUTEX_SYM(name) "_ZN4absl7debian35Mutex" name
+
+// A Condition evaluated as if under `mu` for TSan. Lives on the stack of the
+// waiting call, which outlives every evaluation Abseil makes of it.
+class TsanCondition {
+ public:
+  TsanCondition(const absl::Condition& cond, const absl::Mutex* mu)
+      : cond_(&cond), mu_(mu), wrapped_(&TsanCondition::Eval, this) {}
+  const absl::Condition& get() const { return wrapped_; }
+
+ private:
+  static bool Eval(TsanCondition* self) {
+    // Looked up like the rest, so that a binary without Abseil (CMake's
+    // compiler check) still links this file.
+    static auto real_eval = Real<bool (*)(const absl::Condition*)>(
+        "_ZNK4absl7debian39Condition4EvalEv");
+    Acquire(self->mu_);
+    bool result = real_eval(self->cond_);
+    Release(self->mu_);
+    return result;
+  }
+
+  const absl::Condition* cond_;
+  const absl::Mutex* mu_;
+  absl::Condition wrapped_;
+};
 
 }  // namespace
 
@@ -91,22 +124,49 @@ void Mutex::ReaderUnlock() {
 void Mutex::LockWhen(const Condition& cond) {
   static auto real = Real<void (*)(Mutex*, const Condition&)>(
       CAIRN_MUTEX_SYM("8LockWhenERKNS0_9ConditionE"));
-  real(this, cond);
+  real(this, TsanCondition(cond, this).get());
   Acquire(this);
 }
 
 void Mutex::ReaderLockWhen(const Condition& cond) {
   static auto real = Real<void (*)(Mutex*, const Condition&)>(
       CAIRN_MUTEX_SYM("14ReaderLockWhenERKNS0_9ConditionE"));
-  real(this, cond);
+  real(this, TsanCondition(cond, this).get());
   Acquire(this);
 }
 
 bool Mutex::LockWhenWithTimeout(const Condition& cond, absl::Duration timeout) {
   static auto real = Real<bool (*)(Mutex*, const Condition&, absl::Duration)>(
       CAIRN_MUTEX_SYM("19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE"));
-  bool result = real(this, cond, timeout);
+  bool result = real(this, TsanCondition(cond, this).get(), timeout);
   Acquire(this);  // Held on return either way.
+  return result;
+}
+
+bool Mutex::LockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
+  static auto real = Real<bool (*)(Mutex*, const Condition&, absl::Time)>(
+      CAIRN_MUTEX_SYM("20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE"));
+  bool result = real(this, TsanCondition(cond, this).get(), deadline);
+  Acquire(this);  // Held on return either way.
+  return result;
+}
+
+bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond,
+                                      absl::Duration timeout) {
+  static auto real = Real<bool (*)(Mutex*, const Condition&, absl::Duration)>(
+      CAIRN_MUTEX_SYM(
+          "25ReaderLockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE"));
+  bool result = real(this, TsanCondition(cond, this).get(), timeout);
+  Acquire(this);
+  return result;
+}
+
+bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond,
+                                       absl::Time deadline) {
+  static auto real = Real<bool (*)(Mutex*, const Condition&, absl::Time)>(
+      CAIRN_MUTEX_SYM("26ReaderLockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE"));
+  bool result = real(this, TsanCondition(cond, this).get(), deadline);
+  Acquire(this);
   return result;
 }
 
@@ -114,7 +174,7 @@ void Mutex::Await(const Condition& cond) {
   static auto real = Real<void (*)(Mutex*, const Condition&)>(
       CAIRN_MUTEX_SYM("5AwaitERKNS0_9ConditionE"));
   Release(this);
-  real(this, cond);
+  real(this, TsanCondition(cond, this).get());
   Acquire(this);
 }
 
@@ -122,7 +182,7 @@ bool Mutex::AwaitWithTimeout(const Condition& cond, absl::Duration timeout) {
   static auto real = Real<bool (*)(Mutex*, const Condition&, absl::Duration)>(
       CAIRN_MUTEX_SYM("16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE"));
   Release(this);
-  bool result = real(this, cond, timeout);
+  bool result = real(this, TsanCondition(cond, this).get(), timeout);
   Acquire(this);
   return result;
 }
@@ -131,7 +191,7 @@ bool Mutex::AwaitWithDeadline(const Condition& cond, absl::Time deadline) {
   static auto real = Real<bool (*)(Mutex*, const Condition&, absl::Time)>(
       CAIRN_MUTEX_SYM("17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE"));
   Release(this);
-  bool result = real(this, cond, deadline);
+  bool result = real(this, TsanCondition(cond, this).get(), deadline);
   Acquire(this);
   return result;
 }
@@ -149,6 +209,15 @@ bool CondVar::WaitWithTimeout(Mutex* mu, absl::Duration timeout) {
       "_ZN4absl7debian37CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE");
   Release(mu);
   bool result = real(this, mu, timeout);
+  Acquire(mu);
+  return result;
+}
+
+bool CondVar::WaitWithDeadline(Mutex* mu, absl::Time deadline) {
+  static auto real = Real<bool (*)(CondVar*, Mutex*, absl::Time)>(
+      "_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE");
+  Release(mu);
+  bool result = real(this, mu, deadline);
   Acquire(mu);
   return result;
 }
@@ -173,6 +242,17 @@ bool Notification::WaitForNotificationWithTimeout(
       "_ZNK4absl7debian312Notification30WaitForNotificationWithTimeoutENS0_"
       "8DurationE");
   bool result = real(this, timeout);
+  if (result) {
+    Acquire(this);
+  }
+  return result;
+}
+
+bool Notification::WaitForNotificationWithDeadline(absl::Time deadline) const {
+  static auto real = Real<bool (*)(const Notification*, absl::Time)>(
+      "_ZNK4absl7debian312Notification31WaitForNotificationWithDeadlineENS0_"
+      "4TimeE");
+  bool result = real(this, deadline);
   if (result) {
     Acquire(this);
   }
