@@ -344,6 +344,53 @@ absl::StatusOr<ActionResult> ActionCache::Get(
   return result;
 }
 
+std::optional<absl::StatusOr<ActionResult>> ActionCache::TryGet(
+    absl::string_view instance_name, const cas::Digest& action_digest,
+    const InlineRequest& inline_request) {
+  const std::string key = ActionCacheKey(instance_name, action_digest);
+  auto not_found = [&] {
+    return NotFoundResult(
+        action_digest,
+        absl::StrCat("not found in instance \"", instance_name, "\""));
+  };
+  if (inline_request.stdout_raw || inline_request.stderr_raw ||
+      !inline_request.output_files.empty()) {
+    // Inlining reads blobs: only a miss is answered here.
+    if (store_->TryHasEntry(key) == false) {
+      return not_found();
+    }
+    return std::nullopt;
+  }
+  std::optional<absl::StatusOr<std::string>> value = store_->TryGetEntry(key);
+  if (!value.has_value()) {
+    return std::nullopt;
+  }
+  if (absl::IsNotFound(value->status()) || absl::IsDataLoss(value->status())) {
+    return not_found();
+  }
+  if (!value->ok()) {
+    return value->status();
+  }
+  ActionResult result;
+  if (!result.ParseFromString(**value) || !ValidateActionResult(result).ok()) {
+    return NotFoundResult(action_digest, "stored entry does not parse");
+  }
+  if (result.output_directories_size() > 0) {
+    return std::nullopt;  // CheckComplete() reads the trees.
+  }
+  std::optional<std::vector<cas::Digest>> missing =
+      store_->TryFindMissing(DirectReferences(result));
+  if (!missing.has_value()) {
+    return std::nullopt;
+  }
+  if (!missing->empty()) {
+    return NotFoundResult(action_digest,
+                          absl::StrCat("output ", (*missing)[0].ToString(),
+                                       " is gone from the cas"));
+  }
+  return result;
+}
+
 absl::StatusOr<ActionResult> ActionCache::Update(
     absl::string_view instance_name, const cas::Digest& action_digest,
     const ActionResult& result) {

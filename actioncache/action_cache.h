@@ -12,6 +12,7 @@
 #define CAIRN_ACTIONCACHE_ACTION_CACHE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,16 @@ class ActionCache {
   absl::StatusOr<ActionResult> Get(absl::string_view instance_name,
                                    const cas::Digest& action_digest,
                                    const InlineRequest& inline_request);
+
+  // Get() from memory alone, for threads that must not block: answers as
+  // Get() would, or returns std::nullopt when that needs I/O (the entry's
+  // bytes are not in memory, a referenced blob's access time is due for a
+  // refresh, the result has output directories whose trees must be read, or
+  // contents are to be inlined); the caller then uses Get() on a thread that
+  // may block. Never does I/O and never waits on a lock held across I/O.
+  std::optional<absl::StatusOr<ActionResult>> TryGet(
+      absl::string_view instance_name, const cas::Digest& action_digest,
+      const InlineRequest& inline_request);
 
   // Validates and stores `result`. Inlined contents (stdout_raw, stderr_raw,
   // OutputFile.contents) are moved into the CAS and replaced by digests.

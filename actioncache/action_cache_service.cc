@@ -1,5 +1,6 @@
 #include "actioncache/action_cache_service.h"
 
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -33,20 +34,23 @@ class ActionCacheService final : public v2::ActionCache::CallbackService {
     if (status.ok()) {
       status = action.status();
     }
-    if (status.ok() && options_.store != nullptr &&
-        options_.store->TryHasEntry(ActionCacheKey(request->instance_name(),
-                                                   *action)) == false) {
-      return server::FinishUnaryNow(
-          context, absl::NotFoundError(absl::StrCat(
-                       "action result ", action->ToString(), ": not found in instance \"",
-                       request->instance_name(), "\"")));
-    }
     InlineRequest inline_request;
     inline_request.stdout_raw = request->inline_stdout();
     inline_request.stderr_raw = request->inline_stderr();
     inline_request.output_files.assign(request->inline_output_files().begin(),
                                        request->inline_output_files().end());
     inline_request.max_inline_bytes = options_.max_inline_bytes;
+    if (status.ok() && options_.store != nullptr) {
+      std::optional<absl::StatusOr<ActionResult>> result =
+          options_.cache->TryGet(request->instance_name(), *action,
+                                 inline_request);
+      if (result.has_value()) {  // Answered from memory.
+        if (result->ok()) {
+          *response = **std::move(result);
+        }
+        return server::FinishUnaryNow(context, result->status());
+      }
+    }
     return FinishUnaryOnPool(
         context, options_.pool, "GetActionResult", status,
         [this, request, response, action = std::move(action),

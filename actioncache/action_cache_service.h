@@ -8,8 +8,8 @@
 //                       RESOURCE_EXHAUSTED when the store is full.
 //
 // instance_name and digest_function are checked first (INVALID_ARGUMENT).
-// Results are kept per instance. Storage work runs on the IoPool; a miss the
-// store can tell from memory is answered on the gRPC thread.
+// Results are kept per instance. Storage work runs on the IoPool; a hit or a
+// miss the store can tell from memory is answered on the gRPC thread.
 //
 // Thread safety: safe for concurrent calls.
 #ifndef CAIRN_ACTIONCACHE_ACTION_CACHE_SERVICE_H_
@@ -27,9 +27,10 @@ namespace cairn::actioncache {
 
 struct ActionCacheServiceOptions {
   ActionCache* cache = nullptr;    // Not owned; must outlive the service.
-  // The store behind `cache`, asked (BlobStore::TryHasEntry) whether a result
-  // is absent so that a miss is answered without a pool hop; null always
-  // uses the pool. Not owned; must outlive the service.
+  // The store behind `cache`. When set, GetActionResult is answered on the
+  // gRPC thread whenever ActionCache::TryGet() can (a miss, or a hit whose
+  // bytes and outputs the store can check from memory), without a pool hop;
+  // null always uses the pool. Not owned; must outlive the service.
   cas::BlobStore* store = nullptr;
   server::IoPool* pool = nullptr;  // Not owned; must outlive the service.
   bool read_only = false;

@@ -147,6 +147,15 @@ class BlobStore {
   virtual std::optional<bool> TryHasEntry(absl::string_view key) {
     return std::nullopt;
   }
+
+  // Like GetEntry() (NOT_FOUND when no entry is stored under `key`, marking
+  // a found one recently used), answered from memory: the value returned is
+  // one the store verified. std::nullopt when malformed or when the value is
+  // not in memory or cannot be served without I/O.
+  virtual std::optional<absl::StatusOr<std::string>> TryGetEntry(
+      absl::string_view key) {
+    return std::nullopt;
+  }
 };
 
 }  // namespace cairn::cas

@@ -8,6 +8,11 @@
 //     being renamed into place; a commit waits (on key_idle_) until its key
 //     is in neither, so a late unlink can never delete a freshly committed
 //     file.
+//   - entries_ holds a copy of an entry's value only while that entry is in
+//     index_ with exactly those bytes: a commit puts the value it wrote,
+//     and every removal of an entry from index_ (replacement, eviction,
+//     corruption, a vanished file) erases it; entry_generation_ counts
+//     these changes so that a read racing with one does not cache old bytes.
 //   - index_.reserved_bytes() is the sum of the reservations shared by the
 //     open writers of each digest, those taken for commits in progress, and
 //     those of StoreWhole() calls in progress.
@@ -47,6 +52,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "cas/entry_cache.h"
 #include "cas/lru_index.h"
 
 namespace cairn::cas {
@@ -275,6 +281,8 @@ class DiskBlobStore final : public BlobStore {
   std::optional<std::vector<Digest>> TryFindMissing(
       absl::Span<const Digest> digests) override;
   std::optional<bool> TryHasEntry(absl::string_view key) override;
+  std::optional<absl::StatusOr<std::string>> TryGetEntry(
+      absl::string_view key) override;
   absl::StatusOr<std::string> Read(const Digest& digest) override;
   absl::StatusOr<std::unique_ptr<BlobReader>> OpenRead(const Digest& digest,
                                                        int64_t offset) override;
@@ -307,9 +315,11 @@ class DiskBlobStore final : public BlobStore {
   }
   // Publishes `temp` as item `key` of `size` bytes, taking over `reserved`
   // bytes of reservation (0: reserve now). Unless `replace`, an item already
-  // held with that size wins and `temp` is dropped.
+  // held with that size wins and `temp` is dropped. `entry_value`, when not
+  // null, is the keyed entry's value the file holds (kept in entries_).
   absl::Status CommitTemp(const ItemKey& key, TempFile& temp, int64_t size,
-                          int64_t reserved, bool replace);
+                          int64_t reserved, bool replace,
+                          const absl::string_view* entry_value = nullptr);
   // Removes item `key` if its file is still the one open as `fd`, counting a
   // corruption.
   void RemoveCorrupt(const ItemKey& key, int fd);
@@ -352,10 +362,26 @@ class DiskBlobStore final : public BlobStore {
   absl::StatusOr<std::string> ReadChecked(
       const ItemKey& key, absl::string_view what, uint64_t verified,
       const std::function<bool(absl::string_view)>& intact);
-  // Writes `parts` as item `key` through a temp file.
+  // Writes `parts` as item `key` through a temp file (`entry_value`: as for
+  // CommitTemp()).
   absl::Status StoreWhole(const ItemKey& key,
                           absl::Span<const absl::string_view> parts,
-                          bool replace, absl::string_view what);
+                          bool replace, absl::string_view what,
+                          const absl::string_view* entry_value = nullptr);
+  // Drops the cached value of `key` (a keyed entry leaving or changing in
+  // index_), and of every keyed entry among `victims`.
+  void ForgetEntryLocked(const ItemKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (key.kind == ItemKind::kAc) {
+      entries_.Erase(key);
+      ++entry_generation_;
+    }
+  }
+  void ForgetEntriesLocked(const std::vector<LruIndex::Item>& victims)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const LruIndex::Item& v : victims) {
+      ForgetEntryLocked(v.key);
+    }
+  }
   void UnlinkVictims(const std::vector<LruIndex::Item>& victims);
   // Runs `reserve` (an LruIndex reservation) under mu_ and unlinks the
   // items it evicted; RESOURCE_EXHAUSTED naming `what` if it fails.
@@ -383,6 +409,10 @@ class DiskBlobStore final : public BlobStore {
   // Signalled whenever a key leaves committing_ or unlinking_.
   absl::CondVar key_idle_;
   LruIndex index_ ABSL_GUARDED_BY(mu_);
+  // Verified values of recently written or read keyed entries (see the
+  // invariants above); entry_generation_ changes with every change to them.
+  EntryCache entries_ ABSL_GUARDED_BY(mu_);
+  uint64_t entry_generation_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<ItemKey, int> unlinking_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<ItemKey> committing_ ABSL_GUARDED_BY(mu_);
   int64_t last_stamp_ ABSL_GUARDED_BY(mu_) = 0;
@@ -608,7 +638,8 @@ DiskBlobStore::DiskBlobStore(const DiskBlobStoreOptions& options)
     : options_(options),
       temp_prefix_(std::random_device()() * 0x100000000ull ^
                    std::random_device()()),
-      index_(options.max_size_bytes) {}
+      index_(options.max_size_bytes),
+      entries_(options.entry_cache_bytes) {}
 
 DiskBlobStore::~DiskBlobStore() {
   for (int i = 0; i < 2 * kShards; ++i) {
@@ -673,6 +704,7 @@ absl::Status DiskBlobStore::ReserveWith(
     for (const LruIndex::Item& v : victims) {
       ++unlinking_[v.key];
     }
+    ForgetEntriesLocked(victims);
   }
   UnlinkVictims(victims);
   return absl::OkStatus();
@@ -704,7 +736,8 @@ void DiskBlobStore::UnlinkVictims(const std::vector<LruIndex::Item>& victims) {
 
 absl::Status DiskBlobStore::CommitTemp(const ItemKey& key, TempFile& temp,
                                        int64_t size, int64_t reserved,
-                                       bool replace) {
+                                       bool replace,
+                                       const absl::string_view* entry_value) {
   std::vector<LruIndex::Item> victims;
   absl::StatusOr<int64_t> stamp =
       ClaimForCommit(key, size, replace, &reserved, &victims);
@@ -736,6 +769,10 @@ absl::Status DiskBlobStore::CommitTemp(const ItemKey& key, TempFile& temp,
     // Its bytes were hashed on the way in: this process trusts the file
     // while its fingerprint is unchanged.
     index_.Find(key)->verified = fingerprint;
+    if (entry_value != nullptr) {
+      ForgetEntryLocked(key);
+      entries_.Put(key, *entry_value);
+    }
   }
   return s;
 }
@@ -761,11 +798,13 @@ absl::StatusOr<int64_t> DiskBlobStore::ClaimForCommit(
     for (const LruIndex::Item& v : *victims) {
       ++unlinking_[v.key];
     }
+    ForgetEntriesLocked(*victims);
     *reserved = size;
   }
   // An older version leaves the index first, so that it cannot be evicted
   // (and its path unlinked) while the new file is being renamed over it.
   index_.Erase(key);
+  ForgetEntryLocked(key);
   committing_.insert(key);
   return NextStampLocked();
 }
@@ -782,6 +821,7 @@ void DiskBlobStore::RemoveCorrupt(const ItemKey& key, int fd) {
     if (committing_.contains(key) || !index_.Erase(key).has_value()) {
       return;  // Being replaced, or already gone.
     }
+    ForgetEntryLocked(key);
     ++corruptions_;
     ++unlinking_[key];
   }
@@ -860,6 +900,7 @@ absl::StatusOr<int> DiskBlobStore::OpenItem(const ItemKey& key,
     absl::MutexLock lock(&mu_);
     if (KeyIdleLocked(key)) {
       index_.Erase(key);
+      ForgetEntryLocked(key);
     }
   }
   return absl::NotFoundError(absl::StrCat(what, " not found"));
@@ -918,7 +959,7 @@ absl::StatusOr<std::string> DiskBlobStore::ReadChecked(
 
 absl::Status DiskBlobStore::StoreWhole(
     const ItemKey& key, absl::Span<const absl::string_view> parts, bool replace,
-    absl::string_view what) {
+    absl::string_view what, const absl::string_view* entry_value) {
   int64_t size = 0;
   for (absl::string_view p : parts) {
     size += static_cast<int64_t>(p.size());
@@ -942,7 +983,7 @@ absl::Status DiskBlobStore::StoreWhole(
     }
   }
   std::move(release).Cancel();
-  return CommitTemp(key, **temp, size, size, replace);
+  return CommitTemp(key, **temp, size, size, replace, entry_value);
 }
 
 namespace {
@@ -1017,6 +1058,32 @@ std::optional<bool> DiskBlobStore::TryHasEntry(absl::string_view key) {
   }
   absl::MutexLock lock(&mu_);
   return index_.Peek(*k).has_value();
+}
+
+std::optional<absl::StatusOr<std::string>> DiskBlobStore::TryGetEntry(
+    absl::string_view key) {
+  absl::StatusOr<ItemKey> k = ItemKey::FromHex(ItemKind::kAc, key);
+  if (!k.ok()) {
+    return std::nullopt;
+  }
+  const int64_t now = absl::GetCurrentTimeNanos();
+  std::shared_ptr<const std::string> value;
+  {
+    absl::MutexLock lock(&mu_);
+    LruIndex::Item* item = index_.Find(*k);
+    if (item == nullptr) {
+      return absl::StatusOr<std::string>(
+          absl::NotFoundError(absl::StrCat("entry ", key, " not found")));
+    }
+    value = entries_.Find(*k);
+    // Not in memory, or its mtime is due for a refresh (I/O): GetEntry().
+    if (value == nullptr ||
+        now - item->stamp >= absl::ToInt64Nanoseconds(options_.touch_interval)) {
+      return std::nullopt;
+    }
+    index_.Touch(*k);
+  }
+  return absl::StatusOr<std::string>(*value);
 }
 
 bool DiskBlobStore::Contains(const Digest& digest) {
@@ -1113,6 +1180,11 @@ absl::StatusOr<std::string> DiskBlobStore::GetEntry(absl::string_view key) {
     return k.status();
   }
   std::string what = absl::StrCat("entry ", key);
+  uint64_t generation;
+  {
+    absl::MutexLock lock(&mu_);
+    generation = entry_generation_;
+  }
   uint64_t verified = 0;
   if (!TouchItem(*k, -1, &verified).has_value()) {
     return absl::NotFoundError(absl::StrCat(what, " not found"));
@@ -1122,7 +1194,16 @@ absl::StatusOr<std::string> DiskBlobStore::GetEntry(absl::string_view key) {
   if (!file.ok()) {
     return file.status();
   }
-  return file->substr(kAcHeaderSize);
+  std::string value = file->substr(kAcHeaderSize);
+  {
+    // Keep the verified bytes for TryGetEntry() unless an entry changed or
+    // left meanwhile (then this file may no longer be the one in place).
+    absl::MutexLock lock(&mu_);
+    if (entry_generation_ == generation && index_.Find(*k) != nullptr) {
+      entries_.Put(*k, value);
+    }
+  }
+  return value;
 }
 
 absl::Status DiskBlobStore::PutEntry(absl::string_view key,
@@ -1136,7 +1217,8 @@ absl::Status DiskBlobStore::PutEntry(absl::string_view key,
   std::string file = AcHeader(value);
   file.append(value.data(), value.size());
   absl::string_view parts[] = {file};
-  return StoreWhole(*k, parts, /*replace=*/true, absl::StrCat("entry ", key));
+  return StoreWhole(*k, parts, /*replace=*/true, absl::StrCat("entry ", key),
+                    &value);
 }
 
 StoreStats DiskBlobStore::Stats() {

@@ -42,6 +42,14 @@
 // Stats().corruptions. A reader keeps its open file, so eviction or
 // replacement never breaks it.
 //
+// Entries in memory: the values of the keyed entries most recently written or
+// read (and verified) are also kept in memory, up to `entry_cache_bytes`, so
+// that TryGetEntry() answers a hit without I/O. Such a copy is dropped when
+// its entry is replaced, evicted or found corrupt, so TryGetEntry() serves
+// exactly the bytes that were stored and verified; a file changed behind the
+// store's back is caught by the next GetEntry() or, for copies, once they
+// leave memory (GetEntry() always reads the file).
+//
 // Access order: the index lives in memory. On every access the file's mtime
 // is set to the access time, at most once per `touch_interval` per item, so
 // hits stay cheap; at start-up the index is rebuilt by scanning the shard
@@ -75,6 +83,9 @@ struct DiskBlobStoreOptions {
   // fsync each item before it becomes visible (its directory only when the
   // store closes).
   bool fsync = true;
+  // Most bytes of keyed-entry values kept in memory for TryGetEntry() (each
+  // also charged 128 bytes of bookkeeping); 0 keeps none.
+  int64_t entry_cache_bytes = int64_t{4} << 20;
   // Minimum time between two mtime refreshes of one item on access.
   absl::Duration touch_interval = absl::Minutes(1);
   // Threads scanning the directories at start-up (0: 8).

@@ -122,6 +122,14 @@ class MemoryBlobStore final : public BlobStore {
     return index_.Peek(*k).has_value();
   }
 
+  std::optional<absl::StatusOr<std::string>> TryGetEntry(
+      absl::string_view key) override {
+    if (!ItemKey::FromHex(ItemKind::kAc, key).ok()) {
+      return std::nullopt;
+    }
+    return GetEntry(key);
+  }
+
   absl::StatusOr<std::string> Read(const Digest& digest) override {
     absl::StatusOr<Bytes> bytes = Lookup(digest);
     if (!bytes.ok()) {

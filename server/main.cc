@@ -52,6 +52,10 @@ ABSL_FLAG(ByteSize, max_size, ByteSize{int64_t{10} << 30},
 ABSL_FLAG(ByteSize, max_blob_size, ByteSize{0},
           "Largest blob accepted for upload (advertised as "
           "max_cas_blob_size_bytes); 0 means limited by --max_size only.");
+ABSL_FLAG(ByteSize, ac_cache_size, ByteSize{int64_t{4} << 20},
+          "Memory for copies of recently written or read action results, so "
+          "that GetActionResult hits are answered without disk I/O; 0 turns "
+          "it off.");
 ABSL_FLAG(int, io_threads, 0,
           "Threads doing storage I/O; 0 means twice the number of cores.");
 ABSL_FLAG(bool, read_only, false,
@@ -137,6 +141,7 @@ absl::StatusOr<std::unique_ptr<cairn::cas::BlobStore>> OpenStore(
   options.root = ExpandHome(absl::GetFlag(FLAGS_dir));
   options.max_size_bytes = max_size;
   options.fsync = absl::GetFlag(FLAGS_fsync);
+  options.entry_cache_bytes = absl::GetFlag(FLAGS_ac_cache_size).bytes;
   *description = absl::StrCat(options.root, " (max ", max, ")");
   return cairn::cas::NewDiskBlobStore(options);
 }

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -125,6 +126,53 @@ TEST_F(ActionCacheTest, TreesAreCheckedDownToTheirFiles) {
   ASSERT_TRUE(cache_.Update("", action_, r).ok());
   EXPECT_EQ(cache_.Get("", action_, {}).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+// TryGet() answers from memory (the memory store always can) as Get() would.
+TEST_F(ActionCacheTest, TryGetAnswersLikeGet) {
+  ActionResult r = Complete();
+  r.set_exit_code(5);
+  ASSERT_TRUE(cache_.Update("", action_, r).ok());
+  std::optional<absl::StatusOr<ActionResult>> got =
+      cache_.TryGet("", action_, {});
+  ASSERT_TRUE(got.has_value());
+  ASSERT_TRUE(got->ok()) << got->status();
+  EXPECT_EQ((*got)->SerializeAsString(),
+            cache_.Get("", action_, {})->SerializeAsString());
+  EXPECT_EQ((*got)->exit_code(), 5);
+
+  got = cache_.TryGet("other", action_, {});
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status().code(), absl::StatusCode::kNotFound);
+
+  *r.mutable_stderr_digest() = ToProto(cas::Digest::OfData("gone"));
+  ASSERT_TRUE(cache_.Update("", action_, r).ok());
+  got = cache_.TryGet("", action_, {});
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status().code(), absl::StatusCode::kNotFound);
+}
+
+// What needs blob reads (inlining, output trees) is left to Get(); a miss
+// is still answered.
+TEST_F(ActionCacheTest, TryGetLeavesReadsToGet) {
+  ActionResult r = Complete();
+  ASSERT_TRUE(cache_.Update("", action_, r).ok());
+  InlineRequest inline_stdout;
+  inline_stdout.stdout_raw = true;
+  EXPECT_EQ(cache_.TryGet("", action_, inline_stdout), std::nullopt);
+  std::optional<absl::StatusOr<ActionResult>> miss =
+      cache_.TryGet("", cas::Digest::OfData("other"), inline_stdout);
+  ASSERT_TRUE(miss.has_value());
+  EXPECT_EQ(miss->status().code(), absl::StatusCode::kNotFound);
+
+  v2::Tree tree;
+  *tree.mutable_root()->add_files()->mutable_digest() = Blob("f");
+  v2::OutputDirectory* dir = r.add_output_directories();
+  dir->set_path("out/dir");
+  *dir->mutable_tree_digest() = Blob(tree.SerializeAsString());
+  ASSERT_TRUE(cache_.Update("", action_, r).ok());
+  EXPECT_EQ(cache_.TryGet("", action_, {}), std::nullopt);
+  EXPECT_TRUE(cache_.Get("", action_, {}).ok());
 }
 
 TEST_F(ActionCacheTest, InlinesRequestedContentsWithinBudget) {

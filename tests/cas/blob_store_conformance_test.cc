@@ -138,6 +138,15 @@ TEST_P(BlobStoreTest, NonBlockingLookupsAnswerLikeBlockingOnes) {
   EXPECT_EQ(store_->TryHasEntry(Key(1)), std::optional<bool>(true));
   EXPECT_EQ(store_->TryHasEntry(Key(2)), std::optional<bool>(false));
   EXPECT_EQ(store_->TryHasEntry("not a key"), std::nullopt);
+  // The entry was just written, so both stores have its bytes in memory.
+  std::optional<absl::StatusOr<std::string>> entry = store_->TryGetEntry(Key(1));
+  ASSERT_TRUE(entry.has_value());
+  ASSERT_TRUE(entry->ok()) << entry->status();
+  EXPECT_EQ(**entry, "value");
+  entry = store_->TryGetEntry(Key(2));
+  ASSERT_TRUE(entry.has_value());
+  EXPECT_EQ(entry->status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->TryGetEntry("not a key"), std::nullopt);
 }
 
 TEST_P(BlobStoreTest, EmptyBlobAlwaysExistsAndIsNeverStored) {

@@ -316,6 +316,117 @@ TEST_F(DiskBlobStoreTest, CorruptEntryIsDataLoss) {
   EXPECT_EQ(store->Stats().ac_entries, 0);
 }
 
+// Returns the value TryGetEntry() answers, "<would block>" or the status code.
+std::string TryGet(BlobStore& store, const std::string& key) {
+  std::optional<absl::StatusOr<std::string>> got = store.TryGetEntry(key);
+  if (!got.has_value()) {
+    return "<would block>";
+  }
+  return got->ok() ? **got : absl::StatusCodeToString(got->status().code());
+}
+
+// An entry written (or read) is answered from memory without opening its
+// file; GetEntry() still reads the file.
+TEST_F(DiskBlobStoreTest, EntryHitIsAnsweredFromMemory) {
+  options_.touch_interval = absl::Hours(1);
+  std::atomic<bool> fail_open{false};
+  options_.fault_injector_for_test = [&](absl::string_view op) {
+    return fail_open && op == "open" ? EIO : 0;
+  };
+  auto store = Open();
+  ASSERT_TRUE(store->PutEntry(Key(1), "the value").ok());
+  fail_open = true;
+  EXPECT_EQ(TryGet(*store, Key(1)), "the value");
+  EXPECT_EQ(TryGet(*store, Key(2)), "NOT_FOUND");
+  EXPECT_EQ(store->GetEntry(Key(1)).status().code(),
+            absl::StatusCode::kInternal);
+}
+
+TEST_F(DiskBlobStoreTest, EntryInMemoryFollowsUpdates) {
+  options_.touch_interval = absl::Hours(1);
+  auto store = Open();
+  ASSERT_TRUE(store->PutEntry(Key(1), "first").ok());
+  EXPECT_EQ(TryGet(*store, Key(1)), "first");
+  ASSERT_TRUE(store->PutEntry(Key(1), "second").ok());
+  EXPECT_EQ(TryGet(*store, Key(1)), "second");
+}
+
+// Entries found on disk at start-up are kept in memory once a read has
+// verified them.
+TEST_F(DiskBlobStoreTest, EntryReadIsKeptInMemory) {
+  options_.touch_interval = absl::Hours(1);
+  {
+    auto store = Open();
+    ASSERT_TRUE(store->PutEntry(Key(1), "the value").ok());
+  }
+  auto store = Open();
+  EXPECT_EQ(TryGet(*store, Key(1)), "<would block>");
+  ASSERT_TRUE(store->GetEntry(Key(1)).ok());
+  EXPECT_EQ(TryGet(*store, Key(1)), "the value");
+}
+
+TEST_F(DiskBlobStoreTest, EvictedEntryIsNotAnsweredFromMemory) {
+  options_.touch_interval = absl::Hours(1);
+  auto store = Open();
+  ASSERT_TRUE(store->PutEntry(Key(1), Bytes(200, 1)).ok());
+  EXPECT_EQ(TryGet(*store, Key(1)), Bytes(200, 1));
+  for (int i = 0; i < 4; ++i) {
+    Put(*store, Bytes(300, 10 + i));  // Evicts the entry.
+  }
+  EXPECT_EQ(store->Stats().ac_entries, 0);
+  EXPECT_EQ(TryGet(*store, Key(1)), "NOT_FOUND");
+}
+
+TEST_F(DiskBlobStoreTest, CorruptEntryLeavesMemoryToo) {
+  options_.touch_interval = absl::Hours(1);
+  auto store = Open();
+  ASSERT_TRUE(store->PutEntry(Key(1), "the value").ok());
+  FlipByte(AcPath(Key(1)), 42);
+  EXPECT_EQ(TryGet(*store, Key(1)), "the value");  // The bytes stored.
+  EXPECT_EQ(store->GetEntry(Key(1)).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(TryGet(*store, Key(1)), "NOT_FOUND");
+}
+
+// A read that overlaps a replacement of its entry must not put the old
+// bytes in memory.
+TEST_F(DiskBlobStoreTest, ReadRacingAnUpdateDoesNotKeepOldBytes) {
+  options_.touch_interval = absl::Hours(1);
+  std::atomic<bool> replace_on_read{false};
+  BlobStore* self = nullptr;
+  options_.fault_injector_for_test = [&](absl::string_view op) {
+    if (op == "read" && replace_on_read.exchange(false)) {
+      EXPECT_TRUE(self->PutEntry(Key(1), "new").ok());
+    }
+    return 0;
+  };
+  {
+    auto store = Open();
+    ASSERT_TRUE(store->PutEntry(Key(1), "old").ok());
+  }
+  auto store = Open();  // Not in memory yet.
+  self = store.get();
+  replace_on_read = true;
+  absl::StatusOr<std::string> got = store->GetEntry(Key(1));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, "old");  // The file it had opened.
+  EXPECT_EQ(TryGet(*store, Key(1)), "new");
+}
+
+TEST_F(DiskBlobStoreTest, EntryInMemoryWaitsForDueRefreshAndCanBeOff) {
+  auto store = Open();  // touch_interval 0: every access refreshes the mtime.
+  ASSERT_TRUE(store->PutEntry(Key(1), "v").ok());
+  EXPECT_EQ(TryGet(*store, Key(1)), "<would block>");
+  options_.touch_interval = absl::Hours(1);
+  options_.entry_cache_bytes = 0;
+  options_.root = dir_.path() + "/other";
+  store = Open();
+  ASSERT_TRUE(store->PutEntry(Key(1), "v").ok());
+  ASSERT_TRUE(store->GetEntry(Key(1)).ok());
+  EXPECT_EQ(TryGet(*store, Key(1)), "<would block>");
+  EXPECT_EQ(TryGet(*store, Key(2)), "NOT_FOUND");
+}
+
 TEST_F(DiskBlobStoreTest, CorruptionFoundAfterRestart) {
   Digest d;
   {
