@@ -219,6 +219,13 @@ class Shim::Impl {
   absl::Status Fail(const LineReader& reader, const absl::Status& s);
   absl::Status ReadPut(LineReader& reader, const Request& req);
   void HandleGet(const Request& req);
+  // Answers `req` when the local tier has its entry; returns false (nothing
+  // answered) otherwise. Called on the reading thread: a local hit costs a
+  // few small file operations, less than handing it to a worker.
+  bool AnswerLocalHit(const Request& req);
+  // Fills `r` from `hit`, answers, counts and logs a hit.
+  void RespondHit(const Request& req, const LocalHit& hit, bool local,
+                  absl::Time start);
   // Returns the remote hit stored locally, or nullopt (a miss).
   std::optional<LocalHit> GetRemote(absl::string_view action_id);
   void FinishPut(const Request& req, std::shared_ptr<BodyWriter> body,
@@ -356,7 +363,9 @@ absl::Status Shim::Impl::Dispatch(LineReader& reader, const Request& req) {
     if (req.action_id.size() == kHashSize) {
       RecordAsked(req.action_id);
     }
-    pool_.Submit([this, req] { HandleGet(req); }, /*block=*/true);
+    if (!AnswerLocalHit(req)) {
+      pool_.Submit([this, req] { HandleGet(req); }, /*block=*/true);
+    }
     return absl::OkStatus();
   }
   Response r;
@@ -437,6 +446,43 @@ void Shim::Impl::FinishPut(const Request& req, std::shared_ptr<BodyWriter> body,
   QueueUpload(req.action_id, entry, *path);
 }
 
+bool Shim::Impl::AnswerLocalHit(const Request& req) {
+  if (req.action_id.size() != kHashSize) {
+    return false;
+  }
+  const absl::Time start = absl::Now();
+  std::optional<LocalHit> hit = local_->Get(req.action_id);
+  if (!hit.has_value()) {
+    return false;
+  }
+  stats_->gets.fetch_add(1);
+  RespondHit(req, *hit, /*local=*/true, start);
+  return true;
+}
+
+void Shim::Impl::RespondHit(const Request& req, const LocalHit& hit,
+                            bool local, absl::Time start) {
+  absl::string_view outcome = "local-hit";
+  if (local && TakePrefetched(req.action_id)) {
+    stats_->prefetch_hits.fetch_add(1);
+    outcome = "prefetch-hit";
+  } else if (local) {
+    stats_->local_hits.fetch_add(1);
+  } else {
+    stats_->remote_hits.fetch_add(1);
+    outcome = "remote-hit";
+  }
+  RecordResolved(req.action_id);
+  Response r;
+  r.id = req.id;
+  r.output_id = hit.entry.output_id;
+  r.size = hit.entry.size;
+  r.time = hit.entry.time;
+  r.disk_path = hit.disk_path;
+  Respond(r);
+  Log(req, outcome, start);
+}
+
 void Shim::Impl::HandleGet(const Request& req) {
   const absl::Time start = absl::Now();
   stats_->gets.fetch_add(1);
@@ -449,7 +495,6 @@ void Shim::Impl::HandleGet(const Request& req) {
     return;
   }
   std::optional<LocalHit> hit = local_->Get(req.action_id);
-  absl::string_view outcome = "local-hit";
   bool local = hit.has_value();
   if (!local) {
     // Single flight: wait for a prefetch (or another get) of this id.
@@ -465,29 +510,14 @@ void Shim::Impl::HandleGet(const Request& req) {
     }
     EndFlight(req.action_id);
   }
-  if (local && TakePrefetched(req.action_id)) {
-    stats_->prefetch_hits.fetch_add(1);
-    outcome = "prefetch-hit";
-  } else if (local) {
-    stats_->local_hits.fetch_add(1);
-  } else if (hit.has_value()) {
-    stats_->remote_hits.fetch_add(1);
-    outcome = "remote-hit";
-  } else {
-    stats_->misses.fetch_add(1);
-    outcome = "miss";
-  }
   if (hit.has_value()) {
-    RecordResolved(req.action_id);
-    r.output_id = hit->entry.output_id;
-    r.size = hit->entry.size;
-    r.time = hit->entry.time;
-    r.disk_path = hit->disk_path;
-  } else {
-    r.miss = true;
+    RespondHit(req, *hit, local, start);
+    return;
   }
+  stats_->misses.fetch_add(1);
+  r.miss = true;
   Respond(r);
-  Log(req, outcome, start);
+  Log(req, "miss", start);
 }
 
 std::optional<LocalHit> Shim::Impl::GetRemote(absl::string_view action_id) {
@@ -606,19 +636,21 @@ void Shim::Impl::StoreManifest(absl::Time deadline) {
     if (ids.empty()) {
       return;
     }
-    // The same build again (in any order, or a part of it): the stored
-    // manifest already covers it.
-    bool covered = false;
+    // The same build again (in any order): the stored manifest already
+    // lists exactly these ids. A manifest listing more (e.g. the puts of a
+    // cold build that a warm build never asks for) is replaced, so the next
+    // run downloads only what it will ask for, in this run's order.
+    bool same = false;
     if (absl::StatusOr<std::vector<std::string>> old =
             DecodeManifest(fetched_manifest_);
         old.ok()) {
       absl::flat_hash_set<std::string> old_set(old->begin(), old->end());
-      covered = true;
+      same = old_set.size() == ids.size();
       for (const std::string& id : ids) {
-        covered = covered && old_set.contains(id);
+        same = same && old_set.contains(id);
       }
     }
-    if (covered) {
+    if (same) {
       return;
     }
     blob = EncodeManifest(ids);

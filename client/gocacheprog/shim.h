@@ -3,9 +3,10 @@
 // Run() announces {"ID":0,"KnownCommands":["get","put","close"]} at once,
 // then reads requests from `in_fd`. Put bodies are streamed (base64 decoded
 // on the fly) into the local store and committed by the reading thread, in
-// request order; gets are handled on a bounded worker pool, so many are in
-// flight at once and answered in any order. Every response is one whole line
-// written under one lock.
+// request order; a get the local tier answers is answered by the reading
+// thread at once (no hand-off), the others are handled on a bounded worker
+// pool, so many are in flight at once and answered in any order. Every
+// response is one whole line written under one lock.
 //
 //   get:   local tier, then the remote (through a circuit breaker); a remote
 //          hit is stored locally first so its DiskPath is a local file.
@@ -14,8 +15,8 @@
 //          (bounded queue; dropped, counted, when full). Never in read-only.
 //   close: waits for the answers owed, then for queued uploads up to
 //          `flush_timeout`, then (same deadline) stores the prefetch
-//          manifest unless the fetched one already lists every ActionID of
-//          this run, answers, and returns OK.
+//          manifest unless the fetched one lists exactly the ActionIDs of
+//          this run (in any order), answers, and returns OK.
 //
 // Prefetch (when `prefetch` and `prefetch_scope` is set and there is a
 // remote): Run() starts a background thread that fetches the manifest for the

@@ -251,7 +251,8 @@ class ShimTest : public ::testing::Test {
     }
   }
 
-  // Returns the next response line, failing (not hanging) after 20 s.
+  // Returns the next response line, failing (not hanging) after 120 s (a
+  // guard against hangs only; sanitizer builds are many times slower).
   Json NextResponse() {
     std::string line;
     for (;;) {
@@ -262,8 +263,8 @@ class ShimTest : public ::testing::Test {
         break;
       }
       pollfd p{from_shim_, POLLIN, 0};
-      if (poll(&p, 1, 20000) <= 0) {
-        ADD_FAILURE() << "no response within 20 s";
+      if (poll(&p, 1, 120000) <= 0) {
+        ADD_FAILURE() << "no response within 120 s";
         return Json();
       }
       char buf[4096];
@@ -337,6 +338,33 @@ TEST_F(ShimTest, AnswersOutOfOrder) {
   EXPECT_EQ(first["ID"], 1);
   EXPECT_EQ(ReadFile(first["DiskPath"]), "slow body");
   CloseAndWait(3);
+  EXPECT_EQ(shim_->stats().remote_hits.load(), 1);
+}
+
+// A local hit is answered by the reading thread: even with every worker
+// busy on a slow remote lookup it is not queued behind it.
+TEST_F(ShimTest, LocalHitIsAnsweredWhileWorkersAreBusy) {
+  FakeRemote remote;
+  remote.Add(ActionId(1), "slow body");
+  remote.Block(ActionId(1));
+  ShimOptions options;
+  options.workers = 1;
+  Start(&remote, options);
+  SendGet(1, ActionId(1));  // Holds the only worker inside the remote.
+  ASSERT_TRUE(WaitFor([&] { return remote.gets() == 1; }));
+  SendPut(2, ActionId(2), "local body");
+  EXPECT_EQ(NextResponse()["ID"], 2);
+  SendGet(3, ActionId(2));
+  Json hit = NextResponse();  // Without the fast path: no answer (120 s).
+  EXPECT_EQ(hit["ID"], 3);
+  EXPECT_EQ(ReadFile(hit["DiskPath"]), "local body");
+  remote.Release();
+  Json slow = NextResponse();
+  EXPECT_EQ(slow["ID"], 1);
+  EXPECT_EQ(ReadFile(slow["DiskPath"]), "slow body");
+  CloseAndWait(4);
+  EXPECT_EQ(shim_->stats().gets.load(), 2);
+  EXPECT_EQ(shim_->stats().local_hits.load(), 1);
   EXPECT_EQ(shim_->stats().remote_hits.load(), 1);
 }
 
@@ -595,6 +623,30 @@ TEST_F(ShimTest, CloseStoresHitsAndPutsInRequestOrder) {
   ASSERT_TRUE(ids.ok()) << ids.status();
   EXPECT_EQ(*ids, (std::vector<std::string>{ActionId(1), ActionId(2),
                                             ActionId(4)}));
+}
+
+// A cold build's manifest lists its puts too; a warm build asks for fewer.
+// The manifest shrinks to what this run asked for, in its order, so the next
+// run downloads nothing it will not ask for.
+TEST_F(ShimTest, CloseReplacesManifestListingMoreThanThisRun) {
+  FakeRemote remote;
+  std::vector<std::string> ids;
+  for (int i = 1; i <= 4; ++i) {
+    remote.Add(ActionId(i), absl::StrCat("body ", i));
+    ids.push_back(ActionId(i));
+  }
+  remote.SetManifest("scope", EncodeManifest(ids));
+  Start(&remote, PrefetchOptions());
+  ASSERT_TRUE(WaitFor([&] { return shim_->stats().prefetched.load() == 4; }));
+  SendGet(1, ActionId(3));
+  EXPECT_EQ(ReadFile(NextResponse()["DiskPath"]), "body 3");
+  SendGet(2, ActionId(1));
+  EXPECT_EQ(ReadFile(NextResponse()["DiskPath"]), "body 1");
+  CloseAndWait(3);
+  EXPECT_EQ(shim_->stats().manifests_stored.load(), 1);
+  auto stored = DecodeManifest(remote.Manifest("scope"));
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(*stored, (std::vector<std::string>{ActionId(3), ActionId(1)}));
 }
 
 TEST_F(ShimTest, ReadOnlyStoresNoManifest) {
