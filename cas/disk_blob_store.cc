@@ -1071,9 +1071,8 @@ std::optional<absl::StatusOr<std::string>> DiskBlobStore::TryGetEntry(
   {
     absl::MutexLock lock(&mu_);
     LruIndex::Item* item = index_.Find(*k);
-    if (item == nullptr) {
-      return absl::StatusOr<std::string>(
-          absl::NotFoundError(absl::StrCat("entry ", key, " not found")));
+    if (item == nullptr) {  // A miss: kept cheap, callers name the key.
+      return absl::StatusOr<std::string>(absl::NotFoundError("entry not found"));
     }
     value = entries_.Find(*k);
     // Not in memory, or its mtime is due for a refresh (I/O): GetEntry().
