@@ -483,7 +483,9 @@ TEST_F(FaultTest, StalledUploadsAreCancelledAndReleaseTheirSpace) {
   // A store with room for about four stalled 10 MiB uploads.
   ServerProcess server({"--dir=" + root, "--max_size=48MiB",
                         "--stream_idle_timeout=1s",
-                        "--partial_upload_timeout=2s"});
+                        // Long enough for the checks below to see the parked
+                        // uploads on a slow (sanitizer) build.
+                        "--partial_upload_timeout=6s"});
   ASSERT_NE(server.address(), "") << server.log();
   Client client(server.address());
   std::vector<std::unique_ptr<OpenUpload>> stalled;
@@ -510,10 +512,10 @@ TEST_F(FaultTest, StalledUploadsAreCancelledAndReleaseTheirSpace) {
                   .ok());
   EXPECT_EQ(progress.committed_size(), 64 << 10);
   // ...until --partial_upload_timeout, when their space is released and a
-  // 40 MiB upload fits (polled: at most ~20 s).
+  // 40 MiB upload fits (polled: at most ~30 s).
   const std::string big = TestBlob(700, 40 << 20);
   grpc::Status status;
-  for (int i = 0; i < 40; ++i) {
+  for (int i = 0; i < 60; ++i) {
     status = client.Write(big);
     if (status.ok()) {
       break;
