@@ -482,10 +482,11 @@ TEST_F(FaultTest, StalledUploadsAreCancelledAndReleaseTheirSpace) {
   const std::string root = dir_.path() + "/store";
   // A store with room for about four stalled 10 MiB uploads.
   ServerProcess server({"--dir=" + root, "--max_size=48MiB",
-                        "--stream_idle_timeout=1s",
-                        // Long enough for the checks below to see the parked
-                        // uploads on a slow (sanitizer) build.
-                        "--partial_upload_timeout=6s"});
+                        // Both generous: on a slow (sanitizer) build the
+                        // 40 MiB upload below must not look idle, and the
+                        // checks must see the parked uploads before expiry.
+                        "--stream_idle_timeout=3s",
+                        "--partial_upload_timeout=9s"});
   ASSERT_NE(server.address(), "") << server.log();
   Client client(server.address());
   std::vector<std::unique_ptr<OpenUpload>> stalled;
@@ -512,7 +513,7 @@ TEST_F(FaultTest, StalledUploadsAreCancelledAndReleaseTheirSpace) {
                   .ok());
   EXPECT_EQ(progress.committed_size(), 64 << 10);
   // ...until --partial_upload_timeout, when their space is released and a
-  // 40 MiB upload fits (polled: at most ~30 s).
+  // 40 MiB upload fits (polled: at most ~30 s plus the uploads).
   const std::string big = TestBlob(700, 40 << 20);
   grpc::Status status;
   for (int i = 0; i < 60; ++i) {
