@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the whole tree with sanitizers and runs its tests (CI runs both kinds
-# after tools/test.sh and tools/bazel-test.sh):
+# Builds the whole tree with sanitizers and runs its tests (CI runs both kinds,
+# address then thread, after tools/test.sh and tools/bazel-test.sh):
 #   address -> build-asan: clang, ASan + UBSan (-DCAIRN_SANITIZE=address) and
 #              the libFuzzer targets (-DCAIRN_FUZZ=ON) in the same build; runs
 #              every ctest test, fuzz targets included (CAIRN_FUZZ_SECONDS
@@ -24,8 +24,8 @@
 # TSan, so synchronisation inside them is invisible to it. Two measures keep
 # the reports real: tools/tsan_absl_shim.cc (linked into every TSan binary)
 # tells TSan about absl::Mutex/CondVar/Notification ordering, and
-# tools/tsan.supp ignores accesses made inside gRPC core and Abseil's deadlock
-# detector. Races between accesses in Cairn code are still reported.
+# tools/tsan.supp ignores orderings made inside gRPC, Abseil and OpenSSL (each
+# entry says why). Races between accesses in Cairn code are still reported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs="${CAIRN_JOBS:-2}"
