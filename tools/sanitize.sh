@@ -81,6 +81,24 @@ for kind in "${kinds[@]}"; do
       mkdir -p "$dir"
       g++ -std=c++20 -fsanitize=thread -fPIC -O1 -g -I. \
         -c tools/tsan_absl_shim.cc -o "$dir/tsan_absl_shim.o"
+      # The shim must hide no real race and report no false one; checked
+      # on a small program before the suite relies on it.
+      g++ -std=c++20 -fsanitize=thread -O1 -g tools/tsan_shim_check.cc \
+        "$dir/tsan_absl_shim.o" -o "$dir/tsan_shim_check" \
+        $(pkg-config --libs absl_synchronization)
+      if ! "$dir/tsan_shim_check" 2>"$dir/tsan_shim_check.log"; then
+        echo "sanitize.sh: TSan reports a race on mutex-guarded data; the absl" \
+          "shim is not effective (see $dir/tsan_shim_check.log)" >&2
+        exit 1
+      fi
+      if TSAN_OPTIONS="${TSAN_OPTIONS/halt_on_error=1/halt_on_error=0}" \
+         "$dir/tsan_shim_check" racy 2>"$dir/tsan_shim_check.log" ||
+         ! grep -q "WARNING: ThreadSanitizer: data race" "$dir/tsan_shim_check.log"; then
+        echo "sanitize.sh: TSan missed a deliberate race; the absl shim hides" \
+          "real races (see $dir/tsan_shim_check.log)" >&2
+        exit 1
+      fi
+      echo "== thread: absl shim checked (no report on guarded data, a report on a race)" >&2
       # -fsanitize=thread here too: CMake's compiler check links with these
       # flags before CAIRN_SANITIZE's add_link_options applies.
       configure "$dir" gcc g++ -DCAIRN_SANITIZE=thread \

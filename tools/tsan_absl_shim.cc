@@ -48,19 +48,27 @@ void Release(const void* p) { __tsan_release(const_cast<void*>(p)); }
 #define CAIRN_MUTEX_SYM(name) "_ZN4absl7debian35Mutex" name
 
 // A Condition evaluated as if under `mu` for TSan. Lives on the stack of the
-// waiting call, which outlives every evaluation Abseil makes of it.
+// waiting call, which outlives every evaluation Abseil makes of it. Another
+// thread may evaluate it (in its Unlock), so the object is published with a
+// release on its address and every evaluation starts with the acquire. The
+// wrapped Condition uses the void* form, whose constructor and call live in
+// libabsl (not instrumented), so no access to it can race.
 class TsanCondition {
  public:
   TsanCondition(const absl::Condition& cond, const absl::Mutex* mu)
-      : cond_(&cond), mu_(mu), wrapped_(&TsanCondition::Eval, this) {}
+      : cond_(&cond), mu_(mu), wrapped_(&TsanCondition::Eval, this) {
+    Release(this);
+  }
   const absl::Condition& get() const { return wrapped_; }
 
  private:
-  static bool Eval(TsanCondition* self) {
+  static bool Eval(void* arg) {
     // Looked up like the rest, so that a binary without Abseil (CMake's
     // compiler check) still links this file.
     static auto real_eval = Real<bool (*)(const absl::Condition*)>(
         "_ZNK4absl7debian39Condition4EvalEv");
+    Acquire(arg);
+    const auto* self = static_cast<const TsanCondition*>(arg);
     Acquire(self->mu_);
     bool result = real_eval(self->cond_);
     Release(self->mu_);
