@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Runs the same REAPI loads against cairn-server and bazel-remote.
 
-Each repetition starts a fresh server of each kind (temp dir, same size limit,
-gRPC and HTTP on loopback), alternating which goes first, runs reapi_load
-against it and stops it. Prints one table of medians with the
+Each repetition runs every mix once against a fresh server of each kind
+(temp dir, same size limit, gRPC and HTTP on loopback; a new process and
+store per mix), alternating which kind goes first, runs reapi_load against it
+and stops it. Prints one table of medians with the
 Cairn/bazel-remote ratio per row, and writes compare.csv, compare.png (gnuplot)
 and the raw rows (raw.csv) into --out.
 
-Usage: bench/compare.py [--reps 3] [--concurrency 1,32] [--requests 2000]
+Usage: bench/compare.py [--reps 3] [--concurrency 1,32] [--requests 20000]
 Everything is bounded: request counts, per-row durations, process timeouts.
 Python 3 standard library only.
 """
@@ -137,23 +138,32 @@ def run_load(load, server, mixes, conc, args, requests_flags, csv_path):
 
 
 def one_rep(rep, servers, load, args, raw_csv):
+    """Runs every mix once against each server, alternating which goes first.
+
+    Each mix gets a fresh server process and store, so a row's CPU and peak
+    RSS belong to that load alone (memory a server keeps from an earlier,
+    heavier mix does not count against a later one) and no mix runs against
+    another's leftovers.
+    """
     order = servers if rep % 2 == 0 else list(reversed(servers))
+    req = ["--requests", str(args.requests),
+           "--large_requests", str(args.large_requests),
+           "--huge_requests", str(args.huge_requests)]
+    loads = [(m, args.concurrency) for m in split(args.mix)]
+    loads += [(m, args.large_concurrency) for m in split(args.large_mix)]
+    if rep < args.huge_reps:
+        loads += [(m, "1") for m in split(args.huge_mix)]
     for server in order:
-        server.start()
-        try:
-            req = ["--requests", str(args.requests),
-                   "--large_requests", str(args.large_requests),
-                   "--huge_requests", str(args.huge_requests)]
-            if args.mix:
-                run_load(load, server, args.mix, args.concurrency, args, req,
-                         raw_csv)
-            if args.large_mix:
-                run_load(load, server, args.large_mix, args.large_concurrency,
-                         args, req, raw_csv)
-            if args.huge_mix and rep < args.huge_reps:
-                run_load(load, server, args.huge_mix, "1", args, req, raw_csv)
-        finally:
-            server.stop()
+        for mix, conc in loads:
+            server.start()
+            try:
+                run_load(load, server, mix, conc, args, req, raw_csv)
+            finally:
+                server.stop()
+
+
+def split(mixes):
+    return [m for m in (mixes or "").split(",") if m]
 
 
 def median_rows(raw_csv):
@@ -289,7 +299,7 @@ def main():
     p.add_argument("--large_concurrency", default="1,4")
     p.add_argument("--huge_mix", default=HUGE_MIXES)
     p.add_argument("--huge_reps", type=int, default=1)
-    p.add_argument("--requests", type=int, default=3000)
+    p.add_argument("--requests", type=int, default=20000)
     p.add_argument("--large_requests", type=int, default=16)
     p.add_argument("--huge_requests", type=int, default=2)
     p.add_argument("--duration", type=float, default=5)

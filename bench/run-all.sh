@@ -14,7 +14,7 @@ export CAIRN_BUILD=${CAIRN_BUILD:-build-bench}
 out=${OUT:-$(pwd)/$CAIRN_BUILD/bench-out}
 mkdir -p "$out"
 # Overridable: REPS, REQUESTS, DURATION, GO_REPS, NOCACHE_REPS.
-reps=${REPS:-3} requests=${REQUESTS:-3000} duration=${DURATION:-5}
+reps=${REPS:-3} requests=${REQUESTS:-20000} duration=${DURATION:-5}
 go_reps=${GO_REPS:-3} nocache_reps=${NOCACHE_REPS:-2}
 if [ "${1:-}" = "--quick" ]; then
   reps=1 requests=500 go_reps=1 nocache_reps=1
