@@ -521,7 +521,12 @@ TEST_F(FaultTest, StalledUploadsAreCancelledAndReleaseTheirSpace) {
     if (status.ok()) {
       break;
     }
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    // The server refuses at once, while the client is still sending; gRPC
+    // over TCP may then end the client's stream as CANCELLED instead of
+    // delivering the status (seen on a slow TSan build).
+    EXPECT_TRUE(status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+                status.error_code() == grpc::StatusCode::CANCELLED)
+        << status.error_code() << ": " << status.error_message();
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
   EXPECT_TRUE(status.ok()) << status.error_message();
