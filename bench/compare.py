@@ -108,8 +108,10 @@ class Server:
         if self.log:
             self.log.close()
             self.log = None
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        # The store dir stays until the whole run ends (main removes the work
+        # dir): on ext4 without a journal, files created right after
+        # thousands were deleted are slow to create (the inode allocator
+        # scans past recently deleted inodes), which would slow the next mix.
         self.proc = self.dir = None
 
 
