@@ -99,10 +99,10 @@ for kind in "${kinds[@]}"; do
         exit 1
       fi
       echo "== thread: absl shim checked (no report on guarded data, a report on a race)" >&2
-      # -fsanitize=thread here too: CMake's compiler check links with these
-      # flags before CAIRN_SANITIZE's add_link_options applies.
+      # The shim goes to the project's executables only (CAIRN_TSAN_SHIM),
+      # not to CMake's compiler check, which links without Abseil.
       configure "$dir" gcc g++ -DCAIRN_SANITIZE=thread \
-        -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread $PWD/$dir/tsan_absl_shim.o"
+        -DCAIRN_TSAN_SHIM="$PWD/$dir/tsan_absl_shim.o"
       ;;
     *) echo "sanitize.sh: unknown kind '$kind' (address|thread|fuzz)" >&2; exit 2 ;;
   esac

@@ -63,8 +63,7 @@ class TsanCondition {
 
  private:
   static bool Eval(void* arg) {
-    // Looked up like the rest, so that a binary without Abseil (CMake's
-    // compiler check) still links this file.
+    // Looked up like the rest.
     static auto real_eval = Real<bool (*)(const absl::Condition*)>(
         "_ZNK4absl7debian39Condition4EvalEv");
     Acquire(arg);
