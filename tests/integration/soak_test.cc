@@ -321,7 +321,17 @@ TEST(SoakTest, SixtyFourClientsMixedWorkloadUnderEviction) {
   EXPECT_LE(counters.shed.load() * 100, ops) << "more than 1% shed";
   EXPECT_GT(counters.bytes_written.load(), kStoreBytes)
       << "the data never exceeded the store; no eviction pressure";
-  EXPECT_LE(late, early * 13 / 10 + 32 * 1024) << "RSS grew";
+#if defined(__SANITIZE_THREAD__)
+  // Under TSan the server's RSS includes the sanitizer's shadow memory and
+  // per-thread access history, which grow with everything ever touched; the
+  // flat-RSS check holds only for the other builds.
+  constexpr bool kCheckRss = false;
+#else
+  constexpr bool kCheckRss = true;
+#endif
+  if (kCheckRss) {
+    EXPECT_LE(late, early * 13 / 10 + 32 * 1024) << "RSS grew";
+  }
 
   // Afterwards every stored blob verifies, on disk and through the server.
   EXPECT_TRUE(FilesUnder(root + "/tmp").empty());
