@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -51,18 +52,29 @@ class AuthorizedService final : public v2::Capabilities::CallbackService,
     return Answer(context, Access::kWrite);
   }
 
-  std::vector<std::string> last_identities;
+  // The identities of the last call. Set on a gRPC thread, read by the test
+  // after its call returned: ordered only through the network, which TSan
+  // cannot see, hence the mutex.
+  std::vector<std::string> last_identities() const {
+    absl::MutexLock lock(&mu_);
+    return last_identities_;
+  }
 
  private:
   grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context,
                                    Access access) {
-    last_identities = CredentialsOf(*context).peer_identities;
+    {
+      absl::MutexLock lock(&mu_);
+      last_identities_ = CredentialsOf(*context).peer_identities;
+    }
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(ToGrpcStatus(auth_->Authorize(*context, access)));
     return reactor;
   }
 
   const Authorizer* auth_;
+  mutable absl::Mutex mu_;
+  std::vector<std::string> last_identities_ ABSL_GUARDED_BY(mu_);
 };
 
 class TlsTest : public ::testing::Test {
@@ -203,8 +215,8 @@ TEST_F(TlsTest, MutualTlsRequiresAVerifiedClientCertificate) {
   // Unlisted certificate: tls_client_access (write by default).
   grpc::Status builder = Call(TlsChannel("builder"), Access::kWrite);
   EXPECT_TRUE(builder.ok()) << builder.error_message();
-  EXPECT_THAT(service_->last_identities, ::testing::Contains("builder-1"));
-  EXPECT_THAT(service_->last_identities,
+  EXPECT_THAT(service_->last_identities(), ::testing::Contains("builder-1"));
+  EXPECT_THAT(service_->last_identities(),
               ::testing::Contains("builder-1.example"));
   // Listed read-only.
   EXPECT_TRUE(Call(TlsChannel("reader"), Access::kRead).ok());
@@ -224,7 +236,7 @@ TEST_F(TlsTest, PlaintextCallsCarryNoIdentity) {
                                    grpc::InsecureChannelCredentials());
   EXPECT_EQ(Call(plain, Access::kRead).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_TRUE(service_->last_identities.empty());
+  EXPECT_TRUE(service_->last_identities().empty());
   EXPECT_TRUE(Call(plain, Access::kWrite, kToken).ok());
 }
 
