@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
 #include "gtest/gtest.h"
 
@@ -43,6 +44,9 @@ class Service final : public bs::ByteStream::CallbackService {
         : service_(service),
           response_(response),
           watch_(service->watchdog_->Add(context)) {
+      // Publishes the fields above to the thread OnReadDone starts: gRPC
+      // orders this constructor before OnReadDone with code TSan cannot see.
+      { absl::MutexLock lock(&mu_); }
       Read();
     }
     void OnReadDone(bool ok) override {
@@ -59,6 +63,7 @@ class Service final : public bs::ByteStream::CallbackService {
       }
       // Server-side work off the reactor thread, then read on.
       std::thread([this] {
+        { absl::MutexLock lock(&mu_); }  // See the constructor.
         std::this_thread::sleep_for(
             absl::ToChronoNanoseconds(service_->server_delay_));
         Read();
@@ -75,6 +80,7 @@ class Service final : public bs::ByteStream::CallbackService {
       watch_->Waiting();
       StartRead(&request_);
     }
+    absl::Mutex mu_;
     Service* service_;
     bs::WriteResponse* response_;
     std::shared_ptr<IdleWatchdog::Watch> watch_;
