@@ -14,32 +14,39 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "actioncache/action_cache.h"
-#include "actioncache/action_cache_service.h"
-#include "cas/bytestream_service.h"
-#include "cas/cas_service.h"
-#include "server/capabilities.h"
-#include "server/idle_watchdog.h"
-#include "server/io_pool.h"
-#include "server/metrics_interceptor.h"
+#include "actioncache/service/action_cache_service.h"
+#include "asset/asset_service.h"
+#include "asset/asset_store.h"
+#include "capabilities/capabilities.h"
+#include "cas/service/bytestream_service.h"
+#include "cas/service/cas_service.h"
+#include "rpc/idle_watchdog.h"
+#include "rpc/io_pool.h"
+#include "rpc/metrics_interceptor.h"
+#include "server/log.h"
 
 namespace cairn::server {
 
 struct CairnServer::Impl {
   explicit Impl(const ServerOptions& options)
-      : pool(IoPoolOptions{options.io_threads, options.io_queue}),
+      : pool(rpc::IoPoolOptions{options.io_threads, options.io_queue}),
         watchdog(options.stream_idle_timeout),
-        action_cache(options.store) {}
+        action_cache(options.store),
+        assets(options.store) {}
 
   // Creates the services over `options.store`, this pool and cache.
   void MakeServices(const ServerOptions& options);
 
-  IoPool pool;
-  IdleWatchdog watchdog;  // Cancels stalled ByteStream uploads.
+  rpc::IoPool pool;
+  rpc::IdleWatchdog watchdog;  // Cancels stalled ByteStream uploads.
   actioncache::ActionCache action_cache;
+  asset::AssetStore assets;
   std::unique_ptr<grpc::Service> capabilities;
   std::unique_ptr<grpc::Service> cas;
   std::unique_ptr<grpc::Service> bytestream;
   std::unique_ptr<grpc::Service> ac;
+  std::unique_ptr<grpc::Service> fetch;  // Remote Asset API.
+  std::unique_ptr<grpc::Service> push;
   std::unique_ptr<grpc::Server> server;  // Declared last: destroyed first.
   absl::Mutex mu;
   bool shut_down ABSL_GUARDED_BY(mu) = false;
@@ -63,7 +70,8 @@ absl::Status CheckOptions(const ServerOptions& options) {
 }
 
 // Registers gauges read from the store's counters and the pool's queue.
-void RegisterGauges(Registry* r, cas::BlobStore* store, IoPool* pool) {
+void RegisterGauges(rpc::Registry* r, cas::BlobStore* store,
+                    rpc::IoPool* pool) {
   auto stat = [store](int64_t cas::StoreStats::*field) {
     return
         [store, field] { return static_cast<double>(store->Stats().*field); };
@@ -121,7 +129,8 @@ absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
     std::vector<
         std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
         interceptors;
-    interceptors.push_back(NewMetricsInterceptorFactory(options.metrics));
+    interceptors.push_back(
+        rpc::NewMetricsInterceptorFactory(options.metrics, AccessLog()));
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
     RegisterGauges(options.metrics, options.store, &impl->pool);
   }
@@ -131,6 +140,8 @@ absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
   builder.RegisterService(impl->cas.get());
   builder.RegisterService(impl->bytestream.get());
   builder.RegisterService(impl->ac.get());
+  builder.RegisterService(impl->fetch.get());
+  builder.RegisterService(impl->push.get());
   impl->server = builder.BuildAndStart();
   const bool tcp = !options.listen_address.empty() &&
                    !absl::StartsWith(options.listen_address, "unix:");
@@ -173,12 +184,12 @@ size_t CairnServer::QueuedIoTasksForTest() {
 }
 
 void CairnServer::Impl::MakeServices(const ServerOptions& options) {
-  CapabilitiesOptions caps_options{options.read_only,
-                                   options.max_batch_total_size_bytes,
-                                   options.max_cas_blob_size_bytes,
-                                   /*zstd=*/true};
+  ::cairn::capabilities::CapabilitiesOptions caps_options{
+      options.read_only, options.max_batch_total_size_bytes,
+      options.max_cas_blob_size_bytes,
+      /*zstd=*/true};
   caps_options.authorizer = options.authorizer;
-  capabilities = NewCapabilitiesService(caps_options);
+  capabilities = ::cairn::capabilities::NewCapabilitiesService(caps_options);
   cas::CasServiceOptions cas_options;
   cas_options.store = options.store;
   cas_options.pool = &pool;
@@ -204,6 +215,13 @@ void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   ac_options.read_only = options.read_only;
   ac_options.authorizer = options.authorizer;
   ac = actioncache::NewActionCacheService(ac_options);
+  asset::AssetServiceOptions asset_options;
+  asset_options.assets = &assets;
+  asset_options.pool = &pool;
+  asset_options.read_only = options.read_only;
+  asset_options.authorizer = options.authorizer;
+  fetch = asset::NewFetchService(asset_options);
+  push = asset::NewPushService(asset_options);
 }
 
 }  // namespace cairn::server
