@@ -194,8 +194,8 @@ class GetTreeReactor final
 
  private:
   void ScheduleNextPage() {
-    absl::Status status =
-        options_.pool->Schedule("GetTree", [this] { NextPage(); });
+    absl::Status status = options_.pool->Schedule(
+        "GetTree", [this] { NextPage(); }, rpc::Lane::kStream);
     if (!status.ok()) {
       Finish(ToGrpcStatus(status));
     }
@@ -320,12 +320,12 @@ class CasService final : public v2::ContentAddressableStorage::CallbackService {
         return rpc::FinishUnaryNow(context, absl::OkStatus());
       }
     }
-    return FinishUnaryOnPool(
-        context, options_.pool, "FindMissingBlobs", status,
-        [this, digests = std::move(digests), response] {
-          AddMissing(options_.store->FindMissing(digests), response);
-          return absl::OkStatus();
-        });
+    return FinishUnaryOnPool(context, options_.pool, "FindMissingBlobs", status,
+                             [this, digests = std::move(digests), response] {
+                               AddMissing(options_.store->FindMissing(digests),
+                                          response);
+                               return absl::OkStatus();
+                             });
   }
 
   grpc::ServerUnaryReactor* BatchUpdateBlobs(

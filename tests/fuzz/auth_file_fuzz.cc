@@ -1,5 +1,5 @@
 // Fuzzes the tokens file parser and the authorization header check
-// (server/auth.h). The input is split at its first "\n--\n": the part
+// (rpc/auth.h). The input is split at its first "\n--\n": the part
 // before is the tokens file, the part after the `authorization` header of
 // one call (certificate identities are the header's words). Invariants:
 // nothing crashes or hangs; a file is refused only with INVALID_ARGUMENT;
@@ -19,11 +19,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
-#include "server/auth.h"
+#include "rpc/auth.h"
 
 namespace {
 
-using cairn::server::Access;
+using cairn::rpc::Access;
 
 // One file per process, rewritten for every input.
 const std::string& TokensPath() {
@@ -60,18 +60,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     out.write(parts.first.data(),
               static_cast<std::streamsize>(parts.first.size()));
   }
-  cairn::server::AuthOptions options;
+  cairn::rpc::AuthOptions options;
   options.tokens_file = TokensPath();
   options.anonymous = Access::kNone;
   options.tls_client_access = Access::kRead;
-  auto authorizer = cairn::server::NewAuthorizer(options);
+  auto authorizer = cairn::rpc::NewAuthorizer(options);
   if (!authorizer.ok()) {
     if (authorizer.status().code() != absl::StatusCode::kInvalidArgument) {
       abort();
     }
     return 0;
   }
-  cairn::server::CallCredentials credentials;
+  cairn::rpc::CallCredentials credentials;
   if (!parts.second.empty()) {
     credentials.authorization = std::string(parts.second);
   }
@@ -94,7 +94,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       space == absl::string_view::npos ? "" : parts.second.substr(space + 1);
   if (token.size() >= 16 &&
       token.find_first_of(" \t\r\n\v\f") == absl::string_view::npos) {
-    cairn::server::CallCredentials canary;
+    cairn::rpc::CallCredentials canary;
     canary.authorization = absl::StrCat(parts.second.substr(0, space + 1),
                                         std::string(token.size(), '~'));
     std::string canary_message =
