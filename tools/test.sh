@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds Cairn and runs every test (ctest: unit, service, integration with the
-# real binaries, the real go command and bazel-remote).
+# real binaries, the real go command and bazel-remote, real build tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/build.sh
 tools/install-peers.sh
+tools/install-clients.sh  # ccache, Bazel, BuildStream (label "clients")
 cd "${CAIRN_BUILD_DIR:-build}"
 ctest --output-on-failure -j "$(nproc)"
