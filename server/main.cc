@@ -203,8 +203,10 @@ absl::Status LoadSettings(int argc, char** argv) {
 namespace {
 
 // --help lists the flags defined in server/ (this file and what it wires).
+// --help lists every flag the binary defines itself: all but Abseil's own
+// (--flagfile, --fromenv, ...), which --helpfull adds.
 bool IsServerFlagFile(absl::string_view file) {
-  return absl::StrContains(file, "server/");
+  return !absl::StrContains(file, "absl/");
 }
 
 }  // namespace
