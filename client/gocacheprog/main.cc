@@ -1,7 +1,7 @@
 // cairn-gocacheprog: Go's GOCACHEPROG protocol over a REAPI cache.
 //
 // Every flag has an environment twin (CAIRN_<FLAG IN CAPITALS>) that sets its
-// default; the command line wins. See README, "Go (cairn-gocacheprog)".
+// default; the command line wins. See docs/go.md.
 #include <signal.h>
 #include <unistd.h>
 
