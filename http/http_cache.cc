@@ -37,7 +37,7 @@
 namespace cairn::http {
 namespace {
 
-using server::Access;
+using rpc::Access;
 
 constexpr size_t kChunk = 64 << 10;
 constexpr int64_t kMemoryBodyLimit = 1 << 20;  // Larger bodies are spooled.
@@ -226,8 +226,8 @@ std::string KvUri(absl::string_view key) {
 
 // Returns the credentials of an HTTP request: a Bearer header as given; a
 // Basic header's password (or user when the password is empty) as a token.
-server::CallCredentials CredentialsOf(const httplib::Request& req) {
-  server::CallCredentials credentials;
+rpc::CallCredentials CredentialsOf(const httplib::Request& req) {
+  rpc::CallCredentials credentials;
   if (!req.has_header("Authorization")) {
     return credentials;
   }
@@ -253,23 +253,23 @@ server::CallCredentials CredentialsOf(const httplib::Request& req) {
 
 // Per-route metrics.
 struct Metrics {
-  explicit Metrics(server::Registry* r)
+  explicit Metrics(rpc::Registry* r)
       : requests(r->NewCounter("cairn_http_requests_total",
                                "HTTP cache requests by route, method, code.",
                                {"route", "method", "code"})),
         latency(r->NewHistogram("cairn_http_request_seconds",
                                 "HTTP cache request latency by route.",
-                                {"route", "method"}, server::LatencyBuckets())),
+                                {"route", "method"}, rpc::LatencyBuckets())),
         bytes_in(r->NewCounter("cairn_http_received_bytes_total",
                                "Request body bytes stored, by route.",
                                {"route"})),
         bytes_out(r->NewCounter("cairn_http_sent_bytes_total",
                                 "Response body bytes served, by route.",
                                 {"route"})) {}
-  server::Family<server::Counter>* requests;
-  server::Family<server::Histogram>* latency;
-  server::Family<server::Counter>* bytes_in;
-  server::Family<server::Counter>* bytes_out;
+  rpc::Family<rpc::Counter>* requests;
+  rpc::Family<rpc::Histogram>* latency;
+  rpc::Family<rpc::Counter>* bytes_in;
+  rpc::Family<rpc::Counter>* bytes_out;
 };
 
 // The reading side of a download: one BlobReader, read sequentially.
@@ -277,7 +277,7 @@ struct Download {
   std::unique_ptr<cas::BlobReader> reader;
   size_t position = 0;
   std::string buf;
-  server::Counter* bytes_out = nullptr;
+  rpc::Counter* bytes_out = nullptr;
 };
 
 // ------------------------------------------------------------ the cache
@@ -355,7 +355,7 @@ class HttpCacheImpl final : public HttpCache {
   absl::Status CheckSize(std::optional<int64_t> length) const;
   void Record(absl::string_view route, const httplib::Request& req, int code,
               absl::Time start);
-  server::Counter* BytesIn(absl::string_view route) {
+  rpc::Counter* BytesIn(absl::string_view route) {
     return metrics_ ? metrics_->bytes_in->WithLabels({std::string(route)})
                     : nullptr;
   }
@@ -637,7 +637,7 @@ absl::Status HttpCacheImpl::PutCas(const CachePath& path,
       return writer.status();
     }
     absl::Status append = absl::OkStatus();
-    server::Counter* in = BytesIn("cas");
+    rpc::Counter* in = BytesIn("cas");
     *body_read = reader([&](const char* data, size_t n) {
       append = (*writer)->Append(absl::string_view(data, n));
       if (in != nullptr) {
@@ -694,7 +694,7 @@ absl::Status HttpCacheImpl::PutAc(const CachePath& path,
   if (!action.ok()) {
     return action.status();
   }
-  if (server::Counter* in = BytesIn("ac")) {
+  if (rpc::Counter* in = BytesIn("ac")) {
     in->Increment(static_cast<int64_t>(body.size()));
   }
   return ac_->Update(path.instance, *action, result).status();
@@ -719,7 +719,7 @@ absl::Status HttpCacheImpl::PutKv(const CachePath& path,
 absl::StatusOr<cas::Digest> HttpCacheImpl::StoreBody(
     absl::string_view route, std::optional<int64_t> length,
     const httplib::ContentReader& reader, bool* body_read) {
-  server::Counter* in = BytesIn(route);
+  rpc::Counter* in = BytesIn(route);
   const int64_t limit = options_.max_blob_size_bytes;
   absl::Status status = absl::OkStatus();
   int64_t received = 0;

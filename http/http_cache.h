@@ -19,7 +19,7 @@
 //
 // Credentials: `Authorization: Bearer TOKEN`, or HTTP basic auth whose
 // password (or, without one, user name) is a token from the same tokens
-// file as gRPC (server/auth.h).
+// file as gRPC (rpc/auth.h).
 //
 // Bodies stream both ways in fixed-size chunks: a PUT whose digest is known
 // up front (cas with Content-Length) goes straight into a BlobWriter; other
@@ -42,8 +42,8 @@
 #include "actioncache/action_cache.h"
 #include "asset/asset_store.h"
 #include "cas/blob_store.h"
-#include "server/auth.h"
-#include "server/metrics.h"
+#include "rpc/auth.h"
+#include "rpc/metrics.h"
 
 namespace cairn::http {
 
@@ -55,7 +55,7 @@ struct HttpCacheOptions {
   actioncache::ActionCache* action_cache = nullptr;
   asset::AssetStore* assets = nullptr;
   // Decides every request; null admits everyone. Not owned.
-  const server::Authorizer* authorizer = nullptr;
+  const rpc::Authorizer* authorizer = nullptr;
   bool read_only = false;
   // Largest body accepted; 0 means no limit beyond the store's.
   int64_t max_blob_size_bytes = 0;
@@ -71,7 +71,7 @@ struct HttpCacheOptions {
   std::string tls_key_file;
   std::string tls_client_ca_file;
   // Per-route request counts, latencies and bytes; null: none. Not owned.
-  server::Registry* metrics = nullptr;
+  rpc::Registry* metrics = nullptr;
 };
 
 class HttpCache {

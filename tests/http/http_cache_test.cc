@@ -55,13 +55,13 @@ class HttpCacheTest : public ::testing::Test {
     client_ = std::make_unique<httplib::Client>("127.0.0.1", cache_->port());
   }
 
-  std::unique_ptr<server::Authorizer> MakeAuthorizer(server::Access anon) {
+  std::unique_ptr<rpc::Authorizer> MakeAuthorizer(rpc::Access anon) {
     const std::string file = dir_.path() + "/tokens";
     std::ofstream(file) << "rw " << kRw << "\nro " << kRo << "\n";
-    server::AuthOptions auth;
+    rpc::AuthOptions auth;
     auth.tokens_file = file;
     auth.anonymous = anon;
-    return *server::NewAuthorizer(auth);
+    return *rpc::NewAuthorizer(auth);
   }
 
   int Put(const std::string& path, const std::string& body,
@@ -208,7 +208,7 @@ TEST_F(HttpCacheTest, ActionResultsAreValidatedAndComplete) {
 }
 
 TEST_F(HttpCacheTest, AuthBearerBasicAndReadOnly) {
-  auto auth = MakeAuthorizer(server::Access::kNone);
+  auto auth = MakeAuthorizer(rpc::Access::kNone);
   HttpCacheOptions options;
   options.authorizer = auth.get();
   Start(options);
@@ -235,7 +235,7 @@ TEST_F(HttpCacheTest, AuthBearerBasicAndReadOnly) {
 }
 
 TEST_F(HttpCacheTest, SizeLimitAndMetrics) {
-  server::Registry registry;
+  rpc::Registry registry;
   HttpCacheOptions options;
   options.max_blob_size_bytes = 1000;
   options.metrics = &registry;
