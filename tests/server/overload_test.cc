@@ -136,16 +136,19 @@ TEST(IoPoolTest, RefusesWhenFullOrStopped) {
 
 TEST(IoPoolTest, StreamTasksLeaveAWorkerForCalls) {
   rpc::IoPool pool({/*threads=*/2, /*max_queue=*/100});
-  absl::Notification release;
+  absl::Notification release, first_started;
   std::atomic<int> streams_running{0};
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(pool.TrySchedule(
         [&] {
-          streams_running.fetch_add(1);
+          if (streams_running.fetch_add(1) == 0) {
+            first_started.Notify();
+          }
           release.WaitForNotification();
         },
         rpc::Lane::kStream));
   }
+  first_started.WaitForNotification();
   // Stream tasks whose I/O never ends hold one worker of two, not both.
   absl::Notification call_ran;
   ASSERT_TRUE(pool.TrySchedule([&] { call_ran.Notify(); }));
