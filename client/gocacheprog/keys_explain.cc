@@ -112,8 +112,9 @@ Diagnosis TestFile(const InputDiff& d) {
     return {"test_file_mtime", path,
             absl::StrCat("the modification time of ", path,
                          ", which the test opened, differs: normalise mtimes "
-                         "after checkout (e.g. to the commit time) so test "
-                         "results can be shared")};
+                         "after checkout on every machine (cairn-gocacheprog "
+                         "normalize-mtimes DIR) so test results can be "
+                         "shared")};
   }
   return {"test_file", path,
           absl::StrCat("the contents of ", path,
