@@ -1,182 +1,34 @@
-// Test harness for the fault and soak tests: runs the real cairn-server binary
-// as a child process on 127.0.0.1:0, and a small blocking REAPI client with a
-// deadline on every call (so no test can hang on the server).
+// A small blocking REAPI client for tests that drive a real server (see
+// server_process.h), with a deadline on every call so no test can hang on the
+// server, and helpers for blobs and store files.
 //
-// Thread safety: a ServerProcess is driven by one test thread (RssKb may be
-// called from any). A Client is safe for concurrent calls (gRPC stubs are).
-#ifndef CAIRN_TESTS_INTEGRATION_FAULT_UTIL_H_
-#define CAIRN_TESTS_INTEGRATION_FAULT_UTIL_H_
+// Thread safety: a Client is safe for concurrent calls (gRPC stubs are).
+#ifndef CAIRN_TESTS_TESTUTIL_TEST_CLIENT_H_
+#define CAIRN_TESTS_TESTUTIL_TEST_CLIENT_H_
 
-#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "cas/digest.h"
 #include "cas/resource_name.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
 
-extern char** environ;
-
-namespace cairn::faulttest {
+namespace cairn::testutil {
 
 namespace v2 = ::build::bazel::remote::execution::v2;
 namespace bs = ::google::bytestream;
-
-// A running cairn-server child. Its stderr is collected by a thread.
-class ServerProcess {
- public:
-  // Starts CAIRN_SERVER_BINARY --listen=127.0.0.1:0 `flags` and waits (at
-  // most 120 s) for its start-up line. address() is empty when it failed.
-  explicit ServerProcess(const std::vector<std::string>& flags) {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) {
-      return;
-    }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
-    std::vector<std::string> args = {CAIRN_SERVER_BINARY,
-                                     "--listen=127.0.0.1:0"};
-    args.insert(args.end(), flags.begin(), flags.end());
-    std::vector<char*> argv;
-    for (std::string& a : args) {
-      argv.push_back(a.data());
-    }
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) !=
-        0) {
-      pid_ = -1;
-    }
-    posix_spawn_file_actions_destroy(&actions);
-    close(fds[1]);
-    int read_fd = fds[0];
-    reader_ = std::thread([this, read_fd] { Collect(read_fd); });
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, std::chrono::seconds(120),
-                 [this] { return eof_ || !address_.empty(); });
-  }
-
-  ~ServerProcess() {
-    Kill9();
-    if (reader_.joinable()) {
-      reader_.join();
-    }
-  }
-
-  ServerProcess(const ServerProcess&) = delete;
-  ServerProcess& operator=(const ServerProcess&) = delete;
-
-  // Returns "127.0.0.1:PORT", or "" if the server did not start.
-  std::string address() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return address_;
-  }
-
-  // Returns everything the server wrote to stderr so far.
-  std::string log() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return log_;
-  }
-
-  pid_t pid() const { return pid_; }
-
-  // SIGKILLs the server and reaps it.
-  void Kill9() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
-
-  // Sends `signal` without waiting.
-  void Signal(int signal) {
-    if (pid_ > 0) {
-      kill(pid_, signal);
-    }
-  }
-
-  // SIGTERMs the server; returns its exit code (-1 if killed by a signal).
-  int Terminate() {
-    if (pid_ <= 0) {
-      return -1;
-    }
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-
-  // Returns the resident set size in KiB from /proc (0 if unknown).
-  int64_t RssKb() const {
-    std::ifstream status(absl::StrCat("/proc/", pid_, "/status"));
-    std::string line;
-    while (std::getline(status, line)) {
-      if (absl::StartsWith(line, "VmRSS:")) {
-        return std::strtoll(line.c_str() + 6, nullptr, 10);
-      }
-    }
-    return 0;
-  }
-
- private:
-  void Collect(int fd) {
-    char buf[4096];
-    while (true) {  // Ends at EOF, when the child exits.
-      ssize_t n = read(fd, buf, sizeof(buf));
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      std::lock_guard<std::mutex> lock(mu_);
-      if (n <= 0) {
-        eof_ = true;
-        cv_.notify_all();
-        break;
-      }
-      log_.append(buf, static_cast<size_t>(n));
-      const std::string marker = "listening on ";
-      size_t at = log_.find(marker);
-      if (address_.empty() && at != std::string::npos) {
-        at += marker.size();
-        size_t end = log_.find_first_of(", \n", at);
-        if (end != std::string::npos) {
-          address_ = log_.substr(at, end - at);
-          cv_.notify_all();
-        }
-      }
-    }
-    close(fd);
-  }
-
-  pid_t pid_ = -1;
-  std::thread reader_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::string log_;
-  std::string address_;
-  bool eof_ = false;
-};
 
 // Returns deterministic pseudo-random bytes for (seed, size).
 inline std::string TestBlob(uint64_t seed, size_t size) {
@@ -345,6 +197,6 @@ inline std::string ReadWholeFile(const std::filesystem::path& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-}  // namespace cairn::faulttest
+}  // namespace cairn::testutil
 
-#endif  // CAIRN_TESTS_INTEGRATION_FAULT_UTIL_H_
+#endif  // CAIRN_TESTS_TESTUTIL_TEST_CLIENT_H_
