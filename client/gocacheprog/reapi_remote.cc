@@ -55,7 +55,7 @@ class ReapiRemote final : public Remote {
   explicit ReapiRemote(std::unique_ptr<ReapiClient> client)
       : client_(std::move(client)) {}
 
-  absl::StatusOr<Entry> Get(absl::string_view action_id,
+  absl::StatusOr<Entry> Get(absl::string_view action_id, SizeGate admit,
                             BodySink sink) override {
     const cas::Digest key = GoActionKey(action_id);
     const std::string inline_files[] = {kGoOutputPath};
@@ -85,6 +85,10 @@ class ReapiRemote final : public Remote {
     entry.time = md.has_worker_completed_timestamp()
                      ? FromTimestamp(md.worker_completed_timestamp())
                      : absl::Now();
+    if (!admit(entry.size)) {
+      return absl::NotFoundError(absl::StrCat("ac entry ", key.ToString(),
+                                              ": body fetch skipped"));
+    }
     absl::Status s;
     if (static_cast<int64_t>(out->contents().size()) == entry.size) {
       s = entry.size > 0 ? sink(out->contents()) : absl::OkStatus();
@@ -166,6 +170,8 @@ class ReapiRemote final : public Remote {
     r.mutable_execution_metadata()->set_worker(kWorker);
     return client_->UpdateActionResult(ManifestKey(scope), r);
   }
+
+  WireCounters Counters() const override { return client_->Counters(); }
 
  private:
   std::unique_ptr<ReapiClient> client_;
