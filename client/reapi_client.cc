@@ -172,6 +172,7 @@ class GrpcReapiClient final : public ReapiClient {
   absl::Status UploadBlob(const cas::Digest& digest,
                           const ChunkSource& source) override;
   absl::Status ReadBlob(const cas::Digest& digest, ChunkSink sink) override;
+  bool CompressesReads() override { return UseZstd(/*batch_update=*/false); }
   WireCounters Counters() const override {
     return {received_.load(), received_plain_.load(), sent_.load(),
             sent_plain_.load()};

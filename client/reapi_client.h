@@ -132,6 +132,11 @@ class ReapiClient {
 
   // Returns the blob bytes moved so far (ReadBlob and UploadBlob).
   virtual WireCounters Counters() const = 0;
+
+  // Returns true when ReadBlob moves bytes zstd-compressed (compression on
+  // and advertised by the server); false also when capabilities cannot be
+  // read.
+  virtual bool CompressesReads() = 0;
 };
 
 // Returns a client for `options.target`. INVALID_ARGUMENT for a malformed

@@ -58,9 +58,16 @@ class ReapiRemote final : public Remote {
   absl::StatusOr<Entry> Get(absl::string_view action_id, SizeGate admit,
                             BodySink sink) override {
     const cas::Digest key = GoActionKey(action_id);
+    // Inlined outputs travel uncompressed (up to the server's inline limit,
+    // 1 MiB on cairn-server): with zstd reads, one more round trip for a
+    // compressed body moves a fraction of the bytes.
     const std::string inline_files[] = {kGoOutputPath};
+    absl::Span<const std::string> ask_inline = inline_files;
+    if (client_->CompressesReads()) {
+      ask_inline = {};
+    }
     absl::StatusOr<reapi::ActionResult> result =
-        client_->GetActionResult(key, inline_files);
+        client_->GetActionResult(key, ask_inline);
     if (!result.ok()) {
       return result.status();
     }

@@ -12,6 +12,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -617,6 +618,37 @@ TEST_F(ReapiClientTest, GoMappingRoundTrip) {
                 .status()
                 .code(),
             absl::StatusCode::kNotFound);
+}
+
+// With zstd reads the body is not inlined (inline bytes are never
+// compressed): it comes compressed through BatchReadBlobs.
+TEST_F(ReapiClientTest, GoMappingFetchesCompressedBodiesWithZstd) {
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.zstd = true;
+  }
+  auto remote = gocacheprog::NewReapiRemote(Client());
+  const std::string body = Text(1000);  // The fake inlines under 1024.
+  const std::string path = dir_ + "/body";
+  std::ofstream(path, std::ios::binary) << body;
+  const std::string action(32, 'Z');
+  gocacheprog::Entry entry{cas::Digest::OfData(body).hash(),
+                           static_cast<int64_t>(body.size()),
+                           absl::FromUnixSeconds(1700000000)};
+  entry.output_id = absl::HexStringToBytes(entry.output_id);
+  ASSERT_TRUE(remote->Put(action, entry, path).ok());
+  std::string got;
+  ASSERT_TRUE(remote
+                  ->Get(action, [](int64_t) { return true; },
+                        [&](absl::string_view c) {
+                          got.append(c.data(), c.size());
+                          return absl::OkStatus();
+                        })
+                  .ok());
+  EXPECT_TRUE(got == body);
+  EXPECT_EQ(state_.Calls("batch_read_zstd_item"), 1);
+  EXPECT_EQ(remote->Counters().received_plain, 1000);
+  EXPECT_LT(remote->Counters().received, 1000);
 }
 
 TEST_F(ReapiClientTest, ForeignActionResultIsAMiss) {
