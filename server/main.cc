@@ -28,11 +28,12 @@
 #include "cas/blob_store.h"
 #include "cas/disk_blob_store.h"
 #include "cas/memory_blob_store.h"
-#include "server/auth.h"
+#include "http/http_cache.h"
+#include "rpc/auth.h"
+#include "rpc/metrics.h"
 #include "server/byte_size.h"
 #include "server/config.h"
 #include "server/log.h"
-#include "server/metrics.h"
 #include "server/metrics_http.h"
 #include "server/server.h"
 #include "server/tls.h"
@@ -71,6 +72,17 @@ ABSL_FLAG(bool, memory, false,
 ABSL_FLAG(std::string, metrics_listen, "",
           "Serve Prometheus metrics at http://HOST:PORT/metrics (and "
           "/healthz); empty turns the endpoint off. Port 0 picks a free port.");
+ABSL_FLAG(std::string, http_listen, "",
+          "Also serve the HTTP/1.1 cache (bazel-remote's /cas/ and /ac/, and "
+          "/kv/NAMESPACE/KEY for ccache, Gradle, sccache) on HOST:PORT; empty "
+          "turns it off. Same store, tokens, TLS files and --read_only.");
+ABSL_FLAG(int, http_threads, 0,
+          "Connections the HTTP cache serves at once (each keeps a thread "
+          "while open); 0 means 4 x cores, at least 8.");
+ABSL_FLAG(std::string, http_spool_dir, "",
+          "Directory for HTTP request bodies whose digest is not known up "
+          "front (over 1 MiB or chunked) while they are hashed; empty means "
+          "the system's temporary directory.");
 ABSL_FLAG(std::string, log_level, "info",
           "Least severe log level written to stderr: debug, info, warning, "
           "error or off.");
@@ -147,19 +159,19 @@ absl::StatusOr<std::unique_ptr<cairn::cas::BlobStore>> OpenStore(
 
 // Returns the Authorizer the flags ask for, or null when access control is
 // off (no tokens file, no client CA, anonymous write). `*note` describes it.
-absl::StatusOr<std::unique_ptr<cairn::server::Authorizer>> MakeAuthorizer(
+absl::StatusOr<std::unique_ptr<cairn::rpc::Authorizer>> MakeAuthorizer(
     std::string* note) {
-  using cairn::server::Access;
-  cairn::server::AuthOptions auth;
+  using cairn::rpc::Access;
+  cairn::rpc::AuthOptions auth;
   auth.tokens_file = ExpandHome(absl::GetFlag(FLAGS_auth_tokens_file));
   const bool mtls = !absl::GetFlag(FLAGS_tls_client_ca).empty();
   std::string anonymous = absl::GetFlag(FLAGS_anonymous_access);
   if (anonymous.empty()) {
     anonymous = auth.tokens_file.empty() && !mtls ? "write" : "none";
   }
-  absl::StatusOr<Access> access = cairn::server::ParseAccess(anonymous);
+  absl::StatusOr<Access> access = cairn::rpc::ParseAccess(anonymous);
   absl::StatusOr<Access> tls =
-      cairn::server::ParseAccess(absl::GetFlag(FLAGS_tls_client_access));
+      cairn::rpc::ParseAccess(absl::GetFlag(FLAGS_tls_client_access));
   if (!access.ok() || !tls.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--anonymous_access and --tls_client_access take none, read or "
@@ -171,12 +183,12 @@ absl::StatusOr<std::unique_ptr<cairn::server::Authorizer>> MakeAuthorizer(
   *note = absl::StrCat(", anonymous access ", anonymous);
   if (auth.tokens_file.empty() && !mtls && *access == Access::kWrite) {
     *note = "";
-    return std::unique_ptr<cairn::server::Authorizer>();
+    return std::unique_ptr<cairn::rpc::Authorizer>();
   }
   if (!auth.tokens_file.empty()) {
     absl::StrAppend(note, ", tokens from ", auth.tokens_file);
   }
-  return cairn::server::NewAuthorizer(auth);
+  return cairn::rpc::NewAuthorizer(auth);
 }
 
 int Fail(const absl::Status& status) {
@@ -203,8 +215,10 @@ absl::Status LoadSettings(int argc, char** argv) {
 namespace {
 
 // --help lists the flags defined in server/ (this file and what it wires).
+// --help lists every flag the binary defines itself: all but Abseil's own
+// (--flagfile, --fromenv, ...), which --helpfull adds.
 bool IsServerFlagFile(absl::string_view file) {
-  return absl::StrContains(file, "server/");
+  return !absl::StrContains(file, "absl/");
 }
 
 }  // namespace
@@ -252,7 +266,7 @@ int main(int argc, char** argv) {
     return Fail(credentials.status());
   }
   std::string auth_note;
-  absl::StatusOr<std::unique_ptr<cairn::server::Authorizer>> authorizer =
+  absl::StatusOr<std::unique_ptr<cairn::rpc::Authorizer>> authorizer =
       MakeAuthorizer(&auth_note);
   if (!authorizer.ok()) {
     return Fail(authorizer.status());
@@ -272,7 +286,7 @@ int main(int argc, char** argv) {
   const double load_seconds = absl::ToDoubleSeconds(absl::Now() - start);
   const double index_seconds = (*store)->Stats().index_load_seconds;
 
-  cairn::server::Registry registry;
+  cairn::rpc::Registry registry;
   cairn::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.store = store->get();
@@ -310,6 +324,31 @@ int main(int argc, char** argv) {
         absl::StrCat(", metrics on http://",
                      BoundAddress(listen, metrics->port()), "/metrics");
   }
+  std::unique_ptr<cairn::http::HttpCache> http;
+  std::string http_note;
+  if (const std::string listen = absl::GetFlag(FLAGS_http_listen);
+      !listen.empty()) {
+    cairn::http::HttpCacheOptions http_options;
+    http_options.listen = listen;
+    http_options.store = store->get();
+    http_options.authorizer = authorizer->get();
+    http_options.read_only = options.read_only;
+    http_options.max_blob_size_bytes = options.max_cas_blob_size_bytes;
+    http_options.threads = absl::GetFlag(FLAGS_http_threads);
+    http_options.spool_dir = ExpandHome(absl::GetFlag(FLAGS_http_spool_dir));
+    http_options.tls_cert_file = tls.cert_file;
+    http_options.tls_key_file = tls.key_file;
+    http_options.tls_client_ca_file = tls.client_ca_file;
+    http_options.metrics = &registry;
+    auto started = cairn::http::StartHttpCache(http_options);
+    if (!started.ok()) {
+      return Fail(started.status());
+    }
+    http = *std::move(started);
+    http_note =
+        absl::StrCat(", HTTP cache on ", tls.enabled() ? "https://" : "http://",
+                     BoundAddress(listen, http->port()));
+  }
   const std::string address =
       BoundAddress(options.listen_address, (*server)->port());
   const std::string url =
@@ -317,13 +356,14 @@ int main(int argc, char** argv) {
           ? address
           : absl::StrCat(tls.enabled() ? "grpcs://" : "grpc://", address);
   spdlog::info(
-      "cairn-server: listening on {}, store {}, index loaded in {:.2f}s{}{}{}; "
+      "cairn-server: listening on {}, store {}, index loaded in "
+      "{:.2f}s{}{}{}{}; "
       "Bazel: --remote_cache={}; Go: GOCACHEPROG=\"cairn-gocacheprog "
       "--remote={}\"",
       address, store_description,
       index_seconds > 0 ? index_seconds : load_seconds,
-      options.read_only ? ", read-only" : "", auth_note, metrics_note, url,
-      url);
+      options.read_only ? ", read-only" : "", auth_note, metrics_note,
+      http_note, url, url);
 
   int signal_number = 0;
   while (true) {  // Ends at SIGINT or SIGTERM.
@@ -342,6 +382,9 @@ int main(int argc, char** argv) {
   }
   spdlog::info("cairn-server: {} received, shutting down",
                signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  if (http != nullptr) {
+    http->Stop();  // Lets requests in progress finish.
+  }
   (*server)->Shutdown(absl::Seconds(10));
   (*server)->Wait();
   if (metrics != nullptr) {
