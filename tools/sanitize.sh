@@ -15,6 +15,10 @@
 #   both:    go_cacheprog_* - they drive the real go command against
 #            bazel-remote/cairn-server and need tools/install-peers.sh (network
 #            and time); tools/test.sh runs them on the Release build.
+#            go_keys - the real go command against cairn-server for ~85 s,
+#            mostly compiling the standard library; its code (parser, diff,
+#            records) runs under ASan in gocacheprog_keys_test and
+#            gocachehash_fuzz; tools/test.sh runs it on the Release build.
 #   thread:  fuzz targets are not built (libFuzzer needs clang + ASan).
 # A test excluded by a label is listed in CAIRN_SANITIZE_EXCLUDE_LABELS_<KIND>.
 #
@@ -118,7 +122,7 @@ for kind in "${kinds[@]}"; do
     upper=$(echo "$kind" | tr a-z A-Z)
     exclude_var="CAIRN_SANITIZE_EXCLUDE_$upper"
     labels_var="CAIRN_SANITIZE_EXCLUDE_LABELS_$upper"
-    select=(-E "${!exclude_var:-^go_cacheprog_}")
+    select=(-E "${!exclude_var:-^go_cacheprog_|^go_keys\$}")
     if [ -n "${!labels_var:-}" ]; then
       select+=(-LE "${!labels_var}")
     fi
