@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds Cairn and runs every test (ctest: unit, service, integration with the
-# real binaries, the real go command and bazel-remote).
+# real binaries, the real go command and bazel-remote, a throwaway Ceph RGW).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tools/install-deps.sh --s3  # Ceph RGW for the shared-tier tests (label engine)
 tools/build.sh
 tools/install-peers.sh
 cd "${CAIRN_BUILD_DIR:-build}"
