@@ -323,7 +323,14 @@ class CasService final : public v2::ContentAddressableStorage::CallbackService {
     return FinishUnaryOnPool(
         context, options_.pool, "FindMissingBlobs", status,
         [this, digests = std::move(digests), response] {
-          AddMissing(options_.store->FindMissing(digests), response);
+          // A store that cannot tell (shared tier down) answers UNAVAILABLE,
+          // never "missing".
+          absl::StatusOr<std::vector<Digest>> missing =
+              options_.store->FindMissingChecked(digests);
+          if (!missing.ok()) {
+            return missing.status();
+          }
+          AddMissing(*missing, response);
           return absl::OkStatus();
         });
   }

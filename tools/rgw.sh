@@ -14,6 +14,7 @@
 #                              (the same lines are in DIR/env, sourceable)
 #   tools/rgw.sh stop DIR      kills the cluster's processes and removes DIR
 #   tools/rgw.sh pids DIR      prints "name pid" per daemon (radosgw first)
+#   tools/rgw.sh gw DIR        starts radosgw again (after it was killed)
 #
 # Exit code 77 when the Ceph packages are absent (tools/install-deps.sh --s3).
 # Environment: RGW_ACCESS_KEY / RGW_SECRET_KEY override the user's keys,
@@ -120,6 +121,14 @@ start_cluster() {
   curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$access_key:$secret_key" \
     -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' -X PUT \
     "http://127.0.0.1:$rgw_port/$bucket" >/dev/null || die "bucket $bucket not created"
+  # The first object write creates the data pool (seconds): do it here, so
+  # that a client's first request sees the steady state.
+  local s3=(curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$access_key:$secret_key"
+    -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD')
+  echo warm >"$d/warmup"
+  "${s3[@]}" -T "$d/warmup" "http://127.0.0.1:$rgw_port/$bucket/warmup" >/dev/null &&
+    "${s3[@]}" -X DELETE "http://127.0.0.1:$rgw_port/$bucket/warmup" >/dev/null ||
+    die "first object write failed"
   cat >"$d/env" <<EOF
 dir=$d
 endpoint=http://127.0.0.1:$rgw_port
@@ -141,7 +150,7 @@ case "$cmd" in
       fi
     done
     dir=${2:-$(mktemp -d /tmp/rgw.XXXXXX)}
-    if ! start_cluster "$dir" >"$dir.out" 2>&1 </dev/null; then
+    if ! (start_cluster "$dir") >"$dir.out" 2>&1 </dev/null; then
       cat "$dir.out" >&2
       rm -f "$dir.out"
       stop_cluster "$dir"
@@ -154,6 +163,13 @@ case "$cmd" in
     [ -n "${2:-}" ] || die "usage: rgw.sh stop DIR"
     stop_cluster "$2"
     ;;
+  gw)
+    [ -f "${2:-}/env" ] || die "usage: rgw.sh gw DIR"
+    endpoint=$(sed -n 's/^endpoint=//p' "$2/env")
+    rm -f "$2/run/client.rgw.a.pid"
+    radosgw -c "$2/ceph.conf" -n client.rgw.a --no-mon-config
+    wait_for 30 curl -sf "$endpoint/" || die "radosgw did not answer"
+    ;;
   pids)
     [ -n "${2:-}" ] || die "usage: rgw.sh pids DIR"
     for name in client.rgw osd mon; do
@@ -163,6 +179,6 @@ case "$cmd" in
     done
     ;;
   *)
-    die "usage: rgw.sh start [DIR] | stop DIR | pids DIR"
+    die "usage: rgw.sh start [DIR] | stop DIR | pids DIR | gw DIR"
     ;;
 esac
