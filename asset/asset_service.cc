@@ -5,16 +5,16 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "cas/service_util.h"
-#include "server/reactors.h"
+#include "cas/service/service_util.h"
+#include "rpc/reactors.h"
 
 namespace cairn::asset {
 namespace {
 
 namespace ra = ::build::bazel::remote::asset::v1;
 namespace v2 = ::build::bazel::remote::execution::v2;
-using server::Access;
-using server::FinishUnaryOnPool;
+using rpc::Access;
+using rpc::FinishUnaryOnPool;
 
 std::vector<Qualifier> QualifiersOf(
     const google::protobuf::RepeatedPtrField<ra::Qualifier>& qualifiers) {
@@ -108,7 +108,7 @@ class FetchService final : public ra::Fetch::CallbackService {
                                   const char* what, StoredAsset::Kind kind,
                                   const Request& request, Fill fill) {
     absl::Status status =
-        server::Authorize(options_.authorizer, *context, Access::kRead);
+        rpc::Authorize(options_.authorizer, *context, Access::kRead);
     if (status.ok()) {
       status = CheckRequest(request);
     }
@@ -157,7 +157,7 @@ class PushService final : public ra::Push::CallbackService {
                                  const Request& request,
                                  const v2::Digest& digest) {
     absl::Status status =
-        server::Authorize(options_.authorizer, *context, Access::kWrite);
+        rpc::Authorize(options_.authorizer, *context, Access::kWrite);
     if (status.ok() && options_.read_only) {
       status = absl::PermissionDeniedError(
           absl::StrCat(what, ": this cache is read-only"));

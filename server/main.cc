@@ -28,11 +28,11 @@
 #include "cas/blob_store.h"
 #include "cas/disk_blob_store.h"
 #include "cas/memory_blob_store.h"
-#include "server/auth.h"
+#include "rpc/auth.h"
+#include "rpc/metrics.h"
 #include "server/byte_size.h"
 #include "server/config.h"
 #include "server/log.h"
-#include "server/metrics.h"
 #include "server/metrics_http.h"
 #include "server/server.h"
 #include "server/shared_tier.h"
@@ -148,19 +148,19 @@ absl::StatusOr<std::unique_ptr<cairn::cas::BlobStore>> OpenStore(
 
 // Returns the Authorizer the flags ask for, or null when access control is
 // off (no tokens file, no client CA, anonymous write). `*note` describes it.
-absl::StatusOr<std::unique_ptr<cairn::server::Authorizer>> MakeAuthorizer(
+absl::StatusOr<std::unique_ptr<cairn::rpc::Authorizer>> MakeAuthorizer(
     std::string* note) {
-  using cairn::server::Access;
-  cairn::server::AuthOptions auth;
+  using cairn::rpc::Access;
+  cairn::rpc::AuthOptions auth;
   auth.tokens_file = ExpandHome(absl::GetFlag(FLAGS_auth_tokens_file));
   const bool mtls = !absl::GetFlag(FLAGS_tls_client_ca).empty();
   std::string anonymous = absl::GetFlag(FLAGS_anonymous_access);
   if (anonymous.empty()) {
     anonymous = auth.tokens_file.empty() && !mtls ? "write" : "none";
   }
-  absl::StatusOr<Access> access = cairn::server::ParseAccess(anonymous);
+  absl::StatusOr<Access> access = cairn::rpc::ParseAccess(anonymous);
   absl::StatusOr<Access> tls =
-      cairn::server::ParseAccess(absl::GetFlag(FLAGS_tls_client_access));
+      cairn::rpc::ParseAccess(absl::GetFlag(FLAGS_tls_client_access));
   if (!access.ok() || !tls.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--anonymous_access and --tls_client_access take none, read or "
@@ -172,12 +172,12 @@ absl::StatusOr<std::unique_ptr<cairn::server::Authorizer>> MakeAuthorizer(
   *note = absl::StrCat(", anonymous access ", anonymous);
   if (auth.tokens_file.empty() && !mtls && *access == Access::kWrite) {
     *note = "";
-    return std::unique_ptr<cairn::server::Authorizer>();
+    return std::unique_ptr<cairn::rpc::Authorizer>();
   }
   if (!auth.tokens_file.empty()) {
     absl::StrAppend(note, ", tokens from ", auth.tokens_file);
   }
-  return cairn::server::NewAuthorizer(auth);
+  return cairn::rpc::NewAuthorizer(auth);
 }
 
 int Fail(const absl::Status& status) {
@@ -204,8 +204,10 @@ absl::Status LoadSettings(int argc, char** argv) {
 namespace {
 
 // --help lists the flags defined in server/ (this file and what it wires).
+// --help lists every flag the binary defines itself: all but Abseil's own
+// (--flagfile, --fromenv, ...), which --helpfull adds.
 bool IsServerFlagFile(absl::string_view file) {
-  return absl::StrContains(file, "server/");
+  return !absl::StrContains(file, "absl/");
 }
 
 }  // namespace
@@ -253,7 +255,7 @@ int main(int argc, char** argv) {
     return Fail(credentials.status());
   }
   std::string auth_note;
-  absl::StatusOr<std::unique_ptr<cairn::server::Authorizer>> authorizer =
+  absl::StatusOr<std::unique_ptr<cairn::rpc::Authorizer>> authorizer =
       MakeAuthorizer(&auth_note);
   if (!authorizer.ok()) {
     return Fail(authorizer.status());
@@ -264,7 +266,7 @@ int main(int argc, char** argv) {
   }
 
   // Declared before the store: the shared tier's metrics live in it.
-  cairn::server::Registry registry;
+  cairn::rpc::Registry registry;
   const absl::Time start = absl::Now();
   std::string store_description;
   absl::StatusOr<std::unique_ptr<cairn::cas::BlobStore>> store =

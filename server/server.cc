@@ -14,21 +14,22 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "actioncache/action_cache.h"
-#include "actioncache/action_cache_service.h"
+#include "actioncache/service/action_cache_service.h"
 #include "asset/asset_service.h"
 #include "asset/asset_store.h"
-#include "cas/bytestream_service.h"
-#include "cas/cas_service.h"
-#include "server/capabilities.h"
-#include "server/idle_watchdog.h"
-#include "server/io_pool.h"
-#include "server/metrics_interceptor.h"
+#include "capabilities/capabilities.h"
+#include "cas/service/bytestream_service.h"
+#include "cas/service/cas_service.h"
+#include "rpc/idle_watchdog.h"
+#include "rpc/io_pool.h"
+#include "rpc/metrics_interceptor.h"
+#include "server/log.h"
 
 namespace cairn::server {
 
 struct CairnServer::Impl {
   explicit Impl(const ServerOptions& options)
-      : pool(IoPoolOptions{options.io_threads, options.io_queue}),
+      : pool(rpc::IoPoolOptions{options.io_threads, options.io_queue}),
         watchdog(options.stream_idle_timeout),
         action_cache(options.store),
         assets(options.store) {}
@@ -36,8 +37,8 @@ struct CairnServer::Impl {
   // Creates the services over `options.store`, this pool and cache.
   void MakeServices(const ServerOptions& options);
 
-  IoPool pool;
-  IdleWatchdog watchdog;  // Cancels stalled ByteStream uploads.
+  rpc::IoPool pool;
+  rpc::IdleWatchdog watchdog;  // Cancels stalled ByteStream uploads.
   actioncache::ActionCache action_cache;
   asset::AssetStore assets;
   std::unique_ptr<grpc::Service> capabilities;
@@ -69,7 +70,8 @@ absl::Status CheckOptions(const ServerOptions& options) {
 }
 
 // Registers gauges read from the store's counters and the pool's queue.
-void RegisterGauges(Registry* r, cas::BlobStore* store, IoPool* pool) {
+void RegisterGauges(rpc::Registry* r, cas::BlobStore* store,
+                    rpc::IoPool* pool) {
   auto stat = [store](int64_t cas::StoreStats::*field) {
     return
         [store, field] { return static_cast<double>(store->Stats().*field); };
@@ -127,7 +129,8 @@ absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
     std::vector<
         std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
         interceptors;
-    interceptors.push_back(NewMetricsInterceptorFactory(options.metrics));
+    interceptors.push_back(
+        rpc::NewMetricsInterceptorFactory(options.metrics, AccessLog()));
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
     RegisterGauges(options.metrics, options.store, &impl->pool);
   }
@@ -181,12 +184,12 @@ size_t CairnServer::QueuedIoTasksForTest() {
 }
 
 void CairnServer::Impl::MakeServices(const ServerOptions& options) {
-  CapabilitiesOptions caps_options{options.read_only,
-                                   options.max_batch_total_size_bytes,
-                                   options.max_cas_blob_size_bytes,
-                                   /*zstd=*/true};
+  ::cairn::capabilities::CapabilitiesOptions caps_options{
+      options.read_only, options.max_batch_total_size_bytes,
+      options.max_cas_blob_size_bytes,
+      /*zstd=*/true};
   caps_options.authorizer = options.authorizer;
-  capabilities = NewCapabilitiesService(caps_options);
+  capabilities = ::cairn::capabilities::NewCapabilitiesService(caps_options);
   cas::CasServiceOptions cas_options;
   cas_options.store = options.store;
   cas_options.pool = &pool;

@@ -18,8 +18,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "cas/blob_store.h"
-#include "server/auth.h"
-#include "server/metrics.h"
+#include "rpc/auth.h"
+#include "rpc/metrics.h"
 
 namespace cairn::server {
 
@@ -29,10 +29,10 @@ struct ServerOptions {
   // (in-process channels only).
   std::string listen_address = "127.0.0.1:9092";
   cas::BlobStore* store = nullptr;  // Not owned; must outlive the server.
-  // When set, every call is recorded (server/metrics_interceptor.h) and
+  // When set, every call is recorded (rpc/metrics_interceptor.h) and
   // store and I/O-queue gauges are registered. Not owned; must outlive the
   // server, and must not be scraped after the server is destroyed.
-  Registry* metrics = nullptr;
+  rpc::Registry* metrics = nullptr;
   bool read_only = false;
   // I/O pool threads (0 = 2 x cores) and queued tasks (0 = 256 per thread).
   int io_threads = 0;
@@ -47,11 +47,11 @@ struct ServerOptions {
   // Transport credentials for listen_address (server/tls.h); null means
   // plaintext.
   std::shared_ptr<grpc::ServerCredentials> credentials;
-  // Decides every call (server/auth.h); null lets every caller read and
+  // Decides every call (rpc/auth.h); null lets every caller read and
   // write. Not owned; must outlive the server.
-  const Authorizer* authorizer = nullptr;
+  const rpc::Authorizer* authorizer = nullptr;
   // A ByteStream upload whose client sends nothing for this long is
-  // cancelled, releasing its reserved space (server/idle_watchdog.h); zero
+  // cancelled, releasing its reserved space (rpc/idle_watchdog.h); zero
   // disables.
   absl::Duration stream_idle_timeout = absl::Seconds(60);
 };

@@ -45,7 +45,7 @@ ABSL_FLAG(int, s3_max_concurrency, 32,
 namespace cairn::server {
 namespace {
 
-void RegisterMetrics(Registry* r, cas::TieredBlobStore* store) {
+void RegisterMetrics(rpc::Registry* r, cas::TieredBlobStore* store) {
   auto counter = [store](int64_t cas::TieredStats::*field) {
     return [store, field] {
       return static_cast<double>(store->Counters().*field);
@@ -87,20 +87,20 @@ void RegisterMetrics(Registry* r, cas::TieredBlobStore* store) {
 }
 
 // Fills the request hooks of `o` with metrics families of `r`.
-void AddRequestMetrics(Registry* r, cas::S3ClientOptions* o) {
-  Family<Counter>* requests =
+void AddRequestMetrics(rpc::Registry* r, cas::S3ClientOptions* o) {
+  rpc::Family<rpc::Counter>* requests =
       r->NewCounter("cairn_s3_requests_total",
                     "Bucket requests by kind and outcome.", {"kind", "code"});
-  Family<Histogram>* latency = r->NewHistogram(
+  rpc::Family<rpc::Histogram>* latency = r->NewHistogram(
       "cairn_s3_request_seconds", "Bucket request latency by kind.", {"kind"},
-      LatencyBuckets());
-  Counter* sent =
+      rpc::LatencyBuckets());
+  rpc::Counter* sent =
       r->NewCounter("cairn_s3_sent_bytes_total", "Bytes sent to the bucket.")
           ->WithLabels({});
-  Counter* received = r->NewCounter("cairn_s3_received_bytes_total",
+  rpc::Counter* received = r->NewCounter("cairn_s3_received_bytes_total",
                                     "Bytes received from the bucket.")
                           ->WithLabels({});
-  Gauge* in_flight =
+  rpc::Gauge* in_flight =
       r->NewGauge("cairn_s3_requests_in_flight", "Bucket requests in flight.")
           ->WithLabels({});
   o->on_start = [in_flight](absl::string_view) { in_flight->Add(1); };
@@ -141,7 +141,7 @@ absl::Status Explain(const absl::Status& s, const cas::S3ClientOptions& o) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<cas::BlobStore>> MaybeAddSharedTier(
-    std::unique_ptr<cas::BlobStore> local, Registry* metrics,
+    std::unique_ptr<cas::BlobStore> local, rpc::Registry* metrics,
     std::string* description) {
   cas::S3ClientOptions o;
   o.bucket = absl::GetFlag(FLAGS_s3_bucket);

@@ -11,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "cas/blob_store.h"
-#include "server/metrics.h"
+#include "rpc/metrics.h"
 
 namespace cairn::server {
 
@@ -22,7 +22,7 @@ namespace cairn::server {
 // fix). Registers the bucket metrics in `metrics` (not owned; must outlive
 // the store) and appends a description to `*description`.
 absl::StatusOr<std::unique_ptr<cas::BlobStore>> MaybeAddSharedTier(
-    std::unique_ptr<cas::BlobStore> local, Registry* metrics,
+    std::unique_ptr<cas::BlobStore> local, rpc::Registry* metrics,
     std::string* description);
 
 }  // namespace cairn::server

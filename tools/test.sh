@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds Cairn and runs every test (ctest: unit, service, integration with the
-# real binaries, the real go command and bazel-remote, a throwaway Ceph RGW).
+# Checks that #includes run downward (tools/check-layout.sh), builds Cairn and
+# runs every test (ctest: unit, service, integration with the real binaries,
+# the real go command and bazel-remote, a throwaway Ceph RGW).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tools/check-layout.sh
 tools/install-deps.sh --s3  # Ceph RGW for the shared-tier tests (label engine)
 tools/build.sh
 tools/install-peers.sh

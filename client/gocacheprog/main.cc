@@ -1,7 +1,7 @@
 // cairn-gocacheprog: Go's GOCACHEPROG protocol over a REAPI cache.
 //
 // Every flag has an environment twin (CAIRN_<FLAG IN CAPITALS>) that sets its
-// default; the command line wins. See README, "Go (cairn-gocacheprog)".
+// default; the command line wins. See docs/go.md.
 #include <signal.h>
 #include <unistd.h>
 
@@ -234,6 +234,12 @@ int NormalizeMtimesCommand(int argc, char** argv) {
   return 0;
 }
 
+// Returns true for the files of flags --help lists: all but Abseil's own
+// (--flagfile, --fromenv, ...), which --helpfull adds.
+bool IsOwnFlagFile(absl::string_view file) {
+  return !absl::StrContains(file, "absl/");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -247,6 +253,10 @@ int main(int argc, char** argv) {
       "       cairn-gocacheprog normalize-mtimes DIR...  (content-derived "
       "mtimes, for test results across machines)");
   absl::FlagsUsageConfig usage_config;
+  // --help lists every flag the binary defines itself (by default Abseil
+  // lists only flags from a file named after the program, and there is none).
+  usage_config.contains_help_flags = &IsOwnFlagFile;
+  usage_config.contains_helpshort_flags = &IsOwnFlagFile;
   usage_config.version_string = [] {
     return std::string("cairn-gocacheprog " CAIRN_VERSION "\n");
   };

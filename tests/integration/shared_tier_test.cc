@@ -15,14 +15,14 @@
 #include "absl/time/clock.h"
 #include "cas/s3_client.h"
 #include "gtest/gtest.h"
-#include "tests/integration/fault_util.h"
 #include "tests/testutil/rgw_cluster.h"
+#include "tests/testutil/server_process.h"
+#include "tests/testutil/test_client.h"
 #include "tests/testutil/temp_dir.h"
 
-namespace cairn::faulttest {
+namespace cairn::testutil {
 namespace {
 
-using testutil::RgwCluster;
 
 class SharedTierTest : public ::testing::Test {
  protected:
@@ -314,4 +314,4 @@ TEST_F(SharedTierTest, WrongCredentialsFailAtStartUp) {
 }
 
 }  // namespace
-}  // namespace cairn::faulttest
+}  // namespace cairn::testutil

@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "rpc/io_pool.h"
 #include "server/byte_size.h"
-#include "server/io_pool.h"
-#include "tests/server/service_fixture.h"
+#include "tests/testutil/service_fixture.h"
 
 namespace cairn::servertest {
 namespace {
@@ -106,7 +106,7 @@ TEST(OverloadTest, FullQueueAnswersResourceExhausted) {
 TEST(IoPoolTest, RunsEveryTaskAndDrainsOnShutdown) {
   std::atomic<int> ran{0};
   {
-    server::IoPool pool({/*threads=*/3, /*max_queue=*/1000});
+    rpc::IoPool pool({/*threads=*/3, /*max_queue=*/1000});
     EXPECT_EQ(pool.threads(), 3);
     for (int i = 0; i < 500; ++i) {
       ASSERT_TRUE(pool.TrySchedule([&ran] { ran.fetch_add(1); }));
@@ -116,7 +116,7 @@ TEST(IoPoolTest, RunsEveryTaskAndDrainsOnShutdown) {
 }
 
 TEST(IoPoolTest, RefusesWhenFullOrStopped) {
-  server::IoPool pool({/*threads=*/1, /*max_queue=*/2});
+  rpc::IoPool pool({/*threads=*/1, /*max_queue=*/2});
   absl::Notification started, release;
   ASSERT_TRUE(pool.TrySchedule([&] {
     started.Notify();
@@ -134,7 +134,7 @@ TEST(IoPoolTest, RefusesWhenFullOrStopped) {
 }
 
 TEST(IoPoolTest, DefaultsToTwiceTheCores) {
-  server::IoPool pool({});
+  rpc::IoPool pool({});
   EXPECT_EQ(pool.threads(), 2 * static_cast<int>(std::max(
                                     1u, std::thread::hardware_concurrency())));
   EXPECT_EQ(pool.max_queue(), 256u * pool.threads());
