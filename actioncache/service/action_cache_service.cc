@@ -12,7 +12,6 @@ namespace cairn::actioncache {
 namespace {
 
 namespace v2 = ::build::bazel::remote::execution::v2;
-using rpc::FinishUnaryOnPool;
 
 class ActionCacheService final : public v2::ActionCache::CallbackService {
  public:
@@ -23,24 +22,22 @@ class ActionCacheService final : public v2::ActionCache::CallbackService {
       grpc::CallbackServerContext* context,
       const v2::GetActionResultRequest* request,
       v2::ActionResult* response) override {
-    absl::Status status =
-        rpc::Authorize(options_.authorizer, *context, rpc::Access::kRead);
-    if (status.ok()) {
-      status = cas::ValidateRequestScope(request->instance_name(),
-                                         request->digest_function());
-    }
     absl::StatusOr<cas::Digest> action =
         cas::FromProto(request->action_digest(), "action_digest");
-    if (status.ok()) {
-      status = action.status();
-    }
+    rpc::UnaryCall call(context, options_.authorizer, rpc::Access::kRead,
+                        options_.pool, "GetActionResult");
+    call.Validate([&] {
+          return cas::ValidateRequestScope(request->instance_name(),
+                                           request->digest_function());
+        })
+        .Validate([&] { return action.status(); });
     InlineRequest inline_request;
     inline_request.stdout_raw = request->inline_stdout();
     inline_request.stderr_raw = request->inline_stderr();
     inline_request.output_files.assign(request->inline_output_files().begin(),
                                        request->inline_output_files().end());
     inline_request.max_inline_bytes = options_.max_inline_bytes;
-    if (status.ok() && options_.store != nullptr) {
+    if (call.ok() && options_.store != nullptr) {
       std::optional<absl::StatusOr<ActionResult>> result =
           options_.cache->TryGet(request->instance_name(), *action,
                                  inline_request);
@@ -48,11 +45,10 @@ class ActionCacheService final : public v2::ActionCache::CallbackService {
         if (result->ok()) {
           *response = **std::move(result);
         }
-        return rpc::FinishUnaryNow(context, result->status());
+        return call.FinishNow(result->status());
       }
     }
-    return FinishUnaryOnPool(
-        context, options_.pool, "GetActionResult", status,
+    return call.RunOnPool(
         [this, request, response, action = std::move(action),
          inline_request = std::move(inline_request)]() -> absl::Status {
           absl::StatusOr<ActionResult> result = options_.cache->Get(
@@ -69,14 +65,10 @@ class ActionCacheService final : public v2::ActionCache::CallbackService {
       grpc::CallbackServerContext* context,
       const v2::UpdateActionResultRequest* request,
       v2::ActionResult* response) override {
-    absl::Status status =
-        rpc::Authorize(options_.authorizer, *context, rpc::Access::kWrite);
-    if (status.ok()) {
-      status = CheckUpdate(*request);
-    }
-    return FinishUnaryOnPool(
-        context, options_.pool, "UpdateActionResult", status,
-        [this, request, response]() -> absl::Status {
+    return rpc::UnaryCall(context, options_.authorizer, rpc::Access::kWrite,
+                          options_.pool, "UpdateActionResult")
+        .Validate([&] { return CheckUpdate(*request); })
+        .RunOnPool([this, request, response]() -> absl::Status {
           absl::StatusOr<cas::Digest> action =
               cas::FromProto(request->action_digest(), "action_digest");
           absl::StatusOr<ActionResult> stored = options_.cache->Update(

@@ -23,6 +23,7 @@
 #include "cas/service/service_util.h"
 #include "cas/zstd_codec.h"
 #include "rpc/grpc_status.h"
+#include "rpc/reactors.h"
 
 namespace cairn::cas {
 namespace {
@@ -917,40 +918,27 @@ grpc::ServerUnaryReactor* ByteStreamService::QueryWriteStatus(
     grpc::CallbackServerContext* context,
     const bs::QueryWriteStatusRequest* request,
     bs::QueryWriteStatusResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (absl::Status status =
-          rpc::Authorize(options_.authorizer, *context, rpc::Access::kRead);
-      !status.ok()) {
-    reactor->Finish(ToGrpcStatus(status));
-    return reactor;
-  }
-  absl::StatusOr<ResourceName> name =
-      ParseWriteResourceName(request->resource_name());
-  if (!name.ok()) {
-    reactor->Finish(ToGrpcStatus(name.status()));
-    return reactor;
-  }
-  std::string key = UploadKey(*name);
-  absl::Status status;
-  status = options_.pool->Schedule(
-      "QueryWriteStatus",
-      [this, reactor, response, key = std::move(key), digest = name->digest] {
-        absl::Status result = absl::OkStatus();
-        if (options_.store->Contains(digest)) {
-          response->set_committed_size(digest.size_bytes());
-          response->set_complete(true);
-        } else if (std::optional<int64_t> c = registry_.Committed(key)) {
-          response->set_committed_size(*c);
-        } else {
-          result = absl::NotFoundError(
-              absl::StrCat("QueryWriteStatus: no upload ", key));
-        }
-        reactor->Finish(ToGrpcStatus(result));
-      });
-  if (!status.ok()) {
-    reactor->Finish(ToGrpcStatus(status));
-  }
-  return reactor;
+  absl::StatusOr<ResourceName> name;
+  rpc::UnaryCall call(context, options_.authorizer, rpc::Access::kRead,
+                      options_.pool, "QueryWriteStatus");
+  call.Validate([&] {
+    name = ParseWriteResourceName(request->resource_name());
+    return name.status();
+  });
+  return call.RunOnPool([this, response, name = std::move(name)] {
+    if (options_.store->Contains(name->digest)) {
+      response->set_committed_size(name->digest.size_bytes());
+      response->set_complete(true);
+      return absl::OkStatus();
+    }
+    std::string key = UploadKey(*name);
+    if (std::optional<int64_t> c = registry_.Committed(key)) {
+      response->set_committed_size(*c);
+      return absl::OkStatus();
+    }
+    return absl::NotFoundError(
+        absl::StrCat("QueryWriteStatus: no upload ", key));
+  });
 }
 
 }  // namespace

@@ -25,7 +25,6 @@
 namespace cairn::cas {
 namespace {
 
-using rpc::FinishUnaryOnPool;
 using rpc::ToGrpcStatus;
 using rpc::ToRpcStatus;
 
@@ -294,94 +293,63 @@ class CasService final : public v2::ContentAddressableStorage::CallbackService {
       grpc::CallbackServerContext* context,
       const v2::FindMissingBlobsRequest* request,
       v2::FindMissingBlobsResponse* response) override {
-    absl::Status status =
-        rpc::Authorize(options_.authorizer, *context, rpc::Access::kRead);
-    if (status.ok()) {
-      status = ValidateRequestScope(request->instance_name(),
-                                    request->digest_function());
-    }
     std::vector<Digest> digests;
-    digests.reserve(request->blob_digests_size());
-    for (const v2::Digest& d : request->blob_digests()) {
-      if (!status.ok()) {
-        break;
-      }
-      absl::StatusOr<Digest> digest = FromProto(d, "blob_digests");
-      status = digest.status();
-      if (digest.ok()) {
-        digests.push_back(*std::move(digest));
-      }
-    }
-    if (status.ok()) {  // Answer from the in-memory index when it can.
+    rpc::UnaryCall call = Call(context, rpc::Access::kRead, "FindMissingBlobs");
+    call.Validate([&] { return CheckScope(*request); }).Validate([&] {
+      return ParseDigests(request->blob_digests(), &digests);
+    });
+    if (call.ok()) {  // Answer from the in-memory index when it can.
       std::optional<std::vector<Digest>> missing =
           options_.store->TryFindMissing(digests);
       if (missing.has_value()) {
         AddMissing(*missing, response);
-        return rpc::FinishUnaryNow(context, absl::OkStatus());
+        return call.FinishNow(absl::OkStatus());
       }
     }
-    return FinishUnaryOnPool(
-        context, options_.pool, "FindMissingBlobs", status,
-        [this, digests = std::move(digests), response] {
-          // A store that cannot tell (shared tier down) answers UNAVAILABLE,
-          // never "missing".
-          absl::StatusOr<std::vector<Digest>> missing =
-              options_.store->FindMissingChecked(digests);
-          if (!missing.ok()) {
-            return missing.status();
-          }
-          AddMissing(*missing, response);
-          return absl::OkStatus();
-        });
+    return call.RunOnPool([this, digests = std::move(digests), response] {
+      // A store that cannot tell (shared tier down) answers UNAVAILABLE,
+      // never "missing".
+      absl::StatusOr<std::vector<Digest>> missing =
+          options_.store->FindMissingChecked(digests);
+      if (!missing.ok()) {
+        return missing.status();
+      }
+      AddMissing(*missing, response);
+      return absl::OkStatus();
+    });
   }
 
   grpc::ServerUnaryReactor* BatchUpdateBlobs(
       grpc::CallbackServerContext* context,
       const v2::BatchUpdateBlobsRequest* request,
       v2::BatchUpdateBlobsResponse* response) override {
-    absl::Status status =
-        rpc::Authorize(options_.authorizer, *context, rpc::Access::kWrite);
-    if (status.ok()) {
-      status = ValidateRequestScope(request->instance_name(),
-                                    request->digest_function());
-    }
-    if (status.ok()) {
-      status = CheckBatchUpdate(*request, options_);
-    }
-    return FinishUnaryOnPool(context, options_.pool, "BatchUpdateBlobs", status,
-                             [this, request, response] {
-                               for (const auto& item : request->requests()) {
-                                 auto* out = response->add_responses();
-                                 *out->mutable_digest() = item.digest();
-                                 *out->mutable_status() =
-                                     ToRpcStatus(UpdateOne(item, options_));
-                               }
-                               return absl::OkStatus();
-                             });
+    return Call(context, rpc::Access::kWrite, "BatchUpdateBlobs")
+        .Validate([&] { return CheckScope(*request); })
+        .Validate([&] { return CheckBatchUpdate(*request, options_); })
+        .RunOnPool([this, request, response] {
+          for (const auto& item : request->requests()) {
+            auto* out = response->add_responses();
+            *out->mutable_digest() = item.digest();
+            *out->mutable_status() = ToRpcStatus(UpdateOne(item, options_));
+          }
+          return absl::OkStatus();
+        });
   }
 
   grpc::ServerUnaryReactor* BatchReadBlobs(
       grpc::CallbackServerContext* context,
       const v2::BatchReadBlobsRequest* request,
       v2::BatchReadBlobsResponse* response) override {
-    absl::Status status =
-        rpc::Authorize(options_.authorizer, *context, rpc::Access::kRead);
-    if (status.ok()) {
-      status = ValidateRequestScope(request->instance_name(),
-                                    request->digest_function());
-    }
-    if (status.ok()) {
-      status = CheckBatchRead(*request, options_);
-    }
-    return FinishUnaryOnPool(context, options_.pool, "BatchReadBlobs", status,
-                             [this, request, response] {
-                               int64_t budget = options_.max_message_bytes;
-                               for (const v2::Digest& d : request->digests()) {
-                                 ReadOne(d, options_, &budget,
-                                         response->add_responses());
-                               }
-                               return absl::OkStatus();
-                             });
+    return Call(context, rpc::Access::kRead, "BatchReadBlobs")
+        .Validate([&] { return CheckScope(*request); })
+        .Validate([&] { return CheckBatchRead(*request, options_); })
+        .RunOnPool([this, request, response] {
+          int64_t budget = options_.max_message_bytes;
+          for (const v2::Digest& d : request->digests()) {
+            ReadOne(d, options_, &budget, response->add_responses());
+          }
+          return absl::OkStatus();
+        });
   }
 
   grpc::ServerWriteReactor<v2::GetTreeResponse>* GetTree(
@@ -397,6 +365,34 @@ class CasService final : public v2::ContentAddressableStorage::CallbackService {
   }
 
  private:
+  // Returns the unary call of `context`, authorised for `access`.
+  rpc::UnaryCall Call(grpc::CallbackServerContext* context, rpc::Access access,
+                      const char* what) {
+    return rpc::UnaryCall(context, options_.authorizer, access, options_.pool,
+                          what);
+  }
+
+  template <typename Request>
+  static absl::Status CheckScope(const Request& request) {
+    return ValidateRequestScope(request.instance_name(),
+                                request.digest_function());
+  }
+
+  // Parses `in` into `*out`; INVALID_ARGUMENT naming the first bad digest.
+  static absl::Status ParseDigests(
+      const google::protobuf::RepeatedPtrField<v2::Digest>& in,
+      std::vector<Digest>* out) {
+    out->reserve(in.size());
+    for (const v2::Digest& d : in) {
+      absl::StatusOr<Digest> digest = FromProto(d, "blob_digests");
+      if (!digest.ok()) {
+        return digest.status();
+      }
+      out->push_back(*std::move(digest));
+    }
+    return absl::OkStatus();
+  }
+
   const CasServiceOptions options_;
 };
 
