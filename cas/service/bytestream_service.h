@@ -46,6 +46,8 @@
 
 namespace cairn::cas {
 
+// The options every service adapter takes (store, pool, authorizer, limits),
+// the same shape as CasServiceOptions on purpose; each names its own.
 struct ByteStreamServiceOptions {
   BlobStore* store = nullptr;      // Not owned; must outlive the service.
   rpc::IoPool* pool = nullptr;     // Not owned; must outlive the service.
