@@ -28,6 +28,7 @@
 #include "cas/blob_store.h"
 #include "cas/disk_blob_store.h"
 #include "cas/memory_blob_store.h"
+#include "http/http_cache.h"
 #include "rpc/auth.h"
 #include "rpc/metrics.h"
 #include "server/byte_size.h"
@@ -73,6 +74,17 @@ ABSL_FLAG(bool, memory, false,
 ABSL_FLAG(std::string, metrics_listen, "",
           "Serve Prometheus metrics at http://HOST:PORT/metrics (and "
           "/healthz); empty turns the endpoint off. Port 0 picks a free port.");
+ABSL_FLAG(std::string, http_listen, "",
+          "Also serve the HTTP/1.1 cache (bazel-remote's /cas/ and /ac/, and "
+          "/kv/NAMESPACE/KEY for ccache, Gradle, sccache) on HOST:PORT; empty "
+          "turns it off. Same store, tokens, TLS files and --read_only.");
+ABSL_FLAG(int, http_threads, 0,
+          "Connections the HTTP cache serves at once (each keeps a thread "
+          "while open); 0 means 4 x cores, at least 8.");
+ABSL_FLAG(std::string, http_spool_dir, "",
+          "Directory for HTTP request bodies whose digest is not known up "
+          "front (over 1 MiB or chunked) while they are hashed; empty means "
+          "the system's temporary directory.");
 ABSL_FLAG(std::string, log_level, "info",
           "Least severe log level written to stderr: debug, info, warning, "
           "error or off.");
@@ -316,6 +328,31 @@ int main(int argc, char** argv) {
         absl::StrCat(", metrics on http://",
                      BoundAddress(listen, metrics->port()), "/metrics");
   }
+  std::unique_ptr<cairn::http::HttpCache> http;
+  std::string http_note;
+  if (const std::string listen = absl::GetFlag(FLAGS_http_listen);
+      !listen.empty()) {
+    cairn::http::HttpCacheOptions http_options;
+    http_options.listen = listen;
+    http_options.store = store->get();
+    http_options.authorizer = authorizer->get();
+    http_options.read_only = options.read_only;
+    http_options.max_blob_size_bytes = options.max_cas_blob_size_bytes;
+    http_options.threads = absl::GetFlag(FLAGS_http_threads);
+    http_options.spool_dir = ExpandHome(absl::GetFlag(FLAGS_http_spool_dir));
+    http_options.tls_cert_file = tls.cert_file;
+    http_options.tls_key_file = tls.key_file;
+    http_options.tls_client_ca_file = tls.client_ca_file;
+    http_options.metrics = &registry;
+    auto started = cairn::http::StartHttpCache(http_options);
+    if (!started.ok()) {
+      return Fail(started.status());
+    }
+    http = *std::move(started);
+    http_note =
+        absl::StrCat(", HTTP cache on ", tls.enabled() ? "https://" : "http://",
+                     BoundAddress(listen, http->port()));
+  }
   const std::string address =
       BoundAddress(options.listen_address, (*server)->port());
   const std::string url =
@@ -323,13 +360,14 @@ int main(int argc, char** argv) {
           ? address
           : absl::StrCat(tls.enabled() ? "grpcs://" : "grpc://", address);
   spdlog::info(
-      "cairn-server: listening on {}, store {}, index loaded in {:.2f}s{}{}{}; "
+      "cairn-server: listening on {}, store {}, index loaded in "
+      "{:.2f}s{}{}{}{}; "
       "Bazel: --remote_cache={}; Go: GOCACHEPROG=\"cairn-gocacheprog "
       "--remote={}\"",
       address, store_description,
       index_seconds > 0 ? index_seconds : load_seconds,
-      options.read_only ? ", read-only" : "", auth_note, metrics_note, url,
-      url);
+      options.read_only ? ", read-only" : "", auth_note, metrics_note,
+      http_note, url, url);
 
   int signal_number = 0;
   while (true) {  // Ends at SIGINT or SIGTERM.
@@ -348,6 +386,9 @@ int main(int argc, char** argv) {
   }
   spdlog::info("cairn-server: {} received, shutting down",
                signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  if (http != nullptr) {
+    http->Stop();  // Lets requests in progress finish.
+  }
   (*server)->Shutdown(absl::Seconds(10));
   (*server)->Wait();
   if (metrics != nullptr) {

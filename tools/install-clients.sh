@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the real build-tool clients that the `clients` ctest label drives
 # against cairn-server (tests/integration/clients/): Debian packages
-# (ccache, bubblewrap and busybox-static for BuildStream's sandbox) and PyPI
-# packages in virtual environments under build/clients (never committed).
+# (ccache; Bazel through tools/install-deps.sh --bazel, which
+# tools/bazel-test.sh needs anyway; bubblewrap and busybox-static for
+# BuildStream's sandbox) and PyPI packages in virtual environments under
+# build/clients (never committed).
 # Skips whatever is already there; each step that fails only prints why, and
 # the tests needing it then skip with that reason.
 # Usage: tools/install-clients.sh [--gradle] [--pants] [--only NAME]
@@ -95,6 +97,7 @@ pants() {
 }
 
 step ccache apt_install ccache
+step bazel tools/install-deps.sh --bazel
 step buildstream buildstream
 if [ "$want_pants" -eq 1 ] || [ "$only" = pants ]; then
   step pants pants
