@@ -5,6 +5,7 @@
 #     (HOST:PORT); KIND is cairn-server or bazel-remote. bazel-remote gets
 #     --disable_http_ac_validation only when $BAZEL_REMOTE_NO_AC_CHECK=1.
 #   measure NAME COMMAND...       runs a command and prints its wall time.
+exec 3>&2  # measure() reports here, even when the command's output is redirected.
 skip() { echo "SKIPPED: $*"; exit 77; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
@@ -78,6 +79,6 @@ measure() {
   start=$(date +%s%N)
   "$@" || rc=$?
   ms=$(( ($(date +%s%N) - start) / 1000000 ))
-  printf 'TIME %s %d.%03d s\n' "$name" $((ms / 1000)) $((ms % 1000)) >&2
+  printf 'TIME %s %d.%03d s\n' "$name" $((ms / 1000)) $((ms % 1000)) >&3
   return $rc
 }
