@@ -21,6 +21,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -376,6 +377,35 @@ CallCredentials CredentialsOf(const grpc::ServerContextBase& context) {
     }
   }
   return credentials;
+}
+
+std::string PrincipalOf(const CallCredentials& credentials,
+                        absl::string_view peer, bool verified) {
+  if (verified && credentials.authorization.has_value()) {
+    absl::StatusOr<absl::string_view> token =
+        BearerToken(*credentials.authorization);
+    if (token.ok()) {
+      TokenDigest digest = DigestOf(*token);
+      std::string hex = absl::BytesToHexString(
+          absl::string_view(reinterpret_cast<const char*>(digest.data()), 6));
+      return absl::StrCat("token:", hex);
+    }
+  }
+  if (!credentials.peer_identities.empty()) {
+    return absl::StrCat("cert:", credentials.peer_identities.front());
+  }
+  // Drop the port: ipv4:1.2.3.4:PORT, ipv6:[::1]:PORT; unix:... has none.
+  if (absl::StartsWith(peer, "ipv4:") || absl::StartsWith(peer, "ipv6:")) {
+    size_t colon = peer.rfind(':');
+    if (colon > 5) {
+      peer = peer.substr(0, colon);
+    }
+  }
+  return absl::StrCat("peer:", peer);
+}
+
+std::string PrincipalOf(const grpc::ServerContextBase& context, bool verified) {
+  return PrincipalOf(CredentialsOf(context), context.peer(), verified);
 }
 
 absl::StatusOr<std::unique_ptr<Authorizer>> NewAuthorizer(

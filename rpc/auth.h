@@ -82,6 +82,21 @@ struct CallCredentials {
 // the context's lazily built AuthContext).
 CallCredentials CredentialsOf(const grpc::ServerContextBase& context);
 
+// Returns a short name for who made the call behind `context`, for limits
+// and metrics kept per client (never for access decisions):
+//   "token:<12 hex of the token's SHA-256>"  a bearer token (only when
+//                                            `verified`: the server checks
+//                                            tokens, so it was listed);
+//   "cert:<first identity>"                  a verified client certificate;
+//   "peer:<address without port>"            anyone else.
+// The token itself never appears. Call from the RPC's own thread.
+std::string PrincipalOf(const grpc::ServerContextBase& context, bool verified);
+
+// The same over extracted credentials and the peer string gRPC reports
+// ("ipv4:127.0.0.1:5000", "ipv6:[::1]:5000", "unix:/path").
+std::string PrincipalOf(const CallCredentials& credentials,
+                        absl::string_view peer, bool verified);
+
 class Authorizer {
  public:
   virtual ~Authorizer() = default;

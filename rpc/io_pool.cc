@@ -22,6 +22,7 @@ IoPool::IoPool(const IoPoolOptions& options)
                      : 256 *
                            static_cast<size_t>(ThreadCount(options.threads))) {
   const int n = ThreadCount(options.threads);
+  max_stream_workers_ = std::max(1, n - 1);
   workers_.reserve(n);
   for (int i = 0; i < n; ++i) {
     workers_.emplace_back([this] { WorkerLoop(); });
@@ -30,22 +31,23 @@ IoPool::IoPool(const IoPoolOptions& options)
 
 IoPool::~IoPool() { Shutdown(); }
 
-bool IoPool::TrySchedule(Task task) {
-  return Schedule("task", std::move(task)).ok();
+bool IoPool::TrySchedule(Task task, Lane lane) {
+  return Schedule("task", std::move(task), lane).ok();
 }
 
-absl::Status IoPool::Schedule(const char* what, Task task) {
+absl::Status IoPool::Schedule(const char* what, Task task, Lane lane) {
   absl::MutexLock lock(&mu_);
   if (stopping_) {
     return absl::UnavailableError(std::string(what) +
                                   ": server is shutting down");
   }
-  if (queue_.size() >= max_queue_) {
+  std::deque<Task>& queue = lane == Lane::kStream ? streams_ : calls_;
+  if (queue.size() >= max_queue_) {
     return absl::ResourceExhaustedError(
         std::string(what) +
         ": server overloaded (I/O queue full), retry later");
   }
-  queue_.push_back(std::move(task));
+  queue.push_back(std::move(task));
   return absl::OkStatus();
 }
 
@@ -68,26 +70,54 @@ void IoPool::Shutdown() {
 
 size_t IoPool::Queued() {
   absl::MutexLock lock(&mu_);
-  return queue_.size();
+  return calls_.size() + streams_.size();
+}
+
+bool IoPool::ReadyLocked() const {
+  return !calls_.empty() ||
+         (!streams_.empty() && running_streams_ < max_stream_workers_);
+}
+
+IoPool::Task IoPool::TakeLocked(bool* stream) {
+  const bool stream_ready =
+      !streams_.empty() && running_streams_ < max_stream_workers_;
+  *stream = stream_ready && (calls_.empty() || calls_in_row_ >= kCallBurst);
+  std::deque<Task>& queue = *stream ? streams_ : calls_;
+  Task task = std::move(queue.front());
+  queue.pop_front();
+  if (*stream) {
+    ++running_streams_;
+    calls_in_row_ = 0;
+  } else {
+    calls_in_row_ = stream_ready ? calls_in_row_ + 1 : 0;
+  }
+  return task;
 }
 
 void IoPool::WorkerLoop() {
   for (;;) {
     Task task;
+    bool stream = false;
     {
       absl::MutexLock lock(&mu_);
+      // While stopping, stream tasks still run (within the worker limit)
+      // until both queues are drained.
       mu_.Await(absl::Condition(
           +[](IoPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
-            return p->stopping_ || !p->queue_.empty();
+            return p->ReadyLocked() ||
+                   (p->stopping_ && p->calls_.empty() && p->streams_.empty());
           },
           this));
-      if (queue_.empty()) {
+      if (!ReadyLocked()) {
         return;  // Stopping and drained.
       }
-      task = std::move(queue_.front());
-      queue_.pop_front();
+      task = TakeLocked(&stream);
     }
     std::move(task)();
+    if (stream) {
+      absl::MutexLock lock(&mu_);
+      --running_streams_;
+    }
   }
 }
 

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -120,6 +121,22 @@ ABSL_FLAG(absl::Duration, partial_upload_timeout, absl::Minutes(10),
 ABSL_FLAG(absl::Duration, stream_idle_timeout, absl::Seconds(60),
           "Cancel a ByteStream upload whose client sends nothing for this "
           "long, releasing its reserved space; 0 disables.");
+ABSL_FLAG(int64_t, max_uploads_per_client, 256,
+          "Most ByteStream uploads one client (token, certificate or address) "
+          "may have in progress, parked ones included; a new one drops its "
+          "oldest parked upload, else is refused (RESOURCE_EXHAUSTED); 0 "
+          "means no cap.");
+ABSL_FLAG(std::string, max_upload_reserve_per_client, "auto",
+          "Most bytes one client's uploads in progress may reserve: a size, "
+          "'auto' (a quarter of --max_size) or 'off'.");
+ABSL_FLAG(std::string, max_upload_reserve, "auto",
+          "Most bytes all uploads in progress may reserve: a size, 'auto' "
+          "(half of --max_size) or 'off'.");
+ABSL_FLAG(ByteSize, read_buffers, ByteSize{int64_t{128} << 20},
+          "Memory all ByteStream Reads together hold for responses: each "
+          "Read's chunk shrinks from 1 MiB to its share of this (at least "
+          "16 KiB), so memory does not grow with slow readers; 0 means "
+          "fixed 1 MiB chunks.");
 
 namespace {
 
@@ -191,6 +208,23 @@ absl::StatusOr<std::unique_ptr<cairn::rpc::Authorizer>> MakeAuthorizer(
     absl::StrAppend(note, ", tokens from ", auth.tokens_file);
   }
   return cairn::rpc::NewAuthorizer(auth);
+}
+
+// Returns the ServerOptions value of an upload reserve cap flag: 0 for
+// "auto", -1 for "off", else the size.
+absl::StatusOr<int64_t> ParseUploadCap(const std::string& text) {
+  if (text == "auto") {
+    return 0;
+  }
+  if (text == "off") {
+    return -1;
+  }
+  absl::StatusOr<int64_t> bytes = cairn::server::ParseByteSize(text);
+  if (!bytes.ok() || *bytes <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is not a positive size, 'auto' or 'off'"));
+  }
+  return bytes;
 }
 
 int Fail(const absl::Status& status) {
@@ -303,6 +337,21 @@ int main(int argc, char** argv) {
   options.credentials = *credentials;
   options.authorizer = authorizer->get();
   options.stream_idle_timeout = absl::GetFlag(FLAGS_stream_idle_timeout);
+  options.read_buffer_bytes = absl::GetFlag(FLAGS_read_buffers).bytes;
+  options.max_uploads_per_client = absl::GetFlag(FLAGS_max_uploads_per_client);
+  for (auto [flag, name, out] :
+       {std::tuple(&FLAGS_max_upload_reserve_per_client,
+                   "--max_upload_reserve_per_client",
+                   &options.max_upload_bytes_per_client),
+        std::tuple(&FLAGS_max_upload_reserve, "--max_upload_reserve",
+                   &options.max_upload_bytes)}) {
+    absl::StatusOr<int64_t> cap = ParseUploadCap(absl::GetFlag(*flag));
+    if (!cap.ok()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat(name, ": ", cap.status().message())));
+    }
+    *out = *cap;
+  }
   options.partial_upload_idle_timeout =
       absl::GetFlag(FLAGS_partial_upload_timeout);
   // Accept messages comfortably larger than the advertised batch limit.

@@ -1,7 +1,7 @@
 // CairnServer: builds, starts and stops the gRPC server with every Cairn
 // service (Capabilities, ContentAddressableStorage, ByteStream, ActionCache,
-// Remote Asset Fetch and Push, gRPC health checking and server reflection) over one BlobStore. main.cc and
-// the service tests share this wiring.
+// Remote Asset Fetch and Push, gRPC health checking and server reflection) over
+// one BlobStore. main.cc and the service tests share this wiring.
 //
 // Thread safety: Shutdown()/Wait() may be called from any thread; the other
 // methods are const after Start().
@@ -54,6 +54,17 @@ struct ServerOptions {
   // cancelled, releasing its reserved space (rpc/idle_watchdog.h); zero
   // disables.
   absl::Duration stream_idle_timeout = absl::Seconds(60);
+  // Memory all ByteStream Reads together hold in response buffers; each
+  // Read's chunk shrinks to its fair share of it, down to 16 KiB
+  // (cas::ReadBufferBudget). 0 means fixed 1 MiB chunks.
+  int64_t read_buffer_bytes = int64_t{128} << 20;
+  // Caps on ByteStream uploads in progress (cas::UploadLimits): open uploads
+  // per client, and bytes they reserve per client and in total. For the
+  // byte caps 0 means a quarter (per client) or half (total) of the store's
+  // size; -1 (or 0 for the count) means no cap.
+  int64_t max_uploads_per_client = 256;
+  int64_t max_upload_bytes_per_client = 0;
+  int64_t max_upload_bytes = 0;
 };
 
 class CairnServer {
@@ -84,6 +95,13 @@ class CairnServer {
 
   // Returns the number of tasks waiting in the I/O pool's queue.
   size_t QueuedIoTasksForTest();
+
+  // Returns the most bytes ByteStream Reads held in response buffers at once
+  // (0 when read_buffer_bytes is 0).
+  int64_t PeakReadBufferBytesForTest();
+
+  // Returns how often the upload caps refused an upload (any cap).
+  int64_t UploadRefusalsForTest();
 
  private:
   struct Impl;

@@ -38,19 +38,44 @@ std::string UploadKey(const ResourceName& name) {
 }
 
 // Interrupted and in-progress uploads. An entry is "active" while a Write
-// call owns its writer, "parked" (holding the writer) between calls.
+// call owns its writer, "parked" (holding the writer) between calls. Each
+// entry belongs to the client that opened it (rpc::PrincipalOf) and counts
+// its blob's size as reserved (the store reserves it when the writer opens).
+// Limits (UploadLimits) are checked when an upload opens: a client over its
+// own limit first loses its oldest parked uploads, then is refused; the
+// total limit drops the oldest parked upload of the client holding the most.
+// Parked uploads beyond max_parked are dropped the same way, so a client
+// parking thousands of uploads drops its own, not everyone else's.
 class UploadRegistry {
  public:
-  UploadRegistry(size_t max_parked, absl::Duration idle_timeout)
-      : max_parked_(max_parked), idle_timeout_(idle_timeout) {}
+  UploadRegistry(size_t max_parked, absl::Duration idle_timeout,
+                 const UploadLimits& limits, UploadLimitStats* stats)
+      : max_parked_(max_parked),
+        idle_timeout_(idle_timeout),
+        limits_(limits),
+        stats_(stats) {}
 
-  // Marks `key` active and returns its parked writer (null when none).
-  // ABORTED when another call is writing the same upload.
-  absl::StatusOr<std::unique_ptr<BlobWriter>> Claim(const std::string& key) {
+  // Marks `key` active for `owner` (reserving `size` bytes) and returns its
+  // parked writer (null when none). ABORTED when another call is writing
+  // the same upload; RESOURCE_EXHAUSTED when a limit refuses a new one.
+  absl::StatusOr<std::unique_ptr<BlobWriter>> Claim(const std::string& key,
+                                                    const std::string& owner,
+                                                    int64_t size) {
     std::vector<std::unique_ptr<BlobWriter>> dropped;
     absl::MutexLock lock(&mu_);
     dropped = SweepLocked();
-    Entry& entry = entries_[key];
+    auto it = entries_.find(key);
+    if (it == entries_.end()) {
+      absl::Status room = MakeRoomLocked(owner, size, &dropped);
+      if (!room.ok()) {
+        return room;
+      }
+      it = entries_.emplace(key, Entry{}).first;
+      it->second.owner = owner;
+      it->second.size = size;
+      Account(it->second, +1);
+    }
+    Entry& entry = it->second;
     if (entry.active) {
       return absl::AbortedError(
           absl::StrCat("Write: upload ", key, " is already in progress"));
@@ -69,15 +94,20 @@ class UploadRegistry {
   }
 
   // Keeps `writer` for a later resume, dropping expired or excess uploads.
+  // `key` must have been claimed.
   void Park(const std::string& key, std::unique_ptr<BlobWriter> writer) {
     std::vector<std::unique_ptr<BlobWriter>> dropped;
     absl::MutexLock lock(&mu_);
-    Entry& entry = entries_[key];
+    auto it = entries_.find(key);
+    if (it == entries_.end()) {
+      return;  // Dropped meanwhile: `writer` goes (off the lock, by scope).
+    }
+    Entry& entry = it->second;
     entry.committed = writer->committed_size();
-    entry.writer = std::move(writer);
+    dropped.push_back(std::exchange(entry.writer, std::move(writer)));
     entry.active = false;
     entry.parked_at = absl::Now();
-    dropped = SweepLocked();
+    SweepLocked(&dropped);
   }
 
   // Forgets `key` (the upload finished or failed).
@@ -86,8 +116,7 @@ class UploadRegistry {
     absl::MutexLock lock(&mu_);
     auto it = entries_.find(key);
     if (it != entries_.end()) {
-      dropped = std::move(it->second.writer);
-      entries_.erase(it);
+      dropped = EraseLocked(it);
     }
   }
 
@@ -104,8 +133,7 @@ class UploadRegistry {
     absl::MutexLock lock(&mu_);
     auto it = entries_.find(key);
     if (it != entries_.end() && !it->second.active) {
-      dropped = std::move(it->second.writer);
-      entries_.erase(it);
+      dropped = EraseLocked(it);
     }
   }
 
@@ -125,43 +153,155 @@ class UploadRegistry {
     int64_t committed = 0;
     bool active = false;
     absl::Time parked_at;
+    std::string owner;
+    int64_t size = 0;  // Reserved in the store.
   };
+  struct Usage {
+    int64_t uploads = 0;
+    int64_t bytes = 0;
+  };
+  using Map = absl::flat_hash_map<std::string, Entry>;
 
-  // Removes expired parked uploads and the oldest beyond max_parked_. The
-  // caller destroys the returned writers after unlocking (that touches disk;
-  // lock order: mu_ before any store lock is never needed).
-  std::vector<std::unique_ptr<BlobWriter>> SweepLocked()
+  // Adds (sign +1) or removes (-1) `entry` from the per-owner and total
+  // counts.
+  void Account(const Entry& entry, int sign)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    std::vector<std::unique_ptr<BlobWriter>> dropped;
+    Usage& u = usage_[entry.owner];
+    u.uploads += sign;
+    u.bytes += sign * entry.size;
+    total_bytes_ += sign * entry.size;
+    if (u.uploads == 0) {
+      usage_.erase(entry.owner);
+    }
+  }
+
+  // Removes the entry at `it`, returning its writer to destroy off the lock.
+  std::unique_ptr<BlobWriter> EraseLocked(Map::iterator it)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Account(it->second, -1);
+    std::unique_ptr<BlobWriter> writer = std::move(it->second.writer);
+    entries_.erase(it);
+    return writer;
+  }
+
+  // Returns the oldest parked entry of `owner` (any owner when empty), or
+  // entries_.end().
+  Map::iterator OldestParkedLocked(absl::string_view owner)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Map::iterator best = entries_.end();
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (!it->second.active && (owner.empty() || it->second.owner == owner) &&
+          (best == entries_.end() ||
+           it->second.parked_at < best->second.parked_at)) {
+        best = it;
+      }
+    }
+    return best;
+  }
+
+  // Returns the owner holding the most parked uploads.
+  std::string HeaviestParkerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::flat_hash_map<absl::string_view, int64_t> parked;
+    std::string heaviest;
+    int64_t most = 0;
+    for (const auto& [key, entry] : entries_) {
+      if (!entry.active && ++parked[entry.owner] > most) {
+        most = parked[entry.owner];
+        heaviest = entry.owner;
+      }
+    }
+    return heaviest;
+  }
+
+  // Drops parked uploads of `owner` (or, for the total, of the heaviest
+  // parker) until a new upload of `size` bytes fits every limit.
+  absl::Status MakeRoomLocked(const std::string& owner, int64_t size,
+                              std::vector<std::unique_ptr<BlobWriter>>* dropped)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto over_client = [&] {
+      auto it = usage_.find(owner);
+      Usage u = it == usage_.end() ? Usage{} : it->second;
+      if (limits_.max_uploads_per_client > 0 &&
+          u.uploads + 1 > limits_.max_uploads_per_client) {
+        return 1;
+      }
+      if (limits_.max_bytes_per_client > 0 &&
+          u.bytes + size > limits_.max_bytes_per_client) {
+        return 2;
+      }
+      return 0;
+    };
+    for (int why = over_client(); why != 0; why = over_client()) {
+      Map::iterator victim = OldestParkedLocked(owner);
+      if (victim == entries_.end()) {
+        std::atomic<int64_t>* counter = why == 1
+                                            ? &stats_->refused_client_uploads
+                                            : &stats_->refused_client_bytes;
+        counter->fetch_add(1);
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "Write: client ", owner, " has too many uploads open (",
+            usage_[owner].uploads, " reserving ", usage_[owner].bytes,
+            " bytes; limits ", limits_.max_uploads_per_client, " uploads, ",
+            limits_.max_bytes_per_client,
+            " bytes); finish or cancel some, then retry"));
+      }
+      stats_->dropped_parked.fetch_add(1);
+      dropped->push_back(EraseLocked(victim));
+    }
+    while (limits_.max_bytes > 0 && total_bytes_ + size > limits_.max_bytes) {
+      Map::iterator victim = OldestParkedLocked(HeaviestParkerLocked());
+      if (victim == entries_.end()) {
+        stats_->refused_total_bytes.fetch_add(1);
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "Write: uploads in progress reserve ", total_bytes_,
+            " bytes (limit ", limits_.max_bytes, "); retry later"));
+      }
+      stats_->dropped_parked.fetch_add(1);
+      dropped->push_back(EraseLocked(victim));
+    }
+    return absl::OkStatus();
+  }
+
+  // Removes expired parked uploads and, beyond max_parked_, the oldest of
+  // the client parking the most. The caller destroys the writers after
+  // unlocking (that touches disk; lock order: mu_ before any store lock is
+  // never needed).
+  void SweepLocked(std::vector<std::unique_ptr<BlobWriter>>* dropped)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const absl::Time now = absl::Now();
-    std::vector<std::pair<absl::Time, std::string>> parked;
+    size_t parked = 0;
     for (auto it = entries_.begin(); it != entries_.end();) {
       auto cur = it++;
       if (cur->second.active) {
         continue;
       }
       if (now - cur->second.parked_at > idle_timeout_) {
-        dropped.push_back(std::move(cur->second.writer));
-        entries_.erase(cur);
+        dropped->push_back(EraseLocked(cur));
       } else {
-        parked.emplace_back(cur->second.parked_at, cur->first);
+        ++parked;
       }
     }
-    if (parked.size() > max_parked_) {
-      std::sort(parked.begin(), parked.end());
-      for (size_t i = 0; i < parked.size() - max_parked_; ++i) {
-        auto it = entries_.find(parked[i].second);
-        dropped.push_back(std::move(it->second.writer));
-        entries_.erase(it);
-      }
+    for (; parked > max_parked_; --parked) {
+      stats_->dropped_parked.fetch_add(1);
+      dropped->push_back(
+          EraseLocked(OldestParkedLocked(HeaviestParkerLocked())));
     }
+  }
+  std::vector<std::unique_ptr<BlobWriter>> SweepLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<std::unique_ptr<BlobWriter>> dropped;
+    SweepLocked(&dropped);
     return dropped;
   }
 
   const size_t max_parked_;
   const absl::Duration idle_timeout_;
+  const UploadLimits limits_;
+  UploadLimitStats* const stats_;  // Not owned.
   absl::Mutex mu_;
-  absl::flat_hash_map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
+  Map entries_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Usage> usage_ ABSL_GUARDED_BY(mu_);
+  int64_t total_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Streams one Read call. Owned by gRPC; deletes itself in OnDone().
@@ -176,6 +316,9 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
   ReadReactor(const ByteStreamServiceOptions& options,
               const bs::ReadRequest& request)
       : options_(options), offset_(request.read_offset()) {
+    if (options_.read_buffers != nullptr) {
+      options_.read_buffers->AddStream();
+    }
     absl::Status status = Validate(request);
     if (!status.ok()) {
       Finish(ToGrpcStatus(status));
@@ -221,6 +364,13 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
     Send(send);
   }
 
+  ~ReadReactor() override {
+    if (options_.read_buffers != nullptr) {
+      options_.read_buffers->Release(slots_[0].granted + slots_[1].granted);
+      options_.read_buffers->RemoveStream();
+    }
+  }
+
   void OnDone() override { delete this; }
 
  private:
@@ -228,6 +378,7 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
     bs::ReadResponse response;
     bool last = false;    // The call ends with this slot.
     absl::Status status;  // For the last slot: how the call ends.
+    size_t granted = 0;   // Bytes granted by options_.read_buffers.
   };
 
   absl::Status Validate(const bs::ReadRequest& request) {
@@ -264,7 +415,8 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
   // Starts the producer (producing_ is already set). When the pool refuses,
   // the call ends with that status once no write is outstanding.
   void ScheduleProducer() {
-    absl::Status status = options_.pool->Schedule("Read", [this] { Produce(); });
+    absl::Status status = options_.pool->Schedule(
+        "Read", [this] { Produce(); }, rpc::Lane::kStream);
     if (status.ok()) {
       return;
     }
@@ -359,10 +511,10 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
       reader_ = *std::move(reader);
     }
     std::string* out = slot->response.mutable_data();
-    out->clear();
+    const size_t chunk = SizeBuffer(slot, out);
     for (;;) {
-      const size_t want = static_cast<size_t>(
-          std::min<int64_t>(remaining_, options_.read_chunk_bytes));
+      const size_t want =
+          static_cast<size_t>(std::min<int64_t>(remaining_, chunk));
       std::string* raw = compressor_ != nullptr ? &raw_ : out;
       absl::Status status = ReadRaw(want, raw);
       remaining_ -= static_cast<int64_t>(want);
@@ -383,6 +535,22 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
         return;
       }
     }
+  }
+
+  // Returns the chunk size for the next fill of `slot` and leaves `*out`
+  // empty with exactly that capacity when the budget changed it (growing a
+  // string in place may double it past its grant).
+  size_t SizeBuffer(Slot* slot, std::string* out) {
+    out->clear();
+    if (options_.read_buffers == nullptr) {
+      return options_.read_chunk_bytes;
+    }
+    const size_t chunk = options_.read_buffers->Regrant(&slot->granted);
+    if (out->capacity() != chunk) {
+      std::string().swap(*out);
+      out->reserve(chunk);
+    }
+    return chunk;
   }
 
   // Reads exactly `want` bytes of the blob into `*buf`.
@@ -425,8 +593,8 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
 
   absl::Mutex mu_;
   Slot slots_[2];
-  int writing_ ABSL_GUARDED_BY(mu_) = -1;  // Slot gRPC is sending, or -1.
-  int ready_ ABSL_GUARDED_BY(mu_) = -1;    // Filled slot waiting, or -1.
+  int writing_ ABSL_GUARDED_BY(mu_) = -1;        // Slot gRPC is sending, or -1.
+  int ready_ ABSL_GUARDED_BY(mu_) = -1;          // Filled slot waiting, or -1.
   bool producing_ ABSL_GUARDED_BY(mu_) = false;  // A Produce() task is live.
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;  // A write failed.
 
@@ -450,6 +618,7 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
                bs::WriteResponse* response)
       : options_(options),
         registry_(registry),
+        owner_(rpc::PrincipalOf(*context, options.authorizer != nullptr)),
         response_(response),
         watch_(options.watchdog != nullptr ? options.watchdog->Add(context)
                                            : nullptr) {
@@ -505,8 +674,8 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
       return;
     }
     if (drain) {
-      absl::Status status =
-          options_.pool->Schedule("Write", [this] { Drain(); });
+      absl::Status status = options_.pool->Schedule(
+          "Write", [this] { Drain(); }, rpc::Lane::kStream);
       if (!status.ok()) {
         RefusedByPool(status);
       }
@@ -537,8 +706,8 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   // read, or null when the call must not read now. A read starts only while
   // no message waits in queued_, so that its message has a place to go.
   bs::WriteRequest* NextReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_ || reading_ >= 0 || queued_ >= 0 || eof_ ||
-        last_received_ || !error_.ok()) {
+    if (finished_ || reading_ >= 0 || queued_ >= 0 || eof_ || last_received_ ||
+        !error_.ok()) {
       return nullptr;
     }
     for (int i = 0; i < 2; ++i) {
@@ -554,8 +723,8 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   // Queues the checked message in bufs_[i] for the drain.
   void Accept(int i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     queued_ = i;
-    next_offset_ = bufs_[i].write_offset() +
-                   static_cast<int64_t>(bufs_[i].data().size());
+    next_offset_ =
+        bufs_[i].write_offset() + static_cast<int64_t>(bufs_[i].data().size());
     last_received_ = bufs_[i].finish_write();
   }
 
@@ -607,10 +776,9 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
 
   absl::Status CheckOffset(int64_t write_offset, int64_t committed) const {
     if (write_offset != committed) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("Write: write_offset ", write_offset,
-                       " != committed size ", committed, " of cas blob ",
-                       digest_.ToString()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Write: write_offset ", write_offset, " != committed size ",
+          committed, " of cas blob ", digest_.ToString()));
     }
     return absl::OkStatus();
   }
@@ -700,7 +868,8 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
       committed_ = decompressor_ != nullptr ? -1 : digest_.size_bytes();
       return FinishOk();
     }
-    absl::StatusOr<std::unique_ptr<BlobWriter>> parked = registry_->Claim(key_);
+    absl::StatusOr<std::unique_ptr<BlobWriter>> parked =
+        registry_->Claim(key_, owner_, digest_.size_bytes());
     if (!parked.ok()) {
       End(parked.status());
       return false;
@@ -815,6 +984,7 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
 
   const ByteStreamServiceOptions options_;
   UploadRegistry* const registry_;
+  const std::string owner_;  // rpc::PrincipalOf the caller.
   bs::WriteResponse* const response_;
   // Times waits for the client (null without a watchdog).
   std::shared_ptr<rpc::IdleWatchdog::Watch> watch_;
@@ -822,16 +992,16 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   absl::Mutex mu_;
   // The two message buffers: one being read, one queued or being appended.
   bs::WriteRequest bufs_[2];
-  int reading_ ABSL_GUARDED_BY(mu_) = -1;    // Buffer a read fills, or -1.
-  int queued_ ABSL_GUARDED_BY(mu_) = -1;     // Buffer waiting for the drain.
-  int appending_ ABSL_GUARDED_BY(mu_) = -1;  // Buffer the drain works on.
+  int reading_ ABSL_GUARDED_BY(mu_) = -1;       // Buffer a read fills, or -1.
+  int queued_ ABSL_GUARDED_BY(mu_) = -1;        // Buffer waiting for the drain.
+  int appending_ ABSL_GUARDED_BY(mu_) = -1;     // Buffer the drain works on.
   bool draining_ ABSL_GUARDED_BY(mu_) = false;  // A Drain() task is live.
   bool started_ ABSL_GUARDED_BY(mu_) = false;   // First message accepted.
   bool last_received_ ABSL_GUARDED_BY(mu_) = false;  // finish_write seen.
-  bool eof_ ABSL_GUARDED_BY(mu_) = false;       // The client half-closed.
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;  // Finish() was called.
-  absl::Status error_ ABSL_GUARDED_BY(mu_);     // A refused later message.
-  int64_t next_offset_ ABSL_GUARDED_BY(mu_) = 0;  // Expected write_offset.
+  bool eof_ ABSL_GUARDED_BY(mu_) = false;            // The client half-closed.
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;       // Finish() was called.
+  absl::Status error_ ABSL_GUARDED_BY(mu_);          // A refused later message.
+  int64_t next_offset_ ABSL_GUARDED_BY(mu_) = 0;     // Expected write_offset.
 
   // Set by CheckFirst() on the reactor thread before the first drain, then
   // read-only.
@@ -852,7 +1022,9 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
   explicit ByteStreamService(const ByteStreamServiceOptions& options)
       : options_(options),
         registry_(options.max_partial_uploads,
-                  options.partial_upload_idle_timeout),
+                  options.partial_upload_idle_timeout, options.upload_limits,
+                  options.upload_stats != nullptr ? options.upload_stats
+                                                  : &own_stats_),
         sweeper_([this] { SweepLoop(); }) {}
 
   ~ByteStreamService() override {
@@ -908,6 +1080,7 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
   }
 
   const ByteStreamServiceOptions options_;
+  UploadLimitStats own_stats_;  // When options_.upload_stats is null.
   UploadRegistry registry_;
   absl::Mutex sweeper_mu_;
   bool stopping_ ABSL_GUARDED_BY(sweeper_mu_) = false;
@@ -942,6 +1115,46 @@ grpc::ServerUnaryReactor* ByteStreamService::QueryWriteStatus(
 }
 
 }  // namespace
+
+ReadBufferBudget::ReadBufferBudget(int64_t budget_bytes, size_t min_chunk,
+                                   size_t max_chunk)
+    : budget_(budget_bytes),
+      min_chunk_(std::max<size_t>(1, std::min(min_chunk, max_chunk))),
+      max_chunk_(std::max<size_t>(1, max_chunk)) {}
+
+void ReadBufferBudget::AddStream() { streams_.fetch_add(1); }
+
+void ReadBufferBudget::RemoveStream() { streams_.fetch_sub(1); }
+
+size_t ReadBufferBudget::Regrant(size_t* granted) {
+  const int64_t streams = std::max<int64_t>(1, streams_.load());
+  const int64_t share = std::clamp<int64_t>(budget_ / (2 * streams),
+                                            static_cast<int64_t>(min_chunk_),
+                                            static_cast<int64_t>(max_chunk_));
+  const int64_t old = static_cast<int64_t>(*granted);
+  int64_t held = held_.load();
+  int64_t want;
+  for (;;) {
+    want = share;
+    if (want > old && held + (want - old) > budget_) {
+      // No room to grow: keep what it has, but never less than min_chunk.
+      want = std::max(old, static_cast<int64_t>(min_chunk_));
+    }
+    if (held_.compare_exchange_weak(held, held + (want - old))) {
+      break;
+    }
+  }
+  const int64_t now = held + (want - old);
+  int64_t peak = peak_.load();
+  while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+  }
+  *granted = static_cast<size_t>(want);
+  return *granted;
+}
+
+void ReadBufferBudget::Release(size_t granted) {
+  held_.fetch_sub(static_cast<int64_t>(granted));
+}
 
 std::unique_ptr<bs::ByteStream::CallbackService> NewByteStreamService(
     const ByteStreamServiceOptions& options) {

@@ -193,8 +193,8 @@ class GetTreeReactor final
 
  private:
   void ScheduleNextPage() {
-    absl::Status status =
-        options_.pool->Schedule("GetTree", [this] { NextPage(); });
+    absl::Status status = options_.pool->Schedule(
+        "GetTree", [this] { NextPage(); }, rpc::Lane::kStream);
     if (!status.ok()) {
       Finish(ToGrpcStatus(status));
     }
