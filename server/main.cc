@@ -126,6 +126,10 @@ ABSL_FLAG(int64_t, max_uploads_per_client, 256,
           "may have in progress, parked ones included; a new one drops its "
           "oldest parked upload, else is refused (RESOURCE_EXHAUSTED); 0 "
           "means no cap.");
+ABSL_FLAG(int64_t, max_streams_per_client, 0,
+          "Most ByteStream calls (reads and uploads) one client may have "
+          "open at once; past it a call is refused with RESOURCE_EXHAUSTED "
+          "(the client retries with backoff); 0 means no cap.");
 ABSL_FLAG(std::string, max_upload_reserve_per_client, "auto",
           "Most bytes one client's uploads in progress may reserve: a size, "
           "'auto' (a quarter of --max_size) or 'off'.");
@@ -339,6 +343,7 @@ int main(int argc, char** argv) {
   options.stream_idle_timeout = absl::GetFlag(FLAGS_stream_idle_timeout);
   options.read_buffer_bytes = absl::GetFlag(FLAGS_read_buffers).bytes;
   options.max_uploads_per_client = absl::GetFlag(FLAGS_max_uploads_per_client);
+  options.max_streams_per_client = absl::GetFlag(FLAGS_max_streams_per_client);
   for (auto [flag, name, out] :
        {std::tuple(&FLAGS_max_upload_reserve_per_client,
                    "--max_upload_reserve_per_client",
