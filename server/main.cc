@@ -37,6 +37,7 @@
 #include "server/log.h"
 #include "server/metrics_http.h"
 #include "server/server.h"
+#include "server/shared_tier.h"
 #include "server/tls.h"
 
 using cairn::server::ByteSize;
@@ -318,6 +319,8 @@ int main(int argc, char** argv) {
         tls.client_ca_file.empty() ? ", TLS" : ", mutual TLS", auth_note);
   }
 
+  // Declared before the store: the shared tier's metrics live in it.
+  cairn::rpc::Registry registry;
   const absl::Time start = absl::Now();
   std::string store_description;
   absl::StatusOr<std::unique_ptr<cairn::cas::BlobStore>> store =
@@ -327,8 +330,12 @@ int main(int argc, char** argv) {
   }
   const double load_seconds = absl::ToDoubleSeconds(absl::Now() - start);
   const double index_seconds = (*store)->Stats().index_load_seconds;
+  store = cairn::server::MaybeAddSharedTier(*std::move(store), &registry,
+                                            &store_description);
+  if (!store.ok()) {
+    return Fail(store.status());
+  }
 
-  cairn::rpc::Registry registry;
   cairn::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.store = store->get();
