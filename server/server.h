@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "asset/origin_fetcher.h"
 #include "cas/blob_store.h"
 #include "rpc/auth.h"
 #include "rpc/metrics.h"
@@ -67,6 +68,9 @@ struct ServerOptions {
   int64_t max_upload_bytes = 0;
   // Most ByteStream calls one client may have open at once; 0: no cap.
   int64_t max_streams_per_client = 0;
+  // Downloads Remote Asset FetchBlob misses from allowed origins; null:
+  // never. Not owned; must outlive the server.
+  asset::OriginFetcher* asset_origin = nullptr;
 };
 
 class CairnServer {
