@@ -7,8 +7,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "rpc/grpc_status.h"
 #include "cas/service/service_util.h"
+#include "rpc/grpc_status.h"
 #include "rpc/reactors.h"
 
 namespace cairn::asset {
@@ -54,10 +54,10 @@ void SetTimestamp(int64_t micros, google::protobuf::Timestamp* t) {
 absl::Status CheckOriginQualifiers(absl::Span<const Qualifier> qualifiers) {
   for (const Qualifier& q : qualifiers) {
     if (q.first != "checksum.sri" && q.first != "bazel.canonical_id") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "qualifiers.name: \"", q.first,
-          "\" not supported (fetching from an origin honours only "
-          "checksum.sri and bazel.canonical_id)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("qualifiers.name: \"", q.first,
+                       "\" not supported (fetching from an origin honours only "
+                       "checksum.sri and bazel.canonical_id)"));
     }
   }
   return absl::OkStatus();
@@ -162,7 +162,8 @@ class FetchService final : public ra::Fetch::CallbackService {
     if (options_.origin == nullptr) {
       return miss;
     }
-    const std::vector<Qualifier> qualifiers = QualifiersOf(request.qualifiers());
+    const std::vector<Qualifier> qualifiers =
+        QualifiersOf(request.qualifiers());
     const std::string wanted = WantedSha256(qualifiers);
     absl::Status why = miss;
     bool tried = false;
@@ -177,9 +178,9 @@ class FetchService final : public ra::Fetch::CallbackService {
       absl::StatusOr<cas::Digest> digest =
           options_.origin->Fetch(uri, DurationOf(request.timeout()));
       if (digest.ok() && !wanted.empty() && digest->hash() != wanted) {
-        digest = absl::InvalidArgumentError(
-            absl::StrCat("origin fetch ", uri, ": content is ",
-                         digest->ToString(), ", not the checksum.sri ", wanted));
+        digest = absl::InvalidArgumentError(absl::StrCat(
+            "origin fetch ", uri, ": content is ", digest->ToString(),
+            ", not the checksum.sri ", wanted));
       }
       if (!digest.ok()) {
         why = digest.status();
@@ -188,8 +189,8 @@ class FetchService final : public ra::Fetch::CallbackService {
       StoredAsset asset;
       asset.set_kind(StoredAsset::BLOB);
       *asset.mutable_digest() = cas::ToProto(*digest);
-      if (absl::Status s = options_.assets->Record(
-              request.instance_name(), {uri}, qualifiers, asset);
+      if (absl::Status s = options_.assets->Record(request.instance_name(),
+                                                   {uri}, qualifiers, asset);
           !s.ok()) {
         return s;
       }

@@ -35,8 +35,8 @@
 namespace cairn::asset {
 
 struct AssetServiceOptions {
-  AssetStore* assets = nullptr;    // Not owned; must outlive the services.
-  rpc::IoPool* pool = nullptr;  // Not owned; must outlive the services.
+  AssetStore* assets = nullptr;  // Not owned; must outlive the services.
+  rpc::IoPool* pool = nullptr;   // Not owned; must outlive the services.
   bool read_only = false;
   // Decides every call; null admits everyone. Not owned; must outlive.
   const rpc::Authorizer* authorizer = nullptr;

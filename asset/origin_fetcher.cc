@@ -29,8 +29,8 @@ struct Download {
 size_t OnBody(char* data, size_t size, size_t count, void* user) {
   auto* d = static_cast<Download*>(user);
   const size_t n = size * count;
-  if (d->max_bytes > 0 && d->spool->size() + static_cast<int64_t>(n) >
-                              d->max_bytes) {
+  if (d->max_bytes > 0 &&
+      d->spool->size() + static_cast<int64_t>(n) > d->max_bytes) {
     d->status = absl::ResourceExhaustedError(
         absl::StrCat("body is larger than ", d->max_bytes, " bytes"));
     return 0;
@@ -86,7 +86,9 @@ class HttpOriginFetcher final : public OriginFetcher {
       return absl::InternalError("origin fetch: curl_easy_init failed");
     }
     absl::Cleanup cleanup = [easy] { curl_easy_cleanup(easy); };
-    struct Download d{spool, options_.max_bytes, absl::OkStatus()};
+    struct Download d {
+      spool, options_.max_bytes, absl::OkStatus()
+    };
     curl_easy_setopt(easy, CURLOPT_URL, uri.c_str());
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -109,8 +111,9 @@ class HttpOriginFetcher final : public OriginFetcher {
       return absl::OkStatus();
     }
     if (!d.status.ok()) {
-      return absl::Status(d.status.code(), absl::StrCat("origin fetch ", uri,
-                                                        ": ", d.status.message()));
+      return absl::Status(
+          d.status.code(),
+          absl::StrCat("origin fetch ", uri, ": ", d.status.message()));
     }
     long code = 0;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);

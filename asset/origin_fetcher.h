@@ -33,9 +33,9 @@ struct OriginFetcherOptions {
   // URI prefixes that may be fetched, each starting with http:// or
   // https:// (e.g. "https://github.com/"). Empty: nothing is fetched.
   std::vector<std::string> allowed_prefixes;
-  std::string spool_dir;        // Where downloads wait; "" = temp dir.
-  int64_t max_bytes = 0;        // Largest body; 0 = no limit but the store's.
-  int max_concurrent = 4;       // Downloads at once; more: RESOURCE_EXHAUSTED.
+  std::string spool_dir;   // Where downloads wait; "" = temp dir.
+  int64_t max_bytes = 0;   // Largest body; 0 = no limit but the store's.
+  int max_concurrent = 4;  // Downloads at once; more: RESOURCE_EXHAUSTED.
   absl::Duration default_timeout = absl::Seconds(60);
   absl::Duration max_timeout = absl::Minutes(10);
 };

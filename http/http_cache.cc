@@ -388,8 +388,8 @@ void HttpCacheImpl::HandleGet(const httplib::Request& req,
   }
   // On success httplib sets the code after this returns: 206 for a Range
   // request (it then serves only the ranges), else 200.
-  const int code = res.status != -1 ? res.status
-                                     : (req.ranges.empty() ? 200 : 206);
+  const int code =
+      res.status != -1 ? res.status : (req.ranges.empty() ? 200 : 206);
   Record(path.ok() ? RouteName(path->route) : "other", req, code, start);
 }
 

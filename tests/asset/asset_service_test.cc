@@ -278,11 +278,11 @@ class Origin {
   static constexpr char kBody[] = "origin bytes of file.tar.gz";
 
   Origin() {
-    server_.Get("/file.tar.gz", [this](const httplib::Request&,
-                                       httplib::Response& res) {
-      ++gets_;
-      res.set_content(kBody, "application/octet-stream");
-    });
+    server_.Get("/file.tar.gz",
+                [this](const httplib::Request&, httplib::Response& res) {
+                  ++gets_;
+                  res.set_content(kBody, "application/octet-stream");
+                });
     server_.Get("/.*", [this](const httplib::Request&, httplib::Response& res) {
       ++gets_;
       res.status = 404;
