@@ -394,6 +394,14 @@ int main(int argc, char** argv) {
         absl::StrSplit(origins, ',', absl::SkipWhitespace());
     origin_options.spool_dir = ExpandHome(absl::GetFlag(FLAGS_http_spool_dir));
     origin_options.max_bytes = options.max_cas_blob_size_bytes;
+    // Downloads hold an I/O pool worker each: a quarter of the pool at most,
+    // so a slow origin never starves the cache.
+    const int pool_threads =
+        options.io_threads > 0
+            ? options.io_threads
+            : 2 * static_cast<int>(
+                      std::max(1u, std::thread::hardware_concurrency()));
+    origin_options.max_concurrent = std::max(1, pool_threads / 4);
     auto made = cairn::asset::NewHttpOriginFetcher(std::move(origin_options));
     if (!made.ok()) {
       return Fail(absl::InvalidArgumentError(

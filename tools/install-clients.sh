@@ -9,9 +9,12 @@
 # (Python 3.9).
 # Skips whatever is already there; a step that cannot install writes why to
 # CLIENTS_DIR/NAME.skip-reason, and the tests needing it skip with that reason.
-# Usage: tools/install-clients.sh [--no-gradle] [--no-pants] [--only NAME]
+# Usage: tools/install-clients.sh [--no-gradle] [--no-pants] [--sccache]
+#                                 [--only NAME]
 #   --no-gradle  leave out Debian's gradle (68 packages, 61 MiB)
 #   --no-pants   leave out Pants (its test takes ~5-7 minutes here)
+#   --sccache    also sccache with WebDAV from crates.io (cargo install at
+#                nice 19; over 30 minutes on 2 cores, so never in CI)
 # Pants 2.x wheels on PyPI are CPython 3.9 only (2.17.1 .. 2.18.0a0; later
 # releases are not on PyPI) and Debian bookworm has no python3.9: the
 # interpreter comes from pyenv's versions directory when the machine has one
@@ -24,6 +27,7 @@ mkdir -p "$root"
 
 want_gradle=1
 want_pants=1
+want_sccache=0
 only=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -31,6 +35,7 @@ while [ $# -gt 0 ]; do
     --pants) want_pants=1 ;;
     --no-gradle) want_gradle=0 ;;
     --no-pants) want_pants=0 ;;
+    --sccache) want_sccache=1 ;;
     --only) only=$2; shift ;;
     *) echo "install-clients: unknown option $1" >&2; exit 2 ;;
   esac
@@ -115,6 +120,13 @@ pants() {
     "$root/pex-venv/bin/pex" pex==2.1.137 -c pex -o "$root/pex/pex" >&2
 }
 
+sccache() {
+  [ -x "$root/sccache/bin/sccache" ] && return 0
+  command -v cargo >/dev/null 2>&1 || { echo "install-clients: no cargo" >&2; return 1; }
+  nice -n 19 cargo install --locked --root "$root/sccache" --no-default-features \
+    --features webdav sccache >&2
+}
+
 step ccache apt_install ccache
 step bazel tools/install-deps.sh --bazel
 step buildstream buildstream
@@ -124,5 +136,8 @@ if [ "$want_gradle" -eq 1 ] || [ "$only" = gradle ]; then
 fi
 if [ "$want_pants" -eq 1 ] || [ "$only" = pants ]; then
   step pants pants
+fi
+if [ "$want_sccache" -eq 1 ] || [ "$only" = sccache ]; then
+  step sccache sccache
 fi
 exit 0
