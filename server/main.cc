@@ -341,8 +341,10 @@ int main(int argc, char** argv) {
   }
   const double load_seconds = absl::ToDoubleSeconds(absl::Now() - start);
   const double index_seconds = (*store)->Stats().index_load_seconds;
-  store = cairn::server::MaybeAddSharedTier(*std::move(store), &registry,
-                                            &store_description);
+  store = cairn::server::MaybeAddSharedTier(
+      *std::move(store),
+      absl::GetFlag(FLAGS_memory) ? "" : ExpandHome(absl::GetFlag(FLAGS_dir)),
+      &registry, &store_description);
   if (!store.ok()) {
     return Fail(store.status());
   }
