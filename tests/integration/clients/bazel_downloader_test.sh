@@ -12,8 +12,6 @@
 # cairn-server runs with --asset_origins=http://127.0.0.1:ORIGIN_PORT/;
 # bazel-remote with --experimental_remote_asset_api. Prints "RESULT ...".
 set -euo pipefail
-kind=${1:?server kind}
-server_bin=${2:?server binary}
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
 

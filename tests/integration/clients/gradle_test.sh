@@ -8,13 +8,11 @@
 # fresh checkout with its own Gradle home: compileJava must be FROM-CACHE
 # and the classes identical. Prints "RESULT gradle ...".
 set -euo pipefail
-kind=${1:?server kind}
-server_bin=${2:?server binary}
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
 
 command -v gradle >/dev/null 2>&1 ||
-  not_installed gradle "${3:-}" "no gradle (Debian package, ~60 MiB)"
+  not_installed gradle "$clients" "no gradle (Debian package, ~60 MiB)"
 [ -x "$server_bin" ] || skip "$kind not built/installed at $server_bin"
 start_server "$kind" "$server_bin" "$work/server"
 case $kind in

@@ -7,6 +7,12 @@
 #     Extra flags: $CAIRN_SERVER_FLAGS, $BAZEL_REMOTE_FLAGS (split on spaces).
 #   measure NAME COMMAND...       runs a command and prints its wall time.
 #   not_installed NAME DIR WHAT   skips with the reason install-clients gave.
+# Every test takes SERVER_KIND SERVER_BINARY [CLIENTS_DIR] (where
+# tools/install-clients.sh put the clients); sourced without arguments, this
+# file reads them into $kind, $server_bin and $clients.
+kind=${1:?server kind}
+server_bin=${2:?server binary}
+clients=${3:-}
 exec 3>&2  # measure() reports here, even when the command's output is redirected.
 skip() { echo "SKIPPED: $*"; exit 77; }
 # not_installed NAME CLIENTS_DIR WHAT: skips naming WHAT and, when

@@ -9,9 +9,6 @@
 # compiled again: every compile must be a cache hit with identical objects.
 # Prints "RESULT sccache ...".
 set -euo pipefail
-kind=${1:?server kind}
-server_bin=${2:?server binary}
-clients=${3:?clients dir}
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
 
