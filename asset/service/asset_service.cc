@@ -1,4 +1,4 @@
-#include "asset/asset_service.h"
+#include "asset/service/asset_service.h"
 
 #include <string>
 #include <utility>
