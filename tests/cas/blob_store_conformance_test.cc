@@ -21,7 +21,9 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-enum class StoreType { kMemory, kDisk };
+// kDisk: the disk store as configured by default (small items in its
+// database, larger ones in files); kDiskFiles: every item in a file.
+enum class StoreType { kMemory, kDisk, kDiskFiles };
 
 std::string Bytes(size_t n, int seed) {
   std::string s(n, '\0');
@@ -61,6 +63,9 @@ class BlobStoreTest : public testing::TestWithParam<StoreType> {
     options.root = dir_.path() + "/store" + std::to_string(++stores_);
     options.max_size_bytes = max_bytes;
     options.fsync = false;
+    if (GetParam() == StoreType::kDiskFiles) {
+      options.small_item_max_bytes = 0;
+    }
     absl::StatusOr<std::unique_ptr<BlobStore>> store =
         NewDiskBlobStore(options);
     EXPECT_TRUE(store.ok()) << store.status();
@@ -139,7 +144,8 @@ TEST_P(BlobStoreTest, NonBlockingLookupsAnswerLikeBlockingOnes) {
   EXPECT_EQ(store_->TryHasEntry(Key(2)), std::optional<bool>(false));
   EXPECT_EQ(store_->TryHasEntry("not a key"), std::nullopt);
   // The entry was just written, so both stores have its bytes in memory.
-  std::optional<absl::StatusOr<std::string>> entry = store_->TryGetEntry(Key(1));
+  std::optional<absl::StatusOr<std::string>> entry =
+      store_->TryGetEntry(Key(1));
   ASSERT_TRUE(entry.has_value());
   ASSERT_TRUE(entry->ok()) << entry->status();
   EXPECT_EQ(**entry, "value");
@@ -443,10 +449,18 @@ TEST_P(BlobStoreTest, LargeBlobStreamsBothWays) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, BlobStoreTest,
-                         testing::Values(StoreType::kMemory, StoreType::kDisk),
+                         testing::Values(StoreType::kMemory, StoreType::kDisk,
+                                         StoreType::kDiskFiles),
                          [](const testing::TestParamInfo<StoreType>& info) {
-                           return info.param == StoreType::kMemory ? "Memory"
-                                                                   : "Disk";
+                           switch (info.param) {
+                             case StoreType::kMemory:
+                               return "Memory";
+                             case StoreType::kDisk:
+                               return "Disk";
+                             case StoreType::kDiskFiles:
+                               return "DiskFiles";
+                           }
+                           return "Unknown";
                          });
 
 }  // namespace
