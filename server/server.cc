@@ -15,6 +15,8 @@
 #include "absl/synchronization/mutex.h"
 #include "actioncache/action_cache.h"
 #include "actioncache/action_cache_service.h"
+#include "asset/asset_service.h"
+#include "asset/asset_store.h"
 #include "cas/bytestream_service.h"
 #include "cas/cas_service.h"
 #include "server/capabilities.h"
@@ -28,7 +30,8 @@ struct CairnServer::Impl {
   explicit Impl(const ServerOptions& options)
       : pool(IoPoolOptions{options.io_threads, options.io_queue}),
         watchdog(options.stream_idle_timeout),
-        action_cache(options.store) {}
+        action_cache(options.store),
+        assets(options.store) {}
 
   // Creates the services over `options.store`, this pool and cache.
   void MakeServices(const ServerOptions& options);
@@ -36,10 +39,13 @@ struct CairnServer::Impl {
   IoPool pool;
   IdleWatchdog watchdog;  // Cancels stalled ByteStream uploads.
   actioncache::ActionCache action_cache;
+  asset::AssetStore assets;
   std::unique_ptr<grpc::Service> capabilities;
   std::unique_ptr<grpc::Service> cas;
   std::unique_ptr<grpc::Service> bytestream;
   std::unique_ptr<grpc::Service> ac;
+  std::unique_ptr<grpc::Service> fetch;  // Remote Asset API.
+  std::unique_ptr<grpc::Service> push;
   std::unique_ptr<grpc::Server> server;  // Declared last: destroyed first.
   absl::Mutex mu;
   bool shut_down ABSL_GUARDED_BY(mu) = false;
@@ -131,6 +137,8 @@ absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
   builder.RegisterService(impl->cas.get());
   builder.RegisterService(impl->bytestream.get());
   builder.RegisterService(impl->ac.get());
+  builder.RegisterService(impl->fetch.get());
+  builder.RegisterService(impl->push.get());
   impl->server = builder.BuildAndStart();
   const bool tcp = !options.listen_address.empty() &&
                    !absl::StartsWith(options.listen_address, "unix:");
@@ -204,6 +212,13 @@ void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   ac_options.read_only = options.read_only;
   ac_options.authorizer = options.authorizer;
   ac = actioncache::NewActionCacheService(ac_options);
+  asset::AssetServiceOptions asset_options;
+  asset_options.assets = &assets;
+  asset_options.pool = &pool;
+  asset_options.read_only = options.read_only;
+  asset_options.authorizer = options.authorizer;
+  fetch = asset::NewFetchService(asset_options);
+  push = asset::NewPushService(asset_options);
 }
 
 }  // namespace cairn::server

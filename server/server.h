@@ -1,6 +1,6 @@
 // CairnServer: builds, starts and stops the gRPC server with every Cairn
 // service (Capabilities, ContentAddressableStorage, ByteStream, ActionCache,
-// gRPC health checking and server reflection) over one BlobStore. main.cc and
+// Remote Asset Fetch and Push, gRPC health checking and server reflection) over one BlobStore. main.cc and
 // the service tests share this wiring.
 //
 // Thread safety: Shutdown()/Wait() may be called from any thread; the other

@@ -25,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "client/gocacheprog/local_store.h"
 #include "client/gocacheprog/manifest.h"
+#include "client/gocacheprog/mtimes.h"
 #include "client/gocacheprog/remote.h"
 #include "client/gocacheprog/shim.h"
 #include "client/reapi_client.h"
@@ -206,13 +207,45 @@ absl::StatusOr<std::unique_ptr<cairn::client::gocacheprog::Remote>> MakeRemote(
   return cairn::client::gocacheprog::NewReapiRemote(*std::move(client));
 }
 
+// `cairn-gocacheprog normalize-mtimes DIR...` (mtimes.h): returns the exit
+// code.
+int NormalizeMtimesCommand(int argc, char** argv) {
+  if (argc < 1) {
+    std::fprintf(stderr,
+                 "usage: cairn-gocacheprog normalize-mtimes DIR...\n"
+                 "Sets every file and directory under DIR to a time derived "
+                 "from its content, so Go test results that read files hit "
+                 "the cache on other machines.\n");
+    return 2;
+  }
+  for (int i = 0; i < argc; ++i) {
+    auto counts = cairn::client::gocacheprog::NormalizeMtimes(argv[i]);
+    if (!counts.ok()) {
+      std::fprintf(stderr, "cairn-gocacheprog: normalize-mtimes: %s\n",
+                   counts.status().ToString().c_str());
+      return 1;
+    }
+    std::fprintf(stderr,
+                 "cairn-gocacheprog: normalize-mtimes %s: %lld files, %lld "
+                 "directories\n",
+                 argv[i], static_cast<long long>(counts->files),
+                 static_cast<long long>(counts->directories));
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && absl::string_view(argv[1]) == "normalize-mtimes") {
+    return NormalizeMtimesCommand(argc - 2, argv + 2);
+  }
   absl::SetProgramUsageMessage(
       "GOCACHEPROG for the go command, backed by a REAPI cache.\n"
       "Usage: GOCACHEPROG='cairn-gocacheprog --remote=grpc://HOST:PORT' go "
-      "build");
+      "build\n"
+      "       cairn-gocacheprog normalize-mtimes DIR...  (content-derived "
+      "mtimes, for test results across machines)");
   absl::FlagsUsageConfig usage_config;
   usage_config.version_string = [] {
     return std::string("cairn-gocacheprog " CAIRN_VERSION "\n");

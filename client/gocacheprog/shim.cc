@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "cas/digest.h"
 #include "client/gocacheprog/codec.h"
 #include "client/gocacheprog/manifest.h"
@@ -206,7 +207,7 @@ class Shim::Impl {
         prefetch_pool_(prefetch_enabled_ ? options_.prefetch_threads : 0,
                        2 * static_cast<size_t>(options_.prefetch_threads)),
         pool_(options_.workers, options_.max_pending_requests) {}
-  ~Impl() { StopPrefetch(); }
+  ~Impl() { StopPrefetch(absl::InfiniteFuture()); }
 
   absl::Status Run(int in_fd, int out_fd);
 
@@ -238,10 +239,11 @@ class Shim::Impl {
   // Stores this run's manifest unless it equals the fetched one.
   void StoreManifest(absl::Time deadline);
 
-  // Stops the prefetch and waits until neither its thread nor its tasks use
-  // the remote any more (at most the remote's own call deadlines). After it,
+  // Stops the prefetch and waits, until `deadline`, for its thread and tasks
+  // to stop using the remote (each call ends by its own deadline; the
+  // destructor waits for them). When it returns true they have stopped and
   // fetched_manifest_ holds the manifest if the prefetch read one.
-  void StopPrefetch();
+  bool StopPrefetch(absl::Time deadline);
   // Prefetch thread: reads the manifest, queues one task per ActionID.
   void Prefetch();
   void PrefetchOne(const std::string& action_id);
@@ -267,6 +269,7 @@ class Shim::Impl {
   std::atomic<bool> prefetch_stop_{false};
   std::atomic<int64_t> prefetch_reserved_{0};
   std::thread prefetcher_;
+  absl::Notification prefetcher_done_;
 
   absl::Mutex flight_mu_;
   absl::CondVar flight_done_;
@@ -322,10 +325,16 @@ absl::Status Shim::Impl::Run(int in_fd, int out_fd) {
   hello.known_commands = {"get", "put", "close"};
   Respond(hello);
   if (prefetch_enabled_) {
-    prefetcher_ = std::thread([this] { Prefetch(); });
+    prefetcher_ = std::thread([this] {
+      Prefetch();
+      prefetcher_done_.Notify();
+    });
+  } else {
+    prefetcher_done_.Notify();
   }
-  // The remote must not be used after Run returns.
-  absl::Cleanup stop_prefetch = [this] { StopPrefetch(); };
+  // Nothing is prefetched after Run returns; calls in flight end by their
+  // deadlines, and the destructor waits for them.
+  absl::Cleanup stop_prefetch = [this] { prefetch_stop_.store(true); };
   LineReader reader(in_fd);
   std::string line;
   for (;;) {
@@ -597,12 +606,17 @@ void Shim::Impl::Upload(const std::string& action_id, const Entry& entry,
 
 void Shim::Impl::Close(const Request& req) {
   pool_.WaitIdle(absl::InfiniteFuture());
-  StopPrefetch();  // Nothing more will be asked for.
   const absl::Time start = absl::Now();
   const absl::Time deadline = start + options_.flush_timeout;
+  // Nothing more will be asked for. A remote that hangs keeps neither the
+  // prefetch nor the uploads past the deadline (the go command waits for
+  // this answer before it exits).
+  const bool prefetch_stopped = StopPrefetch(deadline);
   size_t owed = uploads_.WaitIdle(deadline);
-  if (owed == 0) {
-    StoreManifest(deadline);
+  if (owed == 0 && prefetch_stopped &&
+      uploads_.Submit([this, deadline] { StoreManifest(deadline); },
+                      /*block=*/false)) {
+    owed = uploads_.WaitIdle(deadline);
   }
   stats_->remote_wait_ns.fetch_add(
       absl::ToInt64Nanoseconds(absl::Now() - start));
@@ -703,12 +717,15 @@ bool Shim::Impl::TakePrefetched(const std::string& action_id) {
   return prefetched_.erase(action_id) > 0;
 }
 
-void Shim::Impl::StopPrefetch() {
+bool Shim::Impl::StopPrefetch(absl::Time deadline) {
   prefetch_stop_.store(true);
+  if (!prefetcher_done_.WaitForNotificationWithDeadline(deadline)) {
+    return false;
+  }
   if (prefetcher_.joinable()) {
     prefetcher_.join();
   }
-  prefetch_pool_.WaitIdle(absl::InfiniteFuture());
+  return prefetch_pool_.WaitIdle(deadline) == 0;
 }
 
 void Shim::Impl::Prefetch() {

@@ -2,10 +2,13 @@
 // remote; and the real binary driven through pipes for malformed input.
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <chrono>
 #include <fstream>
 #include <functional>
@@ -82,6 +85,13 @@ class FakeRemote final : public Remote {
   }
   absl::Status Put(absl::string_view action_id, const Entry& entry,
                    const std::string& body_path) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++put_calls_;
+      while (block_puts_ && !released_) {
+        released_cv_.Wait(&mu_);
+      }
+    }
     if (!fail_.ok()) {
       return fail_;
     }
@@ -140,6 +150,15 @@ class FakeRemote final : public Remote {
     absl::MutexLock lock(&mu_);
     block_ = action_id;
   }
+  // Every Put waits until Release().
+  void BlockPuts() {
+    absl::MutexLock lock(&mu_);
+    block_puts_ = true;
+  }
+  int put_calls() {
+    absl::MutexLock lock(&mu_);
+    return put_calls_;
+  }
   void Release() {
     absl::MutexLock lock(&mu_);
     released_ = true;
@@ -166,8 +185,10 @@ class FakeRemote final : public Remote {
   absl::flat_hash_map<std::string, std::pair<Entry, std::string>> entries_
       ABSL_GUARDED_BY(mu_);
   std::string block_ ABSL_GUARDED_BY(mu_);
+  bool block_puts_ ABSL_GUARDED_BY(mu_) = false;
   bool released_ ABSL_GUARDED_BY(mu_) = false;
   absl::CondVar released_cv_;
+  int put_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int gets_ ABSL_GUARDED_BY(mu_) = 0;
   int puts_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, std::string> manifests_
@@ -461,7 +482,11 @@ TEST_F(ShimTest, RemoteHitIsKeptLocally) {
   EXPECT_EQ(ReadFile(first["DiskPath"]), "from another machine");
   EXPECT_EQ(first["Time"], "2023-11-14T22:13:20+00:00");
   SendGet(2, ActionId(1));
-  EXPECT_EQ(NextResponse()["DiskPath"], first["DiskPath"]);
+  Json second = NextResponse();
+  EXPECT_EQ(second["DiskPath"], first["DiskPath"]);
+  // The put time of the other machine, also from the local tier: `go clean
+  // -testcache` expires test results by this time.
+  EXPECT_EQ(second["Time"], "2023-11-14T22:13:20+00:00");
   CloseAndWait(3);
   EXPECT_EQ(remote.gets(), 1);
   EXPECT_EQ(shim_->stats().local_hits.load(), 1);
@@ -509,6 +534,66 @@ TEST_F(ShimTest, ReadOnlyNeverUploads) {
   EXPECT_TRUE(NextResponse().contains("DiskPath"));
   CloseAndWait(2);
   EXPECT_EQ(remote.puts(), 0);
+}
+
+// Go-side traps (README, "Go (cairn-gocacheprog)"): cmd/go aborts on some
+// failed puts, opens DiskPaths after close (go list -export), and waits for
+// close before it exits.
+TEST_F(ShimTest, PutSucceedsLocallyWhenUploadFails) {
+  FakeRemote remote;
+  remote.fail_ = absl::UnavailableError("connection refused");
+  Start(&remote);
+  SendPut(1, ActionId(1), "module index entry");
+  Json put = NextResponse();
+  EXPECT_FALSE(put.contains("Err")) << put;
+  EXPECT_EQ(ReadFile(put["DiskPath"]), "module index entry");
+  EXPECT_TRUE(WaitFor([&] { return remote.put_calls() == 1; }));
+  SendGet(2, ActionId(1));
+  EXPECT_EQ(NextResponse()["DiskPath"], put["DiskPath"]);
+  CloseAndWait(3);
+  EXPECT_EQ(shim_->stats().upload_failures.load(), 1);
+  EXPECT_EQ(shim_->stats().errors.load(), 0);
+}
+
+TEST_F(ShimTest, DiskPathHasNoExtensionAndOutlivesClose) {
+  Start(nullptr);
+  SendPut(1, ActionId(1), "export data");
+  const std::string path = NextResponse()["DiskPath"];
+  CloseAndWait(2);
+  const std::string base = path.substr(path.rfind('/') + 1);
+  EXPECT_EQ(base, cas::HexEncode(Sha("export data")));
+  EXPECT_EQ(base.find('.'), std::string::npos);
+  // The next go command's shim, with a bound far below what is stored,
+  // must not delete a body the last one handed out (go list -export
+  // consumers open it after the go command exited).
+  close(from_shim_);
+  pending_.clear();
+  Start(nullptr, {}, /*max_size=*/1);
+  SendPut(1, ActionId(2), "another body pushes the store over its bound");
+  EXPECT_TRUE(NextResponse().contains("DiskPath"));
+  CloseAndWait(2);
+  EXPECT_EQ(ReadFile(path), "export data");
+}
+
+TEST_F(ShimTest, CloseReturnsWithinFlushTimeoutWhileUploadsHang) {
+  FakeRemote remote;
+  remote.BlockPuts();
+  ShimOptions options;
+  options.flush_timeout = absl::Milliseconds(200);
+  Start(&remote, options);
+  SendPut(1, ActionId(1), "upload never finishes");
+  EXPECT_TRUE(NextResponse().contains("DiskPath"));
+  EXPECT_TRUE(WaitFor([&] { return remote.put_calls() == 1; }));
+  SendRequest({{"ID", 2}, {"Command", "close"}});
+  // Answered while the upload is still blocked (a close waiting for it
+  // would never answer: NextResponse fails after its guard).
+  EXPECT_EQ(NextResponse(), Json({{"ID", 2}}));
+  EXPECT_EQ(remote.puts(), 0);
+  remote.Release();
+  close(to_shim_);
+  runner_.join();
+  EXPECT_TRUE(run_status_.ok()) << run_status_;
+  shim_.reset();  // Joins the upload thread before `remote` goes.
 }
 
 ShimOptions PrefetchOptions() {
@@ -808,6 +893,38 @@ TEST_F(ShimTest, BinaryWithUnreachableRemoteStillAnswers) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find(R"({"ID":1,"Miss":true})"), std::string::npos) << r.out;
   EXPECT_NE(r.err.find("warning: remote cache"), std::string::npos) << r.err;
+}
+
+TEST_F(ShimTest, BinaryCloseReturnsWithinFlushTimeoutWhenRemoteHangs) {
+  // A remote that accepts connections and never answers: the upload's call
+  // hangs for its whole --timeout; close must not wait for it.
+  const std::string sock = dir_ + "/hang.sock";
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(sock.size(), sizeof(addr.sun_path));
+  std::memcpy(addr.sun_path, sock.c_str(), sock.size());
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 64), 0);
+  const std::string input = absl::StrCat(
+      R"({"ID":1,"Command":"put","ActionID":")",
+      absl::Base64Escape(ActionId(1)), R"(","OutputID":")",
+      absl::Base64Escape(Sha("abc")), R"(","BodySize":3})", "\n\n\"",
+      absl::Base64Escape("abc"), "\"\n", R"({"ID":2,"Command":"close"})",
+      "\n\n");
+  // RunBinary kills the binary after 20 s (exit 124); the call deadline is
+  // 120 s, the flush timeout 1 s.
+  ProcessResult r = RunBinary(
+      dir_, input, "",
+      absl::StrCat("--dir=", dir_, "/local --remote=unix://", sock,
+                   " --timeout=120s --flush_timeout=1s"));
+  close(fd);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(R"({"ID":2})"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("uploads not finished within --flush_timeout"),
+            std::string::npos)
+      << r.err;
 }
 
 }  // namespace

@@ -1,0 +1,204 @@
+#include "asset/asset_service.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "cas/service_util.h"
+#include "server/reactors.h"
+
+namespace cairn::asset {
+namespace {
+
+namespace ra = ::build::bazel::remote::asset::v1;
+namespace v2 = ::build::bazel::remote::execution::v2;
+using server::Access;
+using server::FinishUnaryOnPool;
+
+std::vector<Qualifier> QualifiersOf(
+    const google::protobuf::RepeatedPtrField<ra::Qualifier>& qualifiers) {
+  std::vector<Qualifier> out;
+  out.reserve(qualifiers.size());
+  for (const ra::Qualifier& q : qualifiers) {
+    out.emplace_back(q.name(), q.value());
+  }
+  return out;
+}
+
+std::vector<std::string> UrisOf(
+    const google::protobuf::RepeatedPtrField<std::string>& uris) {
+  return std::vector<std::string>(uris.begin(), uris.end());
+}
+
+absl::Time TimeOf(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) {
+    return absl::InfinitePast();
+  }
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+int64_t MicrosOf(const google::protobuf::Timestamp& t) {
+  return t.seconds() * 1000000 + t.nanos() / 1000;
+}
+
+void SetTimestamp(int64_t micros, google::protobuf::Timestamp* t) {
+  t->set_seconds(micros / 1000000);
+  t->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
+}
+
+// The checks every request makes before touching the store.
+template <typename Request>
+absl::Status CheckRequest(const Request& request) {
+  absl::Status status = cas::ValidateRequestScope(request.instance_name(),
+                                                  request.digest_function());
+  if (!status.ok()) {
+    return status;
+  }
+  return ValidateAssetName(UrisOf(request.uris()),
+                           QualifiersOf(request.qualifiers()));
+}
+
+// Fills the fields FetchBlobResponse and FetchDirectoryResponse share.
+template <typename Response>
+void FillResponse(const ResolvedAsset& found,
+                  const google::protobuf::RepeatedPtrField<ra::Qualifier>& q,
+                  Response* response) {
+  response->set_uri(found.uri);
+  *response->mutable_qualifiers() = q;
+  if (found.asset.expire_at_micros() != 0) {
+    SetTimestamp(found.asset.expire_at_micros(),
+                 response->mutable_expires_at());
+  }
+  response->set_digest_function(v2::DigestFunction::SHA256);
+}
+
+class FetchService final : public ra::Fetch::CallbackService {
+ public:
+  explicit FetchService(const AssetServiceOptions& options)
+      : options_(options) {}
+
+  grpc::ServerUnaryReactor* FetchBlob(
+      grpc::CallbackServerContext* context, const ra::FetchBlobRequest* request,
+      ra::FetchBlobResponse* response) override {
+    return Fetch(context, "FetchBlob", StoredAsset::BLOB, *request,
+                 [response](const ResolvedAsset& found,
+                            const ra::FetchBlobRequest& req) {
+                   FillResponse(found, req.qualifiers(), response);
+                   *response->mutable_blob_digest() = found.asset.digest();
+                 });
+  }
+
+  grpc::ServerUnaryReactor* FetchDirectory(
+      grpc::CallbackServerContext* context,
+      const ra::FetchDirectoryRequest* request,
+      ra::FetchDirectoryResponse* response) override {
+    return Fetch(context, "FetchDirectory", StoredAsset::DIRECTORY, *request,
+                 [response](const ResolvedAsset& found,
+                            const ra::FetchDirectoryRequest& req) {
+                   FillResponse(found, req.qualifiers(), response);
+                   *response->mutable_root_directory_digest() =
+                       found.asset.digest();
+                 });
+  }
+
+ private:
+  template <typename Request, typename Fill>
+  grpc::ServerUnaryReactor* Fetch(grpc::CallbackServerContext* context,
+                                  const char* what, StoredAsset::Kind kind,
+                                  const Request& request, Fill fill) {
+    absl::Status status =
+        server::Authorize(options_.authorizer, *context, Access::kRead);
+    if (status.ok()) {
+      status = CheckRequest(request);
+    }
+    return FinishUnaryOnPool(
+        context, options_.pool, what, status,
+        [this, kind, &request, fill = std::move(fill)]() -> absl::Status {
+          absl::StatusOr<ResolvedAsset> found = options_.assets->Resolve(
+              kind, request.instance_name(), UrisOf(request.uris()),
+              QualifiersOf(request.qualifiers()),
+              TimeOf(request.oldest_content_accepted()));
+          if (!found.ok()) {
+            return found.status();
+          }
+          fill(*found, request);
+          return absl::OkStatus();
+        });
+  }
+
+  const AssetServiceOptions options_;
+};
+
+class PushService final : public ra::Push::CallbackService {
+ public:
+  explicit PushService(const AssetServiceOptions& options)
+      : options_(options) {}
+
+  grpc::ServerUnaryReactor* PushBlob(grpc::CallbackServerContext* context,
+                                     const ra::PushBlobRequest* request,
+                                     ra::PushBlobResponse*) override {
+    return Push(context, "PushBlob", StoredAsset::BLOB, *request,
+                request->blob_digest());
+  }
+
+  grpc::ServerUnaryReactor* PushDirectory(
+      grpc::CallbackServerContext* context,
+      const ra::PushDirectoryRequest* request,
+      ra::PushDirectoryResponse*) override {
+    return Push(context, "PushDirectory", StoredAsset::DIRECTORY, *request,
+                request->root_directory_digest());
+  }
+
+ private:
+  template <typename Request>
+  grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* context,
+                                 const char* what, StoredAsset::Kind kind,
+                                 const Request& request,
+                                 const v2::Digest& digest) {
+    absl::Status status =
+        server::Authorize(options_.authorizer, *context, Access::kWrite);
+    if (status.ok() && options_.read_only) {
+      status = absl::PermissionDeniedError(
+          absl::StrCat(what, ": this cache is read-only"));
+    }
+    if (status.ok()) {
+      status = CheckRequest(request);
+    }
+    if (status.ok()) {
+      status = cas::FromProto(digest, "digest").status();
+    }
+    return FinishUnaryOnPool(
+        context, options_.pool, what, status,
+        [this, kind, &request, &digest]() -> absl::Status {
+          StoredAsset asset;
+          asset.set_kind(kind);
+          *asset.mutable_digest() = digest;
+          *asset.mutable_references_blobs() = request.references_blobs();
+          *asset.mutable_references_directories() =
+              request.references_directories();
+          if (request.has_expire_at()) {
+            asset.set_expire_at_micros(MicrosOf(request.expire_at()));
+          }
+          return options_.assets->Record(
+              request.instance_name(), UrisOf(request.uris()),
+              QualifiersOf(request.qualifiers()), std::move(asset));
+        });
+  }
+
+  const AssetServiceOptions options_;
+};
+
+}  // namespace
+
+std::unique_ptr<ra::Fetch::CallbackService> NewFetchService(
+    const AssetServiceOptions& options) {
+  return std::make_unique<FetchService>(options);
+}
+
+std::unique_ptr<ra::Push::CallbackService> NewPushService(
+    const AssetServiceOptions& options) {
+  return std::make_unique<PushService>(options);
+}
+
+}  // namespace cairn::asset

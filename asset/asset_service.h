@@ -1,0 +1,47 @@
+// The Remote Asset API v1 services (build.bazel.remote.asset.v1): thin
+// adapters over AssetStore.
+//
+//   FetchBlob / FetchDirectory  answer a pushed mapping whose content is all
+//       in the CAS (see asset_store.h); a miss is the call status NOT_FOUND.
+//       This server never downloads from an origin.
+//   PushBlob / PushDirectory    record a mapping; FAILED_PRECONDITION when
+//       the content is not in the CAS yet; PERMISSION_DENIED when read-only.
+//
+// A request without URIs is INVALID_ARGUMENT: BuildStream probes a remote
+// with exactly that and accepts only INVALID_ARGUMENT as proof that the
+// service exists. instance_name and digest_function are checked as by the
+// other services. Every call is authorised (read for Fetch, write for Push)
+// and its storage work runs on the IoPool.
+//
+// Thread safety: safe for concurrent calls.
+#ifndef CAIRN_ASSET_ASSET_SERVICE_H_
+#define CAIRN_ASSET_ASSET_SERVICE_H_
+
+#include <memory>
+
+#include "asset/asset_store.h"
+#include "build/bazel/remote/asset/v1/remote_asset.grpc.pb.h"
+#include "server/auth.h"
+#include "server/io_pool.h"
+
+namespace cairn::asset {
+
+struct AssetServiceOptions {
+  AssetStore* assets = nullptr;    // Not owned; must outlive the services.
+  server::IoPool* pool = nullptr;  // Not owned; must outlive the services.
+  bool read_only = false;
+  // Decides every call; null admits everyone. Not owned; must outlive.
+  const server::Authorizer* authorizer = nullptr;
+};
+
+// Returns the Fetch service.
+std::unique_ptr<::build::bazel::remote::asset::v1::Fetch::CallbackService>
+NewFetchService(const AssetServiceOptions& options);
+
+// Returns the Push service.
+std::unique_ptr<::build::bazel::remote::asset::v1::Push::CallbackService>
+NewPushService(const AssetServiceOptions& options);
+
+}  // namespace cairn::asset
+
+#endif  // CAIRN_ASSET_ASSET_SERVICE_H_

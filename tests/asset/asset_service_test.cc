@@ -1,0 +1,269 @@
+// The Remote Asset Fetch and Push services through the in-process server:
+// BuildStream's probe, push/fetch round trips, qualifiers, expiry,
+// oldest_content_accepted, completeness of blobs and trees, read-only mode.
+#include <grpcpp/client_context.h>
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/escaping.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "build/bazel/remote/asset/v1/remote_asset.grpc.pb.h"
+#include "tests/server/service_fixture.h"
+
+namespace cairn::servertest {
+namespace {
+
+namespace ra = ::build::bazel::remote::asset::v1;
+
+class AssetServiceTest : public ServiceTest {
+ protected:
+  void SetUp() override {
+    ServiceTest::SetUp();
+    MakeStubs();
+  }
+
+  void Restart(server::ServerOptions options) {
+    StartServer(options);
+    MakeStubs();
+  }
+
+  void MakeStubs() {
+    auto channel = server_->InProcessChannel();
+    fetch_ = ra::Fetch::NewStub(channel);
+    push_ = ra::Push::NewStub(channel);
+  }
+
+  grpc::StatusCode PushBlob(const ra::PushBlobRequest& request) {
+    grpc::ClientContext context;
+    ra::PushBlobResponse response;
+    return push_->PushBlob(&context, request, &response).error_code();
+  }
+
+  grpc::StatusCode FetchBlob(const ra::FetchBlobRequest& request,
+                             ra::FetchBlobResponse* response) {
+    grpc::ClientContext context;
+    return fetch_->FetchBlob(&context, request, response).error_code();
+  }
+
+  static ra::PushBlobRequest PushOf(const std::string& uri,
+                                    const cas::Digest& digest) {
+    ra::PushBlobRequest request;
+    request.add_uris(uri);
+    *request.mutable_blob_digest() = ProtoDigest(digest);
+    return request;
+  }
+
+  static ra::FetchBlobRequest FetchOf(const std::string& uri) {
+    ra::FetchBlobRequest request;
+    request.add_uris(uri);
+    return request;
+  }
+
+  static void AddQualifier(
+      const std::string& name, const std::string& value,
+      google::protobuf::RepeatedPtrField<ra::Qualifier>* q) {
+    ra::Qualifier* added = q->Add();
+    added->set_name(name);
+    added->set_value(value);
+  }
+
+  static std::string Sri(const cas::Digest& d) {
+    return "sha256-" + absl::Base64Escape(absl::HexStringToBytes(d.hash()));
+  }
+
+  std::unique_ptr<ra::Fetch::Stub> fetch_;
+  std::unique_ptr<ra::Push::Stub> push_;
+};
+
+// BuildStream sends FetchBlob and PushBlob without URIs at start-up and
+// accepts only INVALID_ARGUMENT as proof that the service is there.
+TEST_F(AssetServiceTest, ProbeWithoutUrisIsInvalidArgument) {
+  ra::FetchBlobResponse response;
+  EXPECT_EQ(FetchBlob(ra::FetchBlobRequest(), &response),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(PushBlob(ra::PushBlobRequest()),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::ClientContext context;
+  ra::FetchDirectoryResponse dir_response;
+  EXPECT_EQ(
+      fetch_
+          ->FetchDirectory(&context, ra::FetchDirectoryRequest(), &dir_response)
+          .error_code(),
+      grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(AssetServiceTest, PushedBlobIsFetchedByAnyOfItsUris) {
+  const cas::Digest blob = Put("artifact bytes");
+  ra::PushBlobRequest push = PushOf("urn:a", blob);
+  push.add_uris("urn:b");
+  ASSERT_EQ(PushBlob(push), grpc::StatusCode::OK);
+
+  ra::FetchBlobRequest fetch = FetchOf("urn:unknown");
+  fetch.add_uris("urn:b");
+  ra::FetchBlobResponse response;
+  ASSERT_EQ(FetchBlob(fetch, &response), grpc::StatusCode::OK);
+  EXPECT_EQ(response.uri(), "urn:b");
+  EXPECT_EQ(response.blob_digest().hash(), blob.hash());
+  EXPECT_EQ(response.blob_digest().size_bytes(), blob.size_bytes());
+  EXPECT_FALSE(response.has_expires_at());
+
+  ra::FetchBlobResponse miss;
+  EXPECT_EQ(FetchBlob(FetchOf("urn:c"), &miss), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(AssetServiceTest, QualifiersArePartOfTheName) {
+  const cas::Digest blob = Put("qualified");
+  ra::PushBlobRequest push = PushOf("urn:q", blob);
+  AddQualifier("resource_type", "application/x-tar", push.mutable_qualifiers());
+  AddQualifier("vcs.commit", "abc", push.mutable_qualifiers());
+  ASSERT_EQ(PushBlob(push), grpc::StatusCode::OK);
+
+  ra::FetchBlobResponse response;
+  EXPECT_EQ(FetchBlob(FetchOf("urn:q"), &response),
+            grpc::StatusCode::NOT_FOUND);
+  ra::FetchBlobRequest fetch = FetchOf("urn:q");
+  AddQualifier("vcs.commit", "abc", fetch.mutable_qualifiers());  // Reordered.
+  AddQualifier("resource_type", "application/x-tar",
+               fetch.mutable_qualifiers());
+  ASSERT_EQ(FetchBlob(fetch, &response), grpc::StatusCode::OK);
+  EXPECT_EQ(response.qualifiers_size(), 2);
+  fetch.mutable_qualifiers(0)->set_value("abd");
+  EXPECT_EQ(FetchBlob(fetch, &response), grpc::StatusCode::NOT_FOUND);
+
+  ra::FetchBlobRequest twice = FetchOf("urn:q");
+  AddQualifier("a", "1", twice.mutable_qualifiers());
+  AddQualifier("a", "2", twice.mutable_qualifiers());
+  EXPECT_EQ(FetchBlob(twice, &response), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(AssetServiceTest, InstancesAreSeparate) {
+  const cas::Digest blob = Put("per instance");
+  ra::PushBlobRequest push = PushOf("urn:i", blob);
+  push.set_instance_name("team-a");
+  ASSERT_EQ(PushBlob(push), grpc::StatusCode::OK);
+  ra::FetchBlobRequest fetch = FetchOf("urn:i");
+  ra::FetchBlobResponse response;
+  EXPECT_EQ(FetchBlob(fetch, &response), grpc::StatusCode::NOT_FOUND);
+  fetch.set_instance_name("team-a");
+  EXPECT_EQ(FetchBlob(fetch, &response), grpc::StatusCode::OK);
+}
+
+TEST_F(AssetServiceTest, ChecksumSriIsChecked) {
+  const cas::Digest blob = Put("sri content");
+  const cas::Digest other = Put("other content");
+  ra::PushBlobRequest push = PushOf("https://example.org/x.tar.gz", blob);
+  AddQualifier("checksum.sri", Sri(other), push.mutable_qualifiers());
+  EXPECT_EQ(PushBlob(push), grpc::StatusCode::INVALID_ARGUMENT);
+  push.mutable_qualifiers(0)->set_value(Sri(blob));
+  ASSERT_EQ(PushBlob(push), grpc::StatusCode::OK);
+
+  ra::FetchBlobRequest fetch = FetchOf("https://example.org/x.tar.gz");
+  AddQualifier("checksum.sri", Sri(blob), fetch.mutable_qualifiers());
+  ra::FetchBlobResponse response;
+  EXPECT_EQ(FetchBlob(fetch, &response), grpc::StatusCode::OK);
+  fetch.mutable_qualifiers(0)->set_value("sha512-AAAA");
+  EXPECT_EQ(FetchBlob(fetch, &response), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(AssetServiceTest, BlobMustBeInTheCasToBePushed) {
+  const cas::Digest absent = cas::Digest::OfData("never uploaded");
+  EXPECT_EQ(PushBlob(PushOf("urn:absent", absent)),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  ra::PushBlobRequest push = PushOf("urn:ref", Put("present"));
+  *push.add_references_blobs() = ProtoDigest(absent);
+  EXPECT_EQ(PushBlob(push), grpc::StatusCode::FAILED_PRECONDITION);
+  ra::PushBlobRequest bad = PushOf("urn:bad", Put("x"));
+  bad.mutable_blob_digest()->set_hash("ABC");
+  EXPECT_EQ(PushBlob(bad), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(AssetServiceTest, EvictedContentIsAMiss) {
+  ResetStore(1000);
+  Restart(server::ServerOptions{});
+  const cas::Digest first = Put(std::string(600, 'a'));
+  ASSERT_EQ(PushBlob(PushOf("urn:evict", first)), grpc::StatusCode::OK);
+  ra::FetchBlobResponse response;
+  ASSERT_EQ(FetchBlob(FetchOf("urn:evict"), &response), grpc::StatusCode::OK);
+  Put(std::string(600, 'b'));  // Evicts the least recently used blob.
+  ASSERT_FALSE(store_->Contains(first));
+  EXPECT_EQ(FetchBlob(FetchOf("urn:evict"), &response),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(AssetServiceTest, ExpiryAndOldestContentAccepted) {
+  const cas::Digest blob = Put("timed");
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  ra::PushBlobRequest expired = PushOf("urn:expired", blob);
+  expired.mutable_expire_at()->set_seconds(now - 10);
+  ASSERT_EQ(PushBlob(expired), grpc::StatusCode::OK);
+  ra::FetchBlobResponse response;
+  EXPECT_EQ(FetchBlob(FetchOf("urn:expired"), &response),
+            grpc::StatusCode::NOT_FOUND);
+
+  ra::PushBlobRequest later = PushOf("urn:later", blob);
+  later.mutable_expire_at()->set_seconds(now + 3600);
+  ASSERT_EQ(PushBlob(later), grpc::StatusCode::OK);
+  ASSERT_EQ(FetchBlob(FetchOf("urn:later"), &response), grpc::StatusCode::OK);
+  EXPECT_EQ(response.expires_at().seconds(), now + 3600);
+
+  ra::FetchBlobRequest fresh_only = FetchOf("urn:later");
+  fresh_only.mutable_oldest_content_accepted()->set_seconds(now + 60);
+  EXPECT_EQ(FetchBlob(fresh_only, &response), grpc::StatusCode::NOT_FOUND);
+  fresh_only.mutable_oldest_content_accepted()->set_seconds(now - 60);
+  EXPECT_EQ(FetchBlob(fresh_only, &response), grpc::StatusCode::OK);
+}
+
+TEST_F(AssetServiceTest, DirectoryNeedsItsWholeTree) {
+  const cas::Digest file = cas::Digest::OfData("file in subdir");
+  v2::Directory sub;
+  v2::FileNode* node = sub.add_files();
+  node->set_name("f.txt");
+  *node->mutable_digest() = ProtoDigest(file);
+  const cas::Digest sub_digest = Put(sub.SerializeAsString());
+  v2::Directory root;
+  v2::DirectoryNode* dir = root.add_directories();
+  dir->set_name("sub");
+  *dir->mutable_digest() = ProtoDigest(sub_digest);
+  const cas::Digest root_digest = Put(root.SerializeAsString());
+
+  ra::PushDirectoryRequest push;
+  push.add_uris("git://example.org/repo");
+  *push.mutable_root_directory_digest() = ProtoDigest(root_digest);
+  grpc::ClientContext c1;
+  ra::PushDirectoryResponse pushed;
+  EXPECT_EQ(push_->PushDirectory(&c1, push, &pushed).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);  // f.txt is missing.
+  Put("file in subdir");
+  grpc::ClientContext c2;
+  ASSERT_EQ(push_->PushDirectory(&c2, push, &pushed).error_code(),
+            grpc::StatusCode::OK);
+
+  ra::FetchDirectoryRequest fetch;
+  fetch.add_uris("git://example.org/repo");
+  ra::FetchDirectoryResponse response;
+  grpc::ClientContext c3;
+  ASSERT_EQ(fetch_->FetchDirectory(&c3, fetch, &response).error_code(),
+            grpc::StatusCode::OK);
+  EXPECT_EQ(response.root_directory_digest().hash(), root_digest.hash());
+  ra::FetchBlobResponse blob_response;  // A directory is not a blob.
+  EXPECT_EQ(FetchBlob(FetchOf("git://example.org/repo"), &blob_response),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(AssetServiceTest, ReadOnlyRefusesPushes) {
+  const cas::Digest blob = Put("ro");
+  server::ServerOptions options;
+  options.read_only = true;
+  Restart(options);
+  EXPECT_EQ(PushBlob(PushOf("urn:ro", blob)),
+            grpc::StatusCode::PERMISSION_DENIED);
+  ra::FetchBlobResponse response;
+  EXPECT_EQ(FetchBlob(FetchOf("urn:ro"), &response),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+}  // namespace
+}  // namespace cairn::servertest

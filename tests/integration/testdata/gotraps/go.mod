@@ -1,0 +1,3 @@
+module example.com/gotraps
+
+go 1.24

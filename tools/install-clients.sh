@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Installs the real build-tool clients that the `clients` ctest label drives
+# against cairn-server (tests/integration/clients/): Debian packages
+# (ccache, bubblewrap and busybox-static for BuildStream's sandbox) and PyPI
+# packages in virtual environments under build/clients (never committed).
+# Skips whatever is already there; each step that fails only prints why, and
+# the tests needing it then skip with that reason.
+# Usage: tools/install-clients.sh [--gradle] [--pants] [--only NAME]
+#   --gradle  also Debian's gradle (large: a JDK and ~100 jars; opt-in)
+#   --pants   also Pants 2.17.1 (Python 3.9) and a local pex for it
+# Prints "install-clients: NAME ... N s" per step, so the cost is visible in CI.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root="$(pwd)/build/clients"
+mkdir -p "$root"
+
+want_gradle=0
+want_pants=0
+only=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --gradle) want_gradle=1 ;;
+    --pants) want_pants=1 ;;
+    --only) only=$2; shift ;;
+    *) echo "install-clients: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+step() {  # step NAME COMMAND...: runs one install step and reports its time.
+  local name=$1 start=$SECONDS rc=0
+  shift
+  if [ -n "$only" ] && [ "$only" != "$name" ]; then
+    return 0
+  fi
+  "$@" || rc=$?
+  if [ "$rc" -eq 0 ]; then
+    echo "install-clients: $name ok in $((SECONDS - start)) s" >&2
+  else
+    echo "install-clients: $name FAILED (exit $rc) after $((SECONDS - start)) s;" \
+      "its tests will skip" >&2
+  fi
+}
+
+apt_install() {  # apt_install PACKAGE...: installs the missing ones.
+  local missing=() p
+  for p in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$p")
+    fi
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq &&
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+      --no-install-recommends "${missing[@]}" >&2
+}
+
+# Returns the interpreter for Python MAJOR.MINOR (pyenv's versions directory
+# first: its shims refuse versions that are not selected), or fails.
+python_for() {
+  local v=$1 p
+  if command -v pyenv >/dev/null 2>&1; then
+    for p in "$(pyenv root)"/versions/"$v".*/bin/python"$v"; do
+      [ -x "$p" ] && { echo "$p"; return 0; }
+    done
+  fi
+  p="$(command -v "python$v" 2>/dev/null)" || return 1
+  "$p" -c 'import sys' >/dev/null 2>&1 && echo "$p"
+}
+
+venv_install() {  # venv_install DIR PYTHON_VERSION PACKAGE...
+  local dir=$1 v=$2 py
+  shift 2
+  [ -x "$dir/.done" ] && return 0
+  py="$(python_for "$v")" || { echo "install-clients: no Python $v" >&2; return 1; }
+  rm -rf "$dir"
+  "$py" -m venv "$dir" &&
+    "$dir/bin/pip" install -q --disable-pip-version-check "$@" >&2 &&
+    printf '#!/bin/sh\n' >"$dir/.done" && chmod +x "$dir/.done"
+}
+
+buildstream() {
+  apt_install bubblewrap busybox-static &&
+    venv_install "$root/buildstream" 3.11 buildstream==2.8.1
+}
+
+pants() {
+  venv_install "$root/pants" 3.9 pantsbuild.pants==2.17.1 || return 1
+  [ -f "$root/pex/pex" ] && return 0
+  venv_install "$root/pex-venv" 3.9 pex==2.1.137 &&
+    mkdir -p "$root/pex" &&
+    "$root/pex-venv/bin/pex" pex==2.1.137 -c pex -o "$root/pex/pex" >&2
+}
+
+step ccache apt_install ccache
+step buildstream buildstream
+if [ "$want_pants" -eq 1 ] || [ "$only" = pants ]; then
+  step pants pants
+fi
+if [ "$want_gradle" -eq 1 ] || [ "$only" = gradle ]; then
+  step gradle apt_install gradle
+fi
+exit 0
