@@ -173,7 +173,7 @@ TEST(SmallItemCrashTest, KillNineMidGroupCommitLosesNothing) {
   const std::string root = dir.path() + "/store";
   Acked all;
   for (int round = 0; round < 3; ++round) {
-    Acked acked = RunAndKill(root, round, 300 << round);
+    Acked acked = RunAndKill(root, round, 150 << round);
     all.blobs.insert(all.blobs.end(), acked.blobs.begin(), acked.blobs.end());
     all.entries.insert(all.entries.end(), acked.entries.begin(),
                        acked.entries.end());
