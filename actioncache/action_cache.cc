@@ -5,6 +5,7 @@
 // are still present, and only then inlines what was asked for.
 #include "actioncache/action_cache.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -98,19 +99,185 @@ absl::Status ValidateOutputs(const ActionResult& r) {
   return absl::OkStatus();
 }
 
+// Returns OK when `target`, read lexically from the directory holding the
+// link at `path`, stays inside the output root (or escaping is allowed).
+absl::Status ValidateSymlinkTarget(absl::string_view path,
+                                   absl::string_view target,
+                                   const ValidationOptions& options,
+                                   absl::string_view field) {
+  if (target.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": empty target"));
+  }
+  if (target.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": NUL in target"));
+  }
+  if (options.allow_escaping_symlink_targets) {
+    return absl::OkStatus();
+  }
+  if (target.front() == '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": absolute target \"", target, "\""));
+  }
+  // The link's directory is as deep as its path has segments, less one.
+  int64_t depth =
+      static_cast<int64_t>(std::count(path.begin(), path.end(), '/'));
+  for (absl::string_view seg : absl::StrSplit(target, '/')) {
+    if (seg == "..") {
+      if (--depth < 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            field, ": target \"", target, "\" leaves the output root"));
+      }
+    } else if (!seg.empty() && seg != ".") {
+      ++depth;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateSymlinks(
     const google::protobuf::RepeatedPtrField<v2::OutputSymlink>& links,
-    absl::string_view name) {
+    absl::string_view name, const ValidationOptions& options) {
   for (int i = 0; i < links.size(); ++i) {
     std::string field = absl::StrCat(name, "[", i, "]");
     if (absl::Status s = ValidatePath(links[i].path(), field); !s.ok()) {
       return s;
     }
-    if (links[i].target().empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ": empty target"));
+    if (absl::Status s = ValidateSymlinkTarget(
+            links[i].path(), links[i].target(), options, field);
+        !s.ok()) {
+      return s;
     }
   }
   return absl::OkStatus();
+}
+
+// Adds the paths of `links` to `*seen`; INVALID_ARGUMENT on a repeat.
+absl::Status AddUniquePaths(
+    const google::protobuf::RepeatedPtrField<v2::OutputSymlink>& links,
+    absl::string_view name, absl::flat_hash_set<absl::string_view>* seen) {
+  for (int i = 0; i < links.size(); ++i) {
+    if (!seen->insert(links[i].path()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, "[", i, "]: path \"", links[i].path(), "\" names two outputs"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Returns INVALID_ARGUMENT when a path names two outputs. output_symlinks
+// and the deprecated symlink fields are alternative views of the same links
+// (servers fill both for older clients), so each view is checked on its
+// own against the files and directories.
+absl::Status ValidateUniquePaths(const ActionResult& r) {
+  absl::flat_hash_set<absl::string_view> outputs;
+  for (int i = 0; i < r.output_files_size(); ++i) {
+    if (!outputs.insert(r.output_files(i).path()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("output_files[", i, "]: path \"",
+                       r.output_files(i).path(), "\" names two outputs"));
+    }
+  }
+  for (int i = 0; i < r.output_directories_size(); ++i) {
+    if (!outputs.insert(r.output_directories(i).path()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("output_directories[", i, "]: path \"",
+                       r.output_directories(i).path(), "\" names two outputs"));
+    }
+  }
+  absl::flat_hash_set<absl::string_view> current = outputs;
+  if (absl::Status s =
+          AddUniquePaths(r.output_symlinks(), "output_symlinks", &current);
+      !s.ok()) {
+    return s;
+  }
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  absl::Status s = AddUniquePaths(r.output_file_symlinks(),
+                                  "output_file_symlinks", &outputs);
+  s.Update(AddUniquePaths(r.output_directory_symlinks(),
+                          "output_directory_symlinks", &outputs));
+#pragma GCC diagnostic pop
+  return s;
+}
+
+absl::Status ValidateTimestamp(const google::protobuf::Timestamp& t,
+                               absl::string_view field) {
+  // 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z, as timestamp.proto says.
+  constexpr int64_t kMinSeconds = -62135596800;
+  constexpr int64_t kMaxSeconds = 253402300799;
+  if (t.seconds() < kMinSeconds || t.seconds() > kMaxSeconds || t.nanos() < 0 ||
+      t.nanos() > 999999999) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": timestamp out of range (", t.seconds(), "s ",
+                     t.nanos(), "ns)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateDuration(const google::protobuf::Duration& d,
+                              absl::string_view field) {
+  constexpr int64_t kMaxSeconds = 315576000000;  // duration.proto's bound.
+  bool in_range = d.seconds() >= -kMaxSeconds && d.seconds() <= kMaxSeconds &&
+                  d.nanos() >= -999999999 && d.nanos() <= 999999999;
+  bool same_sign = (d.seconds() >= 0 && d.nanos() >= 0) ||
+                   (d.seconds() <= 0 && d.nanos() <= 0);
+  if (!in_range || !same_sign) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": duration out of range (", d.seconds(), "s ",
+                     d.nanos(), "ns)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateMetadata(const v2::ExecutedActionMetadata& m) {
+  const google::protobuf::Timestamp* stamps[] = {
+      &m.queued_timestamp(),
+      &m.worker_start_timestamp(),
+      &m.worker_completed_timestamp(),
+      &m.input_fetch_start_timestamp(),
+      &m.input_fetch_completed_timestamp(),
+      &m.execution_start_timestamp(),
+      &m.execution_completed_timestamp(),
+      &m.output_upload_start_timestamp(),
+      &m.output_upload_completed_timestamp()};
+  absl::Status s;
+  for (const google::protobuf::Timestamp* t : stamps) {
+    s.Update(ValidateTimestamp(*t, "execution_metadata"));
+  }
+  s.Update(ValidateDuration(m.virtual_execution_duration(),
+                            "execution_metadata.virtual_execution_duration"));
+  return s;
+}
+
+absl::Status ValidateNodeProperties(const v2::NodeProperties& p,
+                                    absl::string_view field) {
+  if (absl::Status s =
+          ValidateTimestamp(p.mtime(), absl::StrCat(field, ".mtime"));
+      !s.ok()) {
+    return s;
+  }
+  if (p.has_unix_mode() && p.unix_mode().value() > 07777) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".unix_mode: ", p.unix_mode().value(),
+                     " has bits beyond 07777"));
+  }
+  return absl::OkStatus();
+}
+
+// Checks node_properties on every output that carries them.
+absl::Status ValidateAllNodeProperties(const ActionResult& r) {
+  absl::Status s;
+  for (int i = 0; i < r.output_files_size() && s.ok(); ++i) {
+    s.Update(ValidateNodeProperties(
+        r.output_files(i).node_properties(),
+        absl::StrCat("output_files[", i, "].node_properties")));
+  }
+  for (int i = 0; i < r.output_symlinks_size() && s.ok(); ++i) {
+    s.Update(ValidateNodeProperties(
+        r.output_symlinks(i).node_properties(),
+        absl::StrCat("output_symlinks[", i, "].node_properties")));
+  }
+  return s;
 }
 
 absl::Status NotFoundResult(const cas::Digest& action, absl::string_view why) {
@@ -277,12 +444,14 @@ absl::Status InlineRequested(cas::BlobStore* store, const cas::Digest& action,
 
 // Checks the current and the deprecated symlink fields (older clients still
 // fill the latter).
-absl::Status ValidateAllSymlinks(const ActionResult& r) {
+absl::Status ValidateAllSymlinks(const ActionResult& r,
+                                 const ValidationOptions& options) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
   for (const auto* links : {&r.output_symlinks(), &r.output_file_symlinks(),
                             &r.output_directory_symlinks()}) {
-    if (absl::Status s = ValidateSymlinks(*links, "output_symlinks"); !s.ok()) {
+    if (absl::Status s = ValidateSymlinks(*links, "output_symlinks", options);
+        !s.ok()) {
       return s;
     }
   }
@@ -292,11 +461,21 @@ absl::Status ValidateAllSymlinks(const ActionResult& r) {
 
 }  // namespace
 
-absl::Status ValidateActionResult(const ActionResult& result) {
+absl::Status ValidateActionResult(const ActionResult& result,
+                                  const ValidationOptions& options) {
   if (absl::Status s = ValidateOutputs(result); !s.ok()) {
     return s;
   }
-  if (absl::Status s = ValidateAllSymlinks(result); !s.ok()) {
+  if (absl::Status s = ValidateAllSymlinks(result, options); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ValidateUniquePaths(result); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ValidateAllNodeProperties(result); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ValidateMetadata(result.execution_metadata()); !s.ok()) {
     return s;
   }
   if (absl::Status s =
@@ -330,7 +509,8 @@ absl::StatusOr<ActionResult> ActionCache::Get(
     return value.status();
   }
   ActionResult result;
-  if (!result.ParseFromString(*value) || !ValidateActionResult(result).ok()) {
+  if (!result.ParseFromString(*value) ||
+      !ValidateActionResult(result, options_).ok()) {
     return NotFoundResult(action_digest, "stored entry does not parse");
   }
   if (absl::Status s = CheckComplete(store_, action_digest, result); !s.ok()) {
@@ -372,7 +552,8 @@ std::optional<absl::StatusOr<ActionResult>> ActionCache::TryGet(
     return value->status();
   }
   ActionResult result;
-  if (!result.ParseFromString(**value) || !ValidateActionResult(result).ok()) {
+  if (!result.ParseFromString(**value) ||
+      !ValidateActionResult(result, options_).ok()) {
     return NotFoundResult(action_digest, "stored entry does not parse");
   }
   if (result.output_directories_size() > 0) {
@@ -394,7 +575,7 @@ std::optional<absl::StatusOr<ActionResult>> ActionCache::TryGet(
 absl::StatusOr<ActionResult> ActionCache::Update(
     absl::string_view instance_name, const cas::Digest& action_digest,
     const ActionResult& result) {
-  if (absl::Status s = ValidateActionResult(result); !s.ok()) {
+  if (absl::Status s = ValidateActionResult(result, options_); !s.ok()) {
     return s;
   }
   ActionResult stored = result;

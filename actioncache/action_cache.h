@@ -37,10 +37,37 @@ struct InlineRequest {
   int64_t max_inline_bytes = 1 << 20;
 };
 
-// Returns OK when every digest in `result` is well formed and every path is a
-// clean relative path (no leading '/', no '.', '..' or empty segments);
+// How strictly ValidateActionResult() treats symlink targets.
+struct ValidationOptions {
+  // When true (the default, matching Capabilities' ALLOWED), a symlink target
+  // is stored as sent: absolute, or climbing above the output root with '..'.
+  // The cache never follows or creates a link; the client that fetches the
+  // result materialises it, and the REAPI lets targets be absolute when the
+  // server advertises ALLOWED and allows '..' anywhere in a target. When
+  // false (advertise DISALLOWED), a target that starts with '/' or whose
+  // '..' segments, read lexically from the link's directory, leave the
+  // output root is refused.
+  bool allow_escaping_symlink_targets = true;
+};
+
+// Returns OK when `result` is well formed:
+//  - every digest is well formed (optional ones may be unset);
+//  - every output path is a clean relative path (no leading '/', no '.',
+//    '..' or empty segments, no NUL) and no path names two outputs (files,
+//    directories and symlinks; output_symlinks and the deprecated
+//    output_file_symlinks/output_directory_symlinks are alternative views
+//    of the same links, so they are checked against the others separately);
+//  - symlink targets are non-empty, without NUL, and contained as `options`
+//    asks;
+//  - timestamps and durations (execution_metadata, node_properties.mtime)
+//    are in google.protobuf's valid range and unix_mode has no bits beyond
+//    07777.
+// Stored unchecked, as opaque to a cache: exit_code, worker, the
+// auxiliary_metadata Any messages, node property names and values (the
+// message size limit bounds them all).
 // INVALID_ARGUMENT naming the offending field otherwise.
-absl::Status ValidateActionResult(const ActionResult& result);
+absl::Status ValidateActionResult(const ActionResult& result,
+                                  const ValidationOptions& options = {});
 
 // Returns the 64-hex store key for (instance, action).
 std::string ActionCacheKey(absl::string_view instance_name,
@@ -48,8 +75,10 @@ std::string ActionCacheKey(absl::string_view instance_name,
 
 class ActionCache {
  public:
-  // `store` is not owned and must outlive this object.
-  explicit ActionCache(cas::BlobStore* store) : store_(store) {}
+  // `store` is not owned and must outlive this object. Update() validates
+  // with `options`.
+  explicit ActionCache(cas::BlobStore* store, ValidationOptions options = {})
+      : store_(store), options_(options) {}
 
   ActionCache(const ActionCache&) = delete;
   ActionCache& operator=(const ActionCache&) = delete;
@@ -83,6 +112,7 @@ class ActionCache {
 
  private:
   cas::BlobStore* const store_;  // Not owned.
+  const ValidationOptions options_;
 };
 
 }  // namespace cairn::actioncache

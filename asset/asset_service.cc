@@ -5,16 +5,15 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "cas/service_util.h"
-#include "server/reactors.h"
+#include "cas/service/service_util.h"
+#include "rpc/reactors.h"
 
 namespace cairn::asset {
 namespace {
 
 namespace ra = ::build::bazel::remote::asset::v1;
 namespace v2 = ::build::bazel::remote::execution::v2;
-using server::Access;
-using server::FinishUnaryOnPool;
+using rpc::Access;
 
 std::vector<Qualifier> QualifiersOf(
     const google::protobuf::RepeatedPtrField<ra::Qualifier>& qualifiers) {
@@ -107,24 +106,21 @@ class FetchService final : public ra::Fetch::CallbackService {
   grpc::ServerUnaryReactor* Fetch(grpc::CallbackServerContext* context,
                                   const char* what, StoredAsset::Kind kind,
                                   const Request& request, Fill fill) {
-    absl::Status status =
-        server::Authorize(options_.authorizer, *context, Access::kRead);
-    if (status.ok()) {
-      status = CheckRequest(request);
-    }
-    return FinishUnaryOnPool(
-        context, options_.pool, what, status,
-        [this, kind, &request, fill = std::move(fill)]() -> absl::Status {
-          absl::StatusOr<ResolvedAsset> found = options_.assets->Resolve(
-              kind, request.instance_name(), UrisOf(request.uris()),
-              QualifiersOf(request.qualifiers()),
-              TimeOf(request.oldest_content_accepted()));
-          if (!found.ok()) {
-            return found.status();
-          }
-          fill(*found, request);
-          return absl::OkStatus();
-        });
+    return rpc::UnaryCall(context, options_.authorizer, Access::kRead,
+                          options_.pool, what)
+        .Validate([&] { return CheckRequest(request); })
+        .RunOnPool(
+            [this, kind, &request, fill = std::move(fill)]() -> absl::Status {
+              absl::StatusOr<ResolvedAsset> found = options_.assets->Resolve(
+                  kind, request.instance_name(), UrisOf(request.uris()),
+                  QualifiersOf(request.qualifiers()),
+                  TimeOf(request.oldest_content_accepted()));
+              if (!found.ok()) {
+                return found.status();
+              }
+              fill(*found, request);
+              return absl::OkStatus();
+            });
   }
 
   const AssetServiceOptions options_;
@@ -156,21 +152,16 @@ class PushService final : public ra::Push::CallbackService {
                                  const char* what, StoredAsset::Kind kind,
                                  const Request& request,
                                  const v2::Digest& digest) {
-    absl::Status status =
-        server::Authorize(options_.authorizer, *context, Access::kWrite);
-    if (status.ok() && options_.read_only) {
-      status = absl::PermissionDeniedError(
-          absl::StrCat(what, ": this cache is read-only"));
-    }
-    if (status.ok()) {
-      status = CheckRequest(request);
-    }
-    if (status.ok()) {
-      status = cas::FromProto(digest, "digest").status();
-    }
-    return FinishUnaryOnPool(
-        context, options_.pool, what, status,
-        [this, kind, &request, &digest]() -> absl::Status {
+    return rpc::UnaryCall(context, options_.authorizer, Access::kWrite,
+                          options_.pool, what)
+        .Validate([&] {
+          return options_.read_only ? absl::PermissionDeniedError(absl::StrCat(
+                                          what, ": this cache is read-only"))
+                                    : absl::OkStatus();
+        })
+        .Validate([&] { return CheckRequest(request); })
+        .Validate([&] { return cas::FromProto(digest, "digest").status(); })
+        .RunOnPool([this, kind, &request, &digest]() -> absl::Status {
           StoredAsset asset;
           asset.set_kind(kind);
           *asset.mutable_digest() = digest;

@@ -21,17 +21,17 @@
 
 #include "asset/asset_store.h"
 #include "build/bazel/remote/asset/v1/remote_asset.grpc.pb.h"
-#include "server/auth.h"
-#include "server/io_pool.h"
+#include "rpc/auth.h"
+#include "rpc/io_pool.h"
 
 namespace cairn::asset {
 
 struct AssetServiceOptions {
   AssetStore* assets = nullptr;    // Not owned; must outlive the services.
-  server::IoPool* pool = nullptr;  // Not owned; must outlive the services.
+  rpc::IoPool* pool = nullptr;  // Not owned; must outlive the services.
   bool read_only = false;
   // Decides every call; null admits everyone. Not owned; must outlive.
-  const server::Authorizer* authorizer = nullptr;
+  const rpc::Authorizer* authorizer = nullptr;
 };
 
 // Returns the Fetch service.

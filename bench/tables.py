@@ -1,12 +1,28 @@
 #!/usr/bin/env python3
-"""Renders the CSVs of a benchmark run as Markdown tables (for README.md).
+"""Renders the CSVs of a benchmark run as Markdown tables.
 
-Usage: bench/tables.py [OUT_DIR]   (default build-bench/bench-out)
-Reads compare.csv, go_builds.csv and shim_replay.csv when present.
+Usage:
+  bench/tables.py [OUT_DIR]        print the tables of a run (default
+                                   build-bench/bench-out): compare.csv,
+                                   go_builds.csv, shim_replay.csv if present
+  bench/tables.py --update FILE..  rewrite every generated table in FILEs
+  bench/tables.py --check FILE..   exit 1 when one of them is stale (ctest
+                                   docs_tables_current runs it on the READMEs)
+
+A generated table sits between a marker naming its kind and CSV (path from
+the repository root) and an end marker; the text between is replaced:
+
+  <!-- tables.py compare bench/results/RUN/compare.csv -->
+  | ... |
+  <!-- end tables.py -->
+
+Kinds: compare, go_builds, shim, headline (the top-concurrency row of each
+mix of a compare.csv, ratios only: the README's one small table).
 """
 
 import csv
 import os
+import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,7 +91,59 @@ def shim(path):
                                         "mean_us")] for r in rows])
 
 
+def headline(path):
+    rows = list(csv.DictReader(open(path)))
+    top = {}
+    for r in rows:  # Keeps the row with the most streams of each mix.
+        if r["mix"] not in top or int(r["concurrency"]) > int(
+                top[r["mix"]]["concurrency"]):
+            top[r["mix"]] = r
+    header = ["mix", "streams", "throughput Cairn / b-r",
+              "p99 latency Cairn / b-r", "server CPU per op Cairn / b-r"]
+    return md(header, [[r["mix"], r["concurrency"],
+                        num(r["ratio:ops_per_s"], 2),
+                        num(r["ratio:p99_us"], 2),
+                        num(r["ratio:server_cpu_us_per_op"], 2)]
+                       for r in top.values()])
+
+
+KINDS = {"compare": compare, "go_builds": go_builds, "shim": shim,
+         "headline": headline}
+BLOCK = re.compile(r"(<!-- tables\.py (\w+) (\S+) -->\n)(.*?)"
+                   r"(<!-- end tables\.py -->)", re.S)
+
+
+def regenerate(text):
+    """Returns `text` with every generated table rendered afresh."""
+    def one(m):
+        kind, csv_path = m.group(2), m.group(3)
+        if kind not in KINDS:
+            sys.exit("tables.py: unknown kind %r" % kind)
+        table = KINDS[kind](os.path.join(ROOT, csv_path))
+        return m.group(1) + table + "\n" + m.group(5)
+    return BLOCK.sub(one, text)
+
+
+def update(files, check):
+    stale = []
+    for name in files:
+        text = open(name).read()
+        fresh = regenerate(text)
+        if fresh != text:
+            stale.append(name)
+            if not check:
+                with open(name, "w") as f:
+                    f.write(fresh)
+    if check and stale:
+        sys.exit("tables.py: stale tables in %s; run bench/tables.py "
+                 "--update %s" % (", ".join(stale), " ".join(files)))
+    print("tables.py: %s %s" % ("checked" if check else "updated",
+                                 ", ".join(files)))
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] in ("--update", "--check"):
+        return update(sys.argv[2:], sys.argv[1] == "--check")
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         ROOT, "build-bench", "bench-out")
     for name, fn in (("compare.csv", compare), ("go_builds.csv", go_builds),

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -28,11 +29,12 @@
 #include "cas/blob_store.h"
 #include "cas/disk_blob_store.h"
 #include "cas/memory_blob_store.h"
-#include "server/auth.h"
+#include "http/http_cache.h"
+#include "rpc/auth.h"
+#include "rpc/metrics.h"
 #include "server/byte_size.h"
 #include "server/config.h"
 #include "server/log.h"
-#include "server/metrics.h"
 #include "server/metrics_http.h"
 #include "server/server.h"
 #include "server/tls.h"
@@ -75,6 +77,17 @@ ABSL_FLAG(bool, memory, false,
 ABSL_FLAG(std::string, metrics_listen, "",
           "Serve Prometheus metrics at http://HOST:PORT/metrics (and "
           "/healthz); empty turns the endpoint off. Port 0 picks a free port.");
+ABSL_FLAG(std::string, http_listen, "",
+          "Also serve the HTTP/1.1 cache (bazel-remote's /cas/ and /ac/, and "
+          "/kv/NAMESPACE/KEY for ccache, Gradle, sccache) on HOST:PORT; empty "
+          "turns it off. Same store, tokens, TLS files and --read_only.");
+ABSL_FLAG(int, http_threads, 0,
+          "Connections the HTTP cache serves at once (each keeps a thread "
+          "while open); 0 means 4 x cores, at least 8.");
+ABSL_FLAG(std::string, http_spool_dir, "",
+          "Directory for HTTP request bodies whose digest is not known up "
+          "front (over 1 MiB or chunked) while they are hashed; empty means "
+          "the system's temporary directory.");
 ABSL_FLAG(std::string, log_level, "info",
           "Least severe log level written to stderr: debug, info, warning, "
           "error or off.");
@@ -110,6 +123,22 @@ ABSL_FLAG(absl::Duration, partial_upload_timeout, absl::Minutes(10),
 ABSL_FLAG(absl::Duration, stream_idle_timeout, absl::Seconds(60),
           "Cancel a ByteStream upload whose client sends nothing for this "
           "long, releasing its reserved space; 0 disables.");
+ABSL_FLAG(int64_t, max_uploads_per_client, 256,
+          "Most ByteStream uploads one client (token, certificate or address) "
+          "may have in progress, parked ones included; a new one drops its "
+          "oldest parked upload, else is refused (RESOURCE_EXHAUSTED); 0 "
+          "means no cap.");
+ABSL_FLAG(std::string, max_upload_reserve_per_client, "auto",
+          "Most bytes one client's uploads in progress may reserve: a size, "
+          "'auto' (a quarter of --max_size) or 'off'.");
+ABSL_FLAG(std::string, max_upload_reserve, "auto",
+          "Most bytes all uploads in progress may reserve: a size, 'auto' "
+          "(half of --max_size) or 'off'.");
+ABSL_FLAG(ByteSize, read_buffers, ByteSize{int64_t{128} << 20},
+          "Memory all ByteStream Reads together hold for responses: each "
+          "Read's chunk shrinks from 1 MiB to its share of this (at least "
+          "16 KiB), so memory does not grow with slow readers; 0 means "
+          "fixed 1 MiB chunks.");
 
 namespace {
 
@@ -152,19 +181,19 @@ absl::StatusOr<std::unique_ptr<cairn::cas::BlobStore>> OpenStore(
 
 // Returns the Authorizer the flags ask for, or null when access control is
 // off (no tokens file, no client CA, anonymous write). `*note` describes it.
-absl::StatusOr<std::unique_ptr<cairn::server::Authorizer>> MakeAuthorizer(
+absl::StatusOr<std::unique_ptr<cairn::rpc::Authorizer>> MakeAuthorizer(
     std::string* note) {
-  using cairn::server::Access;
-  cairn::server::AuthOptions auth;
+  using cairn::rpc::Access;
+  cairn::rpc::AuthOptions auth;
   auth.tokens_file = ExpandHome(absl::GetFlag(FLAGS_auth_tokens_file));
   const bool mtls = !absl::GetFlag(FLAGS_tls_client_ca).empty();
   std::string anonymous = absl::GetFlag(FLAGS_anonymous_access);
   if (anonymous.empty()) {
     anonymous = auth.tokens_file.empty() && !mtls ? "write" : "none";
   }
-  absl::StatusOr<Access> access = cairn::server::ParseAccess(anonymous);
+  absl::StatusOr<Access> access = cairn::rpc::ParseAccess(anonymous);
   absl::StatusOr<Access> tls =
-      cairn::server::ParseAccess(absl::GetFlag(FLAGS_tls_client_access));
+      cairn::rpc::ParseAccess(absl::GetFlag(FLAGS_tls_client_access));
   if (!access.ok() || !tls.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--anonymous_access and --tls_client_access take none, read or "
@@ -176,12 +205,29 @@ absl::StatusOr<std::unique_ptr<cairn::server::Authorizer>> MakeAuthorizer(
   *note = absl::StrCat(", anonymous access ", anonymous);
   if (auth.tokens_file.empty() && !mtls && *access == Access::kWrite) {
     *note = "";
-    return std::unique_ptr<cairn::server::Authorizer>();
+    return std::unique_ptr<cairn::rpc::Authorizer>();
   }
   if (!auth.tokens_file.empty()) {
     absl::StrAppend(note, ", tokens from ", auth.tokens_file);
   }
-  return cairn::server::NewAuthorizer(auth);
+  return cairn::rpc::NewAuthorizer(auth);
+}
+
+// Returns the ServerOptions value of an upload reserve cap flag: 0 for
+// "auto", -1 for "off", else the size.
+absl::StatusOr<int64_t> ParseUploadCap(const std::string& text) {
+  if (text == "auto") {
+    return 0;
+  }
+  if (text == "off") {
+    return -1;
+  }
+  absl::StatusOr<int64_t> bytes = cairn::server::ParseByteSize(text);
+  if (!bytes.ok() || *bytes <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is not a positive size, 'auto' or 'off'"));
+  }
+  return bytes;
 }
 
 int Fail(const absl::Status& status) {
@@ -208,8 +254,10 @@ absl::Status LoadSettings(int argc, char** argv) {
 namespace {
 
 // --help lists the flags defined in server/ (this file and what it wires).
+// --help lists every flag the binary defines itself: all but Abseil's own
+// (--flagfile, --fromenv, ...), which --helpfull adds.
 bool IsServerFlagFile(absl::string_view file) {
-  return absl::StrContains(file, "server/");
+  return !absl::StrContains(file, "absl/");
 }
 
 }  // namespace
@@ -257,7 +305,7 @@ int main(int argc, char** argv) {
     return Fail(credentials.status());
   }
   std::string auth_note;
-  absl::StatusOr<std::unique_ptr<cairn::server::Authorizer>> authorizer =
+  absl::StatusOr<std::unique_ptr<cairn::rpc::Authorizer>> authorizer =
       MakeAuthorizer(&auth_note);
   if (!authorizer.ok()) {
     return Fail(authorizer.status());
@@ -277,7 +325,7 @@ int main(int argc, char** argv) {
   const double load_seconds = absl::ToDoubleSeconds(absl::Now() - start);
   const double index_seconds = (*store)->Stats().index_load_seconds;
 
-  cairn::server::Registry registry;
+  cairn::rpc::Registry registry;
   cairn::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.store = store->get();
@@ -290,6 +338,21 @@ int main(int argc, char** argv) {
   options.credentials = *credentials;
   options.authorizer = authorizer->get();
   options.stream_idle_timeout = absl::GetFlag(FLAGS_stream_idle_timeout);
+  options.read_buffer_bytes = absl::GetFlag(FLAGS_read_buffers).bytes;
+  options.max_uploads_per_client = absl::GetFlag(FLAGS_max_uploads_per_client);
+  for (auto [flag, name, out] :
+       {std::tuple(&FLAGS_max_upload_reserve_per_client,
+                   "--max_upload_reserve_per_client",
+                   &options.max_upload_bytes_per_client),
+        std::tuple(&FLAGS_max_upload_reserve, "--max_upload_reserve",
+                   &options.max_upload_bytes)}) {
+    absl::StatusOr<int64_t> cap = ParseUploadCap(absl::GetFlag(*flag));
+    if (!cap.ok()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat(name, ": ", cap.status().message())));
+    }
+    *out = *cap;
+  }
   options.partial_upload_idle_timeout =
       absl::GetFlag(FLAGS_partial_upload_timeout);
   // Accept messages comfortably larger than the advertised batch limit.
@@ -315,6 +378,31 @@ int main(int argc, char** argv) {
         absl::StrCat(", metrics on http://",
                      BoundAddress(listen, metrics->port()), "/metrics");
   }
+  std::unique_ptr<cairn::http::HttpCache> http;
+  std::string http_note;
+  if (const std::string listen = absl::GetFlag(FLAGS_http_listen);
+      !listen.empty()) {
+    cairn::http::HttpCacheOptions http_options;
+    http_options.listen = listen;
+    http_options.store = store->get();
+    http_options.authorizer = authorizer->get();
+    http_options.read_only = options.read_only;
+    http_options.max_blob_size_bytes = options.max_cas_blob_size_bytes;
+    http_options.threads = absl::GetFlag(FLAGS_http_threads);
+    http_options.spool_dir = ExpandHome(absl::GetFlag(FLAGS_http_spool_dir));
+    http_options.tls_cert_file = tls.cert_file;
+    http_options.tls_key_file = tls.key_file;
+    http_options.tls_client_ca_file = tls.client_ca_file;
+    http_options.metrics = &registry;
+    auto started = cairn::http::StartHttpCache(http_options);
+    if (!started.ok()) {
+      return Fail(started.status());
+    }
+    http = *std::move(started);
+    http_note =
+        absl::StrCat(", HTTP cache on ", tls.enabled() ? "https://" : "http://",
+                     BoundAddress(listen, http->port()));
+  }
   const std::string address =
       BoundAddress(options.listen_address, (*server)->port());
   const std::string url =
@@ -322,13 +410,14 @@ int main(int argc, char** argv) {
           ? address
           : absl::StrCat(tls.enabled() ? "grpcs://" : "grpc://", address);
   spdlog::info(
-      "cairn-server: listening on {}, store {}, index loaded in {:.2f}s{}{}{}; "
+      "cairn-server: listening on {}, store {}, index loaded in "
+      "{:.2f}s{}{}{}{}; "
       "Bazel: --remote_cache={}; Go: GOCACHEPROG=\"cairn-gocacheprog "
       "--remote={}\"",
       address, store_description,
       index_seconds > 0 ? index_seconds : load_seconds,
-      options.read_only ? ", read-only" : "", auth_note, metrics_note, url,
-      url);
+      options.read_only ? ", read-only" : "", auth_note, metrics_note,
+      http_note, url, url);
 
   int signal_number = 0;
   while (true) {  // Ends at SIGINT or SIGTERM.
@@ -347,6 +436,9 @@ int main(int argc, char** argv) {
   }
   spdlog::info("cairn-server: {} received, shutting down",
                signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  if (http != nullptr) {
+    http->Stop();  // Lets requests in progress finish.
+  }
   (*server)->Shutdown(absl::Seconds(10));
   (*server)->Wait();
   if (metrics != nullptr) {

@@ -37,7 +37,7 @@ class HttpServer final : public MetricsHttpServer {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> StartMetricsHttpServer(
-    absl::string_view listen, const Registry* registry) {
+    absl::string_view listen, const rpc::Registry* registry) {
   size_t colon = listen.rfind(':');
   int port = 0;
   if (colon == absl::string_view::npos ||

@@ -11,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "server/metrics.h"
+#include "rpc/metrics.h"
 
 namespace cairn::server {
 
@@ -28,7 +28,7 @@ class MetricsHttpServer {
 // INVALID_ARGUMENT for a malformed address, UNAVAILABLE when it cannot bind.
 // `registry` is not owned and must outlive the returned server.
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> StartMetricsHttpServer(
-    absl::string_view listen, const Registry* registry);
+    absl::string_view listen, const rpc::Registry* registry);
 
 }  // namespace cairn::server
 

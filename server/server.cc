@@ -14,30 +14,38 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "actioncache/action_cache.h"
-#include "actioncache/action_cache_service.h"
+#include "actioncache/service/action_cache_service.h"
 #include "asset/asset_service.h"
 #include "asset/asset_store.h"
-#include "cas/bytestream_service.h"
-#include "cas/cas_service.h"
-#include "server/capabilities.h"
-#include "server/idle_watchdog.h"
-#include "server/io_pool.h"
-#include "server/metrics_interceptor.h"
+#include "capabilities/capabilities.h"
+#include "cas/service/bytestream_service.h"
+#include "cas/service/cas_service.h"
+#include "rpc/idle_watchdog.h"
+#include "rpc/io_pool.h"
+#include "rpc/metrics_interceptor.h"
+#include "server/log.h"
 
 namespace cairn::server {
 
 struct CairnServer::Impl {
   explicit Impl(const ServerOptions& options)
-      : pool(IoPoolOptions{options.io_threads, options.io_queue}),
+      : pool(rpc::IoPoolOptions{options.io_threads, options.io_queue}),
         watchdog(options.stream_idle_timeout),
+        read_buffers(options.read_buffer_bytes, kMinReadChunk, kReadChunk),
         action_cache(options.store),
         assets(options.store) {}
 
   // Creates the services over `options.store`, this pool and cache.
   void MakeServices(const ServerOptions& options);
 
-  IoPool pool;
-  IdleWatchdog watchdog;  // Cancels stalled ByteStream uploads.
+  // ByteStream Read chunks: 1 MiB, or less when many Reads share the budget.
+  static constexpr size_t kReadChunk = size_t{1} << 20;
+  static constexpr size_t kMinReadChunk = size_t{16} << 10;
+
+  rpc::IoPool pool;
+  rpc::IdleWatchdog watchdog;  // Cancels stalled ByteStream uploads.
+  cas::ReadBufferBudget read_buffers;
+  cas::UploadLimitStats upload_stats;
   actioncache::ActionCache action_cache;
   asset::AssetStore assets;
   std::unique_ptr<grpc::Service> capabilities;
@@ -68,8 +76,28 @@ absl::Status CheckOptions(const ServerOptions& options) {
   return absl::OkStatus();
 }
 
-// Registers gauges read from the store's counters and the pool's queue.
-void RegisterGauges(Registry* r, cas::BlobStore* store, IoPool* pool) {
+// Returns the upload caps `options` ask for (see ServerOptions).
+cas::UploadLimits UploadLimitsFor(const ServerOptions& options) {
+  const int64_t store = options.store->Stats().max_bytes;
+  auto bytes = [store](int64_t flag, int64_t share) -> int64_t {
+    if (flag < 0) {
+      return 0;  // No cap.
+    }
+    return flag > 0 ? flag : std::max<int64_t>(1, store / share);
+  };
+  cas::UploadLimits limits;
+  limits.max_uploads_per_client =
+      std::max<int64_t>(0, options.max_uploads_per_client);
+  limits.max_bytes_per_client = bytes(options.max_upload_bytes_per_client, 4);
+  limits.max_bytes = bytes(options.max_upload_bytes, 2);
+  return limits;
+}
+
+// Registers gauges read from the store's counters, the pool's queue, the
+// read buffers and the upload caps.
+void RegisterGauges(rpc::Registry* r, cas::BlobStore* store, rpc::IoPool* pool,
+                    cas::ReadBufferBudget* reads,
+                    cas::UploadLimitStats* uploads) {
   auto stat = [store](int64_t cas::StoreStats::*field) {
     return
         [store, field] { return static_cast<double>(store->Stats().*field); };
@@ -99,6 +127,29 @@ void RegisterGauges(Registry* r, cas::BlobStore* store, IoPool* pool) {
   r->NewCallbackGauge("cairn_io_queue_depth",
                       "Tasks waiting for an I/O thread.",
                       [pool] { return static_cast<double>(pool->Queued()); });
+  r->NewCallbackGauge(
+      "cairn_bytestream_read_buffer_bytes",
+      "Bytes ByteStream Reads hold in response buffers (see --read_buffers).",
+      [reads] { return static_cast<double>(reads->held_bytes()); });
+  r->NewCallbackGauge(
+      "cairn_bytestream_reads", "ByteStream Reads open.",
+      [reads] { return static_cast<double>(reads->streams()); });
+  auto count = [](const std::atomic<int64_t>* c) {
+    return [c] { return static_cast<double>(c->load()); };
+  };
+  r->NewCallbackCounter("cairn_upload_refused_client_uploads_total",
+                        "Uploads refused: the client had too many open.",
+                        count(&uploads->refused_client_uploads));
+  r->NewCallbackCounter("cairn_upload_refused_client_bytes_total",
+                        "Uploads refused: the client's uploads reserve too "
+                        "much.",
+                        count(&uploads->refused_client_bytes));
+  r->NewCallbackCounter("cairn_upload_refused_total_bytes_total",
+                        "Uploads refused: all uploads reserve too much.",
+                        count(&uploads->refused_total_bytes));
+  r->NewCallbackCounter("cairn_upload_parked_dropped_total",
+                        "Interrupted uploads dropped to make room.",
+                        count(&uploads->dropped_parked));
 }
 
 }  // namespace
@@ -127,9 +178,11 @@ absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
     std::vector<
         std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
         interceptors;
-    interceptors.push_back(NewMetricsInterceptorFactory(options.metrics));
+    interceptors.push_back(
+        rpc::NewMetricsInterceptorFactory(options.metrics, AccessLog()));
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
-    RegisterGauges(options.metrics, options.store, &impl->pool);
+    RegisterGauges(options.metrics, options.store, &impl->pool,
+                   &impl->read_buffers, &impl->upload_stats);
   }
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
@@ -180,13 +233,23 @@ size_t CairnServer::QueuedIoTasksForTest() {
   return impl_->pool.QueuedForTest();
 }
 
+int64_t CairnServer::PeakReadBufferBytesForTest() {
+  return impl_->read_buffers.peak_bytes();
+}
+
+int64_t CairnServer::UploadRefusalsForTest() {
+  const cas::UploadLimitStats& s = impl_->upload_stats;
+  return s.refused_client_uploads + s.refused_client_bytes +
+         s.refused_total_bytes;
+}
+
 void CairnServer::Impl::MakeServices(const ServerOptions& options) {
-  CapabilitiesOptions caps_options{options.read_only,
-                                   options.max_batch_total_size_bytes,
-                                   options.max_cas_blob_size_bytes,
-                                   /*zstd=*/true};
+  ::cairn::capabilities::CapabilitiesOptions caps_options{
+      options.read_only, options.max_batch_total_size_bytes,
+      options.max_cas_blob_size_bytes,
+      /*zstd=*/true};
   caps_options.authorizer = options.authorizer;
-  capabilities = NewCapabilitiesService(caps_options);
+  capabilities = ::cairn::capabilities::NewCapabilitiesService(caps_options);
   cas::CasServiceOptions cas_options;
   cas_options.store = options.store;
   cas_options.pool = &pool;
@@ -204,6 +267,12 @@ void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   bs_options.partial_upload_idle_timeout = options.partial_upload_idle_timeout;
   bs_options.authorizer = options.authorizer;
   bs_options.watchdog = &watchdog;
+  bs_options.read_chunk_bytes = kReadChunk;
+  bs_options.upload_limits = UploadLimitsFor(options);
+  bs_options.upload_stats = &upload_stats;
+  if (options.read_buffer_bytes > 0) {
+    bs_options.read_buffers = &read_buffers;
+  }
   bytestream = cas::NewByteStreamService(bs_options);
   actioncache::ActionCacheServiceOptions ac_options;
   ac_options.cache = &action_cache;

@@ -1,7 +1,7 @@
 // CairnServer: builds, starts and stops the gRPC server with every Cairn
 // service (Capabilities, ContentAddressableStorage, ByteStream, ActionCache,
-// Remote Asset Fetch and Push, gRPC health checking and server reflection) over one BlobStore. main.cc and
-// the service tests share this wiring.
+// Remote Asset Fetch and Push, gRPC health checking and server reflection) over
+// one BlobStore. main.cc and the service tests share this wiring.
 //
 // Thread safety: Shutdown()/Wait() may be called from any thread; the other
 // methods are const after Start().
@@ -18,8 +18,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "cas/blob_store.h"
-#include "server/auth.h"
-#include "server/metrics.h"
+#include "rpc/auth.h"
+#include "rpc/metrics.h"
 
 namespace cairn::server {
 
@@ -29,10 +29,10 @@ struct ServerOptions {
   // (in-process channels only).
   std::string listen_address = "127.0.0.1:9092";
   cas::BlobStore* store = nullptr;  // Not owned; must outlive the server.
-  // When set, every call is recorded (server/metrics_interceptor.h) and
+  // When set, every call is recorded (rpc/metrics_interceptor.h) and
   // store and I/O-queue gauges are registered. Not owned; must outlive the
   // server, and must not be scraped after the server is destroyed.
-  Registry* metrics = nullptr;
+  rpc::Registry* metrics = nullptr;
   bool read_only = false;
   // I/O pool threads (0 = 2 x cores) and queued tasks (0 = 256 per thread).
   int io_threads = 0;
@@ -47,13 +47,24 @@ struct ServerOptions {
   // Transport credentials for listen_address (server/tls.h); null means
   // plaintext.
   std::shared_ptr<grpc::ServerCredentials> credentials;
-  // Decides every call (server/auth.h); null lets every caller read and
+  // Decides every call (rpc/auth.h); null lets every caller read and
   // write. Not owned; must outlive the server.
-  const Authorizer* authorizer = nullptr;
+  const rpc::Authorizer* authorizer = nullptr;
   // A ByteStream upload whose client sends nothing for this long is
-  // cancelled, releasing its reserved space (server/idle_watchdog.h); zero
+  // cancelled, releasing its reserved space (rpc/idle_watchdog.h); zero
   // disables.
   absl::Duration stream_idle_timeout = absl::Seconds(60);
+  // Memory all ByteStream Reads together hold in response buffers; each
+  // Read's chunk shrinks to its fair share of it, down to 16 KiB
+  // (cas::ReadBufferBudget). 0 means fixed 1 MiB chunks.
+  int64_t read_buffer_bytes = int64_t{128} << 20;
+  // Caps on ByteStream uploads in progress (cas::UploadLimits): open uploads
+  // per client, and bytes they reserve per client and in total. For the
+  // byte caps 0 means a quarter (per client) or half (total) of the store's
+  // size; -1 (or 0 for the count) means no cap.
+  int64_t max_uploads_per_client = 256;
+  int64_t max_upload_bytes_per_client = 0;
+  int64_t max_upload_bytes = 0;
 };
 
 class CairnServer {
@@ -84,6 +95,13 @@ class CairnServer {
 
   // Returns the number of tasks waiting in the I/O pool's queue.
   size_t QueuedIoTasksForTest();
+
+  // Returns the most bytes ByteStream Reads held in response buffers at once
+  // (0 when read_buffer_bytes is 0).
+  int64_t PeakReadBufferBytesForTest();
+
+  // Returns how often the upload caps refused an upload (any cap).
+  int64_t UploadRefusalsForTest();
 
  private:
   struct Impl;

@@ -42,14 +42,6 @@ struct TlsOptions {
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const TlsOptions& options);
 
-// Returns the contents of `path` (at most `max_bytes`), naming `what` (a flag
-// such as "--tls_cert") in errors: NOT_FOUND when absent, PERMISSION_DENIED
-// when unreadable, INVALID_ARGUMENT when it is not a regular file or larger
-// than `max_bytes`, UNAVAILABLE on other I/O errors.
-absl::StatusOr<std::string> ReadConfigFile(const std::string& path,
-                                           const char* what,
-                                           size_t max_bytes = 1 << 20);
-
 }  // namespace cairn::server
 
 #endif  // CAIRN_SERVER_TLS_H_

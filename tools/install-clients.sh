@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs the real build-tool clients that the `clients` ctest label drives
 # against cairn-server (tests/integration/clients/): Debian packages
-# (ccache, bubblewrap and busybox-static for BuildStream's sandbox) and PyPI
-# packages in virtual environments under build/clients (never committed).
+# (ccache; Bazel through tools/install-deps.sh --bazel, which
+# tools/bazel-test.sh needs anyway; bubblewrap and busybox-static for
+# BuildStream's sandbox) and PyPI packages in virtual environments under
+# build/clients (never committed).
 # Skips whatever is already there; each step that fails only prints why, and
 # the tests needing it then skip with that reason.
 # Usage: tools/install-clients.sh [--gradle] [--pants] [--only NAME]
-#   --gradle  also Debian's gradle (large: a JDK and ~100 jars; opt-in)
-#   --pants   also Pants 2.17.1 (Python 3.9) and a local pex for it
+#   --gradle  also Debian's gradle (68 packages, 61 MiB; opt-in)
+#   --pants   also Pants 2.17.1 (Python 3.9) and a local pex for it (opt-in:
+#             its test takes ~7 minutes here)
+# BuildGrid's bgd (PyPI buildgrid, Python 3.13) is installed by default.
 # Prints "install-clients: NAME ... N s" per step, so the cost is visible in CI.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -95,7 +99,9 @@ pants() {
 }
 
 step ccache apt_install ccache
+step bazel tools/install-deps.sh --bazel
 step buildstream buildstream
+step bgd venv_install "$root/buildgrid" 3.13 buildgrid
 if [ "$want_pants" -eq 1 ] || [ "$only" = pants ]; then
   step pants pants
 fi

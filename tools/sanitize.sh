@@ -3,9 +3,10 @@
 # address then thread, after tools/test.sh and tools/bazel-test.sh):
 #   address -> build-asan: clang, ASan + UBSan (-DCAIRN_SANITIZE=address) and
 #              the libFuzzer targets (-DCAIRN_FUZZ=ON) in the same build; runs
-#              every ctest test, fuzz targets included (CAIRN_FUZZ_SECONDS
-#              each, default 20), the soak for CAIRN_SOAK_SECONDS (default 20
-#              here, 60 in tools/test.sh).
+#              every ctest test, fuzz targets included (CAIRN_FUZZ_SECONDS,
+#              default 20, scaled per target in tests/fuzz/CMakeLists.txt),
+#              the soak for CAIRN_SOAK_SECONDS (default 20 here, 60 in
+#              tools/test.sh).
 #   thread  -> build-tsan: gcc, TSan (-DCAIRN_SANITIZE=thread).
 #   fuzz    -> build-asan, but builds and runs only the fuzz targets
 #              (what tools/fuzz.sh does).

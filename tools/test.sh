@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Builds Cairn and runs every test (ctest: unit, service, integration with the
-# real binaries, the real go command and bazel-remote).
+# Checks that #includes run downward (tools/check-layout.sh), builds Cairn and
+# runs every test (ctest: unit, service, integration with the real binaries,
+# the real go command and bazel-remote, real build tools: label "clients").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tools/check-layout.sh
 tools/build.sh
 tools/install-peers.sh
+tools/install-clients.sh  # ccache, Bazel, BuildStream (label "clients")
 cd "${CAIRN_BUILD_DIR:-build}"
 ctest --output-on-failure -j "$(nproc)"

@@ -1,7 +1,7 @@
 // cairn-gocacheprog: Go's GOCACHEPROG protocol over a REAPI cache.
 //
 // Every flag has an environment twin (CAIRN_<FLAG IN CAPITALS>) that sets its
-// default; the command line wins. See README, "Go (cairn-gocacheprog)".
+// default; the command line wins. See docs/go.md.
 #include <signal.h>
 #include <unistd.h>
 
@@ -23,6 +23,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "client/gocacheprog/keys_command.h"
 #include "client/gocacheprog/local_store.h"
 #include "client/gocacheprog/manifest.h"
 #include "client/gocacheprog/mtimes.h"
@@ -74,6 +75,19 @@ ABSL_FLAG(int64_t, prefetch_max_bytes, int64_t{2} << 30,
           "Most body bytes one run prefetches (also at most "
           "--local_max_size / 2). Env: CAIRN_PREFETCH_MAX_BYTES.");
 ABSL_FLAG(bool, v, false, "Log every request to stderr. Env: CAIRN_VERBOSE.");
+ABSL_FLAG(std::string, machine, "",
+          "keys: the machine label stored with records (default: the host "
+          "name). Env: CAIRN_MACHINE.");
+ABSL_FLAG(std::string, keys_scope, "",
+          "keys: what records are shared by (e.g. the repository); empty: "
+          "one scope for the whole instance. Env: CAIRN_KEYS_SCOPE.");
+ABSL_FLAG(bool, keys_env_values, false,
+          "keys record: store the values of environment variables tests "
+          "read in clear (default: a keyed hash; the name is always kept). "
+          "Env: CAIRN_KEYS_ENV_VALUES.");
+ABSL_FLAG(bool, json, false, "keys explain: print JSON instead of text.");
+ABSL_FLAG(int32_t, keys_max_diffs, 8,
+          "keys explain: differing inputs shown per cause.");
 
 namespace {
 
@@ -98,6 +112,9 @@ bool ApplyEnvironment() {
       {"prefetch_scope", "CAIRN_PREFETCH_SCOPE"},
       {"prefetch_max_bytes", "CAIRN_PREFETCH_MAX_BYTES"},
       {"v", "CAIRN_VERBOSE"},
+      {"machine", "CAIRN_MACHINE"},
+      {"keys_scope", "CAIRN_KEYS_SCOPE"},
+      {"keys_env_values", "CAIRN_KEYS_ENV_VALUES"},
   };
   for (const auto& [flag, env] : kTwins) {
     const char* value = std::getenv(env);
@@ -178,12 +195,9 @@ std::string PrefetchScope() {
       cwd, ParentArgs(), [](const char* name) { return std::getenv(name); });
 }
 
-// Builds the remote named by the flags, or null for a purely local cache.
-absl::StatusOr<std::unique_ptr<cairn::client::gocacheprog::Remote>> MakeRemote(
+// Returns the client options the flags name.
+absl::StatusOr<cairn::client::ReapiClientOptions> ClientOptions(
     const std::vector<std::string>& headers) {
-  if (absl::GetFlag(FLAGS_remote).empty()) {
-    return nullptr;
-  }
   cairn::client::ReapiClientOptions o;
   o.target = absl::GetFlag(FLAGS_remote);
   o.instance_name = absl::GetFlag(FLAGS_instance);
@@ -200,11 +214,82 @@ absl::StatusOr<std::unique_ptr<cairn::client::gocacheprog::Remote>> MakeRemote(
     }
     o.headers.push_back(*std::move(parsed));
   }
-  auto client = cairn::client::NewReapiClient(o);
+  return o;
+}
+
+// Builds the remote named by the flags, or null for a purely local cache.
+absl::StatusOr<std::unique_ptr<cairn::client::gocacheprog::Remote>> MakeRemote(
+    const std::vector<std::string>& headers) {
+  if (absl::GetFlag(FLAGS_remote).empty()) {
+    return nullptr;
+  }
+  auto o = ClientOptions(headers);
+  if (!o.ok()) {
+    return o.status();
+  }
+  auto client = cairn::client::NewReapiClient(*o);
   if (!client.ok()) {
     return client.status();
   }
   return cairn::client::gocacheprog::NewReapiRemote(*std::move(client));
+}
+
+std::string HostName() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+    return "unknown";
+  }
+  return host;
+}
+
+// `keys record|explain [FILE]`: FILE (default: stdin, also "-") holds the
+// go command's GODEBUG=gocachehash=1 stderr.
+int RunKeys(const std::vector<char*>& args,
+            const std::vector<std::string>& headers) {
+  if (args.size() < 3 || args.size() > 4) {
+    std::fprintf(stderr,
+                 "usage: cairn-gocacheprog --remote=... keys record|explain "
+                 "[FILE]\n");
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_remote).empty()) {
+    std::fprintf(stderr, "cairn-gocacheprog keys: --remote is required\n");
+    return 2;
+  }
+  std::FILE* in = stdin;
+  if (args.size() == 4 && std::string(args[3]) != "-") {
+    in = std::fopen(args[3], "rb");
+    if (in == nullptr) {
+      std::fprintf(stderr, "cairn-gocacheprog keys: cannot open %s\n", args[3]);
+      return 2;
+    }
+  }
+  auto o = ClientOptions(headers);
+  auto client = o.ok() ? cairn::client::NewReapiClient(*o) : o.status();
+  if (!client.ok()) {
+    std::fprintf(stderr, "cairn-gocacheprog: %s\n",
+                 client.status().ToString().c_str());
+    return 2;
+  }
+  cairn::client::gocacheprog::KeysCommandOptions k;
+  k.subcommand = args[2];
+  k.machine = absl::GetFlag(FLAGS_machine);
+  if (k.machine.empty()) {
+    k.machine = HostName();
+  }
+  k.scope = absl::GetFlag(FLAGS_keys_scope);
+  k.record.env_values_in_clear = absl::GetFlag(FLAGS_keys_env_values);
+  k.json = absl::GetFlag(FLAGS_json);
+  k.max_diffs = static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_keys_max_diffs)));
+  k.verbose = absl::GetFlag(FLAGS_v);
+  absl::Status s = cairn::client::gocacheprog::RunKeysCommand(
+      k, **client, in, stdout, stderr);
+  std::fflush(stdout);
+  if (!s.ok()) {
+    std::fprintf(stderr, "cairn-gocacheprog keys: %s\n", s.ToString().c_str());
+  }
+  std::fflush(stderr);
+  _exit(s.ok() ? 0 : (absl::IsInvalidArgument(s) ? 2 : 1));
 }
 
 // `cairn-gocacheprog normalize-mtimes DIR...` (mtimes.h): returns the exit
@@ -234,6 +319,12 @@ int NormalizeMtimesCommand(int argc, char** argv) {
   return 0;
 }
 
+// Returns true for the files of flags --help lists: all but Abseil's own
+// (--flagfile, --fromenv, ...), which --helpfull adds.
+bool IsOwnFlagFile(absl::string_view file) {
+  return !absl::StrContains(file, "absl/");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -244,9 +335,16 @@ int main(int argc, char** argv) {
       "GOCACHEPROG for the go command, backed by a REAPI cache.\n"
       "Usage: GOCACHEPROG='cairn-gocacheprog --remote=grpc://HOST:PORT' go "
       "build\n"
+      "       cairn-gocacheprog --remote=... [--machine=LABEL] keys "
+      "record|explain [FILE]\n"
+      "         (FILE or stdin: the stderr of GODEBUG=gocachehash=1 go ...)\n"
       "       cairn-gocacheprog normalize-mtimes DIR...  (content-derived "
       "mtimes, for test results across machines)");
   absl::FlagsUsageConfig usage_config;
+  // --help lists every flag the binary defines itself (by default Abseil
+  // lists only flags from a file named after the program, and there is none).
+  usage_config.contains_help_flags = &IsOwnFlagFile;
+  usage_config.contains_helpshort_flags = &IsOwnFlagFile;
   usage_config.version_string = [] {
     return std::string("cairn-gocacheprog " CAIRN_VERSION "\n");
   };
@@ -256,10 +354,14 @@ int main(int argc, char** argv) {
   if (!ApplyEnvironment()) {
     return 2;
   }
-  absl::ParseCommandLine(argc, argv);
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   for (const std::string& h : absl::GetFlag(FLAGS_header)) {
     headers.push_back(h);
   }
+  if (args.size() > 1 && std::string(args[1]) == "keys") {
+    return RunKeys(args, headers);
+  }
+
   std::string dir = absl::GetFlag(FLAGS_dir);
   auto local = cairn::client::gocacheprog::OpenLocalStore(
       dir.empty() ? DefaultDir() : dir, absl::GetFlag(FLAGS_local_max_size));

@@ -9,7 +9,7 @@
 // (the same construction as GoActionKey, so bazel-remote accepts it).
 //
 // The scope names "the same build": by default DefaultPrefetchScope() below;
-// CI can set it explicitly (--prefetch_scope). See README, "Prefetch".
+// CI can set it explicitly (--prefetch_scope). See docs/go.md, "Prefetch".
 //
 // Thread safety: free functions, safe from any thread.
 #ifndef CAIRN_CLIENT_GOCACHEPROG_MANIFEST_H_

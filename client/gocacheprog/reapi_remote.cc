@@ -7,12 +7,13 @@
 #include "client/gocacheprog/remote.h"
 #include "google/protobuf/timestamp.pb.h"
 
-// The mapping (README, "Go (cairn-gocacheprog)"): a Go ActionID becomes the
-// AC key GoActionKey(); the body is the CAS blob SHA-256(body)/size, which is
-// Go's OutputID; the ActionResult names that blob as its one output file
-// kGoOutputPath and records the put time in execution_metadata. A prefetch
-// manifest is the same shape: AC key ManifestKey(scope), one output file
-// kManifestOutputPath naming the manifest blob.
+// The mapping (docs/go.md, "Mapping Go's cache onto REAPI"): a Go ActionID
+// becomes the AC key GoActionKey(); the body is the CAS blob
+// SHA-256(body)/size, which is Go's OutputID; the ActionResult names that
+// blob as its one output file kGoOutputPath and records the put time in
+// execution_metadata. A prefetch manifest is the same shape: AC key
+// ManifestKey(scope), one output file kManifestOutputPath naming the manifest
+// blob.
 
 namespace cairn::client::gocacheprog {
 namespace {

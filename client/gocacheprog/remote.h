@@ -1,7 +1,7 @@
 // Remote: the shim's view of a shared cache, one entry per Go ActionID.
 // The shim talks to it only through this interface, so tests can inject a
-// fake; NewReapiRemote() maps it onto a REAPI cache (see README, "Go
-// (cairn-gocacheprog)", for the mapping and its reasoning).
+// fake; NewReapiRemote() maps it onto a REAPI cache (see docs/go.md, "Mapping
+// Go's cache onto REAPI", for the mapping and its reasoning).
 //
 // Thread safety: implementations must be safe to call concurrently.
 #ifndef CAIRN_CLIENT_GOCACHEPROG_REMOTE_H_

@@ -278,53 +278,124 @@ auto SetDigest(std::string hash, int64_t size) {
   };
 }
 
+// Adds to the deprecated field that older clients still fill.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+v2::OutputSymlink* AddFileSymlink(ActionResult* r) {
+  return r->add_output_file_symlinks();
+}
+#pragma GCC diagnostic pop
+
+auto AddLink(std::string path, std::string target) {
+  return [path, target](ActionResult* r) {
+    v2::OutputSymlink* l = r->add_output_symlinks();
+    l->set_path(path);
+    l->set_target(target);
+  };
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Table, ValidationTest,
-    testing::Values(BadResult{"AbsolutePath", SetPath("/etc/passwd")},
-                    BadResult{"DotDot", SetPath("a/../b")},
-                    BadResult{"LeadingDotDot", SetPath("../b")},
-                    BadResult{"Dot", SetPath("a/./b")},
-                    BadResult{"EmptySegment", SetPath("a//b")},
-                    BadResult{"TrailingSlash", SetPath("a/b/")},
-                    BadResult{"EmptyPath", SetPath("")},
-                    BadResult{"NulInPath", SetPath(std::string("a\0b", 3))},
-                    BadResult{"UppercaseHash",
-                              SetDigest(std::string(64, 'A'), 3)},
-                    BadResult{"ShortHash", SetDigest(kAbc.substr(1), 3)},
-                    BadResult{"NegativeSize", SetDigest(kAbc, -1)},
-                    BadResult{"MissingDigest", SetDigest("", 0)},
-                    BadResult{"BadStdoutDigest",
-                              [](ActionResult* r) {
-                                *r->mutable_stdout_digest() = Proto("zz", 1);
-                              }},
-                    BadResult{"BadStderrDigest",
-                              [](ActionResult* r) {
-                                *r->mutable_stderr_digest() = Proto(kAbc, -5);
-                              }},
-                    BadResult{"BadTreeDigest",
-                              [](ActionResult* r) {
-                                v2::OutputDirectory* d =
-                                    r->add_output_directories();
-                                d->set_path("d");
-                                *d->mutable_tree_digest() = Proto("nothex", 1);
-                              }},
-                    BadResult{"MissingTreeDigest",
-                              [](ActionResult* r) {
-                                r->add_output_directories()->set_path("d");
-                              }},
-                    BadResult{"DirectoryDotDot",
-                              [](ActionResult* r) {
-                                v2::OutputDirectory* d =
-                                    r->add_output_directories();
-                                d->set_path("..");
-                                *d->mutable_tree_digest() = Proto(kAbc, 3);
-                              }},
-                    BadResult{"SymlinkAbsolutePath",
-                              [](ActionResult* r) {
-                                v2::OutputSymlink* l = r->add_output_symlinks();
-                                l->set_path("/abs");
-                                l->set_target("t");
-                              }}),
+    testing::Values(
+        BadResult{"AbsolutePath", SetPath("/etc/passwd")},
+        BadResult{"DotDot", SetPath("a/../b")},
+        BadResult{"LeadingDotDot", SetPath("../b")},
+        BadResult{"Dot", SetPath("a/./b")},
+        BadResult{"EmptySegment", SetPath("a//b")},
+        BadResult{"TrailingSlash", SetPath("a/b/")},
+        BadResult{"EmptyPath", SetPath("")},
+        BadResult{"NulInPath", SetPath(std::string("a\0b", 3))},
+        BadResult{"UppercaseHash", SetDigest(std::string(64, 'A'), 3)},
+        BadResult{"ShortHash", SetDigest(kAbc.substr(1), 3)},
+        BadResult{"NegativeSize", SetDigest(kAbc, -1)},
+        BadResult{"MissingDigest", SetDigest("", 0)},
+        BadResult{"BadStdoutDigest",
+                  [](ActionResult* r) {
+                    *r->mutable_stdout_digest() = Proto("zz", 1);
+                  }},
+        BadResult{"BadStderrDigest",
+                  [](ActionResult* r) {
+                    *r->mutable_stderr_digest() = Proto(kAbc, -5);
+                  }},
+        BadResult{"BadTreeDigest",
+                  [](ActionResult* r) {
+                    v2::OutputDirectory* d = r->add_output_directories();
+                    d->set_path("d");
+                    *d->mutable_tree_digest() = Proto("nothex", 1);
+                  }},
+        BadResult{"MissingTreeDigest",
+                  [](ActionResult* r) {
+                    r->add_output_directories()->set_path("d");
+                  }},
+        BadResult{"DirectoryDotDot",
+                  [](ActionResult* r) {
+                    v2::OutputDirectory* d = r->add_output_directories();
+                    d->set_path("..");
+                    *d->mutable_tree_digest() = Proto(kAbc, 3);
+                  }},
+        BadResult{"SymlinkAbsolutePath",
+                  [](ActionResult* r) {
+                    v2::OutputSymlink* l = r->add_output_symlinks();
+                    l->set_path("/abs");
+                    l->set_target("t");
+                  }},
+        BadResult{"SymlinkEmptyTarget", AddLink("l", "")},
+        BadResult{"SymlinkNulInTarget", AddLink("l", std::string("a\0b", 3))},
+        BadResult{"DeprecatedSymlinkNulInTarget",
+                  [](ActionResult* r) {
+                    v2::OutputSymlink* l = AddFileSymlink(r);
+                    l->set_path("l");
+                    l->set_target(std::string("\0", 1));
+                  }},
+        BadResult{"DuplicateFile",
+                  [](ActionResult* r) {
+                    *r->add_output_files() = r->output_files(0);
+                  }},
+        BadResult{"FileAndDirectorySamePath",
+                  [](ActionResult* r) {
+                    v2::OutputDirectory* d = r->add_output_directories();
+                    d->set_path("ok/path");
+                    *d->mutable_tree_digest() = Proto(kAbc, 3);
+                  }},
+        BadResult{"FileAndSymlinkSamePath", AddLink("ok/path", "target")},
+        BadResult{"TwoSymlinksSamePath",
+                  [](ActionResult* r) {
+                    AddLink("l", "a")(r);
+                    AddLink("l", "b")(r);
+                  }},
+        BadResult{"TimestampNanosNegative",
+                  [](ActionResult* r) {
+                    r->mutable_execution_metadata()
+                        ->mutable_worker_start_timestamp()
+                        ->set_nanos(-1);
+                  }},
+        BadResult{"TimestampAfterYear9999",
+                  [](ActionResult* r) {
+                    r->mutable_execution_metadata()
+                        ->mutable_output_upload_completed_timestamp()
+                        ->set_seconds(253402300800);
+                  }},
+        BadResult{"DurationSignsDiffer",
+                  [](ActionResult* r) {
+                    auto* d = r->mutable_execution_metadata()
+                                  ->mutable_virtual_execution_duration();
+                    d->set_seconds(1);
+                    d->set_nanos(-1);
+                  }},
+        BadResult{"MtimeNanosTooLarge",
+                  [](ActionResult* r) {
+                    r->mutable_output_files(0)
+                        ->mutable_node_properties()
+                        ->mutable_mtime()
+                        ->set_nanos(1000000000);
+                  }},
+        BadResult{"UnixModeBeyond07777",
+                  [](ActionResult* r) {
+                    r->mutable_output_files(0)
+                        ->mutable_node_properties()
+                        ->mutable_unix_mode()
+                        ->set_value(010000);
+                  }}),
     [](const testing::TestParamInfo<BadResult>& info) {
       return info.param.name;
     });
@@ -339,6 +410,81 @@ TEST(ValidateActionResultTest, AcceptsCleanResults) {
   d->set_path("a.b/c..d/.e");
   *d->mutable_tree_digest() = Proto(kAbc, 3);
   EXPECT_TRUE(ValidateActionResult(r).ok());
+}
+
+TEST(ValidateActionResultTest, AcceptsWhatTheSpecAllows) {
+  ActionResult r;
+  v2::OutputFile* f = r.add_output_files();
+  f->set_path("bin/tool");
+  *f->mutable_digest() = Proto(kAbc, 3);
+  f->mutable_node_properties()->mutable_unix_mode()->set_value(0755);
+  f->mutable_node_properties()->mutable_mtime()->set_seconds(1700000000);
+  AddLink("bin/abs", "/usr/bin/env")(&r);  // Capabilities say ALLOWED.
+  AddLink("bin/up", "../../outside")(&r);  // '..' is allowed anywhere.
+  // The deprecated fields repeat output_symlinks for older clients.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  *r.add_output_file_symlinks() = r.output_symlinks(0);
+  *r.add_output_directory_symlinks() = r.output_symlinks(1);
+#pragma GCC diagnostic pop
+  r.mutable_execution_metadata()->set_worker("w1");
+  r.mutable_execution_metadata()->mutable_queued_timestamp()->set_seconds(-5);
+  r.mutable_execution_metadata()
+      ->mutable_virtual_execution_duration()
+      ->set_nanos(-3);
+  r.set_exit_code(-9);
+  absl::Status s = ValidateActionResult(r);
+  EXPECT_TRUE(s.ok()) << s;
+}
+
+struct SymlinkCase {
+  std::string path;
+  std::string target;
+  bool contained;  // Accepted when escaping targets are refused.
+};
+
+class ContainedSymlinkTest : public testing::TestWithParam<SymlinkCase> {};
+
+TEST_P(ContainedSymlinkTest, RefusesOnlyEscapingTargets) {
+  ActionResult r;
+  AddLink(GetParam().path, GetParam().target)(&r);
+  EXPECT_TRUE(ValidateActionResult(r).ok());  // Default: passed through.
+  absl::Status s = ValidateActionResult(
+      r, ValidationOptions{.allow_escaping_symlink_targets = false});
+  if (GetParam().contained) {
+    EXPECT_TRUE(s.ok()) << s;
+  } else {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, ContainedSymlinkTest,
+    testing::Values(
+        SymlinkCase{"l", "t", true}, SymlinkCase{"a/b/l", "../../t", true},
+        SymlinkCase{"a/b/l", "../../../t", false},
+        SymlinkCase{"l", "..", false}, SymlinkCase{"l", "/abs", false},
+        SymlinkCase{"l", "//abs", false}, SymlinkCase{"a/l", "x/../../t", true},
+        SymlinkCase{"a/l", "x/../../../t", false},
+        SymlinkCase{"a/l", "./.././t", true},
+        SymlinkCase{"a/l", "x//..//..", true},
+        SymlinkCase{"l", "x/../..", false}));
+
+TEST(ActionCacheStrictTest, UpdateRefusesAndGetHidesEscapingLinks) {
+  std::unique_ptr<cas::BlobStore> store =
+      cas::NewMemoryBlobStore({.max_size_bytes = 1 << 20});
+  cas::Digest action = cas::Digest::OfData("action");
+  ActionResult r;
+  AddLink("l", "/etc/passwd")(&r);
+  ActionCache lenient(store.get());
+  ASSERT_TRUE(lenient.Update("", action, r).ok());
+  ActionCache strict(store.get(), {.allow_escaping_symlink_targets = false});
+  EXPECT_EQ(strict.Update("", action, r).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // An entry stored before the policy changed is a miss, not a bad hit.
+  EXPECT_TRUE(lenient.Get("", action, {}).ok());
+  EXPECT_EQ(strict.Get("", action, {}).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST(ActionCacheOnDiskTest, CorruptEntryIsNotFoundAndRemoved) {

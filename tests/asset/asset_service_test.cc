@@ -11,7 +11,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "build/bazel/remote/asset/v1/remote_asset.grpc.pb.h"
-#include "tests/server/service_fixture.h"
+#include "tests/testutil/service_fixture.h"
 
 namespace cairn::servertest {
 namespace {

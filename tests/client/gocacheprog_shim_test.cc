@@ -536,7 +536,7 @@ TEST_F(ShimTest, ReadOnlyNeverUploads) {
   EXPECT_EQ(remote.puts(), 0);
 }
 
-// Go-side traps (README, "Go (cairn-gocacheprog)"): cmd/go aborts on some
+// Go-side traps (docs/go.md): cmd/go aborts on some
 // failed puts, opens DiskPaths after close (go list -export), and waits for
 // close before it exits.
 TEST_F(ShimTest, PutSucceedsLocallyWhenUploadFails) {

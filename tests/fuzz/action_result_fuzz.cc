@@ -2,7 +2,8 @@
 // ActionResult (protobuf wire format; inputs that do not parse are skipped).
 // Invariants: ValidateActionResult never crashes and fails only with
 // INVALID_ARGUMENT; an accepted result has only well-formed digests and clean
-// relative paths (checked here independently of the implementation);
+// relative paths, symlink targets that are non-empty and NUL-free, and no
+// path naming two outputs (checked here independently of the implementation);
 // ActionCache::Update accepts exactly what validates (or runs out of room),
 // stores no inlined bytes, and what it stored validates again; Get answers
 // OK or NOT_FOUND.
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "absl/status/status.h"
@@ -69,10 +71,29 @@ void CheckAccepted(const ActionResult& r) {
   for (const auto* links : {&r.output_symlinks(), &r.output_file_symlinks(),
                             &r.output_directory_symlinks()}) {
     for (const v2::OutputSymlink& l : *links) {
-      if (!CleanRelativePath(l.path())) {
+      if (!CleanRelativePath(l.path()) || l.target().empty() ||
+          l.target().find('\0') != std::string::npos) {
         abort();
       }
     }
+  }
+  // No path names two outputs (files, directories, current symlinks).
+  std::set<std::string> paths;
+  size_t count = 0;
+  for (const v2::OutputFile& f : r.output_files()) {
+    paths.insert(f.path());
+    ++count;
+  }
+  for (const v2::OutputDirectory& d : r.output_directories()) {
+    paths.insert(d.path());
+    ++count;
+  }
+  for (const v2::OutputSymlink& l : r.output_symlinks()) {
+    paths.insert(l.path());
+    ++count;
+  }
+  if (paths.size() != count) {
+    abort();
   }
 }
 

@@ -21,11 +21,20 @@
 
 #include "absl/strings/str_cat.h"
 #include "cas/digest.h"
-#include "tests/integration/fault_util.h"
+#include "tests/testutil/server_process.h"
 #include "tests/testutil/temp_dir.h"
+#include "tests/testutil/test_client.h"
 
 namespace cairn::faulttest {
 namespace {
+
+namespace v2 = ::build::bazel::remote::execution::v2;
+namespace bs = ::google::bytestream;
+using ::cairn::testutil::Client;
+using ::cairn::testutil::FilesUnder;
+using ::cairn::testutil::ReadWholeFile;
+using ::cairn::testutil::ServerProcess;
+using ::cairn::testutil::TestBlob;
 
 namespace fs = std::filesystem;
 
@@ -77,13 +86,10 @@ std::vector<cas::Digest> CheckStoreMatchesDisk(const std::string& root,
 // Returns cairn_store_corruptions_total scraped over HTTP from the server's
 // --metrics_listen endpoint (named in its start-up line), or -1.
 int64_t CorruptionsCounted(const ServerProcess& server) {
-  const std::string log = server.log();
-  const std::string marker = "metrics on http://127.0.0.1:";
-  size_t at = log.find(marker);
-  if (at == std::string::npos) {
+  int port = server.LoggedPort("metrics on http://127.0.0.1:");
+  if (port < 0) {
     return -1;
   }
-  int port = std::atoi(log.c_str() + at + marker.size());
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -103,7 +109,7 @@ int64_t CorruptionsCounted(const ServerProcess& server) {
   }
   close(fd);
   const std::string metric = "\ncairn_store_corruptions_total ";
-  at = response.find(metric);
+  size_t at = response.find(metric);
   return at == std::string::npos
              ? -1
              : std::atoll(response.c_str() + at + metric.size());
@@ -137,7 +143,7 @@ int UploadAndKill(const std::vector<std::string>& flags,
                   std::vector<char>* acked) {
   constexpr int kClients = 64;
   ServerProcess server(flags);
-  EXPECT_NE(server.address(), "") << server.log();
+  EXPECT_TRUE(server.started());
   Client client(server.address());
   std::atomic<int> acked_count{0};
   std::atomic<int> in_flight{0};
@@ -191,7 +197,7 @@ TEST_F(FaultTest, KillNineDuring64ConcurrentUploads) {
 
     // After each kill: a restart finds every blob complete or absent.
     ServerProcess server(Flags(root));
-    ASSERT_NE(server.address(), "") << server.log();
+    ASSERT_TRUE(server.started());
     Client client(server.address());
     CheckStoreMatchesDisk(root, client);
     int present = 0;
@@ -232,7 +238,7 @@ TEST_F(FaultTest, DiskFullIsResourceExhaustedAndRecovers) {
   } unmount{mnt};
   const std::string root = mnt + "/store";
   ServerProcess server(Flags(root));
-  ASSERT_NE(server.address(), "") << server.log();
+  ASSERT_TRUE(server.started());
   Client client(server.address());
   std::vector<std::string> stored;
   for (int i = 0; i < 4; ++i) {
@@ -311,7 +317,7 @@ TEST_F(FaultTest, PlantedCorruptionIsNeverServedAndIsRemoved) {
   }
   {
     ServerProcess server(WithMetrics(Flags(root)));
-    ASSERT_NE(server.address(), "") << server.log();
+    ASSERT_TRUE(server.started());
     Client client(server.address());
     for (const std::string& b : blobs) {
       ASSERT_TRUE(client.Write(b).ok());
@@ -344,7 +350,7 @@ TEST_F(FaultTest, PlantedCorruptionIsNeverServedAndIsRemoved) {
   FlipByte(BlobPath(root, digests[4]));
   fs::resize_file(BlobPath(root, digests[5]), 10);
   ServerProcess server(Flags(root));
-  ASSERT_NE(server.address(), "") << server.log();
+  ASSERT_TRUE(server.started());
   Client client(server.address());
   for (int i = 4; i < 6; ++i) {
     std::string data;
@@ -391,7 +397,7 @@ std::unique_ptr<OpenUpload> StartUpload(Client& client, const std::string& uuid,
 TEST_F(FaultTest, MisbehavingClientsGetClearErrorsAndReleaseResources) {
   const std::string root = dir_.path() + "/store";
   ServerProcess server(Flags(root));
-  ASSERT_NE(server.address(), "") << server.log();
+  ASSERT_TRUE(server.started());
   Client client(server.address());
   const std::string data = TestBlob(400, 4 << 20);
   const cas::Digest digest = cas::Digest::OfData(data);
@@ -472,9 +478,8 @@ TEST_F(FaultTest, MisbehavingClientsGetClearErrorsAndReleaseResources) {
   EXPECT_LE(FilesUnder(root + "/tmp").size(), 64u);
   // A restart drops them all.
   EXPECT_EQ(server.Terminate(), 0);
-  ServerProcess again(Flags(root));
-  ASSERT_NE(again.address(), "") << again.log();
-  Client client2(again.address());
+  ASSERT_TRUE(server.Restart());
+  Client client2(server.address());
   CheckStoreMatchesDisk(root, client2);
 }
 
@@ -487,7 +492,7 @@ TEST_F(FaultTest, StalledUploadsAreCancelledAndReleaseTheirSpace) {
                         // checks must see the parked uploads before expiry.
                         "--stream_idle_timeout=3s",
                         "--partial_upload_timeout=9s"});
-  ASSERT_NE(server.address(), "") << server.log();
+  ASSERT_TRUE(server.started());
   Client client(server.address());
   std::vector<std::unique_ptr<OpenUpload>> stalled;
   for (int i = 0; i < 4; ++i) {
@@ -536,7 +541,7 @@ TEST_F(FaultTest, StalledUploadsAreCancelledAndReleaseTheirSpace) {
 TEST_F(FaultTest, TraversalAttemptsAreRejected) {
   const std::string root = dir_.path() + "/store";
   ServerProcess server(Flags(root));
-  ASSERT_NE(server.address(), "") << server.log();
+  ASSERT_TRUE(server.started());
   Client client(server.address());
   const std::string blob = "payload";
   const cas::Digest digest = cas::Digest::OfData(blob);

@@ -119,7 +119,7 @@ start_server main
 A=$(machine A)
 t=$(now)
 # Machines A and B check out into different directories: one explicit
-# prefetch scope makes them "the same build" (README, Prefetch).
+# prefetch scope makes them "the same build" (docs/go.md, Prefetch).
 scope="--prefetch_scope=integration-cairnhello"
 run_go "$A" "$work/a.log" "--remote=$remote $scope" build -x -o out/hello ./cmd/cairnhello ||
   fail "cold build failed: $(tail -20 "$work/a.log")"

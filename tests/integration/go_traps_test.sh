@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Go-side traps of a GOCACHEPROG, with the real go command, the shim and
-# cairn-server (README, "Go (cairn-gocacheprog)"; docs/go-cache.md):
+# cairn-server (docs/go.md; docs/go-cache.md):
 #   1  DiskPath files (go list -export) have no extension, are named by
 #      their content, and stay valid after close, even after the next go
 #      command's shim trims its directory far below their size;

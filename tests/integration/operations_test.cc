@@ -16,11 +16,18 @@
 #include "absl/strings/str_cat.h"
 #include "cas/digest.h"
 #include "httplib.h"
-#include "tests/integration/fault_util.h"
+#include "tests/testutil/server_process.h"
 #include "tests/testutil/temp_dir.h"
+#include "tests/testutil/test_client.h"
 
 namespace cairn::faulttest {
 namespace {
+
+namespace bs = ::google::bytestream;
+using ::cairn::testutil::Client;
+using ::cairn::testutil::FilesUnder;
+using ::cairn::testutil::ServerProcess;
+using ::cairn::testutil::TestBlob;
 
 constexpr int kUploads = 24;
 constexpr size_t kBlobSize = 2 << 20;
@@ -91,7 +98,7 @@ TEST(OperationsTest, SigtermDuringUploadsDrainsThemAndLosesNothing) {
   std::vector<grpc::Status> results(kUploads);
   {
     ServerProcess server({absl::StrCat("--dir=", dir.path()), "--fsync=false"});
-    ASSERT_NE(server.address(), "") << server.log();
+    ASSERT_TRUE(server.started());
     Client client(server.address());
     std::atomic<int> started{0};
     std::atomic<bool> go_on{false};
@@ -120,7 +127,7 @@ TEST(OperationsTest, SigtermDuringUploadsDrainsThemAndLosesNothing) {
   }
   EXPECT_TRUE(FilesUnder(dir.path() + "/tmp").empty()) << "temp files left";
   ServerProcess again({absl::StrCat("--dir=", dir.path())});
-  ASSERT_NE(again.address(), "") << again.log();
+  ASSERT_TRUE(again.started());
   Client client(again.address());
   for (int i = 0; i < kUploads; ++i) {
     std::string out;
@@ -136,12 +143,10 @@ TEST(OperationsTest, ExampleConfigIsAcceptedAndMetricsMove) {
   ServerProcess server(
       {absl::StrCat("--config=", CAIRN_SOURCE_DIR, "/deploy/cairn.yaml"),
        absl::StrCat("--dir=", dir.path()), "--metrics_listen=127.0.0.1:0"});
-  ASSERT_NE(server.address(), "") << server.log();
+  ASSERT_TRUE(server.started());
   EXPECT_TRUE(absl::StrContains(server.log(), "(max 200GiB)")) << server.log();
-  const std::string marker = "metrics on http://127.0.0.1:";
-  size_t at = server.log().find(marker);
-  ASSERT_NE(at, std::string::npos) << server.log();
-  int port = std::atoi(server.log().c_str() + at + marker.size());
+  int port = server.LoggedPort("metrics on http://127.0.0.1:");
+  ASSERT_GT(port, 0);
   Client client(server.address());
   ASSERT_TRUE(client.Write(TestBlob(7, 1000)).ok());
   httplib::Client http("127.0.0.1", port);

@@ -14,12 +14,17 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "cas/digest.h"
-#include "tests/integration/fault_util.h"
+#include "tests/testutil/server_process.h"
 #include "tests/testutil/temp_dir.h"
 #include "tests/testutil/test_certs.h"
+#include "tests/testutil/test_client.h"
 
 namespace cairn::faulttest {
 namespace {
+
+namespace v2 = ::build::bazel::remote::execution::v2;
+using ::cairn::testutil::Client;
+using ::cairn::testutil::ServerProcess;
 
 constexpr char kRwToken[] = "rw-secret-token-7f3a9c1e5b";
 constexpr char kRoToken[] = "ro-secret-token-2d8e4a6f0c";
@@ -102,7 +107,7 @@ class SecurityTest : public ::testing::Test {
 
 TEST_F(SecurityTest, TokensOverTlsAndReloadOnSighup) {
   ServerProcess server(Flags({"--anonymous_access=none"}));
-  ASSERT_NE(server.address(), "") << server.log();
+  ASSERT_TRUE(server.started());
   const std::string blob = "security test blob";
   const cas::Digest digest = cas::Digest::OfData(blob);
 
@@ -171,7 +176,7 @@ TEST_F(SecurityTest, TokensOverTlsAndReloadOnSighup) {
 TEST_F(SecurityTest, MutualTlsIdentities) {
   ServerProcess server(Flags(
       {"--tls_client_ca=" + certs_.Path("ca.pem"), "--anonymous_access=none"}));
-  ASSERT_NE(server.address(), "") << server.log();
+  ASSERT_TRUE(server.started());
   EXPECT_EQ(Find(*TlsClient(server.address(), "")),
             grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(Find(*TlsClient(server.address(), "", "intruder")),
@@ -189,7 +194,7 @@ TEST_F(SecurityTest, MutualTlsIdentities) {
 
 TEST_F(SecurityTest, AnonymousReadOnly) {
   ServerProcess server(Flags({"--anonymous_access=read"}));
-  ASSERT_NE(server.address(), "") << server.log();
+  ASSERT_TRUE(server.started());
   auto nobody = TlsClient(server.address(), "");
   EXPECT_EQ(Find(*nobody), grpc::StatusCode::OK);
   EXPECT_EQ(nobody->Write("anonymous").error_code(),

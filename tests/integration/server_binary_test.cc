@@ -17,8 +17,9 @@
 #include "cas/digest.h"
 #include "cas/resource_name.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
-#include "tests/integration/fault_util.h"
+#include "tests/testutil/server_process.h"
 #include "tests/testutil/temp_dir.h"
+#include "tests/testutil/test_client.h"
 
 namespace cairn {
 namespace {
@@ -26,7 +27,7 @@ namespace {
 namespace v2 = ::build::bazel::remote::execution::v2;
 namespace bs = ::google::bytestream;
 
-using faulttest::ServerProcess;
+using testutil::ServerProcess;
 
 std::string Call(grpc::GenericStub* stub, const std::string& method,
                  const std::string& request, grpc::Status* status) {
@@ -92,7 +93,7 @@ TEST(ServerBinaryTest, ServesOverTcpAndStopsCleanly) {
   {
     ServerProcess server(
         {"--dir=" + store, "--max_size=1GiB", "--fsync=false"});
-    ASSERT_NE(server.address(), "") << server.log();
+    ASSERT_TRUE(server.started());
     EXPECT_TRUE(absl::StrContains(server.log(), store));
     auto channel = grpc::CreateChannel(server.address(),
                                        grpc::InsecureChannelCredentials());
@@ -147,7 +148,7 @@ TEST(ServerBinaryTest, ServesOverTcpAndStopsCleanly) {
     EXPECT_EQ(server.Terminate(), 0);
   }
   ServerProcess again({"--dir=" + store, "--max_size=1GiB"});
-  ASSERT_NE(again.address(), "") << again.log();
+  ASSERT_TRUE(again.started());
   auto channel =
       grpc::CreateChannel(again.address(), grpc::InsecureChannelCredentials());
   auto bytestream = bs::ByteStream::NewStub(channel);

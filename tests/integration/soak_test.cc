@@ -21,11 +21,18 @@
 
 #include "absl/strings/str_cat.h"
 #include "cas/digest.h"
-#include "tests/integration/fault_util.h"
-#include "tests/testutil/temp_dir.h"
+#include "tests/testutil/server_process.h"
+#include "tests/testutil/test_client.h"
 
 namespace cairn::faulttest {
 namespace {
+
+namespace v2 = ::build::bazel::remote::execution::v2;
+using ::cairn::testutil::Client;
+using ::cairn::testutil::FilesUnder;
+using ::cairn::testutil::ReadWholeFile;
+using ::cairn::testutil::ServerProcess;
+using ::cairn::testutil::TestBlob;
 
 int SoakSeconds() {
   const char* env = std::getenv("CAIRN_SOAK_SECONDS");
@@ -259,10 +266,11 @@ class Worker {
 TEST(SoakTest, SixtyFourClientsMixedWorkloadUnderEviction) {
   constexpr int kClients = 64;
   const int seconds = SoakSeconds();
-  testutil::TempDir dir;
-  const std::string root = dir.path() + "/store";
-  ServerProcess server({"--dir=" + root, "--max_size=96MiB", "--fsync=false"});
-  ASSERT_NE(server.address(), "") << server.log();
+  auto owned =
+      ServerProcess::WithTempStore({"--max_size=96MiB", "--fsync=false"});
+  ServerProcess& server = *owned;
+  ASSERT_TRUE(server.started());
+  const std::string root = server.dir();
   std::vector<std::unique_ptr<Client>> clients;
   for (int i = 0; i < 16; ++i) {  // 4 workers per connection.
     clients.push_back(std::make_unique<Client>(server.address()));

@@ -12,9 +12,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "httplib.h"
-#include "server/metrics.h"
+#include "rpc/metrics.h"
 #include "server/metrics_http.h"
-#include "tests/server/service_fixture.h"
+#include "tests/testutil/service_fixture.h"
 
 namespace cairn::servertest {
 namespace {
@@ -61,7 +61,7 @@ class MetricsServiceTest : public ServiceTest {
     return res ? res->body : "";
   }
 
-  server::Registry registry_;
+  rpc::Registry registry_;
   std::unique_ptr<server::MetricsHttpServer> http_;
 };
 

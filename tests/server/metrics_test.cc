@@ -1,4 +1,4 @@
-#include "server/metrics.h"
+#include "rpc/metrics.h"
 
 #include <string>
 #include <thread>
@@ -13,8 +13,8 @@ namespace cairn::server {
 namespace {
 
 TEST(MetricsTest, RendersCountersWithLabelsAndHelp) {
-  Registry r;
-  Family<Counter>* c = r.NewCounter("x_total", "Things.", {"kind"});
+  rpc::Registry r;
+  rpc::Family<rpc::Counter>* c = r.NewCounter("x_total", "Things.", {"kind"});
   c->WithLabels({"a"})->Increment(3);
   c->WithLabels({"b\"q"})->Increment();
   std::string text = r.Render();
@@ -25,9 +25,9 @@ TEST(MetricsTest, RendersCountersWithLabelsAndHelp) {
 }
 
 TEST(MetricsTest, HistogramBucketsAreCumulative) {
-  Registry r;
-  Histogram* h = r.NewHistogram("lat_seconds", "Latency.", {"m"}, {0.1, 1})
-                     ->WithLabels({"get"});
+  rpc::Registry r;
+  rpc::Histogram* h = r.NewHistogram("lat_seconds", "Latency.", {"m"}, {0.1, 1})
+                          ->WithLabels({"get"});
   h->Observe(0.05);
   h->Observe(0.5);
   h->Observe(0.5);
@@ -48,8 +48,8 @@ TEST(MetricsTest, HistogramBucketsAreCumulative) {
 }
 
 TEST(MetricsTest, GaugesAndCallbackGauges) {
-  Registry r;
-  Gauge* g = r.NewGauge("q", "Queue.")->WithLabels({});
+  rpc::Registry r;
+  rpc::Gauge* g = r.NewGauge("q", "Queue.")->WithLabels({});
   g->Add(5);
   g->Add(-2);
   r.NewCallbackGauge("store_bytes", "Bytes.", [] { return 1234.0; });
@@ -59,8 +59,8 @@ TEST(MetricsTest, GaugesAndCallbackGauges) {
 }
 
 TEST(MetricsTest, ConcurrentIncrementsAreNotLost) {
-  Registry r;
-  Family<Counter>* f = r.NewCounter("n_total", "N.", {"t"});
+  rpc::Registry r;
+  rpc::Family<rpc::Counter>* f = r.NewCounter("n_total", "N.", {"t"});
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([f] {
@@ -72,7 +72,7 @@ TEST(MetricsTest, ConcurrentIncrementsAreNotLost) {
 }
 
 TEST(MetricsHttpTest, ServesMetricsAndHealth) {
-  Registry r;
+  rpc::Registry r;
   r.NewCounter("served_total", "S.")->WithLabels({})->Increment(7);
   auto server = StartMetricsHttpServer("127.0.0.1:0", &r);
   ASSERT_TRUE(server.ok()) << server.status();
@@ -88,7 +88,7 @@ TEST(MetricsHttpTest, ServesMetricsAndHealth) {
 }
 
 TEST(MetricsHttpTest, RejectsBadAddress) {
-  Registry r;
+  rpc::Registry r;
   EXPECT_EQ(StartMetricsHttpServer("nonsense", &r).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(StartMetricsHttpServer("127.0.0.1:99999", &r).status().code(),

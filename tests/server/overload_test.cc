@@ -3,15 +3,16 @@
 #include <grpcpp/client_context.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "rpc/io_pool.h"
 #include "server/byte_size.h"
-#include "server/io_pool.h"
-#include "tests/server/service_fixture.h"
+#include "tests/testutil/service_fixture.h"
 
 namespace cairn::servertest {
 namespace {
@@ -106,7 +107,7 @@ TEST(OverloadTest, FullQueueAnswersResourceExhausted) {
 TEST(IoPoolTest, RunsEveryTaskAndDrainsOnShutdown) {
   std::atomic<int> ran{0};
   {
-    server::IoPool pool({/*threads=*/3, /*max_queue=*/1000});
+    rpc::IoPool pool({/*threads=*/3, /*max_queue=*/1000});
     EXPECT_EQ(pool.threads(), 3);
     for (int i = 0; i < 500; ++i) {
       ASSERT_TRUE(pool.TrySchedule([&ran] { ran.fetch_add(1); }));
@@ -116,7 +117,7 @@ TEST(IoPoolTest, RunsEveryTaskAndDrainsOnShutdown) {
 }
 
 TEST(IoPoolTest, RefusesWhenFullOrStopped) {
-  server::IoPool pool({/*threads=*/1, /*max_queue=*/2});
+  rpc::IoPool pool({/*threads=*/1, /*max_queue=*/2});
   absl::Notification started, release;
   ASSERT_TRUE(pool.TrySchedule([&] {
     started.Notify();
@@ -133,8 +134,76 @@ TEST(IoPoolTest, RefusesWhenFullOrStopped) {
             absl::StatusCode::kUnavailable);
 }
 
+TEST(IoPoolTest, StreamTasksLeaveAWorkerForCalls) {
+  rpc::IoPool pool({/*threads=*/2, /*max_queue=*/100});
+  absl::Notification release, first_started;
+  std::atomic<int> streams_running{0};
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(pool.TrySchedule(
+        [&] {
+          if (streams_running.fetch_add(1) == 0) {
+            first_started.Notify();
+          }
+          release.WaitForNotification();
+        },
+        rpc::Lane::kStream));
+  }
+  first_started.WaitForNotification();
+  // Stream tasks whose I/O never ends hold one worker of two, not both.
+  absl::Notification call_ran;
+  ASSERT_TRUE(pool.TrySchedule([&] { call_ran.Notify(); }));
+  EXPECT_TRUE(call_ran.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(streams_running.load(), 1);
+  release.Notify();
+  pool.Shutdown();
+  EXPECT_EQ(streams_running.load(), 5);
+}
+
+TEST(IoPoolTest, LanesHaveTheirOwnQueueBound) {
+  rpc::IoPool pool({/*threads=*/1, /*max_queue=*/2});
+  absl::Notification started, release;
+  ASSERT_TRUE(pool.TrySchedule([&] {
+    started.Notify();
+    release.WaitForNotification();
+  }));
+  started.WaitForNotification();
+  EXPECT_TRUE(pool.TrySchedule([] {}, rpc::Lane::kStream));
+  EXPECT_TRUE(pool.TrySchedule([] {}, rpc::Lane::kStream));
+  EXPECT_EQ(pool.Schedule(
+                    "read", [] {}, rpc::Lane::kStream)
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  // Streams filling their queue leave room for calls.
+  EXPECT_TRUE(pool.TrySchedule([] {}));
+  EXPECT_TRUE(pool.TrySchedule([] {}));
+  EXPECT_FALSE(pool.TrySchedule([] {}));
+  EXPECT_EQ(pool.Queued(), 4u);
+  release.Notify();
+}
+
+TEST(IoPoolTest, CallsDoNotStarveStreams) {
+  rpc::IoPool pool({/*threads=*/1, /*max_queue=*/100});
+  absl::Notification started, release;
+  ASSERT_TRUE(pool.TrySchedule([&] {
+    started.Notify();
+    release.WaitForNotification();
+  }));
+  started.WaitForNotification();
+  std::vector<char> order;  // Only the one worker appends.
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(pool.TrySchedule([&order] { order.push_back('c'); }));
+  }
+  ASSERT_TRUE(
+      pool.TrySchedule([&order] { order.push_back('s'); }, rpc::Lane::kStream));
+  release.Notify();
+  pool.Shutdown();
+  ASSERT_EQ(order.size(), 21u);
+  const auto stream_at = std::find(order.begin(), order.end(), 's');
+  EXPECT_EQ(stream_at - order.begin(), rpc::IoPool::kCallBurst);
+}
+
 TEST(IoPoolTest, DefaultsToTwiceTheCores) {
-  server::IoPool pool({});
+  rpc::IoPool pool({});
   EXPECT_EQ(pool.threads(), 2 * static_cast<int>(std::max(
                                     1u, std::thread::hardware_concurrency())));
   EXPECT_EQ(pool.max_queue(), 256u * pool.threads());

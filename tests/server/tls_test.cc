@@ -1,4 +1,4 @@
-// Tests for server/tls.h and the TLS half of server/auth.h over a real
+// Tests for server/tls.h and the TLS half of rpc/auth.h over a real
 // loopback gRPC server: certificates are made at test time with the openssl
 // command into a temp dir (skipped when openssl is absent).
 #include "server/tls.h"
@@ -16,8 +16,8 @@
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/auth.h"
-#include "server/grpc_status.h"
+#include "rpc/auth.h"
+#include "rpc/grpc_status.h"
 #include "tests/testutil/temp_dir.h"
 #include "tests/testutil/test_certs.h"
 
@@ -34,22 +34,22 @@ constexpr char kToken[] = "tls-test-token-0123456789";
 class AuthorizedService final : public v2::Capabilities::CallbackService,
                                 public v2::ActionCache::CallbackService {
  public:
-  explicit AuthorizedService(const Authorizer* auth) : auth_(auth) {}
+  explicit AuthorizedService(const rpc::Authorizer* auth) : auth_(auth) {}
 
   grpc::ServerUnaryReactor* GetCapabilities(
       grpc::CallbackServerContext* context, const v2::GetCapabilitiesRequest*,
       v2::ServerCapabilities*) override {
-    return Answer(context, Access::kRead);
+    return Answer(context, rpc::Access::kRead);
   }
   grpc::ServerUnaryReactor* GetActionResult(
       grpc::CallbackServerContext* context, const v2::GetActionResultRequest*,
       v2::ActionResult*) override {
-    return Answer(context, Access::kRead);
+    return Answer(context, rpc::Access::kRead);
   }
   grpc::ServerUnaryReactor* UpdateActionResult(
       grpc::CallbackServerContext* context,
       const v2::UpdateActionResultRequest*, v2::ActionResult*) override {
-    return Answer(context, Access::kWrite);
+    return Answer(context, rpc::Access::kWrite);
   }
 
   // The identities of the last call. Set on a gRPC thread, read by the test
@@ -62,17 +62,17 @@ class AuthorizedService final : public v2::Capabilities::CallbackService,
 
  private:
   grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context,
-                                   Access access) {
+                                   rpc::Access access) {
     {
       absl::MutexLock lock(&mu_);
-      last_identities_ = CredentialsOf(*context).peer_identities;
+      last_identities_ = rpc::CredentialsOf(*context).peer_identities;
     }
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(ToGrpcStatus(auth_->Authorize(*context, access)));
+    reactor->Finish(rpc::ToGrpcStatus(auth_->Authorize(*context, access)));
     return reactor;
   }
 
-  const Authorizer* auth_;
+  const rpc::Authorizer* auth_;
   mutable absl::Mutex mu_;
   std::vector<std::string> last_identities_ ABSL_GUARDED_BY(mu_);
 };
@@ -89,11 +89,11 @@ class TlsTest : public ::testing::Test {
   }
 
   // Starts a server with `tls` and an authorizer granting `anonymous`.
-  void StartServer(const TlsOptions& tls, Access anonymous) {
-    AuthOptions auth_options;
+  void StartServer(const TlsOptions& tls, rpc::Access anonymous) {
+    rpc::AuthOptions auth_options;
     auth_options.tokens_file = tokens_;
     auth_options.anonymous = anonymous;
-    auto auth = NewAuthorizer(auth_options);
+    auto auth = rpc::NewAuthorizer(auth_options);
     ASSERT_TRUE(auth.ok()) << auth.status();
     auth_ = *std::move(auth);
     service_ = std::make_unique<AuthorizedService>(auth_.get());
@@ -132,14 +132,14 @@ class TlsTest : public ::testing::Test {
 
   // Calls GetCapabilities (read) or UpdateActionResult (write).
   grpc::Status Call(const std::shared_ptr<grpc::Channel>& channel,
-                    Access access, const std::string& token = "") {
+                    rpc::Access access, const std::string& token = "") {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::seconds(20));
     if (!token.empty()) {
       context.AddMetadata("authorization", "Bearer " + token);
     }
-    if (access == Access::kRead) {
+    if (access == rpc::Access::kRead) {
       v2::ServerCapabilities response;
       return v2::Capabilities::NewStub(channel)->GetCapabilities(
           &context, v2::GetCapabilitiesRequest(), &response);
@@ -158,7 +158,7 @@ class TlsTest : public ::testing::Test {
   testutil::TempDir dir_;
   testutil::TestCerts certs_{dir_.path()};
   std::string tokens_;
-  std::unique_ptr<Authorizer> auth_;
+  std::unique_ptr<rpc::Authorizer> auth_;
   std::unique_ptr<AuthorizedService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
@@ -195,49 +195,50 @@ TEST_F(TlsTest, OptionErrorsAreClear) {
 }
 
 TEST_F(TlsTest, TlsServesAndRefusesPlaintext) {
-  StartServer(ServerTls(false), Access::kRead);
-  EXPECT_TRUE(Call(TlsChannel(""), Access::kRead).ok());
-  EXPECT_EQ(Call(TlsChannel(""), Access::kWrite).error_code(),
+  StartServer(ServerTls(false), rpc::Access::kRead);
+  EXPECT_TRUE(Call(TlsChannel(""), rpc::Access::kRead).ok());
+  EXPECT_EQ(Call(TlsChannel(""), rpc::Access::kWrite).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_TRUE(Call(TlsChannel(""), Access::kWrite, kToken).ok());
+  EXPECT_TRUE(Call(TlsChannel(""), rpc::Access::kWrite, kToken).ok());
   auto plain = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_),
                                    grpc::InsecureChannelCredentials());
-  EXPECT_EQ(Call(plain, Access::kRead).error_code(),
+  EXPECT_EQ(Call(plain, rpc::Access::kRead).error_code(),
             grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_F(TlsTest, MutualTlsRequiresAVerifiedClientCertificate) {
-  StartServer(ServerTls(true), Access::kNone);
-  EXPECT_EQ(Call(TlsChannel(""), Access::kRead).error_code(),
+  StartServer(ServerTls(true), rpc::Access::kNone);
+  EXPECT_EQ(Call(TlsChannel(""), rpc::Access::kRead).error_code(),
             grpc::StatusCode::UNAVAILABLE);
-  EXPECT_EQ(Call(TlsChannel("intruder"), Access::kRead).error_code(),
+  EXPECT_EQ(Call(TlsChannel("intruder"), rpc::Access::kRead).error_code(),
             grpc::StatusCode::UNAVAILABLE);
   // Unlisted certificate: tls_client_access (write by default).
-  grpc::Status builder = Call(TlsChannel("builder"), Access::kWrite);
+  grpc::Status builder = Call(TlsChannel("builder"), rpc::Access::kWrite);
   EXPECT_TRUE(builder.ok()) << builder.error_message();
   EXPECT_THAT(service_->last_identities(), ::testing::Contains("builder-1"));
   EXPECT_THAT(service_->last_identities(),
               ::testing::Contains("builder-1.example"));
   // Listed read-only.
-  EXPECT_TRUE(Call(TlsChannel("reader"), Access::kRead).ok());
-  grpc::Status denied = Call(TlsChannel("reader"), Access::kWrite);
+  EXPECT_TRUE(Call(TlsChannel("reader"), rpc::Access::kRead).ok());
+  grpc::Status denied = Call(TlsChannel("reader"), rpc::Access::kWrite);
   EXPECT_EQ(denied.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(denied.error_message(), HasSubstr("reader-1"));
   // A token over mTLS wins over the certificate.
-  EXPECT_TRUE(Call(TlsChannel("reader"), Access::kWrite, kToken).ok());
-  EXPECT_EQ(Call(TlsChannel("reader"), Access::kRead, "wrong-token-0123456789")
-                .error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(Call(TlsChannel("reader"), rpc::Access::kWrite, kToken).ok());
+  EXPECT_EQ(
+      Call(TlsChannel("reader"), rpc::Access::kRead, "wrong-token-0123456789")
+          .error_code(),
+      grpc::StatusCode::UNAUTHENTICATED);
 }
 
 TEST_F(TlsTest, PlaintextCallsCarryNoIdentity) {
-  StartServer({}, Access::kNone);
+  StartServer({}, rpc::Access::kNone);
   auto plain = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_),
                                    grpc::InsecureChannelCredentials());
-  EXPECT_EQ(Call(plain, Access::kRead).error_code(),
+  EXPECT_EQ(Call(plain, rpc::Access::kRead).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_TRUE(service_->last_identities().empty());
-  EXPECT_TRUE(Call(plain, Access::kWrite, kToken).ok());
+  EXPECT_TRUE(Call(plain, rpc::Access::kWrite, kToken).ok());
 }
 
 }  // namespace

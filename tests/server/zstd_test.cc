@@ -10,7 +10,7 @@
 
 #include "cas/resource_name.h"
 #include "cas/zstd_codec.h"
-#include "tests/server/service_fixture.h"
+#include "tests/testutil/service_fixture.h"
 
 namespace cairn::servertest {
 namespace {

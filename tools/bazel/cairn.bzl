@@ -63,3 +63,24 @@ def cairn_cc_test(name, deps = [], copts = [], main = True, size = "medium", **k
         size = size,
         **kwargs
     )
+
+def cairn_server_process_test(name, deps = [], data = [], local_defines = [], size = "large", **kwargs):
+    """A cairn_cc_test that runs the real cairn-server through the harness.
+
+    Like CMake's cairn_server_process_test(): the test gets the binary as
+    data, CAIRN_SERVER_BINARY (its path relative to the runfiles directory)
+    and the harness //tests/testutil:server_process (ServerProcess, Client).
+    """
+    cairn_cc_test(
+        name = name,
+        size = size,
+        data = data + ["//server:cairn-server"],
+        local_defines = local_defines + ["CAIRN_SERVER_BINARY=\\\"server/cairn-server\\\""],
+        deps = deps + [
+            "//cas",
+            "//tests/testutil",
+            "//tests/testutil:server_process",
+            "//third_party:absl",
+        ],
+        **kwargs
+    )

@@ -1,0 +1,112 @@
+#include "actioncache/service/action_cache_service.h"
+
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "cas/service/service_util.h"
+#include "rpc/reactors.h"
+
+namespace cairn::actioncache {
+namespace {
+
+namespace v2 = ::build::bazel::remote::execution::v2;
+
+class ActionCacheService final : public v2::ActionCache::CallbackService {
+ public:
+  explicit ActionCacheService(const ActionCacheServiceOptions& options)
+      : options_(options) {}
+
+  grpc::ServerUnaryReactor* GetActionResult(
+      grpc::CallbackServerContext* context,
+      const v2::GetActionResultRequest* request,
+      v2::ActionResult* response) override {
+    absl::StatusOr<cas::Digest> action =
+        cas::FromProto(request->action_digest(), "action_digest");
+    rpc::UnaryCall call(context, options_.authorizer, rpc::Access::kRead,
+                        options_.pool, "GetActionResult");
+    call.Validate([&] {
+          return cas::ValidateRequestScope(request->instance_name(),
+                                           request->digest_function());
+        })
+        .Validate([&] { return action.status(); });
+    InlineRequest inline_request;
+    inline_request.stdout_raw = request->inline_stdout();
+    inline_request.stderr_raw = request->inline_stderr();
+    inline_request.output_files.assign(request->inline_output_files().begin(),
+                                       request->inline_output_files().end());
+    inline_request.max_inline_bytes = options_.max_inline_bytes;
+    if (call.ok() && options_.store != nullptr) {
+      std::optional<absl::StatusOr<ActionResult>> result =
+          options_.cache->TryGet(request->instance_name(), *action,
+                                 inline_request);
+      if (result.has_value()) {  // Answered from memory.
+        if (result->ok()) {
+          *response = **std::move(result);
+        }
+        return call.FinishNow(result->status());
+      }
+    }
+    return call.RunOnPool(
+        [this, request, response, action = std::move(action),
+         inline_request = std::move(inline_request)]() -> absl::Status {
+          absl::StatusOr<ActionResult> result = options_.cache->Get(
+              request->instance_name(), *action, inline_request);
+          if (!result.ok()) {
+            return result.status();
+          }
+          *response = *std::move(result);
+          return absl::OkStatus();
+        });
+  }
+
+  grpc::ServerUnaryReactor* UpdateActionResult(
+      grpc::CallbackServerContext* context,
+      const v2::UpdateActionResultRequest* request,
+      v2::ActionResult* response) override {
+    return rpc::UnaryCall(context, options_.authorizer, rpc::Access::kWrite,
+                          options_.pool, "UpdateActionResult")
+        .Validate([&] { return CheckUpdate(*request); })
+        .RunOnPool([this, request, response]() -> absl::Status {
+          absl::StatusOr<cas::Digest> action =
+              cas::FromProto(request->action_digest(), "action_digest");
+          absl::StatusOr<ActionResult> stored = options_.cache->Update(
+              request->instance_name(), *action, request->action_result());
+          if (!stored.ok()) {
+            return stored.status();
+          }
+          *response = *std::move(stored);
+          return absl::OkStatus();
+        });
+  }
+
+ private:
+  absl::Status CheckUpdate(const v2::UpdateActionResultRequest& request) {
+    if (options_.read_only) {
+      return absl::PermissionDeniedError(
+          "UpdateActionResult: this cache is read-only");
+    }
+    absl::Status status = cas::ValidateRequestScope(request.instance_name(),
+                                                    request.digest_function());
+    if (!status.ok()) {
+      return status;
+    }
+    if (!request.has_action_result()) {
+      return absl::InvalidArgumentError(
+          "UpdateActionResult: action_result is missing");
+    }
+    return cas::FromProto(request.action_digest(), "action_digest").status();
+  }
+
+  const ActionCacheServiceOptions options_;
+};
+
+}  // namespace
+
+std::unique_ptr<v2::ActionCache::CallbackService> NewActionCacheService(
+    const ActionCacheServiceOptions& options) {
+  return std::make_unique<ActionCacheService>(options);
+}
+
+}  // namespace cairn::actioncache

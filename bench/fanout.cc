@@ -1,0 +1,649 @@
+// fanout: a thousand clients at once against one REAPI server (issue 17).
+//
+// Scenarios (--scenario, comma-separated, run one after another):
+//   same_blob       --readers ByteStream Reads of one --blob_mib blob;
+//   distinct_blobs  --readers Reads, reader i of its own --distinct_kib blob;
+//   small_calls     --readers callers alternating GetActionResult (a hit)
+//                   and BatchReadBlobs (8 small blobs).
+// In the read scenarios a --slow_fraction of the readers trickle: after each
+// message they sleep at least --slow_delay_ms and as long as keeps them under
+// --slow_kib_per_s; the others read as fast as they can. Every client loops
+// (a finished read starts again) until --duration has passed, then every
+// call still open is cancelled: such calls count as "cut", not as errors.
+// Streams are spread over --channels connections.
+//
+// During each scenario one probe thread times GetActionResult and
+// BatchReadBlobs (one call every --probe_ms); the same probe runs for
+// --idle_seconds before the clients start, so the row shows idle p99 and
+// p99 under load. With --server_pid the row also has the server's peak RSS
+// (VmHWM, reset before the scenario by writing 5 to /proc/PID/clear_refs)
+// and its RSS before the clients start.
+//
+// Setup (untimed) uploads the blobs and action results. The machine running
+// this is usually the server's too: client threads compete with the server
+// for the CPU, which the figures include.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
+#include "cas/digest.h"
+#include "client/reapi_client.h"
+#include "google/bytestream/bytestream.grpc.pb.h"
+
+ABSL_FLAG(std::string, target, "grpc://127.0.0.1:9092",
+          "Server: grpc://127.0.0.1:PORT (loopback only).");
+ABSL_FLAG(std::string, scenario, "same_blob,distinct_blobs,small_calls",
+          "Comma-separated scenarios.");
+ABSL_FLAG(int, readers, 1000, "Concurrent clients per scenario.");
+ABSL_FLAG(double, slow_fraction, 0.9, "Share of readers that trickle.");
+ABSL_FLAG(int, slow_delay_ms, 20, "Least pause of a slow reader per message.");
+ABSL_FLAG(int, slow_kib_per_s, 64, "Most a slow reader reads per second.");
+ABSL_FLAG(double, duration, 30, "Seconds each scenario runs.");
+ABSL_FLAG(int, channels, 8, "Connections the clients share.");
+ABSL_FLAG(int, blob_mib, 64, "Size of the same_blob blob, MiB.");
+ABSL_FLAG(int, distinct_kib, 1024, "Size of each distinct_blobs blob, KiB.");
+ABSL_FLAG(int, probe_ms, 20, "Pause between probe calls.");
+ABSL_FLAG(double, idle_seconds, 4, "Probe time before the clients start.");
+ABSL_FLAG(int, server_pid, 0, "Server process to read RSS from.");
+ABSL_FLAG(std::string, label, "server", "Server name in the table and CSV.");
+ABSL_FLAG(std::string, csv, "", "Append rows to this CSV file.");
+ABSL_FLAG(uint64_t, seed, 1, "Names the blobs (same seed, same blobs).");
+
+namespace cairn::bench {
+namespace {
+
+namespace reapi = ::build::bazel::remote::execution::v2;
+namespace bs = ::google::bytestream;
+using cas::Digest;
+
+constexpr int64_t kKiB = 1024;
+constexpr int64_t kMiB = 1024 * 1024;
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// `len` pseudo-random bytes named by `seed`.
+std::string Bytes(uint64_t seed, int64_t len) {
+  std::string out(static_cast<size_t>(len), '\0');
+  for (int64_t i = 0; i < len; i += 8) {
+    uint64_t v = SplitMix64(seed ^ static_cast<uint64_t>(i));
+    std::memcpy(out.data() + i, &v,
+                static_cast<size_t>(std::min<int64_t>(8, len - i)));
+  }
+  return out;
+}
+
+reapi::Digest ToProto(const Digest& d) {
+  reapi::Digest out;
+  out.set_hash(d.hash());
+  out.set_size_bytes(d.size_bytes());
+  return out;
+}
+
+// Reads a "Vm...:" line of /proc/PID/status in MiB; 0 when unreadable.
+double ProcStatusMib(int pid, absl::string_view key) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, key)) {
+      std::vector<std::string> f =
+          absl::StrSplit(line, ' ', absl::SkipWhitespace());
+      double kib = 0;
+      if (f.size() >= 2 && absl::SimpleAtod(f[1], &kib)) {
+        return kib / 1024;
+      }
+    }
+  }
+  return 0;
+}
+
+void ResetPeakRss(int pid) {
+  std::ofstream out(absl::StrCat("/proc/", pid, "/clear_refs"));
+  out << "5";
+}
+
+// Latencies in microseconds, from any thread.
+class Latencies {
+ public:
+  void Add(int64_t us) {
+    absl::MutexLock lock(&mu_);
+    us_.push_back(us);
+  }
+  // Returns the q-quantile in ms (0 when empty).
+  double QuantileMs(double q) {
+    absl::MutexLock lock(&mu_);
+    if (us_.empty()) {
+      return 0;
+    }
+    std::sort(us_.begin(), us_.end());
+    size_t i = std::min(us_.size() - 1, static_cast<size_t>(q * us_.size()));
+    return us_[i] / 1000.0;
+  }
+  size_t Count() {
+    absl::MutexLock lock(&mu_);
+    return us_.size();
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<int64_t> us_ ABSL_GUARDED_BY(mu_);
+};
+
+// The connections, and the contexts of calls in flight (cancelled at the
+// end of a scenario).
+class Clients {
+ public:
+  // `channels` connections for the clients, one more for the probe.
+  Clients(const std::string& address, int channels) : channels_(channels) {
+    for (int i = 0; i <= channels; ++i) {
+      grpc::ChannelArguments args;
+      args.SetMaxReceiveMessageSize(64 * kMiB);
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      args.SetInt("cairn.fanout.channel", i);  // One connection each.
+      auto ch = grpc::CreateCustomChannel(
+          address, grpc::InsecureChannelCredentials(), args);
+      bytestream_.push_back(bs::ByteStream::NewStub(ch));
+      cas_.push_back(reapi::ContentAddressableStorage::NewStub(ch));
+      ac_.push_back(reapi::ActionCache::NewStub(ch));
+    }
+  }
+  // Client i's stubs; i == kProbe names the probe's connection.
+  static constexpr int kProbe = -1;
+  bs::ByteStream::Stub& ByteStream(int i) { return *bytestream_[Pick(i)]; }
+  reapi::ContentAddressableStorage::Stub& Cas(int i) { return *cas_[Pick(i)]; }
+  reapi::ActionCache::Stub& Ac(int i) { return *ac_[Pick(i)]; }
+
+  // Registers a call's context; false once Stop() has run.
+  bool Register(grpc::ClientContext* ctx) {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) {
+      return false;
+    }
+    live_.push_back(ctx);
+    return true;
+  }
+  void Unregister(grpc::ClientContext* ctx) {
+    absl::MutexLock lock(&mu_);
+    live_.erase(std::find(live_.begin(), live_.end(), ctx));
+  }
+  void Start() {
+    absl::MutexLock lock(&mu_);
+    stopped_ = false;
+  }
+  // Cancels every call in flight and refuses new ones.
+  void Stop() {
+    absl::MutexLock lock(&mu_);
+    stopped_ = true;
+    for (grpc::ClientContext* ctx : live_) {
+      ctx->TryCancel();
+    }
+  }
+  bool Stopped() {
+    absl::MutexLock lock(&mu_);
+    return stopped_;
+  }
+
+ private:
+  size_t Pick(int i) const {
+    return static_cast<size_t>(i == kProbe ? channels_ : i % channels_);
+  }
+
+  const int channels_;
+  std::vector<std::unique_ptr<bs::ByteStream::Stub>> bytestream_;
+  std::vector<std::unique_ptr<reapi::ContentAddressableStorage::Stub>> cas_;
+  std::vector<std::unique_ptr<reapi::ActionCache::Stub>> ac_;
+  absl::Mutex mu_;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<grpc::ClientContext*> live_ ABSL_GUARDED_BY(mu_);
+};
+
+// What the clients of one class did.
+struct ClassStats {
+  std::atomic<int64_t> bytes{0};
+  std::atomic<int64_t> completed{0};  // Whole blobs read / calls answered.
+  std::atomic<int64_t> cut{0};        // Cancelled at the scenario's end.
+  std::atomic<int64_t> errors{0};
+  absl::Mutex mu;
+  std::string first_error ABSL_GUARDED_BY(mu);
+
+  void Error(const std::string& what) {
+    errors.fetch_add(1);
+    absl::MutexLock lock(&mu);
+    if (first_error.empty()) {
+      first_error = what;
+    }
+  }
+};
+
+// The small things the probe and small_calls read.
+struct SmallSet {
+  std::vector<Digest> blobs;
+  std::vector<Digest> actions;
+};
+
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// One GetActionResult (hit expected) then one BatchReadBlobs of 8 blobs;
+// adds their latencies and returns the first error, if any.
+absl::Status SmallCall(Clients& c, int i, const SmallSet& set, uint64_t pick,
+                       Latencies* ac_lat, Latencies* batch_lat) {
+  {
+    reapi::GetActionResultRequest req;
+    *req.mutable_action_digest() =
+        ToProto(set.actions[pick % set.actions.size()]);
+    reapi::ActionResult resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(60));
+    if (!c.Register(&ctx)) {
+      return absl::CancelledError("stopped");
+    }
+    int64_t t0 = NowUs();
+    grpc::Status s = c.Ac(i).GetActionResult(&ctx, req, &resp);
+    c.Unregister(&ctx);
+    if (!s.ok()) {
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                          absl::StrCat("GetActionResult: ", s.error_message()));
+    }
+    ac_lat->Add(NowUs() - t0);
+  }
+  reapi::BatchReadBlobsRequest req;
+  for (int k = 0; k < 8; ++k) {
+    *req.add_digests() = ToProto(set.blobs[(pick + k * 7) % set.blobs.size()]);
+  }
+  reapi::BatchReadBlobsResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  if (!c.Register(&ctx)) {
+    return absl::CancelledError("stopped");
+  }
+  int64_t t0 = NowUs();
+  grpc::Status s = c.Cas(i).BatchReadBlobs(&ctx, req, &resp);
+  c.Unregister(&ctx);
+  if (!s.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                        absl::StrCat("BatchReadBlobs: ", s.error_message()));
+  }
+  for (const auto& r : resp.responses()) {
+    if (r.status().code() != 0) {
+      return absl::InternalError(
+          absl::StrCat("BatchReadBlobs item: ", r.status().message()));
+    }
+  }
+  batch_lat->Add(NowUs() - t0);
+  return absl::OkStatus();
+}
+
+// Reads `d` once through ByteStream; slow readers pace themselves. Returns
+// OK for a whole read, CANCELLED when stopped.
+absl::Status ReadOnce(Clients& c, int i, const Digest& d, bool slow,
+                      ClassStats& stats) {
+  bs::ReadRequest req;
+  req.set_resource_name(absl::StrCat("blobs/", d.hash(), "/", d.size_bytes()));
+  grpc::ClientContext ctx;
+  if (!c.Register(&ctx)) {
+    return absl::CancelledError("stopped");
+  }
+  auto reader = c.ByteStream(i).Read(&ctx, req);
+  bs::ReadResponse resp;
+  int64_t got = 0;
+  const int64_t start = NowUs();
+  const double rate = absl::GetFlag(FLAGS_slow_kib_per_s) * kKiB / 1e6;  // B/us
+  while (reader->Read(&resp)) {
+    got += static_cast<int64_t>(resp.data().size());
+    stats.bytes.fetch_add(static_cast<int64_t>(resp.data().size()));
+    if (slow) {
+      int64_t until = std::max<int64_t>(
+          NowUs() + absl::GetFlag(FLAGS_slow_delay_ms) * 1000,
+          start + static_cast<int64_t>(static_cast<double>(got) / rate));
+      while (NowUs() < until && !c.Stopped()) {
+        absl::SleepFor(
+            absl::Microseconds(std::min<int64_t>(50000, until - NowUs())));
+      }
+    }
+  }
+  grpc::Status s = reader->Finish();
+  c.Unregister(&ctx);
+  if (!s.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                        absl::StrCat("Read: ", s.error_message()));
+  }
+  if (got != d.size_bytes()) {
+    return absl::DataLossError(
+        absl::StrCat("Read: ", got, " of ", d.size_bytes(), " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+// Runs one client until stopped, accounting into `stats`.
+void RunClient(Clients& c, int i, absl::string_view scenario,
+               const std::vector<Digest>& blobs, const SmallSet& set, bool slow,
+               ClassStats& stats, Latencies* ac_lat, Latencies* batch_lat) {
+  uint64_t pick = SplitMix64(static_cast<uint64_t>(i));
+  while (!c.Stopped()) {
+    absl::Status s;
+    if (scenario == "small_calls") {
+      s = SmallCall(c, i, set, pick++, ac_lat, batch_lat);
+    } else {
+      s = ReadOnce(c, i, blobs[static_cast<size_t>(i) % blobs.size()], slow,
+                   stats);
+    }
+    if (s.ok()) {
+      stats.completed.fetch_add(1);
+    } else if (c.Stopped() && absl::IsCancelled(s)) {
+      stats.cut.fetch_add(1);
+    } else {
+      stats.Error(s.ToString());
+      absl::SleepFor(absl::Milliseconds(100));  // No hot loop on errors.
+    }
+  }
+}
+
+// Probes until `stop` is set: one GetActionResult + BatchReadBlobs pair
+// every --probe_ms, on a connection of its own (so the clients' HTTP/2
+// connection windows do not hold it up: what is measured is the server).
+void Probe(Clients& c, const SmallSet& set, std::atomic<bool>& stop,
+           Latencies* ac, Latencies* batch, ClassStats& stats) {
+  uint64_t pick = 12345;
+  while (!stop.load()) {
+    absl::Status s = SmallCall(c, Clients::kProbe, set, pick++, ac, batch);
+    if (!s.ok() && !stop.load()) {
+      stats.Error(s.ToString());
+    }
+    absl::SleepFor(absl::Milliseconds(absl::GetFlag(FLAGS_probe_ms)));
+  }
+}
+
+// ------------------------------------------------------------- setup ---
+
+absl::Status Upload(client::ReapiClient& client, const std::string& data) {
+  return client.UploadBlob(Digest::OfData(data),
+                           client::StringChunkSource(data));
+}
+
+absl::StatusOr<SmallSet> SetUpSmall(client::ReapiClient& client,
+                                    uint64_t seed) {
+  SmallSet set;
+  for (int i = 0; i < 64; ++i) {
+    std::string data = Bytes(seed * 1000003 + i, 200 + (i * 37) % 3000);
+    if (absl::Status s = Upload(client, data); !s.ok()) {
+      return s;
+    }
+    set.blobs.push_back(Digest::OfData(data));
+  }
+  for (int i = 0; i < 64; ++i) {
+    reapi::ActionResult r;
+    auto* f = r.add_output_files();
+    f->set_path(absl::StrCat("out/obj_", i, ".o"));
+    *f->mutable_digest() = ToProto(set.blobs[i]);
+    *r.mutable_stdout_digest() = ToProto(set.blobs[(i + 1) % 64]);
+    Digest action =
+        Digest::OfData(absl::StrCat("fanout action ", seed, "/", i));
+    if (absl::Status s = client.UpdateActionResult(action, r); !s.ok()) {
+      return s;
+    }
+    set.actions.push_back(action);
+  }
+  return set;
+}
+
+// Uploads the blobs a scenario reads (4 threads for many blobs).
+absl::StatusOr<std::vector<Digest>> SetUpBlobs(client::ReapiClient& client,
+                                               absl::string_view scenario,
+                                               uint64_t seed, int readers) {
+  if (scenario == "same_blob") {
+    std::string data = Bytes(seed, absl::GetFlag(FLAGS_blob_mib) * kMiB);
+    if (absl::Status s = Upload(client, data); !s.ok()) {
+      return s;
+    }
+    return std::vector<Digest>{Digest::OfData(data)};
+  }
+  if (scenario != "distinct_blobs") {
+    return std::vector<Digest>{};
+  }
+  const int64_t size = absl::GetFlag(FLAGS_distinct_kib) * kKiB;
+  std::vector<Digest> blobs(static_cast<size_t>(readers));
+  std::atomic<int> next{0};
+  absl::Mutex mu;
+  absl::Status first;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = next++; i < readers; i = next++) {
+        std::string data =
+            Bytes(seed * 7919 + 17 + static_cast<uint64_t>(i), size);
+        blobs[static_cast<size_t>(i)] = Digest::OfData(data);
+        absl::Status s = Upload(client, data);
+        if (!s.ok()) {
+          absl::MutexLock lock(&mu);
+          first.Update(s);
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  if (!first.ok()) {
+    return first;
+  }
+  return blobs;
+}
+
+// ---------------------------------------------------------------- run ---
+
+const std::vector<std::string> kColumns = {"server",
+                                           "scenario",
+                                           "clients",
+                                           "slow",
+                                           "rss_before_mib",
+                                           "peak_rss_mib",
+                                           "fast_mib_s",
+                                           "slow_mib_s",
+                                           "fast_done",
+                                           "slow_done",
+                                           "calls_s",
+                                           "calls_ac_p99_ms",
+                                           "calls_batch_p99_ms",
+                                           "idle_ac_p99_ms",
+                                           "load_ac_p99_ms",
+                                           "ac_p99_ratio",
+                                           "idle_batch_p99_ms",
+                                           "load_batch_p99_ms",
+                                           "cut",
+                                           "errors"};
+
+// Prints `cells` and appends them to `csv` (with a header when new).
+void PrintRow(const std::vector<std::string>& cells, const std::string& csv) {
+  std::printf("%s\n", absl::StrJoin(cells, " | ").c_str());
+  std::fflush(stdout);
+  if (csv.empty()) {
+    return;
+  }
+  bool fresh = !std::ifstream(csv).good();
+  std::ofstream out(csv, std::ios::app);
+  if (fresh) {
+    out << absl::StrJoin(kColumns, ",") << "\n";
+  }
+  out << absl::StrJoin(cells, ",") << "\n";
+}
+
+std::string F(double v, int digits = 1) {
+  return absl::StrFormat("%.*f", digits, v);
+}
+
+int RunScenario(Clients& c, client::ReapiClient& client,
+                absl::string_view scenario, const SmallSet& set) {
+  const int readers = absl::GetFlag(FLAGS_readers);
+  const int pid = absl::GetFlag(FLAGS_server_pid);
+  const uint64_t seed = absl::GetFlag(FLAGS_seed);
+  absl::StatusOr<std::vector<Digest>> blobs =
+      SetUpBlobs(client, scenario, seed, readers);
+  if (!blobs.ok()) {
+    std::fprintf(stderr, "fanout: setup of %s: %s\n",
+                 std::string(scenario).c_str(),
+                 blobs.status().ToString().c_str());
+    return 1;
+  }
+  // Idle probe.
+  ClassStats probe_stats;
+  Latencies idle_ac, idle_batch, load_ac, load_batch;
+  c.Start();
+  {
+    std::atomic<bool> stop{false};
+    std::thread probe(Probe, std::ref(c), std::cref(set), std::ref(stop),
+                      &idle_ac, &idle_batch, std::ref(probe_stats));
+    absl::SleepFor(absl::Seconds(absl::GetFlag(FLAGS_idle_seconds)));
+    stop = true;
+    probe.join();
+  }
+  double rss_before = pid > 0 ? ProcStatusMib(pid, "VmRSS:") : 0;
+  if (pid > 0) {
+    ResetPeakRss(pid);
+  }
+  const int slow_count =
+      scenario == "small_calls"
+          ? 0
+          : static_cast<int>(readers * absl::GetFlag(FLAGS_slow_fraction));
+  ClassStats slow, fast;
+  Latencies calls_ac, calls_batch;  // small_calls clients' own latencies.
+  std::vector<std::thread> threads;
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < readers; ++i) {
+    bool is_slow = i % readers < slow_count;
+    // Interleave slow and fast over the connections.
+    threads.emplace_back(RunClient, std::ref(c), i, std::string(scenario),
+                         std::cref(*blobs), std::cref(set), is_slow,
+                         std::ref(is_slow ? slow : fast), &calls_ac,
+                         &calls_batch);
+  }
+  std::atomic<bool> stop{false};
+  std::thread probe(Probe, std::ref(c), std::cref(set), std::ref(stop),
+                    &load_ac, &load_batch, std::ref(probe_stats));
+  absl::SleepFor(start + absl::Seconds(absl::GetFlag(FLAGS_duration)) -
+                 absl::Now());
+  const double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  double peak = pid > 0 ? ProcStatusMib(pid, "VmHWM:") : 0;
+  stop = true;
+  c.Stop();
+  probe.join();
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  peak = std::max(peak, pid > 0 ? ProcStatusMib(pid, "VmHWM:") : 0);
+  double ratio = idle_ac.QuantileMs(0.99) > 0
+                     ? load_ac.QuantileMs(0.99) / idle_ac.QuantileMs(0.99)
+                     : 0;
+  const int64_t errors = slow.errors + fast.errors + probe_stats.errors;
+  PrintRow({absl::GetFlag(FLAGS_label),
+            std::string(scenario),
+            absl::StrCat(readers),
+            absl::StrCat(slow_count),
+            F(rss_before),
+            F(peak),
+            F(fast.bytes / secs / kMiB),
+            F(slow.bytes / secs / kMiB),
+            absl::StrCat(fast.completed.load()),
+            absl::StrCat(slow.completed.load()),
+            F(scenario == "small_calls" ? fast.completed / secs : 0),
+            F(calls_ac.QuantileMs(0.99), 2),
+            F(calls_batch.QuantileMs(0.99), 2),
+            F(idle_ac.QuantileMs(0.99), 2),
+            F(load_ac.QuantileMs(0.99), 2),
+            F(ratio, 1),
+            F(idle_batch.QuantileMs(0.99), 2),
+            F(load_batch.QuantileMs(0.99), 2),
+            absl::StrCat(fast.cut + slow.cut),
+            absl::StrCat(errors)},
+           absl::GetFlag(FLAGS_csv));
+  for (ClassStats* s : {&slow, &fast, &probe_stats}) {
+    absl::MutexLock lock(&s->mu);
+    if (!s->first_error.empty()) {
+      std::fprintf(stderr, "fanout: %s first error: %s\n",
+                   std::string(scenario).c_str(), s->first_error.c_str());
+    }
+  }
+  return errors == 0 ? 0 : 1;
+}
+
+int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Many concurrent ByteStream readers and small callers against one "
+      "REAPI server; see bench/README.md.");
+  absl::ParseCommandLine(argc, argv);
+  const std::string target = absl::GetFlag(FLAGS_target);
+  if (!absl::StartsWith(target, "grpc://127.0.0.1:") &&
+      !absl::StartsWith(target, "grpc://localhost:")) {
+    std::fprintf(stderr,
+                 "fanout: --target must be a loopback grpc:// address\n");
+    return 2;
+  }
+  client::ReapiClientOptions options;
+  options.target = target;
+  options.timeout = absl::Seconds(120);
+  absl::StatusOr<std::unique_ptr<client::ReapiClient>> client =
+      client::NewReapiClient(options);
+  if (!client.ok()) {
+    std::fprintf(stderr, "fanout: %s\n", client.status().ToString().c_str());
+    return 2;
+  }
+  absl::StatusOr<SmallSet> set =
+      SetUpSmall(**client, absl::GetFlag(FLAGS_seed));
+  if (!set.ok()) {
+    std::fprintf(stderr, "fanout: setup: %s\n",
+                 set.status().ToString().c_str());
+    return 1;
+  }
+  Clients clients(target.substr(std::strlen("grpc://")),
+                  std::max(1, absl::GetFlag(FLAGS_channels)));
+  std::printf("%s\n", absl::StrJoin(kColumns, " | ").c_str());
+  int status = 0;
+  for (absl::string_view scenario :
+       absl::StrSplit(absl::GetFlag(FLAGS_scenario), ',', absl::SkipEmpty())) {
+    if (scenario != "same_blob" && scenario != "distinct_blobs" &&
+        scenario != "small_calls") {
+      std::fprintf(stderr, "fanout: unknown scenario %s\n",
+                   std::string(scenario).c_str());
+      return 2;
+    }
+    status |= RunScenario(clients, **client, scenario, *set);
+  }
+  return status;
+}
+
+}  // namespace
+}  // namespace cairn::bench
+
+int main(int argc, char** argv) { return cairn::bench::Main(argc, argv); }

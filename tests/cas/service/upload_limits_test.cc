@@ -1,0 +1,217 @@
+// Stalled and abusive uploads (issue 17): a client holding a thousand
+// interrupted uploads and hundreds of stalled open ones cannot stop another
+// client from uploading or resuming. Clients are told apart by bearer token
+// (rpc::PrincipalOf); the store is 64 MiB, client A's uploads would reserve
+// far more than that without the caps.
+#include <grpcpp/client_context.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "rpc/auth.h"
+#include "tests/testutil/service_fixture.h"
+#include "tests/testutil/temp_dir.h"
+
+namespace cairn::servertest {
+namespace {
+
+constexpr char kTokenA[] = "client-a-token-0123456789";
+constexpr char kTokenB[] = "client-b-token-0123456789";
+constexpr int64_t kStore = int64_t{64} << 20;
+
+class UploadLimitsTest : public ServiceTest {
+ protected:
+  void SetUp() override {
+    std::ofstream(dir_.path() + "/tokens")
+        << "rw " << kTokenA << "\nrw " << kTokenB << "\n";
+    rpc::AuthOptions auth;
+    auth.tokens_file = dir_.path() + "/tokens";
+    auth.anonymous = rpc::Access::kNone;
+    auto authorizer = rpc::NewAuthorizer(auth);
+    ASSERT_TRUE(authorizer.ok()) << authorizer.status();
+    authorizer_ = *std::move(authorizer);
+    ResetStore(kStore);
+  }
+
+  struct OpenWrite {
+    grpc::ClientContext context;
+    bs::WriteResponse response;
+    std::unique_ptr<grpc::ClientWriter<bs::WriteRequest>> writer;
+  };
+
+  void Start(server::ServerOptions options) {
+    options.authorizer = authorizer_.get();
+    StartServer(options);
+  }
+
+  // A blob of `size` bytes named by `seed`.
+  static std::string Blob(int seed, size_t size) {
+    std::string data(size, '\0');
+    for (size_t i = 0; i < size; ++i) {
+      data[i] = static_cast<char>((seed * 7919 + i * 31) >> 3);
+    }
+    return data;
+  }
+
+  static std::string Resource(const std::string& uuid,
+                              const std::string& data) {
+    cas::Digest d = cas::Digest::OfData(data);
+    return absl::StrCat("uploads/", uuid, "/blobs/", d.hash(), "/",
+                        d.size_bytes());
+  }
+
+  // Opens a Write as `token` and sends data[offset, offset + n) without
+  // finish_write. The stream stays open in `*open` (when given) or is
+  // ended at once (the upload is parked). Returns how the first message
+  // went: OK, or the call's status when the server ended it.
+  grpc::Status Partial(const char* token, const std::string& uuid,
+                       const std::string& data, size_t offset, size_t n,
+                       std::vector<std::unique_ptr<OpenWrite>>* open) {
+    auto w = std::make_unique<OpenWrite>();
+    w->context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    w->writer = bytestream_->Write(&w->context, &w->response);
+    bs::WriteRequest request;
+    request.set_resource_name(Resource(uuid, data));
+    request.set_write_offset(static_cast<int64_t>(offset));
+    request.set_data(data.substr(offset, n));
+    if (!w->writer->Write(request) || open == nullptr) {
+      w->writer->WritesDone();
+      return w->writer->Finish();
+    }
+    open->push_back(std::move(w));
+    return grpc::Status::OK;
+  }
+
+  // Writes data[offset, end) as `token` with finish_write.
+  grpc::Status Rest(const char* token, const std::string& uuid,
+                    const std::string& data, size_t offset) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    bs::WriteResponse response;
+    auto writer = bytestream_->Write(&context, &response);
+    bs::WriteRequest request;
+    request.set_resource_name(Resource(uuid, data));
+    request.set_write_offset(static_cast<int64_t>(offset));
+    request.set_data(data.substr(offset));
+    request.set_finish_write(true);
+    writer->Write(request);
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  // Waits (at most 30 s) until the server reports `committed` bytes of an
+  // open upload, i.e. it has taken the stream's first message.
+  bool WaitCommitted(const std::string& uuid, const std::string& data,
+                     int64_t committed) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (absl::Now() < deadline) {
+      grpc::ClientContext context;
+      context.AddMetadata("authorization", absl::StrCat("Bearer ", kTokenA));
+      bs::QueryWriteStatusRequest request;
+      request.set_resource_name(Resource(uuid, data));
+      bs::QueryWriteStatusResponse response;
+      if (bytestream_->QueryWriteStatus(&context, request, &response).ok() &&
+          response.committed_size() == committed) {
+        return true;
+      }
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return false;
+  }
+
+  testutil::TempDir dir_;
+  std::unique_ptr<rpc::Authorizer> authorizer_;
+};
+
+TEST_F(UploadLimitsTest, StalledUploadsOfOneClientDoNotStopAnother) {
+  Start(server::ServerOptions{});  // Defaults: 256 uploads, 16 MiB, 32 MiB.
+  // B parks half of a 1 MiB upload.
+  const std::string b_blob = Blob(-1, size_t{1} << 20);
+  ASSERT_TRUE(
+      Partial(kTokenB, "b-resume", b_blob, 0, b_blob.size() / 2, nullptr).ok());
+  // A parks a thousand uploads of 256 KiB blobs (250 MiB, reserved while
+  // they are kept), then opens 300 more and stalls on them.
+  const size_t a_size = size_t{256} << 10;
+  for (int i = 0; i < 1000; ++i) {
+    grpc::Status s = Partial(kTokenA, absl::StrCat("a-parked-", i),
+                             Blob(i, a_size), 0, 1024, nullptr);
+    ASSERT_TRUE(s.ok()) << i << ": " << s.error_message();
+  }
+  std::vector<std::unique_ptr<OpenWrite>> stalled;
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_TRUE(Partial(kTokenA, absl::StrCat("a-open-", i),
+                        Blob(1000 + i, a_size), 0, 1024, &stalled)
+                    .ok());
+  }
+  // The server refuses some once it has read their first message (the
+  // client learns it at Finish), so wait for the count; A then holds at
+  // most 16 MiB of uploads (64 of 256 KiB).
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (server_->UploadRefusalsForTest() == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_GT(server_->UploadRefusalsForTest(), 0);
+  // B still resumes its upload and starts a new one.
+  grpc::Status resumed = Rest(kTokenB, "b-resume", b_blob, b_blob.size() / 2);
+  EXPECT_TRUE(resumed.ok()) << resumed.error_message();
+  const std::string b_new = Blob(-2, size_t{4} << 20);
+  grpc::Status fresh = Rest(kTokenB, "b-new", b_new, 0);
+  EXPECT_TRUE(fresh.ok()) << fresh.error_message();
+  EXPECT_TRUE(store_->Contains(cas::Digest::OfData(b_blob)));
+  EXPECT_TRUE(store_->Contains(cas::Digest::OfData(b_new)));
+  // Ending the stalled streams parks those the server took; the others
+  // were refused.
+  int refused = 0;
+  for (auto& w : stalled) {
+    w->writer->WritesDone();
+    grpc::Status s = w->writer->Finish();
+    refused += s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+  }
+  EXPECT_GE(refused, 300 - 64);
+}
+
+TEST_F(UploadLimitsTest, AClientOverItsCountLosesItsOwnParkedUploadsFirst) {
+  server::ServerOptions options;
+  options.max_uploads_per_client = 3;
+  options.max_upload_bytes_per_client = -1;
+  options.max_upload_bytes = -1;
+  Start(options);
+  const std::string b_blob = Blob(-1, 4096);
+  ASSERT_TRUE(Partial(kTokenB, "b", b_blob, 0, 100, nullptr).ok());
+  std::vector<std::string> a_blobs;
+  for (int i = 0; i < 5; ++i) {
+    a_blobs.push_back(Blob(i, 4096));
+    ASSERT_TRUE(
+        Partial(kTokenA, absl::StrCat("a", i), a_blobs.back(), 0, 100, nullptr)
+            .ok());
+  }
+  // A's two oldest were dropped to fit its cap of 3; B's survives.
+  EXPECT_FALSE(Rest(kTokenA, "a0", a_blobs[0], 100).ok());
+  EXPECT_TRUE(Rest(kTokenA, "a4", a_blobs[4], 100).ok());
+  EXPECT_TRUE(Rest(kTokenB, "b", b_blob, 100).ok());
+  // Resuming a0 found nothing (dropping a2 to make room), a4 finished: a3
+  // is parked. Three stalled open uploads drop it; a fourth is refused.
+  std::vector<std::unique_ptr<OpenWrite>> open;
+  for (int i = 0; i < 3; ++i) {
+    const std::string data = Blob(10 + i, 4096);
+    const std::string uuid = absl::StrCat("o", i);
+    ASSERT_TRUE(Partial(kTokenA, uuid, data, 0, 100, &open).ok());
+    ASSERT_TRUE(WaitCommitted(uuid, data, 100));
+  }
+  grpc::Status s = Rest(kTokenA, "o3", Blob(13, 4096), 0);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << s.error_message();
+  EXPECT_EQ(server_->UploadRefusalsForTest(), 1);
+  for (auto& w : open) {
+    w->context.TryCancel();
+    w->writer->Finish().IgnoreError();
+  }
+}
+
+}  // namespace
+}  // namespace cairn::servertest

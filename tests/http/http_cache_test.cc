@@ -1,0 +1,286 @@
+// The HTTP cache over a memory store, driven by cpp-httplib's client on
+// loopback: the bazel-remote /cas/ and /ac/ layout, /kv keys, chunked and
+// spooled uploads, auth (bearer, basic, read-only), limits and metrics.
+#include "http/http_cache.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "cas/digest.h"
+#include "cas/memory_blob_store.h"
+#include "http/http_path.h"
+#include "httplib.h"
+#include "tests/testutil/temp_dir.h"
+
+namespace cairn::http {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kRw[] = "rw-token-0123456789abcdef";
+constexpr char kRo[] = "ro-token-0123456789abcdef";
+
+std::string Bytes(size_t n, uint32_t seed) {
+  std::string out(n, '\0');
+  for (size_t i = 0; i < n; ++i) {
+    seed = seed * 1103515245u + 12345u;
+    out[i] = static_cast<char>(seed >> 16);
+  }
+  return out;
+}
+
+class HttpCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = cas::NewMemoryBlobStore({int64_t{1} << 30});
+    Start(HttpCacheOptions{});
+  }
+
+  void Start(HttpCacheOptions options) {
+    cache_.reset();
+    options.listen = "127.0.0.1:0";
+    options.store = store_.get();
+    options.spool_dir = dir_.path();
+    options.threads = 4;
+    auto started = StartHttpCache(options);
+    ASSERT_TRUE(started.ok()) << started.status();
+    cache_ = *std::move(started);
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", cache_->port());
+  }
+
+  std::unique_ptr<rpc::Authorizer> MakeAuthorizer(rpc::Access anon) {
+    const std::string file = dir_.path() + "/tokens";
+    std::ofstream(file) << "rw " << kRw << "\nro " << kRo << "\n";
+    rpc::AuthOptions auth;
+    auth.tokens_file = file;
+    auth.anonymous = anon;
+    return *rpc::NewAuthorizer(auth);
+  }
+
+  int Put(const std::string& path, const std::string& body,
+          const httplib::Headers& headers = {}) {
+    auto res =
+        client_->Put(path.c_str(), headers, body, "application/octet-stream");
+    return res ? res->status : -1;
+  }
+
+  // PUT with Transfer-Encoding: chunked, in 100 KiB pieces.
+  int PutChunked(const std::string& path, const std::string& body) {
+    auto res = client_->Put(
+        path.c_str(),
+        [&body](size_t offset, httplib::DataSink& sink) {
+          if (offset >= body.size()) {
+            sink.done();
+            return true;
+          }
+          const size_t n = std::min<size_t>(100 << 10, body.size() - offset);
+          return sink.write(body.data() + offset, n);
+        },
+        "application/octet-stream");
+    return res ? res->status : -1;
+  }
+
+  // Returns the status; fills `body`.
+  int Get(const std::string& path, std::string* body = nullptr,
+          const httplib::Headers& headers = {}) {
+    auto res = client_->Get(path.c_str(), headers);
+    if (!res) {
+      return -1;
+    }
+    if (body != nullptr) {
+      *body = res->body;
+    }
+    return res->status;
+  }
+
+  testutil::TempDir dir_;
+  std::unique_ptr<cas::BlobStore> store_;
+  std::unique_ptr<HttpCache> cache_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(HttpCacheTest, CasRoundTripIsVerified) {
+  const std::string data = "bazel output";
+  const std::string hash = cas::Digest::OfData(data).hash();
+  EXPECT_EQ(Get("/cas/" + hash), 404);
+  EXPECT_EQ(Put("/cas/" + hash, data), 200);
+  std::string body;
+  EXPECT_EQ(Get("/cas/" + hash, &body), 200);
+  EXPECT_EQ(body, data);
+  auto head = client_->Head(("/cas/" + hash).c_str());
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->status, 200);
+  EXPECT_EQ(head->get_header_value("Content-Length"), "12");
+  EXPECT_TRUE(store_->Contains(cas::Digest::OfData(data)));
+
+  const std::string other = cas::Digest::OfData("something else").hash();
+  EXPECT_EQ(Put("/cas/" + other, data), 400);
+  EXPECT_EQ(Get("/cas/" + other), 404);
+  EXPECT_EQ(Put("/cas/ABC", data), 400);
+  EXPECT_EQ(Get("/cas/" + cas::Digest::Empty().hash(), &body), 200);
+  EXPECT_EQ(body, "");
+}
+
+TEST_F(HttpCacheTest, InstancePrefixAndUnknownRoutes) {
+  const std::string data = "per instance";
+  const std::string hash = cas::Digest::OfData(data).hash();
+  EXPECT_EQ(Put("/team/a/cas/" + hash, data), 200);
+  EXPECT_EQ(Get("/team/a/cas/" + hash), 200);
+  EXPECT_EQ(Get("/nothing/here"), 404);
+  EXPECT_EQ(Get("/../cas/" + hash), 400);
+  EXPECT_EQ(Get("/kv/ns"), 400);
+  EXPECT_EQ(Get("/kv//key"), 400);
+}
+
+TEST_F(HttpCacheTest, LargeAndChunkedBodiesStream) {
+  const std::string big = Bytes(5 << 20, 7);  // Over the in-memory limit.
+  const std::string hash = cas::Digest::OfData(big).hash();
+  EXPECT_EQ(PutChunked("/cas/" + hash, big), 200);
+  std::string body;
+  EXPECT_EQ(Get("/cas/" + hash, &body), 200);
+  EXPECT_TRUE(body == big);
+  EXPECT_EQ(PutChunked("/cas/" + cas::Digest::OfData("x").hash(), big), 400);
+
+  EXPECT_EQ(Put("/kv/gradle/big", big), 200);  // Spooled (5 MiB).
+  EXPECT_EQ(Get("/kv/gradle/big", &body), 200);
+  EXPECT_TRUE(body == big);
+  EXPECT_EQ(PutChunked("/kv/gradle/chunked", big.substr(0, 300000)), 200);
+  EXPECT_EQ(Get("/kv/gradle/chunked", &body), 200);
+  EXPECT_TRUE(body == big.substr(0, 300000));
+}
+
+TEST_F(HttpCacheTest, KvKeysAreOpaque) {
+  // Keys that would escape a directory if used as paths are only names.
+  const std::string keys[] = {"/kv/sccache/a/b/c/0123abcd",
+                              "/kv/sccache/.sccache_check",
+                              "/kv/ns/..%2F..%2Fetc%2Fpasswd",
+                              "/kv/gradle/0123456789abcdef0123456789abcdef"};
+  int i = 0;
+  for (const std::string& key : keys) {
+    const std::string value = absl::StrCat("value ", i++);
+    EXPECT_EQ(Put(key, value), 200) << key;
+    std::string body;
+    EXPECT_EQ(Get(key, &body), 200) << key;
+    EXPECT_EQ(body, value);
+  }
+  EXPECT_EQ(Get("/kv/sccache/a/b/c/other"), 404);
+  EXPECT_EQ(Get("/kv/other/.sccache_check"), 404);  // Namespaces differ.
+  EXPECT_EQ(Put("/kv/ns/" + std::string(kMaxKvKeyBytes, 'k'), "v"), 400);
+  EXPECT_EQ(Put("/kv/ns/k", "first"), 200);  // A PUT replaces the value.
+  EXPECT_EQ(Put("/kv/ns/k", "second"), 200);
+  std::string body;
+  EXPECT_EQ(Get("/kv/ns/k", &body), 200);
+  EXPECT_EQ(body, "second");
+}
+
+TEST_F(HttpCacheTest, ActionResultsAreValidatedAndComplete) {
+  const std::string action = cas::Digest::OfData("action").hash();
+  EXPECT_EQ(Put("/ac/" + action, "not a proto \xff\xff"), 400);
+
+  const std::string out = "compiled object";
+  actioncache::ActionResult result;
+  auto* file = result.add_output_files();
+  file->set_path("bazel-out/a.o");
+  file->mutable_digest()->set_hash(cas::Digest::OfData(out).hash());
+  file->mutable_digest()->set_size_bytes(static_cast<int64_t>(out.size()));
+  result.set_exit_code(0);
+
+  actioncache::ActionResult bad = result;
+  bad.mutable_output_files(0)->set_path("/abs/a.o");
+  EXPECT_EQ(Put("/ac/" + action, bad.SerializeAsString()), 400);
+
+  EXPECT_EQ(Put("/ac/" + action, result.SerializeAsString()), 200);
+  EXPECT_EQ(Get("/ac/" + action), 404);  // Its output is not in the CAS.
+  EXPECT_EQ(Put("/cas/" + file->digest().hash(), out), 200);
+  std::string body;
+  ASSERT_EQ(Get("/ac/" + action, &body), 200);
+  actioncache::ActionResult got;
+  ASSERT_TRUE(got.ParseFromString(body));
+  EXPECT_EQ(got.output_files(0).path(), "bazel-out/a.o");
+  EXPECT_EQ(Get("/other/ac/" + action), 404);  // Per instance.
+}
+
+TEST_F(HttpCacheTest, AuthBearerBasicAndReadOnly) {
+  auto auth = MakeAuthorizer(rpc::Access::kNone);
+  HttpCacheOptions options;
+  options.authorizer = auth.get();
+  Start(options);
+  const httplib::Headers rw = {{"Authorization", absl::StrCat("Bearer ", kRw)}};
+  const httplib::Headers ro = {{"Authorization", absl::StrCat("Bearer ", kRo)}};
+  const httplib::Headers basic = {
+      {"Authorization",
+       "Basic " + absl::Base64Escape(absl::StrCat("gradle:", kRw))}};
+  const httplib::Headers wrong = {
+      {"Authorization", "Bearer wrong-token-0123456789abcdef"}};
+  EXPECT_EQ(Get("/kv/ns/k"), 401);
+  EXPECT_EQ(Put("/kv/ns/k", "v"), 401);
+  EXPECT_EQ(Put("/kv/ns/k", "v", wrong), 401);
+  EXPECT_EQ(Put("/kv/ns/k", "v", ro), 403);
+  EXPECT_EQ(Put("/kv/ns/k", "v", basic), 200);
+  EXPECT_EQ(Get("/kv/ns/k", nullptr, ro), 200);
+  EXPECT_EQ(Get("/kv/ns/k", nullptr, rw), 200);
+
+  HttpCacheOptions read_only;
+  read_only.read_only = true;
+  Start(read_only);
+  EXPECT_EQ(Put("/kv/ns/k2", "v"), 403);
+  EXPECT_EQ(Get("/kv/ns/k"), 200);
+}
+
+TEST_F(HttpCacheTest, SizeLimitAndMetrics) {
+  rpc::Registry registry;
+  HttpCacheOptions options;
+  options.max_blob_size_bytes = 1000;
+  options.metrics = &registry;
+  Start(options);
+  EXPECT_EQ(Put("/kv/ns/big", std::string(2000, 'x')), 413);
+  EXPECT_EQ(PutChunked("/kv/ns/big", std::string(2000, 'x')), 413);
+  EXPECT_EQ(Get("/kv/ns/big"), 404);
+  EXPECT_EQ(Put("/kv/ns/small", "ok"), 200);
+  EXPECT_EQ(Get("/kv/ns/small"), 200);
+  const std::string text = registry.Render();
+  EXPECT_THAT(text, HasSubstr("cairn_http_requests_total{route=\"kv\","
+                              "method=\"PUT\",code=\"413\"} 2"));
+  EXPECT_THAT(text, HasSubstr("cairn_http_requests_total{route=\"kv\","
+                              "method=\"GET\",code=\"200\"} 1"));
+  EXPECT_THAT(text, HasSubstr("cairn_http_sent_bytes_total{route=\"kv\"} 2"));
+}
+
+TEST(HttpPathTest, ParsesRoutes) {
+  const std::string h(64, 'a');
+  auto cas = ParseCachePath("/cas/" + h);
+  ASSERT_TRUE(cas.ok());
+  EXPECT_EQ(cas->route, CachePath::Route::kCas);
+  EXPECT_EQ(cas->instance, "");
+  auto ac = ParseCachePath("/x/y/ac/" + h);
+  ASSERT_TRUE(ac.ok());
+  EXPECT_EQ(ac->route, CachePath::Route::kAc);
+  EXPECT_EQ(ac->instance, "x/y");
+  auto kv = ParseCachePath("/kv/ns/a/b/../c");
+  ASSERT_TRUE(kv.ok());
+  EXPECT_EQ(kv->key, "ns/a/b/../c");
+  for (const std::string& bad : std::vector<std::string>{
+           std::string("cas/") + h, "/cas/" + h.substr(1), "/cas/" + h + "A",
+           "/a//cas/" + h, "/../cas/" + h, "/blobs/cas/" + h, "/kv/", "/kv/ns",
+           "/kv/ns/", "/kv//k", std::string("/kv/ns/a\0b", 10)}) {
+    auto parsed = ParseCachePath(bad);
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+  for (const std::string& missing :
+       std::vector<std::string>{"/", "/cas", "/foo/" + h, "/ac"}) {
+    EXPECT_EQ(ParseCachePath(missing).status().code(),
+              absl::StatusCode::kNotFound)
+        << missing;
+  }
+}
+
+}  // namespace
+}  // namespace cairn::http

@@ -1,0 +1,3 @@
+module example.com/gokeys
+
+go 1.22
