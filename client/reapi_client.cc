@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "cas/resource_name.h"
+#include "cas/zstd_codec.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -35,6 +37,9 @@ constexpr int64_t kChunkSize = 1024 * 1024;
 // Room left in a batch request for per-blob framing and the digests.
 constexpr int64_t kBatchHeadroom = 64 * 1024;
 constexpr int kMaxMessageSize = 64 * 1024 * 1024;
+// Smaller batch uploads are sent as they are: a zstd frame costs ~10 bytes
+// and the saving on a few hundred bytes is not worth the CPU.
+constexpr int64_t kMinCompressSize = 512;
 
 absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
   if (s.ok()) {
@@ -167,8 +172,16 @@ class GrpcReapiClient final : public ReapiClient {
   absl::Status UploadBlob(const cas::Digest& digest,
                           const ChunkSource& source) override;
   absl::Status ReadBlob(const cas::Digest& digest, ChunkSink sink) override;
+  bool CompressesReads() override { return UseZstd(/*batch_update=*/false); }
+  WireCounters Counters() const override {
+    return {received_.load(), received_plain_.load(), sent_.load(),
+            sent_plain_.load()};
+  }
 
  private:
+  // Returns true when blobs may travel zstd-compressed: through ByteStream
+  // and BatchReadBlobs (`batch_update` false) or in BatchUpdateBlobs (true).
+  bool UseZstd(bool batch_update);
   // Fills a context with the deadline and headers of one attempt.
   void Prepare(grpc::ClientContext& ctx) const;
   // Runs `attempt` until it succeeds, fails with a non-retryable code, or
@@ -187,6 +200,11 @@ class GrpcReapiClient final : public ReapiClient {
   std::unique_ptr<reapi::ContentAddressableStorage::Stub> cas_;
   std::unique_ptr<reapi::Capabilities::Stub> caps_;
   std::unique_ptr<bs::ByteStream::Stub> bytestream_;
+
+  std::atomic<int64_t> received_{0};
+  std::atomic<int64_t> received_plain_{0};
+  std::atomic<int64_t> sent_{0};
+  std::atomic<int64_t> sent_plain_{0};
 
   mutable absl::Mutex mu_;
   bool have_caps_ ABSL_GUARDED_BY(mu_) = false;
@@ -244,6 +262,20 @@ absl::StatusOr<reapi::CacheCapabilities> GrpcReapiClient::GetCapabilities() {
   have_caps_ = true;
   caps_cache_ = resp.cache_capabilities();
   return caps_cache_;
+}
+
+bool GrpcReapiClient::UseZstd(bool batch_update) {
+  if (!options_.compression) {
+    return false;
+  }
+  absl::StatusOr<reapi::CacheCapabilities> caps = GetCapabilities();
+  if (!caps.ok()) {
+    return false;
+  }
+  const auto& list = batch_update ? caps->supported_batch_update_compressors()
+                                  : caps->supported_compressors();
+  return std::find(list.begin(), list.end(), reapi::Compressor::ZSTD) !=
+         list.end();
 }
 
 absl::StatusOr<int64_t> GrpcReapiClient::BatchLimit() {
@@ -371,6 +403,16 @@ absl::Status GrpcReapiClient::BatchUpload(const cas::Digest& digest,
     }
     data->append(*chunk);
   }
+  const int64_t plain = static_cast<int64_t>(data->size());
+  if (plain >= kMinCompressSize && UseZstd(/*batch_update=*/true)) {
+    std::string packed;
+    if (cas::ZstdCompressor().Compress(*data, /*last=*/true, &packed).ok() &&
+        packed.size() < data->size()) {
+      *data = std::move(packed);
+      item->set_compressor(reapi::Compressor::ZSTD);
+    }
+  }
+  const int64_t wire = static_cast<int64_t>(data->size());
   reapi::BatchUpdateBlobsResponse resp;
   absl::Status s = WithRetry([&] {
     grpc::ClientContext ctx;
@@ -387,6 +429,8 @@ absl::Status GrpcReapiClient::BatchUpload(const cas::Digest& digest,
                            absl::StrCat("upload ", digest.ToString()));
     }
   }
+  sent_.fetch_add(wire);
+  sent_plain_.fetch_add(plain);
   return absl::OkStatus();
 }
 
@@ -397,13 +441,19 @@ absl::Status GrpcReapiClient::StreamUpload(const cas::Digest& digest,
 
 absl::Status GrpcReapiClient::StreamUploadOnce(const cas::Digest& digest,
                                                const ChunkSource& source) {
+  const bool zstd = UseZstd(/*batch_update=*/false);
+  std::unique_ptr<cas::ZstdCompressor> compressor;
+  if (zstd) {
+    compressor = std::make_unique<cas::ZstdCompressor>();
+  }
   grpc::ClientContext ctx;
   Prepare(ctx);
   bs::WriteResponse resp;
   std::unique_ptr<grpc::ClientWriter<bs::WriteRequest>> writer =
       bytestream_->Write(&ctx, &resp);
   const std::string what = absl::StrCat("ByteStream Write ", digest.ToString());
-  int64_t offset = 0;
+  int64_t offset = 0;  // Uncompressed bytes read from the source.
+  int64_t sent = 0;    // Bytes sent (compressed when compressing).
   bool first = true;
   while (offset < digest.size_bytes()) {
     absl::StatusOr<std::string> chunk =
@@ -415,25 +465,48 @@ absl::Status GrpcReapiClient::StreamUploadOnce(const cas::Digest& digest,
                  ? absl::DataLossError(absl::StrCat(what, ": short source"))
                  : chunk.status();
     }
+    offset += chunk->size();
+    const bool last = offset >= digest.size_bytes();
     bs::WriteRequest req;
+    if (compressor != nullptr) {
+      if (absl::Status s = compressor->Compress(*chunk, last,
+                                                req.mutable_data());
+          !s.ok()) {
+        ctx.TryCancel();
+        writer->Finish().ok();
+        return s;
+      }
+    } else {
+      *req.mutable_data() = *std::move(chunk);
+    }
+    if (req.data().empty() && !last) {
+      continue;  // The compressor kept it all; nothing to send yet.
+    }
     if (first) {
-      req.set_resource_name(cas::MakeWriteResourceName(options_.instance_name,
-                                                       NewUuid(), digest));
+      req.set_resource_name(cas::MakeWriteResourceName(
+          options_.instance_name, NewUuid(), digest,
+          zstd ? cas::Compressor::kZstd : cas::Compressor::kIdentity));
       first = false;
     }
-    req.set_write_offset(offset);
-    offset += chunk->size();
-    req.set_finish_write(offset >= digest.size_bytes());
-    *req.mutable_data() = *std::move(chunk);
+    req.set_write_offset(sent);
+    sent += req.data().size();
+    req.set_finish_write(last);
     if (!writer->Write(req)) {
       break;  // The server ended the call (maybe: already present); see Finish.
     }
   }
   writer->WritesDone();
   absl::Status s = FromGrpc(writer->Finish(), what);
-  if (s.ok() && resp.committed_size() != digest.size_bytes()) {
+  // A compressed upload of a blob the server already has may end with -1.
+  const int64_t done = resp.committed_size();
+  if (s.ok() && done != (zstd ? sent : digest.size_bytes()) &&
+      !(zstd && (done == -1 || done == digest.size_bytes()))) {
     return absl::DataLossError(absl::StrCat(what, ": server committed ",
                                             resp.committed_size(), " bytes"));
+  }
+  if (s.ok()) {
+    sent_.fetch_add(sent);
+    sent_plain_.fetch_add(offset);
   }
   return s;
 }
@@ -467,6 +540,9 @@ absl::StatusOr<std::string> GrpcReapiClient::BatchRead(
   req.set_instance_name(options_.instance_name);
   req.set_digest_function(reapi::DigestFunction::SHA256);
   *req.add_digests() = ToProto(digest);
+  if (UseZstd(/*batch_update=*/false)) {
+    req.add_acceptable_compressors(reapi::Compressor::ZSTD);
+  }
   reapi::BatchReadBlobsResponse resp;
   absl::Status s = WithRetry([&] {
     grpc::ClientContext ctx;
@@ -487,39 +563,86 @@ absl::StatusOr<std::string> GrpcReapiClient::BatchRead(
     return FromRpcStatus(r->status(),
                          absl::StrCat("cas blob ", digest.ToString()));
   }
+  received_.fetch_add(static_cast<int64_t>(r->data().size()));
+  received_plain_.fetch_add(digest.size_bytes());
+  if (r->compressor() == reapi::Compressor::ZSTD) {
+    absl::StatusOr<std::string> plain =
+        cas::ZstdDecompressAll(r->data(), digest.size_bytes());
+    if (!plain.ok()) {
+      return absl::DataLossError(absl::StrCat(
+          "cas blob ", digest.ToString(), ": ", plain.status().message()));
+    }
+    return plain;
+  }
+  if (r->compressor() != reapi::Compressor::IDENTITY) {
+    return absl::DataLossError(absl::StrCat(
+        "cas blob ", digest.ToString(), ": answered with compressor ",
+        reapi::Compressor::Value_Name(r->compressor()), " not asked for"));
+  }
   return std::move(*r->mutable_data());
 }
 
 absl::Status GrpcReapiClient::StreamRead(const cas::Digest& digest,
                                          ChunkSink sink) {
+  const bool zstd = UseZstd(/*batch_update=*/false);
   cas::Sha256Hasher hasher;
   const std::string what = absl::StrCat("ByteStream Read ", digest.ToString());
+  absl::Status last_error;
   absl::Status s = WithRetry([&]() -> absl::Status {
+    if (zstd && hasher.bytes() > 0) {
+      // A compressed stream cannot resume mid-frame; the sink has bytes.
+      return absl::AbortedError(absl::StrCat(
+          what, ": compressed read broke off after ", hasher.bytes(),
+          " bytes: ", last_error.message()));
+    }
     grpc::ClientContext ctx;
     Prepare(ctx);
     bs::ReadRequest req;
-    req.set_resource_name(
-        cas::MakeReadResourceName(options_.instance_name, digest));
+    req.set_resource_name(cas::MakeReadResourceName(
+        options_.instance_name, digest,
+        zstd ? cas::Compressor::kZstd : cas::Compressor::kIdentity));
     req.set_read_offset(hasher.bytes());  // Resume where a retry left off.
     std::unique_ptr<grpc::ClientReader<bs::ReadResponse>> reader =
         bytestream_->Read(&ctx, req);
+    std::unique_ptr<cas::ZstdDecompressor> decompressor;
+    if (zstd) {
+      decompressor = std::make_unique<cas::ZstdDecompressor>();
+    }
     bs::ReadResponse resp;
+    std::string plain;
     absl::Status sink_status;
     while (sink_status.ok() && reader->Read(&resp)) {
-      if (hasher.bytes() + static_cast<int64_t>(resp.data().size()) >
-          digest.size_bytes()) {
+      received_.fetch_add(static_cast<int64_t>(resp.data().size()));
+      const int64_t room = digest.size_bytes() - hasher.bytes();
+      absl::string_view data = resp.data();
+      if (decompressor != nullptr) {
+        plain.clear();
+        sink_status = decompressor->Decompress(data, room, &plain);
+        if (!sink_status.ok()) {
+          sink_status = absl::DataLossError(
+              absl::StrCat(what, ": ", sink_status.message()));
+          break;
+        }
+        data = plain;
+      } else if (static_cast<int64_t>(data.size()) > room) {
         sink_status = absl::DataLossError(absl::StrCat(what, ": too long"));
         break;
       }
-      hasher.Update(resp.data());
-      sink_status = sink(resp.data());
+      hasher.Update(data);
+      received_plain_.fetch_add(static_cast<int64_t>(data.size()));
+      sink_status = sink(data);
     }
     if (!sink_status.ok()) {
       ctx.TryCancel();
       reader->Finish().ok();
       return sink_status;
     }
-    return FromGrpc(reader->Finish(), what);
+    last_error = FromGrpc(reader->Finish(), what);
+    if (last_error.ok() && decompressor != nullptr &&
+        !decompressor->AtFrameEnd()) {
+      return absl::DataLossError(absl::StrCat(what, ": truncated zstd data"));
+    }
+    return last_error;
   });
   if (!s.ok()) {
     return s;

@@ -10,6 +10,14 @@
 // BatchUpdateBlobs / BatchReadBlobs; larger ones through ByteStream, streamed
 // in chunks so no call holds a large blob twice.
 //
+// Compression: when the server advertises zstd (Capabilities
+// supported_compressors; supported_batch_update_compressors for batch
+// uploads) and `compression` is on, blobs travel zstd-compressed: ByteStream
+// "compressed-blobs/zstd" reads and writes, BatchReadBlobs with
+// acceptable_compressors, BatchUpdateBlobs items with compressor ZSTD (only
+// when that makes them smaller). Digests and their checks stay on the
+// uncompressed bytes.
+//
 // Only SHA-256 is spoken. No gRPC types appear here; messages are the REAPI
 // protobuf types.
 //
@@ -56,6 +64,17 @@ struct ReapiClientOptions {
   std::string tool_name = "cairn";
   // Batch limit assumed when the server advertises none.
   int64_t default_batch_limit = 4 * 1024 * 1024 - 64 * 1024;
+  // Use zstd on the wire when the server advertises it.
+  bool compression = true;
+};
+
+// Blob payload bytes that crossed the wire (compressed size when compressed)
+// and the uncompressed bytes they carried.
+struct WireCounters {
+  int64_t received = 0;
+  int64_t received_plain = 0;
+  int64_t sent = 0;
+  int64_t sent_plain = 0;
 };
 
 // Parses "name=value" (also "name: value") into a header pair, lowercasing
@@ -110,6 +129,14 @@ class ReapiClient {
   // mismatch; the sink has then seen bad bytes and must discard them).
   // NOT_FOUND when absent.
   virtual absl::Status ReadBlob(const cas::Digest& digest, ChunkSink sink) = 0;
+
+  // Returns the blob bytes moved so far (ReadBlob and UploadBlob).
+  virtual WireCounters Counters() const = 0;
+
+  // Returns true when ReadBlob moves bytes zstd-compressed (compression on
+  // and advertised by the server); false also when capabilities cannot be
+  // read.
+  virtual bool CompressesReads() = 0;
 };
 
 // Returns a client for `options.target`. INVALID_ARGUMENT for a malformed

@@ -272,8 +272,11 @@ struct Metrics {
   rpc::Family<rpc::Counter>* bytes_out;
 };
 
-// The reading side of a download: one BlobReader, read sequentially.
+// The reading side of a download: one BlobReader, read sequentially and
+// reopened at the requested offset for a Range request.
 struct Download {
+  cas::BlobStore* store = nullptr;
+  cas::Digest digest;
   std::unique_ptr<cas::BlobReader> reader;
   size_t position = 0;
   std::string buf;
@@ -452,12 +455,14 @@ void HttpCacheImpl::HandleGet(const httplib::Request& req,
   if (status.ok()) {
     status = Get(*path, req.method == "HEAD", res);
   }
-  if (status.ok()) {
-    res.status = 200;
-  } else {
+  if (!status.ok()) {
     SetError(res, status);
   }
-  Record(path.ok() ? RouteName(path->route) : "other", req, res.status, start);
+  // On success httplib sets the code after this returns: 206 for a Range
+  // request (it then serves only the ranges), else 200.
+  const int code = res.status != -1 ? res.status
+                                     : (req.ranges.empty() ? 200 : 206);
+  Record(path.ok() ? RouteName(path->route) : "other", req, code, start);
 }
 
 absl::Status HttpCacheImpl::Get(const CachePath& path, bool head,
@@ -537,6 +542,8 @@ absl::Status HttpCacheImpl::ServeBlob(const cas::Digest& digest, bool head,
     return reader.status();
   }
   auto download = std::make_shared<Download>();
+  download->store = options_.store;
+  download->digest = digest;
   download->reader = *std::move(reader);
   if (metrics_) {
     download->bytes_out = metrics_->bytes_out->WithLabels({std::string(route)});
@@ -544,8 +551,15 @@ absl::Status HttpCacheImpl::ServeBlob(const cas::Digest& digest, bool head,
   res.set_content_provider(
       size, kOctets,
       [download](size_t offset, size_t length, httplib::DataSink& sink) {
-        if (offset != download->position) {
-          return false;  // Only sequential reads (no Range support).
+        if (offset != download->position) {  // A Range request.
+          absl::StatusOr<std::unique_ptr<cas::BlobReader>> reopened =
+              download->store->OpenRead(download->digest,
+                                        static_cast<int64_t>(offset));
+          if (!reopened.ok()) {
+            return false;
+          }
+          download->reader = *std::move(reopened);
+          download->position = offset;
         }
         download->buf.resize(std::min(length, kChunk));
         absl::StatusOr<size_t> n =

@@ -21,10 +21,10 @@
 // password (or, without one, user name) is a token from the same tokens
 // file as gRPC (rpc/auth.h).
 //
-// Bodies stream both ways in fixed-size chunks: a PUT whose digest is known
-// up front (cas with Content-Length) goes straight into a BlobWriter; other
-// bodies over 1 MiB, and chunked ones, are spooled to an unlinked temporary
-// file while hashed, then copied into the store. Connections are served by
+// Bodies stream both ways in fixed-size chunks (GET honours Range: 206): a
+// PUT whose digest is known up front (cas with Content-Length) goes straight
+// into a BlobWriter; other bodies over 1 MiB, and chunked ones, are spooled
+// to an unlinked temporary file while hashed, then copied into the store. Connections are served by
 // a fixed pool of threads with keep-alive; when all are busy, accepted
 // connections wait in a bounded queue and then in the kernel's backlog.
 //

@@ -22,9 +22,21 @@ build_peer() {  # build_peer NAME MODULE VERSION PACKAGE
   (
     cd "$src"
     go mod init "cairn.peers/$name" >/dev/null 2>&1
-    GOFLAGS=-mod=mod go get "$module@$version" >/dev/null 2>&1
+    GOFLAGS=-mod=mod go get "$package@$version" >/dev/null 2>&1
     go build -o "$peers/bin/$name" "$package"
   ) || echo "install-peers: could not build $name; its tests will be skipped" >&2
 }
 build_peer bazel-remote github.com/buchgr/bazel-remote/v2 v2.6.2 \
   github.com/buchgr/bazel-remote/v2
+# Network emulation for bench/go_builds.sh --profile and the misbehaving-remote
+# test: latency, bandwidth, timeout, slow_close and reset_peer toxics, driven
+# through its HTTP API.
+build_peer toxiproxy-server github.com/Shopify/toxiproxy/v2 v2.12.0 \
+  github.com/Shopify/toxiproxy/v2/cmd/server
+# The GOCACHEPROG peer in bench/go_builds.sh: go-cacher (the GOCACHEPROG) and
+# go-cacher-server (its HTTP server).
+build_peer go-cacher github.com/bradfitz/go-tool-cache \
+  v0.0.0-20260722201841-0bb331e19f64 github.com/bradfitz/go-tool-cache/cmd/go-cacher
+build_peer go-cacher-server github.com/bradfitz/go-tool-cache \
+  v0.0.0-20260722201841-0bb331e19f64 \
+  github.com/bradfitz/go-tool-cache/cmd/go-cacher-server

@@ -15,6 +15,16 @@
 #   both:    go_cacheprog_* - they drive the real go command against
 #            bazel-remote/cairn-server and need tools/install-peers.sh (network
 #            and time); tools/test.sh runs them on the Release build.
+#            go_keys - the real go command against cairn-server for ~85 s,
+#            mostly compiling the standard library; its code (parser, diff,
+#            records) runs under ASan in gocacheprog_keys_test and
+#            gocachehash_fuzz; tools/test.sh runs it on the Release build.
+#            go_traps - the real go command against cairn-server (2-4 min,
+#            mostly compiling); remote_faults - toxiproxy between the shim and
+#            cairn-server, with answer-time bounds a sanitizer build may miss
+#            on a loaded machine. Both run on the Release build in
+#            tools/test.sh; the shim code they drive runs under the
+#            sanitizers in gocacheprog_shim_test and reapi_client_test.
 #   thread:  fuzz targets are not built (libFuzzer needs clang + ASan).
 # A test excluded by a label is listed in CAIRN_SANITIZE_EXCLUDE_LABELS_<KIND>.
 #
@@ -118,7 +128,7 @@ for kind in "${kinds[@]}"; do
     upper=$(echo "$kind" | tr a-z A-Z)
     exclude_var="CAIRN_SANITIZE_EXCLUDE_$upper"
     labels_var="CAIRN_SANITIZE_EXCLUDE_LABELS_$upper"
-    select=(-E "${!exclude_var:-^go_cacheprog_}")
+    select=(-E "${!exclude_var:-^go_cacheprog_|^go_keys\$|^go_traps\$|^remote_faults\$}")
     if [ -n "${!labels_var:-}" ]; then
       select+=(-LE "${!labels_var}")
     fi

@@ -115,10 +115,26 @@ absl::Status CheckBatchRead(const v2::BatchReadBlobsRequest& request,
   return absl::OkStatus();
 }
 
-// Fills `item` for `requested`. `budget` is the number of serialized bytes the
-// answer may still grow by; it is reduced by what this item adds.
+// Returns true when the client lists zstd in acceptable_compressors.
+bool AcceptsZstd(const v2::BatchReadBlobsRequest& request) {
+  for (int c : request.acceptable_compressors()) {
+    if (c == v2::Compressor::ZSTD) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Blobs smaller than this are answered uncompressed even when zstd is
+// acceptable: the frame overhead eats most of the saving.
+constexpr size_t kMinCompressSize = 512;
+
+// Fills `item` for `requested`, zstd-compressed when `zstd` and smaller.
+// `budget` is the number of serialized bytes the answer may still grow by;
+// it is reduced by what this item adds.
 void ReadOne(const v2::Digest& requested, const CasServiceOptions& options,
-             int64_t* budget, v2::BatchReadBlobsResponse::Response* item) {
+             bool zstd, int64_t* budget,
+             v2::BatchReadBlobsResponse::Response* item) {
   *item->mutable_digest() = requested;
   item->set_compressor(v2::Compressor::IDENTITY);
   absl::Status status;
@@ -132,7 +148,13 @@ void ReadOne(const v2::Digest& requested, const CasServiceOptions& options,
   } else {
     absl::StatusOr<std::string> data = options.store->Read(*digest);
     status = data.status();
-    if (data.ok()) {
+    std::string packed;
+    if (data.ok() && zstd && data->size() >= kMinCompressSize &&
+        ZstdCompressor().Compress(*data, /*last=*/true, &packed).ok() &&
+        packed.size() < data->size()) {
+      item->set_compressor(v2::Compressor::ZSTD);
+      item->set_data(std::move(packed));
+    } else if (data.ok()) {
       item->set_data(*std::move(data));
     }
   }
@@ -338,8 +360,9 @@ class CasService final : public v2::ContentAddressableStorage::CallbackService {
         .Validate([&] { return CheckBatchRead(*request, options_); })
         .RunOnPool([this, request, response] {
           int64_t budget = options_.max_message_bytes;
+          const bool zstd = AcceptsZstd(*request);
           for (const v2::Digest& d : request->digests()) {
-            ReadOne(d, options_, &budget, response->add_responses());
+            ReadOne(d, options_, zstd, &budget, response->add_responses());
           }
           return absl::OkStatus();
         });

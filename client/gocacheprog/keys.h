@@ -137,7 +137,10 @@ ExplainReport Explain(absl::Span<const GoAction> local,
 
 // Renders the report as text (side by side, one diagnosis line per cause)
 // or as one JSON document.
-std::string RenderText(const ExplainReport& report, absl::string_view machine);
+// Text: a header line, one summary line per kind of cause when there are
+// several findings, then the first `max_findings` findings in full.
+std::string RenderText(const ExplainReport& report, absl::string_view machine,
+                       size_t max_findings = 20);
 std::string RenderJson(const ExplainReport& report, absl::string_view machine);
 
 }  // namespace cairn::client::gocacheprog

@@ -521,41 +521,94 @@ ExplainReport Explain(absl::Span<const GoAction> local,
   return e.Run(local);
 }
 
-std::string RenderText(const ExplainReport& report, absl::string_view machine) {
+namespace {
+
+// One line per kind of cause (code, plus the subject where it names a
+// variable or flag rather than a path), most frequent first.
+std::string Summary(const ExplainReport& report) {
+  struct Group {
+    size_t count = 0;
+    const Finding* first = nullptr;
+    const Diagnosis* diagnosis = nullptr;
+  };
+  std::vector<std::pair<std::string, Group>> groups;
+  for (const Finding& f : report.findings) {
+    for (const Diagnosis& d : f.diagnoses) {
+      const bool by_path = d.code == "trimpath" || d.code == "source_file" ||
+                           d.code == "test_file" || d.code == "dependency";
+      const std::string key =
+          by_path ? d.code : absl::StrCat(d.code, " ", d.subject);
+      auto it = std::find_if(groups.begin(), groups.end(),
+                             [&](const auto& g) { return g.first == key; });
+      if (it == groups.end()) {
+        groups.push_back({key, Group{0, &f, &d}});
+        it = groups.end() - 1;
+      }
+      ++it->second.count;
+    }
+  }
+  std::stable_sort(groups.begin(), groups.end(), [](const auto& a,
+                                                    const auto& b) {
+    return a.second.count > b.second.count;
+  });
+  std::string out;
+  for (const auto& [key, g] : groups) {
+    absl::StrAppend(&out, "  ", g.count, " x ", key, " (e.g. ", g.first->kind,
+                    " ", g.first->package, "): ", g.diagnosis->message, "\n");
+  }
+  return out;
+}
+
+std::string RenderFinding(const Finding& f, size_t n,
+                          absl::string_view machine) {
+  std::string out = absl::StrCat(
+      "\n[", n, "] ", f.kind, " ", f.package, ": ", f.local_id.substr(0, 12),
+      " here (", machine, "), ", f.recorded.id.substr(0, 12), " on ",
+      QuoteForDisplay(f.recorded.machine), " (recorded ",
+      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", f.recorded.time,
+                       absl::UTCTimeZone()),
+      ")\n");
+  for (const InputDiff& d : f.diffs) {
+    const std::string l = QuoteForDisplay(Value(d.local));
+    const std::string r = QuoteForDisplay(Value(d.recorded));
+    const size_t at = FirstDifference(l, r);
+    absl::StrAppend(&out, "    ", d.key, "\n      here:  ", Excerpt(l, at, 100),
+                    "\n      there: ", Excerpt(r, at, 100), "\n");
+  }
+  for (const Diagnosis& g : f.diagnoses) {
+    absl::StrAppend(&out, "  diagnosis (", g.code, "): ", g.message, "\n");
+  }
+  if (!f.dependents.empty()) {
+    const size_t shown = std::min<size_t>(f.dependents.size(), 5);
+    absl::StrAppend(
+        &out, "  also missing because of it: ",
+        absl::StrJoin(f.dependents.begin(), f.dependents.begin() + shown, ", "),
+        f.dependents.size() > shown
+            ? absl::StrCat(" (+", f.dependents.size() - shown, " more)")
+            : "",
+        "\n");
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string RenderText(const ExplainReport& report, absl::string_view machine,
+                       size_t max_findings) {
   std::string out = absl::StrCat(
       "keys explain: ", report.actions, " actions, ", report.with_record,
       " with a record, ", report.differing, " differ; ",
       report.findings.size(), " root cause(s)\n");
-  for (size_t i = 0; i < report.findings.size(); ++i) {
-    const Finding& f = report.findings[i];
-    absl::StrAppend(&out, "\n[", i + 1, "] ", f.kind, " ", f.package, ": ",
-                    f.local_id.substr(0, 12), " here (", machine, "), ",
-                    f.recorded.id.substr(0, 12), " on ",
-                    QuoteForDisplay(f.recorded.machine), " (recorded ",
-                    absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", f.recorded.time,
-                                     absl::UTCTimeZone()),
-                    ")\n");
-    for (const InputDiff& d : f.diffs) {
-      const std::string l = QuoteForDisplay(Value(d.local));
-      const std::string r = QuoteForDisplay(Value(d.recorded));
-      const size_t at = FirstDifference(l, r);
-      absl::StrAppend(&out, "    ", d.key, "\n      here:  ", Excerpt(l, at, 100),
-                      "\n      there: ", Excerpt(r, at, 100), "\n");
-    }
-    for (const Diagnosis& g : f.diagnoses) {
-      absl::StrAppend(&out, "  diagnosis (", g.code, "): ", g.message, "\n");
-    }
-    if (!f.dependents.empty()) {
-      const size_t shown = std::min<size_t>(f.dependents.size(), 5);
-      absl::StrAppend(
-          &out, "  also missing because of it: ",
-          absl::StrJoin(f.dependents.begin(), f.dependents.begin() + shown,
-                        ", "),
-          f.dependents.size() > shown
-              ? absl::StrCat(" (+", f.dependents.size() - shown, " more)")
-              : "",
-          "\n");
-    }
+  if (report.findings.size() > 1) {
+    absl::StrAppend(&out, Summary(report));
+  }
+  const size_t shown = std::min(report.findings.size(), max_findings);
+  for (size_t i = 0; i < shown; ++i) {
+    absl::StrAppend(&out, RenderFinding(report.findings[i], i + 1, machine));
+  }
+  if (shown < report.findings.size()) {
+    absl::StrAppend(&out, "\n(", report.findings.size() - shown,
+                    " more root causes not shown; --json lists all)\n");
   }
   return out;
 }

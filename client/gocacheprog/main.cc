@@ -74,6 +74,13 @@ ABSL_FLAG(std::string, prefetch_scope, "",
 ABSL_FLAG(int64_t, prefetch_max_bytes, int64_t{2} << 30,
           "Most body bytes one run prefetches (also at most "
           "--local_max_size / 2). Env: CAIRN_PREFETCH_MAX_BYTES.");
+ABSL_FLAG(absl::Duration, get_budget, absl::Seconds(2),
+          "Longest a get waits for the remote before answering a miss; "
+          "bodies expected (measured round trip and rate) to arrive later "
+          "are not fetched. 0: no budget. Env: CAIRN_GET_BUDGET.");
+ABSL_FLAG(bool, zstd, true,
+          "Move bodies zstd-compressed when the remote advertises it "
+          "(verified after decompression). Env: CAIRN_ZSTD.");
 ABSL_FLAG(bool, v, false, "Log every request to stderr. Env: CAIRN_VERBOSE.");
 ABSL_FLAG(std::string, machine, "",
           "keys: the machine label stored with records (default: the host "
@@ -111,6 +118,8 @@ bool ApplyEnvironment() {
       {"prefetch", "CAIRN_PREFETCH"},
       {"prefetch_scope", "CAIRN_PREFETCH_SCOPE"},
       {"prefetch_max_bytes", "CAIRN_PREFETCH_MAX_BYTES"},
+      {"get_budget", "CAIRN_GET_BUDGET"},
+      {"zstd", "CAIRN_ZSTD"},
       {"v", "CAIRN_VERBOSE"},
       {"machine", "CAIRN_MACHINE"},
       {"keys_scope", "CAIRN_KEYS_SCOPE"},
@@ -206,6 +215,7 @@ absl::StatusOr<cairn::client::ReapiClientOptions> ClientOptions(
   o.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   o.timeout = absl::GetFlag(FLAGS_timeout);
   o.max_attempts = 2;  // Fail fast: the breaker handles longer outages.
+  o.compression = absl::GetFlag(FLAGS_zstd);
   o.tool_name = "cairn-gocacheprog";
   for (const std::string& h : headers) {
     auto parsed = cairn::client::ParseHeader(h);
@@ -375,6 +385,7 @@ int main(int argc, char** argv) {
   ShimOptions options;
   options.read_only = absl::GetFlag(FLAGS_read_only);
   options.flush_timeout = absl::GetFlag(FLAGS_flush_timeout);
+  options.get_budget = absl::GetFlag(FLAGS_get_budget);
   options.verbose = absl::GetFlag(FLAGS_v);
   options.remote_name = absl::GetFlag(FLAGS_remote);
   options.prefetch = absl::GetFlag(FLAGS_prefetch);
@@ -387,7 +398,13 @@ int main(int argc, char** argv) {
   cairn::client::gocacheprog::Shim shim(local->get(), remote->get(), options);
   absl::Status s = shim.Run(STDIN_FILENO, STDOUT_FILENO);
   if (absl::GetFlag(FLAGS_stats)) {
-    std::fprintf(stderr, "%s\n", shim.stats().Summary().c_str());
+    const cairn::client::WireCounters w =
+        *remote != nullptr ? (*remote)->Counters()
+                           : cairn::client::WireCounters{};
+    std::fprintf(stderr, "%s wire_down=%lld wire_up=%lld\n",
+                 shim.stats().Summary().c_str(),
+                 static_cast<long long>(w.received),
+                 static_cast<long long>(w.sent));
   }
   if (!s.ok()) {
     std::fprintf(stderr, "cairn-gocacheprog: %s\n", s.ToString().c_str());

@@ -56,12 +56,19 @@ class ReapiRemote final : public Remote {
   explicit ReapiRemote(std::unique_ptr<ReapiClient> client)
       : client_(std::move(client)) {}
 
-  absl::StatusOr<Entry> Get(absl::string_view action_id,
+  absl::StatusOr<Entry> Get(absl::string_view action_id, SizeGate admit,
                             BodySink sink) override {
     const cas::Digest key = GoActionKey(action_id);
+    // Inlined outputs travel uncompressed (up to the server's inline limit,
+    // 1 MiB on cairn-server): with zstd reads, one more round trip for a
+    // compressed body moves a fraction of the bytes.
     const std::string inline_files[] = {kGoOutputPath};
+    absl::Span<const std::string> ask_inline = inline_files;
+    if (client_->CompressesReads()) {
+      ask_inline = {};
+    }
     absl::StatusOr<reapi::ActionResult> result =
-        client_->GetActionResult(key, inline_files);
+        client_->GetActionResult(key, ask_inline);
     if (!result.ok()) {
       return result.status();
     }
@@ -86,6 +93,10 @@ class ReapiRemote final : public Remote {
     entry.time = md.has_worker_completed_timestamp()
                      ? FromTimestamp(md.worker_completed_timestamp())
                      : absl::Now();
+    if (!admit(entry.size)) {
+      return absl::NotFoundError(absl::StrCat("ac entry ", key.ToString(),
+                                              ": body fetch skipped"));
+    }
     absl::Status s;
     if (static_cast<int64_t>(out->contents().size()) == entry.size) {
       s = entry.size > 0 ? sink(out->contents()) : absl::OkStatus();
@@ -167,6 +178,8 @@ class ReapiRemote final : public Remote {
     r.mutable_execution_metadata()->set_worker(kWorker);
     return client_->UpdateActionResult(ManifestKey(scope), r);
   }
+
+  WireCounters Counters() const override { return client_->Counters(); }
 
  private:
   std::unique_ptr<ReapiClient> client_;

@@ -20,17 +20,21 @@
 namespace cairn::client::gocacheprog {
 
 using BodySink = absl::FunctionRef<absl::Status(absl::string_view chunk)>;
+// Told the size of a found entry before its body is fetched; returns false
+// to skip the fetch (the lookup then ends NOT_FOUND).
+using SizeGate = absl::FunctionRef<bool(int64_t size)>;
 
 class Remote {
  public:
   virtual ~Remote() = default;
 
-  // Looks up `action_id` (32 raw bytes). On a hit, streams the body into
-  // `sink` (verified against the entry's OutputID by the caller) and returns
-  // the entry. NOT_FOUND on a miss (also when the entry is unusable, e.g. not
-  // written by this program); other codes mean the remote is failing.
+  // Looks up `action_id` (32 raw bytes). On a hit, asks `admit` with the
+  // body size, then streams the body into `sink` (verified against the
+  // entry's OutputID by the caller) and returns the entry. NOT_FOUND on a
+  // miss (also when the entry is unusable, e.g. not written by this program,
+  // or `admit` refused it); other codes mean the remote is failing.
   virtual absl::StatusOr<Entry> Get(absl::string_view action_id,
-                                    BodySink sink) = 0;
+                                    SizeGate admit, BodySink sink) = 0;
 
   // Stores the body at `body_path` and then the entry for `action_id`.
   // Errors are the remote's (PERMISSION_DENIED from read-only caches).
@@ -47,6 +51,10 @@ class Remote {
   // replacing any previous one.
   virtual absl::Status PutManifest(absl::string_view scope,
                                    absl::string_view manifest) = 0;
+
+  // Returns the body bytes moved so far, as sent on the wire (compressed)
+  // and uncompressed. Zero when the remote does not count.
+  virtual WireCounters Counters() const { return {}; }
 };
 
 // The path of the single output file in ActionResults written for Go.

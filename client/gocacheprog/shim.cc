@@ -167,6 +167,49 @@ class Breaker {
   bool warned_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// Round trip and per-fetch throughput of the remote, as exponentially
+// weighted averages of what the fetches measured.
+class LinkEstimate {
+ public:
+  void AddRoundTrip(absl::Duration d) {
+    absl::MutexLock lock(&mu_);
+    rtt_ = rtt_ == absl::ZeroDuration() ? d : rtt_ * 0.8 + d * 0.2;
+  }
+  void AddTransfer(int64_t bytes, absl::Duration d) {
+    if (bytes < kMinSample || d <= absl::ZeroDuration()) {
+      return;  // Small bodies measure the round trip, not the link.
+    }
+    const double bps = static_cast<double>(bytes) / absl::ToDoubleSeconds(d);
+    absl::MutexLock lock(&mu_);
+    bps_ = bps_ == 0 ? bps : bps_ * 0.8 + bps * 0.2;
+  }
+  // Returns the expected time to fetch a body of `size` bytes once its
+  // entry is known: one more round trip plus the bytes at the measured rate
+  // (unknown rate: the round trip alone).
+  absl::Duration BodyTime(int64_t size) const {
+    absl::MutexLock lock(&mu_);
+    absl::Duration t = rtt_;
+    if (bps_ > 0) {
+      t += absl::Seconds(static_cast<double>(size) / bps_);
+    }
+    return t;
+  }
+  absl::Duration rtt() const {
+    absl::MutexLock lock(&mu_);
+    return rtt_;
+  }
+  double bytes_per_second() const {
+    absl::MutexLock lock(&mu_);
+    return bps_;
+  }
+
+ private:
+  static constexpr int64_t kMinSample = 64 * 1024;
+  mutable absl::Mutex mu_;
+  absl::Duration rtt_ ABSL_GUARDED_BY(mu_);
+  double bps_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 // Classifies a remote error as the get path does: an absent or bad entry is
 // an answer; anything else trips the breaker. Returns true for a failure.
 bool RemoteFailed(const absl::Status& s) {
@@ -185,12 +228,14 @@ std::string ShimStats::Summary() const {
       "cairn-gocacheprog: stats: gets=%d local_hits=%d remote_hits=%d "
       "misses=%d puts=%d errors=%d uploads=%d upload_failures=%d "
       "uploads_dropped=%d bytes_down=%d bytes_up=%d remote_wait=%.3fs "
-      "prefetched=%d prefetch_hits=%d prefetch_bytes=%d manifests_stored=%d",
+      "prefetched=%d prefetch_hits=%d prefetch_bytes=%d manifests_stored=%d "
+      "over_budget=%d bodies_skipped=%d rtt=%.1fms link=%.1fMB/s",
       gets.load(), local_hits.load(), remote_hits.load(), misses.load(),
       puts.load(), errors.load(), uploads.load(), upload_failures.load(),
       uploads_dropped.load(), bytes_down.load(), bytes_up.load(),
       remote_wait_ns.load() / 1e9, prefetched.load(), prefetch_hits.load(),
-      prefetch_bytes.load(), manifests_stored.load());
+      prefetch_bytes.load(), manifests_stored.load(), budget_misses.load(),
+      budget_skips.load(), rtt_us.load() / 1e3, link_bytes_per_s.load() / 1e6);
 }
 
 class Shim::Impl {
@@ -206,6 +251,8 @@ class Shim::Impl {
         uploads_(options_.upload_threads, options_.max_pending_uploads),
         prefetch_pool_(prefetch_enabled_ ? options_.prefetch_threads : 0,
                        2 * static_cast<size_t>(options_.prefetch_threads)),
+        fetch_pool_(remote_ != nullptr ? options_.workers : 0,
+                    static_cast<size_t>(options_.max_pending_requests)),
         pool_(options_.workers, options_.max_pending_requests) {}
   ~Impl() { StopPrefetch(absl::InfiniteFuture()); }
 
@@ -227,8 +274,15 @@ class Shim::Impl {
   // Fills `r` from `hit`, answers, counts and logs a hit.
   void RespondHit(const Request& req, const LocalHit& hit, bool local,
                   absl::Time start);
-  // Returns the remote hit stored locally, or nullopt (a miss).
-  std::optional<LocalHit> GetRemote(absl::string_view action_id);
+  // Fetches `action_id` from the remote into the local store, skipping a
+  // body not expected to arrive by `deadline`. Returns true when stored.
+  bool GetRemote(const std::string& action_id, absl::Time deadline);
+  // Starts a fetch of `action_id` for a get on fetch_pool_ unless one (a
+  // get's or the prefetch's) is in flight. Returns true when it started one.
+  bool StartFetch(const std::string& action_id, absl::Time deadline);
+  // Waits until no fetch of `action_id` is in flight, or `deadline`.
+  // Returns true when none is.
+  bool WaitFlight(const std::string& action_id, absl::Time deadline);
   void FinishPut(const Request& req, std::shared_ptr<BodyWriter> body,
                  absl::Status body_status);
   void QueueUpload(const std::string& action_id, const Entry& entry,
@@ -247,10 +301,7 @@ class Shim::Impl {
   // Prefetch thread: reads the manifest, queues one task per ActionID.
   void Prefetch();
   void PrefetchOne(const std::string& action_id);
-  // Marks `action_id` as being fetched; first waits while another fetch of
-  // it runs. Returns true when it had to wait.
-  bool BeginFlight(const std::string& action_id);
-  // Ends the fetch started by BeginFlight.
+  // Ends a fetch started by StartFetch or PrefetchOne.
   void EndFlight(const std::string& action_id);
   // Returns true (once) when `action_id` was stored by the prefetch.
   bool TakePrefetched(const std::string& action_id);
@@ -264,6 +315,7 @@ class Shim::Impl {
   const ShimOptions options_;
   ShimStats* const stats_;
   Breaker breaker_;
+  LinkEstimate link_;
   std::atomic<bool> upload_denied_{false};
   const bool prefetch_enabled_;
   std::atomic<bool> prefetch_stop_{false};
@@ -287,6 +339,7 @@ class Shim::Impl {
   // Declared last: destroyed first, so no task outlives the members above.
   WorkQueue uploads_;
   WorkQueue prefetch_pool_;
+  WorkQueue fetch_pool_;
   WorkQueue pool_;
 };
 
@@ -505,19 +558,29 @@ void Shim::Impl::HandleGet(const Request& req) {
   }
   std::optional<LocalHit> hit = local_->Get(req.action_id);
   bool local = hit.has_value();
-  if (!local) {
-    // Single flight: wait for a prefetch (or another get) of this id.
-    const absl::Time wait_start = absl::Now();
-    if (BeginFlight(req.action_id)) {
-      stats_->remote_wait_ns.fetch_add(
-          absl::ToInt64Nanoseconds(absl::Now() - wait_start));
+  if (!local && remote_ != nullptr) {
+    // The budget bounds the wait: a slow or hanging remote costs at most
+    // that (a fetch still running then ends by its call deadline and skips
+    // the body). A prefetch of this id in flight is waited for first.
+    const absl::Time deadline = options_.get_budget > absl::ZeroDuration()
+                                    ? start + options_.get_budget
+                                    : absl::InfiniteFuture();
+    bool mine = false;
+    bool done = true;
+    // A second round only after waiting for someone else's fetch (e.g. the
+    // prefetch) that did not store the entry.
+    for (int round = 0; round < 2 && done && !mine && !hit.has_value();
+         ++round) {
+      mine = StartFetch(req.action_id, deadline);
+      done = WaitFlight(req.action_id, deadline);
       hit = local_->Get(req.action_id);
-      local = hit.has_value();
     }
-    if (!local) {
-      hit = GetRemote(req.action_id);
+    stats_->remote_wait_ns.fetch_add(
+        absl::ToInt64Nanoseconds(absl::Now() - start));
+    local = hit.has_value() && !mine;
+    if (!done && !hit.has_value()) {
+      stats_->budget_misses.fetch_add(1);
     }
-    EndFlight(req.action_id);
   }
   if (hit.has_value()) {
     RespondHit(req, *hit, local, start);
@@ -529,37 +592,80 @@ void Shim::Impl::HandleGet(const Request& req) {
   Log(req, "miss", start);
 }
 
-std::optional<LocalHit> Shim::Impl::GetRemote(absl::string_view action_id) {
+bool Shim::Impl::StartFetch(const std::string& action_id,
+                            absl::Time deadline) {
+  {
+    absl::MutexLock lock(&flight_mu_);
+    if (in_flight_.contains(action_id)) {
+      return false;
+    }
+    in_flight_.insert(action_id);
+  }
+  bool queued = fetch_pool_.Submit(
+      [this, action_id, deadline] {
+        GetRemote(action_id, deadline);
+        EndFlight(action_id);
+      },
+      /*block=*/false);
+  if (!queued) {
+    EndFlight(action_id);  // Too many fetches still running: a miss.
+  }
+  return queued;
+}
+
+bool Shim::Impl::WaitFlight(const std::string& action_id,
+                            absl::Time deadline) {
+  absl::MutexLock lock(&flight_mu_);
+  while (in_flight_.contains(action_id)) {
+    if (flight_done_.WaitWithDeadline(&flight_mu_, deadline)) {
+      return !in_flight_.contains(action_id);
+    }
+  }
+  return true;
+}
+
+bool Shim::Impl::GetRemote(const std::string& action_id, absl::Time deadline) {
   if (remote_ == nullptr || !breaker_.Allow()) {
-    return std::nullopt;
+    return false;
   }
   absl::StatusOr<std::unique_ptr<BodyWriter>> body = local_->NewBody();
   if (!body.ok()) {
-    return std::nullopt;
+    return false;
   }
   const absl::Time start = absl::Now();
-  absl::StatusOr<Entry> entry = remote_->Get(
-      action_id,
-      [&](absl::string_view chunk) { return (*body)->Append(chunk); });
-  stats_->remote_wait_ns.fetch_add(
-      absl::ToInt64Nanoseconds(absl::Now() - start));
-  if (!entry.ok()) {
-    if (entry.status().code() == absl::StatusCode::kNotFound ||
-        entry.status().code() == absl::StatusCode::kDataLoss) {
-      breaker_.Success();  // The remote answered; the entry is just absent.
-    } else {
-      breaker_.Failure(entry.status());
+  absl::Time found = start;
+  auto admit = [&](int64_t size) {
+    found = absl::Now();
+    link_.AddRoundTrip(found - start);
+    stats_->rtt_us.store(absl::ToInt64Microseconds(link_.rtt()));
+    if (found + link_.BodyTime(size) <= deadline) {
+      return true;
     }
-    return std::nullopt;
+    stats_->budget_skips.fetch_add(1);
+    return false;
+  };
+  absl::StatusOr<Entry> entry = remote_->Get(
+      action_id, admit,
+      [&](absl::string_view chunk) { return (*body)->Append(chunk); });
+  if (!entry.ok()) {
+    if (RemoteFailed(entry.status())) {
+      breaker_.Failure(entry.status());
+    } else {
+      breaker_.Success();  // The remote answered; the entry is just absent.
+    }
+    return false;
   }
   breaker_.Success();
+  link_.AddTransfer(entry->size, absl::Now() - found);
+  stats_->link_bytes_per_s.store(
+      static_cast<int64_t>(link_.bytes_per_second()));
   absl::StatusOr<std::string> path =
       (*body)->Commit(entry->output_id, entry->size);
   if (!path.ok() || !local_->PutEntry(action_id, *entry).ok()) {
-    return std::nullopt;  // A remote entry whose body does not match: a miss.
+    return false;  // A remote entry whose body does not match: a miss.
   }
   stats_->bytes_down.fetch_add(entry->size);
-  return LocalHit{*std::move(entry), *std::move(path)};
+  return true;
 }
 
 void Shim::Impl::QueueUpload(const std::string& action_id, const Entry& entry,
@@ -695,17 +801,6 @@ void Shim::Impl::RecordResolved(const std::string& action_id) {
   resolved_.insert(action_id);
 }
 
-bool Shim::Impl::BeginFlight(const std::string& action_id) {
-  absl::MutexLock lock(&flight_mu_);
-  bool waited = false;
-  while (in_flight_.contains(action_id)) {
-    waited = true;
-    flight_done_.Wait(&flight_mu_);
-  }
-  in_flight_.insert(action_id);
-  return waited;
-}
-
 void Shim::Impl::EndFlight(const std::string& action_id) {
   absl::MutexLock lock(&flight_mu_);
   in_flight_.erase(action_id);
@@ -780,7 +875,8 @@ void Shim::Impl::PrefetchOne(const std::string& action_id) {
   }
   bool capped = false;
   absl::StatusOr<Entry> entry =
-      remote_->Get(action_id, [&](absl::string_view chunk) {
+      remote_->Get(action_id, [](int64_t) { return true; },
+                   [&](absl::string_view chunk) {
         const int64_t n = static_cast<int64_t>(chunk.size());
         if (prefetch_reserved_.fetch_add(n) + n > options_.prefetch_max_bytes) {
           capped = true;

@@ -10,6 +10,11 @@
 //
 //   get:   local tier, then the remote (through a circuit breaker); a remote
 //          hit is stored locally first so its DiskPath is a local file.
+//          Latency budget: a get waits for the remote at most `get_budget`
+//          and then answers a miss (its fetch ends in the background by the
+//          call deadline); a body whose expected fetch time (the measured
+//          round trip plus its size at the measured per-fetch rate) would
+//          end past the budget is not fetched at all.
 //   put:   the body must hash to OutputID (else Err); stored locally and
 //          answered at once; the upload is queued for background workers
 //          (bounded queue; dropped, counted, when full). Never in read-only.
@@ -70,6 +75,8 @@ struct ShimOptions {
   std::string prefetch_scope;
   int prefetch_threads = 16;
   int64_t prefetch_max_bytes = int64_t{2} << 30;
+  // Latency budget of one get (see above); zero or less: none.
+  absl::Duration get_budget = absl::Seconds(2);
 };
 
 struct ShimStats {
@@ -91,6 +98,13 @@ struct ShimStats {
   std::atomic<int64_t> prefetch_bytes{0};
   // Manifests stored at close (0 or 1).
   std::atomic<int64_t> manifests_stored{0};
+  // Gets answered "miss" when the budget ran out, and bodies not fetched
+  // because they would have arrived after it.
+  std::atomic<int64_t> budget_misses{0};
+  std::atomic<int64_t> budget_skips{0};
+  // Latest estimates: round trip (µs) and per-fetch rate (bytes/s).
+  std::atomic<int64_t> rtt_us{0};
+  std::atomic<int64_t> link_bytes_per_s{0};
 
   // Returns the one-line summary printed with --stats.
   std::string Summary() const;

@@ -293,6 +293,13 @@ TEST(ExplainTest, RealCheckoutsAtTwoPathsNameTheDirectory) {
   EXPECT_TRUE(HasDiagnosis(*test, "test_file", "/tmp/machine-b/m/lib/testdata"));
   const std::string text = RenderText(r, "b");
   EXPECT_FALSE(absl::StrContains(text, "s3cr3t")) << text;
+  // One summary line per kind of cause: three directories are one line.
+  EXPECT_TRUE(absl::StrContains(text, "  3 x trimpath (e.g. build ")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "  1 x test_env CAIRN_FX")) << text;
+  const std::string short_text = RenderText(r, "b", 1);
+  EXPECT_TRUE(absl::StrContains(short_text, "\n[1] ")) << short_text;
+  EXPECT_FALSE(absl::StrContains(short_text, "\n[2] ")) << short_text;
+  EXPECT_TRUE(absl::StrContains(short_text, "more root causes not shown"));
   nlohmann::json j = nlohmann::json::parse(RenderJson(r, "b"));
   EXPECT_EQ(j["findings"].size(), r.findings.size());
 }

@@ -61,7 +61,7 @@ std::string RandomBytes(size_t n, uint32_t seed) {
 
 class FakeRemote final : public Remote {
  public:
-  absl::StatusOr<Entry> Get(absl::string_view action_id,
+  absl::StatusOr<Entry> Get(absl::string_view action_id, SizeGate admit,
                             BodySink sink) override {
     {
       absl::MutexLock lock(&mu_);
@@ -78,6 +78,10 @@ class FakeRemote final : public Remote {
     if (it == entries_.end()) {
       return absl::NotFoundError("miss");
     }
+    if (!admit(it->second.first.size)) {
+      return absl::NotFoundError("skipped");
+    }
+    absl::SleepFor(body_delay_);
     if (absl::Status s = sink(it->second.second); !s.ok()) {
       return s;
     }
@@ -179,6 +183,7 @@ class FakeRemote final : public Remote {
   }
   // Set before the shim runs.
   absl::Status fail_;
+  absl::Duration body_delay_;  // Before each body is sent.
 
  private:
   absl::Mutex mu_;
@@ -594,6 +599,47 @@ TEST_F(ShimTest, CloseReturnsWithinFlushTimeoutWhileUploadsHang) {
   runner_.join();
   EXPECT_TRUE(run_status_.ok()) << run_status_;
   shim_.reset();  // Joins the upload thread before `remote` goes.
+}
+
+// Latency budget: a remote that does not answer in time costs a miss, never
+// a hang.
+TEST_F(ShimTest, HangingRemoteGetIsAMissWithinTheBudget) {
+  FakeRemote remote;
+  remote.Add(ActionId(1), "slow to arrive");
+  remote.Block(ActionId(1));
+  ShimOptions options;
+  options.get_budget = absl::Milliseconds(200);
+  Start(&remote, options);
+  SendGet(1, ActionId(1));
+  // Answered while the remote still holds the call.
+  EXPECT_EQ(NextResponse(), Json({{"ID", 1}, {"Miss", true}}));
+  EXPECT_EQ(shim_->stats().budget_misses.load(), 1);
+  remote.Release();  // The late fetch skips the body: past its budget.
+  SendGet(2, ActionId(1));
+  EXPECT_EQ(NextResponse()["Size"], 14);
+  EXPECT_EQ(shim_->stats().remote_hits.load(), 1);
+  CloseAndWait(3);
+}
+
+TEST_F(ShimTest, BodyExpectedPastTheBudgetIsNotFetched) {
+  FakeRemote remote;
+  const std::string first = RandomBytes(256 << 10, 1);
+  const std::string big = RandomBytes(4 << 20, 2);
+  remote.Add(ActionId(1), first);
+  remote.Add(ActionId(2), big);
+  remote.body_delay_ = absl::Milliseconds(300);  // < 1 MB/s for `first`
+  ShimOptions options;
+  options.get_budget = absl::Seconds(3);
+  Start(&remote, options);
+  SendGet(1, ActionId(1));
+  EXPECT_EQ(NextResponse()["Size"], first.size());  // Measures the link.
+  SendGet(2, ActionId(2));  // 4 MiB at < 1 MB/s: over 4 s.
+  EXPECT_EQ(NextResponse(), Json({{"ID", 2}, {"Miss", true}}));
+  CloseAndWait(3);
+  EXPECT_EQ(shim_->stats().budget_skips.load(), 1);
+  EXPECT_EQ(shim_->stats().budget_misses.load(), 0);
+  EXPECT_GT(shim_->stats().link_bytes_per_s.load(), 0);
+  EXPECT_LT(shim_->stats().link_bytes_per_s.load(), 1000000);
 }
 
 ShimOptions PrefetchOptions() {

@@ -12,9 +12,12 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
+#include "cas/zstd_codec.h"
 #include "client/gocacheprog/remote.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -35,6 +38,18 @@ struct FakeState {
   bool saw_request_metadata ABSL_GUARDED_BY(mu) = false;
   int fail_next ABSL_GUARDED_BY(mu) = 0;
   absl::Duration delay ABSL_GUARDED_BY(mu);
+  // Advertise and speak zstd; serve reads with one byte flipped.
+  bool zstd ABSL_GUARDED_BY(mu) = false;
+  bool corrupt_reads ABSL_GUARDED_BY(mu) = false;
+
+  // Returns the stored blob as served (flipped when corrupt_reads).
+  std::string Served(const std::string& blob) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    std::string out = blob;
+    if (corrupt_reads && !out.empty()) {
+      out[out.size() / 2] ^= 1;
+    }
+    return out;
+  }
 
   // Counts the call, records headers; returns UNAVAILABLE while failures
   // are injected.
@@ -77,6 +92,13 @@ class FakeCapabilities final : public reapi::Capabilities::Service {
                                                                        1024);
     resp->mutable_cache_capabilities()->add_digest_functions(
         reapi::DigestFunction::SHA256);
+    absl::MutexLock lock(&s_->mu);
+    if (s_->zstd) {
+      resp->mutable_cache_capabilities()->add_supported_compressors(
+          reapi::Compressor::ZSTD);
+      resp->mutable_cache_capabilities()->add_supported_batch_update_compressors(
+          reapi::Compressor::ZSTD);
+    }
     return grpc::Status::OK;
   }
 
@@ -105,11 +127,17 @@ class FakeCas final : public reapi::ContentAddressableStorage::Service {
     for (const auto& r : req->requests()) {
       auto* out = resp->add_responses();
       *out->mutable_digest() = r.digest();
-      if (cas::Digest::OfData(r.data()).hash() != r.digest().hash()) {
+      std::string data = r.data();
+      if (r.compressor() == reapi::Compressor::ZSTD) {
+        ++s_->calls["batch_update_zstd_item"];
+        data = cas::ZstdDecompressAll(r.data(), r.digest().size_bytes())
+                   .value_or("<corrupt>");
+      }
+      if (cas::Digest::OfData(data).hash() != r.digest().hash()) {
         out->mutable_status()->set_code(grpc::StatusCode::INVALID_ARGUMENT);
         continue;
       }
-      s_->blobs[r.digest().hash()] = r.data();
+      s_->blobs[r.digest().hash()] = data;
     }
     return grpc::Status::OK;
   }
@@ -122,10 +150,17 @@ class FakeCas final : public reapi::ContentAddressableStorage::Service {
       auto* out = resp->add_responses();
       *out->mutable_digest() = d;
       auto it = s_->blobs.find(d.hash());
+      const bool zstd = s_->zstd && req->acceptable_compressors_size() > 0 &&
+                        req->acceptable_compressors(0) == reapi::Compressor::ZSTD;
       if (it == s_->blobs.end()) {
         out->mutable_status()->set_code(grpc::StatusCode::NOT_FOUND);
+      } else if (zstd) {
+        ++s_->calls["batch_read_zstd_item"];
+        cas::ZstdCompressor().Compress(s_->Served(it->second), true,
+                                       out->mutable_data());
+        out->set_compressor(reapi::Compressor::ZSTD);
       } else {
-        out->set_data(it->second);
+        out->set_data(s_->Served(it->second));
       }
     }
     return grpc::Status::OK;
@@ -183,6 +218,8 @@ class FakeByteStream final : public bs::ByteStream::Service {
                     grpc::ServerWriter<bs::ReadResponse>* writer) override {
     if (grpc::Status st = s_->Enter(ctx, "bs_read"); !st.ok()) return st;
     std::vector<std::string> parts = absl::StrSplit(req->resource_name(), '/');
+    const bool zstd =
+        absl::StrContains(req->resource_name(), "/compressed-blobs/zstd/");
     std::string data;
     {
       absl::MutexLock lock(&s_->mu);
@@ -190,7 +227,13 @@ class FakeByteStream final : public bs::ByteStream::Service {
       if (it == s_->blobs.end()) {
         return grpc::Status(grpc::StatusCode::NOT_FOUND, "no blob");
       }
-      data = it->second.substr(req->read_offset());
+      data = s_->Served(it->second).substr(req->read_offset());
+      if (zstd) {
+        ++s_->calls["bs_read_zstd"];
+        std::string packed;
+        cas::ZstdCompressor().Compress(data, true, &packed);
+        data = std::move(packed);
+      }
     }
     for (size_t off = 0; off < data.size(); off += 100000) {
       bs::ReadResponse r;
@@ -213,13 +256,19 @@ class FakeByteStream final : public bs::ByteStream::Service {
       data += req.data();
     }
     std::vector<std::string> parts = absl::StrSplit(name, '/');
-    if (parts.size() < 6 || parts[parts.size() - 5] != "uploads" ||
+    const int64_t wire = data.size();
+    const bool zstd = absl::StrContains(name, "/compressed-blobs/zstd/");
+    if (zstd) {
+      data = cas::ZstdDecompressAll(data, 1 << 30).value_or("<corrupt>");
+    }
+    if (parts.size() < 6 || !absl::StrContains(name, "/uploads/") ||
         cas::Digest::OfData(data).hash() != parts[parts.size() - 2]) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, name);
     }
     absl::MutexLock lock(&s_->mu);
+    s_->calls[zstd ? "bs_write_zstd" : "bs_write_identity"]++;
     s_->blobs[parts[parts.size() - 2]] = data;
-    resp->set_committed_size(data.size());
+    resp->set_committed_size(wire);
     return grpc::Status::OK;
   }
 
@@ -303,6 +352,77 @@ TEST_F(ReapiClientTest, LargeBlobsGoThroughByteStream) {
   EXPECT_EQ(state_.Calls("bs_write"), 1);
   EXPECT_TRUE(Read(*c, d) == data);
   EXPECT_EQ(state_.Calls("bs_read"), 1);
+}
+
+std::string Text(size_t size) {
+  std::string out;
+  for (size_t i = 0; out.size() < size; ++i) {
+    out += absl::StrCat("symbol ", i * 7919 % 5000, " at offset ", i, "\n");
+  }
+  out.resize(size);
+  return out;
+}
+
+TEST_F(ReapiClientTest, ZstdOnTheWireWhenAdvertised) {
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.zstd = true;
+  }
+  auto c = Client();
+  const std::string small = Text(50000), large = Text(3 << 20);
+  const cas::Digest ds = cas::Digest::OfData(small),
+                    dl = cas::Digest::OfData(large);
+  ASSERT_TRUE(c->UploadBlob(ds, StringChunkSource(small)).ok());
+  ASSERT_TRUE(c->UploadBlob(dl, StringChunkSource(large)).ok());
+  EXPECT_EQ(state_.Calls("batch_update_zstd_item"), 1);
+  EXPECT_EQ(state_.Calls("bs_write_zstd"), 1);
+  EXPECT_EQ(state_.Calls("bs_write_identity"), 0);
+  EXPECT_TRUE(Read(*c, ds) == small);
+  EXPECT_TRUE(Read(*c, dl) == large);
+  EXPECT_EQ(state_.Calls("batch_read_zstd_item"), 1);
+  EXPECT_EQ(state_.Calls("bs_read_zstd"), 1);
+  const WireCounters w = c->Counters();
+  EXPECT_EQ(w.sent_plain, ds.size_bytes() + dl.size_bytes());
+  EXPECT_EQ(w.received_plain, ds.size_bytes() + dl.size_bytes());
+  EXPECT_LT(w.sent, w.sent_plain / 4);
+  EXPECT_LT(w.received, w.received_plain / 4);
+}
+
+TEST_F(ReapiClientTest, NoZstdUnlessAdvertised) {
+  auto c = Client();
+  const std::string large = Text(3 << 20);
+  const cas::Digest d = cas::Digest::OfData(large);
+  ASSERT_TRUE(c->UploadBlob(d, StringChunkSource(large)).ok());
+  EXPECT_TRUE(Read(*c, d) == large);
+  EXPECT_EQ(state_.Calls("bs_write_identity"), 1);
+  EXPECT_EQ(state_.Calls("bs_read_zstd"), 0);
+  EXPECT_EQ(c->Counters().sent, c->Counters().sent_plain);
+  EXPECT_EQ(c->Counters().received, d.size_bytes());
+}
+
+TEST_F(ReapiClientTest, CompressedBytesAreVerifiedAfterDecompression) {
+  auto c = Client();
+  const std::string small = Text(50000), large = Text(3 << 20);
+  for (const std::string* data : {&small, &large}) {
+    ASSERT_TRUE(c->UploadBlob(cas::Digest::OfData(*data),
+                              StringChunkSource(*data))
+                    .ok());
+  }
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.zstd = true;
+    state_.corrupt_reads = true;
+  }
+  auto z = Client();  // Reads the capabilities afresh.
+  for (const std::string* data : {&small, &large}) {
+    absl::Status s = z->ReadBlob(cas::Digest::OfData(*data),
+                                 [](absl::string_view) {
+                                   return absl::OkStatus();
+                                 });
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  }
+  EXPECT_EQ(state_.Calls("bs_read_zstd"), 1);
+  EXPECT_EQ(state_.Calls("batch_read_zstd_item"), 1);
 }
 
 TEST_F(ReapiClientTest, MissingBlobIsNotFound) {
@@ -466,21 +586,69 @@ TEST_F(ReapiClientTest, GoMappingRoundTrip) {
   }
   std::string got;
   absl::StatusOr<gocacheprog::Entry> back =
-      remote->Get(action, [&](absl::string_view c) {
-        got.append(c.data(), c.size());
-        return absl::OkStatus();
-      });
+      remote->Get(action, [](int64_t) { return true; },
+                  [&](absl::string_view c) {
+                    got.append(c.data(), c.size());
+                    return absl::OkStatus();
+                  });
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(got, body);
+  // The gate sees the size before the body and may skip it.
+  int64_t asked = -1;
+  EXPECT_EQ(remote
+                ->Get(action,
+                      [&](int64_t size) {
+                        asked = size;
+                        return false;
+                      },
+                      [](absl::string_view) {
+                        ADD_FAILURE() << "skipped body was fetched";
+                        return absl::OkStatus();
+                      })
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(asked, static_cast<int64_t>(body.size()));
   EXPECT_EQ(back->output_id, entry.output_id);
   EXPECT_EQ(back->time, entry.time);
   EXPECT_EQ(state_.Calls("batch_read"), 0);  // Inlined in GetActionResult.
   EXPECT_EQ(remote
-                ->Get(std::string(32, 'B'),
+                ->Get(std::string(32, 'B'), [](int64_t) { return true; },
                       [](absl::string_view) { return absl::OkStatus(); })
                 .status()
                 .code(),
             absl::StatusCode::kNotFound);
+}
+
+// With zstd reads the body is not inlined (inline bytes are never
+// compressed): it comes compressed through BatchReadBlobs.
+TEST_F(ReapiClientTest, GoMappingFetchesCompressedBodiesWithZstd) {
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.zstd = true;
+  }
+  auto remote = gocacheprog::NewReapiRemote(Client());
+  const std::string body = Text(1000);  // The fake inlines under 1024.
+  const std::string path = dir_ + "/body";
+  std::ofstream(path, std::ios::binary) << body;
+  const std::string action(32, 'Z');
+  gocacheprog::Entry entry{cas::Digest::OfData(body).hash(),
+                           static_cast<int64_t>(body.size()),
+                           absl::FromUnixSeconds(1700000000)};
+  entry.output_id = absl::HexStringToBytes(entry.output_id);
+  ASSERT_TRUE(remote->Put(action, entry, path).ok());
+  std::string got;
+  ASSERT_TRUE(remote
+                  ->Get(action, [](int64_t) { return true; },
+                        [&](absl::string_view c) {
+                          got.append(c.data(), c.size());
+                          return absl::OkStatus();
+                        })
+                  .ok());
+  EXPECT_TRUE(got == body);
+  EXPECT_EQ(state_.Calls("batch_read_zstd_item"), 1);
+  EXPECT_EQ(remote->Counters().received_plain, 1000);
+  EXPECT_LT(remote->Counters().received, 1000);
 }
 
 TEST_F(ReapiClientTest, ForeignActionResultIsAMiss) {
@@ -493,7 +661,9 @@ TEST_F(ReapiClientTest, ForeignActionResultIsAMiss) {
     state_.ac[gocacheprog::GoActionKey(action).hash()] = foreign;
   }
   EXPECT_EQ(
-      remote->Get(action, [](absl::string_view) { return absl::OkStatus(); })
+      remote
+          ->Get(action, [](int64_t) { return true; },
+                [](absl::string_view) { return absl::OkStatus(); })
           .status()
           .code(),
       absl::StatusCode::kNotFound);

@@ -156,6 +156,24 @@ TEST_F(HttpCacheTest, LargeAndChunkedBodiesStream) {
   EXPECT_TRUE(body == big.substr(0, 300000));
 }
 
+TEST_F(HttpCacheTest, RangeRequestsAndEvictedValues) {
+  const std::string big = Bytes(300000, 3);
+  EXPECT_EQ(Put("/kv/ns/ranged", big), 200);
+  std::string body;
+  EXPECT_EQ(Get("/kv/ns/ranged", &body, {{"Range", "bytes=100000-100009"}}),
+            206);
+  EXPECT_EQ(body, big.substr(100000, 10));
+
+  store_ = cas::NewMemoryBlobStore({200000});  // Small: evicts old blobs.
+  Start(HttpCacheOptions{});
+  EXPECT_EQ(Put("/kv/ns/first", std::string(120000, 'a')), 200);
+  EXPECT_EQ(Get("/kv/ns/first"), 200);
+  EXPECT_EQ(Put("/kv/ns/second", std::string(120000, 'b')), 200);
+  EXPECT_EQ(Get("/kv/ns/first"), 404);  // Its body was evicted: a miss.
+  EXPECT_EQ(Get("/kv/ns/second", &body), 200);
+  EXPECT_EQ(body, std::string(120000, 'b'));
+}
+
 TEST_F(HttpCacheTest, KvKeysAreOpaque) {
   // Keys that would escape a directory if used as paths are only names.
   const std::string keys[] = {"/kv/sccache/a/b/c/0123abcd",

@@ -25,6 +25,9 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 command -v go >/dev/null 2>&1 || skip "no go command on PATH"
 [ -x "$shim" ] || fail "shim $shim not built"
 [ -x "$server_bin" ] || fail "cairn-server not built at $server_bin"
+# Absolute: go starts GOCACHEPROG from each checkout (Bazel passes relative
+# runfiles paths).
+shim="$(cd "$(dirname "$shim")" && pwd)/$(basename "$shim")"
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b-a}'; }

@@ -5,6 +5,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -191,6 +192,43 @@ TEST_F(ZstdServiceTest, BatchUpdateWithZstd) {
   EXPECT_EQ(response.responses(2).status().code(),
             StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(*store_->Read(cas::Digest::OfData(data)), data);
+}
+
+TEST_F(ZstdServiceTest, BatchReadCompressesWhenAcceptableAndSmaller) {
+  const std::string text = Text(50000);
+  std::string noise(4096, '\0');
+  std::mt19937 gen(7);
+  for (char& c : noise) {
+    c = static_cast<char>(gen());
+  }
+  for (const std::string& blob : {text, noise, std::string("tiny")}) {
+    ASSERT_TRUE(store_->Write(cas::Digest::OfData(blob), blob).ok());
+  }
+  for (bool accept : {true, false}) {
+    ClientContext context;
+    v2::BatchReadBlobsRequest request;
+    *request.add_digests() = ProtoDigestOf(text);
+    *request.add_digests() = ProtoDigestOf(noise);
+    *request.add_digests() = ProtoDigestOf("tiny");
+    if (accept) {
+      request.add_acceptable_compressors(v2::Compressor::ZSTD);
+    }
+    v2::BatchReadBlobsResponse response;
+    ASSERT_TRUE(cas_->BatchReadBlobs(&context, request, &response).ok());
+    ASSERT_EQ(response.responses_size(), 3);
+    const auto& t = response.responses(0);
+    EXPECT_EQ(t.compressor(),
+              accept ? v2::Compressor::ZSTD : v2::Compressor::IDENTITY);
+    EXPECT_EQ(accept ? Decompress(t.data(), text.size()) : t.data(), text);
+    if (accept) {
+      EXPECT_LT(t.data().size(), text.size() / 4);
+    }
+    // Incompressible and tiny blobs go as they are.
+    EXPECT_EQ(response.responses(1).compressor(), v2::Compressor::IDENTITY);
+    EXPECT_EQ(response.responses(1).data(), noise);
+    EXPECT_EQ(response.responses(2).compressor(), v2::Compressor::IDENTITY);
+    EXPECT_EQ(response.responses(2).data(), "tiny");
+  }
 }
 
 }  // namespace
