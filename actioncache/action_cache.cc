@@ -376,10 +376,16 @@ std::vector<cas::Digest> DirectReferences(const ActionResult& r) {
 }
 
 // Returns OK when every blob `r` references, including the files inside its
-// output trees, is in the CAS; NOT_FOUND otherwise.
+// output trees, is in the CAS; NOT_FOUND otherwise; UNAVAILABLE when the store
+// cannot tell.
 absl::Status CheckComplete(cas::BlobStore* store, const cas::Digest& action,
                            const ActionResult& r) {
-  std::vector<cas::Digest> missing = store->FindMissing(DirectReferences(r));
+  absl::StatusOr<std::vector<cas::Digest>> checked =
+      store->FindMissingChecked(DirectReferences(r));
+  if (!checked.ok()) {
+    return checked.status();  // Cannot tell (shared tier down): not a miss.
+  }
+  std::vector<cas::Digest> missing = *std::move(checked);
   if (!missing.empty()) {
     return NotFoundResult(action, absl::StrCat("output ", missing[0].ToString(),
                                                " is gone from the cas"));
@@ -388,11 +394,18 @@ absl::Status CheckComplete(cas::BlobStore* store, const cas::Digest& action,
   for (const v2::OutputDirectory& d : r.output_directories()) {
     absl::Status s =
         CollectTreeFiles(store, *ToDigest(d.tree_digest(), ""), &files);
+    if (s.code() == absl::StatusCode::kUnavailable) {
+      return s;
+    }
     if (!s.ok()) {
       return NotFoundResult(action, s.message());
     }
   }
-  missing = store->FindMissing(files);
+  checked = store->FindMissingChecked(files);
+  if (!checked.ok()) {
+    return checked.status();
+  }
+  missing = *std::move(checked);
   if (!missing.empty()) {
     return NotFoundResult(action,
                           absl::StrCat("tree file ", missing[0].ToString(),

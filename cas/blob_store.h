@@ -96,6 +96,14 @@ class BlobStore {
   // always present). Present blobs are marked as recently used.
   virtual std::vector<Digest> FindMissing(absl::Span<const Digest> digests) = 0;
 
+  // Like FindMissing(), but answers an error instead of guessing when the
+  // store cannot tell (UNAVAILABLE: a shared tier that cannot be asked).
+  // Stores that always know use this default.
+  virtual absl::StatusOr<std::vector<Digest>> FindMissingChecked(
+      absl::Span<const Digest> digests) {
+    return FindMissing(digests);
+  }
+
   // Returns true if `digest` is stored, marking it recently used.
   virtual bool Contains(const Digest& digest) = 0;
 

@@ -37,6 +37,7 @@
 #include "server/log.h"
 #include "server/metrics_http.h"
 #include "server/server.h"
+#include "server/shared_tier.h"
 #include "server/tls.h"
 
 using cairn::server::ByteSize;
@@ -128,6 +129,10 @@ ABSL_FLAG(int64_t, max_uploads_per_client, 256,
           "may have in progress, parked ones included; a new one drops its "
           "oldest parked upload, else is refused (RESOURCE_EXHAUSTED); 0 "
           "means no cap.");
+ABSL_FLAG(int64_t, max_streams_per_client, 0,
+          "Most ByteStream calls (reads and uploads) one client may have "
+          "open at once; past it a call is refused with RESOURCE_EXHAUSTED "
+          "(the client retries with backoff); 0 means no cap.");
 ABSL_FLAG(std::string, max_upload_reserve_per_client, "auto",
           "Most bytes one client's uploads in progress may reserve: a size, "
           "'auto' (a quarter of --max_size) or 'off'.");
@@ -315,6 +320,8 @@ int main(int argc, char** argv) {
         tls.client_ca_file.empty() ? ", TLS" : ", mutual TLS", auth_note);
   }
 
+  // Declared before the store: the shared tier's metrics live in it.
+  cairn::rpc::Registry registry;
   const absl::Time start = absl::Now();
   std::string store_description;
   absl::StatusOr<std::unique_ptr<cairn::cas::BlobStore>> store =
@@ -324,8 +331,12 @@ int main(int argc, char** argv) {
   }
   const double load_seconds = absl::ToDoubleSeconds(absl::Now() - start);
   const double index_seconds = (*store)->Stats().index_load_seconds;
+  store = cairn::server::MaybeAddSharedTier(*std::move(store), &registry,
+                                            &store_description);
+  if (!store.ok()) {
+    return Fail(store.status());
+  }
 
-  cairn::rpc::Registry registry;
   cairn::server::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.store = store->get();
@@ -340,6 +351,7 @@ int main(int argc, char** argv) {
   options.stream_idle_timeout = absl::GetFlag(FLAGS_stream_idle_timeout);
   options.read_buffer_bytes = absl::GetFlag(FLAGS_read_buffers).bytes;
   options.max_uploads_per_client = absl::GetFlag(FLAGS_max_uploads_per_client);
+  options.max_streams_per_client = absl::GetFlag(FLAGS_max_streams_per_client);
   for (auto [flag, name, out] :
        {std::tuple(&FLAGS_max_upload_reserve_per_client,
                    "--max_upload_reserve_per_client",

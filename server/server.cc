@@ -147,6 +147,10 @@ void RegisterGauges(rpc::Registry* r, cas::BlobStore* store, rpc::IoPool* pool,
   r->NewCallbackCounter("cairn_upload_refused_total_bytes_total",
                         "Uploads refused: all uploads reserve too much.",
                         count(&uploads->refused_total_bytes));
+  r->NewCallbackCounter("cairn_bytestream_refused_client_streams_total",
+                        "ByteStream calls refused: the client had "
+                        "--max_streams_per_client open.",
+                        count(&uploads->refused_client_streams));
   r->NewCallbackCounter("cairn_upload_parked_dropped_total",
                         "Interrupted uploads dropped to make room.",
                         count(&uploads->dropped_parked));
@@ -240,7 +244,7 @@ int64_t CairnServer::PeakReadBufferBytesForTest() {
 int64_t CairnServer::UploadRefusalsForTest() {
   const cas::UploadLimitStats& s = impl_->upload_stats;
   return s.refused_client_uploads + s.refused_client_bytes +
-         s.refused_total_bytes;
+         s.refused_total_bytes + s.refused_client_streams;
 }
 
 void CairnServer::Impl::MakeServices(const ServerOptions& options) {
@@ -270,6 +274,7 @@ void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   bs_options.read_chunk_bytes = kReadChunk;
   bs_options.upload_limits = UploadLimitsFor(options);
   bs_options.upload_stats = &upload_stats;
+  bs_options.max_streams_per_client = options.max_streams_per_client;
   if (options.read_buffer_bytes > 0) {
     bs_options.read_buffers = &read_buffers;
   }

@@ -65,6 +65,8 @@ struct ServerOptions {
   int64_t max_uploads_per_client = 256;
   int64_t max_upload_bytes_per_client = 0;
   int64_t max_upload_bytes = 0;
+  // Most ByteStream calls one client may have open at once; 0: no cap.
+  int64_t max_streams_per_client = 0;
 };
 
 class CairnServer {

@@ -304,6 +304,61 @@ class UploadRegistry {
   int64_t total_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// Counts the ByteStream calls each client has open and refuses one past
+// the cap. A Slot gives its count back when destroyed (with its reactor).
+class ClientStreams {
+ public:
+  class Slot {
+   public:
+    Slot(ClientStreams* streams, std::string owner)
+        : streams_(streams), owner_(std::move(owner)) {}
+    Slot(Slot&& other) noexcept
+        : streams_(std::exchange(other.streams_, nullptr)),
+          owner_(std::move(other.owner_)) {}
+    Slot& operator=(Slot&&) = delete;
+    ~Slot() {
+      if (streams_ != nullptr) {
+        streams_->Remove(owner_);
+      }
+    }
+
+   private:
+    ClientStreams* streams_;  // Not owned; null when moved from.
+    std::string owner_;
+  };
+
+  ClientStreams(int64_t max_per_client, UploadLimitStats* stats)
+      : max_(max_per_client), stats_(stats) {}
+
+  // Counts a new call of `owner`; RESOURCE_EXHAUSTED past the cap.
+  absl::StatusOr<Slot> Acquire(const std::string& owner) {
+    absl::MutexLock lock(&mu_);
+    int64_t& open = open_[owner];
+    if (max_ > 0 && open >= max_) {
+      stats_->refused_client_streams.fetch_add(1);
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "ByteStream: client ", owner, " has ", open, " calls open (limit ",
+          max_, "); retry when one has finished, with backoff"));
+    }
+    ++open;
+    return Slot(this, owner);
+  }
+
+ private:
+  void Remove(const std::string& owner) {
+    absl::MutexLock lock(&mu_);
+    auto it = open_.find(owner);
+    if (it != open_.end() && --it->second <= 0) {
+      open_.erase(it);
+    }
+  }
+
+  const int64_t max_;
+  UploadLimitStats* const stats_;  // Not owned.
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, int64_t> open_ ABSL_GUARDED_BY(mu_);
+};
+
 // Streams one Read call. Owned by gRPC; deletes itself in OnDone().
 //
 // Pipelined: while gRPC sends chunk N, a pool task ("the producer") reads
@@ -314,8 +369,10 @@ class UploadRegistry {
 class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
  public:
   ReadReactor(const ByteStreamServiceOptions& options,
-              const bs::ReadRequest& request)
-      : options_(options), offset_(request.read_offset()) {
+              const bs::ReadRequest& request, ClientStreams::Slot slot)
+      : options_(options),
+        slot_(std::move(slot)),
+        offset_(request.read_offset()) {
     if (options_.read_buffers != nullptr) {
       options_.read_buffers->AddStream();
     }
@@ -586,6 +643,7 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
   }
 
   const ByteStreamServiceOptions options_;
+  ClientStreams::Slot slot_;  // Counts this call for its client.
   Digest digest_;
   int64_t offset_;
   int64_t remaining_ = 0;
@@ -615,10 +673,12 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
  public:
   WriteReactor(const ByteStreamServiceOptions& options,
                UploadRegistry* registry, grpc::CallbackServerContext* context,
-               bs::WriteResponse* response)
+               bs::WriteResponse* response, std::string owner,
+               ClientStreams::Slot slot)
       : options_(options),
         registry_(registry),
-        owner_(rpc::PrincipalOf(*context, options.authorizer != nullptr)),
+        owner_(std::move(owner)),
+        slot_(std::move(slot)),
         response_(response),
         watch_(options.watchdog != nullptr ? options.watchdog->Add(context)
                                            : nullptr) {
@@ -984,7 +1044,8 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
 
   const ByteStreamServiceOptions options_;
   UploadRegistry* const registry_;
-  const std::string owner_;  // rpc::PrincipalOf the caller.
+  const std::string owner_;   // rpc::PrincipalOf the caller.
+  ClientStreams::Slot slot_;  // Counts this call for its client.
   bs::WriteResponse* const response_;
   // Times waits for the client (null without a watchdog).
   std::shared_ptr<rpc::IdleWatchdog::Watch> watch_;
@@ -1025,6 +1086,9 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
                   options.partial_upload_idle_timeout, options.upload_limits,
                   options.upload_stats != nullptr ? options.upload_stats
                                                   : &own_stats_),
+        streams_(options.max_streams_per_client, options.upload_stats != nullptr
+                                                     ? options.upload_stats
+                                                     : &own_stats_),
         sweeper_([this] { SweepLoop(); }) {}
 
   ~ByteStreamService() override {
@@ -1044,7 +1108,13 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
       return new rpc::RefusedWriteReactor<bs::ReadResponse>(
           ToGrpcStatus(status));
     }
-    return new ReadReactor(options_, *request);
+    absl::StatusOr<ClientStreams::Slot> slot = streams_.Acquire(
+        rpc::PrincipalOf(*context, options_.authorizer != nullptr));
+    if (!slot.ok()) {
+      return new rpc::RefusedWriteReactor<bs::ReadResponse>(
+          ToGrpcStatus(slot.status()));
+    }
+    return new ReadReactor(options_, *request, *std::move(slot));
   }
 
   grpc::ServerReadReactor<bs::WriteRequest>* Write(
@@ -1056,7 +1126,15 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
       return new rpc::RefusedReadReactor<bs::WriteRequest>(
           ToGrpcStatus(status));
     }
-    return new WriteReactor(options_, &registry_, context, response);
+    std::string owner =
+        rpc::PrincipalOf(*context, options_.authorizer != nullptr);
+    absl::StatusOr<ClientStreams::Slot> slot = streams_.Acquire(owner);
+    if (!slot.ok()) {
+      return new rpc::RefusedReadReactor<bs::WriteRequest>(
+          ToGrpcStatus(slot.status()));
+    }
+    return new WriteReactor(options_, &registry_, context, response,
+                            std::move(owner), *std::move(slot));
   }
 
   grpc::ServerUnaryReactor* QueryWriteStatus(
@@ -1082,6 +1160,7 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
   const ByteStreamServiceOptions options_;
   UploadLimitStats own_stats_;  // When options_.upload_stats is null.
   UploadRegistry registry_;
+  ClientStreams streams_;
   absl::Mutex sweeper_mu_;
   bool stopping_ ABSL_GUARDED_BY(sweeper_mu_) = false;
   std::thread sweeper_;  // Declared last: starts after the fields it uses.

@@ -110,6 +110,8 @@ struct UploadLimitStats {
   std::atomic<int64_t> refused_client_bytes{0};    // Over the client's bytes.
   std::atomic<int64_t> refused_total_bytes{0};     // Over the total bytes.
   std::atomic<int64_t> dropped_parked{0};  // Parked uploads dropped to fit.
+  // ByteStream calls refused: the client had max_streams_per_client open.
+  std::atomic<int64_t> refused_client_streams{0};
 };
 
 struct ByteStreamServiceOptions {
@@ -130,6 +132,9 @@ struct ByteStreamServiceOptions {
   // Caps on uploads in progress; a new upload over a cap drops the client's
   // own parked uploads first, else answers RESOURCE_EXHAUSTED.
   UploadLimits upload_limits;
+  // Most ByteStream calls (Read and Write) one client may have open at once;
+  // past it a call is refused with RESOURCE_EXHAUSTED. 0 means no cap.
+  int64_t max_streams_per_client = 0;
   // Counts how often the caps bite; null keeps the counts private. Not
   // owned; must outlive the service.
   UploadLimitStats* upload_stats = nullptr;

@@ -329,7 +329,14 @@ class CasService final : public v2::ContentAddressableStorage::CallbackService {
       }
     }
     return call.RunOnPool([this, digests = std::move(digests), response] {
-      AddMissing(options_.store->FindMissing(digests), response);
+      // A store that cannot tell (shared tier down) answers UNAVAILABLE,
+      // never "missing".
+      absl::StatusOr<std::vector<Digest>> missing =
+          options_.store->FindMissingChecked(digests);
+      if (!missing.ok()) {
+        return missing.status();
+      }
+      AddMissing(*missing, response);
       return absl::OkStatus();
     });
   }

@@ -2,7 +2,8 @@
 // interrupted uploads and hundreds of stalled open ones cannot stop another
 // client from uploading or resuming. Clients are told apart by bearer token
 // (rpc::PrincipalOf); the store is 64 MiB, client A's uploads would reserve
-// far more than that without the caps.
+// far more than that without the caps. Also the cap on open ByteStream calls
+// per client.
 #include <grpcpp/client_context.h>
 #include <gtest/gtest.h>
 
@@ -211,6 +212,47 @@ TEST_F(UploadLimitsTest, AClientOverItsCountLosesItsOwnParkedUploadsFirst) {
     w->context.TryCancel();
     w->writer->Finish().IgnoreError();
   }
+}
+
+TEST_F(UploadLimitsTest, StreamsPerClientAreCapped) {
+  server::ServerOptions options;
+  options.max_streams_per_client = 2;
+  Start(options);
+  std::vector<std::unique_ptr<OpenWrite>> open;
+  for (int i = 0; i < 2; ++i) {
+    const std::string data = Blob(i, 4096);
+    const std::string uuid = absl::StrCat("s", i);
+    ASSERT_TRUE(Partial(kTokenA, uuid, data, 0, 100, &open).ok());
+    ASSERT_TRUE(WaitCommitted(uuid, data, 100));
+  }
+  // A third call of A, upload or read, is refused; B is not affected.
+  grpc::Status third = Rest(kTokenA, "s2", Blob(2, 4096), 0);
+  EXPECT_EQ(third.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << third.error_message();
+  const std::string stored = Blob(3, 4096);
+  cas::Digest d = Put(stored);
+  auto read = [&](const char* token) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    bs::ReadRequest request;
+    request.set_resource_name(
+        absl::StrCat("blobs/", d.hash(), "/", d.size_bytes()));
+    auto reader = bytestream_->Read(&context, request);
+    bs::ReadResponse response;
+    while (reader->Read(&response)) {
+    }
+    return reader->Finish().error_code();
+  };
+  EXPECT_EQ(read(kTokenA), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(read(kTokenB), grpc::StatusCode::OK);
+  EXPECT_TRUE(Rest(kTokenB, "b", Blob(4, 4096), 0).ok());
+  EXPECT_EQ(server_->UploadRefusalsForTest(), 2);
+  // Once A's calls end, A may call again.
+  for (auto& w : open) {
+    w->writer->WritesDone();
+    EXPECT_TRUE(w->writer->Finish().ok());
+  }
+  EXPECT_EQ(read(kTokenA), grpc::StatusCode::OK);
 }
 
 }  // namespace

@@ -1,0 +1,107 @@
+// NewTieredBlobStore(): the BlobStore of a node that shares one S3-compatible
+// bucket with other nodes. The bucket is the store of record; a local
+// BlobStore (the disk store) is a cache in front of it. Contract as in
+// cas/blob_store.h, plus these semantics (docs/s3.md has the long form):
+//
+// Keys in the bucket: `<prefix>cas/<hash>` holds a CAS blob's bytes;
+// `<prefix>ac/<key>` holds a keyed entry (action result) as written.
+//
+// Write-through: Write()/Commit() and PutEntry() succeed only after the
+// bucket holds the item, or has confirmed holding it already (a CAS upload
+// is a conditional PUT, If-None-Match: *, carrying the blob's SHA-256 as the
+// signed payload hash, so the engine checks the bytes too; blobs of at least
+// `multipart_threshold` are preceded by a HEAD and go up in streamed parts of
+// `part_size`: memory stays flat in blob size). The local tier is filled
+// after the bucket has the item, never before: a local item is one the bucket
+// had. Once any node answers OK, every node sees the item.
+//
+// Read-through: a local miss fetches the object into the local tier (the
+// local writer verifies size and SHA-256; a mismatch is DATA_LOSS and nothing
+// is kept), then serves it from there. Concurrent misses of one digest share
+// one fetch. A keyed entry missing locally is fetched the same way.
+//
+// FindMissing is exact: a blob is present when the positive-only existence
+// cache (bucket confirmations, at most `existence_cache_entries`) has it
+// within its retention window, or, with no retention configured, when the
+// local tier has it; every other digest is checked against the bucket with
+// HEAD (`head_concurrency` at once). FindMissingChecked() answers UNAVAILABLE
+// when the bucket cannot answer; FindMissing() then reports those digests
+// missing (callers that must tell the two apart use FindMissingChecked()).
+//
+// Retention: with `retention` > 0 (the bucket's lifecycle rule expires
+// objects that long after their last write), an object a lookup finds older
+// than `retention - refresh_margin` is refreshed by a server-side self-copy,
+// so a blob reported present lives at least `refresh_margin` longer. Cairn
+// never deletes from the bucket.
+//
+// Bucket down: local hits are served; writes and lookups the local tier
+// cannot confirm answer UNAVAILABLE, unless `degraded_local` is set: then
+// writes go to the local tier only (not shared with other nodes; they are
+// lost with this node) and FindMissing trusts the local tier. Each request
+// tries the bucket again, so the node recovers by itself.
+//
+// Thread safety: as BlobStore.
+#ifndef CAIRN_CAS_TIERED_BLOB_STORE_H_
+#define CAIRN_CAS_TIERED_BLOB_STORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "cas/blob_store.h"
+#include "cas/s3_client.h"
+
+namespace cairn::cas {
+
+struct TieredBlobStoreOptions {
+  // Key prefix inside the bucket ("" or ending in '/'; [A-Za-z0-9._/-]).
+  std::string prefix;
+  // Lifecycle expiry of the bucket's objects; 0: none configured.
+  absl::Duration retention = absl::ZeroDuration();
+  // Refresh objects found older than retention - refresh_margin.
+  absl::Duration refresh_margin = absl::Hours(24);
+  int64_t multipart_threshold = int64_t{64} << 20;
+  int64_t part_size = int64_t{16} << 20;  // >= 5 MiB.
+  int64_t existence_cache_entries = 1 << 20;
+  // Keep accepting writes into the local tier while the bucket is down.
+  bool degraded_local = false;
+  // Called (any thread) when the bucket goes from answering to failing or
+  // back, with the failure or OK; must be thread-safe.
+  std::function<void(bool down, const absl::Status& status)> on_bucket_state;
+};
+
+// Counters of the tiered store, for metrics.
+struct TieredStats {
+  int64_t existence_cache_hits = 0;
+  int64_t existence_cache_entries = 0;
+  int64_t bucket_lookups = 0;   // Digests checked against the bucket.
+  int64_t refreshes = 0;        // Self-copies done.
+  int64_t fetches = 0;          // Read-through fetches started.
+  int64_t fetch_shared = 0;     // Misses that joined a fetch in progress.
+  int64_t uploads = 0;          // Objects uploaded (PUT or multipart).
+  int64_t upload_skipped = 0;   // Uploads the bucket already had.
+  int64_t degraded_writes = 0;  // Writes kept locally only (bucket down).
+  int64_t corrupt_fetches = 0;  // Fetched objects failing their digest.
+  bool bucket_down = false;     // The last bucket request failed.
+};
+
+class TieredBlobStore : public BlobStore {
+ public:
+  // Returns the counters.
+  virtual TieredStats Counters() = 0;
+};
+
+// Returns the tiered store over `local` (owned) and `s3` (owned).
+// INVALID_ARGUMENT for bad options. Makes no request: call
+// `s3->CheckBucket()` at start-up to fail early.
+absl::StatusOr<std::unique_ptr<TieredBlobStore>> NewTieredBlobStore(
+    std::unique_ptr<BlobStore> local, std::unique_ptr<S3Client> s3,
+    const TieredBlobStoreOptions& options);
+
+}  // namespace cairn::cas
+
+#endif  // CAIRN_CAS_TIERED_BLOB_STORE_H_

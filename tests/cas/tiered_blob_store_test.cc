@@ -1,0 +1,397 @@
+// The tiered store against a real engine (Ceph RGW from tools/rgw.sh): two
+// "nodes" (two stores with their own local tier) over one bucket. Label
+// "engine"; skipped with the reason when Ceph is not installed.
+#include "cas/tiered_blob_store.h"
+
+#include <signal.h>
+
+#include <atomic>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "cas/digest.h"
+#include "cas/disk_blob_store.h"
+#include "cas/memory_blob_store.h"
+#include "gtest/gtest.h"
+#include "tests/testutil/rgw_cluster.h"
+#include "tests/testutil/temp_dir.h"
+
+namespace cairn::cas {
+namespace {
+
+using testutil::RgwCluster;
+
+// Bucket requests seen by one node, by kind and outcome.
+struct Requests {
+  std::atomic<int> head{0}, put_ok{0}, put_refused{0}, get{0}, parts{0},
+      refresh{0}, total{0};
+};
+
+S3ClientOptions ClientOptions(Requests* seen) {
+  S3ClientOptions o = RgwCluster::Get().ClientOptions();
+  o.on_request = [seen](const S3RequestRecord& r) {
+    if (seen == nullptr) {
+      return;
+    }
+    seen->total++;
+    if (r.kind == "head") seen->head++;
+    if (r.kind == "get") seen->get++;
+    if (r.kind == "multipart_part") seen->parts++;
+    if (r.kind == "refresh") seen->refresh++;
+    if (r.kind == "put" && r.code == absl::StatusCode::kOk) seen->put_ok++;
+    if (r.kind == "put" && r.code == absl::StatusCode::kAlreadyExists) {
+      seen->put_refused++;
+    }
+  };
+  return o;
+}
+
+std::string Blob(int i, size_t size = 100) {
+  std::string s = absl::StrCat("blob-", i, "-");
+  s.resize(size, static_cast<char>('a' + i % 26));
+  return s;
+}
+
+class TieredTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CAIRN_REQUIRE_RGW();
+    options_.prefix = absl::StrCat(
+        "tiered/",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name(), "/");
+    options_.part_size = 5 << 20;
+    options_.multipart_threshold = 8 << 20;
+  }
+
+  // A node whose local tier is in memory (or on disk under `dir`).
+  std::unique_ptr<TieredBlobStore> Node(Requests* seen,
+                                        const std::string& dir = "") {
+    std::unique_ptr<BlobStore> local;
+    if (dir.empty()) {
+      local = NewMemoryBlobStore({int64_t{256} << 20});
+    } else {
+      DiskBlobStoreOptions d;
+      d.root = dir;
+      d.max_size_bytes = int64_t{512} << 20;
+      d.fsync = false;
+      local = *NewDiskBlobStore(d);
+    }
+    auto s3 = NewS3Client(ClientOptions(seen));
+    EXPECT_TRUE(s3.ok()) << s3.status();
+    auto store = NewTieredBlobStore(std::move(local), *std::move(s3), options_);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return *std::move(store);
+  }
+
+  std::unique_ptr<S3Client> Raw() {
+    return *NewS3Client(ClientOptions(nullptr));
+  }
+
+  TieredBlobStoreOptions options_;
+};
+
+TEST_F(TieredTest, SecondNodeSeesWhatTheFirstAcknowledged) {
+  Requests seen_a, seen_b;
+  auto a = Node(&seen_a);
+  auto b = Node(&seen_b);
+  std::vector<Digest> written, absent;
+  for (int i = 0; i < 20; ++i) {
+    std::string data = Blob(i);
+    written.push_back(Digest::OfData(data));
+    ASSERT_TRUE(a->Write(written.back(), data).ok());
+    absent.push_back(Digest::OfData(Blob(i + 1000)));
+  }
+  // Streamed through a writer, too.
+  std::string streamed = Blob(77, 300000);
+  Digest sd = Digest::OfData(streamed);
+  auto w = a->OpenWrite(sd);
+  ASSERT_TRUE(w.ok());
+  for (size_t off = 0; off < streamed.size(); off += 65536) {
+    ASSERT_TRUE(
+        (*w)->Append(absl::string_view(streamed).substr(off, 65536)).ok());
+  }
+  ASSERT_TRUE((*w)->Commit().ok());
+  written.push_back(sd);
+  std::string key(64, 'c');
+  ASSERT_TRUE(a->PutEntry(key, "an action result").ok());
+
+  std::vector<Digest> all = written;
+  all.insert(all.end(), absent.begin(), absent.end());
+  auto missing = b->FindMissingChecked(all);
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  EXPECT_EQ(*missing, absent);  // Exact: every acknowledged one is present.
+  EXPECT_EQ(b->Stats().cas_entries, 0);  // B's local tier is empty.
+  for (int i = 0; i < 20; ++i) {
+    auto got = b->Read(written[i]);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, Blob(i));
+  }
+  auto reader = b->OpenRead(sd, 1000);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  std::string rest(streamed.size(), '\0');
+  size_t n = 0;
+  while (true) {
+    auto r = (*reader)->Read(rest.data() + n, rest.size() - n);
+    ASSERT_TRUE(r.ok()) << r.status();
+    if (*r == 0) break;
+    n += *r;
+  }
+  EXPECT_EQ(rest.substr(0, n), streamed.substr(1000));
+  auto entry = b->GetEntry(key);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  EXPECT_EQ(*entry, "an action result");
+  EXPECT_EQ(b->GetEntry(std::string(64, 'd')).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(b->Read(absent[0]).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(TieredTest, KnownDigestsCostNoBucketRequest) {
+  Requests seen_a, seen_b;
+  auto a = Node(&seen_a);
+  auto b = Node(&seen_b);
+  std::vector<Digest> digests;
+  for (int i = 0; i < 200; ++i) {
+    std::string data = Blob(i);
+    digests.push_back(Digest::OfData(data));
+    ASSERT_TRUE(a->Write(digests.back(), data).ok());
+  }
+  int before = seen_a.total;
+  auto missing = a->FindMissingChecked(digests);
+  ASSERT_TRUE(missing.ok());
+  EXPECT_TRUE(missing->empty());
+  EXPECT_EQ(seen_a.total - before, 0);
+  EXPECT_TRUE(a->TryFindMissing(digests).has_value());
+
+  EXPECT_FALSE(b->TryFindMissing(digests).has_value());
+  ASSERT_TRUE(b->FindMissingChecked(digests)->empty());
+  EXPECT_EQ(seen_b.head, 200);  // One HEAD each the first time...
+  ASSERT_TRUE(b->FindMissingChecked(digests)->empty());
+  EXPECT_EQ(seen_b.head, 200);  // ...then none.
+  EXPECT_EQ(b->Counters().existence_cache_hits, 200);
+}
+
+TEST_F(TieredTest, EachObjectIsUploadedOnce) {
+  Requests seen_a, seen_b;
+  auto a = Node(&seen_a);
+  auto b = Node(&seen_b);
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 10; ++i) {
+      std::string data = Blob(i);
+      ASSERT_TRUE(a->Write(Digest::OfData(data), data).ok());
+      ASSERT_TRUE(b->Write(Digest::OfData(data), data).ok());
+    }
+  }
+  EXPECT_EQ(seen_a.put_ok + seen_b.put_ok, 10);
+  EXPECT_EQ(seen_b.put_refused, 10);  // B's first attempt, refused at once.
+}
+
+TEST_F(TieredTest, CorruptObjectIsNeverServedAndIsRepaired) {
+  auto a = Node(nullptr);
+  auto b = Node(nullptr);
+  std::string data = Blob(5, 5000);
+  Digest d = Digest::OfData(data);
+  ASSERT_TRUE(a->Write(d, data).ok());
+  std::string bad = data;
+  bad[4000] ^= 1;
+  ASSERT_TRUE(
+      Raw()->Put(options_.prefix + "cas/" + d.hash(), bad, "", false).ok());
+  auto got = b->Read(d);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss) << got.status();
+  EXPECT_EQ(b->Stats().cas_entries, 0);  // Not kept.
+  EXPECT_EQ(*b->FindMissingChecked({d}), std::vector<Digest>{d});
+  // A client told "missing" uploads again; that upload replaces the object.
+  ASSERT_TRUE(b->Write(d, data).ok());
+  auto c = Node(nullptr);
+  auto fixed = c->Read(d);
+  ASSERT_TRUE(fixed.ok()) << fixed.status();
+  EXPECT_EQ(*fixed, data);
+  // A truncated object is reported missing as well.
+  ASSERT_TRUE(
+      Raw()->Put(options_.prefix + "cas/" + d.hash(), "short", "", false).ok());
+  auto e = Node(nullptr);
+  EXPECT_EQ(*e->FindMissingChecked({d}), std::vector<Digest>{d});
+  // A corrupt action-cache object is DATA_LOSS, not a hit.
+  std::string key(64, 'e');
+  ASSERT_TRUE(
+      Raw()
+          ->Put(options_.prefix + "ac/" + key, "CAIRNAC1garbage", "", false)
+          .ok());
+  EXPECT_EQ(e->GetEntry(key).status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(TieredTest, WrongBytesAreRefusedBeforeUpload) {
+  Requests seen;
+  auto a = Node(&seen);
+  Digest d = Digest::OfData("right");
+  EXPECT_EQ(a->Write(d, "wrong").code(), absl::StatusCode::kInvalidArgument);
+  auto w = a->OpenWrite(d);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->Append("wrong").ok());
+  EXPECT_EQ((*w)->Commit().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(seen.put_ok, 0);
+  EXPECT_EQ(Raw()->Head(options_.prefix + "cas/" + d.hash()).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+int64_t PeakRssKb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, "VmHWM:")) {
+      int64_t kb = 0;
+      absl::SimpleAtoi(
+          absl::StripAsciiWhitespace(absl::StripSuffix(line.substr(6), "kB")),
+          &kb);
+      return kb;
+    }
+  }
+  return -1;
+}
+
+TEST_F(TieredTest, LargeBlobGoesUpInPartsWithFlatMemory) {
+  constexpr int64_t kSize = int64_t{100} << 20;
+  testutil::TempDir dir_a, dir_b;
+  Requests seen_a;
+  auto a = Node(&seen_a, dir_a.path());
+  auto b = Node(nullptr, dir_b.path());
+  // 100 MiB generated chunk by chunk (never held whole).
+  std::string chunk(1 << 20, '\0');
+  auto fill = [&](int i) {
+    for (size_t j = 0; j < chunk.size(); j += 8) {
+      uint64_t v = (static_cast<uint64_t>(i) << 32) ^ j * 0x9E3779B97F4A7C15ULL;
+      std::memcpy(chunk.data() + j, &v, 8);
+    }
+  };
+  Sha256Hasher h;
+  for (int i = 0; i < kSize / static_cast<int64_t>(chunk.size()); ++i) {
+    fill(i);
+    h.Update(chunk);
+  }
+  const Digest d = h.FinishDigest();
+  const int64_t rss_before = PeakRssKb();
+  auto w = a->OpenWrite(d);
+  ASSERT_TRUE(w.ok()) << w.status();
+  for (int i = 0; i < kSize / static_cast<int64_t>(chunk.size()); ++i) {
+    fill(i);
+    ASSERT_TRUE((*w)->Append(chunk).ok());
+  }
+  ASSERT_TRUE((*w)->Commit().ok());
+  EXPECT_EQ(seen_a.parts, 20);  // 100 MiB in 5 MiB parts.
+  EXPECT_EQ(seen_a.put_ok, 0);
+  // Node B streams it from the bucket into its disk tier and verifies it.
+  auto r = b->OpenRead(d, 0);
+  ASSERT_TRUE(r.ok()) << r.status();
+  Sha256Hasher check;
+  std::string buf(1 << 20, '\0');
+  while (true) {
+    auto n = (*r)->Read(buf.data(), buf.size());
+    ASSERT_TRUE(n.ok()) << n.status();
+    if (*n == 0) break;
+    check.Update(absl::string_view(buf.data(), *n));
+  }
+  EXPECT_EQ(check.FinishDigest(), d);
+  const int64_t growth_kb = PeakRssKb() - rss_before;
+  std::cout << "peak RSS growth for a 100 MiB blob up and down: "
+            << growth_kb / 1024 << " MiB\n";
+  EXPECT_LT(growth_kb, 48 * 1024);  // Flat: a few parts, not the blob.
+}
+
+TEST_F(TieredTest, StoppedBucketServesLocalHitsAndRefusesTheRest) {
+  RgwCluster& c = RgwCluster::Get();
+  auto a = Node(nullptr);
+  std::string kept = Blob(1);
+  ASSERT_TRUE(a->Write(Digest::OfData(kept), kept).ok());
+  std::string key(64, 'a');
+  ASSERT_TRUE(a->PutEntry(key, "result").ok());
+  ASSERT_TRUE(c.SignalGateway(SIGSTOP));
+  std::string fresh = Blob(2);
+  absl::Status write = a->Write(Digest::OfData(fresh), fresh);
+  auto lookup = a->FindMissingChecked({Digest::OfData(Blob(3))});
+  auto local_hit = a->Read(Digest::OfData(kept));
+  auto known = a->FindMissingChecked({Digest::OfData(kept)});
+  auto entry = a->GetEntry(key);
+  absl::Status put_entry = a->PutEntry(std::string(64, 'b'), "x");
+  const bool down = a->Counters().bucket_down;
+  ASSERT_TRUE(c.SignalGateway(SIGCONT));
+  EXPECT_EQ(write.code(), absl::StatusCode::kUnavailable) << write;
+  EXPECT_EQ(lookup.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(put_entry.code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(down);
+  ASSERT_TRUE(local_hit.ok()) << local_hit.status();
+  EXPECT_EQ(*local_hit, kept);
+  ASSERT_TRUE(known.ok());
+  EXPECT_TRUE(known->empty());
+  ASSERT_TRUE(entry.ok());
+  // Recovers by itself.
+  EXPECT_TRUE(a->Write(Digest::OfData(fresh), fresh).ok());
+  EXPECT_FALSE(a->Counters().bucket_down);
+  auto b = Node(nullptr);
+  EXPECT_TRUE(b->Read(Digest::OfData(fresh)).ok());
+}
+
+TEST_F(TieredTest, DegradedLocalKeepsWritingWhileTheBucketIsDown) {
+  RgwCluster& c = RgwCluster::Get();
+  options_.degraded_local = true;
+  auto a = Node(nullptr);
+  std::string data = Blob(9);
+  Digest d = Digest::OfData(data);
+  ASSERT_TRUE(c.SignalGateway(SIGSTOP));
+  absl::Status write = a->Write(d, data);
+  auto missing = a->FindMissingChecked({d});
+  ASSERT_TRUE(c.SignalGateway(SIGCONT));
+  EXPECT_TRUE(write.ok()) << write;
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  EXPECT_TRUE(missing->empty());
+  EXPECT_EQ(a->Counters().degraded_writes, 1);
+}
+
+TEST_F(TieredTest, OldObjectsAreRefreshedWhenLookedUp) {
+  options_.retention = absl::Seconds(20);
+  options_.refresh_margin = absl::Seconds(19);  // Refresh after 1 s.
+  Requests seen;
+  auto a = Node(nullptr);
+  std::string data = Blob(4);
+  Digest d = Digest::OfData(data);
+  ASSERT_TRUE(a->Write(d, data).ok());
+  auto raw = Raw();
+  auto before = raw->Head(options_.prefix + "cas/" + d.hash());
+  ASSERT_TRUE(before.ok());
+  absl::SleepFor(absl::Milliseconds(2100));
+  auto b = Node(&seen);
+  ASSERT_TRUE(b->FindMissingChecked({d})->empty());
+  EXPECT_EQ(seen.refresh, 1);
+  EXPECT_EQ(b->Counters().refreshes, 1);
+  auto after = raw->Head(options_.prefix + "cas/" + d.hash());
+  ASSERT_TRUE(after.ok());
+  EXPECT_GT(after->last_modified, before->last_modified);
+  ASSERT_TRUE(b->FindMissingChecked({d})->empty());
+  EXPECT_EQ(seen.refresh, 1);  // Fresh now: no second copy.
+}
+
+TEST_F(TieredTest, KilledGatewayThenRestarted) {
+  RgwCluster& c = RgwCluster::Get();
+  auto a = Node(nullptr);
+  std::string before = Blob(11);
+  ASSERT_TRUE(a->Write(Digest::OfData(before), before).ok());
+  ASSERT_TRUE(c.SignalGateway(SIGKILL));
+  absl::SleepFor(absl::Milliseconds(300));  // Let the kernel reap the port.
+  std::string during = Blob(12);
+  EXPECT_EQ(a->Write(Digest::OfData(during), during).code(),
+            absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(c.RestartGateway());
+  EXPECT_TRUE(a->Write(Digest::OfData(during), during).ok());
+  auto b = Node(nullptr);
+  EXPECT_TRUE(b->Read(Digest::OfData(before)).ok());
+  EXPECT_TRUE(b->Read(Digest::OfData(during)).ok());
+}
+
+}  // namespace
+}  // namespace cairn::cas
