@@ -26,13 +26,7 @@ bool IsUnset(const v2::Digest& d) {
 
 absl::StatusOr<cas::Digest> ToDigest(const v2::Digest& d,
                                      absl::string_view field) {
-  absl::StatusOr<cas::Digest> digest =
-      cas::Digest::Create(d.hash(), d.size_bytes());
-  if (!digest.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": ", digest.status().message()));
-  }
-  return digest;
+  return cas::DigestFromMessage(d, field);
 }
 
 v2::Digest ToProto(const cas::Digest& d) {

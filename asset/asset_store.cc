@@ -27,13 +27,7 @@ constexpr size_t kMaxTreeDirectories = 100000;
 
 absl::StatusOr<cas::Digest> FromProto(const v2::Digest& d,
                                       absl::string_view field) {
-  absl::StatusOr<cas::Digest> digest =
-      cas::Digest::Create(d.hash(), d.size_bytes());
-  if (!digest.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": ", digest.status().message()));
-  }
-  return digest;
+  return cas::DigestFromMessage(d, field);
 }
 
 absl::Status CheckText(absl::string_view text, absl::string_view what) {

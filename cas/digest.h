@@ -12,7 +12,9 @@
 #include <string>
 #include <utility>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
 namespace cairn::cas {
@@ -60,6 +62,23 @@ class Digest {
   std::string hash_;
   int64_t size_bytes_;
 };
+
+// Returns the Digest that a REAPI Digest message names (any type with hash()
+// and size_bytes(), so this library needs no protobuf): the one conversion
+// used by the ActionCache, the asset store and the services. A malformed one
+// is INVALID_ARGUMENT "<prefix><field>: <reason>".
+template <typename DigestMessage>
+absl::StatusOr<Digest> DigestFromMessage(const DigestMessage& message,
+                                         absl::string_view field,
+                                         absl::string_view prefix = "") {
+  absl::StatusOr<Digest> digest =
+      Digest::Create(message.hash(), message.size_bytes());
+  if (!digest.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, field, ": ", digest.status().message()));
+  }
+  return digest;
+}
 
 // Returns OK when `hash` is 64 lowercase hex characters, else INVALID_ARGUMENT.
 absl::Status ValidateSha256Hex(absl::string_view hash);

@@ -305,6 +305,7 @@ class DiskBlobStore final : public BlobStore {
   // Creates the layout, rebuilds the index and empties tmp/.
   absl::Status Load();
 
+  // BlobStore (cas/blob_store.h), declared as every store declares it.
   std::vector<Digest> FindMissing(absl::Span<const Digest> digests) override;
   bool Contains(const Digest& digest) override;
   std::optional<std::vector<Digest>> TryFindMissing(

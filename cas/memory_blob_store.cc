@@ -138,6 +138,7 @@ class MemoryBlobStore final : public BlobStore {
     return std::string(**bytes);
   }
 
+  // The rest of BlobStore, declared as every store declares it.
   absl::StatusOr<std::unique_ptr<BlobReader>> OpenRead(const Digest& digest,
                                                        int64_t offset) override;
   absl::Status Write(const Digest& digest, absl::string_view data) override;

@@ -42,6 +42,8 @@
 
 using cairn::server::ByteSize;
 
+// The flag table: one ABSL_FLAG per setting, the same shape on purpose
+// (docs/flags.md is generated from it by tools/flags_doc.py).
 ABSL_FLAG(std::string, listen, "127.0.0.1:9092",
           "Address to serve gRPC on, HOST:PORT or unix:///PATH. Port 0 picks "
           "a free port; the start-up line on stderr shows the port chosen.");
@@ -275,6 +277,8 @@ int main(int argc, char** argv) {
   // fixing them (8 MiB / 64 MiB, tried for the 1 MiB chunk buffers) kept up
   // to 176 MiB resident after 1 GiB transfers and halved 16 MiB writes at 4
   // streams (280-320 vs 544-554 MB/s), now that each call reuses its buffers.
+  // Mirrors client/gocacheprog/main.cc: the two binaries share no library
+  // that could hold it (client/ never includes server/).
   absl::FlagsUsageConfig usage_config;
   usage_config.contains_help_flags = &IsServerFlagFile;
   usage_config.contains_helpshort_flags = &IsServerFlagFile;

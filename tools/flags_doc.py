@@ -19,6 +19,17 @@ OUT = os.path.join(ROOT, "docs", "flags.md")
 ENTRY = re.compile(r"^--([A-Za-z0-9_]+) \((.*)\); default: (.*);$", re.S)
 
 
+def repo_path(path):
+    """Returns `path` (as compiled in: relative to a build dir, or absolute
+    in some checkout) relative to the repository, so the reference does not
+    depend on where the tree was built."""
+    parts = [p for p in path.split("/") if p not in ("", ".", "..")]
+    for i in range(len(parts)):
+        if os.path.isfile(os.path.join(ROOT, *parts[i:])):
+            return "/".join(parts[i:])
+    return "/".join(parts)
+
+
 def helpfull(binary):
     """Returns (usage lines, {section file: [(flag, meaning, default)]})."""
     text = subprocess.run([binary, "--helpfull"], capture_output=True,
@@ -36,7 +47,7 @@ def helpfull(binary):
         if line.startswith("  Flags from "):
             close()
             entry = None
-            current = re.sub(r"^(\.\.?/)+", "", line[len("  Flags from "):-1])
+            current = repo_path(line[len("  Flags from "):-1])
             sections[current] = []
         elif current is None:
             usage.append(line)

@@ -30,6 +30,11 @@
 #
 # Usage: tools/sanitize.sh [address] [thread] [fuzz]   (default: address thread)
 # Env:   CAIRN_JOBS (default 2) build and test parallelism.
+#        CAIRN_SANITIZE_OPT (default "-O1 -g1": -O1 as the sanitizers' docs
+#        advise, line tables for the reports' stack traces) optimisation and
+#        debug info of both builds. It compiles in ~40% less CPU than
+#        RelWithDebInfo's "-O2 -g": cas/service/bytestream_service.cc took
+#        5.9-6.1 s user vs 10.0-10.9 s (g++, on a loaded machine).
 #
 # TSan note: Debian's gRPC, protobuf and Abseil libraries are not built with
 # TSan, so synchronisation inside them is invisible to it. Two measures keep
@@ -72,7 +77,9 @@ configure() {
   shift 3
   wipe_if_other_compiler "$dir" "$cxx"
   CC=$cc CXX=$cxx cmake -S . -B "$dir" -G Ninja \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAIRN_BENCH=OFF "$@" >/dev/null
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="${CAIRN_SANITIZE_OPT:--O1 -g1} -DNDEBUG" \
+    -DCAIRN_BENCH=OFF "$@" >/dev/null
 }
 
 status=0

@@ -225,7 +225,9 @@ class UploadRegistry {
           u.uploads + 1 > limits_.max_uploads_per_client) {
         return 1;
       }
-      if (limits_.max_bytes_per_client > 0 &&
+      // A client's only upload is always admitted (the store's own
+      // reservation bounds it), so a blob larger than the cap still fits.
+      if (limits_.max_bytes_per_client > 0 && u.uploads > 0 &&
           u.bytes + size > limits_.max_bytes_per_client) {
         return 2;
       }
@@ -248,7 +250,8 @@ class UploadRegistry {
       stats_->dropped_parked.fetch_add(1);
       dropped->push_back(EraseLocked(victim));
     }
-    while (limits_.max_bytes > 0 && total_bytes_ + size > limits_.max_bytes) {
+    while (limits_.max_bytes > 0 && total_bytes_ > 0 &&
+           total_bytes_ + size > limits_.max_bytes) {
       Map::iterator victim = OldestParkedLocked(HeaviestParkerLocked());
       if (victim == entries_.end()) {
         stats_->refused_total_bytes.fetch_add(1);

@@ -114,6 +114,8 @@ struct UploadLimitStats {
   std::atomic<int64_t> refused_client_streams{0};
 };
 
+// The options every service adapter takes (store, pool, authorizer, limits),
+// the same shape as CasServiceOptions on purpose; each names its own.
 struct ByteStreamServiceOptions {
   BlobStore* store = nullptr;   // Not owned; must outlive the service.
   rpc::IoPool* pool = nullptr;  // Not owned; must outlive the service.

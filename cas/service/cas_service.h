@@ -36,6 +36,8 @@
 
 namespace cairn::cas {
 
+// The options every service adapter takes (store, pool, authorizer, limits),
+// the same shape in each service on purpose; each names its own.
 struct CasServiceOptions {
   BlobStore* store = nullptr;      // Not owned; must outlive the service.
   rpc::IoPool* pool = nullptr;     // Not owned; must outlive the service.

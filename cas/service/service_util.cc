@@ -9,13 +9,7 @@ namespace cairn::cas {
 
 absl::StatusOr<Digest> FromProto(const v2::Digest& proto,
                                  absl::string_view what) {
-  absl::StatusOr<Digest> digest =
-      Digest::Create(proto.hash(), proto.size_bytes());
-  if (!digest.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("bad ", what, ": ", digest.status().message()));
-  }
-  return digest;
+  return DigestFromMessage(proto, what, "bad ");
 }
 
 v2::Digest ToProto(const Digest& digest) {

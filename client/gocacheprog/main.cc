@@ -353,6 +353,7 @@ int main(int argc, char** argv) {
   absl::FlagsUsageConfig usage_config;
   // --help lists every flag the binary defines itself (by default Abseil
   // lists only flags from a file named after the program, and there is none).
+  // Mirrors server/main.cc, which shares no library with this binary.
   usage_config.contains_help_flags = &IsOwnFlagFile;
   usage_config.contains_helpshort_flags = &IsOwnFlagFile;
   usage_config.version_string = [] {

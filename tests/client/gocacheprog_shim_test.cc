@@ -615,10 +615,18 @@ TEST_F(ShimTest, HangingRemoteGetIsAMissWithinTheBudget) {
   EXPECT_EQ(NextResponse(), Json({{"ID", 1}, {"Miss", true}}));
   EXPECT_EQ(shim_->stats().budget_misses.load(), 1);
   remote.Release();  // The late fetch skips the body: past its budget.
-  SendGet(2, ActionId(1));
-  EXPECT_EQ(NextResponse()["Size"], 14);
+  // Once the remote answers again, a later get is a hit. On a slow
+  // (sanitizer) build one get can itself exceed the 200 ms budget, so ask
+  // again (bounded: 50 gets) until one is answered from the remote.
+  int64_t id = 2;
+  Json answer;
+  do {
+    SendGet(id++, ActionId(1));
+    answer = NextResponse();
+  } while (!answer.contains("Size") && id < 52);
+  EXPECT_EQ(answer["Size"], 14);
   EXPECT_EQ(shim_->stats().remote_hits.load(), 1);
-  CloseAndWait(3);
+  CloseAndWait(id);
 }
 
 TEST_F(ShimTest, BodyExpectedPastTheBudgetIsNotFetched) {

@@ -491,7 +491,11 @@ TEST_F(FaultTest, StalledUploadsAreCancelledAndReleaseTheirSpace) {
                         // 40 MiB upload below must not look idle, and the
                         // checks must see the parked uploads before expiry.
                         "--stream_idle_timeout=3s",
-                        "--partial_upload_timeout=9s"});
+                        "--partial_upload_timeout=9s",
+                        // This test is about the store's space and the idle
+                        // watchdog; upload_limits_test covers the caps.
+                        "--max_upload_reserve_per_client=off",
+                        "--max_upload_reserve=off"});
   ASSERT_TRUE(server.started());
   Client client(server.address());
   std::vector<std::unique_ptr<OpenUpload>> stalled;

@@ -33,6 +33,7 @@ constexpr char kWrongToken[] = "wrong-secret-token-00000000";
 
 class SecurityTest : public ::testing::Test {
  protected:
+  // The certificate set-up of tls_test.cc: GTEST_SKIP must stand in SetUp.
   void SetUp() override {
     if (!testutil::TestCerts::Available()) {
       GTEST_SKIP() << "openssl command not available";

@@ -24,6 +24,19 @@
 #include "tests/testutil/server_process.h"
 #include "tests/testutil/test_client.h"
 
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define CAIRN_SOAK_SANITIZER_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define CAIRN_SOAK_SANITIZER_BUILD 1
+#endif
+#endif
+#ifdef CAIRN_SOAK_SANITIZER_BUILD
+constexpr bool kSanitizerBuild = true;
+#else
+constexpr bool kSanitizerBuild = false;
+#endif
+
 namespace cairn::faulttest {
 namespace {
 
@@ -329,14 +342,12 @@ TEST(SoakTest, SixtyFourClientsMixedWorkloadUnderEviction) {
   EXPECT_LE(counters.shed.load() * 100, ops) << "more than 1% shed";
   EXPECT_GT(counters.bytes_written.load(), kStoreBytes)
       << "the data never exceeded the store; no eviction pressure";
-#if defined(__SANITIZE_THREAD__)
   // Under TSan the server's RSS includes the sanitizer's shadow memory and
-  // per-thread access history, which grow with everything ever touched; the
+  // per-thread access history, which grow with everything ever touched;
+  // under ASan freed memory waits in its quarantine (256 MiB) instead of
+  // being reused (RSS 245 -> 363 MiB in a 20 s ASan soak, -O1). The
   // flat-RSS check holds only for the other builds.
-  constexpr bool kCheckRss = false;
-#else
-  constexpr bool kCheckRss = true;
-#endif
+  constexpr bool kCheckRss = !kSanitizerBuild;
   if (kCheckRss) {
     EXPECT_LE(late, early * 13 / 10 + 32 * 1024) << "RSS grew";
   }

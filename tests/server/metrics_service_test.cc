@@ -39,6 +39,14 @@ class MetricsServiceTest : public ServiceTest {
   }
 
   // Returns the value on the line starting with `series` (-1 if absent).
+  // Returns cairn_cache_requests_total of `cache` (cas, ac) and `result`
+  // (hit, miss) in `text`.
+  double CacheRequests(const std::string& text, const char* cache,
+                       const char* result) {
+    return Value(text, absl::StrCat("cairn_cache_requests_total{cache=\"",
+                                    cache, "\",result=\"", result, "\"}"));
+  }
+
   double Value(const std::string& text, const std::string& series) {
     for (absl::string_view line : absl::StrSplit(text, '\n')) {
       if (absl::StartsWith(line, series + " ")) {
@@ -94,16 +102,9 @@ TEST_F(MetricsServiceTest, CountsCallsCodesCacheHitsAndStore) {
               grpc::StatusCode::INVALID_ARGUMENT);
   }
   std::string text = Scrape();
-  EXPECT_EQ(
-      Value(text, "cairn_cache_requests_total{cache=\"cas\",result=\"hit\"}"),
-      1)
-      << text;
-  EXPECT_EQ(
-      Value(text, "cairn_cache_requests_total{cache=\"cas\",result=\"miss\"}"),
-      2);
-  EXPECT_EQ(
-      Value(text, "cairn_cache_requests_total{cache=\"ac\",result=\"miss\"}"),
-      3);
+  EXPECT_EQ(CacheRequests(text, "cas", "hit"), 1) << text;
+  EXPECT_EQ(CacheRequests(text, "cas", "miss"), 2);
+  EXPECT_EQ(CacheRequests(text, "ac", "miss"), 3);
   EXPECT_EQ(Value(text,
                   "cairn_grpc_requests_total{service=\"ActionCache\","
                   "method=\"GetActionResult\",code=\"NOT_FOUND\"}"),
@@ -151,13 +152,8 @@ TEST_F(MetricsServiceTest, ByteStreamReadsCountAsCasHitsAndMisses) {
     EXPECT_EQ(reader->Finish().ok(), ok);
   }
   std::string text = Scrape();
-  EXPECT_EQ(
-      Value(text, "cairn_cache_requests_total{cache=\"cas\",result=\"hit\"}"),
-      1)
-      << text;
-  EXPECT_EQ(
-      Value(text, "cairn_cache_requests_total{cache=\"cas\",result=\"miss\"}"),
-      1);
+  EXPECT_EQ(CacheRequests(text, "cas", "hit"), 1) << text;
+  EXPECT_EQ(CacheRequests(text, "cas", "miss"), 1);
   // The server counts a call out when gRPC reports it done on the server
   // side, which may come just after the client has seen its status: wait
   // (bounded) for the gauge to return to 0.

@@ -21,6 +21,7 @@
 #include "cas/memory_blob_store.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
 #include "server/server.h"
+#include "tests/testutil/test_client.h"
 
 namespace cairn::servertest {
 
@@ -83,24 +84,9 @@ class ServiceTest : public ::testing::Test {
                          bs::WriteResponse* response = nullptr) {
     grpc::ClientContext context;
     bs::WriteResponse local;
-    auto writer = bytestream_->Write(&context, response ? response : &local);
-    size_t offset = 0;
-    do {
-      bs::WriteRequest request;
-      if (offset == 0) {
-        request.set_resource_name(resource);
-      }
-      request.set_write_offset(static_cast<int64_t>(offset));
-      const size_t n = std::min(chunk, data.size() - offset);
-      request.set_data(data.substr(offset, n));
-      offset += n;
-      request.set_finish_write(offset == data.size());
-      if (!writer->Write(request)) {
-        break;
-      }
-    } while (offset < data.size());
-    writer->WritesDone();
-    return writer->Finish();
+    return testutil::WriteInChunks(
+        bytestream_->Write(&context, response ? response : &local).get(),
+        resource, data, chunk);
   }
 
   // Reads a resource; returns the status and fills `data` and `chunks`.

@@ -30,6 +30,31 @@ namespace cairn::testutil {
 namespace v2 = ::build::bazel::remote::execution::v2;
 namespace bs = ::google::bytestream;
 
+// Sends `data` on `writer` as WriteRequests of `chunk` bytes (the first one
+// names `resource`, the last one finishes the write; an empty blob is one
+// request), then closes the stream; returns the call's status.
+inline grpc::Status WriteInChunks(grpc::ClientWriter<bs::WriteRequest>* writer,
+                                  const std::string& resource,
+                                  const std::string& data, size_t chunk) {
+  size_t offset = 0;
+  do {  // Bounded: offset advances by `chunk` each pass.
+    bs::WriteRequest request;
+    if (offset == 0) {
+      request.set_resource_name(resource);
+    }
+    size_t n = std::min(chunk, data.size() - offset);
+    request.set_write_offset(static_cast<int64_t>(offset));
+    request.set_data(data.substr(offset, n));
+    offset += n;
+    request.set_finish_write(offset == data.size());
+    if (!writer->Write(request)) {
+      break;
+    }
+  } while (offset < data.size());
+  writer->WritesDone();
+  return writer->Finish();
+}
+
 // Returns deterministic pseudo-random bytes for (seed, size).
 inline std::string TestBlob(uint64_t seed, size_t size) {
   std::string data(size, '\0');
@@ -85,25 +110,11 @@ class Client {
     grpc::ClientContext context;
     Prepare(&context);
     bs::WriteResponse response;
-    auto writer = bytestream_->Write(&context, &response);
-    size_t offset = 0;
-    do {  // Bounded: offset advances by `chunk` each pass.
-      bs::WriteRequest request;
-      if (offset == 0) {
-        request.set_resource_name(cas::MakeWriteResourceName(
-            instance, absl::StrCat("u-", ++uuid_counter_), digest));
-      }
-      size_t n = std::min(chunk, data.size() - offset);
-      request.set_write_offset(static_cast<int64_t>(offset));
-      request.set_data(data.substr(offset, n));
-      offset += n;
-      request.set_finish_write(offset == data.size());
-      if (!writer->Write(request)) {
-        break;
-      }
-    } while (offset < data.size());
-    writer->WritesDone();
-    return writer->Finish();
+    return WriteInChunks(
+        bytestream_->Write(&context, &response).get(),
+        cas::MakeWriteResourceName(
+            instance, absl::StrCat("u-", ++uuid_counter_), digest),
+        data, chunk);
   }
 
   // Reads `digest` over ByteStream into `*out`.
