@@ -317,6 +317,8 @@ class DiskBlobStore final : public BlobStore {
   absl::StatusOr<std::unique_ptr<BlobReader>> OpenRead(const Digest& digest,
                                                        int64_t offset) override;
   absl::Status Write(const Digest& digest, absl::string_view data) override;
+  std::vector<absl::Status> WriteBlobs(
+      absl::Span<const BlobWrite> blobs) override;
   absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWrite(
       const Digest& digest) override;
   absl::StatusOr<std::string> GetEntry(absl::string_view key) override;
@@ -378,11 +380,30 @@ class DiskBlobStore final : public BlobStore {
                                          bool replace, int64_t* reserved,
                                          std::vector<LruIndex::Item>* victims,
                                          std::optional<bool>* old_small);
+  // ClaimForCommit() once `key` is idle.
+  absl::StatusOr<int64_t> ClaimLocked(const ItemKey& key, int64_t size,
+                                      bool replace, int64_t* reserved,
+                                      std::vector<LruIndex::Item>* victims,
+                                      std::optional<bool>* old_small)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Commits the small CAS blobs blobs[i] for i in `which` (verified, not
+  // stored, distinct, each holding a reservation of its size) in one
+  // database batch, setting (*out)[i]. A blob whose key is busy (another
+  // commit, unlink or stamp refresh in progress) is committed on its own
+  // afterwards, so a batch never waits while holding claims.
+  void CommitSmallBatch(absl::Span<const BlobWrite> blobs,
+                        absl::Span<const size_t> which,
+                        std::vector<absl::Status>* out);
   // Ends the claim of ClaimForCommit(): on success (`s` ok) indexes the item
   // and keeps `entry_value` (if not null) in memory.
   void EndCommit(const ItemKey& key, const absl::Status& s, int64_t size,
                  int64_t stamp, int64_t reserved, bool small,
                  uint64_t fingerprint, const absl::string_view* entry_value);
+  void EndCommitLocked(const ItemKey& key, const absl::Status& s, int64_t size,
+                       int64_t stamp, int64_t reserved, bool small,
+                       uint64_t fingerprint,
+                       const absl::string_view* entry_value)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What a lookup found: the item's size, where it lives, the stamp it has
   // after the lookup, and the fingerprint of its file when last verified.
   struct Found {
@@ -971,6 +992,15 @@ void DiskBlobStore::EndCommit(const ItemKey& key, const absl::Status& s,
                               bool small, uint64_t fingerprint,
                               const absl::string_view* entry_value) {
   absl::MutexLock lock(&mu_);
+  EndCommitLocked(key, s, size, stamp, reserved, small, fingerprint,
+                  entry_value);
+}
+
+void DiskBlobStore::EndCommitLocked(const ItemKey& key, const absl::Status& s,
+                                    int64_t size, int64_t stamp,
+                                    int64_t reserved, bool small,
+                                    uint64_t fingerprint,
+                                    const absl::string_view* entry_value) {
   committing_.erase(key);
   key_idle_.SignalAll();
   index_.Release(reserved);
@@ -993,6 +1023,12 @@ absl::StatusOr<int64_t> DiskBlobStore::ClaimForCommit(
   while (!KeyIdleLocked(key)) {
     key_idle_.Wait(&mu_);
   }
+  return ClaimLocked(key, size, replace, reserved, victims, old_small);
+}
+
+absl::StatusOr<int64_t> DiskBlobStore::ClaimLocked(
+    const ItemKey& key, int64_t size, bool replace, int64_t* reserved,
+    std::vector<LruIndex::Item>* victims, std::optional<bool>* old_small) {
   if (!replace && index_.Peek(key) == size) {
     index_.Touch(key);
     index_.Release(std::exchange(*reserved, 0));
@@ -1435,13 +1471,23 @@ absl::StatusOr<std::unique_ptr<BlobReader>> DiskBlobStore::OpenRead(
   return reader;
 }
 
-absl::Status DiskBlobStore::Write(const Digest& digest,
-                                  absl::string_view data) {
+namespace {
+// INVALID_ARGUMENT unless `data` hashes to `digest`.
+absl::Status CheckData(const Digest& digest, absl::string_view data) {
   Digest actual = Digest::OfData(data);
   if (actual != digest) {
     return absl::InvalidArgumentError(
         absl::StrCat("cas blob ", digest.ToString(), ": data hashes to ",
                      actual.ToString()));
+  }
+  return absl::OkStatus();
+}
+}  // namespace
+
+absl::Status DiskBlobStore::Write(const Digest& digest,
+                                  absl::string_view data) {
+  if (absl::Status s = CheckData(digest, data); !s.ok()) {
+    return s;
   }
   if (Contains(digest)) {
     return absl::OkStatus();
@@ -1458,6 +1504,100 @@ absl::Status DiskBlobStore::Write(const Digest& digest,
   absl::string_view parts[] = {data};
   return StoreWhole(CasKey(digest), parts, /*replace=*/false,
                     absl::StrCat("cas blob ", digest.ToString()));
+}
+
+std::vector<absl::Status> DiskBlobStore::WriteBlobs(
+    absl::Span<const BlobWrite> blobs) {
+  std::vector<absl::Status> out(blobs.size());
+  std::vector<size_t> small;                      // For the one batch.
+  absl::flat_hash_map<ItemKey, size_t> first;     // Its keys.
+  std::vector<std::pair<size_t, size_t>> copies;  // (i, first i of digest).
+  for (size_t i = 0; i < blobs.size(); ++i) {
+    const Digest& digest = blobs[i].digest;
+    if (out[i] = CheckData(digest, blobs[i].data);
+        !out[i].ok() || digest.IsEmpty()) {
+      continue;
+    }
+    if (!IsSmall(digest.size_bytes())) {
+      out[i] = Write(digest, blobs[i].data);
+      continue;
+    }
+    if (auto [it, added] = first.emplace(CasKey(digest), i); !added) {
+      copies.emplace_back(i, it->second);
+      continue;
+    }
+    if (Contains(digest)) {
+      continue;
+    }
+    out[i] = ReserveSpace(digest.size_bytes(),
+                          absl::StrCat("cas blob ", digest.ToString()));
+    if (out[i].ok()) {
+      small.push_back(i);
+    }
+  }
+  CommitSmallBatch(blobs, small, &out);
+  for (const auto& [i, j] : copies) {
+    out[i] = out[j];
+  }
+  return out;
+}
+
+void DiskBlobStore::CommitSmallBatch(absl::Span<const BlobWrite> blobs,
+                                     absl::Span<const size_t> which,
+                                     std::vector<absl::Status>* out) {
+  struct Claimed {
+    size_t i;
+    std::optional<bool> old_small;
+  };
+  std::vector<Claimed> claimed;
+  std::vector<SmallItem> items;
+  std::vector<size_t> busy;
+  {
+    absl::MutexLock lock(&mu_);
+    for (size_t i : which) {
+      const ItemKey key = CasKey(blobs[i].digest);
+      int64_t reserved = blobs[i].digest.size_bytes();
+      std::optional<bool> old_small;
+      if (!KeyIdleLocked(key)) {
+        busy.push_back(i);
+        continue;
+      }
+      // Never fails or evicts: `reserved` is held. 0: stored meanwhile.
+      absl::StatusOr<int64_t> stamp = ClaimLocked(
+          key, reserved, /*replace=*/false, &reserved, nullptr, &old_small);
+      if (!stamp.ok()) {
+        (*out)[i] = stamp.status();
+        index_.Release(reserved);
+      } else if (*stamp != 0) {
+        claimed.push_back({i, old_small});
+        items.push_back({key, *stamp, blobs[i].data});
+      }
+    }
+  }
+  absl::Status s;
+  if (!items.empty()) {  // One batch, one log write, one sync.
+    const int err = Inject(fault(), "write");
+    s = err != 0 ? ErrnoStatus(err, "store small items")
+                 : small_->PutMany(items);
+  }
+  for (size_t k = 0; s.ok() && k < claimed.size(); ++k) {
+    if (claimed[k].old_small == false) {
+      unlink(PathOf(items[k].key).c_str());  // See CommitSmall().
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    for (size_t k = 0; k < claimed.size(); ++k) {
+      const int64_t size = blobs[claimed[k].i].digest.size_bytes();
+      EndCommitLocked(items[k].key, s, size, items[k].stamp, size,
+                      /*small=*/true, 0, nullptr);
+      (*out)[claimed[k].i] = s;
+    }
+  }
+  for (size_t i : busy) {
+    (*out)[i] = CommitSmall(CasKey(blobs[i].digest), blobs[i].data,
+                            blobs[i].digest.size_bytes(), /*replace=*/false);
+  }
 }
 
 absl::StatusOr<std::unique_ptr<BlobWriter>> DiskBlobStore::OpenWrite(

@@ -31,10 +31,12 @@
 // Small items: written in one database batch with their access stamp;
 // the write returns once it is in the database's log, and with `fsync`
 // once the log is synced; concurrent writes share one log write and one
-// sync (group commit). So an acknowledged small write survives kill -9,
-// and with `fsync` power loss. Their bytes are hashed on every read (CAS
-// digest, or the entry's SHA-256 header); a mismatch, or corruption the
-// database reports, is DATA_LOSS, counted, and the item is deleted.
+// sync (group commit); WriteBlobs() puts all the small blobs of one call in
+// one batch (one log write, one sync). So an acknowledged small write
+// survives kill -9, and with `fsync` power loss. Their bytes are hashed on
+// every read (CAS digest, or the entry's SHA-256 header); a mismatch, or
+// corruption the database reports, is DATA_LOSS, counted, and the item is
+// deleted.
 // Access stamps of small items are written to the database unlogged, at
 // most once per `touch_interval`, like the files' mtimes.
 //

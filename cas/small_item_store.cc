@@ -87,7 +87,7 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
 class EmptySmallItemStore final : public SmallItemStore {
  public:
   explicit EmptySmallItemStore(std::string why) : why_(std::move(why)) {}
-  absl::Status Put(const ItemKey&, int64_t, absl::string_view) override {
+  absl::Status PutMany(absl::Span<const SmallItem>) override {
     return absl::UnavailableError(why_);
   }
   absl::StatusOr<std::string> Get(const ItemKey&) override {
@@ -117,15 +117,20 @@ class RocksSmallItemStore final : public SmallItemStore {
     stamp_options_.disableWAL = true;
   }
 
-  absl::Status Put(const ItemKey& key, int64_t stamp,
-                   absl::string_view value) override {
-    rocksdb::WriteBatch batch(kRecordKeySize * 2 + kMetaValueSize +
-                              value.size() + 64);
-    batch.Put(RecordKey(kDataPrefix, key),
-              rocksdb::Slice(value.data(), value.size()));
-    batch.Put(RecordKey(kMetaPrefix, key),
-              MetaValue(static_cast<int64_t>(value.size()), stamp));
-    return Write(put_options_, batch, "store small item");
+  absl::Status PutMany(absl::Span<const SmallItem> items) override {
+    size_t bytes = 64;
+    for (const SmallItem& item : items) {
+      bytes += kRecordKeySize * 2 + kMetaValueSize + item.value.size() + 16;
+    }
+    rocksdb::WriteBatch batch(bytes);
+    for (const SmallItem& item : items) {
+      batch.Put(RecordKey(kDataPrefix, item.key),
+                rocksdb::Slice(item.value.data(), item.value.size()));
+      batch.Put(RecordKey(kMetaPrefix, item.key),
+                MetaValue(static_cast<int64_t>(item.value.size()), item.stamp));
+    }
+    return Write(put_options_, batch,
+                 items.size() == 1 ? "store small item" : "store small items");
   }
 
   absl::StatusOr<std::string> Get(const ItemKey& key) override {

@@ -54,14 +54,27 @@ struct SmallItemMeta {
   int64_t stamp = 0;  // The last access stamp recorded.
 };
 
+// One item of a SmallItemStore::PutMany() call.
+struct SmallItem {
+  ItemKey key;
+  int64_t stamp = 0;        // Its access stamp.
+  absl::string_view value;  // Not owned.
+};
+
 class SmallItemStore {
  public:
   virtual ~SmallItemStore() = default;
 
   // Stores `value` under `key` with access stamp `stamp`, replacing any
   // previous value, durably (see above).
-  virtual absl::Status Put(const ItemKey& key, int64_t stamp,
-                           absl::string_view value) = 0;
+  absl::Status Put(const ItemKey& key, int64_t stamp, absl::string_view value) {
+    const SmallItem item{key, stamp, value};
+    return PutMany({&item, 1});
+  }
+
+  // Stores every item of `items` (distinct keys) as Put() would, all or
+  // none: one database batch, one log write and (with `sync`) one sync.
+  virtual absl::Status PutMany(absl::Span<const SmallItem> items) = 0;
 
   // Returns the value stored under `key`. NOT_FOUND, DATA_LOSS, INTERNAL.
   // The bytes are those the database holds; callers verify them.

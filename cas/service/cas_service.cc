@@ -63,8 +63,11 @@ absl::Status CheckBatchUpdate(const v2::BatchUpdateBlobsRequest& request,
   return absl::OkStatus();
 }
 
-absl::Status UpdateOne(const v2::BatchUpdateBlobsRequest::Request& item,
-                       const CasServiceOptions& options) {
+// Checks one blob of a BatchUpdateBlobs request and returns what to store
+// (`decompressed` holds the bytes of a compressed one).
+absl::StatusOr<BlobWrite> PrepareOne(
+    const v2::BatchUpdateBlobsRequest::Request& item,
+    const CasServiceOptions& options, std::string* decompressed) {
   absl::StatusOr<Digest> digest = FromProto(item.digest());
   if (!digest.ok()) {
     return digest.status();
@@ -74,7 +77,6 @@ absl::Status UpdateOne(const v2::BatchUpdateBlobsRequest::Request& item,
   if (!status.ok()) {
     return status;
   }
-  std::string decompressed;
   absl::string_view data = item.data();
   if (item.compressor() == v2::Compressor::ZSTD) {
     absl::StatusOr<std::string> plain =
@@ -83,8 +85,8 @@ absl::Status UpdateOne(const v2::BatchUpdateBlobsRequest::Request& item,
       return absl::InvalidArgumentError(absl::StrCat(
           "cas blob ", digest->ToString(), ": ", plain.status().message()));
     }
-    decompressed = *std::move(plain);
-    data = decompressed;
+    *decompressed = *std::move(plain);
+    data = *decompressed;
   } else if (item.compressor() != v2::Compressor::IDENTITY) {
     return absl::InvalidArgumentError(absl::StrCat(
         "cas blob ", digest->ToString(), ": unsupported compressor ",
@@ -95,7 +97,40 @@ absl::Status UpdateOne(const v2::BatchUpdateBlobsRequest::Request& item,
         absl::StrCat("cas blob ", digest->ToString(), ": got ", data.size(),
                      " bytes of data"));
   }
-  return options.store->Write(*digest, data);
+  return BlobWrite{*std::move(digest), data};
+}
+
+// Stores the blobs of `request` with one BlobStore::WriteBlobs() call (the
+// disk store makes its small ones durable behind one sync) and answers one
+// status per blob.
+void UpdateAll(const v2::BatchUpdateBlobsRequest& request,
+               const CasServiceOptions& options,
+               v2::BatchUpdateBlobsResponse* response) {
+  const int n = request.requests_size();
+  std::vector<std::string> decompressed(n);
+  std::vector<absl::Status> status(n);
+  std::vector<BlobWrite> writes;
+  std::vector<int> where;  // writes[k] is request item where[k].
+  writes.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    absl::StatusOr<BlobWrite> w =
+        PrepareOne(request.requests(i), options, &decompressed[i]);
+    if (w.ok()) {
+      writes.push_back(*std::move(w));
+      where.push_back(i);
+    } else {
+      status[i] = w.status();
+    }
+  }
+  std::vector<absl::Status> written = options.store->WriteBlobs(writes);
+  for (size_t k = 0; k < where.size(); ++k) {
+    status[where[k]] = std::move(written[k]);
+  }
+  for (int i = 0; i < n; ++i) {
+    auto* out = response->add_responses();
+    *out->mutable_digest() = request.requests(i).digest();
+    *out->mutable_status() = ToRpcStatus(status[i]);
+  }
 }
 
 absl::Status CheckBatchRead(const v2::BatchReadBlobsRequest& request,
@@ -349,11 +384,7 @@ class CasService final : public v2::ContentAddressableStorage::CallbackService {
         .Validate([&] { return CheckScope(*request); })
         .Validate([&] { return CheckBatchUpdate(*request, options_); })
         .RunOnPool([this, request, response] {
-          for (const auto& item : request->requests()) {
-            auto* out = response->add_responses();
-            *out->mutable_digest() = item.digest();
-            *out->mutable_status() = ToRpcStatus(UpdateOne(item, options_));
-          }
+          UpdateAll(*request, options_, response);
           return absl::OkStatus();
         });
   }

@@ -1043,6 +1043,48 @@ TEST_F(SmallItemTest, FailedSmallWritesStoreNothingAndReleaseQuota) {
   EXPECT_EQ(*store->Read(Digest::OfData(data)), data);
 }
 
+TEST_F(SmallItemTest, BatchOfSmallBlobsSurvivesRestart) {
+  std::vector<std::string> data;
+  std::vector<BlobWrite> blobs;
+  for (int i = 0; i < 6; ++i) {
+    data.push_back(Bytes(i < 5 ? 40 + i : 150, i));  // The last is a file.
+  }
+  for (const std::string& d : data) {
+    blobs.push_back({Digest::OfData(d), d});
+  }
+  {
+    auto store = Open();
+    for (const absl::Status& s : store->WriteBlobs(blobs)) {
+      EXPECT_TRUE(s.ok()) << s;
+    }
+    EXPECT_THAT(ItemFiles(), ElementsAre(blobs[5].digest.hash()));
+  }
+  auto store = Open();
+  for (size_t i = 0; i < data.size(); ++i) {
+    EXPECT_EQ(*store->Read(blobs[i].digest), data[i]) << i;
+  }
+  EXPECT_EQ(store->Stats().cas_entries, 6);
+}
+
+TEST_F(SmallItemTest, FailedBatchStoresNothingAndReleasesQuota) {
+  options_.fault_injector_for_test = FailNth{"write", 1, EIO};
+  auto store = Open();
+  const std::string a = Bytes(30, 1), b = Bytes(40, 2);
+  std::vector<BlobWrite> blobs = {{Digest::OfData(a), a},
+                                  {Digest::OfData(b), b}};
+  for (const absl::Status& s : store->WriteBlobs(blobs)) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << s;
+  }
+  EXPECT_FALSE(store->Contains(blobs[0].digest));
+  EXPECT_FALSE(store->Contains(blobs[1].digest));
+  EXPECT_EQ(store->Stats().reserved_bytes, 0);
+  EXPECT_EQ(store->Stats().used_bytes, 0);
+  for (const absl::Status& s : store->WriteBlobs(blobs)) {
+    EXPECT_TRUE(s.ok()) << s;  // The next batch works.
+  }
+  EXPECT_EQ(*store->Read(blobs[1].digest), b);
+}
+
 TEST_F(SmallItemTest, ReadOnlyDirectoryServesSmallItemsAndRefusesWrites) {
   Digest d;
   {
