@@ -1139,11 +1139,10 @@ void DiskBlobStore::MarkVerified(const ItemKey& key, uint64_t fingerprint) {
 std::optional<DiskBlobStore::Found> DiskBlobStore::TouchLocked(
     const ItemKey& key, int64_t want_size, std::vector<Refresh>* refreshes,
     int64_t now_ns) {
-  LruIndex::Item* item = index_.Find(key);
-  if (item == nullptr || (want_size >= 0 && item->size != want_size)) {
+  LruIndex::Item* item = index_.FindAndTouch(key, want_size);
+  if (item == nullptr) {
     return std::nullopt;
   }
-  index_.Touch(key);
   if (now_ns - item->stamp >=
       absl::ToInt64Nanoseconds(options_.touch_interval)) {
     item->stamp = NextStampLocked();
@@ -1342,27 +1341,19 @@ std::optional<std::vector<Digest>> DiskBlobStore::TryFindMissing(
   const int64_t interval = absl::ToInt64Nanoseconds(options_.touch_interval);
   // mu_ is never held across I/O, so taking it here does not wait on disk.
   absl::MutexLock lock(&mu_);
-  // First pass: give up, touching nothing, if a present blob's mtime is due
-  // for a refresh (I/O); FindMissing() on a blocking thread will do it.
+  // One lookup per digest. Gives up if a present blob's access stamp is due
+  // for a refresh (I/O): FindMissing() on a blocking thread does it (and
+  // touches again the blobs touched here, which changes nothing).
   for (size_t i = 0; i < digests.size(); ++i) {
     if (digests[i].IsEmpty()) {
       continue;
     }
-    const LruIndex::Item* item = index_.Find(keys[i]);
-    if (item != nullptr && item->size == digests[i].size_bytes() &&
-        now - item->stamp >= interval) {
-      return std::nullopt;
-    }
-  }
-  for (size_t i = 0; i < digests.size(); ++i) {
-    if (digests[i].IsEmpty()) {
-      continue;
-    }
-    const LruIndex::Item* item = index_.Find(keys[i]);
-    if (item != nullptr && item->size == digests[i].size_bytes()) {
-      index_.Touch(keys[i]);
-    } else {
+    const LruIndex::Item* item =
+        index_.FindAndTouch(keys[i], digests[i].size_bytes());
+    if (item == nullptr) {
       missing.push_back(digests[i]);
+    } else if (now - item->stamp >= interval) {
+      return std::nullopt;
     }
   }
   return missing;
@@ -1387,7 +1378,8 @@ std::optional<absl::StatusOr<std::string>> DiskBlobStore::TryGetEntry(
   std::shared_ptr<const std::string> value;
   {
     absl::MutexLock lock(&mu_);
-    LruIndex::Item* item = index_.Find(*k);
+    // One lookup; when this gives up, GetEntry() touches it again.
+    const LruIndex::Item* item = index_.FindAndTouch(*k);
     if (item == nullptr) {  // A miss: kept cheap, callers name the key.
       return absl::StatusOr<std::string>(
           absl::NotFoundError("entry not found"));
@@ -1398,7 +1390,6 @@ std::optional<absl::StatusOr<std::string>> DiskBlobStore::TryGetEntry(
                                                      options_.touch_interval)) {
       return std::nullopt;
     }
-    index_.Touch(*k);
   }
   return absl::StatusOr<std::string>(*value);
 }

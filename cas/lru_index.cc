@@ -78,6 +78,15 @@ std::optional<int64_t> LruIndex::Touch(const ItemKey& key) {
   return (*it)->size;
 }
 
+LruIndex::Item* LruIndex::FindAndTouch(const ItemKey& key, int64_t want_size) {
+  auto it = by_key_.find(key);
+  if (it == by_key_.end() || (want_size >= 0 && (*it)->size != want_size)) {
+    return nullptr;
+  }
+  lru_.splice(lru_.end(), lru_, *it);
+  return &**it;
+}
+
 void LruIndex::Insert(const ItemKey& key, int64_t size, int64_t stamp,
                       bool small) {
   auto it = by_key_.find(key);

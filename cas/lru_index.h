@@ -92,6 +92,11 @@ class LruIndex {
   // Marks the item most recently used and returns its size; nullopt if absent.
   std::optional<int64_t> Touch(const ItemKey& key);
 
+  // Find() and Touch() in one lookup: returns the item, marked most recently
+  // used, if it is held with size `want_size` (any size if negative);
+  // nullptr (touching nothing) otherwise. The pointer is as Find()'s.
+  Item* FindAndTouch(const ItemKey& key, int64_t want_size = -1);
+
   // Inserts the item as most recently used, or replaces its size, stamp and
   // `small` note (resetting `verified`) and marks it most recently used if
   // present. Never evicts (see Reserve()).
