@@ -1,7 +1,8 @@
 // kill -9 in the middle of group commits: a child process (this binary,
-// re-executed) writes small CAS blobs and entries from 16 threads into a
-// disk store with fsync on, so that commits are always being grouped behind
-// one log sync, and reports each acknowledged write on a pipe. The parent
+// re-executed) writes small CAS blobs (alone and in WriteBlobs() batches)
+// and entries from 16 threads into a disk store with fsync on, so that
+// commits are always being grouped behind one log sync, and reports each
+// acknowledged write on a pipe. The parent
 // SIGKILLs it after a number of acknowledgements, reopens the store and
 // checks that every acknowledged item is there and intact.
 #include <fcntl.h>
@@ -33,6 +34,7 @@ constexpr char kRoundEnv[] = "CAIRN_CRASH_CHILD_ROUND";
 constexpr int kAckFd = 3;
 constexpr int kThreads = 16;
 constexpr int kPerThread = 20000;
+constexpr int kBatch = 4;  // Blobs per WriteBlobs() call.
 
 // Item `seed`'s bytes: 64 B to ~3.5 KiB, all under the small-item threshold.
 std::string ItemBytes(int64_t seed) {
@@ -55,6 +57,28 @@ DiskBlobStoreOptions StoreOptions(const std::string& root) {
   return options;
 }
 
+// Stores the blobs of seeds first .. first + kBatch - 1 with one
+// WriteBlobs() call; sets `*seeds` to them. The first failure, if any.
+absl::Status WriteBatch(BlobStore& store, int64_t first,
+                        std::vector<int64_t>* seeds) {
+  std::vector<std::string> data;
+  std::vector<BlobWrite> blobs;
+  seeds->clear();
+  for (int k = 0; k < kBatch; ++k) {
+    seeds->push_back(first + k);
+    data.push_back(ItemBytes(first + k));
+  }
+  for (const std::string& d : data) {
+    blobs.push_back({Digest::OfData(d), d});
+  }
+  for (const absl::Status& s : store.WriteBlobs(blobs)) {
+    if (!s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 // The child: writes until killed. Not a test of its own; the parent runs
 // this binary filtered to it with kRootEnv set.
 TEST(SmallItemCrashChild, WritesUntilKilled) {
@@ -75,10 +99,14 @@ TEST(SmallItemCrashChild, WritesUntilKilled) {
         const std::string bytes = ItemBytes(seed);
         absl::Status s;
         char kind = 'c';
-        if (i % 3 == 2) {
+        std::vector<int64_t> seeds = {seed};
+        if (i % 4 == 3) {
+          s = WriteBatch(**store, base + t * 1000000 + 500000 + i * kBatch,
+                         &seeds);
+        } else if (i % 4 == 2) {
           kind = 'a';
           s = (*store)->PutEntry(EntryKey(seed), bytes);
-        } else if (i % 3 == 1) {
+        } else if (i % 4 == 1) {
           auto w = (*store)->OpenWrite(Digest::OfData(bytes));
           s = w.ok() ? (*w)->Append(bytes) : w.status();
           s = s.ok() ? (*w)->Commit() : s;
@@ -91,7 +119,10 @@ TEST(SmallItemCrashChild, WritesUntilKilled) {
           std::_Exit(3);
         }
         // Acknowledged: tell the parent (one write(2), atomic on a pipe).
-        std::string line = absl::StrCat(std::string(1, kind), " ", seed, "\n");
+        std::string line;
+        for (int64_t acked : seeds) {
+          absl::StrAppend(&line, std::string(1, kind), " ", acked, "\n");
+        }
         if (write(kAckFd, line.data(), line.size()) !=
             static_cast<ssize_t>(line.size())) {
           std::_Exit(4);
