@@ -63,11 +63,40 @@ absl::Status CheckBatchUpdate(const v2::BatchUpdateBlobsRequest& request,
   return absl::OkStatus();
 }
 
-// Checks one blob of a BatchUpdateBlobs request and returns what to store
+// Decodes one blob of a BatchUpdateBlobs request and returns what to store
 // (`decompressed` holds the bytes of a compressed one).
+absl::StatusOr<BlobWrite> Decode(
+    const v2::BatchUpdateBlobsRequest::Request& item, Digest digest,
+    std::string* decompressed) {
+  absl::string_view data = item.data();
+  if (item.compressor() == v2::Compressor::ZSTD) {
+    absl::StatusOr<std::string> plain =
+        ZstdDecompressAll(item.data(), digest.size_bytes());
+    if (!plain.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cas blob ", digest.ToString(), ": ", plain.status().message()));
+    }
+    *decompressed = *std::move(plain);
+    data = *decompressed;
+  } else if (item.compressor() != v2::Compressor::IDENTITY) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cas blob ", digest.ToString(), ": unsupported compressor ",
+        v2::Compressor::Value_Name(item.compressor())));
+  }
+  if (static_cast<int64_t>(data.size()) != digest.size_bytes()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cas blob ", digest.ToString(), ": got ", data.size(),
+                     " bytes of data"));
+  }
+  return BlobWrite{std::move(digest), data};
+}
+
+// Checks one blob of a batch, charges it to `principal`'s write quota and
+// returns what to store; the caller settles the charge once it is stored.
 absl::StatusOr<BlobWrite> PrepareOne(
     const v2::BatchUpdateBlobsRequest::Request& item,
-    const CasServiceOptions& options, std::string* decompressed) {
+    const CasServiceOptions& options, absl::string_view principal,
+    std::string* decompressed) {
   absl::StatusOr<Digest> digest = FromProto(item.digest());
   if (!digest.ok()) {
     return digest.status();
@@ -77,34 +106,27 @@ absl::StatusOr<BlobWrite> PrepareOne(
   if (!status.ok()) {
     return status;
   }
-  absl::string_view data = item.data();
-  if (item.compressor() == v2::Compressor::ZSTD) {
-    absl::StatusOr<std::string> plain =
-        ZstdDecompressAll(item.data(), digest->size_bytes());
-    if (!plain.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cas blob ", digest->ToString(), ": ", plain.status().message()));
+  rpc::WriteQuota* quota = options.write_quota;
+  if (quota != nullptr) {
+    status = quota->Charge(principal, digest->size_bytes(), "BatchUpdateBlobs");
+    if (!status.ok()) {
+      return status;
     }
-    *decompressed = *std::move(plain);
-    data = *decompressed;
-  } else if (item.compressor() != v2::Compressor::IDENTITY) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cas blob ", digest->ToString(), ": unsupported compressor ",
-        v2::Compressor::Value_Name(item.compressor())));
   }
-  if (static_cast<int64_t>(data.size()) != digest->size_bytes()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cas blob ", digest->ToString(), ": got ", data.size(),
-                     " bytes of data"));
+  const int64_t size = digest->size_bytes();
+  absl::StatusOr<BlobWrite> write =
+      Decode(item, *std::move(digest), decompressed);
+  if (!write.ok() && quota != nullptr) {
+    quota->Refund(principal, size);
   }
-  return BlobWrite{*std::move(digest), data};
+  return write;
 }
 
-// Stores the blobs of `request` with one BlobStore::WriteBlobs() call (the
-// disk store makes its small ones durable behind one sync) and answers one
-// status per blob.
+// Stores the blobs of `request` for `principal` with one
+// BlobStore::WriteBlobs() call (the disk store makes its small ones durable
+// behind one sync) and answers one status per blob.
 void UpdateAll(const v2::BatchUpdateBlobsRequest& request,
-               const CasServiceOptions& options,
+               const CasServiceOptions& options, absl::string_view principal,
                v2::BatchUpdateBlobsResponse* response) {
   const int n = request.requests_size();
   std::vector<std::string> decompressed(n);
@@ -114,7 +136,7 @@ void UpdateAll(const v2::BatchUpdateBlobsRequest& request,
   writes.reserve(n);
   for (int i = 0; i < n; ++i) {
     absl::StatusOr<BlobWrite> w =
-        PrepareOne(request.requests(i), options, &decompressed[i]);
+        PrepareOne(request.requests(i), options, principal, &decompressed[i]);
     if (w.ok()) {
       writes.push_back(*std::move(w));
       where.push_back(i);
@@ -123,7 +145,13 @@ void UpdateAll(const v2::BatchUpdateBlobsRequest& request,
     }
   }
   std::vector<absl::Status> written = options.store->WriteBlobs(writes);
+  rpc::WriteQuota* quota = options.write_quota;
   for (size_t k = 0; k < where.size(); ++k) {
+    if (quota != nullptr && written[k].ok()) {
+      quota->Written(principal, writes[k].digest.size_bytes());
+    } else if (quota != nullptr) {
+      quota->Refund(principal, writes[k].digest.size_bytes());
+    }
     status[where[k]] = std::move(written[k]);
   }
   for (int i = 0; i < n; ++i) {
@@ -383,10 +411,15 @@ class CasService final : public v2::ContentAddressableStorage::CallbackService {
     return Call(context, rpc::Access::kWrite, "BatchUpdateBlobs")
         .Validate([&] { return CheckScope(*request); })
         .Validate([&] { return CheckBatchUpdate(*request, options_); })
-        .RunOnPool([this, request, response] {
-          UpdateAll(*request, options_, response);
-          return absl::OkStatus();
-        });
+        .RunOnPool(
+            [this, request, response,
+             principal = options_.write_quota == nullptr
+                             ? std::string()
+                             : rpc::PrincipalOf(
+                                   *context, options_.authorizer != nullptr)] {
+              UpdateAll(*request, options_, principal, response);
+              return absl::OkStatus();
+            });
   }
 
   grpc::ServerUnaryReactor* BatchReadBlobs(
