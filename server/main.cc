@@ -135,6 +135,11 @@ ABSL_FLAG(int64_t, max_streams_per_client, 0,
           "Most ByteStream calls (reads and uploads) one client may have "
           "open at once; past it a call is refused with RESOURCE_EXHAUSTED "
           "(the client retries with backoff); 0 means no cap.");
+ABSL_FLAG(bool, strict_symlink_targets, false,
+          "Refuse (INVALID_ARGUMENT) action results whose symlink targets are "
+          "absolute or climb out of the output root, and advertise "
+          "DISALLOWED; by default targets are stored as sent (the cache never "
+          "follows a link; the client materialising it decides).");
 ABSL_FLAG(ByteSize, write_quota_per_hour, ByteSize{0},
           "Most bytes one principal (token, certificate identity or client "
           "address) may write per hour (ByteStream Write, BatchUpdateBlobs, "
@@ -341,8 +346,10 @@ int main(int argc, char** argv) {
   }
   const double load_seconds = absl::ToDoubleSeconds(absl::Now() - start);
   const double index_seconds = (*store)->Stats().index_load_seconds;
-  store = cairn::server::MaybeAddSharedTier(*std::move(store), &registry,
-                                            &store_description);
+  store = cairn::server::MaybeAddSharedTier(
+      *std::move(store),
+      absl::GetFlag(FLAGS_memory) ? "" : ExpandHome(absl::GetFlag(FLAGS_dir)),
+      &registry, &store_description);
   if (!store.ok()) {
     return Fail(store.status());
   }
@@ -362,6 +369,7 @@ int main(int argc, char** argv) {
   options.read_buffer_bytes = absl::GetFlag(FLAGS_read_buffers).bytes;
   options.max_uploads_per_client = absl::GetFlag(FLAGS_max_uploads_per_client);
   options.max_streams_per_client = absl::GetFlag(FLAGS_max_streams_per_client);
+  options.strict_symlink_targets = absl::GetFlag(FLAGS_strict_symlink_targets);
   options.write_quota_per_hour =
       absl::GetFlag(FLAGS_write_quota_per_hour).bytes;
   for (auto [flag, name, out] :

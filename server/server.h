@@ -72,6 +72,10 @@ struct ServerOptions {
   // (rpc::WriteQuota); 0: no quota. Bytes written are counted per principal
   // either way (metrics).
   int64_t write_quota_per_hour = 0;
+  // UpdateActionResult refuses symlink targets that are absolute or leave
+  // the output root (INVALID_ARGUMENT) and Capabilities advertises
+  // DISALLOWED; false stores them as sent (actioncache::ValidationOptions).
+  bool strict_symlink_targets = false;
 };
 
 class CairnServer {

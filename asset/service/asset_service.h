@@ -14,8 +14,8 @@
 // and its storage work runs on the IoPool.
 //
 // Thread safety: safe for concurrent calls.
-#ifndef CAIRN_ASSET_ASSET_SERVICE_H_
-#define CAIRN_ASSET_ASSET_SERVICE_H_
+#ifndef CAIRN_ASSET_SERVICE_ASSET_SERVICE_H_
+#define CAIRN_ASSET_SERVICE_ASSET_SERVICE_H_
 
 #include <memory>
 
@@ -26,6 +26,8 @@
 
 namespace cairn::asset {
 
+// The options every service adapter takes (store, pool, authorizer, limits),
+// the same shape as CasServiceOptions on purpose; each names its own.
 struct AssetServiceOptions {
   AssetStore* assets = nullptr;    // Not owned; must outlive the services.
   rpc::IoPool* pool = nullptr;  // Not owned; must outlive the services.
@@ -44,4 +46,4 @@ NewPushService(const AssetServiceOptions& options);
 
 }  // namespace cairn::asset
 
-#endif  // CAIRN_ASSET_ASSET_SERVICE_H_
+#endif  // CAIRN_ASSET_SERVICE_ASSET_SERVICE_H_
