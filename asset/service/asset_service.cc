@@ -37,8 +37,12 @@ absl::Time TimeOf(const google::protobuf::Timestamp& t) {
   return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
 }
 
+// Saturates: a timestamp past what int64 microseconds hold is "never"
+// (INT64_MAX), before it the earliest time (found by asset_fuzz: seconds *
+// 1000000 overflowed).
 int64_t MicrosOf(const google::protobuf::Timestamp& t) {
-  return t.seconds() * 1000000 + t.nanos() / 1000;
+  return absl::ToUnixMicros(absl::FromUnixSeconds(t.seconds()) +
+                            absl::Nanoseconds(t.nanos()));
 }
 
 void SetTimestamp(int64_t micros, google::protobuf::Timestamp* t) {

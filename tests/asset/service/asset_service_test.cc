@@ -216,6 +216,23 @@ TEST_F(AssetServiceTest, ExpiryAndOldestContentAccepted) {
   EXPECT_EQ(FetchBlob(fresh_only, &response), grpc::StatusCode::OK);
 }
 
+// Found by asset_fuzz: an expiry far beyond what int64 microseconds hold
+// overflowed (UBSan); it now means "never expires", and one far in the past
+// means expired.
+TEST_F(AssetServiceTest, ExtremeExpiryTimesSaturate) {
+  const cas::Digest blob = Put("extreme");
+  ra::PushBlobRequest far = PushOf("urn:far", blob);
+  far.mutable_expire_at()->set_seconds(int64_t{9000000000000000000});
+  ASSERT_EQ(PushBlob(far), grpc::StatusCode::OK);
+  ra::FetchBlobResponse response;
+  EXPECT_EQ(FetchBlob(FetchOf("urn:far"), &response), grpc::StatusCode::OK);
+  ra::PushBlobRequest past = PushOf("urn:past", blob);
+  past.mutable_expire_at()->set_seconds(-int64_t{9000000000000000000});
+  ASSERT_EQ(PushBlob(past), grpc::StatusCode::OK);
+  EXPECT_EQ(FetchBlob(FetchOf("urn:past"), &response),
+            grpc::StatusCode::NOT_FOUND);
+}
+
 TEST_F(AssetServiceTest, DirectoryNeedsItsWholeTree) {
   const cas::Digest file = cas::Digest::OfData("file in subdir");
   v2::Directory sub;
