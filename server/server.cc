@@ -302,6 +302,7 @@ void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   asset_options.pool = &pool;
   asset_options.read_only = options.read_only;
   asset_options.authorizer = options.authorizer;
+  asset_options.origin = options.asset_origin;
   fetch = asset::NewFetchService(asset_options);
   push = asset::NewPushService(asset_options);
 }

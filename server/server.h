@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "asset/origin_fetcher.h"
 #include "cas/blob_store.h"
 #include "rpc/auth.h"
 #include "rpc/metrics.h"
@@ -76,6 +77,9 @@ struct ServerOptions {
   // the output root (INVALID_ARGUMENT) and Capabilities advertises
   // DISALLOWED; false stores them as sent (actioncache::ValidationOptions).
   bool strict_symlink_targets = false;
+  // Downloads Remote Asset FetchBlob misses from allowed origins; null:
+  // never. Not owned; must outlive the server.
+  asset::OriginFetcher* asset_origin = nullptr;
 };
 
 class CairnServer {
