@@ -159,12 +159,19 @@ uint64_t Fingerprint(const struct stat& st) {
   return h == 0 ? 1 : h;
 }
 
+// Bytes after which a temp file that will be fsynced starts the write-back
+// of what it holds so far (sync_file_range), so that the final fsync finds
+// little left to write.
+constexpr int64_t kWritebackBytes = int64_t{8} << 20;
+
 // A file in tmp/ owned by one write. Removed on destruction unless it has
 // been published (renamed into place).
 class TempFile {
  public:
+  // `writeback`: the file will be fsynced; start writing it back early.
   static absl::StatusOr<std::unique_ptr<TempFile>> Create(std::string path,
-                                                          const FaultFn* fault);
+                                                          const FaultFn* fault,
+                                                          bool writeback);
   ~TempFile() {
     close(fd_);
     if (!published_) {
@@ -175,7 +182,15 @@ class TempFile {
   TempFile& operator=(const TempFile&) = delete;
 
   absl::Status Append(absl::string_view data) {
-    return WriteFully(fd_, data, *fault_, path_);
+    absl::Status s = WriteFully(fd_, data, *fault_, path_);
+    written_ += static_cast<int64_t>(data.size());
+    if (s.ok() && writeback_ && written_ - started_ >= kWritebackBytes) {
+      // Best effort and asynchronous: the fsync in Sync() is the guarantee.
+      sync_file_range(fd_, started_, written_ - started_,
+                      SYNC_FILE_RANGE_WRITE);
+      started_ = written_;
+    }
+    return s;
   }
   absl::Status Sync();
   // Sets the mtime to `stamp_ns` and renames the file to `dest`. Sets
@@ -185,17 +200,21 @@ class TempFile {
                        uint64_t* fingerprint);
 
  private:
-  TempFile(std::string path, int fd, const FaultFn* fault)
-      : path_(std::move(path)), fd_(fd), fault_(fault) {}
+  TempFile(std::string path, int fd, const FaultFn* fault, bool writeback)
+      : path_(std::move(path)), fd_(fd), fault_(fault), writeback_(writeback) {}
 
   const std::string path_;
   const int fd_;
   const FaultFn* const fault_;  // Not owned.
+  const bool writeback_;
+  int64_t written_ = 0;  // Bytes appended.
+  int64_t started_ = 0;  // Bytes whose write-back has been started.
   bool published_ = false;
 };
 
-absl::StatusOr<std::unique_ptr<TempFile>> TempFile::Create(
-    std::string path, const FaultFn* fault) {
+absl::StatusOr<std::unique_ptr<TempFile>> TempFile::Create(std::string path,
+                                                           const FaultFn* fault,
+                                                           bool writeback) {
   int err = Inject(*fault, "open_tmp");
   int fd = err != 0 ? -1
                     : open(path.c_str(),
@@ -203,7 +222,8 @@ absl::StatusOr<std::unique_ptr<TempFile>> TempFile::Create(
   if (fd < 0) {
     return ErrnoStatus(err != 0 ? err : errno, absl::StrCat("create ", path));
   }
-  return std::unique_ptr<TempFile>(new TempFile(std::move(path), fd, fault));
+  return std::unique_ptr<TempFile>(
+      new TempFile(std::move(path), fd, fault, writeback));
 }
 
 absl::Status TempFile::Sync() {
@@ -832,7 +852,7 @@ absl::StatusOr<std::unique_ptr<TempFile>> DiskBlobStore::NewTempFile() {
   return TempFile::Create(
       absl::StrFormat("%s/tmp/%016x-%d.tmp", options_.root, temp_prefix_,
                       temp_counter_.fetch_add(1)),
-      &options_.fault_injector_for_test);
+      &options_.fault_injector_for_test, options_.fsync);
 }
 
 int64_t DiskBlobStore::NextStampLocked() {

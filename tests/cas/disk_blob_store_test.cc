@@ -534,6 +534,30 @@ TEST_F(DiskBlobStoreTest, FailuresAtEachStepCleanUp) {
   }
 }
 
+// With fsync on, a write past 8 MiB starts the file's write-back early
+// (sync_file_range); the blob must still be whole and durable in one piece.
+TEST_F(DiskBlobStoreTest, LargeFsyncedStreamingWriteIsWhole) {
+  options_.fsync = true;
+  options_.max_size_bytes = 64 << 20;
+  std::string data = Bytes(20 << 20, 3);
+  Digest d = Digest::OfData(data);
+  {
+    auto store = Open();
+    auto w = store->OpenWrite(d);
+    ASSERT_TRUE(w.ok()) << w.status();
+    for (size_t i = 0; i < data.size(); i += 1 << 20) {
+      ASSERT_TRUE(
+          (*w)->Append(absl::string_view(data).substr(i, 1 << 20)).ok());
+    }
+    ASSERT_TRUE((*w)->Commit().ok());
+  }
+  auto store = Open();  // Found on disk: hashed on this read.
+  absl::StatusOr<std::string> got = store->Read(d);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(*got == data);
+  EXPECT_EQ(store->Stats().read_hashes, 1);
+}
+
 TEST_F(DiskBlobStoreTest, DiskFullIsResourceExhausted) {
   options_.fault_injector_for_test = FailNth{"write", 1, ENOSPC};
   auto store = Open();
