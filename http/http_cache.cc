@@ -822,22 +822,7 @@ absl::StatusOr<cas::Digest> HttpCacheImpl::StoreBody(
     return status.ok() ? absl::InvalidArgumentError("body ended early")
                        : status;
   }
-  const cas::Digest digest = (*spool)->Finish();
-  if (options_.store->Contains(digest)) {
-    return digest;
-  }
-  absl::StatusOr<std::unique_ptr<cas::BlobWriter>> writer =
-      options_.store->OpenWrite(digest);
-  if (!writer.ok()) {
-    return writer.status();
-  }
-  if (absl::Status s = (*spool)->CopyTo(writer->get()); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = (*writer)->Commit(); !s.ok()) {
-    return s;
-  }
-  return digest;
+  return cas::StoreSpooled(spool->get(), options_.store);
 }
 
 absl::Status ParseListen(absl::string_view listen, std::string* host,
