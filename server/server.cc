@@ -7,6 +7,7 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -131,6 +132,9 @@ void RegisterGauges(rpc::Registry* r, cas::BlobStore* store, rpc::IoPool* pool,
   r->NewCallbackCounter("cairn_store_read_hashes_total",
                         "Reads that hashed a whole stored item to verify it.",
                         stat(&cas::StoreStats::read_hashes));
+  const double threads = pool->threads();
+  r->NewCallbackGauge("cairn_io_threads", "I/O pool threads.",
+                      [threads] { return threads; });
   r->NewCallbackGauge("cairn_io_queue_depth",
                       "Tasks waiting for an I/O thread.",
                       [pool] { return static_cast<double>(pool->Queued()); });
@@ -164,6 +168,14 @@ void RegisterGauges(rpc::Registry* r, cas::BlobStore* store, rpc::IoPool* pool,
 }
 
 }  // namespace
+
+int IoThreadsFor(int io_threads, int bucket_concurrency, unsigned cores) {
+  if (io_threads > 0) {
+    return io_threads;
+  }
+  return std::max(2 * static_cast<int>(std::max(1u, cores)),
+                  bucket_concurrency);
+}
 
 absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
     const ServerOptions& options) {
