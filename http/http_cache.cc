@@ -3,8 +3,11 @@
 // the route parsed by ParseCachePath(). Every request is authorised first.
 // Downloads use a content provider reading the BlobReader in 64 KiB steps;
 // uploads go through Upload (a BlobWriter, memory, or a Spool). A request
-// whose body was not read to the end closes its connection. The CAS size
-// index entry ("cairn-http-cas-size-v1") lets GET /cas/HASH find the digest.
+// whose body was not read to the end closes its connection
+// (CloseAfterResponse); PreRoute refuses other methods before httplib would
+// read their body into memory, Unparsed answers request lines httplib
+// cannot parse (its error handler). The CAS size index entry
+// ("cairn-http-cas-size-v1") lets GET /cas/HASH find the digest.
 #include "http/http_cache.h"
 
 #include <fcntl.h>
@@ -17,6 +20,9 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <memory>
+#include <optional>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -263,6 +269,15 @@ class HttpCacheImpl final : public HttpCache {
   }
 
  private:
+  // Answers what the routes do not serve, before httplib reads any body:
+  // methods other than GET, HEAD and PUT (405), GET with a body (400).
+  httplib::Server::HandlerResponse PreRoute(const httplib::Request& req,
+                                            httplib::Response& res);
+  // Answers a request whose request line httplib could not parse (e.g. a
+  // WebDAV method such as PROPFIND or MKCOL, which it does not know) and
+  // closes the connection: its headers and body were never read.
+  httplib::Server::HandlerResponse Unparsed(const httplib::Request& req,
+                                            httplib::Response& res);
   void HandleGet(const httplib::Request& req, httplib::Response& res);
   void HandlePut(const httplib::Request& req, httplib::Response& res,
                  const httplib::ContentReader& reader);
@@ -327,6 +342,43 @@ std::optional<int64_t> ContentLength(const httplib::Request& req) {
   return length;
 }
 
+// Makes httplib close the connection once this response is written, for a
+// request whose body (or more) is still unread on it. A "Connection: close"
+// header alone does not: httplib would go on reading the connection and
+// take the unread bytes for the next request. A content provider that
+// reports failure after writing the whole body ends its keep-alive loop.
+// (A HEAD response writes no body, so it cannot close this way.)
+void CloseAfterResponse(httplib::Response& res) {
+  auto body = std::make_shared<std::string>(std::move(res.body));
+  res.body.clear();
+  if (body->empty()) {
+    body->push_back('\n');
+  }
+  std::string type = res.get_header_value("Content-Type");
+  res.headers.erase("Content-Type");
+  res.set_header("Connection", "close");
+  res.set_content_provider(
+      body->size(), type.empty() ? "text/plain" : type,
+      [body](size_t offset, size_t length, httplib::DataSink& sink) {
+        if (offset < body->size()) {
+          sink.write(body->data() + offset,
+                     std::min(length, body->size() - offset));
+        }
+        return false;  // All written: end the connection.
+      });
+}
+
+// Whether a request announces a body (a malformed length counts as one).
+bool HasBody(const httplib::Request& req) {
+  if (req.has_header("Transfer-Encoding")) {
+    return true;
+  }
+  int64_t length = 0;
+  return req.has_header("Content-Length") &&
+         !(absl::SimpleAtoi(req.get_header_value("Content-Length"), &length) &&
+           length == 0);
+}
+
 absl::StatusOr<int> HttpCacheImpl::Bind(const std::string& host, int port) {
   const int threads =
       options_.threads > 0
@@ -344,6 +396,14 @@ absl::StatusOr<int> HttpCacheImpl::Bind(const std::string& host, int port) {
   server_->set_read_timeout(60);
   server_->set_write_timeout(60);
   server_->set_tcp_nodelay(true);
+  server_->set_pre_routing_handler(
+      [this](const httplib::Request& req, httplib::Response& res) {
+        return PreRoute(req, res);
+      });
+  server_->set_error_handler(httplib::Server::HandlerWithResponse(
+      [this](const httplib::Request& req, httplib::Response& res) {
+        return Unparsed(req, res);
+      }));
   server_->Get(".*", [this](const httplib::Request& req,
                             httplib::Response& res) { HandleGet(req, res); });
   server_->Put(".*", [this](const httplib::Request& req, httplib::Response& res,
@@ -369,6 +429,61 @@ void HttpCacheImpl::Record(absl::string_view route, const httplib::Request& req,
       ->Increment();
   metrics_->latency->WithLabels({r, req.method})
       ->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+}
+
+httplib::Server::HandlerResponse HttpCacheImpl::PreRoute(
+    const httplib::Request& req, httplib::Response& res) {
+  const bool get = req.method == "GET" || req.method == "HEAD";
+  if (req.method == "PUT" || (get && !HasBody(req))) {
+    return httplib::Server::HandlerResponse::Unhandled;
+  }
+  const absl::Time start = absl::Now();
+  if (get) {
+    res.status = 400;
+    res.set_content(absl::StrCat(req.method, " with a body\n"), "text/plain");
+  } else {
+    res.status = 405;
+    res.set_header("Allow", "GET, HEAD, PUT");
+    res.set_content(absl::StrCat(req.method,
+                                 " is not served: this cache answers GET, "
+                                 "HEAD and PUT\n"),
+                    "text/plain");
+  }
+  CloseAfterResponse(res);  // Its body, if any, is unread.
+  Record("other", req, res.status, start);
+  return httplib::Server::HandlerResponse::Handled;
+}
+
+httplib::Server::HandlerResponse HttpCacheImpl::Unparsed(
+    const httplib::Request& req, httplib::Response& res) {
+  if (!req.path.empty()) {
+    return httplib::Server::HandlerResponse::Unhandled;  // Routed: answered.
+  }
+  // The method is the request line's first word, if it was reached: a
+  // client's word, so it goes into the message but not into metrics.
+  const bool token = !req.method.empty() && req.method.size() <= 32 &&
+                     std::all_of(req.method.begin(), req.method.end(),
+                                 [](char c) { return c >= 'A' && c <= 'Z'; });
+  if (res.status == 400 && token) {
+    res.status = 405;
+    res.set_header("Allow", "GET, HEAD, PUT");
+    std::string message = absl::StrCat(
+        req.method, " is not served: this cache answers GET, HEAD and PUT");
+    if (req.method == "PROPFIND" || req.method == "MKCOL") {
+      absl::StrAppend(&message,
+                      " (sccache's WebDAV client: set "
+                      "SCCACHE_WEBDAV_DISABLE_CREATE_DIR=true)");
+    }
+    res.set_content(message + "\n", "text/plain");
+  } else if (res.body.empty()) {
+    res.set_content("malformed request\n", "text/plain");
+  }
+  CloseAfterResponse(res);
+  if (metrics_) {
+    metrics_->requests->WithLabels({"other", "other", absl::StrCat(res.status)})
+        ->Increment();
+  }
+  return httplib::Server::HandlerResponse::Handled;
 }
 
 void HttpCacheImpl::HandleGet(const httplib::Request& req,
@@ -527,8 +642,7 @@ void HttpCacheImpl::HandlePut(const httplib::Request& req,
     SetError(res, status);
   }
   if (!body_read) {
-    // The rest of the body is still on the connection: do not reuse it.
-    res.set_header("Connection", "close");
+    CloseAfterResponse(res);  // The rest of the body is still unread.
   }
   Record(path.ok() ? RouteName(path->route) : "other", req, res.status, start);
 }
@@ -708,22 +822,7 @@ absl::StatusOr<cas::Digest> HttpCacheImpl::StoreBody(
     return status.ok() ? absl::InvalidArgumentError("body ended early")
                        : status;
   }
-  const cas::Digest digest = (*spool)->Finish();
-  if (options_.store->Contains(digest)) {
-    return digest;
-  }
-  absl::StatusOr<std::unique_ptr<cas::BlobWriter>> writer =
-      options_.store->OpenWrite(digest);
-  if (!writer.ok()) {
-    return writer.status();
-  }
-  if (absl::Status s = (*spool)->CopyTo(writer->get()); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = (*writer)->Commit(); !s.ok()) {
-    return s;
-  }
-  return digest;
+  return cas::StoreSpooled(spool->get(), options_.store);
 }
 
 absl::Status ParseListen(absl::string_view listen, std::string* host,

@@ -1,6 +1,7 @@
 // The HTTP/1.1 cache interface: the same store as the gRPC services, for
 // tools that speak plain HTTP (Bazel's --remote_cache=http://, ccache,
-// Gradle's HttpBuildCache, sccache's WebDAV backend for GET/PUT).
+// Gradle's HttpBuildCache, sccache's WebDAV backend with
+// SCCACHE_WEBDAV_DISABLE_CREATE_DIR=true: it then sends only GET and PUT).
 //
 //   GET|HEAD|PUT /[INSTANCE/]cas/SHA256  bazel-remote compatible CAS: a PUT
 //       is verified against the hash (400 on a mismatch). A GET serves blobs
@@ -15,7 +16,11 @@
 //       an asset name pointing at it (asset/asset_store.h).
 // 404 on a miss; 401 without acceptable credentials, 403 for writes by a
 // read-only principal or on a read-only server; 413 above the blob size
-// limit; 507 when the store is full.
+// limit; 507 when the store is full. Any other method (POST, DELETE, and
+// WebDAV's PROPFIND or MKCOL, which cpp-httplib cannot even parse) gets 405
+// with `Allow: GET, HEAD, PUT`, a GET with a body 400; these, and a PUT
+// refused before its body is read, close their connection without reading
+// the body (never taken for a next request, never buffered in memory).
 //
 // Credentials: `Authorization: Bearer TOKEN`, or HTTP basic auth whose
 // password (or, without one, user name) is a token from the same tokens
