@@ -40,6 +40,7 @@
 #include "cas/spool.h"
 #include "http/http_path.h"
 #include "httplib.h"
+#include "rpc/grpc_status.h"
 
 namespace cairn::http {
 namespace {
@@ -282,22 +283,29 @@ class HttpCacheImpl final : public HttpCache {
   void HandlePut(const httplib::Request& req, httplib::Response& res,
                  const httplib::ContentReader& reader);
   absl::Status Get(const CachePath& path, bool head, httplib::Response& res);
+  // `charge` is charged the body's size before it is stored: up front when
+  // the request gives its length, once read otherwise.
   absl::Status Put(const CachePath& path, const httplib::Request& req,
-                   const httplib::ContentReader& reader, bool* body_read);
+                   const httplib::ContentReader& reader, bool* body_read,
+                   rpc::QuotaCharge* charge);
   absl::Status ServeBlob(const cas::Digest& digest, bool head,
                          absl::string_view route, httplib::Response& res);
   absl::Status PutCas(const CachePath& path, std::optional<int64_t> length,
-                      const httplib::ContentReader& reader, bool* body_read);
+                      const httplib::ContentReader& reader, bool* body_read,
+                      rpc::QuotaCharge* charge);
   absl::Status PutAc(const CachePath& path, std::optional<int64_t> length,
-                     const httplib::ContentReader& reader, bool* body_read);
+                     const httplib::ContentReader& reader, bool* body_read,
+                     rpc::QuotaCharge* charge);
   absl::Status PutKv(const CachePath& path, std::optional<int64_t> length,
-                     const httplib::ContentReader& reader, bool* body_read);
+                     const httplib::ContentReader& reader, bool* body_read,
+                     rpc::QuotaCharge* charge);
   // Reads the whole body; `*digest` is its digest. Memory for small bodies
   // with a known length, a Spool otherwise; then stored in the CAS.
   absl::StatusOr<cas::Digest> StoreBody(absl::string_view route,
                                         std::optional<int64_t> length,
                                         const httplib::ContentReader& reader,
-                                        bool* body_read);
+                                        bool* body_read,
+                                        rpc::QuotaCharge* charge);
   absl::Status CheckSize(std::optional<int64_t> length) const;
   void Record(absl::string_view route, const httplib::Request& req, int code,
               absl::Time start);
@@ -320,6 +328,13 @@ class HttpCacheImpl final : public HttpCache {
 
 void SetError(httplib::Response& res, const absl::Status& status) {
   res.status = HttpCodeOf(status);
+  if (std::optional<absl::Duration> delay = rpc::RetryDelayOf(status);
+      delay.has_value() && res.status == 507) {
+    // A quota or cap, not a full store: ask the client to come back.
+    res.status = 429;
+    res.set_header("Retry-After", absl::StrCat(absl::ToInt64Seconds(
+                                      absl::Ceil(*delay, absl::Seconds(1)))));
+  }
   res.set_content(absl::StrCat(status.message(), "\n"), "text/plain");
   if (res.status == 401) {
     res.set_header("WWW-Authenticate", "Basic realm=\"cairn\"");
@@ -634,7 +649,16 @@ void HttpCacheImpl::HandlePut(const httplib::Request& req,
   }
   bool body_read = false;
   if (status.ok()) {
-    status = Put(*path, req, reader, &body_read);
+    rpc::QuotaCharge charge(
+        options_.write_quota,
+        options_.write_quota == nullptr
+            ? std::string()
+            : rpc::PrincipalOf(CredentialsOf(req), req.remote_addr,
+                               options_.authorizer != nullptr));
+    status = Put(*path, req, reader, &body_read, &charge);
+    if (status.ok()) {
+      charge.Stored();
+    }
   }
   if (status.ok()) {
     res.status = 200;
@@ -660,18 +684,23 @@ absl::Status HttpCacheImpl::CheckSize(std::optional<int64_t> length) const {
 absl::Status HttpCacheImpl::Put(const CachePath& path,
                                 const httplib::Request& req,
                                 const httplib::ContentReader& reader,
-                                bool* body_read) {
+                                bool* body_read, rpc::QuotaCharge* charge) {
   const std::optional<int64_t> length = ContentLength(req);
   if (absl::Status s = CheckSize(length); !s.ok()) {
     return s;
   }
+  if (length.has_value()) {
+    if (absl::Status s = charge->Take(*length, "HTTP PUT"); !s.ok()) {
+      return s;
+    }
+  }
   switch (path.route) {
     case CachePath::Route::kCas:
-      return PutCas(path, length, reader, body_read);
+      return PutCas(path, length, reader, body_read, charge);
     case CachePath::Route::kAc:
-      return PutAc(path, length, reader, body_read);
+      return PutAc(path, length, reader, body_read, charge);
     case CachePath::Route::kKv:
-      return PutKv(path, length, reader, body_read);
+      return PutKv(path, length, reader, body_read, charge);
   }
   return absl::NotFoundError("no such route");
 }
@@ -679,7 +708,7 @@ absl::Status HttpCacheImpl::Put(const CachePath& path,
 absl::Status HttpCacheImpl::PutCas(const CachePath& path,
                                    std::optional<int64_t> length,
                                    const httplib::ContentReader& reader,
-                                   bool* body_read) {
+                                   bool* body_read, rpc::QuotaCharge* charge) {
   cas::Digest stored;
   if (length.has_value()) {  // Digest known: stream into the store.
     absl::StatusOr<cas::Digest> digest =
@@ -713,7 +742,7 @@ absl::Status HttpCacheImpl::PutCas(const CachePath& path,
     stored = *digest;
   } else {
     absl::StatusOr<cas::Digest> digest =
-        StoreBody("cas", length, reader, body_read);
+        StoreBody("cas", length, reader, body_read, charge);
     if (!digest.ok()) {
       return digest.status();
     }
@@ -730,7 +759,7 @@ absl::Status HttpCacheImpl::PutCas(const CachePath& path,
 absl::Status HttpCacheImpl::PutAc(const CachePath& path,
                                   std::optional<int64_t> length,
                                   const httplib::ContentReader& reader,
-                                  bool* body_read) {
+                                  bool* body_read, rpc::QuotaCharge* charge) {
   if (length.value_or(0) > kMaxActionResultBytes) {
     return absl::OutOfRangeError("ActionResult over 16 MiB");
   }
@@ -746,6 +775,12 @@ absl::Status HttpCacheImpl::PutAc(const CachePath& path,
   if (!result.ParseFromString(body)) {
     return absl::InvalidArgumentError("body is not an ActionResult");
   }
+  if (!length.has_value()) {
+    const int64_t size = static_cast<int64_t>(body.size());
+    if (absl::Status s = charge->Take(size, "HTTP PUT"); !s.ok()) {
+      return s;
+    }
+  }
   absl::StatusOr<cas::Digest> action = HttpActionDigest(path.hash);
   if (!action.ok()) {
     return action.status();
@@ -759,9 +794,9 @@ absl::Status HttpCacheImpl::PutAc(const CachePath& path,
 absl::Status HttpCacheImpl::PutKv(const CachePath& path,
                                   std::optional<int64_t> length,
                                   const httplib::ContentReader& reader,
-                                  bool* body_read) {
+                                  bool* body_read, rpc::QuotaCharge* charge) {
   absl::StatusOr<cas::Digest> digest =
-      StoreBody("kv", length, reader, body_read);
+      StoreBody("kv", length, reader, body_read, charge);
   if (!digest.ok()) {
     return digest.status();
   }
@@ -774,7 +809,8 @@ absl::Status HttpCacheImpl::PutKv(const CachePath& path,
 
 absl::StatusOr<cas::Digest> HttpCacheImpl::StoreBody(
     absl::string_view route, std::optional<int64_t> length,
-    const httplib::ContentReader& reader, bool* body_read) {
+    const httplib::ContentReader& reader, bool* body_read,
+    rpc::QuotaCharge* charge) {
   rpc::Counter* in = BytesIn(route);
   const int64_t limit = options_.max_blob_size_bytes;
   absl::Status status = absl::OkStatus();
@@ -821,6 +857,11 @@ absl::StatusOr<cas::Digest> HttpCacheImpl::StoreBody(
   if (!status.ok() || !*body_read) {
     return status.ok() ? absl::InvalidArgumentError("body ended early")
                        : status;
+  }
+  if (!length.has_value()) {
+    if (absl::Status s = charge->Take((*spool)->size(), "HTTP PUT"); !s.ok()) {
+      return s;
+    }
   }
   return cas::StoreSpooled(spool->get(), options_.store);
 }

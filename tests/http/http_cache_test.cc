@@ -26,7 +26,9 @@
 #include "cas/memory_blob_store.h"
 #include "http/http_path.h"
 #include "httplib.h"
+#include "rpc/write_quota.h"
 #include "tests/testutil/temp_dir.h"
+#include "tests/testutil/test_certs.h"
 
 namespace cairn::http {
 namespace {
@@ -35,6 +37,7 @@ using ::testing::HasSubstr;
 
 constexpr char kRw[] = "rw-token-0123456789abcdef";
 constexpr char kRo[] = "ro-token-0123456789abcdef";
+constexpr char kOctets[] = "application/octet-stream";
 
 std::string Bytes(size_t n, uint32_t seed) {
   std::string out(n, '\0');
@@ -371,6 +374,48 @@ TEST_F(HttpCacheTest, SizeLimitAndMetrics) {
   EXPECT_THAT(text, HasSubstr("cairn_http_sent_bytes_total{route=\"kv\"} 2"));
 }
 
+TEST_F(HttpCacheTest, WriteQuotaChargesPutsPerPrincipal) {
+  auto auth = MakeAuthorizer(rpc::Access::kWrite);
+  const absl::Time now = absl::Now();  // Frozen: no refill during the test.
+  rpc::WriteQuota quota(rpc::WriteQuotaOptions{.bytes_per_hour = 1000,
+                                               .clock = [now] { return now; }},
+                        nullptr);
+  HttpCacheOptions options;
+  options.authorizer = auth.get();
+  options.write_quota = &quota;
+  Start(options);
+  const httplib::Headers rw = {{"Authorization", absl::StrCat("Bearer ", kRw)}};
+  rpc::CallCredentials credentials;
+  credentials.authorization = absl::StrCat("Bearer ", kRw);
+  const std::string token =
+      rpc::WriteQuota::LabelOf(rpc::PrincipalOf(credentials, "", true));
+  EXPECT_EQ(Put("/kv/ns/a", Bytes(600, 1), rw), 200);
+  // A body that does not match its hash is refused and refunded.
+  const std::string blob = Bytes(300, 2);
+  EXPECT_EQ(Put("/cas/" + cas::Digest::OfData(Bytes(300, 3)).hash(), blob, rw),
+            400);
+  EXPECT_EQ(Put("/cas/" + cas::Digest::OfData(blob).hash(), blob, rw), 200);
+  EXPECT_EQ(quota.WrittenBytesForTest(token), 900);
+  // 100 bytes left: 200 more need 100 bytes of refill, 360 s at 1000/hour;
+  // refused before the body is read (Content-Length) or after (chunked).
+  auto refused = client_->Put("/kv/ns/b", rw, Bytes(200, 4), kOctets);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 429);
+  EXPECT_EQ(refused->get_header_value("Retry-After"), "360");
+  EXPECT_THAT(refused->body, HasSubstr("--write_quota_per_hour"));
+  client_ = std::make_unique<httplib::Client>("127.0.0.1", cache_->port());
+  client_->set_default_headers(rw);
+  EXPECT_EQ(PutChunked("/kv/ns/c", Bytes(200, 5)), 429);
+  client_->set_default_headers({});
+  EXPECT_EQ(Get("/kv/ns/b"), 404);
+  EXPECT_EQ(Get("/kv/ns/c"), 404);
+  EXPECT_EQ(quota.RefusalsForTest(token), 2);
+  // Anonymous clients have their own bucket.
+  EXPECT_EQ(Put("/kv/ns/d", Bytes(600, 6)), 200);
+  EXPECT_EQ(quota.WrittenBytesForTest("peer"), 600);
+  EXPECT_EQ(quota.WrittenBytesForTest(token), 900);
+}
+
 TEST_F(HttpCacheTest, UnservedMethodsCloseTheirConnection) {
   ASSERT_EQ(Put("/kv/ns/k", "value"), 200);
   // What a client sends next on the same connection; httplib 0.11 used to
@@ -424,6 +469,45 @@ TEST_F(HttpCacheTest, UnservedMethodsCloseTheirConnection) {
   std::string body;
   EXPECT_EQ(Get("/kv/ns/k", &body), 200);
   EXPECT_EQ(body, "value");
+}
+
+TEST_F(HttpCacheTest, ServesHttpsAndChecksClientCertificates) {
+  if (!testutil::TestCerts::Available()) {
+    GTEST_SKIP() << "no openssl command to make test certificates";
+  }
+  testutil::TestCerts certs(dir_.path());
+  ASSERT_TRUE(certs.Make());
+  HttpCacheOptions options;
+  options.tls_cert_file = certs.Path("server.pem");
+  options.tls_key_file = certs.Path("server.key");
+  Start(options);
+  auto client = [&](const std::string& name) {
+    auto c =
+        name.empty()
+            ? std::make_unique<httplib::SSLClient>("127.0.0.1", cache_->port())
+            : std::make_unique<httplib::SSLClient>("127.0.0.1", cache_->port(),
+                                                   certs.Path(name + ".pem"),
+                                                   certs.Path(name + ".key"));
+    c->set_ca_cert_path(certs.Path("ca.pem").c_str());
+    c->enable_server_certificate_verification(true);
+    return c;
+  };
+  auto put = client("")->Put("/kv/ns/k", "over tls", kOctets);
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 200);
+  auto got = client("")->Get("/kv/ns/k");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->body, "over tls");
+  EXPECT_EQ(Get("/kv/ns/k"), -1);  // Plain HTTP to the TLS port: no answer.
+
+  options.tls_client_ca_file = certs.Path("ca.pem");
+  Start(options);
+  EXPECT_FALSE(client("")->Get("/kv/ns/k"));          // No client certificate.
+  EXPECT_FALSE(client("intruder")->Get("/kv/ns/k"));  // Untrusted CA.
+  got = client("builder")->Get("/kv/ns/k");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, 200);
+  EXPECT_EQ(got->body, "over tls");
 }
 
 TEST(HttpPathTest, ParsesRoutes) {
