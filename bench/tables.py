@@ -114,9 +114,14 @@ NODE_METRICS = {
     "find_requests": ("bucket requests for FindMissingBlobs of 1000 known digests", ""),
     "puts_per_object": ("bucket PUTs per distinct object (two clients wrote the same 1200)", ""),
     "go_cold": ("Go build, cold machine through A (fills the bucket)", "s"),
-    "go_cold_node": ("Go build, fresh machine through a cold node (empty local tier, warm bucket)", "s"),
+    "go_cold_node": ("Go build, fresh machine through a cold node (empty local tier, warm bucket), median", "s"),
+    "go_warm_single": ("Go build, fresh machine through W (warm single node, no bucket), median", "s"),
     "go_warm_node": ("Go build, fresh machine through A (warm node), median", "s"),
-    "go_ratio": ("cold node / warm node", ""),
+    "go_ratio": ("Go: cold node / warm node (W when measured, else A)", ""),
+    "bazel_cold": ("Bazel build (206 genrules), first, through A (fills the bucket)", "s"),
+    "bazel_cold_node": ("Bazel build after `bazel clean`, through a cold node, median", "s"),
+    "bazel_warm_single": ("Bazel build after `bazel clean`, through W (warm single node), median", "s"),
+    "bazel_ratio": ("Bazel: cold node / W", ""),
 }
 
 
