@@ -88,7 +88,7 @@ LruIndex::Item* LruIndex::FindAndTouch(const ItemKey& key, int64_t want_size) {
 }
 
 void LruIndex::Insert(const ItemKey& key, int64_t size, int64_t stamp,
-                      bool small) {
+                      bool small, uint32_t writer) {
   auto it = by_key_.find(key);
   if (it != by_key_.end()) {
     used_bytes_ += size - (*it)->size;
@@ -96,11 +96,17 @@ void LruIndex::Insert(const ItemKey& key, int64_t size, int64_t stamp,
     (*it)->stamp = stamp;
     (*it)->verified = 0;
     (*it)->small = small;
+    if (writer != 0) {
+      (*it)->writer = writer;
+    }
     lru_.splice(lru_.end(), lru_, *it);
     return;
   }
-  lru_.push_back(
-      Item{.key = key, .small = small, .size = size, .stamp = stamp});
+  lru_.push_back(Item{.key = key,
+                      .small = small,
+                      .writer = writer,
+                      .size = size,
+                      .stamp = stamp});
   by_key_.insert(std::prev(lru_.end()));
   used_bytes_ += size;
   ++counts_[Slot(key.kind)];
@@ -125,7 +131,20 @@ void LruIndex::EvictFront(std::vector<Item>* victims) {
   Erase(victim.key);
   ++evictions_;
   evicted_bytes_ += victim.size;
+  OwnerEvictions& mine = by_writer_[victim.writer];
+  mine.owner = victim.writer;
+  ++mine.items;
+  mine.bytes += victim.size;
   victims->push_back(victim);
+}
+
+std::vector<OwnerEvictions> LruIndex::EvictionsByWriter() const {
+  std::vector<OwnerEvictions> out;
+  out.reserve(by_writer_.size());
+  for (const auto& [writer, evicted] : by_writer_) {
+    out.push_back(evicted);
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<LruIndex::Item>> LruIndex::Reserve(int64_t bytes) {
