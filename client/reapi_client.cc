@@ -171,7 +171,13 @@ class GrpcReapiClient final : public ReapiClient {
       absl::Span<const cas::Digest> digests) override;
   absl::Status UploadBlob(const cas::Digest& digest,
                           const ChunkSource& source) override;
-  absl::Status ReadBlob(const cas::Digest& digest, ChunkSink sink) override;
+  absl::Status ReadBlob(const cas::Digest& digest, ChunkSink sink) override {
+    return ReadBlobWith(digest, sink, UseZstd(/*batch_update=*/false));
+  }
+  absl::Status ReadBlobUncompressed(const cas::Digest& digest,
+                                    ChunkSink sink) override {
+    return ReadBlobWith(digest, sink, /*zstd=*/false);
+  }
   bool CompressesReads() override { return UseZstd(/*batch_update=*/false); }
   WireCounters Counters() const override {
     return {received_.load(), received_plain_.load(), sent_.load(),
@@ -191,8 +197,11 @@ class GrpcReapiClient final : public ReapiClient {
   absl::Status StreamUpload(const cas::Digest& digest, const ChunkSource& src);
   absl::Status StreamUploadOnce(const cas::Digest& digest,
                                 const ChunkSource& src);
-  absl::StatusOr<std::string> BatchRead(const cas::Digest& digest);
-  absl::Status StreamRead(const cas::Digest& digest, ChunkSink sink);
+  // ReadBlob, asking for zstd when `zstd`.
+  absl::Status ReadBlobWith(const cas::Digest& digest, ChunkSink sink,
+                            bool zstd);
+  absl::StatusOr<std::string> BatchRead(const cas::Digest& digest, bool zstd);
+  absl::Status StreamRead(const cas::Digest& digest, ChunkSink sink, bool zstd);
 
   const ReapiClientOptions options_;
   std::string request_metadata_;
@@ -469,8 +478,8 @@ absl::Status GrpcReapiClient::StreamUploadOnce(const cas::Digest& digest,
     const bool last = offset >= digest.size_bytes();
     bs::WriteRequest req;
     if (compressor != nullptr) {
-      if (absl::Status s = compressor->Compress(*chunk, last,
-                                                req.mutable_data());
+      if (absl::Status s =
+              compressor->Compress(*chunk, last, req.mutable_data());
           !s.ok()) {
         ctx.TryCancel();
         writer->Finish().ok();
@@ -511,8 +520,8 @@ absl::Status GrpcReapiClient::StreamUploadOnce(const cas::Digest& digest,
   return s;
 }
 
-absl::Status GrpcReapiClient::ReadBlob(const cas::Digest& digest,
-                                       ChunkSink sink) {
+absl::Status GrpcReapiClient::ReadBlobWith(const cas::Digest& digest,
+                                           ChunkSink sink, bool zstd) {
   if (digest.IsEmpty()) {
     return absl::OkStatus();
   }
@@ -521,9 +530,9 @@ absl::Status GrpcReapiClient::ReadBlob(const cas::Digest& digest,
     return limit.status();
   }
   if (digest.size_bytes() > *limit) {
-    return StreamRead(digest, sink);
+    return StreamRead(digest, sink, zstd);
   }
-  absl::StatusOr<std::string> data = BatchRead(digest);
+  absl::StatusOr<std::string> data = BatchRead(digest, zstd);
   if (!data.ok()) {
     return data.status();
   }
@@ -535,12 +544,12 @@ absl::Status GrpcReapiClient::ReadBlob(const cas::Digest& digest,
 }
 
 absl::StatusOr<std::string> GrpcReapiClient::BatchRead(
-    const cas::Digest& digest) {
+    const cas::Digest& digest, bool zstd) {
   reapi::BatchReadBlobsRequest req;
   req.set_instance_name(options_.instance_name);
   req.set_digest_function(reapi::DigestFunction::SHA256);
   *req.add_digests() = ToProto(digest);
-  if (UseZstd(/*batch_update=*/false)) {
+  if (zstd) {
     req.add_acceptable_compressors(reapi::Compressor::ZSTD);
   }
   reapi::BatchReadBlobsResponse resp;
@@ -569,8 +578,8 @@ absl::StatusOr<std::string> GrpcReapiClient::BatchRead(
     absl::StatusOr<std::string> plain =
         cas::ZstdDecompressAll(r->data(), digest.size_bytes());
     if (!plain.ok()) {
-      return absl::DataLossError(absl::StrCat(
-          "cas blob ", digest.ToString(), ": ", plain.status().message()));
+      return absl::DataLossError(absl::StrCat("cas blob ", digest.ToString(),
+                                              ": ", plain.status().message()));
     }
     return plain;
   }
@@ -583,17 +592,16 @@ absl::StatusOr<std::string> GrpcReapiClient::BatchRead(
 }
 
 absl::Status GrpcReapiClient::StreamRead(const cas::Digest& digest,
-                                         ChunkSink sink) {
-  const bool zstd = UseZstd(/*batch_update=*/false);
+                                         ChunkSink sink, bool zstd) {
   cas::Sha256Hasher hasher;
   const std::string what = absl::StrCat("ByteStream Read ", digest.ToString());
   absl::Status last_error;
   absl::Status s = WithRetry([&]() -> absl::Status {
     if (zstd && hasher.bytes() > 0) {
       // A compressed stream cannot resume mid-frame; the sink has bytes.
-      return absl::AbortedError(absl::StrCat(
-          what, ": compressed read broke off after ", hasher.bytes(),
-          " bytes: ", last_error.message()));
+      return absl::AbortedError(
+          absl::StrCat(what, ": compressed read broke off after ",
+                       hasher.bytes(), " bytes: ", last_error.message()));
     }
     grpc::ClientContext ctx;
     Prepare(ctx);

@@ -130,6 +130,11 @@ class ReapiClient {
   // NOT_FOUND when absent.
   virtual absl::Status ReadBlob(const cas::Digest& digest, ChunkSink sink) = 0;
 
+  // Like ReadBlob, but the bytes travel uncompressed whatever the server
+  // advertises (for callers that measured compression not to pay).
+  virtual absl::Status ReadBlobUncompressed(const cas::Digest& digest,
+                                            ChunkSink sink) = 0;
+
   // Returns the blob bytes moved so far (ReadBlob and UploadBlob).
   virtual WireCounters Counters() const = 0;
 
