@@ -49,6 +49,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/proc_stats.h"
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "cas/digest.h"
 #include "client/reapi_client.h"
@@ -106,28 +107,6 @@ reapi::Digest ToProto(const Digest& d) {
   out.set_hash(d.hash());
   out.set_size_bytes(d.size_bytes());
   return out;
-}
-
-// Reads a "Vm...:" line of /proc/PID/status in MiB; 0 when unreadable.
-double ProcStatusMib(int pid, absl::string_view key) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (absl::StartsWith(line, key)) {
-      std::vector<std::string> f =
-          absl::StrSplit(line, ' ', absl::SkipWhitespace());
-      double kib = 0;
-      if (f.size() >= 2 && absl::SimpleAtod(f[1], &kib)) {
-        return kib / 1024;
-      }
-    }
-  }
-  return 0;
-}
-
-void ResetPeakRss(int pid) {
-  std::ofstream out(absl::StrCat("/proc/", pid, "/clear_refs"));
-  out << "5";
 }
 
 // Latencies in microseconds, from any thread.

@@ -51,6 +51,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/proc_stats.h"
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "cas/digest.h"
 #include "client/reapi_client.h"
@@ -146,49 +147,6 @@ struct ProcSample {
   double cpu_seconds = 0;
   double peak_rss_mib = 0;
 };
-
-// Reads utime+stime of `pid` in seconds; 0 when unreadable.
-double ProcCpuSeconds(int pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string all((std::istreambuf_iterator<char>(in)),
-                  std::istreambuf_iterator<char>());
-  size_t paren = all.rfind(')');
-  if (paren == std::string::npos) {
-    return 0;
-  }
-  // Fields after the command name start at field 3 (state); utime is 14.
-  std::vector<std::string> f =
-      absl::StrSplit(all.substr(paren + 2), ' ', absl::SkipEmpty());
-  double utime = 0, stime = 0;
-  if (f.size() < 13 || !absl::SimpleAtod(f[11], &utime) ||
-      !absl::SimpleAtod(f[12], &stime)) {
-    return 0;
-  }
-  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-// Reads VmHWM of `pid` in MiB; 0 when unreadable.
-double ProcPeakRssMib(int pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (absl::StartsWith(line, "VmHWM:")) {
-      std::vector<std::string> f =
-          absl::StrSplit(line, ' ', absl::SkipWhitespace());
-      double kib = 0;
-      if (f.size() >= 2 && absl::SimpleAtod(f[1], &kib)) {
-        return kib / 1024;
-      }
-    }
-  }
-  return 0;
-}
-
-// Resets the peak RSS of `pid` so VmHWM covers the next row only.
-void ResetPeakRss(int pid) {
-  std::ofstream out(absl::StrCat("/proc/", pid, "/clear_refs"));
-  out << "5";
-}
 
 // Starts `perf record -g` on `pid` into `path`; returns its pid or -1.
 pid_t StartPerf(int pid, const std::string& path) {
@@ -713,7 +671,7 @@ Row RunRow(const std::string& mix, int concurrency, int64_t requests,
   row.client_cpu_seconds = SelfCpuSeconds() - cpu0;
   if (o.server_pid > 0) {
     row.server_after = {ProcCpuSeconds(o.server_pid),
-                        ProcPeakRssMib(o.server_pid)};
+                        ProcStatusMib(o.server_pid, "VmHWM:")};
   }
   StopPerf(perf);
   row.ops = row.latencies_ns.size();

@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "cas/resource_name.h"
-#include "rpc/grpc_status.h"
+#include "rpc/reactors.h"
 
 namespace cairn::capabilities {
 namespace {
@@ -25,17 +25,15 @@ class CapabilitiesService final : public v2::Capabilities::CallbackService {
       grpc::CallbackServerContext* context,
       const v2::GetCapabilitiesRequest* request,
       v2::ServerCapabilities* response) override {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    absl::Status status =
-        rpc::Authorize(authorizer_, *context, rpc::Access::kRead);
-    if (status.ok()) {
-      status = cas::ValidateInstanceName(request->instance_name());
-    }
-    if (status.ok()) {
-      *response = capabilities_;
-    }
-    reactor->Finish(rpc::ToGrpcStatus(status));
-    return reactor;
+    // Answered from memory: the call never reaches the I/O pool.
+    return rpc::UnaryCall(context, authorizer_, rpc::Access::kRead,
+                          /*pool=*/nullptr, "GetCapabilities")
+        .Validate(
+            [&] { return cas::ValidateInstanceName(request->instance_name()); })
+        .AnswerNow([&] {
+          *response = capabilities_;
+          return absl::OkStatus();
+        });
   }
 
  private:

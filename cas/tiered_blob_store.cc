@@ -136,6 +136,7 @@ class TieredStore final : public TieredBlobStore {
     return WithLocal(digest, [&] { return local_->OpenRead(digest, offset); });
   }
 
+  // The rest of BlobStore, declared as every store declares it.
   absl::Status Write(const Digest& digest, absl::string_view data) override;
 
   absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWrite(

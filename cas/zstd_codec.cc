@@ -1,6 +1,7 @@
 #include "cas/zstd_codec.h"
 
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include <algorithm>
 
@@ -52,7 +53,9 @@ struct ZstdDecompressor::Ctx {
   ~Ctx() { ZSTD_freeDCtx(dctx); }
 };
 
-ZstdDecompressor::ZstdDecompressor() : ctx_(std::make_unique<Ctx>()) {}
+ZstdDecompressor::ZstdDecompressor() : ctx_(std::make_unique<Ctx>()) {
+  ZSTD_DCtx_setParameter(ctx_->dctx, ZSTD_d_windowLogMax, kMaxZstdWindowLog);
+}
 
 ZstdDecompressor::~ZstdDecompressor() = default;
 
@@ -70,6 +73,11 @@ absl::Status ZstdDecompressor::Decompress(absl::string_view input,
     const size_t in_before = in.pos;
     const size_t hint = ZSTD_decompressStream(ctx_->dctx, &out, &in);
     output->resize(base + out.pos);
+    if (ZSTD_getErrorCode(hint) == ZSTD_error_frameParameter_windowTooLarge) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "zstd frame asks for a window over ", 1 << (kMaxZstdWindowLog - 20),
+          " MiB; compress at level 19 or below, without --long"));
+    }
     if (ZSTD_isError(hint)) {
       return absl::InvalidArgumentError(
           absl::StrCat("zstd data is corrupt: ", ZSTD_getErrorName(hint)));

@@ -1,8 +1,11 @@
 // Streaming zstd compression and decompression for REAPI compressed-blobs
 // (ByteStream "compressed-blobs/zstd/..." and BatchUpdateBlobs with
-// compressor ZSTD). Decompression is bounded: output past `max_output` bytes
-// is refused with INVALID_ARGUMENT, so a small message cannot expand into
-// unbounded memory.
+// compressor ZSTD). Decompression is bounded twice against decompression
+// bombs: output past `max_output` bytes is refused with INVALID_ARGUMENT, so
+// a small message cannot expand into unbounded memory, and a frame whose
+// window exceeds kMaxZstdWindowLog is refused before any window is
+// allocated, so a 20-byte frame header cannot make each upload allocate the
+// 128 MiB window zstd accepts by default.
 //
 // Thread safety: one object per stream, used by one thread at a time.
 #ifndef CAIRN_CAS_ZSTD_CODEC_H_
@@ -17,6 +20,13 @@
 #include "absl/strings/string_view.h"
 
 namespace cairn::cas {
+
+// The largest window (log2 bytes) a frame may ask the decoder for: 8 MiB.
+// zstd's levels 1-19 use at most this much (level 19's window is 8 MiB);
+// only --ultra levels (20-22) and --long ask for more, and such frames are
+// refused (INVALID_ARGUMENT naming the window). Each decompressing upload
+// then holds at most 8 MiB of window, however its frame header lies.
+inline constexpr int kMaxZstdWindowLog = 23;
 
 class ZstdCompressor {
  public:
@@ -43,7 +53,8 @@ class ZstdDecompressor {
   ZstdDecompressor& operator=(const ZstdDecompressor&) = delete;
 
   // Decompresses `input`, appending to `*output`. INVALID_ARGUMENT for
-  // corrupt input or when more than `max_output` bytes would be appended.
+  // corrupt input, a frame whose window is larger than 2^kMaxZstdWindowLog
+  // bytes, or when more than `max_output` bytes would be appended.
   absl::Status Decompress(absl::string_view input, int64_t max_output,
                           std::string* output);
 
@@ -57,7 +68,8 @@ class ZstdDecompressor {
 };
 
 // Returns `data` decompressed; INVALID_ARGUMENT when it is not one or more
-// complete zstd frames or expands past `max_output` bytes.
+// complete zstd frames, asks for too large a window or expands past
+// `max_output` bytes.
 absl::StatusOr<std::string> ZstdDecompressAll(absl::string_view data,
                                               int64_t max_output);
 

@@ -68,14 +68,16 @@ grpc::ServerUnaryReactor* FinishUnaryOnPool(
 // on the reactor thread only while every earlier step passed; RunOnPool
 // hands the work to the pool (FinishUnaryOnPool) or, when a step failed,
 // finishes the call with that step's status. A handler that can answer from
-// memory checks ok() and calls FinishNow instead. Every status is mapped to
+// memory checks ok() and calls FinishNow instead; one that never touches
+// storage (Capabilities) ends with AnswerNow. Every status is mapped to
 // gRPC once, by ToGrpcStatus. A UnaryCall lives on the reactor thread's
 // stack for the duration of the handler.
 class UnaryCall {
  public:
   // Authorises the caller behind `context` for `access` (`authorizer` may be
-  // null: access control off). `pool` (not owned) runs RunOnPool's work;
-  // `what` names the method in errors.
+  // null: access control off). `pool` (not owned) runs RunOnPool's work
+  // (null for a handler that only uses AnswerNow or FinishNow); `what` names
+  // the method in errors.
   UnaryCall(grpc::CallbackServerContext* context, const Authorizer* authorizer,
             Access access, IoPool* pool, const char* what)
       : context_(context),
@@ -98,6 +100,14 @@ class UnaryCall {
   // Finishes the call at once with `status` (answered from memory).
   grpc::ServerUnaryReactor* FinishNow(const absl::Status& status) {
     return FinishUnaryNow(context_, status);
+  }
+
+  // Finishes the call at once, for a method that never needs the pool: with
+  // the status of `answer` (absl::Status(), run here on the reactor thread,
+  // no I/O) when every earlier step passed, else with the failed step's.
+  template <typename Answer>
+  grpc::ServerUnaryReactor* AnswerNow(Answer answer) {
+    return FinishNow(status_.ok() ? answer() : status_);
   }
 
   // Runs `work` (absl::Status(), at most once, on a pool thread) and finishes

@@ -131,6 +131,12 @@ ABSL_FLAG(int64_t, max_streams_per_client, 0,
           "Most ByteStream calls (reads and uploads) one client may have "
           "open at once; past it a call is refused with RESOURCE_EXHAUSTED "
           "(the client retries with backoff); 0 means no cap.");
+ABSL_FLAG(ByteSize, write_quota_per_hour, ByteSize{0},
+          "Most bytes one principal (token, certificate identity or client "
+          "address) may write per hour (ByteStream Write, BatchUpdateBlobs, "
+          "UpdateActionResult; a burst of up to an hour's worth, then at that "
+          "rate); past it a write is refused with RESOURCE_EXHAUSTED and a "
+          "google.rpc.RetryInfo delay. 0 means no quota.");
 ABSL_FLAG(std::string, max_upload_reserve_per_client, "auto",
           "Most bytes one client's uploads in progress may reserve: a size, "
           "'auto' (a quarter of --max_size) or 'off'.");
@@ -351,6 +357,8 @@ int main(int argc, char** argv) {
   options.read_buffer_bytes = absl::GetFlag(FLAGS_read_buffers).bytes;
   options.max_uploads_per_client = absl::GetFlag(FLAGS_max_uploads_per_client);
   options.max_streams_per_client = absl::GetFlag(FLAGS_max_streams_per_client);
+  options.write_quota_per_hour =
+      absl::GetFlag(FLAGS_write_quota_per_hour).bytes;
   for (auto [flag, name, out] :
        {std::tuple(&FLAGS_max_upload_reserve_per_client,
                    "--max_upload_reserve_per_client",

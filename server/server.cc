@@ -23,6 +23,7 @@
 #include "rpc/idle_watchdog.h"
 #include "rpc/io_pool.h"
 #include "rpc/metrics_interceptor.h"
+#include "rpc/write_quota.h"
 #include "server/log.h"
 
 namespace cairn::server {
@@ -32,6 +33,8 @@ struct CairnServer::Impl {
       : pool(rpc::IoPoolOptions{options.io_threads, options.io_queue}),
         watchdog(options.stream_idle_timeout),
         read_buffers(options.read_buffer_bytes, kMinReadChunk, kReadChunk),
+        write_quota(rpc::WriteQuotaOptions{options.write_quota_per_hour},
+                    options.metrics),
         action_cache(options.store),
         assets(options.store) {}
 
@@ -46,6 +49,7 @@ struct CairnServer::Impl {
   rpc::IdleWatchdog watchdog;  // Cancels stalled ByteStream uploads.
   cas::ReadBufferBudget read_buffers;
   cas::UploadLimitStats upload_stats;
+  rpc::WriteQuota write_quota;
   actioncache::ActionCache action_cache;
   asset::AssetStore assets;
   std::unique_ptr<grpc::Service> capabilities;
@@ -262,6 +266,7 @@ void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   cas_options.max_cas_blob_size_bytes = options.max_cas_blob_size_bytes;
   cas_options.max_message_bytes = options.max_message_bytes;
   cas_options.authorizer = options.authorizer;
+  cas_options.write_quota = &write_quota;
   cas = cas::NewCasService(cas_options);
   cas::ByteStreamServiceOptions bs_options;
   bs_options.store = options.store;
@@ -275,6 +280,7 @@ void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   bs_options.upload_limits = UploadLimitsFor(options);
   bs_options.upload_stats = &upload_stats;
   bs_options.max_streams_per_client = options.max_streams_per_client;
+  bs_options.write_quota = &write_quota;
   if (options.read_buffer_bytes > 0) {
     bs_options.read_buffers = &read_buffers;
   }
@@ -285,6 +291,7 @@ void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   ac_options.pool = &pool;
   ac_options.read_only = options.read_only;
   ac_options.authorizer = options.authorizer;
+  ac_options.write_quota = &write_quota;
   ac = actioncache::NewActionCacheService(ac_options);
   asset::AssetServiceOptions asset_options;
   asset_options.assets = &assets;

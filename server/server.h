@@ -67,6 +67,11 @@ struct ServerOptions {
   int64_t max_upload_bytes = 0;
   // Most ByteStream calls one client may have open at once; 0: no cap.
   int64_t max_streams_per_client = 0;
+  // Bytes each principal (rpc::PrincipalOf) may write per hour through
+  // ByteStream Write, BatchUpdateBlobs and UpdateActionResult
+  // (rpc::WriteQuota); 0: no quota. Bytes written are counted per principal
+  // either way (metrics).
+  int64_t write_quota_per_hour = 0;
 };
 
 class CairnServer {

@@ -9,6 +9,8 @@
 #include "cas/tiered_blob_store.h"
 #include "spdlog/spdlog.h"
 
+// The shared tier's flags: the same one-ABSL_FLAG-per-setting shape as
+// server/main.cc's flag table on purpose (tools/flags_doc.py reads both).
 ABSL_FLAG(std::string, s3_bucket, "",
           "Share the store with other nodes through this S3-compatible "
           "bucket (the store of record; the local store becomes a cache in "

@@ -68,20 +68,48 @@ class ActionCacheService final : public v2::ActionCache::CallbackService {
     return rpc::UnaryCall(context, options_.authorizer, rpc::Access::kWrite,
                           options_.pool, "UpdateActionResult")
         .Validate([&] { return CheckUpdate(*request); })
-        .RunOnPool([this, request, response]() -> absl::Status {
-          absl::StatusOr<cas::Digest> action =
-              cas::FromProto(request->action_digest(), "action_digest");
-          absl::StatusOr<ActionResult> stored = options_.cache->Update(
-              request->instance_name(), *action, request->action_result());
-          if (!stored.ok()) {
-            return stored.status();
-          }
-          *response = *std::move(stored);
-          return absl::OkStatus();
-        });
+        .RunOnPool(
+            [this, request, response,
+             principal = options_.write_quota == nullptr
+                             ? std::string()
+                             : rpc::PrincipalOf(
+                                   *context, options_.authorizer != nullptr)] {
+              return Update(*request, principal, response);
+            });
   }
 
  private:
+  // Stores the request's result for `principal`, charged to its write
+  // quota (the result's serialized size); runs on the pool.
+  absl::Status Update(const v2::UpdateActionResultRequest& request,
+                      const std::string& principal,
+                      v2::ActionResult* response) {
+    rpc::WriteQuota* quota = options_.write_quota;
+    const auto bytes =
+        static_cast<int64_t>(request.action_result().ByteSizeLong());
+    if (quota != nullptr) {
+      absl::Status charged =
+          quota->Charge(principal, bytes, "UpdateActionResult");
+      if (!charged.ok()) {
+        return charged;
+      }
+    }
+    absl::StatusOr<cas::Digest> action =
+        cas::FromProto(request.action_digest(), "action_digest");
+    absl::StatusOr<ActionResult> stored = options_.cache->Update(
+        request.instance_name(), *action, request.action_result());
+    if (quota != nullptr && stored.ok()) {
+      quota->Written(principal, bytes);
+    } else if (quota != nullptr) {
+      quota->Refund(principal, bytes);
+    }
+    if (!stored.ok()) {
+      return stored.status();
+    }
+    *response = *std::move(stored);
+    return absl::OkStatus();
+  }
+
   absl::Status CheckUpdate(const v2::UpdateActionResultRequest& request) {
     if (options_.read_only) {
       return absl::PermissionDeniedError(

@@ -22,6 +22,7 @@
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "rpc/auth.h"
 #include "rpc/io_pool.h"
+#include "rpc/write_quota.h"
 
 namespace cairn::actioncache {
 
@@ -39,6 +40,11 @@ struct ActionCacheServiceOptions {
   // Decides every call (read; write for UpdateActionResult); null admits
   // everyone. Not owned; must outlive the service.
   const rpc::Authorizer* authorizer = nullptr;
+  // Charges each stored result (its serialized size) to its writer,
+  // refusing past the hourly quota with RESOURCE_EXHAUSTED and a retry
+  // delay, and counts what was stored; null means no quota. Not owned; must
+  // outlive the service.
+  rpc::WriteQuota* write_quota = nullptr;
 };
 
 // Returns the ActionCache service.

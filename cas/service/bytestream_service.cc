@@ -31,6 +31,10 @@ namespace {
 namespace bs = ::google::bytestream;
 using rpc::ToGrpcStatus;
 
+// The retry delay a refusal by a stream or upload cap suggests: calls and
+// uploads typically end within a second, and clients back off from there.
+constexpr absl::Duration kCapRetryDelay = absl::Seconds(1);
+
 // Returns the registry key of an upload: its name without metadata.
 std::string UploadKey(const ResourceName& name) {
   return MakeWriteResourceName(name.instance_name, name.uuid, name.digest,
@@ -240,12 +244,14 @@ class UploadRegistry {
                                             ? &stats_->refused_client_uploads
                                             : &stats_->refused_client_bytes;
         counter->fetch_add(1);
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "Write: client ", owner, " has too many uploads open (",
-            usage_[owner].uploads, " reserving ", usage_[owner].bytes,
-            " bytes; limits ", limits_.max_uploads_per_client, " uploads, ",
-            limits_.max_bytes_per_client,
-            " bytes); finish or cancel some, then retry"));
+        return rpc::WithRetryDelay(
+            absl::ResourceExhaustedError(absl::StrCat(
+                "Write: client ", owner, " has too many uploads open (",
+                usage_[owner].uploads, " reserving ", usage_[owner].bytes,
+                " bytes; limits ", limits_.max_uploads_per_client, " uploads, ",
+                limits_.max_bytes_per_client,
+                " bytes); finish or cancel some, then retry")),
+            kCapRetryDelay);
       }
       stats_->dropped_parked.fetch_add(1);
       dropped->push_back(EraseLocked(victim));
@@ -255,9 +261,11 @@ class UploadRegistry {
       Map::iterator victim = OldestParkedLocked(HeaviestParkerLocked());
       if (victim == entries_.end()) {
         stats_->refused_total_bytes.fetch_add(1);
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "Write: uploads in progress reserve ", total_bytes_,
-            " bytes (limit ", limits_.max_bytes, "); retry later"));
+        return rpc::WithRetryDelay(
+            absl::ResourceExhaustedError(absl::StrCat(
+                "Write: uploads in progress reserve ", total_bytes_,
+                " bytes (limit ", limits_.max_bytes, "); retry later")),
+            kCapRetryDelay);
       }
       stats_->dropped_parked.fetch_add(1);
       dropped->push_back(EraseLocked(victim));
@@ -339,9 +347,12 @@ class ClientStreams {
     int64_t& open = open_[owner];
     if (max_ > 0 && open >= max_) {
       stats_->refused_client_streams.fetch_add(1);
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "ByteStream: client ", owner, " has ", open, " calls open (limit ",
-          max_, "); retry when one has finished, with backoff"));
+      return rpc::WithRetryDelay(
+          absl::ResourceExhaustedError(
+              absl::StrCat("ByteStream: client ", owner, " has ", open,
+                           " calls open (limit ", max_,
+                           "); retry when one has finished, with backoff")),
+          kCapRetryDelay);
     }
     ++open;
     return Slot(this, owner);
@@ -903,6 +914,7 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   // Ends the call with `status`, discarding the upload. Touches the disk:
   // call on the pool. Returns false (the call is finished).
   bool Fail(const absl::Status& status) {
+    RefundQuota(0);
     if (claimed_) {
       registry_->Release(key_);
       claimed_ = false;
@@ -942,7 +954,26 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
     if (!status.ok()) {
       return Fail(status);
     }
+    if (options_.write_quota != nullptr) {
+      status = options_.write_quota->Charge(
+          owner_, digest_.size_bytes() - committed_, "Write");
+      if (!status.ok()) {
+        ParkOrRelease();  // A resumed upload stays parked for later.
+        End(status);
+        return false;
+      }
+      charged_ = digest_.size_bytes() - committed_;
+    }
     return Append(request);
+  }
+
+  // Gives back what the quota charged beyond `keep` bytes.
+  void RefundQuota(int64_t keep) {
+    keep = std::max<int64_t>(keep, 0);
+    if (options_.write_quota != nullptr && charged_ > keep) {
+      options_.write_quota->Refund(owner_, charged_ - keep);
+    }
+    charged_ = 0;
   }
 
   // Resumes the parked writer when write_offset matches it, else opens a new
@@ -1003,6 +1034,10 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
     registry_->Release(key_);
     claimed_ = false;
     writer_.reset();
+    charged_ = 0;
+    if (options_.write_quota != nullptr) {
+      options_.write_quota->Written(owner_, digest_.size_bytes());
+    }
     return FinishOk();
   }
 
@@ -1035,10 +1070,13 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   }
 
   // Parks an upload that made progress for a later resume; forgets others.
+  // The bytes still to come are refunded (a resume charges them again).
   void ParkOrRelease() {
     if (writer_ != nullptr && committed_ > 0 && decompressor_ == nullptr) {
+      RefundQuota(charged_ - (digest_.size_bytes() - committed_));
       registry_->Park(key_, std::move(writer_));
     } else if (claimed_) {
+      RefundQuota(0);
       registry_->Release(key_);
     }
     claimed_ = false;
@@ -1077,6 +1115,7 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   bool begun_ = false;    // Begin() ran.
   bool claimed_ = false;  // This call owns the registry entry for key_.
   int64_t committed_ = 0;
+  int64_t charged_ = 0;  // Bytes charged to owner_'s write quota.
   std::unique_ptr<BlobWriter> writer_;
   std::string plain_;  // Decompressed bytes of the current message.
 };

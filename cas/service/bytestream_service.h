@@ -17,8 +17,10 @@
 //       (at most max_partial_uploads, each for partial_upload_idle_timeout);
 //       the client resumes with write_offset =
 //       QueryWriteStatus().committed_size. Uploads in progress are capped
-//       per client and in total (UploadLimits): RESOURCE_EXHAUSTED when a
-//       new one would pass a cap. PERMISSION_DENIED in read-only mode;
+//       per client and in total (UploadLimits), and so are the bytes a
+//       client writes per hour (write_quota): RESOURCE_EXHAUSTED, with a
+//       google.rpc.RetryInfo delay, when a new one would pass a cap (as for
+//       max_streams_per_client). PERMISSION_DENIED in read-only mode;
 //       blobs over max_cas_blob_size_bytes: INVALID_ARGUMENT.
 // QueryWriteStatus: committed_size/complete of an upload, or of a stored blob
 //       (complete); NOT_FOUND for an unknown upload.
@@ -46,6 +48,7 @@
 #include "rpc/auth.h"
 #include "rpc/idle_watchdog.h"
 #include "rpc/io_pool.h"
+#include "rpc/write_quota.h"
 
 namespace cairn::cas {
 
@@ -140,6 +143,10 @@ struct ByteStreamServiceOptions {
   // Counts how often the caps bite; null keeps the counts private. Not
   // owned; must outlive the service.
   UploadLimitStats* upload_stats = nullptr;
+  // Charges each upload's bytes to its client (refusing past the hourly
+  // quota) and counts what it stored; null means no quota. Not owned; must
+  // outlive the service.
+  rpc::WriteQuota* write_quota = nullptr;
   // An interrupted upload not resumed within this time is dropped.
   absl::Duration partial_upload_idle_timeout = absl::Minutes(10);
   // Decides every call (read; write for Write); null admits everyone. Not

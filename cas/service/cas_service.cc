@@ -63,8 +63,38 @@ absl::Status CheckBatchUpdate(const v2::BatchUpdateBlobsRequest& request,
   return absl::OkStatus();
 }
 
+// Decompresses `item` when needed and stores it under `digest`.
+absl::Status DecodeAndWrite(const v2::BatchUpdateBlobsRequest::Request& item,
+                            const Digest& digest,
+                            const CasServiceOptions& options) {
+  std::string decompressed;
+  absl::string_view data = item.data();
+  if (item.compressor() == v2::Compressor::ZSTD) {
+    absl::StatusOr<std::string> plain =
+        ZstdDecompressAll(item.data(), digest.size_bytes());
+    if (!plain.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cas blob ", digest.ToString(), ": ", plain.status().message()));
+    }
+    decompressed = *std::move(plain);
+    data = decompressed;
+  } else if (item.compressor() != v2::Compressor::IDENTITY) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cas blob ", digest.ToString(), ": unsupported compressor ",
+        v2::Compressor::Value_Name(item.compressor())));
+  }
+  if (static_cast<int64_t>(data.size()) != digest.size_bytes()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cas blob ", digest.ToString(), ": got ", data.size(),
+                     " bytes of data"));
+  }
+  return options.store->Write(digest, data);
+}
+
+// Stores one blob of a batch for `principal`, charged to its write quota.
 absl::Status UpdateOne(const v2::BatchUpdateBlobsRequest::Request& item,
-                       const CasServiceOptions& options) {
+                       const CasServiceOptions& options,
+                       absl::string_view principal) {
   absl::StatusOr<Digest> digest = FromProto(item.digest());
   if (!digest.ok()) {
     return digest.status();
@@ -74,28 +104,20 @@ absl::Status UpdateOne(const v2::BatchUpdateBlobsRequest::Request& item,
   if (!status.ok()) {
     return status;
   }
-  std::string decompressed;
-  absl::string_view data = item.data();
-  if (item.compressor() == v2::Compressor::ZSTD) {
-    absl::StatusOr<std::string> plain =
-        ZstdDecompressAll(item.data(), digest->size_bytes());
-    if (!plain.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cas blob ", digest->ToString(), ": ", plain.status().message()));
+  rpc::WriteQuota* quota = options.write_quota;
+  if (quota != nullptr) {
+    status = quota->Charge(principal, digest->size_bytes(), "BatchUpdateBlobs");
+    if (!status.ok()) {
+      return status;
     }
-    decompressed = *std::move(plain);
-    data = decompressed;
-  } else if (item.compressor() != v2::Compressor::IDENTITY) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cas blob ", digest->ToString(), ": unsupported compressor ",
-        v2::Compressor::Value_Name(item.compressor())));
   }
-  if (static_cast<int64_t>(data.size()) != digest->size_bytes()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cas blob ", digest->ToString(), ": got ", data.size(),
-                     " bytes of data"));
+  status = DecodeAndWrite(item, *digest, options);
+  if (quota != nullptr && status.ok()) {
+    quota->Written(principal, digest->size_bytes());
+  } else if (quota != nullptr) {
+    quota->Refund(principal, digest->size_bytes());
   }
-  return options.store->Write(*digest, data);
+  return status;
 }
 
 absl::Status CheckBatchRead(const v2::BatchReadBlobsRequest& request,
@@ -348,14 +370,20 @@ class CasService final : public v2::ContentAddressableStorage::CallbackService {
     return Call(context, rpc::Access::kWrite, "BatchUpdateBlobs")
         .Validate([&] { return CheckScope(*request); })
         .Validate([&] { return CheckBatchUpdate(*request, options_); })
-        .RunOnPool([this, request, response] {
-          for (const auto& item : request->requests()) {
-            auto* out = response->add_responses();
-            *out->mutable_digest() = item.digest();
-            *out->mutable_status() = ToRpcStatus(UpdateOne(item, options_));
-          }
-          return absl::OkStatus();
-        });
+        .RunOnPool(
+            [this, request, response,
+             principal = options_.write_quota == nullptr
+                             ? std::string()
+                             : rpc::PrincipalOf(
+                                   *context, options_.authorizer != nullptr)] {
+              for (const auto& item : request->requests()) {
+                auto* out = response->add_responses();
+                *out->mutable_digest() = item.digest();
+                *out->mutable_status() =
+                    ToRpcStatus(UpdateOne(item, options_, principal));
+              }
+              return absl::OkStatus();
+            });
   }
 
   grpc::ServerUnaryReactor* BatchReadBlobs(

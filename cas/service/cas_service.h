@@ -33,6 +33,7 @@
 #include "cas/blob_store.h"
 #include "rpc/auth.h"
 #include "rpc/io_pool.h"
+#include "rpc/write_quota.h"
 
 namespace cairn::cas {
 
@@ -50,6 +51,11 @@ struct CasServiceOptions {
   // Decides every call (read; write for BatchUpdateBlobs); null admits
   // everyone. Not owned; must outlive the service.
   const rpc::Authorizer* authorizer = nullptr;
+  // Charges each stored blob to its writer (a blob past the hourly quota
+  // gets RESOURCE_EXHAUSTED with a retry delay in its own status) and
+  // counts what was stored; null means no quota. Not owned; must outlive
+  // the service.
+  rpc::WriteQuota* write_quota = nullptr;
 };
 
 // Returns the ContentAddressableStorage service over `options.store`.

@@ -31,6 +31,8 @@
 #include "client/gocacheprog/shim.h"
 #include "client/reapi_client.h"
 
+// The shim's flag table: one ABSL_FLAG per setting, the same shape as
+// cairn-server's on purpose (docs/flags.md is generated from both).
 ABSL_FLAG(std::string, remote, "",
           "REAPI cache: grpc://HOST:PORT, grpcs://HOST:PORT or unix:///PATH. "
           "Empty: a purely local cache. Env: CAIRN_REMOTE.");

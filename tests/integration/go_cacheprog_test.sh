@@ -21,12 +21,12 @@ shim=${1:?shim binary}
 kind=${2:?server kind}
 server_bin=${3:?server binary}
 here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=tests/integration/lib.sh
+. "$here/lib.sh"
 
-skip() { echo "SKIPPED: $*"; exit 77; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
 command -v go >/dev/null 2>&1 || skip "no go command on PATH"
 [ -x "$shim" ] || fail "shim $shim not built"
-shim="$(cd "$(dirname "$shim")" && pwd)/$(basename "$shim")"
+shim=$(absolute "$shim")
 if [ ! -x "$server_bin" ]; then
   case $kind in
     bazel-remote) skip "bazel-remote not installed at $server_bin (run tools/install-peers.sh)" ;;
@@ -34,25 +34,14 @@ if [ ! -x "$server_bin" ]; then
   esac
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-go-it.XXXXXX")
+new_work go-it
 server_pid=""
 stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill -9 "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-  fi
+  stop_pid "$server_pid"
+  server_pid=""
 }
-cleanup() {
-  stop_server
-  chmod -R u+w "$work" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-export GOFLAGS=-trimpath GOPROXY=off GOTOOLCHAIN=local GOTELEMETRY=off \
-  GOWORK=off GOENV=off CGO_ENABLED=0
-unset GOCACHEPROG
+go_offline
+export GOFLAGS=-trimpath
 
 # start_server NAME: starts a server with an empty store; sets $remote.
 start_server() {
@@ -63,20 +52,13 @@ start_server() {
       "$server_bin" --dir="$dir/store" --max_size=4 --http_address=127.0.0.1:0 \
         --grpc_address="unix://$dir/grpc.sock" >"$dir/log" 2>&1 &
       server_pid=$!
+      pids+=("$server_pid")
       remote="unix://$dir/grpc.sock"
       for _ in $(seq 100); do [ -S "$dir/grpc.sock" ] && break; sleep 0.1; done
       [ -S "$dir/grpc.sock" ] || fail "bazel-remote did not start: $(cat "$dir/log")"
       ;;
     cairn-server)
-      "$server_bin" --listen=127.0.0.1:0 --dir="$dir/store" >"$dir/log" 2>&1 &
-      server_pid=$!
-      local addr=""
-      for _ in $(seq 100); do
-        addr=$(grep -o 'listening on [0-9.]*:[0-9]*' "$dir/log" | awk '{print $3}' || true)
-        [ -n "$addr" ] && break
-        sleep 0.1
-      done
-      [ -n "$addr" ] || fail "cairn-server did not start: $(cat "$dir/log")"
+      start_cairn "$server_bin" "$dir/store" "$dir/log"
       remote="grpc://$addr"
       ;;
     *) fail "unknown server kind $kind" ;;
@@ -103,8 +85,6 @@ run_go() {
 
 stat_of() { grep -o "$2=[0-9.]*" "$1" | tail -1 | cut -d= -f2; }
 compiles() { grep -cE '/compile( |$)' "$1" || true; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b-a}'; }
 
 report() {  # report LABEL LOG SECONDS
   printf 'MEASURE %-13s %-28s wall=%6ss gets=%s local_hits=%s remote_hits=%s misses=%s puts=%s uploads=%s bytes_down=%s bytes_up=%s remote_wait=%ss prefetch_hits=%s compiles=%s\n' \

@@ -19,44 +19,13 @@ set -euo pipefail
 shim=${1:?shim binary}
 server_bin=${2:?server binary}
 here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=tests/integration/lib.sh
+. "$here/lib.sh"
 
-skip() { echo "SKIPPED: $*"; exit 77; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-command -v go >/dev/null 2>&1 || skip "no go command on PATH"
-[ -x "$shim" ] || fail "shim $shim not built"
-[ -x "$server_bin" ] || fail "cairn-server not built at $server_bin"
-# Absolute: go starts GOCACHEPROG from each checkout (Bazel passes relative
-# runfiles paths).
-shim="$(cd "$(dirname "$shim")" && pwd)/$(basename "$shim")"
+go_shim_test go-keys
+unset GOFLAGS GOKEYS_GREETING
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b-a}'; }
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-go-keys.XXXXXX")
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ]; then
-    kill -9 "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  chmod -R u+w "$work" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-export GOPROXY=off GOTOOLCHAIN=local GOTELEMETRY=off GOWORK=off GOENV=off \
-  CGO_ENABLED=0
-unset GOCACHEPROG GOFLAGS GOKEYS_GREETING
-
-"$server_bin" --listen=127.0.0.1:0 --dir="$work/store" >"$work/server.log" 2>&1 &
-server_pid=$!
-addr=""
-for _ in $(seq 100); do
-  addr=$(grep -o 'listening on [0-9.]*:[0-9]*' "$work/server.log" | awk '{print $3}' || true)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || fail "cairn-server did not start: $(cat "$work/server.log")"
+start_cairn "$server_bin" "$work/store" "$work/server.log"
 remote="grpc://$addr"
 
 # build MACHINE WHAT: a fresh checkout built with gocachehash on; the hash

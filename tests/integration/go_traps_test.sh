@@ -18,36 +18,14 @@ set -euo pipefail
 shim=${1:?shim binary}
 server_bin=${2:?server binary}
 here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=tests/integration/lib.sh
+. "$here/lib.sh"
 
-skip() { echo "SKIPPED: $*"; exit 77; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-command -v go >/dev/null 2>&1 || skip "no go command on PATH"
 command -v python3 >/dev/null 2>&1 || skip "no python3 (the hanging remote)"
-[ -x "$shim" ] || fail "shim $shim not built"
-[ -x "$server_bin" ] || fail "server $server_bin not built"
-shim="$(cd "$(dirname "$shim")" && pwd)/$(basename "$shim")"
+go_shim_test go-traps
+export GOFLAGS=-trimpath TZ=UTC
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-go-traps.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  chmod -R u+w "$work" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export GOFLAGS=-trimpath GOPROXY=off GOTOOLCHAIN=local GOTELEMETRY=off \
-  GOWORK=off GOENV=off CGO_ENABLED=0 TZ=UTC
-unset GOCACHEPROG
-
-"$server_bin" --listen=127.0.0.1:0 --dir="$work/store" >"$work/server.log" 2>&1 &
-pids+=($!)
-addr=""
-for _ in $(seq 100); do
-  addr=$(grep -o 'listening on [0-9.]*:[0-9]*' "$work/server.log" | awk '{print $3}' || true)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || fail "cairn-server did not start: $(cat "$work/server.log")"
+start_cairn "$server_bin" "$work/store" "$work/server.log"
 remote="grpc://$addr"
 
 # machine NAME [cp flags]: own caches and a fresh checkout. Every machine

@@ -9,29 +9,13 @@
 set -euo pipefail
 shim=${1:?shim} server_bin=${2:?server} toxi=${3:?toxiproxy-server}
 here="$(cd "$(dirname "$0")" && pwd)"
-skip() { echo "SKIPPED: $*"; exit 77; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
+# shellcheck source=tests/integration/lib.sh
+. "$here/lib.sh"
 command -v python3 >/dev/null 2>&1 || skip "no python3"
 command -v curl >/dev/null 2>&1 || skip "no curl"
 [ -x "$toxi" ] || skip "toxiproxy-server not installed at $toxi (run tools/install-peers.sh)"
-work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-faults.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-"$server_bin" --listen=127.0.0.1:0 --dir="$work/store" >"$work/server.log" 2>&1 &
-pids+=($!)
-addr=""
-for _ in $(seq 100); do
-  addr=$(grep -o 'listening on [0-9.]*:[0-9]*' "$work/server.log" | awk '{print $3}' || true)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || fail "cairn-server did not start"
+new_work faults
+start_cairn "$server_bin" "$work/store" "$work/server.log"
 api_port=$(free_port) proxy_port=$(free_port)
 "$toxi" -host 127.0.0.1 -port "$api_port" >"$work/toxi.log" 2>&1 &
 pids+=($!)

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -104,6 +105,24 @@ TEST(OverloadTest, FullQueueAnswersResourceExhausted) {
   EXPECT_EQ(find(), StatusCode::OK);
 }
 
+// Returns a one-worker pool (queue bound `max_queue` per lane) whose worker
+// runs a task that blocks until `release` is notified.
+std::unique_ptr<rpc::IoPool> HeldPool(size_t max_queue,
+                                      absl::Notification& release) {
+  auto pool = std::make_unique<rpc::IoPool>(
+      rpc::IoPoolOptions{/*threads=*/1, /*max_queue=*/max_queue});
+  auto started = std::make_shared<absl::Notification>();
+  bool scheduled = pool->TrySchedule([started, &release] {
+    started->Notify();
+    release.WaitForNotification();
+  });
+  EXPECT_TRUE(scheduled);
+  if (scheduled) {
+    started->WaitForNotification();
+  }
+  return pool;
+}
+
 TEST(IoPoolTest, RunsEveryTaskAndDrainsOnShutdown) {
   std::atomic<int> ran{0};
   {
@@ -117,20 +136,15 @@ TEST(IoPoolTest, RunsEveryTaskAndDrainsOnShutdown) {
 }
 
 TEST(IoPoolTest, RefusesWhenFullOrStopped) {
-  rpc::IoPool pool({/*threads=*/1, /*max_queue=*/2});
-  absl::Notification started, release;
-  ASSERT_TRUE(pool.TrySchedule([&] {
-    started.Notify();
-    release.WaitForNotification();
-  }));
-  started.WaitForNotification();
-  EXPECT_TRUE(pool.TrySchedule([] {}));
-  EXPECT_TRUE(pool.TrySchedule([] {}));
-  absl::Status full = pool.Schedule("test", [] {});
+  absl::Notification release;
+  std::unique_ptr<rpc::IoPool> pool = HeldPool(2, release);
+  EXPECT_TRUE(pool->TrySchedule([] {}));
+  EXPECT_TRUE(pool->TrySchedule([] {}));
+  absl::Status full = pool->Schedule("test", [] {});
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
   release.Notify();
-  pool.Shutdown();
-  EXPECT_EQ(pool.Schedule("test", [] {}).code(),
+  pool->Shutdown();
+  EXPECT_EQ(pool->Schedule("test", [] {}).code(),
             absl::StatusCode::kUnavailable);
 }
 
@@ -160,43 +174,33 @@ TEST(IoPoolTest, StreamTasksLeaveAWorkerForCalls) {
 }
 
 TEST(IoPoolTest, LanesHaveTheirOwnQueueBound) {
-  rpc::IoPool pool({/*threads=*/1, /*max_queue=*/2});
-  absl::Notification started, release;
-  ASSERT_TRUE(pool.TrySchedule([&] {
-    started.Notify();
-    release.WaitForNotification();
-  }));
-  started.WaitForNotification();
-  EXPECT_TRUE(pool.TrySchedule([] {}, rpc::Lane::kStream));
-  EXPECT_TRUE(pool.TrySchedule([] {}, rpc::Lane::kStream));
-  EXPECT_EQ(pool.Schedule(
+  absl::Notification release;
+  std::unique_ptr<rpc::IoPool> pool = HeldPool(2, release);
+  EXPECT_TRUE(pool->TrySchedule([] {}, rpc::Lane::kStream));
+  EXPECT_TRUE(pool->TrySchedule([] {}, rpc::Lane::kStream));
+  EXPECT_EQ(pool->Schedule(
                     "read", [] {}, rpc::Lane::kStream)
                 .code(),
             absl::StatusCode::kResourceExhausted);
   // Streams filling their queue leave room for calls.
-  EXPECT_TRUE(pool.TrySchedule([] {}));
-  EXPECT_TRUE(pool.TrySchedule([] {}));
-  EXPECT_FALSE(pool.TrySchedule([] {}));
-  EXPECT_EQ(pool.Queued(), 4u);
+  EXPECT_TRUE(pool->TrySchedule([] {}));
+  EXPECT_TRUE(pool->TrySchedule([] {}));
+  EXPECT_FALSE(pool->TrySchedule([] {}));
+  EXPECT_EQ(pool->Queued(), 4u);
   release.Notify();
 }
 
 TEST(IoPoolTest, CallsDoNotStarveStreams) {
-  rpc::IoPool pool({/*threads=*/1, /*max_queue=*/100});
-  absl::Notification started, release;
-  ASSERT_TRUE(pool.TrySchedule([&] {
-    started.Notify();
-    release.WaitForNotification();
-  }));
-  started.WaitForNotification();
+  absl::Notification release;
+  std::unique_ptr<rpc::IoPool> pool = HeldPool(100, release);
   std::vector<char> order;  // Only the one worker appends.
   for (int i = 0; i < 20; ++i) {
-    ASSERT_TRUE(pool.TrySchedule([&order] { order.push_back('c'); }));
+    ASSERT_TRUE(pool->TrySchedule([&order] { order.push_back('c'); }));
   }
-  ASSERT_TRUE(
-      pool.TrySchedule([&order] { order.push_back('s'); }, rpc::Lane::kStream));
+  ASSERT_TRUE(pool->TrySchedule([&order] { order.push_back('s'); },
+                                rpc::Lane::kStream));
   release.Notify();
-  pool.Shutdown();
+  pool->Shutdown();
   ASSERT_EQ(order.size(), 21u);
   const auto stream_at = std::find(order.begin(), order.end(), 's');
   EXPECT_EQ(stream_at - order.begin(), rpc::IoPool::kCallBurst);

@@ -2,6 +2,7 @@
 // BatchUpdateBlobs with compressor ZSTD, through an in-process server.
 #include <grpcpp/client_context.h>
 #include <gtest/gtest.h>
+#define ZSTD_STATIC_LINKING_ONLY  // ZSTD_getFrameHeader, to check a window.
 #include <zstd.h>
 
 #include <algorithm>
@@ -85,7 +86,99 @@ TEST(ZstdCodecTest, RefusesBombsAndGarbage) {
   EXPECT_EQ(*cas::ZstdDecompressAll(frame, 5), "hello");
 }
 
+// Returns `data` as one zstd frame with a window of 2^window_log bytes and no
+// content size in the header (streamed, as a client that does not know the
+// size ahead compresses), so the decoder must allocate the whole window.
+std::string CompressWithWindow(const std::string& data, int window_log) {
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, 1);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, window_log);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 0);
+  std::string out(ZSTD_compressBound(data.size()) + 1024, '\0');
+  ZSTD_outBuffer o = {out.data(), out.size(), 0};
+  ZSTD_inBuffer in = {data.data(), data.size(), 0};
+  ZSTD_compressStream2(cctx, &o, &in, ZSTD_e_continue);
+  ZSTD_inBuffer none = {nullptr, 0, 0};
+  while (ZSTD_compressStream2(cctx, &o, &none, ZSTD_e_end) != 0) {
+  }
+  ZSTD_freeCCtx(cctx);
+  out.resize(o.pos);
+  return out;
+}
+
+// Returns the window size a frame's header asks for (0 when unreadable).
+uint64_t WindowOf(const std::string& frame) {
+  ZSTD_frameHeader header;
+  if (ZSTD_getFrameHeader(&header, frame.data(), frame.size()) != 0) {
+    return 0;
+  }
+  return header.windowSize;
+}
+
+TEST(ZstdCodecTest, RefusesFramesAskingForAHugeWindow) {
+  const std::string data = Text(100000);
+  // A 128 MiB window for 100 kB of data: zstd would allocate all of it.
+  const std::string huge = CompressWithWindow(data, 27);
+  ASSERT_EQ(WindowOf(huge), uint64_t{1} << 27);
+  absl::StatusOr<std::string> got = cas::ZstdDecompressAll(huge, data.size());
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(got.status().message().find("window"), absl::string_view::npos)
+      << got.status();
+  // 8 MiB (what level 19 uses) is still accepted.
+  const std::string ok = CompressWithWindow(data, cas::kMaxZstdWindowLog);
+  ASSERT_EQ(WindowOf(ok), uint64_t{1} << cas::kMaxZstdWindowLog);
+  got = cas::ZstdDecompressAll(ok, data.size());
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, data);
+}
+
 class ZstdServiceTest : public ServiceTest {};
+
+// Decompression bombs through both upload paths: 256 MiB of zeros compress
+// to ~8 kB; uploaded under a 1 MiB digest the server stops decompressing at
+// 1 MiB and refuses the blob; a huge-window frame is refused before its
+// window is allocated. The server keeps serving afterwards.
+TEST_F(ZstdServiceTest, DecompressionBombsAreRefusedOnBothUploadPaths) {
+  const std::string zeros(256 << 20, '\0');
+  const std::string bomb = CompressWithWindow(zeros, 20);
+  ASSERT_LT(bomb.size(), 64u << 10);
+  const std::string claimed(1 << 20, '\0');
+  const cas::Digest d = cas::Digest::OfData(claimed);
+  const std::string window_bomb =
+      CompressWithWindow(std::string(1000, 'x'), 27);
+  EXPECT_EQ(WriteBlob(cas::MakeWriteResourceName("", "bomb", d,
+                                                 cas::Compressor::kZstd),
+                      bomb, 4096)
+                .error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(WriteBlob(cas::MakeWriteResourceName("", "window", d,
+                                                 cas::Compressor::kZstd),
+                      window_bomb, 4096)
+                .error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  ClientContext context;
+  v2::BatchUpdateBlobsRequest request;
+  for (const std::string* frame : {&bomb, &window_bomb}) {
+    auto* item = request.add_requests();
+    *item->mutable_digest() = ProtoDigest(d);
+    item->set_data(*frame);
+    item->set_compressor(v2::Compressor::ZSTD);
+  }
+  v2::BatchUpdateBlobsResponse response;
+  ASSERT_TRUE(cas_->BatchUpdateBlobs(&context, request, &response).ok());
+  ASSERT_EQ(response.responses_size(), 2);
+  EXPECT_EQ(response.responses(0).status().code(),
+            StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(response.responses(1).status().code(),
+            StatusCode::INVALID_ARGUMENT);
+  EXPECT_FALSE(store_->Contains(d));
+  // Still serving: the real blob, compressed sanely, goes in.
+  EXPECT_TRUE(WriteBlob(cas::MakeWriteResourceName("", "fine", d,
+                                                   cas::Compressor::kZstd),
+                        Compress(claimed), 4096)
+                  .ok());
+  EXPECT_TRUE(store_->Contains(d));
+}
 
 TEST_F(ZstdServiceTest, CapabilitiesAdvertiseZstd) {
   ClientContext context;

@@ -84,3 +84,29 @@ def cairn_server_process_test(name, deps = [], data = [], local_defines = [], si
         ],
         **kwargs
     )
+
+def cairn_go_sh_test(name, srcs, args, data = [], **kwargs):
+    """A tests/integration/ shell test of the shim with the real go command.
+
+    Gets cairn-gocacheprog, cairn-server, lib.sh (the scripts' shared helpers)
+    and testdata/ as data; `args` name them with $(rootpath ...). Tagged
+    manual (go must be on PATH: `bazel test --config=integration`), and
+    exclusive and local like ctest's RUN_SERIAL.
+    """
+    native.sh_test(
+        name = name,
+        size = "large",
+        srcs = srcs,
+        args = args,
+        data = data + [
+            "lib.sh",
+            "//client:cairn-gocacheprog",
+            "//server:cairn-server",
+        ] + native.glob(["testdata/**"]),
+        tags = [
+            "exclusive",
+            "local",
+            "manual",
+        ],
+        **kwargs
+    )

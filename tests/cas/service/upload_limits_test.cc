@@ -15,6 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "rpc/auth.h"
+#include "rpc/grpc_status.h"
+#include "rpc/metrics.h"
 #include "tests/testutil/service_fixture.h"
 #include "tests/testutil/temp_dir.h"
 
@@ -254,6 +256,7 @@ TEST_F(UploadLimitsTest, StreamsPerClientAreCapped) {
   grpc::Status third = Rest(kTokenA, "s2", Blob(2, 4096), 0);
   EXPECT_EQ(third.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
       << third.error_message();
+  EXPECT_EQ(rpc::RetryDelayOf(third.error_details()), absl::Seconds(1));
   const std::string stored = Blob(3, 4096);
   cas::Digest d = Put(stored);
   auto read = [&](const char* token) {
@@ -286,6 +289,102 @@ TEST_F(UploadLimitsTest, StreamsPerClientAreCapped) {
     after = read(kTokenA);
   }
   EXPECT_EQ(after, grpc::StatusCode::OK);
+}
+
+// The principal label rpc::WriteQuota uses for `token`.
+std::string TokenLabel(const char* token) {
+  rpc::CallCredentials credentials;
+  credentials.authorization = absl::StrCat("Bearer ", token);
+  return rpc::PrincipalOf(credentials, "ipv4:127.0.0.1:1", /*verified=*/true);
+}
+
+TEST_F(UploadLimitsTest, WriteQuotaRefusesPastTheHourlyBytesWithARetryDelay) {
+  rpc::Registry metrics;
+  server::ServerOptions options;
+  options.metrics = &metrics;
+  options.write_quota_per_hour = int64_t{1} << 20;
+  Start(options);
+  const size_t kib = 1024;
+  ASSERT_TRUE(Rest(kTokenA, "a1", Blob(1, 768 * kib), 0).ok());
+  // A failed upload (bytes not matching the digest) is refunded.
+  const std::string good = Blob(2, 256 * kib);
+  std::string bad = good;
+  bad[0] ^= 1;
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", absl::StrCat("Bearer ", kTokenA));
+  bs::WriteResponse response;
+  EXPECT_EQ(
+      testutil::WriteInChunks(bytestream_->Write(&context, &response).get(),
+                              Resource("a2", good), bad, 64 * kib)
+          .error_code(),
+      grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_TRUE(Rest(kTokenA, "a3", good, 0).ok());
+  // 1 MiB written: the next 512 KiB would pass the quota.
+  grpc::Status refused = Rest(kTokenA, "a4", Blob(4, 512 * kib), 0);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << refused.error_message();
+  std::optional<absl::Duration> delay =
+      rpc::RetryDelayOf(refused.error_details());
+  ASSERT_TRUE(delay.has_value());
+  // 512 KiB refill at 1 MiB per hour: half an hour (less what refilled).
+  EXPECT_GT(*delay, absl::Minutes(29));
+  EXPECT_LE(*delay, absl::Minutes(30));
+  // BatchUpdateBlobs: refused per blob, with the delay in the item status.
+  {
+    grpc::ClientContext batch_context;
+    batch_context.AddMetadata("authorization",
+                              absl::StrCat("Bearer ", kTokenA));
+    v2::BatchUpdateBlobsRequest request;
+    const std::string data = Blob(5, 512 * kib);
+    auto* item = request.add_requests();
+    *item->mutable_digest() = ProtoDigestOf(data);
+    item->set_data(data);
+    v2::BatchUpdateBlobsResponse batch;
+    ASSERT_TRUE(cas_->BatchUpdateBlobs(&batch_context, request, &batch).ok());
+    ASSERT_EQ(batch.responses_size(), 1);
+    EXPECT_EQ(batch.responses(0).status().code(),
+              grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_EQ(batch.responses(0).status().details_size(), 1);
+    EXPECT_FALSE(store_->Contains(cas::Digest::OfData(data)));
+  }
+  // B has its own hour.
+  EXPECT_TRUE(Rest(kTokenB, "b1", Blob(6, 768 * kib), 0).ok());
+  const std::string text = metrics.Render();
+  for (const std::string& line :
+       {absl::StrCat("cairn_principal_written_bytes_total{principal=\"",
+                     TokenLabel(kTokenA), "\"} ", 1024 * kib),
+        absl::StrCat("cairn_principal_written_bytes_total{principal=\"",
+                     TokenLabel(kTokenB), "\"} ", 768 * kib),
+        absl::StrCat("cairn_principal_quota_refused_total{principal=\"",
+                     TokenLabel(kTokenA), "\"} 2")}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+  }
+}
+
+TEST_F(UploadLimitsTest, WriteQuotaCoversActionResults) {
+  server::ServerOptions options;
+  options.write_quota_per_hour = 100;  // Smaller than one result.
+  Start(options);
+  auto update = [&](int exit_code) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", absl::StrCat("Bearer ", kTokenA));
+    v2::UpdateActionResultRequest request;
+    *request.mutable_action_digest() =
+        ProtoDigestOf(absl::StrCat("action ", exit_code));
+    request.mutable_action_result()->set_exit_code(exit_code);
+    request.mutable_action_result()->set_stdout_raw(std::string(200, 'o'));
+    v2::ActionResult response;
+    return ac_->UpdateActionResult(&context, request, &response);
+  };
+  // A full bucket admits one oversized write; the next waits for a refill.
+  EXPECT_TRUE(update(1).ok());
+  grpc::Status refused = update(2);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << refused.error_message();
+  std::optional<absl::Duration> delay =
+      rpc::RetryDelayOf(refused.error_details());
+  ASSERT_TRUE(delay.has_value());
+  EXPECT_GT(*delay, absl::Hours(1));
 }
 
 }  // namespace

@@ -7,8 +7,6 @@
 # take every action from the remote cache and produce identical outputs.
 # Prints "RESULT bazel-http ..." and timings.
 set -euo pipefail
-kind=${1:?server kind}
-server_bin=${2:?server binary}
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
 

@@ -5,9 +5,6 @@
 # and compare the trees.
 # Usage: bgd_test.sh SERVER_KIND SERVER_BINARY CLIENTS_DIR
 set -euo pipefail
-kind=${1:?server kind}
-server_bin=${2:?server binary}
-clients=${3:?clients dir}
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
 

@@ -11,9 +11,6 @@
 #     then build from an empty one: 0 elements built, same output.
 # Prints "RESULT buildstream ..." lines with the elements built per run.
 set -euo pipefail
-kind=${1:?server kind}
-server_bin=${2:?server binary}
-clients=${3:?clients dir}
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
 

@@ -7,8 +7,6 @@
 # Build 2: a fresh CCACHE_DIR: every compile must be a remote hit and every
 # object identical to build 1's. Prints "RESULT ccache ..." and timings.
 set -euo pipefail
-kind=${1:?server kind}
-server_bin=${2:?server binary}
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
 

@@ -8,8 +8,6 @@
 # fresh checkout with its own Gradle home: compileJava must be FROM-CACHE
 # and the classes identical. Prints "RESULT gradle ...".
 set -euo pipefail
-kind=${1:?server kind}
-server_bin=${2:?server binary}
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
 

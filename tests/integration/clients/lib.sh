@@ -5,6 +5,12 @@
 #     (HOST:PORT); KIND is cairn-server or bazel-remote. bazel-remote gets
 #     --disable_http_ac_validation only when $BAZEL_REMOTE_NO_AC_CHECK=1.
 #   measure NAME COMMAND...       runs a command and prints its wall time.
+# Every test takes SERVER_KIND SERVER_BINARY [CLIENTS_DIR] (where
+# tools/install-clients.sh put the clients); sourced without arguments, this
+# file reads them into $kind, $server_bin and $clients.
+kind=${1:?server kind}
+server_bin=${2:?server binary}
+clients=${3:-}
 exec 3>&2  # measure() reports here, even when the command's output is redirected.
 skip() { echo "SKIPPED: $*"; exit 77; }
 fail() { echo "FAIL: $*" >&2; exit 1; }

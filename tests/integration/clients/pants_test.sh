@@ -8,9 +8,6 @@
 # run must take every cacheable process from the remote cache and build an
 # identical .pex. Prints "RESULT pants ...".
 set -euo pipefail
-kind=${1:?server kind}
-server_bin=${2:?server binary}
-clients=${3:?clients dir}
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
 

@@ -1,0 +1,113 @@
+// Per-principal write accounting and the optional bytes-written-per-hour
+// quota. Every write path (ByteStream Write, BatchUpdateBlobs,
+// UpdateActionResult) charges the bytes it is about to store to the caller's
+// principal (rpc::PrincipalOf: verified token, certificate identity, or peer
+// address) before it writes, refunds them when the write does not happen,
+// and reports what it stored.
+//
+// The quota is a token bucket per principal holding at most
+// `bytes_per_hour` bytes and refilling at bytes_per_hour / 3600 per second:
+// a principal may write a burst of an hour's allowance, then at the hourly
+// rate. A write is admitted when the bucket holds its bytes, or when the
+// bucket is full (so a blob larger than the hourly allowance can still be
+// written, at most about once an hour; the bucket then goes negative).
+// Otherwise it is refused with RESOURCE_EXHAUSTED carrying a
+// google.rpc.RetryInfo (WithRetryDelay) of the time the bucket needs to
+// refill enough.
+//
+// Metrics (when a Registry is given), labelled by principal: token and
+// certificate principals keep their own label ("token:<12 hex>",
+// "cert:<identity>"); every peer address counts under the one label "peer",
+// so the label set stays as small as the tokens file:
+//   cairn_principal_written_bytes_total{principal}
+//   cairn_principal_quota_refused_total{principal}
+//
+// Thread safety: all methods are safe to call concurrently (one mutex,
+// never held across I/O).
+#ifndef CAIRN_RPC_WRITE_QUOTA_H_
+#define CAIRN_RPC_WRITE_QUOTA_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "rpc/metrics.h"
+
+namespace cairn::rpc {
+
+struct WriteQuotaOptions {
+  // Bytes each principal may write per hour; 0 turns the quota off (writes
+  // are still counted).
+  int64_t bytes_per_hour = 0;
+  // Returns the current time; null means absl::Now (tests pass a fake).
+  std::function<absl::Time()> clock;
+};
+
+class WriteQuota {
+ public:
+  // `metrics` (may be null; not owned, must outlive this) receives the
+  // per-principal families named in the file comment.
+  WriteQuota(const WriteQuotaOptions& options, Registry* metrics);
+  WriteQuota(const WriteQuota&) = delete;
+  WriteQuota& operator=(const WriteQuota&) = delete;
+
+  // Charges `bytes` to `principal` before a write of that many bytes.
+  // Returns OK (charged), or RESOURCE_EXHAUSTED with a retry delay (nothing
+  // charged) when the quota refuses; `what` names the operation in the
+  // message.
+  absl::Status Charge(absl::string_view principal, int64_t bytes,
+                      absl::string_view what);
+
+  // Gives back `bytes` charged for a write that did not happen.
+  void Refund(absl::string_view principal, int64_t bytes);
+
+  // Counts `bytes` stored for `principal` (the written-bytes metric).
+  void Written(absl::string_view principal, int64_t bytes);
+
+  // Returns the metric label of `principal` (see the file comment).
+  static std::string LabelOf(absl::string_view principal);
+
+  // Returns the bytes counted as written, and the refusals, under `label`.
+  int64_t WrittenBytesForTest(absl::string_view label) const;
+  int64_t RefusalsForTest(absl::string_view label) const;
+  // Returns the refusals under every label.
+  int64_t refusals() const;
+
+ private:
+  struct Bucket {
+    double level = 0;  // Bytes the principal may still write; may go < 0.
+    absl::Time refilled;
+  };
+  struct Counts {
+    int64_t written = 0;
+    int64_t refused = 0;
+  };
+
+  // Returns `principal`'s bucket refilled up to `now`.
+  Bucket& RefillLocked(absl::string_view principal, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops full buckets (they equal a new one) once there are many.
+  void PruneLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Time Now() const { return clock_ ? clock_() : absl::Now(); }
+
+  const double capacity_;    // Bytes; 0 when off.
+  const double per_second_;  // Refill rate.
+  const std::function<absl::Time()> clock_;
+  Family<Counter>* const written_metric_;  // Null without metrics.
+  Family<Counter>* const refused_metric_;  // Null without metrics.
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Counts> counts_ ABSL_GUARDED_BY(mu_);
+  int64_t refusals_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace cairn::rpc
+
+#endif  // CAIRN_RPC_WRITE_QUOTA_H_
