@@ -185,7 +185,7 @@ absl::StatusOr<ResolvedAsset> AssetStore::Resolve(
     if (!value.ok()) {
       continue;  // NOT_FOUND, or DATA_LOSS (the store removed the entry).
     }
-    ResolvedAsset found{uri, {}};
+    ResolvedAsset found{uri, {}, absl::OkStatus()};
     if (!found.asset.ParseFromString(*value) || found.asset.kind() != kind) {
       continue;
     }

@@ -10,7 +10,8 @@
 // in the CAS: the blob, the referenced blobs, and every Directory and file of
 // the referenced trees (the action cache's completeness rule). Otherwise the
 // answer is NOT_FOUND, so a client re-creates the content rather than getting
-// a name it cannot use. Content is never fetched from an origin.
+// a name it cannot use. This class never fetches from an origin (the Fetch
+// service does, through an OriginFetcher, and records what it got here).
 //
 // Qualifiers are part of the name: a Resolve matches a Record with the same
 // set. "checksum.sri" is also understood: a sha256 SRI must match the digest
@@ -63,6 +64,8 @@ std::string AssetKey(StoredAsset::Kind kind, absl::string_view instance,
 struct ResolvedAsset {
   std::string uri;  // Which of the URIs asked for resolved.
   StoredAsset asset;
+  // Not OK when a download from the origin failed (then the rest is empty).
+  absl::Status fetch_status;
 };
 
 class AssetStore {

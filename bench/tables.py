@@ -17,10 +17,10 @@ the repository root) and an end marker; the text between is replaced:
   <!-- end tables.py -->
 
 Kinds: compare, go_builds, shim, headline (the top-concurrency row of each
-mix of a compare.csv, ratios only: the README's one small table),
-go_profiles (a go_builds.csv run with --profile: one row per target and
-profile, the three peers' warm-remote seconds side by side) and go_headline
-(the same, fewer columns, for the README).
+mix of a compare.csv, ratios only: the README's one small table), nodes
+(bench/nodes.sh), go_profiles (a go_builds.csv run with --profile: one row
+per target and profile, the three peers' warm-remote seconds side by side)
+and go_headline (the same, fewer columns, for the README).
 """
 
 import csv
@@ -174,8 +174,32 @@ def headline(path):
                        for r in top.values()])
 
 
+NODE_METRICS = {
+    "hit_blobs": ("second node, right after the first wrote: blobs present", "%"),
+    "hit_ac": ("second node, right after the first wrote: action results hit", "%"),
+    "find_requests": ("bucket requests for FindMissingBlobs of 1000 known digests", ""),
+    "puts_per_object": ("bucket PUTs per distinct object (two clients wrote the same 1200)", ""),
+    "go_cold": ("Go build, cold machine through A (fills the bucket)", "s"),
+    "go_cold_node": ("Go build, fresh machine through B (empty local tier, warm bucket), median", "s"),
+    "go_warm_node": ("Go build, fresh machine through A (warm node), median", "s"),
+    "go_ratio": ("cold node / warm node", ""),
+}
+
+
+def nodes(path):
+    rows = list(csv.DictReader(open(path)))
+    body = []
+    for r in rows:
+        label, unit = NODE_METRICS.get(r["metric"], (r["metric"], ""))
+        body.append([label, (r["cairn"] + " " + unit).strip(),
+                     (r["bazel-remote"] + " " + unit).strip() if r["bazel-remote"] else "-",
+                     r["load"]])
+    return md(["measure", "Cairn tiered", "bazel-remote + S3 proxy",
+               "load average"], body)
+
+
 KINDS = {"compare": compare, "go_builds": go_builds, "shim": shim,
-         "headline": headline, "go_profiles": go_profiles,
+         "headline": headline, "nodes": nodes, "go_profiles": go_profiles,
          "go_headline": go_headline}
 BLOCK = re.compile(r"(<!-- tables\.py (\w+) (\S+) -->\n)(.*?)"
                    r"(<!-- end tables\.py -->)", re.S)

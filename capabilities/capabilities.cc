@@ -51,7 +51,9 @@ v2::ServerCapabilities MakeCapabilities(const CapabilitiesOptions& options) {
       !options.read_only);
   cache->set_max_batch_total_size_bytes(options.max_batch_total_size_bytes);
   cache->set_symlink_absolute_path_strategy(
-      v2::SymlinkAbsolutePathStrategy::ALLOWED);
+      options.strict_symlink_targets
+          ? v2::SymlinkAbsolutePathStrategy::DISALLOWED
+          : v2::SymlinkAbsolutePathStrategy::ALLOWED);
   cache->add_supported_compressors(v2::Compressor::IDENTITY);
   cache->add_supported_batch_update_compressors(v2::Compressor::IDENTITY);
   if (options.zstd) {

@@ -27,6 +27,9 @@ struct CapabilitiesOptions {
   int64_t max_cas_blob_size_bytes = 0;
   // Whether zstd compressed-blobs and batch compression are supported.
   bool zstd = false;
+  // Advertises symlink_absolute_path_strategy DISALLOWED (the server refuses
+  // absolute or escaping symlink targets) instead of ALLOWED.
+  bool strict_symlink_targets = false;
   // Decides who may call (read access); null admits everyone. Not owned.
   const rpc::Authorizer* authorizer = nullptr;
 };

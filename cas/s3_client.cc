@@ -307,8 +307,9 @@ class CurlS3Client final : public S3Client {
   std::vector<absl::StatusOr<S3ObjectInfo>> HeadMany(
       absl::Span<const std::string> keys) override;
 
-  absl::StatusOr<int64_t> Get(absl::string_view key, int64_t offset,
-                              int64_t length, const S3Sink& sink) override {
+  absl::StatusOr<S3ObjectInfo> Get(absl::string_view key, int64_t offset,
+                                   int64_t length,
+                                   const S3Sink& sink) override {
     Request r;
     r.kind = "get";
     r.key = std::string(key);
@@ -323,19 +324,19 @@ class CurlS3Client final : public S3Client {
     if (!resp.ok()) {
       return resp.status();
     }
-    if (absl::Status s = ToStatus(r, *resp); !s.ok()) {
-      return s;
+    absl::StatusOr<S3ObjectInfo> info = ToInfo(r, *resp);
+    if (!info.ok()) {
+      return info;
     }
-    int64_t total = 0;
     std::string range = resp->Header("content-range");  // bytes a-b/total
     size_t slash = range.rfind('/');
     if (slash == std::string::npos ||
-        !absl::SimpleAtoi(range.substr(slash + 1), &total)) {
-      if (!absl::SimpleAtoi(resp->Header("content-length"), &total)) {
-        total = offset + 0;
+        !absl::SimpleAtoi(range.substr(slash + 1), &info->size)) {
+      if (info->size < 0) {
+        info->size = offset;
       }
     }
-    return total;
+    return info;
   }
 
   absl::StatusOr<std::string> GetAll(absl::string_view key) override {
@@ -344,9 +345,9 @@ class CurlS3Client final : public S3Client {
       out.append(chunk.data(), chunk.size());
       return absl::OkStatus();
     };
-    absl::StatusOr<int64_t> size = Get(key, 0, -1, sink);
-    if (!size.ok()) {
-      return size.status();
+    absl::StatusOr<S3ObjectInfo> info = Get(key, 0, -1, sink);
+    if (!info.ok()) {
+      return info.status();
     }
     return out;
   }

@@ -106,9 +106,11 @@ class S3Client {
       absl::Span<const std::string> keys) = 0;
 
   // Streams the object's bytes [offset, offset + length) to `sink`
-  // (length < 0: to the end). Returns the object's total size on success.
-  virtual absl::StatusOr<int64_t> Get(absl::string_view key, int64_t offset,
-                                      int64_t length, const S3Sink& sink) = 0;
+  // (length < 0: to the end). Returns the whole object's size and its
+  // Last-Modified on success.
+  virtual absl::StatusOr<S3ObjectInfo> Get(absl::string_view key,
+                                           int64_t offset, int64_t length,
+                                           const S3Sink& sink) = 0;
 
   // Returns the whole object (small objects).
   virtual absl::StatusOr<std::string> GetAll(absl::string_view key) = 0;

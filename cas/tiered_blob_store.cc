@@ -5,18 +5,30 @@
 //    object's Last-Modified); a digest is removed when a fetch finds its
 //    object corrupt, and put in `corrupt_`, which makes FindMissing report it
 //    missing and the next upload overwrite it (no If-None-Match).
-//  - `fetches_` has one entry per digest being fetched; later misses wait on
-//    it. No lock is held across a bucket request or local I/O.
-// Lock order: cache_mu_ and fetch_mu_ are never held together.
+//  - `fetches_` has one entry per digest being fetched (whole, or streamed by
+//    a FillingReader); later misses wait on it. No lock is held across a
+//    bucket request or local I/O, except that backlog_mu_ covers appending
+//    one line to (or rewriting) the backlog file, which only degraded writes
+//    and the backlog thread take.
+//  - `backlog_` lists degraded writes in arrival order (blobs before the
+//    action results naming them); only the backlog thread removes from it.
+// Lock order: cache_mu_, fetch_mu_ and backlog_mu_ are never held together.
 #include "cas/tiered_blob_store.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <thread>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -26,6 +38,8 @@ namespace {
 
 constexpr absl::string_view kEntryMagic = "CAIRNAC1";
 constexpr int64_t kMinPartSize = int64_t{5} << 20;
+// An action-cache object larger than this is not a Cairn entry.
+constexpr size_t kMaxEntryObject = size_t{64} << 20;
 
 std::string Sha256Raw(absl::string_view data) {
   Sha256Hasher h;
@@ -42,18 +56,59 @@ absl::Status BucketError(absl::string_view what, const absl::Status& s) {
 
 class TieredStore;
 
+// A degraded write still owed to the bucket: a CAS blob (hash, size) or a
+// keyed entry (key). One line of the backlog file: "cas HASH SIZE" or
+// "ac KEY".
+struct BacklogItem {
+  bool entry = false;
+  std::string key;
+  int64_t size = 0;
+};
+
+std::string BacklogLine(const BacklogItem& item) {
+  return item.entry ? absl::StrCat("ac ", item.key, "\n")
+                    : absl::StrCat("cas ", item.key, " ", item.size, "\n");
+}
+
+std::optional<BacklogItem> ParseBacklogLine(absl::string_view line) {
+  std::vector<absl::string_view> f = absl::StrSplit(line, ' ');
+  BacklogItem item;
+  if (f.size() == 2 && f[0] == "ac" && ValidateSha256Hex(f[1]).ok()) {
+    item.entry = true;
+    item.key = std::string(f[1]);
+    return item;
+  }
+  if (f.size() == 3 && f[0] == "cas" && absl::SimpleAtoi(f[2], &item.size) &&
+      Digest::Create(f[1], item.size).ok()) {
+    item.key = std::string(f[1]);
+    return item;
+  }
+  return std::nullopt;  // A torn last line after a crash: skipped.
+}
+
+// One fetch of a digest from the bucket; later misses wait on `done`.
+struct InFlight {
+  absl::Notification done;
+  absl::Status status;  // Written before `done` is notified.
+};
+
 // Streams a blob to the local tier and, for big blobs, to the bucket in
 // parts; small blobs are kept in memory and PUT at Commit().
 class TieredWriter final : public BlobWriter {
  public:
+  // `backlog`: when the upload fails, keep the blob locally and put it on
+  // the backlog if the store is degraded_local (false for backlog uploads).
+  // `owed`: upload nothing now, put the blob on the backlog at Commit().
   TieredWriter(TieredStore* store, Digest digest,
                std::unique_ptr<BlobWriter> local, bool multipart,
-               bool skip_upload)
+               bool skip_upload, bool backlog = true, bool owed = false)
       : store_(store),
         digest_(std::move(digest)),
         local_(std::move(local)),
         multipart_(multipart),
-        skip_upload_(skip_upload) {}
+        skip_upload_(skip_upload || owed),
+        backlog_(backlog),
+        owed_(owed) {}
   ~TieredWriter() override;
   TieredWriter(const TieredWriter&) = delete;
   TieredWriter& operator=(const TieredWriter&) = delete;
@@ -74,6 +129,8 @@ class TieredWriter final : public BlobWriter {
   std::unique_ptr<BlobWriter> local_;  // Null when the local tier refused.
   const bool multipart_;
   const bool skip_upload_;  // The bucket has it already.
+  const bool backlog_;
+  const bool owed_;  // Bucket down at open (degraded): goes on the backlog.
   Sha256Hasher hasher_;
   int64_t written_ = 0;
   bool failed_ = false;
@@ -83,11 +140,67 @@ class TieredWriter final : public BlobWriter {
   std::vector<std::string> etags_;
 };
 
+// Streams one blob from the bucket to its caller in ranged GETs of
+// fetch_chunk bytes, appending each range to the local tier and hashing it;
+// leads the digest's fetch (`flight_`), which it ends when the last byte has
+// been checked, on an error, or when dropped unfinished (ABORTED: a waiting
+// miss then fetches by itself).
+class FillingReader final : public BlobReader {
+ public:
+  FillingReader(TieredStore* store, Digest digest, int64_t offset,
+                std::unique_ptr<BlobWriter> local,
+                std::shared_ptr<InFlight> flight)
+      : store_(store),
+        digest_(std::move(digest)),
+        position_(offset),
+        local_(std::move(local)),
+        flight_(std::move(flight)) {}
+  ~FillingReader() override;
+  FillingReader(const FillingReader&) = delete;
+  FillingReader& operator=(const FillingReader&) = delete;
+
+  int64_t size() const override { return digest_.size_bytes(); }
+  absl::StatusOr<size_t> Read(char* buf, size_t max) override;
+
+ private:
+  absl::Status FetchRange();
+  // Ends the fetch with `s` (once) and returns it.
+  absl::Status End(absl::Status s);
+
+  TieredStore* const store_;
+  const Digest digest_;
+  int64_t position_;                   // Next byte handed to the caller.
+  int64_t fetched_ = 0;                // Bytes fetched from the bucket.
+  std::string range_;                  // Bytes [fetched_ - size, fetched_).
+  std::unique_ptr<BlobWriter> local_;  // Null when the local tier refused.
+  std::shared_ptr<InFlight> flight_;   // Null once ended.
+  absl::Status final_;                 // The end's status once ended.
+  Sha256Hasher hasher_;
+};
+
 class TieredStore final : public TieredBlobStore {
  public:
   TieredStore(std::unique_ptr<BlobStore> local, std::unique_ptr<S3Client> s3,
               const TieredBlobStoreOptions& options)
       : local_(std::move(local)), s3_(std::move(s3)), options_(options) {}
+  ~TieredStore() override {
+    {
+      absl::MutexLock lock(&backlog_mu_);
+      stopping_ = true;
+    }
+    if (backlog_thread_.joinable()) {
+      backlog_thread_.join();
+    }
+    absl::MutexLock lock(&backlog_mu_);
+    if (backlog_out_ != nullptr) {
+      std::fclose(backlog_out_);
+    }
+  }
+  TieredStore(const TieredStore&) = delete;
+  TieredStore& operator=(const TieredStore&) = delete;
+
+  // Loads the backlog file and starts the backlog thread (degraded_local).
+  absl::Status Start();
 
   std::vector<Digest> FindMissing(absl::Span<const Digest> digests) override {
     std::vector<Digest> missing;
@@ -133,7 +246,11 @@ class TieredStore final : public TieredBlobStore {
                                                 ": read offset ", offset,
                                                 " outside the blob"));
     }
-    return WithLocal(digest, [&] { return local_->OpenRead(digest, offset); });
+    if (digest.size_bytes() <= options_.fetch_chunk) {
+      return WithLocal(digest,
+                       [&] { return local_->OpenRead(digest, offset); });
+    }
+    return OpenStreaming(digest, offset);
   }
 
   // The rest of BlobStore, declared as every store declares it.
@@ -148,7 +265,8 @@ class TieredStore final : public TieredBlobStore {
 
   std::optional<bool> TryHasEntry(absl::string_view key) override {
     std::optional<bool> local = local_->TryHasEntry(key);
-    if (local == true) {
+    if (local == true &&
+        (options_.retention <= absl::ZeroDuration() || EntryFresh(key))) {
       return true;
     }
     return std::nullopt;  // Another node may have written it.
@@ -157,10 +275,11 @@ class TieredStore final : public TieredBlobStore {
   std::optional<absl::StatusOr<std::string>> TryGetEntry(
       absl::string_view key) override {
     std::optional<absl::StatusOr<std::string>> local = local_->TryGetEntry(key);
-    if (local.has_value() && local->ok()) {
+    if (local.has_value() && local->ok() &&
+        (options_.retention <= absl::ZeroDuration() || EntryFresh(key))) {
       return local;
     }
-    return std::nullopt;
+    return std::nullopt;  // Unknown, or its bucket copy's age is unknown.
   }
 
   StoreStats Stats() override { return local_->Stats(); }
@@ -180,7 +299,15 @@ class TieredStore final : public TieredBlobStore {
     t.upload_skipped = upload_skipped_.load();
     t.degraded_writes = degraded_writes_.load();
     t.corrupt_fetches = corrupt_fetches_.load();
+    t.streamed_fetches = streamed_fetches_.load();
+    t.entry_refreshes = entry_refreshes_.load();
+    t.backlog_uploaded = backlog_uploaded_.load();
+    t.backlog_lost = backlog_lost_.load();
     t.bucket_down = bucket_down_.load();
+    {
+      absl::MutexLock lock(&backlog_mu_);
+      t.backlog = static_cast<int64_t>(backlog_.size());
+    }
     return t;
   }
 
@@ -189,6 +316,9 @@ class TieredStore final : public TieredBlobStore {
   const TieredBlobStoreOptions& options() const { return options_; }
   std::string CasKey(const Digest& d) const {
     return absl::StrCat(options_.prefix, "cas/", d.hash());
+  }
+  std::string AcKey(absl::string_view key) const {
+    return absl::StrCat(options_.prefix, "ac/", key);
   }
   // Uploads a whole blob held in memory (verified by the caller).
   absl::Status UploadWhole(const Digest& d, absl::string_view data);
@@ -202,18 +332,22 @@ class TieredStore final : public TieredBlobStore {
   // Notes a bucket success or failure (for bucket_down and its callback).
   void NoteBucket(const absl::Status& s) {
     bool down = !s.ok() && s.code() != absl::StatusCode::kNotFound &&
-                s.code() != absl::StatusCode::kAlreadyExists;
-    if (bucket_down_.exchange(down) != down && options_.on_bucket_state) {
+                s.code() != absl::StatusCode::kAlreadyExists &&
+                s.code() != absl::StatusCode::kOutOfRange;
+    if (bucket_down_.exchange(down) == down) {
+      return;
+    }
+    if (options_.on_bucket_state) {
       options_.on_bucket_state(down, s);
     }
-  }
-  bool DegradedWrite() {
-    if (!options_.degraded_local) {
-      return false;
+    if (!down) {
+      absl::MutexLock lock(&backlog_mu_);
+      wake_backlog_ = true;  // Back: upload what is owed now.
     }
-    degraded_writes_.fetch_add(1);
-    return true;
   }
+  // Puts a write the bucket refused onto the backlog when degraded_local
+  // allows it; false: answer the bucket's error.
+  bool DegradedWrite(BacklogItem item);
   bool IsCorrupt(const Digest& d) {
     absl::MutexLock lock(&cache_mu_);
     return corrupt_.contains(d.hash());
@@ -222,6 +356,25 @@ class TieredStore final : public TieredBlobStore {
   // old), false when absent or corrupt there.
   absl::StatusOr<bool> CheckBucket(const Digest& d);
   BlobStore* local() { return local_.get(); }
+  void MarkCorrupt(const Digest& d) {
+    corrupt_fetches_.fetch_add(1);
+    absl::MutexLock lock(&cache_mu_);
+    known_.erase(d.hash());
+    corrupt_.insert(d.hash());
+  }
+  // Records the end of `flight` (status, then wakes the misses waiting).
+  void EndFlight(const Digest& d, const std::shared_ptr<InFlight>& flight,
+                 absl::Status s) {
+    flight->status = std::move(s);
+    {
+      absl::MutexLock lock(&fetch_mu_);
+      auto it = fetches_.find(d.hash());
+      if (it != fetches_.end() && it->second == flight) {
+        fetches_.erase(it);
+      }
+    }
+    flight->done.Notify();
+  }
 
  private:
   bool Fresh(absl::Time last_modified) const {
@@ -254,13 +407,6 @@ class TieredStore final : public TieredBlobStore {
     known_[d.hash()] = Known{d.size_bytes(), last_modified};
   }
 
-  void MarkCorrupt(const Digest& d) {
-    corrupt_fetches_.fetch_add(1);
-    absl::MutexLock lock(&cache_mu_);
-    known_.erase(d.hash());
-    corrupt_.insert(d.hash());
-  }
-
   // Evaluates a bucket HEAD answer for `d`: present (refreshing if old),
   // absent, or an error.
   absl::StatusOr<bool> Evaluate(const Digest& d,
@@ -287,16 +433,50 @@ class TieredStore final : public TieredBlobStore {
   // for one digest share one fetch.
   absl::Status Fetch(const Digest& digest);
   absl::Status FetchOnce(const Digest& digest);
+  // Returns the digest's fetch in progress (false) or a new one this caller
+  // leads (true).
+  std::pair<std::shared_ptr<InFlight>, bool> JoinFlight(const Digest& d);
+  // OpenRead() of a blob bigger than fetch_chunk: local, or streamed.
+  absl::StatusOr<std::unique_ptr<BlobReader>> OpenStreaming(
+      const Digest& digest, int64_t offset);
+
+  // Keyed entries in the bucket.
+  absl::Status PutEntryObject(absl::string_view key, absl::string_view value);
+  absl::StatusOr<std::string> FetchEntry(absl::string_view key);
+  // With retention: makes sure the bucket's copy of a locally found entry
+  // stays alive (refresh, or upload `value` again); bucket errors ignored.
+  void KeepEntryAlive(absl::string_view key, absl::string_view value);
+  bool EntryFresh(absl::string_view key) {
+    absl::MutexLock lock(&cache_mu_);
+    auto it = known_entries_.find(key);
+    return it != known_entries_.end() && Fresh(it->second);
+  }
+  void RememberEntry(absl::string_view key, absl::Time last_modified) {
+    absl::MutexLock lock(&cache_mu_);
+    if (static_cast<int64_t>(known_entries_.size()) >=
+            options_.existence_cache_entries &&
+        !known_entries_.empty()) {
+      known_entries_.erase(known_entries_.begin());
+    }
+    known_entries_[key] = last_modified;
+  }
+
+  // The backlog thread: waits for work, uploads, repeats until stopping.
+  void BacklogLoop();
+  // Uploads the backlog's items in order until one fails on the bucket;
+  // returns whether everything went up.
+  bool DrainBacklog();
+  // Uploads one backlog item from the local tier: OK, NOT_FOUND (evicted
+  // locally: lost) or the bucket's error.
+  absl::Status UploadOwed(const BacklogItem& item);
+  absl::Status UploadFromLocal(const Digest& d);
+  // Rewrites the backlog file with `backlog_` (after items went up).
+  void RewriteBacklogFile() ABSL_EXCLUSIVE_LOCKS_REQUIRED(backlog_mu_);
 
   struct Known {
     int64_t size;
     absl::Time last_modified;
   };
-  struct InFlight {
-    absl::Notification done;
-    absl::Status status;
-  };
-
   const std::unique_ptr<BlobStore> local_;
   const std::unique_ptr<S3Client> s3_;
   const TieredBlobStoreOptions options_;
@@ -305,13 +485,25 @@ class TieredStore final : public TieredBlobStore {
   absl::flat_hash_map<std::string, Known> known_ ABSL_GUARDED_BY(cache_mu_);
   absl::flat_hash_set<std::string> corrupt_ ABSL_GUARDED_BY(cache_mu_);
 
+  absl::flat_hash_map<std::string, absl::Time> known_entries_
+      ABSL_GUARDED_BY(cache_mu_);
+
   absl::Mutex fetch_mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<InFlight>> fetches_
       ABSL_GUARDED_BY(fetch_mu_);
 
+  mutable absl::Mutex backlog_mu_;
+  std::deque<BacklogItem> backlog_ ABSL_GUARDED_BY(backlog_mu_);
+  absl::flat_hash_set<std::string> backlog_keys_ ABSL_GUARDED_BY(backlog_mu_);
+  std::FILE* backlog_out_ ABSL_GUARDED_BY(backlog_mu_) = nullptr;
+  bool wake_backlog_ ABSL_GUARDED_BY(backlog_mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(backlog_mu_) = false;
+  std::thread backlog_thread_;
+
   std::atomic<int64_t> existence_hits_{0}, bucket_lookups_{0}, refreshes_{0},
       fetches_started_{0}, fetch_shared_{0}, uploads_{0}, upload_skipped_{0},
-      degraded_writes_{0}, corrupt_fetches_{0};
+      degraded_writes_{0}, corrupt_fetches_{0}, streamed_fetches_{0},
+      entry_refreshes_{0}, backlog_uploaded_{0}, backlog_lost_{0};
   std::atomic<bool> bucket_down_{false};
 };
 
@@ -447,7 +639,8 @@ absl::Status TieredStore::Write(const Digest& digest, absl::string_view data) {
   }
   if (!KnownPresent(digest)) {
     absl::Status s = UploadWhole(digest, data);
-    if (!s.ok() && !DegradedWrite()) {
+    if (!s.ok() && !DegradedWrite(BacklogItem{false, digest.hash(),
+                                              digest.size_bytes()})) {
       return s;
     }
   }
@@ -464,42 +657,76 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> TieredStore::OpenWrite(
   }
   const bool multipart = digest.size_bytes() >= options_.multipart_threshold;
   bool skip = digest.IsEmpty() || KnownPresent(digest);
+  bool owed = false;
   if (multipart && !skip) {
     absl::StatusOr<bool> present = CheckBucket(digest);
     if (!present.ok() && !options_.degraded_local) {
       return present.status();
     }
     skip = present.ok() && *present;
+    owed = !present.ok();  // Degraded: kept locally, uploaded later.
   }
-  return std::make_unique<TieredWriter>(this, digest, std::move(local),
-                                        multipart, skip);
+  return std::make_unique<TieredWriter>(
+      this, digest, std::move(local), multipart, skip, /*backlog=*/true, owed);
+}
+
+std::pair<std::shared_ptr<InFlight>, bool> TieredStore::JoinFlight(
+    const Digest& d) {
+  absl::MutexLock lock(&fetch_mu_);
+  auto [it, inserted] = fetches_.try_emplace(d.hash());
+  if (inserted) {
+    it->second = std::make_shared<InFlight>();
+    fetches_started_.fetch_add(1);
+  } else {
+    fetch_shared_.fetch_add(1);
+  }
+  return {it->second, inserted};
 }
 
 absl::Status TieredStore::Fetch(const Digest& digest) {
-  std::shared_ptr<InFlight> flight;
-  bool leader = false;
-  {
-    absl::MutexLock lock(&fetch_mu_);
-    auto [it, inserted] = fetches_.try_emplace(digest.hash());
-    if (inserted) {
-      it->second = std::make_shared<InFlight>();
+  for (int attempt = 0;; ++attempt) {
+    auto [flight, leader] = JoinFlight(digest);
+    if (leader) {
+      EndFlight(digest, flight, FetchOnce(digest));
+      return flight->status;
+    }
+    flight->done.WaitForNotification();
+    // ABORTED: a streaming reader was dropped unfinished; fetch again.
+    if (flight->status.code() != absl::StatusCode::kAborted || attempt == 2) {
+      return flight->status;
+    }
+  }
+}
+
+absl::StatusOr<std::unique_ptr<BlobReader>> TieredStore::OpenStreaming(
+    const Digest& digest, int64_t offset) {
+  for (int attempt = 0;; ++attempt) {
+    absl::StatusOr<std::unique_ptr<BlobReader>> local =
+        local_->OpenRead(digest, offset);
+    if (local.ok() || local.status().code() != absl::StatusCode::kNotFound) {
+      return local;
+    }
+    auto [flight, leader] = JoinFlight(digest);
+    if (!leader && attempt == 2) {
+      // The local tier keeps losing it (full?): stream a private fetch.
+      flight = std::make_shared<InFlight>();
       leader = true;
     }
-    flight = it->second;
-  }
-  if (!leader) {
-    fetch_shared_.fetch_add(1);
+    if (leader) {
+      std::unique_ptr<BlobWriter> writer;
+      if (auto w = local_->OpenWrite(digest); w.ok()) {
+        writer = *std::move(w);
+      }
+      streamed_fetches_.fetch_add(1);
+      return std::make_unique<FillingReader>(this, digest, offset,
+                                             std::move(writer), flight);
+    }
     flight->done.WaitForNotification();
-    return flight->status;
+    const absl::StatusCode code = flight->status.code();
+    if (code != absl::StatusCode::kOk && code != absl::StatusCode::kAborted) {
+      return flight->status;
+    }
   }
-  fetches_started_.fetch_add(1);
-  flight->status = FetchOnce(digest);
-  {
-    absl::MutexLock lock(&fetch_mu_);
-    fetches_.erase(digest.hash());
-  }
-  flight->done.Notify();
-  return flight->status;
 }
 
 absl::Status TieredStore::FetchOnce(const Digest& digest) {
@@ -514,7 +741,7 @@ absl::Status TieredStore::FetchOnce(const Digest& digest) {
     too_long = s.code() == absl::StatusCode::kInvalidArgument;
     return s;
   };
-  absl::StatusOr<int64_t> got = s3_->Get(CasKey(digest), 0, -1, sink);
+  absl::StatusOr<S3ObjectInfo> got = s3_->Get(CasKey(digest), 0, -1, sink);
   NoteBucket(got.status());
   absl::Status s = got.status();
   if (s.ok()) {
@@ -541,31 +768,101 @@ absl::Status TieredStore::FetchOnce(const Digest& digest) {
 
 absl::StatusOr<std::string> TieredStore::GetEntry(absl::string_view key) {
   absl::StatusOr<std::string> local = local_->GetEntry(key);
-  if (local.ok() || (local.status().code() != absl::StatusCode::kNotFound &&
-                     local.status().code() != absl::StatusCode::kDataLoss)) {
+  if (local.ok()) {
+    KeepEntryAlive(key, *local);
     return local;
   }
-  absl::StatusOr<std::string> object =
-      s3_->GetAll(absl::StrCat(options_.prefix, "ac/", key));
-  NoteBucket(object.status());
-  if (object.status().code() == absl::StatusCode::kNotFound) {
+  if (local.status().code() != absl::StatusCode::kNotFound &&
+      local.status().code() != absl::StatusCode::kDataLoss) {
+    return local;
+  }
+  absl::StatusOr<std::string> value = FetchEntry(key);
+  if (value.ok()) {
+    local_->PutEntry(key, *value).IgnoreError();
+  }
+  return value;
+}
+
+absl::StatusOr<std::string> TieredStore::FetchEntry(absl::string_view key) {
+  std::string object;
+  bool too_large = false;
+  S3Sink sink = [&object, &too_large](absl::string_view chunk) {
+    if (object.size() + chunk.size() > kMaxEntryObject) {
+      too_large = true;
+      return absl::FailedPreconditionError("action cache object too large");
+    }
+    object.append(chunk.data(), chunk.size());
+    return absl::OkStatus();
+  };
+  absl::StatusOr<S3ObjectInfo> info = s3_->Get(AcKey(key), 0, -1, sink);
+  NoteBucket(info.status());
+  if (info.status().code() == absl::StatusCode::kNotFound) {
     return absl::NotFoundError(
         absl::StrCat("action cache entry ", key, " not found"));
   }
-  if (!object.ok()) {
-    return BucketError(absl::StrCat("action cache entry ", key),
-                       object.status());
+  if (!info.ok() && !too_large) {
+    return BucketError(absl::StrCat("action cache entry ", key), info.status());
   }
-  absl::string_view o = *object;
+  absl::string_view o = object;
   const size_t header = kEntryMagic.size() + 32;
-  if (o.size() < header || o.substr(0, kEntryMagic.size()) != kEntryMagic ||
+  if (!info.ok() || o.size() < header ||
+      o.substr(0, kEntryMagic.size()) != kEntryMagic ||
       Sha256Raw(o.substr(header)) != o.substr(kEntryMagic.size(), 32)) {
     return absl::DataLossError(absl::StrCat(
         "action cache entry ", key, ": the shared tier's copy is corrupt"));
   }
   std::string value(o.substr(header));
-  local_->PutEntry(key, value).IgnoreError();
+  if (options_.retention > absl::ZeroDuration()) {
+    absl::Time modified = info->last_modified;
+    if (!Fresh(modified)) {
+      absl::Status s = s3_->Refresh(AcKey(key));
+      NoteBucket(s);
+      if (s.ok()) {
+        entry_refreshes_.fetch_add(1);
+        modified = absl::Now();
+      }
+    }
+    if (Fresh(modified)) {
+      RememberEntry(key, modified);
+    }
+  }
   return value;
+}
+
+void TieredStore::KeepEntryAlive(absl::string_view key,
+                                 absl::string_view value) {
+  if (options_.retention <= absl::ZeroDuration() || EntryFresh(key)) {
+    return;
+  }
+  absl::StatusOr<S3ObjectInfo> info = s3_->Head(AcKey(key));
+  NoteBucket(info.status());
+  absl::Status s;
+  if (info.status().code() == absl::StatusCode::kNotFound) {
+    s = PutEntryObject(key, value);  // Expired there (or never went up).
+  } else if (info.ok() && !Fresh(info->last_modified)) {
+    s = s3_->Refresh(AcKey(key));
+    NoteBucket(s);
+  } else if (info.ok()) {
+    RememberEntry(key, info->last_modified);
+    return;
+  } else {
+    return;  // Bucket down: the local hit is served all the same.
+  }
+  if (s.ok()) {
+    entry_refreshes_.fetch_add(1);
+    RememberEntry(key, absl::Now());
+  }
+}
+
+absl::Status TieredStore::PutEntryObject(absl::string_view key,
+                                         absl::string_view value) {
+  std::string object = absl::StrCat(kEntryMagic, Sha256Raw(value), value);
+  absl::Status s = s3_->Put(AcKey(key), object, "", /*if_absent=*/false);
+  NoteBucket(s);
+  if (s.ok()) {
+    RememberEntry(key, absl::Now());
+  }
+  return s;
 }
 
 absl::Status TieredStore::PutEntry(absl::string_view key,
@@ -574,11 +871,8 @@ absl::Status TieredStore::PutEntry(absl::string_view key,
     return absl::InvalidArgumentError(
         absl::StrCat("action cache key ", key, " is malformed"));
   }
-  std::string object = absl::StrCat(kEntryMagic, Sha256Raw(value), value);
-  absl::Status s = s3_->Put(absl::StrCat(options_.prefix, "ac/", key), object,
-                            "", /*if_absent=*/false);
-  NoteBucket(s);
-  if (!s.ok() && !DegradedWrite()) {
+  absl::Status s = PutEntryObject(key, value);
+  if (!s.ok() && !DegradedWrite(BacklogItem{true, std::string(key), 0})) {
     return BucketError(absl::StrCat("action cache entry ", key), s);
   }
   return local_->PutEntry(key, value);
@@ -660,6 +954,13 @@ absl::Status TieredWriter::Commit() {
   }
   committed_ = true;
   absl::Status s;
+  if (owed_ && !store_->DegradedWrite(
+                   BacklogItem{false, digest_.hash(), digest_.size_bytes()})) {
+    failed_ = true;
+    return absl::UnavailableError(
+        absl::StrCat("upload of cas blob ", digest_.ToString(),
+                     ": shared tier unavailable and the backlog is full"));
+  }
   if (!skip_upload_ && !digest_.IsEmpty()) {
     if (!multipart_) {
       s = store_->UploadWhole(digest_, buffer_);
@@ -684,7 +985,8 @@ absl::Status TieredWriter::Commit() {
     } else {
       committed_ = false;  // The destructor aborts the multipart upload.
       failed_ = true;
-      if (!store_->DegradedWrite()) {
+      if (!backlog_ || !store_->DegradedWrite(BacklogItem{
+                           false, digest_.hash(), digest_.size_bytes()})) {
         return s;
       }
     }
@@ -693,6 +995,278 @@ absl::Status TieredWriter::Commit() {
     local_->Commit().IgnoreError();
   }
   return absl::OkStatus();
+}
+
+// ---- FillingReader ---------------------------------------------------------
+
+FillingReader::~FillingReader() {
+  if (flight_ != nullptr) {
+    End(absl::AbortedError(absl::StrCat("fetch of cas blob ",
+                                        digest_.ToString(),
+                                        " abandoned by its reader")))
+        .IgnoreError();
+  }
+}
+
+absl::Status FillingReader::End(absl::Status s) {
+  if (flight_ != nullptr) {
+    if (s.ok() && local_ != nullptr) {
+      local_->Commit().IgnoreError();  // A cache: may refuse.
+    }
+    local_.reset();
+    store_->EndFlight(digest_, flight_, s);
+    flight_ = nullptr;
+    final_ = s;
+  }
+  return final_;
+}
+
+absl::StatusOr<size_t> FillingReader::Read(char* buf, size_t max) {
+  while (position_ >= fetched_) {
+    if (flight_ == nullptr) {
+      if (!final_.ok()) {
+        return final_;
+      }
+      return 0;
+    }
+    if (fetched_ == digest_.size_bytes()) {
+      if (hasher_.FinishDigest() != digest_) {
+        store_->MarkCorrupt(digest_);
+        return End(absl::DataLossError(absl::StrCat(
+            "cas blob ", digest_.ToString(),
+            ": the shared tier's copy does not match its digest; not kept")));
+      }
+      End(absl::OkStatus()).IgnoreError();
+      return 0;
+    }
+    if (absl::Status s = FetchRange(); !s.ok()) {
+      return End(s);
+    }
+  }
+  const int64_t start = fetched_ - static_cast<int64_t>(range_.size());
+  const size_t n = static_cast<size_t>(
+      std::min<int64_t>(static_cast<int64_t>(max), fetched_ - position_));
+  std::memcpy(buf, range_.data() + (position_ - start), n);
+  position_ += static_cast<int64_t>(n);
+  return n;
+}
+
+absl::Status FillingReader::FetchRange() {
+  const int64_t want =
+      std::min(store_->options().fetch_chunk, digest_.size_bytes() - fetched_);
+  range_.clear();
+  bool too_long = false;
+  S3Sink sink = [&](absl::string_view chunk) {
+    if (static_cast<int64_t>(range_.size() + chunk.size()) > want) {
+      too_long = true;
+      return absl::InvalidArgumentError("range longer than asked");
+    }
+    range_.append(chunk.data(), chunk.size());
+    return absl::OkStatus();
+  };
+  absl::StatusOr<S3ObjectInfo> info =
+      store_->s3()->Get(store_->CasKey(digest_), fetched_, want, sink);
+  store_->NoteBucket(info.status());
+  const bool wrong_size =
+      info.status().code() == absl::StatusCode::kOutOfRange ||
+      (info.ok() && (info->size != digest_.size_bytes() ||
+                     static_cast<int64_t>(range_.size()) != want));
+  if (too_long || wrong_size) {
+    store_->MarkCorrupt(digest_);
+    return absl::DataLossError(
+        absl::StrCat("cas blob ", digest_.ToString(),
+                     ": the shared tier's copy has the wrong size; not kept"));
+  }
+  if (info.status().code() == absl::StatusCode::kNotFound) {
+    return absl::NotFoundError(
+        absl::StrCat("cas blob ", digest_.ToString(), " not found"));
+  }
+  if (!info.ok()) {
+    return BucketError(absl::StrCat("fetch of cas blob ", digest_.ToString()),
+                       info.status());
+  }
+  hasher_.Update(range_);
+  if (local_ != nullptr && !local_->Append(range_).ok()) {
+    local_.reset();  // The local tier is a cache: keep streaming without it.
+  }
+  fetched_ += want;
+  return absl::OkStatus();
+}
+
+// ---- Backlog of degraded writes ---------------------------------------------
+
+bool TieredStore::DegradedWrite(BacklogItem item) {
+  if (!options_.degraded_local) {
+    return false;
+  }
+  absl::MutexLock lock(&backlog_mu_);
+  const std::string id = absl::StrCat(item.entry ? "ac/" : "cas/", item.key);
+  if (backlog_keys_.contains(id)) {
+    degraded_writes_.fetch_add(1);
+    return true;
+  }
+  if (static_cast<int64_t>(backlog_.size()) >= options_.backlog_max) {
+    return false;  // Bounded: beyond it, writes fail as without the option.
+  }
+  if (backlog_out_ != nullptr) {
+    const std::string line = BacklogLine(item);
+    std::fwrite(line.data(), 1, line.size(), backlog_out_);
+    std::fflush(backlog_out_);  // Survives a crash of the process.
+  }
+  backlog_keys_.insert(id);
+  backlog_.push_back(std::move(item));
+  degraded_writes_.fetch_add(1);
+  return true;
+}
+
+absl::Status TieredStore::Start() {
+  if (!options_.degraded_local) {
+    return absl::OkStatus();
+  }
+  absl::MutexLock lock(&backlog_mu_);
+  if (!options_.backlog_file.empty()) {
+    std::ifstream in(options_.backlog_file);
+    std::string line;
+    while (std::getline(in, line)) {
+      std::optional<BacklogItem> item = ParseBacklogLine(line);
+      if (item.has_value() &&
+          backlog_keys_
+              .insert(absl::StrCat(item->entry ? "ac/" : "cas/", item->key))
+              .second) {
+        backlog_.push_back(*std::move(item));
+      }
+    }
+    RewriteBacklogFile();
+    if (backlog_out_ == nullptr) {
+      return absl::InternalError(
+          absl::StrCat("tiered store: cannot write the backlog file ",
+                       options_.backlog_file, ": ", std::strerror(errno)));
+    }
+  }
+  wake_backlog_ = !backlog_.empty();
+  backlog_thread_ = std::thread([this] { BacklogLoop(); });
+  return absl::OkStatus();
+}
+
+void TieredStore::RewriteBacklogFile() {
+  if (options_.backlog_file.empty()) {
+    return;
+  }
+  if (backlog_out_ != nullptr) {
+    std::fclose(backlog_out_);
+    backlog_out_ = nullptr;
+  }
+  const std::string tmp = options_.backlog_file + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr) {
+    return;
+  }
+  for (const BacklogItem& item : backlog_) {
+    const std::string line = BacklogLine(item);
+    std::fwrite(line.data(), 1, line.size(), f);
+  }
+  if (std::fflush(f) != 0 ||
+      std::rename(tmp.c_str(), options_.backlog_file.c_str()) != 0) {
+    std::fclose(f);
+    return;
+  }
+  backlog_out_ = f;  // Appends go to the renamed file.
+}
+
+void TieredStore::BacklogLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&backlog_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(backlog_mu_) {
+        return stopping_ || wake_backlog_;
+      };
+      backlog_mu_.AwaitWithTimeout(absl::Condition(&ready),
+                                   options_.backlog_retry);
+      if (stopping_) {
+        return;
+      }
+      wake_backlog_ = false;
+      if (backlog_.empty()) {
+        continue;
+      }
+    }
+    DrainBacklog();
+  }
+}
+
+bool TieredStore::DrainBacklog() {
+  while (true) {
+    BacklogItem item;
+    {
+      absl::MutexLock lock(&backlog_mu_);
+      if (backlog_.empty() || stopping_) {
+        RewriteBacklogFile();
+        return backlog_.empty();
+      }
+      item = backlog_.front();
+    }
+    absl::Status s = UploadOwed(item);
+    if (!s.ok() && s.code() != absl::StatusCode::kNotFound &&
+        s.code() != absl::StatusCode::kDataLoss) {
+      absl::MutexLock lock(&backlog_mu_);
+      RewriteBacklogFile();
+      return false;  // The bucket is still down: try again later.
+    }
+    (s.ok() ? backlog_uploaded_ : backlog_lost_).fetch_add(1);
+    absl::MutexLock lock(&backlog_mu_);
+    backlog_keys_.erase(absl::StrCat(item.entry ? "ac/" : "cas/", item.key));
+    backlog_.pop_front();
+  }
+}
+
+absl::Status TieredStore::UploadOwed(const BacklogItem& item) {
+  if (item.entry) {
+    absl::StatusOr<std::string> value = local_->GetEntry(item.key);
+    if (!value.ok()) {
+      return value.status();
+    }
+    return PutEntryObject(item.key, *value);
+  }
+  absl::StatusOr<Digest> d = Digest::Create(item.key, item.size);
+  if (!d.ok()) {
+    return absl::NotFoundError(d.status().message());
+  }
+  return UploadFromLocal(*d);
+}
+
+absl::Status TieredStore::UploadFromLocal(const Digest& d) {
+  if (KnownPresent(d)) {
+    return absl::OkStatus();  // Went up meanwhile (a client uploaded again).
+  }
+  absl::StatusOr<std::unique_ptr<BlobReader>> reader = local_->OpenRead(d, 0);
+  if (!reader.ok()) {
+    return reader.status();
+  }
+  const bool multipart = d.size_bytes() >= options_.multipart_threshold;
+  if (multipart) {
+    absl::StatusOr<bool> present = CheckBucket(d);
+    if (!present.ok() || *present) {
+      return present.status();
+    }
+  }
+  TieredWriter writer(this, d, nullptr, multipart, false, /*backlog=*/false);
+  std::string buf(static_cast<size_t>(std::min<int64_t>(
+                      std::max<int64_t>(d.size_bytes(), 1), int64_t{1} << 20)),
+                  '\0');
+  while (true) {
+    absl::StatusOr<size_t> n = (*reader)->Read(buf.data(), buf.size());
+    if (!n.ok()) {
+      return n.status();
+    }
+    if (*n == 0) {
+      break;
+    }
+    if (absl::Status s = writer.Append(absl::string_view(buf.data(), *n));
+        !s.ok()) {
+      return s;
+    }
+  }
+  return writer.Commit();
 }
 
 }  // namespace
@@ -725,8 +1299,19 @@ absl::StatusOr<std::unique_ptr<TieredBlobStore>> NewTieredBlobStore(
     return absl::InvalidArgumentError(
         "tiered store: existence_cache_entries must be >= 0");
   }
-  return std::make_unique<TieredStore>(std::move(local), std::move(s3),
-                                       options);
+  if (options.fetch_chunk < (int64_t{64} << 10)) {
+    return absl::InvalidArgumentError(
+        "tiered store: fetch_chunk must be >= 64 KiB");
+  }
+  if (options.backlog_max < 0) {
+    return absl::InvalidArgumentError("tiered store: backlog_max must be >= 0");
+  }
+  auto store =
+      std::make_unique<TieredStore>(std::move(local), std::move(s3), options);
+  if (absl::Status s = store->Start(); !s.ok()) {
+    return s;
+  }
+  return store;
 }
 
 }  // namespace cairn::cas

@@ -15,10 +15,16 @@
 // after the bucket has the item, never before: a local item is one the bucket
 // had. Once any node answers OK, every node sees the item.
 //
-// Read-through: a local miss fetches the object into the local tier (the
-// local writer verifies size and SHA-256; a mismatch is DATA_LOSS and nothing
-// is kept), then serves it from there. Concurrent misses of one digest share
-// one fetch. A keyed entry missing locally is fetched the same way.
+// Read-through: a local miss of a blob up to `fetch_chunk` bytes fetches the
+// object into the local tier, then serves it from there. A bigger blob is
+// streamed: the reader fetches ranges of `fetch_chunk` bytes, hands each to
+// the caller while appending it to the local tier and hashing it (memory
+// stays flat in blob size); at the end a SHA-256 mismatch is DATA_LOSS from
+// the last Read() (as BlobReader promises) and nothing is kept. Concurrent
+// misses of one digest share one fetch: later ones wait for it to finish and
+// read the local copy (if the streaming reader is dropped unfinished, a
+// waiting miss starts its own fetch). A keyed entry missing locally is
+// fetched the same way.
 //
 // FindMissing is exact: a blob is present when the positive-only existence
 // cache (bucket confirmations, at most `existence_cache_entries`) has it
@@ -31,14 +37,23 @@
 // Retention: with `retention` > 0 (the bucket's lifecycle rule expires
 // objects that long after their last write), an object a lookup finds older
 // than `retention - refresh_margin` is refreshed by a server-side self-copy,
-// so a blob reported present lives at least `refresh_margin` longer. Cairn
-// never deletes from the bucket.
+// so a blob reported present lives at least `refresh_margin` longer. The same
+// holds for keyed entries: GetEntry() checks the entry's object age (one HEAD
+// per entry per `retention - refresh_margin`, remembered) and refreshes it,
+// or uploads the local copy again when the bucket lost it. Cairn never
+// deletes from the bucket.
 //
 // Bucket down: local hits are served; writes and lookups the local tier
 // cannot confirm answer UNAVAILABLE, unless `degraded_local` is set: then
-// writes go to the local tier only (not shared with other nodes; they are
-// lost with this node) and FindMissing trusts the local tier. Each request
-// tries the bucket again, so the node recovers by itself.
+// writes go to the local tier and onto a backlog (at most `backlog_max`
+// items; beyond that writes answer UNAVAILABLE again), and FindMissing
+// trusts the local tier. A background thread uploads the backlog, oldest
+// first, once the bucket answers again (tried every `backlog_retry`, and at
+// once when a request sees the bucket back). The backlog is appended to
+// `backlog_file` (when set) and reloaded by the next store over that file,
+// so a restart does not forget it; an item the local tier evicted before it
+// went up is counted lost. Each request tries the bucket again, so the node
+// recovers by itself.
 //
 // Thread safety: as BlobStore.
 #ifndef CAIRN_CAS_TIERED_BLOB_STORE_H_
@@ -67,8 +82,15 @@ struct TieredBlobStoreOptions {
   int64_t multipart_threshold = int64_t{64} << 20;
   int64_t part_size = int64_t{16} << 20;  // >= 5 MiB.
   int64_t existence_cache_entries = 1 << 20;
-  // Keep accepting writes into the local tier while the bucket is down.
+  // Blobs larger than this are streamed to readers in ranges of this size.
+  int64_t fetch_chunk = int64_t{4} << 20;
+  // Keep accepting writes into the local tier while the bucket is down, and
+  // upload them later (see "Bucket down" above).
   bool degraded_local = false;
+  // File holding the backlog of degraded writes ("" keeps it in memory).
+  std::string backlog_file;
+  int64_t backlog_max = 100000;
+  absl::Duration backlog_retry = absl::Seconds(10);
   // Called (any thread) when the bucket goes from answering to failing or
   // back, with the failure or OK; must be thread-safe.
   std::function<void(bool down, const absl::Status& status)> on_bucket_state;
@@ -78,15 +100,20 @@ struct TieredBlobStoreOptions {
 struct TieredStats {
   int64_t existence_cache_hits = 0;
   int64_t existence_cache_entries = 0;
-  int64_t bucket_lookups = 0;   // Digests checked against the bucket.
-  int64_t refreshes = 0;        // Self-copies done.
-  int64_t fetches = 0;          // Read-through fetches started.
-  int64_t fetch_shared = 0;     // Misses that joined a fetch in progress.
-  int64_t uploads = 0;          // Objects uploaded (PUT or multipart).
-  int64_t upload_skipped = 0;   // Uploads the bucket already had.
-  int64_t degraded_writes = 0;  // Writes kept locally only (bucket down).
-  int64_t corrupt_fetches = 0;  // Fetched objects failing their digest.
-  bool bucket_down = false;     // The last bucket request failed.
+  int64_t bucket_lookups = 0;    // Digests checked against the bucket.
+  int64_t refreshes = 0;         // Self-copies done.
+  int64_t fetches = 0;           // Read-through fetches started.
+  int64_t fetch_shared = 0;      // Misses that joined a fetch in progress.
+  int64_t uploads = 0;           // Objects uploaded (PUT or multipart).
+  int64_t upload_skipped = 0;    // Uploads the bucket already had.
+  int64_t degraded_writes = 0;   // Writes kept locally only (bucket down).
+  int64_t corrupt_fetches = 0;   // Fetched objects failing their digest.
+  int64_t streamed_fetches = 0;  // Fetches streamed to a reader.
+  int64_t entry_refreshes = 0;   // Keyed entries refreshed or put back.
+  int64_t backlog = 0;           // Degraded writes not uploaded yet.
+  int64_t backlog_uploaded = 0;  // Degraded writes uploaded later.
+  int64_t backlog_lost = 0;      // Degraded writes evicted before upload.
+  bool bucket_down = false;      // The last bucket request failed.
 };
 
 class TieredBlobStore : public BlobStore {
@@ -96,8 +123,9 @@ class TieredBlobStore : public BlobStore {
 };
 
 // Returns the tiered store over `local` (owned) and `s3` (owned).
-// INVALID_ARGUMENT for bad options. Makes no request: call
-// `s3->CheckBucket()` at start-up to fail early.
+// INVALID_ARGUMENT for bad options; INTERNAL when `backlog_file` cannot be
+// read or created. Makes no request: call `s3->CheckBucket()` at start-up to
+// fail early. Starts the backlog thread when `degraded_local` is set.
 absl::StatusOr<std::unique_ptr<TieredBlobStore>> NewTieredBlobStore(
     std::unique_ptr<BlobStore> local, std::unique_ptr<S3Client> s3,
     const TieredBlobStoreOptions& options);

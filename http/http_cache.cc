@@ -31,12 +31,14 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "cas/spool.h"
 #include "http/http_path.h"
 #include "httplib.h"
 
 namespace cairn::http {
 namespace {
 
+using cas::Spool;
 using rpc::Access;
 
 constexpr size_t kChunk = 64 << 10;
@@ -102,80 +104,6 @@ class BoundedTaskQueue final : public httplib::TaskQueue {
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
-};
-
-// ------------------------------------------------------------ spool
-
-// A request body on disk while its digest is computed: an unlinked
-// temporary file (nothing is left behind after a crash).
-class Spool {
- public:
-  static absl::StatusOr<std::unique_ptr<Spool>> Create(const std::string& dir) {
-    int fd = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0) {
-      std::string path = dir + "/cairn-http-XXXXXX";
-      fd = mkstemp(path.data());
-      if (fd >= 0) {
-        unlink(path.c_str());
-      }
-    }
-    if (fd < 0) {
-      return absl::InternalError(
-          absl::StrCat("http: cannot create a spool "
-                       "file in ",
-                       dir, ": ", std::strerror(errno)));
-    }
-    return std::unique_ptr<Spool>(new Spool(fd));
-  }
-  ~Spool() { close(fd_); }
-
-  absl::Status Append(absl::string_view data) {
-    hasher_.Update(data);
-    while (!data.empty()) {
-      ssize_t n = write(fd_, data.data(), data.size());
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      if (n <= 0) {
-        return errno == ENOSPC ? absl::ResourceExhaustedError(
-                                     "http: spool directory is full")
-                               : absl::InternalError("http: spool write");
-      }
-      data.remove_prefix(static_cast<size_t>(n));
-    }
-    return absl::OkStatus();
-  }
-
-  cas::Digest Finish() { return hasher_.FinishDigest(); }
-
-  // Copies the spooled bytes into `writer`.
-  absl::Status CopyTo(cas::BlobWriter* writer) {
-    std::string buf(kChunk * 4, '\0');
-    off_t offset = 0;
-    while (true) {
-      ssize_t n = pread(fd_, buf.data(), buf.size(), offset);
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      if (n < 0) {
-        return absl::InternalError("http: spool read");
-      }
-      if (n == 0) {
-        return absl::OkStatus();
-      }
-      if (absl::Status s = writer->Append(
-              absl::string_view(buf.data(), static_cast<size_t>(n)));
-          !s.ok()) {
-        return s;
-      }
-      offset += n;
-    }
-  }
-
- private:
-  explicit Spool(int fd) : fd_(fd) {}
-  const int fd_;
-  cas::Sha256Hasher hasher_;
 };
 
 // ------------------------------------------------------------ helpers
@@ -460,8 +388,8 @@ void HttpCacheImpl::HandleGet(const httplib::Request& req,
   }
   // On success httplib sets the code after this returns: 206 for a Range
   // request (it then serves only the ranges), else 200.
-  const int code = res.status != -1 ? res.status
-                                     : (req.ranges.empty() ? 200 : 206);
+  const int code =
+      res.status != -1 ? res.status : (req.ranges.empty() ? 200 : 206);
   Record(path.ok() ? RouteName(path->route) : "other", req, code, start);
 }
 

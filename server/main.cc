@@ -24,8 +24,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "asset/origin_fetcher.h"
 #include "cas/blob_store.h"
 #include "cas/disk_blob_store.h"
 #include "cas/memory_blob_store.h"
@@ -85,8 +87,15 @@ ABSL_FLAG(int, http_threads, 0,
           "while open); 0 means 4 x cores, at least 8.");
 ABSL_FLAG(std::string, http_spool_dir, "",
           "Directory for HTTP request bodies whose digest is not known up "
-          "front (over 1 MiB or chunked) while they are hashed; empty means "
-          "the system's temporary directory.");
+          "front (over 1 MiB or chunked) and for --asset_origins downloads "
+          "while they are hashed; empty means the system's temporary "
+          "directory.");
+ABSL_FLAG(std::string, asset_origins, "",
+          "Comma-separated URI prefixes (http:// or https://, each with a "
+          "path, e.g. https://github.com/) that a Remote Asset FetchBlob miss "
+          "may download from; the content is stored and served to later "
+          "fetches (Bazel's --experimental_remote_downloader). Empty: never "
+          "download; only pushed assets are served.");
 ABSL_FLAG(std::string, log_level, "info",
           "Least severe log level written to stderr: debug, info, warning, "
           "error or off.");
@@ -131,6 +140,11 @@ ABSL_FLAG(int64_t, max_streams_per_client, 0,
           "Most ByteStream calls (reads and uploads) one client may have "
           "open at once; past it a call is refused with RESOURCE_EXHAUSTED "
           "(the client retries with backoff); 0 means no cap.");
+ABSL_FLAG(bool, strict_symlink_targets, false,
+          "Refuse (INVALID_ARGUMENT) action results whose symlink targets are "
+          "absolute or climb out of the output root, and advertise "
+          "DISALLOWED; by default targets are stored as sent (the cache never "
+          "follows a link; the client materialising it decides).");
 ABSL_FLAG(ByteSize, write_quota_per_hour, ByteSize{0},
           "Most bytes one principal (token, certificate identity or client "
           "address) may write per hour (ByteStream Write, BatchUpdateBlobs, "
@@ -336,8 +350,10 @@ int main(int argc, char** argv) {
   }
   const double load_seconds = absl::ToDoubleSeconds(absl::Now() - start);
   const double index_seconds = (*store)->Stats().index_load_seconds;
-  store = cairn::server::MaybeAddSharedTier(*std::move(store), &registry,
-                                            &store_description);
+  store = cairn::server::MaybeAddSharedTier(
+      *std::move(store),
+      absl::GetFlag(FLAGS_memory) ? "" : ExpandHome(absl::GetFlag(FLAGS_dir)),
+      &registry, &store_description);
   if (!store.ok()) {
     return Fail(store.status());
   }
@@ -357,6 +373,7 @@ int main(int argc, char** argv) {
   options.read_buffer_bytes = absl::GetFlag(FLAGS_read_buffers).bytes;
   options.max_uploads_per_client = absl::GetFlag(FLAGS_max_uploads_per_client);
   options.max_streams_per_client = absl::GetFlag(FLAGS_max_streams_per_client);
+  options.strict_symlink_targets = absl::GetFlag(FLAGS_strict_symlink_targets);
   options.write_quota_per_hour =
       absl::GetFlag(FLAGS_write_quota_per_hour).bytes;
   for (auto [flag, name, out] :
@@ -379,6 +396,36 @@ int main(int argc, char** argv) {
       std::max<int64_t>(options.max_message_bytes,
                         options.max_batch_total_size_bytes + (16 << 20)),
       std::numeric_limits<int>::max()));
+  std::unique_ptr<cairn::asset::OriginFetcher> origin;
+  if (const std::string origins = absl::GetFlag(FLAGS_asset_origins);
+      !origins.empty()) {
+    if (options.read_only) {
+      return Fail(absl::InvalidArgumentError(
+          "--asset_origins stores downloads: it needs a writable cache, "
+          "not --read_only"));
+    }
+    cairn::asset::OriginFetcherOptions origin_options;
+    origin_options.store = store->get();
+    origin_options.allowed_prefixes =
+        absl::StrSplit(origins, ',', absl::SkipWhitespace());
+    origin_options.spool_dir = ExpandHome(absl::GetFlag(FLAGS_http_spool_dir));
+    origin_options.max_bytes = options.max_cas_blob_size_bytes;
+    // Downloads hold an I/O pool worker each: a quarter of the pool at most,
+    // so a slow origin never starves the cache.
+    const int pool_threads =
+        options.io_threads > 0
+            ? options.io_threads
+            : 2 * static_cast<int>(
+                      std::max(1u, std::thread::hardware_concurrency()));
+    origin_options.max_concurrent = std::max(1, pool_threads / 4);
+    auto made = cairn::asset::NewHttpOriginFetcher(std::move(origin_options));
+    if (!made.ok()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--asset_origins: ", made.status().message())));
+    }
+    origin = *std::move(made);
+    options.asset_origin = origin.get();
+  }
   absl::StatusOr<std::unique_ptr<cairn::server::CairnServer>> server =
       cairn::server::CairnServer::Start(options);
   if (!server.ok()) {

@@ -15,8 +15,8 @@
 #include "absl/synchronization/mutex.h"
 #include "actioncache/action_cache.h"
 #include "actioncache/service/action_cache_service.h"
-#include "asset/asset_service.h"
 #include "asset/asset_store.h"
+#include "asset/service/asset_service.h"
 #include "capabilities/capabilities.h"
 #include "cas/service/bytestream_service.h"
 #include "cas/service/cas_service.h"
@@ -35,7 +35,10 @@ struct CairnServer::Impl {
         read_buffers(options.read_buffer_bytes, kMinReadChunk, kReadChunk),
         write_quota(rpc::WriteQuotaOptions{options.write_quota_per_hour},
                     options.metrics),
-        action_cache(options.store),
+        action_cache(options.store,
+                     actioncache::ValidationOptions{
+                         .allow_escaping_symlink_targets =
+                             !options.strict_symlink_targets}),
         assets(options.store) {}
 
   // Creates the services over `options.store`, this pool and cache.
@@ -257,6 +260,7 @@ void CairnServer::Impl::MakeServices(const ServerOptions& options) {
       options.max_cas_blob_size_bytes,
       /*zstd=*/true};
   caps_options.authorizer = options.authorizer;
+  caps_options.strict_symlink_targets = options.strict_symlink_targets;
   capabilities = ::cairn::capabilities::NewCapabilitiesService(caps_options);
   cas::CasServiceOptions cas_options;
   cas_options.store = options.store;
@@ -298,6 +302,7 @@ void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   asset_options.pool = &pool;
   asset_options.read_only = options.read_only;
   asset_options.authorizer = options.authorizer;
+  asset_options.origin = options.asset_origin;
   fetch = asset::NewFetchService(asset_options);
   push = asset::NewPushService(asset_options);
 }

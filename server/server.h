@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "asset/origin_fetcher.h"
 #include "cas/blob_store.h"
 #include "rpc/auth.h"
 #include "rpc/metrics.h"
@@ -72,6 +73,13 @@ struct ServerOptions {
   // (rpc::WriteQuota); 0: no quota. Bytes written are counted per principal
   // either way (metrics).
   int64_t write_quota_per_hour = 0;
+  // UpdateActionResult refuses symlink targets that are absolute or leave
+  // the output root (INVALID_ARGUMENT) and Capabilities advertises
+  // DISALLOWED; false stores them as sent (actioncache::ValidationOptions).
+  bool strict_symlink_targets = false;
+  // Downloads Remote Asset FetchBlob misses from allowed origins; null:
+  // never. Not owned; must outlive the server.
+  asset::OriginFetcher* asset_origin = nullptr;
 };
 
 class CairnServer {

@@ -30,7 +30,12 @@ ABSL_FLAG(std::string, s3_ca_file, "",
 ABSL_FLAG(std::string, s3_degraded, "",
           "While the bucket is down: '' answers writes and unconfirmed "
           "lookups UNAVAILABLE; 'local' keeps accepting writes into the local "
-          "store only (not shared; lost with this node).");
+          "store and uploads them when the bucket returns (not shared "
+          "meanwhile; see --s3_backlog_max).");
+ABSL_FLAG(int64_t, s3_backlog_max, 100000,
+          "With --s3_degraded=local: writes kept locally and owed to the "
+          "bucket at most (kept in DIR/shared-tier-backlog, uploaded when the "
+          "bucket returns); beyond it writes answer UNAVAILABLE.");
 ABSL_FLAG(absl::Duration, s3_retention, absl::ZeroDuration(),
           "The bucket's lifecycle expiry (e.g. 720h for 30 days); objects a "
           "lookup finds older than this minus --s3_refresh_margin are "
@@ -83,6 +88,22 @@ void RegisterMetrics(rpc::Registry* r, cas::TieredBlobStore* store) {
   r->NewCallbackCounter("cairn_s3_corrupt_objects_total",
                         "Fetched objects that failed their digest check.",
                         counter(&cas::TieredStats::corrupt_fetches));
+  r->NewCallbackCounter("cairn_s3_streamed_fetches_total",
+                        "Fetches of big blobs streamed to the reader.",
+                        counter(&cas::TieredStats::streamed_fetches));
+  r->NewCallbackCounter("cairn_s3_entry_refreshes_total",
+                        "Action results refreshed or put back in the bucket.",
+                        counter(&cas::TieredStats::entry_refreshes));
+  r->NewCallbackGauge("cairn_s3_backlog",
+                      "Degraded writes not yet uploaded to the bucket.",
+                      counter(&cas::TieredStats::backlog));
+  r->NewCallbackCounter("cairn_s3_backlog_uploaded_total",
+                        "Degraded writes uploaded once the bucket returned.",
+                        counter(&cas::TieredStats::backlog_uploaded));
+  r->NewCallbackCounter(
+      "cairn_s3_backlog_lost_total",
+      "Degraded writes evicted locally before they could be uploaded.",
+      counter(&cas::TieredStats::backlog_lost));
   r->NewCallbackGauge(
       "cairn_s3_bucket_down", "1 while the last bucket request failed.",
       [store] { return store->Counters().bucket_down ? 1.0 : 0.0; });
@@ -100,8 +121,8 @@ void AddRequestMetrics(rpc::Registry* r, cas::S3ClientOptions* o) {
       r->NewCounter("cairn_s3_sent_bytes_total", "Bytes sent to the bucket.")
           ->WithLabels({});
   rpc::Counter* received = r->NewCounter("cairn_s3_received_bytes_total",
-                                    "Bytes received from the bucket.")
-                          ->WithLabels({});
+                                         "Bytes received from the bucket.")
+                               ->WithLabels({});
   rpc::Gauge* in_flight =
       r->NewGauge("cairn_s3_requests_in_flight", "Bucket requests in flight.")
           ->WithLabels({});
@@ -143,8 +164,8 @@ absl::Status Explain(const absl::Status& s, const cas::S3ClientOptions& o) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<cas::BlobStore>> MaybeAddSharedTier(
-    std::unique_ptr<cas::BlobStore> local, rpc::Registry* metrics,
-    std::string* description) {
+    std::unique_ptr<cas::BlobStore> local, absl::string_view store_dir,
+    rpc::Registry* metrics, std::string* description) {
   cas::S3ClientOptions o;
   o.bucket = absl::GetFlag(FLAGS_s3_bucket);
   if (o.bucket.empty()) {
@@ -184,6 +205,10 @@ absl::StatusOr<std::unique_ptr<cas::BlobStore>> MaybeAddSharedTier(
         absl::StrCat("--s3_degraded must be '' or 'local', not ", degraded));
   }
   t.degraded_local = degraded == "local";
+  t.backlog_max = absl::GetFlag(FLAGS_s3_backlog_max);
+  if (t.degraded_local && !store_dir.empty()) {
+    t.backlog_file = absl::StrCat(store_dir, "/shared-tier-backlog");
+  }
   t.on_bucket_state = [bucket = o.bucket](bool down, const absl::Status& s) {
     if (down) {
       spdlog::warn("cairn-server: shared tier (bucket {}) unavailable: {}",

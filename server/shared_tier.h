@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "cas/blob_store.h"
 #include "rpc/metrics.h"
 
@@ -20,10 +21,12 @@ namespace cairn::server {
 // bucket exists and the credentials are accepted (INVALID_ARGUMENT,
 // PERMISSION_DENIED, NOT_FOUND or UNAVAILABLE with a message saying what to
 // fix). Registers the bucket metrics in `metrics` (not owned; must outlive
-// the store) and appends a description to `*description`.
+// the store) and appends a description to `*description`. `store_dir` is
+// the local store's directory ("" for a memory store): the backlog of
+// --s3_degraded=local writes is kept there.
 absl::StatusOr<std::unique_ptr<cas::BlobStore>> MaybeAddSharedTier(
-    std::unique_ptr<cas::BlobStore> local, rpc::Registry* metrics,
-    std::string* description);
+    std::unique_ptr<cas::BlobStore> local, absl::string_view store_dir,
+    rpc::Registry* metrics, std::string* description);
 
 }  // namespace cairn::server
 

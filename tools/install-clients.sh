@@ -1,30 +1,41 @@
 #!/usr/bin/env bash
 # Installs the real build-tool clients that the `clients` ctest label drives
 # against cairn-server (tests/integration/clients/): Debian packages
-# (ccache; Bazel through tools/install-deps.sh --bazel, which
+# (ccache; gradle; Bazel through tools/install-deps.sh --bazel, which
 # tools/bazel-test.sh needs anyway; bubblewrap and busybox-static for
 # BuildStream's sandbox) and PyPI packages in virtual environments under
-# build/clients (never committed).
-# Skips whatever is already there; each step that fails only prints why, and
-# the tests needing it then skip with that reason.
-# Usage: tools/install-clients.sh [--gradle] [--pants] [--only NAME]
-#   --gradle  also Debian's gradle (68 packages, 61 MiB; opt-in)
-#   --pants   also Pants 2.17.1 (Python 3.9) and a local pex for it (opt-in:
-#             its test takes ~7 minutes here)
-# BuildGrid's bgd (PyPI buildgrid, Python 3.13) is installed by default.
+# build/clients (never committed; $CAIRN_CLIENTS_DIR overrides the place):
+# BuildStream, BuildGrid's bgd (Python 3.13), Pants 2.17.1 with a local pex
+# (Python 3.9).
+# Skips whatever is already there; a step that cannot install writes why to
+# CLIENTS_DIR/NAME.skip-reason, and the tests needing it skip with that reason.
+# Usage: tools/install-clients.sh [--no-gradle] [--no-pants] [--sccache]
+#                                 [--only NAME]
+#   --no-gradle  leave out Debian's gradle (68 packages, 61 MiB)
+#   --no-pants   leave out Pants (its test takes ~5-7 minutes here)
+#   --sccache    also sccache with WebDAV from crates.io (cargo install at
+#                nice 19; over 30 minutes on 2 cores, so never in CI)
+# Pants 2.x wheels on PyPI are CPython 3.9 only (2.17.1 .. 2.18.0a0; later
+# releases are not on PyPI) and Debian bookworm has no python3.9: the
+# interpreter comes from pyenv's versions directory when the machine has one
+# (this machine kind does), else Pants is skipped with that reason.
 # Prints "install-clients: NAME ... N s" per step, so the cost is visible in CI.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-root="$(pwd)/build/clients"
+root="${CAIRN_CLIENTS_DIR:-$(pwd)/build/clients}"
 mkdir -p "$root"
 
-want_gradle=0
-want_pants=0
+want_gradle=1
+want_pants=1
+want_sccache=0
 only=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --gradle) want_gradle=1 ;;
+    --gradle) want_gradle=1 ;;  # The default; kept for older callers.
     --pants) want_pants=1 ;;
+    --no-gradle) want_gradle=0 ;;
+    --no-pants) want_pants=0 ;;
+    --sccache) want_sccache=1 ;;
     --only) only=$2; shift ;;
     *) echo "install-clients: unknown option $1" >&2; exit 2 ;;
   esac
@@ -37,10 +48,17 @@ step() {  # step NAME COMMAND...: runs one install step and reports its time.
   if [ -n "$only" ] && [ "$only" != "$name" ]; then
     return 0
   fi
-  "$@" || rc=$?
+  local log="$root/$name.install.log"
+  "$@" 2>"$log" || rc=$?
+  cat "$log" >&2
   if [ "$rc" -eq 0 ]; then
+    rm -f "$root/$name.skip-reason"
     echo "install-clients: $name ok in $((SECONDS - start)) s" >&2
   else
+    {
+      echo "tools/install-clients.sh could not install $name (exit $rc):"
+      tail -3 "$log"
+    } >"$root/$name.skip-reason"
     echo "install-clients: $name FAILED (exit $rc) after $((SECONDS - start)) s;" \
       "its tests will skip" >&2
   fi
@@ -78,7 +96,11 @@ venv_install() {  # venv_install DIR PYTHON_VERSION PACKAGE...
   local dir=$1 v=$2 py
   shift 2
   [ -x "$dir/.done" ] && return 0
-  py="$(python_for "$v")" || { echo "install-clients: no Python $v" >&2; return 1; }
+  py="$(python_for "$v")" || {
+    echo "install-clients: no Python $v (not in pyenv's versions directory" \
+      "nor on PATH; Debian bookworm packages only 3.11)" >&2
+    return 1
+  }
   rm -rf "$dir"
   "$py" -m venv "$dir" &&
     "$dir/bin/pip" install -q --disable-pip-version-check "$@" >&2 &&
@@ -98,14 +120,24 @@ pants() {
     "$root/pex-venv/bin/pex" pex==2.1.137 -c pex -o "$root/pex/pex" >&2
 }
 
+sccache() {
+  [ -x "$root/sccache/bin/sccache" ] && return 0
+  command -v cargo >/dev/null 2>&1 || { echo "install-clients: no cargo" >&2; return 1; }
+  nice -n 19 cargo install --locked --root "$root/sccache" --no-default-features \
+    --features webdav sccache >&2
+}
+
 step ccache apt_install ccache
 step bazel tools/install-deps.sh --bazel
 step buildstream buildstream
 step bgd venv_install "$root/buildgrid" 3.13 buildgrid
+if [ "$want_gradle" -eq 1 ] || [ "$only" = gradle ]; then
+  step gradle apt_install gradle
+fi
 if [ "$want_pants" -eq 1 ] || [ "$only" = pants ]; then
   step pants pants
 fi
-if [ "$want_gradle" -eq 1 ] || [ "$only" = gradle ]; then
-  step gradle apt_install gradle
+if [ "$want_sccache" -eq 1 ] || [ "$only" = sccache ]; then
+  step sccache sccache
 fi
 exit 0

@@ -78,7 +78,8 @@ done
 echo "== 3: original put Time on a remote hit (go clean -testcache)"
 C=$(machine C -p)
 run_go "$C" "--remote=$remote" clean -testcache || fail "go clean -testcache on C"
-run_go "$C" "--remote=$remote" test ./words >"$C/test1.out" || fail "go test on C"
+run_go "$C" "--remote=$remote" test ./words >"$C/test1.out" ||
+  fail "go test on C: $(cat "$C/test1.out") $(tail "$C/log")"
 grep -q '^ok.*(cached)' "$C/test1.out" &&
   fail "test result from before go clean -testcache was used: $(cat "$C/test1.out")"
 run_go "$C" "--remote=$remote" test ./words >"$C/test2.out" || fail "go test 2 on C"

@@ -72,7 +72,13 @@ TEST(LargeBlobTest, OneGibRoundTrip) {
     request.set_write_offset(i * kChunk);
     FillChunk(i, request.mutable_data());
     request.set_finish_write((i + 1) * kChunk == kSize);
-    ASSERT_TRUE(writer->Write(request)) << i;
+    if (!writer->Write(request)) {
+      // The server ended the call: its status says why.
+      const grpc::Status ended = writer->Finish();
+      FAIL() << "write of chunk " << i << " refused: "
+             << static_cast<int>(ended.error_code()) << " "
+             << ended.error_message();
+    }
   }
   writer->WritesDone();
   grpc::Status status = writer->Finish();

@@ -128,5 +128,43 @@ TEST_F(ActionCacheServiceTest, ReadOnlyRefusesUpdates) {
   EXPECT_TRUE(Get("", action_, &result).ok());
 }
 
+// Symlink targets: stored as sent by default (Capabilities says ALLOWED);
+// with strict_symlink_targets (--strict_symlink_targets) absolute and
+// escaping ones are refused and Capabilities says DISALLOWED.
+TEST_F(ActionCacheServiceTest, SymlinkTargetsPassThroughUnlessStrict) {
+  v2::ActionResult absolute = StoredResult();
+  auto* link = absolute.add_output_symlinks();
+  link->set_path("out/tool");
+  link->set_target("/usr/bin/tool");
+  v2::ActionResult escaping = StoredResult();
+  link = escaping.add_output_symlinks();
+  link->set_path("out/up");
+  link->set_target("../../etc/passwd");
+  v2::ActionResult inside = StoredResult();
+  link = inside.add_output_symlinks();
+  link->set_path("out/sub/link");
+  link->set_target("../a.o");
+  auto strategy = [&] {
+    ClientContext context;
+    v2::ServerCapabilities caps;
+    EXPECT_TRUE(
+        caps_->GetCapabilities(&context, v2::GetCapabilitiesRequest(), &caps)
+            .ok());
+    return caps.cache_capabilities().symlink_absolute_path_strategy();
+  };
+  EXPECT_TRUE(Update("", action_, absolute).ok());
+  EXPECT_TRUE(Update("", action_, escaping).ok());
+  EXPECT_EQ(strategy(), v2::SymlinkAbsolutePathStrategy::ALLOWED);
+  server::ServerOptions options;
+  options.strict_symlink_targets = true;
+  StartServer(options);
+  EXPECT_EQ(Update("", action_, absolute).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Update("", action_, escaping).error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(Update("", action_, inside).ok());
+  EXPECT_EQ(strategy(), v2::SymlinkAbsolutePathStrategy::DISALLOWED);
+}
+
 }  // namespace
 }  // namespace cairn::servertest

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "rpc/auth.h"
@@ -300,6 +301,8 @@ std::string TokenLabel(const char* token) {
 
 TEST_F(UploadLimitsTest, WriteQuotaRefusesPastTheHourlyBytesWithARetryDelay) {
   rpc::Registry metrics;
+  // The server records into `metrics` until it stops: stop it first.
+  absl::Cleanup stop = [this] { server_.reset(); };
   server::ServerOptions options;
   options.metrics = &metrics;
   options.write_quota_per_hour = int64_t{1} << 20;

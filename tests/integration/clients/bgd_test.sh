@@ -9,7 +9,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
 
 bgd="$clients/buildgrid/bin/bgd"
-[ -x "$bgd" ] || skip "bgd not installed at $bgd (tools/install-clients.sh)"
+[ -x "$bgd" ] || not_installed bgd "$clients" "bgd not installed at $bgd"
 [ -x "$server_bin" ] || skip "$kind not built/installed at $server_bin"
 start_server "$kind" "$server_bin" "$work/server"
 

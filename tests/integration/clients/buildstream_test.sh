@@ -15,7 +15,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
 
 bst="$clients/buildstream/bin/bst"
-[ -x "$bst" ] || skip "BuildStream not installed at $bst (tools/install-clients.sh)"
+[ -x "$bst" ] || not_installed buildstream "$clients" "BuildStream not installed at $bst"
 command -v bwrap >/dev/null 2>&1 || skip "no bwrap (Debian bubblewrap)"
 [ -x /bin/busybox ] || skip "no /bin/busybox (Debian busybox-static)"
 [ -x "$server_bin" ] || skip "$kind not built/installed at $server_bin"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Gradle (Debian's gradle 4.4.1; opt-in: tools/install-clients.sh --gradle)
+# Gradle (Debian's gradle 4.4.1; tools/install-clients.sh installs it)
 # with its HttpBuildCache pointed at the server: /kv/gradle/ on
 # cairn-server, the root on bazel-remote (which answers 400 to Gradle's
 # 32-hex keys).
-# Usage: gradle_test.sh SERVER_KIND SERVER_BINARY
+# Usage: gradle_test.sh SERVER_KIND SERVER_BINARY [CLIENTS_DIR]
 # A two-class Java project: compileJava in one checkout (stored), then in a
 # fresh checkout with its own Gradle home: compileJava must be FROM-CACHE
 # and the classes identical. Prints "RESULT gradle ...".
@@ -12,7 +12,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
 
 command -v gradle >/dev/null 2>&1 ||
-  skip "no gradle (opt-in: tools/install-clients.sh --gradle, ~60 MiB from Debian)"
+  not_installed gradle "$clients" "no gradle (Debian package, ~60 MiB)"
 [ -x "$server_bin" ] || skip "$kind not built/installed at $server_bin"
 start_server "$kind" "$server_bin" "$work/server"
 case $kind in

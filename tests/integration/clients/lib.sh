@@ -4,7 +4,9 @@
 #   start_server KIND BINARY DIR  sets $grpc_addr (HOST:PORT) and $http_addr
 #     (HOST:PORT); KIND is cairn-server or bazel-remote. bazel-remote gets
 #     --disable_http_ac_validation only when $BAZEL_REMOTE_NO_AC_CHECK=1.
+#     Extra flags: $CAIRN_SERVER_FLAGS, $BAZEL_REMOTE_FLAGS (split on spaces).
 #   measure NAME COMMAND...       runs a command and prints its wall time.
+#   not_installed NAME DIR WHAT   skips with the reason install-clients gave.
 # Every test takes SERVER_KIND SERVER_BINARY [CLIENTS_DIR] (where
 # tools/install-clients.sh put the clients); sourced without arguments, this
 # file reads them into $kind, $server_bin and $clients.
@@ -13,6 +15,15 @@ server_bin=${2:?server binary}
 clients=${3:-}
 exec 3>&2  # measure() reports here, even when the command's output is redirected.
 skip() { echo "SKIPPED: $*"; exit 77; }
+# not_installed NAME CLIENTS_DIR WHAT: skips naming WHAT and, when
+# tools/install-clients.sh recorded one, why its install step failed.
+not_installed() {
+  local why="$2/$1.skip-reason"
+  if [ -f "$why" ]; then
+    skip "$3: $(tr '\n' ' ' <"$why")"
+  fi
+  skip "$3 (tools/install-clients.sh installs it)"
+}
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-client-it.XXXXXX")
@@ -43,8 +54,9 @@ start_server() {
   mkdir -p "$dir"
   case $kind in
     cairn-server)
+      # shellcheck disable=SC2086  # $CAIRN_SERVER_FLAGS: words on purpose.
       "$bin" --listen=127.0.0.1:0 --http_listen=127.0.0.1:0 --dir="$dir/store" \
-        --fsync=false >"$dir/log" 2>&1 &
+        --fsync=false ${CAIRN_SERVER_FLAGS:-} >"$dir/log" 2>&1 &
       server_pid=$!
       local line=""
       for _ in $(seq 100); do
@@ -63,6 +75,8 @@ start_server() {
       hp=$(free_port)
       local extra=()
       [ "${BAZEL_REMOTE_NO_AC_CHECK:-0}" = 1 ] && extra+=(--disable_http_ac_validation)
+      # shellcheck disable=SC2206  # $BAZEL_REMOTE_FLAGS: words on purpose.
+      extra+=(${BAZEL_REMOTE_FLAGS:-})
       "$bin" --dir="$dir/store" --max_size=4 --http_address="127.0.0.1:$hp" \
         --grpc_address="127.0.0.1:$gp" "${extra[@]}" >"$dir/log" 2>&1 &
       server_pid=$!

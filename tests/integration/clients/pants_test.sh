@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Pants 2.17.1 (opt-in: tools/install-clients.sh --pants; CPython 3.9 wheels,
+# Pants 2.17.1 (tools/install-clients.sh; CPython 3.9 wheels,
 # and a local pex so that Pants downloads nothing but PyPI packages) with its
 # remote cache on the server's gRPC port.
 # Usage: pants_test.sh SERVER_KIND SERVER_BINARY CLIENTS_DIR
@@ -13,8 +13,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 
 pants="$clients/pants/bin/pants"
 pex="$clients/pex/pex"
-[ -x "$pants" ] || skip "Pants not installed at $pants (opt-in: tools/install-clients.sh --pants)"
-[ -f "$pex" ] || skip "no local pex at $pex (tools/install-clients.sh --pants)"
+[ -x "$pants" ] || not_installed pants "$clients" "Pants not installed at $pants"
+[ -f "$pex" ] || not_installed pants "$clients" "no local pex at $pex"
 py39="$(dirname "$(readlink -f "$clients/pants/bin/python")")"
 [ -x "$server_bin" ] || skip "$kind not built/installed at $server_bin"
 start_server "$kind" "$server_bin" "$work/server"

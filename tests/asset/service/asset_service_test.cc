@@ -1,16 +1,22 @@
 // The Remote Asset Fetch and Push services through the in-process server:
 // BuildStream's probe, push/fetch round trips, qualifiers, expiry,
-// oldest_content_accepted, completeness of blobs and trees, read-only mode.
+// oldest_content_accepted, completeness of blobs and trees, read-only mode;
+// FetchBlob misses downloaded from an allowed origin (an httplib server).
 #include <grpcpp/client_context.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "asset/origin_fetcher.h"
 #include "build/bazel/remote/asset/v1/remote_asset.grpc.pb.h"
+#include "httplib.h"
 #include "tests/testutil/service_fixture.h"
 
 namespace cairn::servertest {
@@ -216,6 +222,23 @@ TEST_F(AssetServiceTest, ExpiryAndOldestContentAccepted) {
   EXPECT_EQ(FetchBlob(fresh_only, &response), grpc::StatusCode::OK);
 }
 
+// Found by asset_fuzz: an expiry far beyond what int64 microseconds hold
+// overflowed (UBSan); it now means "never expires", and one far in the past
+// means expired.
+TEST_F(AssetServiceTest, ExtremeExpiryTimesSaturate) {
+  const cas::Digest blob = Put("extreme");
+  ra::PushBlobRequest far = PushOf("urn:far", blob);
+  far.mutable_expire_at()->set_seconds(int64_t{9000000000000000000});
+  ASSERT_EQ(PushBlob(far), grpc::StatusCode::OK);
+  ra::FetchBlobResponse response;
+  EXPECT_EQ(FetchBlob(FetchOf("urn:far"), &response), grpc::StatusCode::OK);
+  ra::PushBlobRequest past = PushOf("urn:past", blob);
+  past.mutable_expire_at()->set_seconds(-int64_t{9000000000000000000});
+  ASSERT_EQ(PushBlob(past), grpc::StatusCode::OK);
+  EXPECT_EQ(FetchBlob(FetchOf("urn:past"), &response),
+            grpc::StatusCode::NOT_FOUND);
+}
+
 TEST_F(AssetServiceTest, DirectoryNeedsItsWholeTree) {
   const cas::Digest file = cas::Digest::OfData("file in subdir");
   v2::Directory sub;
@@ -263,6 +286,193 @@ TEST_F(AssetServiceTest, ReadOnlyRefusesPushes) {
   ra::FetchBlobResponse response;
   EXPECT_EQ(FetchBlob(FetchOf("urn:ro"), &response),
             grpc::StatusCode::NOT_FOUND);
+}
+
+// An origin on loopback: GET /file.tar.gz answers kBody, anything else 404;
+// counts the requests it gets.
+class Origin {
+ public:
+  static constexpr char kBody[] = "origin bytes of file.tar.gz";
+
+  Origin() {
+    server_.Get("/file.tar.gz",
+                [this](const httplib::Request&, httplib::Response& res) {
+                  ++gets_;
+                  res.set_content(kBody, "application/octet-stream");
+                });
+    server_.Get("/.*", [this](const httplib::Request&, httplib::Response& res) {
+      ++gets_;
+      res.status = 404;
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    // This httplib has no wait_until_ready(): poll (bounded) so that Stop()
+    // never races the listen loop's start.
+    for (int i = 0; i < 5000 && !server_.is_running(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  ~Origin() { Stop(); }
+  void Stop() {
+    server_.stop();
+    if (thread_.joinable()) {
+      thread_.join();
+    }
+  }
+  std::string Url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+  int gets() const { return gets_.load(); }
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+  std::atomic<int> gets_{0};
+};
+
+class OriginFetchTest : public AssetServiceTest {
+ protected:
+  void SetUp() override {
+    AssetServiceTest::SetUp();
+    asset::OriginFetcherOptions options;
+    options.store = store_.get();
+    options.allowed_prefixes = {origin_.Url("/")};
+    auto made = asset::NewHttpOriginFetcher(options);
+    ASSERT_TRUE(made.ok()) << made.status();
+    fetcher_ = *std::move(made);
+    server::ServerOptions server_options;
+    server_options.asset_origin = fetcher_.get();
+    Restart(server_options);
+  }
+
+  Origin origin_;
+  std::unique_ptr<asset::OriginFetcher> fetcher_;
+};
+
+TEST_F(OriginFetchTest, MissIsDownloadedOnceThenServedWithoutTheOrigin) {
+  const cas::Digest want = cas::Digest::OfData(Origin::kBody);
+  ra::FetchBlobRequest fetch = FetchOf(origin_.Url("/file.tar.gz"));
+  AddQualifier("checksum.sri", Sri(want), fetch.mutable_qualifiers());
+  AddQualifier("bazel.canonical_id", "file-1", fetch.mutable_qualifiers());
+  ra::FetchBlobResponse response;
+  ASSERT_EQ(FetchBlob(fetch, &response), grpc::StatusCode::OK);
+  EXPECT_EQ(response.status().code(), 0) << response.status().message();
+  EXPECT_EQ(response.blob_digest().hash(), want.hash());
+  EXPECT_EQ(response.blob_digest().size_bytes(), want.size_bytes());
+  EXPECT_EQ(response.uri(), origin_.Url("/file.tar.gz"));
+  EXPECT_TRUE(store_->Contains(want));
+  EXPECT_EQ(origin_.gets(), 1);
+
+  origin_.Stop();
+  ra::FetchBlobResponse again;
+  ASSERT_EQ(FetchBlob(fetch, &again), grpc::StatusCode::OK);
+  EXPECT_EQ(again.blob_digest().hash(), want.hash());
+  EXPECT_EQ(origin_.gets(), 1);
+
+  // Content older than the client accepts is fetched again: the origin is
+  // gone, so the answer says why, inline.
+  fetch.mutable_oldest_content_accepted()->set_seconds(
+      absl::ToUnixSeconds(absl::Now()) + 60);
+  ra::FetchBlobResponse stale;
+  ASSERT_EQ(FetchBlob(fetch, &stale), grpc::StatusCode::OK);
+  EXPECT_EQ(stale.status().code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_FALSE(stale.has_blob_digest());
+}
+
+TEST_F(OriginFetchTest, OldestContentAcceptedForcesARefetch) {
+  ra::FetchBlobRequest fetch = FetchOf(origin_.Url("/file.tar.gz"));
+  ra::FetchBlobResponse response;
+  ASSERT_EQ(FetchBlob(fetch, &response), grpc::StatusCode::OK);
+  ASSERT_EQ(FetchBlob(fetch, &response), grpc::StatusCode::OK);
+  EXPECT_EQ(origin_.gets(), 1);
+  fetch.mutable_oldest_content_accepted()->set_seconds(
+      absl::ToUnixSeconds(absl::Now()) + 60);
+  ASSERT_EQ(FetchBlob(fetch, &response), grpc::StatusCode::OK);
+  EXPECT_EQ(response.status().code(), 0);
+  EXPECT_EQ(origin_.gets(), 2);
+}
+
+TEST_F(OriginFetchTest, OriginErrorsAreAnsweredInline) {
+  ra::FetchBlobResponse response;
+  ASSERT_EQ(FetchBlob(FetchOf(origin_.Url("/absent.tar.gz")), &response),
+            grpc::StatusCode::OK);
+  EXPECT_EQ(response.status().code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_FALSE(response.has_blob_digest());
+
+  // Content that does not match its checksum is not served nor recorded.
+  ra::FetchBlobRequest wrong = FetchOf(origin_.Url("/file.tar.gz"));
+  AddQualifier("checksum.sri", Sri(cas::Digest::OfData("something else")),
+               wrong.mutable_qualifiers());
+  ra::FetchBlobResponse mismatch;
+  ASSERT_EQ(FetchBlob(wrong, &mismatch), grpc::StatusCode::OK);
+  EXPECT_EQ(mismatch.status().code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_FALSE(mismatch.has_blob_digest());
+  const int gets = origin_.gets();
+  ASSERT_EQ(FetchBlob(wrong, &mismatch), grpc::StatusCode::OK);
+  EXPECT_EQ(origin_.gets(), gets + 1);
+}
+
+TEST_F(OriginFetchTest, UnsupportedQualifiersAreRejectedForOriginFetches) {
+  ra::FetchBlobRequest fetch = FetchOf(origin_.Url("/file.tar.gz"));
+  AddQualifier("resource_type", "application/x-tar",
+               fetch.mutable_qualifiers());
+  grpc::ClientContext context;
+  ra::FetchBlobResponse response;
+  grpc::Status status = fetch_->FetchBlob(&context, fetch, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("\"resource_type\" not supported"),
+            std::string::npos)
+      << status.error_message();
+  EXPECT_EQ(origin_.gets(), 0);
+
+  // A name that no origin serves stays a plain lookup: pushed assets may
+  // carry any qualifiers (the pusher vouches for them).
+  const cas::Digest blob = Put("pushed with a qualifier");
+  ra::PushBlobRequest push = PushOf("urn:pushed", blob);
+  AddQualifier("resource_type", "application/x-tar", push.mutable_qualifiers());
+  ASSERT_EQ(PushBlob(push), grpc::StatusCode::OK);
+  ra::FetchBlobRequest pushed = FetchOf("urn:pushed");
+  AddQualifier("resource_type", "application/x-tar",
+               pushed.mutable_qualifiers());
+  EXPECT_EQ(FetchBlob(pushed, &response), grpc::StatusCode::OK);
+  pushed.mutable_qualifiers(0)->set_name("vcs.branch");
+  EXPECT_EQ(FetchBlob(pushed, &response), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(OriginFetchTest, OnlyAllowedOriginsAreFetched) {
+  Origin other;
+  ra::FetchBlobResponse response;
+  EXPECT_EQ(FetchBlob(FetchOf(other.Url("/file.tar.gz")), &response),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(other.gets(), 0);
+  // The next allowed URI in the list is tried.
+  ra::FetchBlobRequest fetch = FetchOf(other.Url("/file.tar.gz"));
+  fetch.add_uris(origin_.Url("/file.tar.gz"));
+  ASSERT_EQ(FetchBlob(fetch, &response), grpc::StatusCode::OK);
+  EXPECT_EQ(response.uri(), origin_.Url("/file.tar.gz"));
+  EXPECT_EQ(other.gets(), 0);
+}
+
+TEST(OriginFetcherTest, PrefixesMustBeHttpUrisWithAPath) {
+  std::unique_ptr<cas::BlobStore> store = cas::NewMemoryBlobStore({1 << 20});
+  for (const char* bad : {"ftp://example.org/", "file:///etc/",
+                          "http://127.0.0.1:8080", "example.org/"}) {
+    asset::OriginFetcherOptions options;
+    options.store = store.get();
+    options.allowed_prefixes = {bad};
+    EXPECT_EQ(asset::NewHttpOriginFetcher(options).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+  asset::OriginFetcherOptions options;
+  options.store = store.get();
+  options.allowed_prefixes = {"https://github.com/", "http://127.0.0.1:1/x"};
+  auto made = asset::NewHttpOriginFetcher(options);
+  ASSERT_TRUE(made.ok()) << made.status();
+  EXPECT_TRUE((*made)->Allows("https://github.com/a/b.tar.gz"));
+  EXPECT_FALSE((*made)->Allows("https://github.com.evil/"));
+  EXPECT_FALSE((*made)->Allows("http://127.0.0.1:1/"));
 }
 
 }  // namespace

@@ -1,9 +1,16 @@
 // The Remote Asset API v1 services (build.bazel.remote.asset.v1): thin
 // adapters over AssetStore.
 //
-//   FetchBlob / FetchDirectory  answer a pushed mapping whose content is all
-//       in the CAS (see asset_store.h); a miss is the call status NOT_FOUND.
-//       This server never downloads from an origin.
+//   FetchBlob / FetchDirectory  answer a pushed (or earlier fetched) mapping
+//       whose content is all in the CAS (see asset_store.h). On a miss,
+//       FetchBlob downloads the first URI an OriginFetcher allows (when one
+//       is configured), stores it and records the mapping; qualifiers it
+//       cannot honour from an origin (anything but checksum.sri, which is
+//       verified, and bazel.canonical_id, a name only) are INVALID_ARGUMENT
+//       naming the qualifier; a failed download is answered inline in the
+//       response's `status` (NOT_FOUND, DEADLINE_EXCEEDED, UNAVAILABLE...),
+//       as the API asks for errors outside the server's control. Otherwise
+//       a miss is the call status NOT_FOUND.
 //   PushBlob / PushDirectory    record a mapping; FAILED_PRECONDITION when
 //       the content is not in the CAS yet; PERMISSION_DENIED when read-only.
 //
@@ -14,24 +21,30 @@
 // and its storage work runs on the IoPool.
 //
 // Thread safety: safe for concurrent calls.
-#ifndef CAIRN_ASSET_ASSET_SERVICE_H_
-#define CAIRN_ASSET_ASSET_SERVICE_H_
+#ifndef CAIRN_ASSET_SERVICE_ASSET_SERVICE_H_
+#define CAIRN_ASSET_SERVICE_ASSET_SERVICE_H_
 
 #include <memory>
 
 #include "asset/asset_store.h"
+#include "asset/origin_fetcher.h"
 #include "build/bazel/remote/asset/v1/remote_asset.grpc.pb.h"
 #include "rpc/auth.h"
 #include "rpc/io_pool.h"
 
 namespace cairn::asset {
 
+// The options every service adapter takes (store, pool, authorizer, limits),
+// the same shape as CasServiceOptions on purpose; each names its own.
 struct AssetServiceOptions {
-  AssetStore* assets = nullptr;    // Not owned; must outlive the services.
-  rpc::IoPool* pool = nullptr;  // Not owned; must outlive the services.
+  AssetStore* assets = nullptr;  // Not owned; must outlive the services.
+  rpc::IoPool* pool = nullptr;   // Not owned; must outlive the services.
   bool read_only = false;
   // Decides every call; null admits everyone. Not owned; must outlive.
   const rpc::Authorizer* authorizer = nullptr;
+  // Downloads FetchBlob misses from allowed origins; null: never. Not
+  // owned; must outlive the services.
+  OriginFetcher* origin = nullptr;
 };
 
 // Returns the Fetch service.
@@ -44,4 +57,4 @@ NewPushService(const AssetServiceOptions& options);
 
 }  // namespace cairn::asset
 
-#endif  // CAIRN_ASSET_ASSET_SERVICE_H_
+#endif  // CAIRN_ASSET_SERVICE_ASSET_SERVICE_H_

@@ -1,11 +1,14 @@
-#include "asset/asset_service.h"
+#include "asset/service/asset_service.h"
 
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "cas/service/service_util.h"
+#include "rpc/grpc_status.h"
 #include "rpc/reactors.h"
 
 namespace cairn::asset {
@@ -37,13 +40,49 @@ absl::Time TimeOf(const google::protobuf::Timestamp& t) {
   return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
 }
 
+// Saturates: a timestamp past what int64 microseconds hold is "never"
+// (INT64_MAX), before it the earliest time (found by asset_fuzz: seconds *
+// 1000000 overflowed).
 int64_t MicrosOf(const google::protobuf::Timestamp& t) {
-  return t.seconds() * 1000000 + t.nanos() / 1000;
+  return absl::ToUnixMicros(absl::FromUnixSeconds(t.seconds()) +
+                            absl::Nanoseconds(t.nanos()));
 }
 
 void SetTimestamp(int64_t micros, google::protobuf::Timestamp* t) {
   t->set_seconds(micros / 1000000);
   t->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
+}
+
+// Qualifiers an origin download can honour: the checksum (verified) and
+// Bazel's canonical id (part of the name only).
+absl::Status CheckOriginQualifiers(absl::Span<const Qualifier> qualifiers) {
+  for (const Qualifier& q : qualifiers) {
+    if (q.first != "checksum.sri" && q.first != "bazel.canonical_id") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("qualifiers.name: \"", q.first,
+                       "\" not supported (fetching from an origin honours only "
+                       "checksum.sri and bazel.canonical_id)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Returns the hex SHA-256 a checksum.sri qualifier asks for, or "".
+std::string WantedSha256(absl::Span<const Qualifier> qualifiers) {
+  for (const Qualifier& q : qualifiers) {
+    if (q.first == "checksum.sri") {
+      std::string raw;
+      absl::string_view v = q.second;
+      if (absl::ConsumePrefix(&v, "sha256-") && absl::Base64Unescape(v, &raw)) {
+        return cas::HexEncode(raw);
+      }
+    }
+  }
+  return "";
+}
+
+absl::Duration DurationOf(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
 
 // The checks every request makes before touching the store.
@@ -80,12 +119,29 @@ class FetchService final : public ra::Fetch::CallbackService {
   grpc::ServerUnaryReactor* FetchBlob(
       grpc::CallbackServerContext* context, const ra::FetchBlobRequest* request,
       ra::FetchBlobResponse* response) override {
-    return Fetch(context, "FetchBlob", StoredAsset::BLOB, *request,
-                 [response](const ResolvedAsset& found,
-                            const ra::FetchBlobRequest& req) {
-                   FillResponse(found, req.qualifiers(), response);
-                   *response->mutable_blob_digest() = found.asset.digest();
-                 });
+    return rpc::UnaryCall(context, options_.authorizer, Access::kRead,
+                          options_.pool, "FetchBlob")
+        .Validate([&] { return CheckRequest(*request); })
+        .RunOnPool([this, request, response]() -> absl::Status {
+          absl::StatusOr<ResolvedAsset> found = options_.assets->Resolve(
+              StoredAsset::BLOB, request->instance_name(),
+              UrisOf(request->uris()), QualifiersOf(request->qualifiers()),
+              TimeOf(request->oldest_content_accepted()));
+          if (!found.ok() && absl::IsNotFound(found.status())) {
+            found = FromOrigin(*request, found.status());
+          }
+          if (!found.ok()) {
+            return found.status();
+          }
+          FillResponse(*found, request->qualifiers(), response);
+          *response->mutable_blob_digest() = found->asset.digest();
+          if (found->fetch_status.ok()) {
+            return absl::OkStatus();
+          }
+          response->clear_blob_digest();
+          *response->mutable_status() = rpc::ToRpcStatus(found->fetch_status);
+          return absl::OkStatus();
+        });
   }
 
   grpc::ServerUnaryReactor* FetchDirectory(
@@ -102,6 +158,56 @@ class FetchService final : public ra::Fetch::CallbackService {
   }
 
  private:
+  // Answers a FetchBlob miss from the first URI the origin fetcher allows:
+  // `miss` when there is none. A failed download comes back as a
+  // ResolvedAsset whose fetch_status says why (answered inline).
+  absl::StatusOr<ResolvedAsset> FromOrigin(const ra::FetchBlobRequest& request,
+                                           absl::Status miss) {
+    if (options_.origin == nullptr) {
+      return miss;
+    }
+    const std::vector<Qualifier> qualifiers =
+        QualifiersOf(request.qualifiers());
+    const std::string wanted = WantedSha256(qualifiers);
+    absl::Status why = miss;
+    bool tried = false;
+    for (const std::string& uri : request.uris()) {
+      if (!options_.origin->Allows(uri)) {
+        continue;
+      }
+      if (absl::Status s = CheckOriginQualifiers(qualifiers); !s.ok()) {
+        return s;
+      }
+      tried = true;
+      absl::StatusOr<cas::Digest> digest =
+          options_.origin->Fetch(uri, DurationOf(request.timeout()));
+      if (digest.ok() && !wanted.empty() && digest->hash() != wanted) {
+        digest = absl::InvalidArgumentError(absl::StrCat(
+            "origin fetch ", uri, ": content is ", digest->ToString(),
+            ", not the checksum.sri ", wanted));
+      }
+      if (!digest.ok()) {
+        why = digest.status();
+        continue;
+      }
+      StoredAsset asset;
+      asset.set_kind(StoredAsset::BLOB);
+      *asset.mutable_digest() = cas::ToProto(*digest);
+      if (absl::Status s = options_.assets->Record(request.instance_name(),
+                                                   {uri}, qualifiers, asset);
+          !s.ok()) {
+        return s;
+      }
+      return ResolvedAsset{uri, std::move(asset), absl::OkStatus()};
+    }
+    if (!tried) {
+      return miss;
+    }
+    ResolvedAsset failed;
+    failed.fetch_status = why;
+    return failed;
+  }
+
   template <typename Request, typename Fill>
   grpc::ServerUnaryReactor* Fetch(grpc::CallbackServerContext* context,
                                   const char* what, StoredAsset::Kind kind,
