@@ -232,6 +232,31 @@ def print_table(rows):
             "%d/%d" % (r.get("cairn:errors", 0), r.get("bazel-remote:errors", 0))))
 
 
+def print_baseline_table(rows):
+    """Before (cairn-base) and after (cairn), each against bazel-remote."""
+    head = "%-13s %4s | %9s %9s %9s | %7s %7s | %9s %9s %9s | %7s %7s"
+    print()
+    print("A = cairn (after), P = cairn-base (before), B = bazel-remote; "
+          "cpu/op in microseconds, ratios against B")
+    print(head % ("mix", "conc", "P cpu/op", "A cpu/op", "B cpu/op",
+                  "P/B", "A/B", "P ops/s", "A ops/s", "B ops/s", "P/B", "A/B"))
+    for r in rows:
+        g = lambda l, m: r.get(l + ":" + m)
+        rb = lambda l, m: (None if g(l, m) is None or not g("bazel-remote", m)
+                           else g(l, m) / g("bazel-remote", m))
+        print(head % (
+            r["mix"], r["concurrency"],
+            fmt(g("cairn-base", "server_cpu_us_per_op")),
+            fmt(g("cairn", "server_cpu_us_per_op")),
+            fmt(g("bazel-remote", "server_cpu_us_per_op")),
+            fmt(rb("cairn-base", "server_cpu_us_per_op"), 2),
+            fmt(rb("cairn", "server_cpu_us_per_op"), 2),
+            fmt(g("cairn-base", "ops_per_s")), fmt(g("cairn", "ops_per_s")),
+            fmt(g("bazel-remote", "ops_per_s")),
+            fmt(rb("cairn-base", "ops_per_s"), 2),
+            fmt(rb("cairn", "ops_per_s"), 2)))
+
+
 def write_summary(rows, path):
     cols = ["mix", "concurrency"]
     for label in ("cairn", "bazel-remote"):
@@ -310,6 +335,10 @@ def main():
     p.add_argument("--build", default=os.environ.get("CAIRN_BUILD", "build-bench"))
     p.add_argument("--servers", default="cairn,bazel-remote",
                    help="subset for smoke runs")
+    p.add_argument("--baseline", default="",
+                   help="another cairn-server binary (e.g. the previous "
+                        "commit's) run as a third server, 'cairn-base', in "
+                        "the same alternation; adds a before/after table")
     p.add_argument("--out", default=os.path.join(ROOT, "build-bench", "bench-out"))
     a = p.parse_args()
 
@@ -326,9 +355,12 @@ def main():
     raw = os.path.join(a.out, "raw.csv")
     if os.path.exists(raw):
         os.remove(raw)
+    kinds = [("cairn", cairn), ("bazel-remote", peer)]
+    if a.baseline:
+        kinds.insert(1, ("cairn-base", a.baseline))
+        wanted.append("cairn-base")
     servers = [Server(l, b, a.max_size_gib, work, a.out)
-               for l, b in (("cairn", cairn), ("bazel-remote", peer))
-               if l in wanted]
+               for l, b in kinds if l in wanted]
     try:
         for rep in range(a.reps):
             print("compare: repetition %d of %d" % (rep + 1, a.reps),
@@ -340,6 +372,8 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
     rows = median_rows(raw)
     print_table(rows)
+    if a.baseline:
+        print_baseline_table(rows)
     write_summary(rows, os.path.join(a.out, "compare.csv"))
     write_chart(rows, a.out)
     print("compare: wrote %s/{raw.csv,compare.csv,compare.png}" % a.out,

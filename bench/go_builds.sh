@@ -70,8 +70,10 @@ if [ -n "$record" ]; then
   case "$record" in /*) ;; *) record=$root/$record ;; esac  # builds run in $mod
   rm -f "$record"
 fi
-work=$(mktemp -d /tmp/cairn-go-builds.XXXXXX)
-mod=${CAIRN_GH_MODULE_DIR:-/tmp/cairn-bench/gh}
+work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-go-builds.XXXXXX")
+# The gh scratch module stays between runs (downloads once), inside the
+# checkout's bench build directory unless CAIRN_GH_MODULE_DIR names another.
+mod=${CAIRN_GH_MODULE_DIR:-$root/$build/gh-module}
 csv=$out/go_builds.csv
 raw=$out/go_builds_raw.csv
 echo "target,profile,scenario,rep,seconds,gets,local_hits,remote_hits,misses,puts,errors,bytes_down,wire_bytes" >"$raw"

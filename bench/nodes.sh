@@ -14,8 +14,8 @@
 #                PUTs the bucket received in all, per distinct object (1200)
 #   go (--go)    a Go program built with cairn-gocacheprog through A on machine
 #                1 (cold); then, alternating --reps times, fresh machines
-#                through B (empty local tier, warm bucket) and through A (warm
-#                node): median wall times and their ratio
+#                through a fresh node (empty local tier, warm bucket) and
+#                through A (warm node): median wall times and their ratio
 # Writes nodes.csv (metric,cairn,bazel-remote,load) into --out and prints it.
 # Usage: bench/nodes.sh [--out DIR] [--go] [--reps N]
 # Needs: tools/install-deps.sh --s3 (Ceph), build/bin/{cairn-server,
@@ -141,7 +141,8 @@ for kind in cairn bazel-remote; do
     val[$kind,go_cold]=$(go_build cold "$a")
     cold_node=() warm_node=()
     for i in $(seq "$reps"); do
-      cold_node+=("$(go_build b$i "$b")")
+      node "$kind" "b$i"  # A fresh node each time: empty local tier.
+      cold_node+=("$(go_build b$i "$addr")")
       warm_node+=("$(go_build a$i "$a")")
     done
     median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }

@@ -180,7 +180,7 @@ NODE_METRICS = {
     "find_requests": ("bucket requests for FindMissingBlobs of 1000 known digests", ""),
     "puts_per_object": ("bucket PUTs per distinct object (two clients wrote the same 1200)", ""),
     "go_cold": ("Go build, cold machine through A (fills the bucket)", "s"),
-    "go_cold_node": ("Go build, fresh machine through B (empty local tier, warm bucket), median", "s"),
+    "go_cold_node": ("Go build, fresh machine through a cold node (empty local tier, warm bucket)", "s"),
     "go_warm_node": ("Go build, fresh machine through A (warm node), median", "s"),
     "go_ratio": ("cold node / warm node", ""),
 }

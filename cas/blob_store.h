@@ -88,6 +88,12 @@ class BlobWriter {
   virtual absl::Status Commit() = 0;
 };
 
+// One blob of a BlobStore::WriteBlobs() call.
+struct BlobWrite {
+  Digest digest;
+  absl::string_view data;  // Not owned; must outlive the call.
+};
+
 class BlobStore {
  public:
   virtual ~BlobStore() = default;
@@ -119,6 +125,21 @@ class BlobStore {
   // Stores `data` under `digest` after checking that it matches
   // (INVALID_ARGUMENT otherwise). Storing a present blob is a cheap success.
   virtual absl::Status Write(const Digest& digest, absl::string_view data) = 0;
+
+  // Stores every blob of `blobs` as Write() would and returns one status per
+  // blob, in order (one blob's failure does not fail the others). A store
+  // may make them durable together: the disk store puts all its small items
+  // in one database batch behind one log sync. Safe to call concurrently,
+  // like every method; the default calls Write() for each blob.
+  virtual std::vector<absl::Status> WriteBlobs(
+      absl::Span<const BlobWrite> blobs) {
+    std::vector<absl::Status> out;
+    out.reserve(blobs.size());
+    for (const BlobWrite& b : blobs) {
+      out.push_back(Write(b.digest, b.data));
+    }
+    return out;
+  }
 
   // Reserves room for `digest.size_bytes()` and returns a writer for it.
   // RESOURCE_EXHAUSTED when the blob cannot fit even after eviction.

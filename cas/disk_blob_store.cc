@@ -48,12 +48,17 @@
 #include "absl/functional/function_ref.h"
 #include "absl/hash/hash.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "cas/entry_cache.h"
 #include "cas/lru_index.h"
+#include "cas/small_item_store.h"
 
 namespace cairn::cas {
 namespace {
@@ -63,6 +68,11 @@ using FaultFn = std::function<int(absl::string_view)>;
 constexpr absl::string_view kAcMagic = "CAIRNAC1";
 constexpr size_t kAcHeaderSize = 8 + 32;
 constexpr int kShards = 256;
+// The layout this code writes (see the header): 1 had no version file and
+// no small-item database; 2 adds both.
+constexpr int kLayoutVersion = 2;
+constexpr absl::string_view kLayoutFile = "LAYOUT";
+constexpr absl::string_view kLayoutPrefix = "cairn-store-layout ";
 
 absl::Status ErrnoStatus(int err, absl::string_view what) {
   std::string msg = absl::StrCat(what, ": ", strerror(err));
@@ -149,12 +159,19 @@ uint64_t Fingerprint(const struct stat& st) {
   return h == 0 ? 1 : h;
 }
 
+// Bytes after which a temp file that will be fsynced starts the write-back
+// of what it holds so far (sync_file_range), so that the final fsync finds
+// little left to write.
+constexpr int64_t kWritebackBytes = int64_t{8} << 20;
+
 // A file in tmp/ owned by one write. Removed on destruction unless it has
 // been published (renamed into place).
 class TempFile {
  public:
+  // `writeback`: the file will be fsynced; start writing it back early.
   static absl::StatusOr<std::unique_ptr<TempFile>> Create(std::string path,
-                                                          const FaultFn* fault);
+                                                          const FaultFn* fault,
+                                                          bool writeback);
   ~TempFile() {
     close(fd_);
     if (!published_) {
@@ -165,7 +182,15 @@ class TempFile {
   TempFile& operator=(const TempFile&) = delete;
 
   absl::Status Append(absl::string_view data) {
-    return WriteFully(fd_, data, *fault_, path_);
+    absl::Status s = WriteFully(fd_, data, *fault_, path_);
+    written_ += static_cast<int64_t>(data.size());
+    if (s.ok() && writeback_ && written_ - started_ >= kWritebackBytes) {
+      // Best effort and asynchronous: the fsync in Sync() is the guarantee.
+      sync_file_range(fd_, started_, written_ - started_,
+                      SYNC_FILE_RANGE_WRITE);
+      started_ = written_;
+    }
+    return s;
   }
   absl::Status Sync();
   // Sets the mtime to `stamp_ns` and renames the file to `dest`. Sets
@@ -175,17 +200,21 @@ class TempFile {
                        uint64_t* fingerprint);
 
  private:
-  TempFile(std::string path, int fd, const FaultFn* fault)
-      : path_(std::move(path)), fd_(fd), fault_(fault) {}
+  TempFile(std::string path, int fd, const FaultFn* fault, bool writeback)
+      : path_(std::move(path)), fd_(fd), fault_(fault), writeback_(writeback) {}
 
   const std::string path_;
   const int fd_;
   const FaultFn* const fault_;  // Not owned.
+  const bool writeback_;
+  int64_t written_ = 0;  // Bytes appended.
+  int64_t started_ = 0;  // Bytes whose write-back has been started.
   bool published_ = false;
 };
 
-absl::StatusOr<std::unique_ptr<TempFile>> TempFile::Create(
-    std::string path, const FaultFn* fault) {
+absl::StatusOr<std::unique_ptr<TempFile>> TempFile::Create(std::string path,
+                                                           const FaultFn* fault,
+                                                           bool writeback) {
   int err = Inject(*fault, "open_tmp");
   int fd = err != 0 ? -1
                     : open(path.c_str(),
@@ -193,7 +222,8 @@ absl::StatusOr<std::unique_ptr<TempFile>> TempFile::Create(
   if (fd < 0) {
     return ErrnoStatus(err != 0 ? err : errno, absl::StrCat("create ", path));
   }
-  return std::unique_ptr<TempFile>(new TempFile(std::move(path), fd, fault));
+  return std::unique_ptr<TempFile>(
+      new TempFile(std::move(path), fd, fault, writeback));
 }
 
 absl::Status TempFile::Sync() {
@@ -264,6 +294,25 @@ struct LoadedItem {
   ItemKey key;
   int64_t size;
   int64_t stamp;
+  bool small = false;  // In the small-item database (else a file).
+};
+
+// Serves a small blob already read (and verified) into memory.
+class StringBlobReader final : public BlobReader {
+ public:
+  StringBlobReader(std::string data, int64_t offset)
+      : data_(std::move(data)), pos_(static_cast<size_t>(offset)) {}
+  int64_t size() const override { return static_cast<int64_t>(data_.size()); }
+  absl::StatusOr<size_t> Read(char* buf, size_t max) override {
+    size_t n = std::min(max, data_.size() - pos_);
+    std::memcpy(buf, data_.data() + pos_, n);
+    pos_ += n;
+    return n;
+  }
+
+ private:
+  const std::string data_;
+  size_t pos_;
 };
 
 }  // namespace
@@ -288,6 +337,8 @@ class DiskBlobStore final : public BlobStore {
   absl::StatusOr<std::unique_ptr<BlobReader>> OpenRead(const Digest& digest,
                                                        int64_t offset) override;
   absl::Status Write(const Digest& digest, absl::string_view data) override;
+  std::vector<absl::Status> WriteBlobs(
+      absl::Span<const BlobWrite> blobs) override;
   absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWrite(
       const Digest& digest) override;
   absl::StatusOr<std::string> GetEntry(absl::string_view key) override;
@@ -321,6 +372,15 @@ class DiskBlobStore final : public BlobStore {
   absl::Status CommitTemp(const ItemKey& key, TempFile& temp, int64_t size,
                           int64_t reserved, bool replace,
                           const absl::string_view* entry_value = nullptr);
+  // As CommitTemp(), for an item stored in the small-item database: `value`
+  // is the whole item (verified by the caller).
+  absl::Status CommitSmall(const ItemKey& key, absl::string_view value,
+                           int64_t reserved, bool replace,
+                           const absl::string_view* entry_value = nullptr);
+  // Whether an item of `size` bytes goes to the small-item database.
+  bool IsSmall(int64_t size) const {
+    return size <= options_.small_item_max_bytes;
+  }
   // Removes item `key` if its file is still the one open as `fd`, counting a
   // corruption.
   void RemoveCorrupt(const ItemKey& key, int fd);
@@ -330,33 +390,79 @@ class DiskBlobStore final : public BlobStore {
   void CountReadHash() { read_hashes_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
-  // Waits until no commit or unlink of `key` is in progress. Returns 0 (and
-  // gives up `*reserved`) if an item of `size` is stored and !`replace`;
-  // otherwise claims `key` for publishing, first reserving `size` (evicting
-  // into `*victims`) if `*reserved` is 0, and returns the new file's stamp.
+  // Waits until no commit, unlink or stamp refresh of `key` is in progress.
+  // Returns 0 (and gives up `*reserved`) if an item of `size` is stored and
+  // !`replace`; otherwise claims `key` for publishing, first reserving
+  // `size` (evicting into `*victims`) if `*reserved` is 0, takes the older
+  // version (if any) out of the index, setting `*old_small` to whether it
+  // was in the small-item database, and returns the new item's stamp.
   absl::StatusOr<int64_t> ClaimForCommit(const ItemKey& key, int64_t size,
                                          bool replace, int64_t* reserved,
-                                         std::vector<LruIndex::Item>* victims);
-  // Marks `key` recently used (refreshing its mtime when due) and returns its
-  // size, if it is held and `want_size` is negative or matches. Sets
-  // `*verified` (if not null) to the fingerprint of the file last verified.
-  std::optional<int64_t> TouchItem(const ItemKey& key, int64_t want_size,
-                                   uint64_t* verified = nullptr);
-  // An mtime to write to an item's file, off the lock.
+                                         std::vector<LruIndex::Item>* victims,
+                                         std::optional<bool>* old_small);
+  // ClaimForCommit() once `key` is idle.
+  absl::StatusOr<int64_t> ClaimLocked(const ItemKey& key, int64_t size,
+                                      bool replace, int64_t* reserved,
+                                      std::vector<LruIndex::Item>* victims,
+                                      std::optional<bool>* old_small)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Commits the small CAS blobs blobs[i] for i in `which` (verified, not
+  // stored, distinct, each holding a reservation of its size) in one
+  // database batch, setting (*out)[i]. A blob whose key is busy (another
+  // commit, unlink or stamp refresh in progress) is committed on its own
+  // afterwards, so a batch never waits while holding claims.
+  void CommitSmallBatch(absl::Span<const BlobWrite> blobs,
+                        absl::Span<const size_t> which,
+                        std::vector<absl::Status>* out);
+  // Ends the claim of ClaimForCommit(): on success (`s` ok) indexes the item
+  // and keeps `entry_value` (if not null) in memory.
+  void EndCommit(const ItemKey& key, const absl::Status& s, int64_t size,
+                 int64_t stamp, int64_t reserved, bool small,
+                 uint64_t fingerprint, const absl::string_view* entry_value);
+  void EndCommitLocked(const ItemKey& key, const absl::Status& s, int64_t size,
+                       int64_t stamp, int64_t reserved, bool small,
+                       uint64_t fingerprint,
+                       const absl::string_view* entry_value)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What a lookup found: the item's size, where it lives, the stamp it has
+  // after the lookup, and the fingerprint of its file when last verified.
+  struct Found {
+    int64_t size = 0;
+    bool small = false;
+    int64_t stamp = 0;
+    uint64_t verified = 0;
+  };
+  // Marks `key` recently used (refreshing its access stamp when due) and
+  // returns what it found, if the item is held and `want_size` is negative
+  // or matches.
+  std::optional<Found> TouchItem(const ItemKey& key, int64_t want_size);
+  // An access stamp to record for an item (its file's mtime, or its
+  // metadata in the small-item database), off the lock.
   struct Refresh {
     ItemKey key;
     int64_t stamp;
+    bool small;
+    int64_t size;
   };
-  // TouchItem() under mu_; appends the mtime refresh due, if any. `now_ns`:
+  // TouchItem() under mu_; appends the refresh due, if any (a small item's
+  // counts in refreshing_ until RefreshMtimes() has written it). `now_ns`:
   // the current time (read once per batch by callers looking up many).
-  std::optional<int64_t> TouchLocked(const ItemKey& key, int64_t want_size,
-                                     std::vector<Refresh>* refreshes,
-                                     int64_t now_ns,
-                                     uint64_t* verified = nullptr)
+  std::optional<Found> TouchLocked(const ItemKey& key, int64_t want_size,
+                                   std::vector<Refresh>* refreshes,
+                                   int64_t now_ns)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshMtimes(const std::vector<Refresh>& refreshes);
   // Opens the item's file; NOT_FOUND (dropping the stale index entry) if gone.
   absl::StatusOr<int> OpenItem(const ItemKey& key, absl::string_view what);
+  // Reads small item `key` found at `stamp` from the database and returns it
+  // if `intact` accepts it; otherwise removes it and answers DATA_LOSS.
+  absl::StatusOr<std::string> ReadSmall(
+      const ItemKey& key, absl::string_view what, int64_t stamp,
+      const std::function<bool(absl::string_view)>& intact);
+  // Drops small item `key` from the index (counting a corruption if
+  // `corrupt`, deleting its records then) if it is still the version found
+  // at `stamp` and no commit of it is in progress.
+  void DropSmall(const ItemKey& key, int64_t stamp, bool corrupt);
   // Reads the whole item file and returns it if `intact` accepts it;
   // otherwise removes it and answers DATA_LOSS. `intact` is skipped when the
   // open file's Fingerprint() is `verified`.
@@ -371,7 +477,8 @@ class DiskBlobStore final : public BlobStore {
                           const absl::string_view* entry_value = nullptr);
   // Drops the cached value of `key` (a keyed entry leaving or changing in
   // index_), and of every keyed entry among `victims`.
-  void ForgetEntryLocked(const ItemKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void ForgetEntryLocked(const ItemKey& key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (key.kind == ItemKind::kAc) {
       entries_.Erase(key);
       ++entry_generation_;
@@ -392,9 +499,19 @@ class DiskBlobStore final : public BlobStore {
   int64_t NextStampLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool KeyIdleLocked(const ItemKey& key) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !committing_.contains(key) && !unlinking_.contains(key);
+    return !committing_.contains(key) && !unlinking_.contains(key) &&
+           !refreshing_.contains(key);
   }
 
+  // Checks the layout version file: OK for a store of this layout or an
+  // older one (setting `*found` to its version, 0 for a new store);
+  // FAILED_PRECONDITION for a newer layout.
+  absl::Status CheckLayoutVersion(int* found);
+  absl::Status WriteLayoutVersion();
+  // Adds the small-item database's items to `items`; where a key is held
+  // both as a file and in the database (a crash between the two steps of a
+  // move), keeps the newer and deletes the other.
+  absl::Status ScanSmallItems(std::vector<LoadedItem>* items);
   absl::Status CreateLayout();
   absl::StatusOr<std::vector<LoadedItem>> ScanAll();
   absl::Status ScanShard(ItemKind kind, int shard,
@@ -402,6 +519,8 @@ class DiskBlobStore final : public BlobStore {
   void CleanTmp();
 
   const DiskBlobStoreOptions options_;
+  // The small-item database (set by Load()).
+  std::unique_ptr<SmallItemStore> small_;
   const uint64_t temp_prefix_;
   std::atomic<uint64_t> temp_counter_{0};
   double load_seconds_ = 0;  // Written once by Load().
@@ -416,6 +535,8 @@ class DiskBlobStore final : public BlobStore {
   uint64_t entry_generation_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<ItemKey, int> unlinking_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<ItemKey> committing_ ABSL_GUARDED_BY(mu_);
+  // Small items whose access stamp is being written (counts per key).
+  absl::flat_hash_map<ItemKey, int> refreshing_ ABSL_GUARDED_BY(mu_);
   int64_t last_stamp_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t corruptions_ ABSL_GUARDED_BY(mu_) = 0;
   // Reads that hashed an item's whole content (StoreStats::read_hashes).
@@ -628,6 +749,67 @@ absl::Status DiskBlobWriter::Commit() {
                             /*replace=*/false);
 }
 
+// Collects a small blob in memory; Commit() verifies it and stores it in
+// the small-item database. See BlobWriter.
+class SmallBlobWriter final : public BlobWriter {
+ public:
+  // The writer has joined the store's writes of `digest` (see
+  // LruIndex::JoinWrite) and leaves them when closed.
+  SmallBlobWriter(DiskBlobStore* store, Digest digest)
+      : store_(store), digest_(std::move(digest)), key_(CasKey(digest_)) {
+    data_.reserve(static_cast<size_t>(digest_.size_bytes()));
+  }
+  ~SmallBlobWriter() override { Close(); }
+
+  absl::Status Append(absl::string_view data) override {
+    if (closed_) {
+      return Closed();
+    }
+    if (data_.size() + data.size() >
+        static_cast<size_t>(digest_.size_bytes())) {
+      Close();
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cas blob ", digest_.ToString(), ": more data than its size"));
+    }
+    data_.append(data.data(), data.size());
+    return absl::OkStatus();
+  }
+  int64_t committed_size() const override {
+    return static_cast<int64_t>(data_.size());
+  }
+  absl::Status Commit() override {
+    if (closed_) {
+      return Closed();
+    }
+    absl::Cleanup close = [this] { Close(); };
+    Digest actual = Digest::OfData(data_);
+    if (actual != digest_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cas blob ", digest_.ToString(), ": data hashes to ",
+                       actual.ToString()));
+    }
+    return store_->CommitSmall(key_, data_, store_->TakeWriteReservation(key_),
+                               /*replace=*/false);
+  }
+
+ private:
+  void Close() {
+    if (!std::exchange(closed_, true)) {
+      store_->LeaveWrite(key_);
+    }
+  }
+  absl::Status Closed() const {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cas blob ", digest_.ToString(), ": writer is closed"));
+  }
+
+  DiskBlobStore* const store_;  // Not owned.
+  const Digest digest_;
+  const ItemKey key_;
+  std::string data_;
+  bool closed_ = false;
+};
+
 absl::Status NotFound(const Digest& digest) {
   return absl::NotFoundError(
       absl::StrCat("cas blob ", digest.ToString(), " not found"));
@@ -643,10 +825,13 @@ DiskBlobStore::DiskBlobStore(const DiskBlobStoreOptions& options)
       entries_(options.entry_cache_bytes) {}
 
 DiskBlobStore::~DiskBlobStore() {
+  if (small_ != nullptr && !options_.fsync) {
+    small_->SyncForClose().IgnoreError();  // Best effort, as below.
+  }
   for (int i = 0; i < 2 * kShards; ++i) {
     if (dirty_dirs_[i].load(std::memory_order_relaxed)) {
-      std::string dir = absl::StrFormat("%s/%s/%02x", options_.root,
-                                        i < kShards ? "cas" : "ac", i % kShards);
+      std::string dir = absl::StrFormat(
+          "%s/%s/%02x", options_.root, i < kShards ? "cas" : "ac", i % kShards);
       int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
       if (dfd >= 0) {
         fsync(dfd);  // Best effort.
@@ -667,7 +852,7 @@ absl::StatusOr<std::unique_ptr<TempFile>> DiskBlobStore::NewTempFile() {
   return TempFile::Create(
       absl::StrFormat("%s/tmp/%016x-%d.tmp", options_.root, temp_prefix_,
                       temp_counter_.fetch_add(1)),
-      &options_.fault_injector_for_test);
+      &options_.fault_injector_for_test, options_.fsync);
 }
 
 int64_t DiskBlobStore::NextStampLocked() {
@@ -722,8 +907,27 @@ void DiskBlobStore::UnlinkVictims(const std::vector<LruIndex::Item>& victims) {
   if (victims.empty()) {
     return;
   }
+  std::vector<ItemKey> small;
   for (const LruIndex::Item& v : victims) {
-    unlink(PathOf(v.key).c_str());  // Open readers keep their file.
+    if (v.small) {
+      small.push_back(v.key);
+    } else {
+      unlink(PathOf(v.key).c_str());  // Open readers keep their file.
+    }
+  }
+  if (!small.empty()) {
+    {
+      // A stamp written after the delete would bring back its metadata.
+      absl::MutexLock lock(&mu_);
+      for (const ItemKey& k : small) {
+        while (refreshing_.contains(k)) {
+          key_idle_.Wait(&mu_);
+        }
+      }
+    }
+    // Not synced: a delete lost in a crash brings back intact bytes, which
+    // start-up trims to the budget again.
+    small_->Delete(small).IgnoreError();
   }
   absl::MutexLock lock(&mu_);
   for (const LruIndex::Item& v : victims) {
@@ -740,8 +944,9 @@ absl::Status DiskBlobStore::CommitTemp(const ItemKey& key, TempFile& temp,
                                        bool replace,
                                        const absl::string_view* entry_value) {
   std::vector<LruIndex::Item> victims;
+  std::optional<bool> old_small;
   absl::StatusOr<int64_t> stamp =
-      ClaimForCommit(key, size, replace, &reserved, &victims);
+      ClaimForCommit(key, size, replace, &reserved, &victims, &old_small);
   UnlinkVictims(victims);
   if (!stamp.ok() || *stamp == 0) {
     return stamp.status();
@@ -761,30 +966,89 @@ absl::Status DiskBlobStore::CommitTemp(const ItemKey& key, TempFile& temp,
     dirty_dirs_[static_cast<int>(key.kind) * kShards + key.id[0]].store(
         true, std::memory_order_relaxed);
   }
+  if (s.ok() && old_small == true) {
+    // The older version was small (an entry that grew). Should this delete
+    // be lost in a crash, start-up keeps the newer of the two.
+    small_->Delete({key}).IgnoreError();
+  }
+  EndCommit(key, s, size, *stamp, reserved, /*small=*/false, fingerprint,
+            entry_value);
+  return s;
+}
+
+absl::Status DiskBlobStore::CommitSmall(const ItemKey& key,
+                                        absl::string_view value,
+                                        int64_t reserved, bool replace,
+                                        const absl::string_view* entry_value) {
+  const int64_t size = static_cast<int64_t>(value.size());
+  std::vector<LruIndex::Item> victims;
+  std::optional<bool> old_small;
+  absl::StatusOr<int64_t> stamp =
+      ClaimForCommit(key, size, replace, &reserved, &victims, &old_small);
+  UnlinkVictims(victims);
+  if (!stamp.ok() || *stamp == 0) {
+    return stamp.status();
+  }
+  // Durability: Put() returns once the item is in the database's log (and
+  // the log synced, with options_.fsync), sharing that write and sync with
+  // the concurrent commits (group commit).
+  absl::Status s;
+  if (int err = Inject(fault(), "write"); err != 0) {
+    s = ErrnoStatus(err, "store small item");
+  } else {
+    s = small_->Put(key, *stamp, value);
+  }
+  if (s.ok() && old_small == false) {
+    // The older version was a file: remove it now that the new one is
+    // durable (after a crash in between, start-up keeps the newer).
+    unlink(PathOf(key).c_str());
+  }
+  EndCommit(key, s, size, *stamp, reserved, /*small=*/true, 0, entry_value);
+  return s;
+}
+
+void DiskBlobStore::EndCommit(const ItemKey& key, const absl::Status& s,
+                              int64_t size, int64_t stamp, int64_t reserved,
+                              bool small, uint64_t fingerprint,
+                              const absl::string_view* entry_value) {
   absl::MutexLock lock(&mu_);
+  EndCommitLocked(key, s, size, stamp, reserved, small, fingerprint,
+                  entry_value);
+}
+
+void DiskBlobStore::EndCommitLocked(const ItemKey& key, const absl::Status& s,
+                                    int64_t size, int64_t stamp,
+                                    int64_t reserved, bool small,
+                                    uint64_t fingerprint,
+                                    const absl::string_view* entry_value) {
   committing_.erase(key);
   key_idle_.SignalAll();
   index_.Release(reserved);
   if (s.ok()) {
-    index_.Insert(key, size, *stamp);
+    index_.Insert(key, size, stamp, small);
     // Its bytes were hashed on the way in: this process trusts the file
-    // while its fingerprint is unchanged.
+    // while its fingerprint is unchanged (small items are always hashed).
     index_.Find(key)->verified = fingerprint;
     if (entry_value != nullptr) {
       ForgetEntryLocked(key);
       entries_.Put(key, *entry_value);
     }
   }
-  return s;
 }
 
 absl::StatusOr<int64_t> DiskBlobStore::ClaimForCommit(
     const ItemKey& key, int64_t size, bool replace, int64_t* reserved,
-    std::vector<LruIndex::Item>* victims) {
+    std::vector<LruIndex::Item>* victims, std::optional<bool>* old_small) {
   absl::MutexLock lock(&mu_);
   while (!KeyIdleLocked(key)) {
     key_idle_.Wait(&mu_);
   }
+  return ClaimLocked(key, size, replace, reserved, victims, old_small);
+}
+
+absl::StatusOr<int64_t> DiskBlobStore::ClaimLocked(
+    const ItemKey& key, int64_t size, bool replace, int64_t* reserved,
+    std::vector<LruIndex::Item>* victims, std::optional<bool>* old_small) {
   if (!replace && index_.Peek(key) == size) {
     index_.Touch(key);
     index_.Release(std::exchange(*reserved, 0));
@@ -804,6 +1068,9 @@ absl::StatusOr<int64_t> DiskBlobStore::ClaimForCommit(
   }
   // An older version leaves the index first, so that it cannot be evicted
   // (and its path unlinked) while the new file is being renamed over it.
+  if (const LruIndex::Item* old = index_.Find(key); old != nullptr) {
+    *old_small = old->small;
+  }
   index_.Erase(key);
   ForgetEntryLocked(key);
   committing_.insert(key);
@@ -819,14 +1086,64 @@ void DiskBlobStore::RemoveCorrupt(const ItemKey& key, int fd) {
   }
   {
     absl::MutexLock lock(&mu_);
-    if (committing_.contains(key) || !index_.Erase(key).has_value()) {
-      return;  // Being replaced, or already gone.
+    const LruIndex::Item* item = index_.Find(key);
+    if (committing_.contains(key) || item == nullptr || item->small) {
+      return;  // Being replaced, gone, or moved to the small items.
     }
+    index_.Erase(key);
     ForgetEntryLocked(key);
     ++corruptions_;
     ++unlinking_[key];
   }
-  UnlinkVictims({LruIndex::Item{key, 0, 0}});
+  UnlinkVictims({LruIndex::Item{.key = key}});
+}
+
+void DiskBlobStore::DropSmall(const ItemKey& key, int64_t stamp, bool corrupt) {
+  {
+    absl::MutexLock lock(&mu_);
+    const LruIndex::Item* item = index_.Find(key);
+    if (item == nullptr || !item->small || item->stamp != stamp ||
+        !KeyIdleLocked(key)) {
+      return;  // Replaced, refreshed or gone meanwhile: leave it be.
+    }
+    index_.Erase(key);
+    ForgetEntryLocked(key);
+    if (!corrupt) {
+      return;  // Its records are gone already.
+    }
+    ++corruptions_;
+    ++unlinking_[key];
+  }
+  UnlinkVictims({LruIndex::Item{.key = key, .small = true}});
+}
+
+absl::StatusOr<std::string> DiskBlobStore::ReadSmall(
+    const ItemKey& key, absl::string_view what, int64_t stamp,
+    const std::function<bool(absl::string_view)>& intact) {
+  absl::StatusOr<std::string> value;
+  if (int err = Inject(fault(), "read"); err != 0) {
+    return ErrnoStatus(err, absl::StrCat("read ", what));
+  }
+  value = small_->Get(key);
+  if (value.status().code() == absl::StatusCode::kNotFound) {
+    // Evicted or replaced since the lookup.
+    DropSmall(key, stamp, /*corrupt=*/false);
+    return absl::NotFoundError(absl::StrCat(what, " not found"));
+  }
+  if (value.ok()) {
+    CountReadHash();
+  }
+  if (value.status().code() == absl::StatusCode::kDataLoss ||
+      (value.ok() && !intact(*value))) {
+    DropSmall(key, stamp, /*corrupt=*/true);
+    return absl::DataLossError(
+        absl::StrCat(what, ": stored bytes are corrupt; removed"));
+  }
+  if (!value.ok()) {
+    return absl::Status(value.status().code(),
+                        absl::StrCat(what, ": ", value.status().message()));
+  }
+  return value;
 }
 
 void DiskBlobStore::MarkVerified(const ItemKey& key, uint64_t fingerprint) {
@@ -839,28 +1156,33 @@ void DiskBlobStore::MarkVerified(const ItemKey& key, uint64_t fingerprint) {
   }
 }
 
-std::optional<int64_t> DiskBlobStore::TouchLocked(
+std::optional<DiskBlobStore::Found> DiskBlobStore::TouchLocked(
     const ItemKey& key, int64_t want_size, std::vector<Refresh>* refreshes,
-    int64_t now_ns, uint64_t* verified) {
-  LruIndex::Item* item = index_.Find(key);
-  if (item == nullptr || (want_size >= 0 && item->size != want_size)) {
+    int64_t now_ns) {
+  LruIndex::Item* item = index_.FindAndTouch(key, want_size);
+  if (item == nullptr) {
     return std::nullopt;
   }
-  if (verified != nullptr) {
-    *verified = item->verified;
-  }
-  index_.Touch(key);
   if (now_ns - item->stamp >=
       absl::ToInt64Nanoseconds(options_.touch_interval)) {
     item->stamp = NextStampLocked();
-    refreshes->push_back(Refresh{key, item->stamp});
+    refreshes->push_back(Refresh{key, item->stamp, item->small, item->size});
+    if (item->small) {
+      ++refreshing_[key];
+    }
   }
-  return item->size;
+  return Found{item->size, item->small, item->stamp, item->verified};
 }
 
 void DiskBlobStore::RefreshMtimes(const std::vector<Refresh>& refreshes) {
+  bool any_small = false;
   for (const Refresh& r : refreshes) {
+    any_small = any_small || r.small;
     if (Inject(fault(), "touch") != 0) {
+      continue;
+    }
+    if (r.small) {
+      small_->SetStamp(r.key, r.size, r.stamp).IgnoreError();  // Best effort.
       continue;
     }
     struct timespec times[2];
@@ -868,20 +1190,32 @@ void DiskBlobStore::RefreshMtimes(const std::vector<Refresh>& refreshes) {
     times[0].tv_nsec = times[1].tv_nsec = r.stamp % 1000000000;
     utimensat(AT_FDCWD, PathOf(r.key).c_str(), times, 0);  // Best effort.
   }
+  if (!any_small) {
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  for (const Refresh& r : refreshes) {
+    if (r.small) {
+      auto it = refreshing_.find(r.key);
+      if (--it->second == 0) {
+        refreshing_.erase(it);
+      }
+    }
+  }
+  key_idle_.SignalAll();
 }
 
-std::optional<int64_t> DiskBlobStore::TouchItem(const ItemKey& key,
-                                                int64_t want_size,
-                                                uint64_t* verified) {
+std::optional<DiskBlobStore::Found> DiskBlobStore::TouchItem(
+    const ItemKey& key, int64_t want_size) {
   std::vector<Refresh> refreshes;
-  std::optional<int64_t> size;
+  std::optional<Found> found;
   {
     absl::MutexLock lock(&mu_);
-    size = TouchLocked(key, want_size, &refreshes, absl::GetCurrentTimeNanos(),
-                       verified);
+    found =
+        TouchLocked(key, want_size, &refreshes, absl::GetCurrentTimeNanos());
   }
   RefreshMtimes(refreshes);
-  return size;
+  return found;
 }
 
 absl::StatusOr<int> DiskBlobStore::OpenItem(const ItemKey& key,
@@ -899,7 +1233,8 @@ absl::StatusOr<int> DiskBlobStore::OpenItem(const ItemKey& key,
   {
     // Evicted since the lookup, or deleted behind our back.
     absl::MutexLock lock(&mu_);
-    if (KeyIdleLocked(key)) {
+    const LruIndex::Item* item = index_.Find(key);
+    if (KeyIdleLocked(key) && item != nullptr && !item->small) {
       index_.Erase(key);
       ForgetEntryLocked(key);
     }
@@ -1026,27 +1361,19 @@ std::optional<std::vector<Digest>> DiskBlobStore::TryFindMissing(
   const int64_t interval = absl::ToInt64Nanoseconds(options_.touch_interval);
   // mu_ is never held across I/O, so taking it here does not wait on disk.
   absl::MutexLock lock(&mu_);
-  // First pass: give up, touching nothing, if a present blob's mtime is due
-  // for a refresh (I/O); FindMissing() on a blocking thread will do it.
+  // One lookup per digest. Gives up if a present blob's access stamp is due
+  // for a refresh (I/O): FindMissing() on a blocking thread does it (and
+  // touches again the blobs touched here, which changes nothing).
   for (size_t i = 0; i < digests.size(); ++i) {
     if (digests[i].IsEmpty()) {
       continue;
     }
-    const LruIndex::Item* item = index_.Find(keys[i]);
-    if (item != nullptr && item->size == digests[i].size_bytes() &&
-        now - item->stamp >= interval) {
-      return std::nullopt;
-    }
-  }
-  for (size_t i = 0; i < digests.size(); ++i) {
-    if (digests[i].IsEmpty()) {
-      continue;
-    }
-    const LruIndex::Item* item = index_.Find(keys[i]);
-    if (item != nullptr && item->size == digests[i].size_bytes()) {
-      index_.Touch(keys[i]);
-    } else {
+    const LruIndex::Item* item =
+        index_.FindAndTouch(keys[i], digests[i].size_bytes());
+    if (item == nullptr) {
       missing.push_back(digests[i]);
+    } else if (now - item->stamp >= interval) {
+      return std::nullopt;
     }
   }
   return missing;
@@ -1071,17 +1398,18 @@ std::optional<absl::StatusOr<std::string>> DiskBlobStore::TryGetEntry(
   std::shared_ptr<const std::string> value;
   {
     absl::MutexLock lock(&mu_);
-    LruIndex::Item* item = index_.Find(*k);
+    // One lookup; when this gives up, GetEntry() touches it again.
+    const LruIndex::Item* item = index_.FindAndTouch(*k);
     if (item == nullptr) {  // A miss: kept cheap, callers name the key.
-      return absl::StatusOr<std::string>(absl::NotFoundError("entry not found"));
+      return absl::StatusOr<std::string>(
+          absl::NotFoundError("entry not found"));
     }
     value = entries_.Find(*k);
     // Not in memory, or its mtime is due for a refresh (I/O): GetEntry().
-    if (value == nullptr ||
-        now - item->stamp >= absl::ToInt64Nanoseconds(options_.touch_interval)) {
+    if (value == nullptr || now - item->stamp >= absl::ToInt64Nanoseconds(
+                                                     options_.touch_interval)) {
       return std::nullopt;
     }
-    index_.Touch(*k);
   }
   return absl::StatusOr<std::string>(*value);
 }
@@ -1096,14 +1424,16 @@ absl::StatusOr<std::string> DiskBlobStore::Read(const Digest& digest) {
     return std::string();
   }
   ItemKey key = CasKey(digest);
-  uint64_t verified = 0;
-  if (!TouchItem(key, digest.size_bytes(), &verified).has_value()) {
+  std::optional<Found> found = TouchItem(key, digest.size_bytes());
+  if (!found.has_value()) {
     return NotFound(digest);
   }
-  return ReadChecked(key, absl::StrCat("cas blob ", digest.ToString()),
-                     verified, [&digest](absl::string_view data) {
-                       return Digest::OfData(data) == digest;
-                     });
+  auto intact = [&digest](absl::string_view data) {
+    return Digest::OfData(data) == digest;
+  };
+  std::string what = absl::StrCat("cas blob ", digest.ToString());
+  return found->small ? ReadSmall(key, what, found->stamp, intact)
+                      : ReadChecked(key, what, found->verified, intact);
 }
 
 absl::StatusOr<std::unique_ptr<BlobReader>> DiskBlobStore::OpenRead(
@@ -1117,8 +1447,8 @@ absl::StatusOr<std::unique_ptr<BlobReader>> DiskBlobStore::OpenRead(
     return std::make_unique<EmptyBlobReader>();
   }
   ItemKey key = CasKey(digest);
-  uint64_t verified = 0;
-  if (!TouchItem(key, digest.size_bytes(), &verified).has_value()) {
+  std::optional<Found> found = TouchItem(key, digest.size_bytes());
+  if (!found.has_value()) {
     return NotFound(digest);
   }
   if (offset > digest.size_bytes()) {
@@ -1126,6 +1456,19 @@ absl::StatusOr<std::unique_ptr<BlobReader>> DiskBlobStore::OpenRead(
                                               ": read offset ", offset,
                                               " past the end"));
   }
+  if (found->small) {
+    // Small: read and verified whole, then served from memory.
+    absl::StatusOr<std::string> data =
+        ReadSmall(key, absl::StrCat("cas blob ", digest.ToString()),
+                  found->stamp, [&digest](absl::string_view data) {
+                    return Digest::OfData(data) == digest;
+                  });
+    if (!data.ok()) {
+      return data.status();
+    }
+    return std::make_unique<StringBlobReader>(*std::move(data), offset);
+  }
+  const uint64_t verified = found->verified;
   absl::StatusOr<int> fd =
       OpenItem(key, absl::StrCat("cas blob ", digest.ToString()));
   if (!fd.ok()) {
@@ -1139,20 +1482,133 @@ absl::StatusOr<std::unique_ptr<BlobReader>> DiskBlobStore::OpenRead(
   return reader;
 }
 
-absl::Status DiskBlobStore::Write(const Digest& digest,
-                                  absl::string_view data) {
+namespace {
+// INVALID_ARGUMENT unless `data` hashes to `digest`.
+absl::Status CheckData(const Digest& digest, absl::string_view data) {
   Digest actual = Digest::OfData(data);
   if (actual != digest) {
     return absl::InvalidArgumentError(
         absl::StrCat("cas blob ", digest.ToString(), ": data hashes to ",
                      actual.ToString()));
   }
+  return absl::OkStatus();
+}
+}  // namespace
+
+absl::Status DiskBlobStore::Write(const Digest& digest,
+                                  absl::string_view data) {
+  if (absl::Status s = CheckData(digest, data); !s.ok()) {
+    return s;
+  }
   if (Contains(digest)) {
     return absl::OkStatus();
+  }
+  if (IsSmall(digest.size_bytes())) {
+    if (absl::Status s = ReserveSpace(
+            digest.size_bytes(), absl::StrCat("cas blob ", digest.ToString()));
+        !s.ok()) {
+      return s;
+    }
+    return CommitSmall(CasKey(digest), data, digest.size_bytes(),
+                       /*replace=*/false);
   }
   absl::string_view parts[] = {data};
   return StoreWhole(CasKey(digest), parts, /*replace=*/false,
                     absl::StrCat("cas blob ", digest.ToString()));
+}
+
+std::vector<absl::Status> DiskBlobStore::WriteBlobs(
+    absl::Span<const BlobWrite> blobs) {
+  std::vector<absl::Status> out(blobs.size());
+  std::vector<size_t> small;                      // For the one batch.
+  absl::flat_hash_map<ItemKey, size_t> first;     // Its keys.
+  std::vector<std::pair<size_t, size_t>> copies;  // (i, first i of digest).
+  for (size_t i = 0; i < blobs.size(); ++i) {
+    const Digest& digest = blobs[i].digest;
+    if (out[i] = CheckData(digest, blobs[i].data);
+        !out[i].ok() || digest.IsEmpty()) {
+      continue;
+    }
+    if (!IsSmall(digest.size_bytes())) {
+      out[i] = Write(digest, blobs[i].data);
+      continue;
+    }
+    if (auto [it, added] = first.emplace(CasKey(digest), i); !added) {
+      copies.emplace_back(i, it->second);
+      continue;
+    }
+    if (Contains(digest)) {
+      continue;
+    }
+    out[i] = ReserveSpace(digest.size_bytes(),
+                          absl::StrCat("cas blob ", digest.ToString()));
+    if (out[i].ok()) {
+      small.push_back(i);
+    }
+  }
+  CommitSmallBatch(blobs, small, &out);
+  for (const auto& [i, j] : copies) {
+    out[i] = out[j];
+  }
+  return out;
+}
+
+void DiskBlobStore::CommitSmallBatch(absl::Span<const BlobWrite> blobs,
+                                     absl::Span<const size_t> which,
+                                     std::vector<absl::Status>* out) {
+  struct Claimed {
+    size_t i;
+    std::optional<bool> old_small;
+  };
+  std::vector<Claimed> claimed;
+  std::vector<SmallItem> items;
+  std::vector<size_t> busy;
+  {
+    absl::MutexLock lock(&mu_);
+    for (size_t i : which) {
+      const ItemKey key = CasKey(blobs[i].digest);
+      int64_t reserved = blobs[i].digest.size_bytes();
+      std::optional<bool> old_small;
+      if (!KeyIdleLocked(key)) {
+        busy.push_back(i);
+        continue;
+      }
+      // Never fails or evicts: `reserved` is held. 0: stored meanwhile.
+      absl::StatusOr<int64_t> stamp = ClaimLocked(
+          key, reserved, /*replace=*/false, &reserved, nullptr, &old_small);
+      if (!stamp.ok()) {
+        (*out)[i] = stamp.status();
+        index_.Release(reserved);
+      } else if (*stamp != 0) {
+        claimed.push_back({i, old_small});
+        items.push_back({key, *stamp, blobs[i].data});
+      }
+    }
+  }
+  absl::Status s;
+  if (!items.empty()) {  // One batch, one log write, one sync.
+    const int err = Inject(fault(), "write");
+    s = err != 0 ? ErrnoStatus(err, "store small items")
+                 : small_->PutMany(items);
+  }
+  for (size_t k = 0; s.ok() && k < claimed.size(); ++k) {
+    if (claimed[k].old_small == false) {
+      unlink(PathOf(items[k].key).c_str());  // See CommitSmall().
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    for (size_t k = 0; k < claimed.size(); ++k) {
+      const int64_t size = blobs[claimed[k].i].digest.size_bytes();
+      EndCommitLocked(items[k].key, s, size, items[k].stamp, size,
+                      /*small=*/true, 0, nullptr);
+      (*out)[claimed[k].i] = s;
+    }
+  }
+  for (size_t i : busy) {
+    (*out)[i] = CommitSmall(CasKey(blobs[i].digest), blobs[i].data,
+                            blobs[i].digest.size_bytes(), /*replace=*/false);
+  }
 }
 
 absl::StatusOr<std::unique_ptr<BlobWriter>> DiskBlobStore::OpenWrite(
@@ -1165,6 +1621,9 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> DiskBlobStore::OpenWrite(
                                  absl::StrCat("cas blob ", digest.ToString()));
       !s.ok()) {
     return s;
+  }
+  if (IsSmall(digest.size_bytes())) {
+    return std::make_unique<SmallBlobWriter>(this, digest);
   }
   absl::StatusOr<std::unique_ptr<TempFile>> temp = NewTempFile();
   if (!temp.ok()) {
@@ -1185,12 +1644,13 @@ absl::StatusOr<std::string> DiskBlobStore::GetEntry(absl::string_view key) {
     absl::MutexLock lock(&mu_);
     generation = entry_generation_;
   }
-  uint64_t verified = 0;
-  if (!TouchItem(*k, -1, &verified).has_value()) {
+  std::optional<Found> found = TouchItem(*k, -1);
+  if (!found.has_value()) {
     return absl::NotFoundError(absl::StrCat(what, " not found"));
   }
   absl::StatusOr<std::string> file =
-      ReadChecked(*k, what, verified, AcEntryIntact);
+      found->small ? ReadSmall(*k, what, found->stamp, AcEntryIntact)
+                   : ReadChecked(*k, what, found->verified, AcEntryIntact);
   if (!file.ok()) {
     return file.status();
   }
@@ -1216,6 +1676,15 @@ absl::Status DiskBlobStore::PutEntry(absl::string_view key,
   // second system call.
   std::string file = AcHeader(value);
   file.append(value.data(), value.size());
+  if (IsSmall(static_cast<int64_t>(file.size()))) {
+    if (absl::Status s = ReserveSpace(static_cast<int64_t>(file.size()),
+                                      absl::StrCat("entry ", key));
+        !s.ok()) {
+      return s;
+    }
+    return CommitSmall(*k, file, static_cast<int64_t>(file.size()),
+                       /*replace=*/true, &value);
+  }
   absl::string_view parts[] = {file};
   return StoreWhole(*k, parts, /*replace=*/true, absl::StrCat("entry ", key),
                     &value);
@@ -1322,15 +1791,133 @@ void DiskBlobStore::CleanTmp() {
   closedir(d);
 }
 
+absl::Status DiskBlobStore::CheckLayoutVersion(int* found) {
+  *found = 0;
+  const std::string path = absl::StrCat(options_.root, "/", kLayoutFile);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno != ENOENT && errno != ENOTDIR) {
+      return ErrnoStatus(errno, absl::StrCat("read ", path));
+    }
+    // No version file: a new store, or one written before layout 2 (which
+    // had cas/ and no version file).
+    struct stat st;
+    *found = stat((options_.root + "/cas").c_str(), &st) == 0 ? 1 : 0;
+    return absl::OkStatus();
+  }
+  char buf[64];
+  ssize_t n = read(fd, buf, sizeof(buf));
+  close(fd);
+  absl::string_view text(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  int version = 0;
+  if (!absl::ConsumePrefix(&text, kLayoutPrefix) ||
+      !absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &version) ||
+      version < 1) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("store ", options_.root, ": unreadable layout file ", path,
+                     " (expected \"", kLayoutPrefix, "<n>\")"));
+  }
+  if (version > kLayoutVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store ", options_.root, " has layout version ", version,
+        ", newer than this cairn-server understands (", kLayoutVersion,
+        "); run a newer release on it, or use another directory"));
+  }
+  *found = version;
+  return absl::OkStatus();
+}
+
+absl::Status DiskBlobStore::WriteLayoutVersion() {
+  const std::string path = absl::StrCat(options_.root, "/", kLayoutFile);
+  const std::string temp = absl::StrCat(options_.root, "/tmp/", kLayoutFile);
+  const std::string text = absl::StrCat(kLayoutPrefix, kLayoutVersion, "\n");
+  int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return ErrnoStatus(errno, absl::StrCat("create ", temp));
+  }
+  absl::Status s = WriteFully(fd, text, nullptr, temp);
+  if (s.ok() && fsync(fd) != 0) {
+    s = ErrnoStatus(errno, absl::StrCat("fsync ", temp));
+  }
+  close(fd);
+  if (s.ok() && rename(temp.c_str(), path.c_str()) != 0) {
+    s = ErrnoStatus(errno, absl::StrCat("rename to ", path));
+  }
+  if (!s.ok()) {
+    unlink(temp.c_str());
+    return s;
+  }
+  int dfd = open(options_.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DiskBlobStore::ScanSmallItems(std::vector<LoadedItem>* items) {
+  absl::flat_hash_map<ItemKey, size_t> files;  // Few: the large items.
+  files.reserve(items->size());
+  for (size_t i = 0; i < items->size(); ++i) {
+    files.emplace((*items)[i].key, i);
+  }
+  std::vector<ItemKey> stale_small;
+  absl::Status s = small_->ForEach([&](const SmallItemMeta& meta) {
+    LoadedItem loaded{meta.key, meta.size, meta.stamp, /*small=*/true};
+    auto it = files.find(meta.key);
+    if (it == files.end()) {
+      items->push_back(loaded);
+      return;
+    }
+    // Held twice: a crash came between storing the newer version and
+    // deleting the older. Keep the newer.
+    LoadedItem& file = (*items)[it->second];
+    if (file.small || file.stamp >= meta.stamp) {
+      stale_small.push_back(meta.key);
+    } else {
+      unlink(PathOf(file.key).c_str());
+      file = loaded;
+    }
+  });
+  if (!s.ok()) {
+    return s;
+  }
+  return stale_small.empty() ? absl::OkStatus() : small_->Delete(stale_small);
+}
+
 absl::Status DiskBlobStore::Load() {
   absl::Time start = absl::Now();
+  int layout = 0;
+  if (absl::Status s = CheckLayoutVersion(&layout); !s.ok()) {
+    return s;
+  }
   if (absl::Status s = CreateLayout(); !s.ok()) {
     return s;
   }
   CleanTmp();
+  absl::StatusOr<std::unique_ptr<SmallItemStore>> small =
+      OpenSmallItemStore({.dir = options_.root + "/small",
+                          .sync = options_.fsync,
+                          .cache_bytes = options_.small_item_cache_bytes});
+  if (!small.ok()) {
+    return small.status();
+  }
+  small_ = *std::move(small);
   absl::StatusOr<std::vector<LoadedItem>> items = ScanAll();
   if (!items.ok()) {
     return items.status();
+  }
+  if (absl::Status s = ScanSmallItems(&*items); !s.ok()) {
+    return s;
+  }
+  if (layout != kLayoutVersion) {
+    // Layout 1 needs no change: its files stay where layout 2 keeps them
+    // (and are verified on their first read, as ever). A read-only
+    // directory keeps its version; the store refuses writes there anyway.
+    if (absl::Status s = WriteLayoutVersion();
+        !s.ok() && s.code() != absl::StatusCode::kUnavailable) {
+      return s;
+    }
   }
   std::sort(items->begin(), items->end(),
             [](const LoadedItem& a, const LoadedItem& b) {
@@ -1340,7 +1927,7 @@ absl::Status DiskBlobStore::Load() {
   {
     absl::MutexLock lock(&mu_);
     for (const LoadedItem& item : *items) {
-      index_.Insert(item.key, item.size, item.stamp);
+      index_.Insert(item.key, item.size, item.stamp, item.small);
       last_stamp_ = std::max(last_stamp_, item.stamp);
     }
     victims = index_.EvictToFit();
@@ -1355,9 +1942,11 @@ absl::Status DiskBlobStore::Load() {
 
 absl::StatusOr<std::unique_ptr<BlobStore>> NewDiskBlobStore(
     const DiskBlobStoreOptions& options) {
-  if (options.root.empty() || options.max_size_bytes <= 0) {
+  if (options.root.empty() || options.max_size_bytes <= 0 ||
+      options.small_item_max_bytes < 0) {
     return absl::InvalidArgumentError(
-        "disk store: root must be set and max_size_bytes positive");
+        "disk store: root must be set, max_size_bytes positive and "
+        "small_item_max_bytes not negative");
   }
   auto store = std::make_unique<DiskBlobStore>(options);
   if (absl::Status s = store->Load(); !s.ok()) {

@@ -2,13 +2,43 @@
 // store. Contract as in cas/blob_store.h; this file documents the layout,
 // durability and start-up behaviour.
 //
-// Layout under `root`:
-//   cas/ab/<hash>   a CAS blob, exactly its bytes; "ab" = first 2 hex chars
-//                   (shard directories are created on first use).
-//   ac/ab/<key>     a keyed entry: 8-byte magic "CAIRNAC1", the 32-byte
-//                   SHA-256 of the value, then the value.
+// Layout under `root` (version 2):
+//   LAYOUT          "cairn-store-layout 2": the layout version. A store with
+//                   a newer version is refused (FAILED_PRECONDITION, naming
+//                   both versions); a store without the file (written by a
+//                   release before layout 2) is opened as is and gets it.
+//   small/          the small-item database (cas/small_item_store.h):
+//                   every item of at most `small_item_max_bytes`, instead
+//                   of a file each.
+//   cas/ab/<hash>   a larger CAS blob, exactly its bytes; "ab" = first 2
+//                   hex chars (shard directories are created on first use).
+//   ac/ab/<key>     a larger keyed entry: 8-byte magic "CAIRNAC1", the
+//                   32-byte SHA-256 of the value, then the value (a small
+//                   entry is stored in the same form in small/).
 //   tmp/            writes in progress; emptied at start-up.
-// Items are charged their file size against `max_size_bytes`.
+// Items are charged their size (a file's size) against `max_size_bytes`,
+// wherever they live: one budget and one LRU across both places. The
+// database's own files may hold more for a while (deleted items linger
+// until its compaction drops them).
+//
+// Upgrade: a layout-1 store's files, small or large, stay where they are
+// and are served as before (hashed on their first read); new small items
+// go to small/. An item moving between the two places (an entry that grows
+// or shrinks) is written to its new place first and removed from the old
+// one after; a crash in between leaves both, and start-up keeps the newer.
+// A release before layout 2 ignores small/ (it serves only the files).
+//
+// Small items: written in one database batch with their access stamp;
+// the write returns once it is in the database's log, and with `fsync`
+// once the log is synced; concurrent writes share one log write and one
+// sync (group commit); WriteBlobs() puts all the small blobs of one call in
+// one batch (one log write, one sync). So an acknowledged small write
+// survives kill -9, and with `fsync` power loss. Their bytes are hashed on
+// every read (CAS digest, or the entry's SHA-256 header); a mismatch, or
+// corruption the database reports, is DATA_LOSS, counted, and the item is
+// deleted.
+// Access stamps of small items are written to the database unlogged, at
+// most once per `touch_interval`, like the files' mtimes.
 //
 // Writes: the size is reserved (evicting least recently used items) before
 // any byte is written; bytes stream into tmp/ (O_CREAT|O_EXCL) while being
@@ -16,11 +46,11 @@
 // place. The rename is not followed by a directory fsync: after an OS crash
 // or power loss an item committed just before may be missing (a cache miss),
 // but an item present is never torn. The shard directories written to are
-// fsynced when the store is destroyed. Any failure removes the temp file and returns the reservation.
-// ENOSPC/EDQUOT answer RESOURCE_EXHAUSTED; EACCES/EPERM/EROFS UNAVAILABLE;
-// other I/O errors INTERNAL. Concurrent writers of one digest are safe and
-// share one reservation: the first to commit stores the blob, the others
-// succeed without touching it.
+// fsynced when the store is destroyed. Any failure removes the temp file and
+// returns the reservation. ENOSPC/EDQUOT answer RESOURCE_EXHAUSTED;
+// EACCES/EPERM/EROFS UNAVAILABLE; other I/O errors INTERNAL. Concurrent writers
+// of one digest are safe and share one reservation: the first to commit stores
+// the blob, the others succeed without touching it.
 //
 // Reads are verified once per process lifetime per file: an item this
 // process wrote (and hashed on the way in) or already found intact on a read
@@ -90,6 +120,13 @@ struct DiskBlobStoreOptions {
   absl::Duration touch_interval = absl::Minutes(1);
   // Threads scanning the directories at start-up (0: 8).
   int load_threads = 0;
+  // Items of at most this many bytes (a keyed entry counting its 40-byte
+  // header) are kept in the small-item database instead of a file each;
+  // 0 keeps every new item in a file. The default fits one file system
+  // block: smaller items cost a file more than their bytes.
+  int64_t small_item_max_bytes = 4096;
+  // Block cache of the small-item database.
+  int64_t small_item_cache_bytes = int64_t{8} << 20;
   // Test-only: called before each file system operation with its name
   // ("open_tmp", "write", "fsync", "rename", "open", "read", "touch");
   // returning an errno value makes that operation fail with it; 0 proceeds.
@@ -99,8 +136,10 @@ struct DiskBlobStoreOptions {
 
 // Opens (creating if needed) the store in `options.root`, rebuilding its
 // index from disk and removing stray temp files; Stats().index_load_seconds
-// records how long that took. INVALID_ARGUMENT for bad options; UNAVAILABLE
-// or INTERNAL when the directory cannot be created or read.
+// records how long that took. INVALID_ARGUMENT for bad options;
+// FAILED_PRECONDITION for a newer layout; UNAVAILABLE or INTERNAL when the
+// directory cannot be created or read (a read-only directory opens, and
+// refuses writes with UNAVAILABLE).
 absl::StatusOr<std::unique_ptr<BlobStore>> NewDiskBlobStore(
     const DiskBlobStoreOptions& options);
 

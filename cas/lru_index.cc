@@ -78,17 +78,29 @@ std::optional<int64_t> LruIndex::Touch(const ItemKey& key) {
   return (*it)->size;
 }
 
-void LruIndex::Insert(const ItemKey& key, int64_t size, int64_t stamp) {
+LruIndex::Item* LruIndex::FindAndTouch(const ItemKey& key, int64_t want_size) {
+  auto it = by_key_.find(key);
+  if (it == by_key_.end() || (want_size >= 0 && (*it)->size != want_size)) {
+    return nullptr;
+  }
+  lru_.splice(lru_.end(), lru_, *it);
+  return &**it;
+}
+
+void LruIndex::Insert(const ItemKey& key, int64_t size, int64_t stamp,
+                      bool small) {
   auto it = by_key_.find(key);
   if (it != by_key_.end()) {
     used_bytes_ += size - (*it)->size;
     (*it)->size = size;
     (*it)->stamp = stamp;
     (*it)->verified = 0;
+    (*it)->small = small;
     lru_.splice(lru_.end(), lru_, *it);
     return;
   }
-  lru_.push_back(Item{key, size, stamp, 0});
+  lru_.push_back(
+      Item{.key = key, .small = small, .size = size, .stamp = stamp});
   by_key_.insert(std::prev(lru_.end()));
   used_bytes_ += size;
   ++counts_[Slot(key.kind)];

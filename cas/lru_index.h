@@ -63,6 +63,9 @@ class LruIndex {
  public:
   struct Item {
     ItemKey key;
+    // Opaque to the index; the owner's note, set by Insert() (the disk store
+    // marks the items kept in its small-item database).
+    bool small = false;
     int64_t size = 0;
     // Opaque to the index; the owner's per-item note (the disk store keeps
     // the last access time it wrote to the file system here).
@@ -83,16 +86,22 @@ class LruIndex {
 
   // Returns the item without changing its position, or nullptr if absent.
   // The pointer is valid until the item is erased or evicted; callers may
-  // change only its `stamp` and `verified`.
+  // change only its `stamp`, `verified` and `small`.
   Item* Find(const ItemKey& key);
 
   // Marks the item most recently used and returns its size; nullopt if absent.
   std::optional<int64_t> Touch(const ItemKey& key);
 
-  // Inserts the item as most recently used, or replaces its size and stamp
-  // (resetting `verified`) and marks it most recently used if present. Never
-  // evicts (see Reserve()).
-  void Insert(const ItemKey& key, int64_t size, int64_t stamp = 0);
+  // Find() and Touch() in one lookup: returns the item, marked most recently
+  // used, if it is held with size `want_size` (any size if negative);
+  // nullptr (touching nothing) otherwise. The pointer is as Find()'s.
+  Item* FindAndTouch(const ItemKey& key, int64_t want_size = -1);
+
+  // Inserts the item as most recently used, or replaces its size, stamp and
+  // `small` note (resetting `verified`) and marks it most recently used if
+  // present. Never evicts (see Reserve()).
+  void Insert(const ItemKey& key, int64_t size, int64_t stamp = 0,
+              bool small = false);
 
   // Removes the item and returns its size; nullopt if absent. Not counted as
   // an eviction.

@@ -452,6 +452,9 @@ class TieredStore final : public TieredBlobStore {
     return it != known_entries_.end() && Fresh(it->second);
   }
   void RememberEntry(absl::string_view key, absl::Time last_modified) {
+    if (options_.existence_cache_entries == 0) {
+      return;
+    }
     absl::MutexLock lock(&cache_mu_);
     if (static_cast<int64_t>(known_entries_.size()) >=
             options_.existence_cache_entries &&
@@ -812,7 +815,9 @@ absl::StatusOr<std::string> TieredStore::FetchEntry(absl::string_view key) {
         "action cache entry ", key, ": the shared tier's copy is corrupt"));
   }
   std::string value(o.substr(header));
-  if (options_.retention > absl::ZeroDuration()) {
+  if (options_.retention <= absl::ZeroDuration()) {
+    RememberEntry(key, info->last_modified);  // Seen there: never expires.
+  } else {
     absl::Time modified = info->last_modified;
     if (!Fresh(modified)) {
       absl::Status s = s3_->Refresh(AcKey(key));
@@ -870,6 +875,12 @@ absl::Status TieredStore::PutEntry(absl::string_view key,
   if (absl::Status s = ValidateSha256Hex(key); !s.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("action cache key ", key, " is malformed"));
+  }
+  if (EntryFresh(key)) {  // The bucket holds an entry under `key`...
+    absl::StatusOr<std::string> local = local_->GetEntry(key);
+    if (local.ok() && *local == value) {
+      return absl::OkStatus();  // ...and it is this one: no second PUT.
+    }
   }
   absl::Status s = PutEntryObject(key, value);
   if (!s.ok() && !DegradedWrite(BacklogItem{true, std::string(key), 0})) {

@@ -55,6 +55,10 @@
 // went up is counted lost. Each request tries the bucket again, so the node
 // recovers by itself.
 //
+// Keyed entries are PUT unconditionally (a value may change), but not again
+// when this node knows the bucket holds an entry under the key and its local
+// copy equals the value being stored.
+//
 // Thread safety: as BlobStore.
 #ifndef CAIRN_CAS_TIERED_BLOB_STORE_H_
 #define CAIRN_CAS_TIERED_BLOB_STORE_H_

@@ -62,6 +62,10 @@ ABSL_FLAG(ByteSize, ac_cache_size, ByteSize{int64_t{4} << 20},
           "Memory for copies of recently written or read action results, so "
           "that GetActionResult hits are answered without disk I/O; 0 turns "
           "it off.");
+ABSL_FLAG(ByteSize, small_item_max, ByteSize{4096},
+          "Blobs and action results up to this size are kept in one "
+          "embedded database (RocksDB, in --dir/small; group commit) instead "
+          "of a file each; 0 stores every new item as a file.");
 ABSL_FLAG(int, io_threads, 0,
           "Threads doing storage I/O; 0 means twice the number of cores.");
 ABSL_FLAG(bool, read_only, false,
@@ -197,6 +201,7 @@ absl::StatusOr<std::unique_ptr<cairn::cas::BlobStore>> OpenStore(
   options.max_size_bytes = max_size;
   options.fsync = absl::GetFlag(FLAGS_fsync);
   options.entry_cache_bytes = absl::GetFlag(FLAGS_ac_cache_size).bytes;
+  options.small_item_max_bytes = absl::GetFlag(FLAGS_small_item_max).bytes;
   *description = absl::StrCat(options.root, " (max ", max, ")");
   return cairn::cas::NewDiskBlobStore(options);
 }

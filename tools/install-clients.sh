@@ -124,7 +124,7 @@ sccache() {
   [ -x "$root/sccache/bin/sccache" ] && return 0
   command -v cargo >/dev/null 2>&1 || { echo "install-clients: no cargo" >&2; return 1; }
   nice -n 19 cargo install --locked --root "$root/sccache" --no-default-features \
-    --features webdav sccache >&2
+    --features webdav --version 0.19.0 sccache >&2
 }
 
 step ccache apt_install ccache

@@ -11,6 +11,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libabsl-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcpp-httplib-dev libyaml-cpp-dev libzstd-dev libspdlog-dev
+  librocksdb-dev
   openssl curl procps libcurl4-openssl-dev libexpat1-dev python3
 )
 for arg in "$@"; do

@@ -4,10 +4,12 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "cas/service/service_util.h"
+#include "google/rpc/error_details.pb.h"
 #include "rpc/grpc_status.h"
 #include "rpc/reactors.h"
 
@@ -53,18 +55,31 @@ void SetTimestamp(int64_t micros, google::protobuf::Timestamp* t) {
   t->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
 }
 
+constexpr char kBadRequestTypeUrl[] =
+    "type.googleapis.com/google.rpc.BadRequest";
+
 // Qualifiers an origin download can honour: the checksum (verified) and
 // Bazel's canonical id (part of the name only).
 absl::Status CheckOriginQualifiers(absl::Span<const Qualifier> qualifiers) {
+  google::rpc::BadRequest bad;
   for (const Qualifier& q : qualifiers) {
     if (q.first != "checksum.sri" && q.first != "bazel.canonical_id") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("qualifiers.name: \"", q.first,
-                       "\" not supported (fetching from an origin honours only "
-                       "checksum.sri and bazel.canonical_id)"));
+      google::rpc::BadRequest::FieldViolation* v = bad.add_field_violations();
+      v->set_field("qualifiers.name");
+      v->set_description(absl::StrCat("\"", q.first, "\" not supported"));
     }
   }
-  return absl::OkStatus();
+  if (bad.field_violations().empty()) {
+    return absl::OkStatus();
+  }
+  // The API asks for INVALID_ARGUMENT plus a BadRequest detail naming each.
+  absl::Status status = absl::InvalidArgumentError(
+      absl::StrCat("qualifiers.name: ", bad.field_violations(0).description(),
+                   bad.field_violations_size() > 1 ? " (and others)" : "",
+                   "; fetching from an origin honours only checksum.sri and "
+                   "bazel.canonical_id"));
+  status.SetPayload(kBadRequestTypeUrl, absl::Cord(bad.SerializeAsString()));
+  return status;
 }
 
 // Returns the hex SHA-256 a checksum.sri qualifier asks for, or "".

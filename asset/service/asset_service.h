@@ -7,10 +7,11 @@
 //       is configured), stores it and records the mapping; qualifiers it
 //       cannot honour from an origin (anything but checksum.sri, which is
 //       verified, and bazel.canonical_id, a name only) are INVALID_ARGUMENT
-//       naming the qualifier; a failed download is answered inline in the
-//       response's `status` (NOT_FOUND, DEADLINE_EXCEEDED, UNAVAILABLE...),
-//       as the API asks for errors outside the server's control. Otherwise
-//       a miss is the call status NOT_FOUND.
+//       with a google.rpc.BadRequest detail naming each; a failed download
+//       is answered inline in the response's `status` (NOT_FOUND,
+//       DEADLINE_EXCEEDED, UNAVAILABLE...), as the API asks for errors
+//       outside the server's control. Otherwise a miss is the call status
+//       NOT_FOUND.
 //   PushBlob / PushDirectory    record a mapping; FAILED_PRECONDITION when
 //       the content is not in the CAS yet; PERMISSION_DENIED when read-only.
 //

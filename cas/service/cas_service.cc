@@ -63,11 +63,11 @@ absl::Status CheckBatchUpdate(const v2::BatchUpdateBlobsRequest& request,
   return absl::OkStatus();
 }
 
-// Decompresses `item` when needed and stores it under `digest`.
-absl::Status DecodeAndWrite(const v2::BatchUpdateBlobsRequest::Request& item,
-                            const Digest& digest,
-                            const CasServiceOptions& options) {
-  std::string decompressed;
+// Decodes one blob of a BatchUpdateBlobs request and returns what to store
+// (`decompressed` holds the bytes of a compressed one).
+absl::StatusOr<BlobWrite> Decode(
+    const v2::BatchUpdateBlobsRequest::Request& item, Digest digest,
+    std::string* decompressed) {
   absl::string_view data = item.data();
   if (item.compressor() == v2::Compressor::ZSTD) {
     absl::StatusOr<std::string> plain =
@@ -76,8 +76,8 @@ absl::Status DecodeAndWrite(const v2::BatchUpdateBlobsRequest::Request& item,
       return absl::InvalidArgumentError(absl::StrCat(
           "cas blob ", digest.ToString(), ": ", plain.status().message()));
     }
-    decompressed = *std::move(plain);
-    data = decompressed;
+    *decompressed = *std::move(plain);
+    data = *decompressed;
   } else if (item.compressor() != v2::Compressor::IDENTITY) {
     return absl::InvalidArgumentError(absl::StrCat(
         "cas blob ", digest.ToString(), ": unsupported compressor ",
@@ -88,13 +88,15 @@ absl::Status DecodeAndWrite(const v2::BatchUpdateBlobsRequest::Request& item,
         absl::StrCat("cas blob ", digest.ToString(), ": got ", data.size(),
                      " bytes of data"));
   }
-  return options.store->Write(digest, data);
+  return BlobWrite{std::move(digest), data};
 }
 
-// Stores one blob of a batch for `principal`, charged to its write quota.
-absl::Status UpdateOne(const v2::BatchUpdateBlobsRequest::Request& item,
-                       const CasServiceOptions& options,
-                       absl::string_view principal) {
+// Checks one blob of a batch, charges it to `principal`'s write quota and
+// returns what to store; the caller settles the charge once it is stored.
+absl::StatusOr<BlobWrite> PrepareOne(
+    const v2::BatchUpdateBlobsRequest::Request& item,
+    const CasServiceOptions& options, absl::string_view principal,
+    std::string* decompressed) {
   absl::StatusOr<Digest> digest = FromProto(item.digest());
   if (!digest.ok()) {
     return digest.status();
@@ -111,13 +113,52 @@ absl::Status UpdateOne(const v2::BatchUpdateBlobsRequest::Request& item,
       return status;
     }
   }
-  status = DecodeAndWrite(item, *digest, options);
-  if (quota != nullptr && status.ok()) {
-    quota->Written(principal, digest->size_bytes());
-  } else if (quota != nullptr) {
-    quota->Refund(principal, digest->size_bytes());
+  const int64_t size = digest->size_bytes();
+  absl::StatusOr<BlobWrite> write =
+      Decode(item, *std::move(digest), decompressed);
+  if (!write.ok() && quota != nullptr) {
+    quota->Refund(principal, size);
   }
-  return status;
+  return write;
+}
+
+// Stores the blobs of `request` for `principal` with one
+// BlobStore::WriteBlobs() call (the disk store makes its small ones durable
+// behind one sync) and answers one status per blob.
+void UpdateAll(const v2::BatchUpdateBlobsRequest& request,
+               const CasServiceOptions& options, absl::string_view principal,
+               v2::BatchUpdateBlobsResponse* response) {
+  const int n = request.requests_size();
+  std::vector<std::string> decompressed(n);
+  std::vector<absl::Status> status(n);
+  std::vector<BlobWrite> writes;
+  std::vector<int> where;  // writes[k] is request item where[k].
+  writes.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    absl::StatusOr<BlobWrite> w =
+        PrepareOne(request.requests(i), options, principal, &decompressed[i]);
+    if (w.ok()) {
+      writes.push_back(*std::move(w));
+      where.push_back(i);
+    } else {
+      status[i] = w.status();
+    }
+  }
+  std::vector<absl::Status> written = options.store->WriteBlobs(writes);
+  rpc::WriteQuota* quota = options.write_quota;
+  for (size_t k = 0; k < where.size(); ++k) {
+    if (quota != nullptr && written[k].ok()) {
+      quota->Written(principal, writes[k].digest.size_bytes());
+    } else if (quota != nullptr) {
+      quota->Refund(principal, writes[k].digest.size_bytes());
+    }
+    status[where[k]] = std::move(written[k]);
+  }
+  for (int i = 0; i < n; ++i) {
+    auto* out = response->add_responses();
+    *out->mutable_digest() = request.requests(i).digest();
+    *out->mutable_status() = ToRpcStatus(status[i]);
+  }
 }
 
 absl::Status CheckBatchRead(const v2::BatchReadBlobsRequest& request,
@@ -376,12 +417,7 @@ class CasService final : public v2::ContentAddressableStorage::CallbackService {
                              ? std::string()
                              : rpc::PrincipalOf(
                                    *context, options_.authorizer != nullptr)] {
-              for (const auto& item : request->requests()) {
-                auto* out = response->add_responses();
-                *out->mutable_digest() = item.digest();
-                *out->mutable_status() =
-                    ToRpcStatus(UpdateOne(item, options_, principal));
-              }
+              UpdateAll(*request, options_, principal, response);
               return absl::OkStatus();
             });
   }

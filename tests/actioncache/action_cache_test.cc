@@ -493,6 +493,7 @@ TEST(ActionCacheOnDiskTest, CorruptEntryIsNotFoundAndRemoved) {
   options.root = dir.path();
   options.max_size_bytes = 1 << 20;
   options.fsync = false;
+  options.small_item_max_bytes = 0;  // Corrupted through the entry's file.
   absl::StatusOr<std::unique_ptr<cas::BlobStore>> store =
       cas::NewDiskBlobStore(options);
   ASSERT_TRUE(store.ok()) << store.status();

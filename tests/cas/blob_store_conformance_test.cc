@@ -21,7 +21,9 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-enum class StoreType { kMemory, kDisk };
+// kDisk: the disk store as configured by default (small items in its
+// database, larger ones in files); kDiskFiles: every item in a file.
+enum class StoreType { kMemory, kDisk, kDiskFiles };
 
 std::string Bytes(size_t n, int seed) {
   std::string s(n, '\0');
@@ -61,6 +63,9 @@ class BlobStoreTest : public testing::TestWithParam<StoreType> {
     options.root = dir_.path() + "/store" + std::to_string(++stores_);
     options.max_size_bytes = max_bytes;
     options.fsync = false;
+    if (GetParam() == StoreType::kDiskFiles) {
+      options.small_item_max_bytes = 0;
+    }
     absl::StatusOr<std::unique_ptr<BlobStore>> store =
         NewDiskBlobStore(options);
     EXPECT_TRUE(store.ok()) << store.status();
@@ -139,7 +144,8 @@ TEST_P(BlobStoreTest, NonBlockingLookupsAnswerLikeBlockingOnes) {
   EXPECT_EQ(store_->TryHasEntry(Key(2)), std::optional<bool>(false));
   EXPECT_EQ(store_->TryHasEntry("not a key"), std::nullopt);
   // The entry was just written, so both stores have its bytes in memory.
-  std::optional<absl::StatusOr<std::string>> entry = store_->TryGetEntry(Key(1));
+  std::optional<absl::StatusOr<std::string>> entry =
+      store_->TryGetEntry(Key(1));
   ASSERT_TRUE(entry.has_value());
   ASSERT_TRUE(entry->ok()) << entry->status();
   EXPECT_EQ(**entry, "value");
@@ -442,11 +448,101 @@ TEST_P(BlobStoreTest, LargeBlobStreamsBothWays) {
   EXPECT_EQ(store_->Stats().used_bytes, 3 << 20);
 }
 
+TEST_P(BlobStoreTest, WriteBlobsAnswersOneStatusPerBlob) {
+  const std::string small = Bytes(300, 1);
+  const std::string large = Bytes(5000, 2);  // A file in the disk store.
+  const std::string present = Bytes(200, 3);
+  const Digest bad = Digest::OfData(Bytes(100, 4));
+  const std::string huge = Bytes(20000, 5);  // Over the budget.
+  const Digest too_big = Digest::OfData(huge);
+  const Digest kept = Put(*store_, present);
+  const std::string other = Bytes(100, 6);
+  std::vector<BlobWrite> blobs = {
+      {Digest::OfData(small), small},
+      {Digest::OfData(large), large},
+      {bad, other},
+      {Digest::Empty(), ""},
+      {Digest::OfData(small), small},
+      {kept, present},
+      {too_big, huge},
+  };
+  std::vector<absl::Status> got = store_->WriteBlobs(blobs);
+  ASSERT_EQ(got.size(), blobs.size());
+  EXPECT_TRUE(got[0].ok()) << got[0];
+  EXPECT_TRUE(got[1].ok()) << got[1];
+  EXPECT_EQ(got[2].code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(got[3].ok()) << got[3];
+  EXPECT_TRUE(got[4].ok()) << got[4];  // The same blob twice in one batch.
+  EXPECT_TRUE(got[5].ok()) << got[5];
+  EXPECT_EQ(got[6].code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(*store_->Read(Digest::OfData(small)), small);
+  EXPECT_EQ(*store_->Read(Digest::OfData(large)), large);
+  EXPECT_FALSE(store_->Contains(bad));
+  EXPECT_FALSE(store_->Contains(too_big));
+  EXPECT_THAT(store_->WriteBlobs({}), IsEmpty());
+  StoreStats stats = store_->Stats();
+  EXPECT_EQ(stats.cas_entries, 3);
+  EXPECT_EQ(stats.used_bytes, 300 + 5000 + 200);
+  EXPECT_EQ(stats.reserved_bytes, 0);
+}
+
+// Batches of overlapping digests in different orders, from several threads,
+// alongside single writes of the same digests: every write succeeds, each
+// blob is stored once, and no reservation is left behind.
+TEST_P(BlobStoreTest, ConcurrentOverlappingBatches) {
+  store_ = Make(1 << 20);
+  std::vector<std::string> data;
+  std::vector<Digest> digests;
+  for (int i = 0; i < 24; ++i) {
+    data.push_back(Bytes(50 + 37 * i, 100 + i));
+    digests.push_back(Digest::OfData(data.back()));
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 20; ++round) {
+        std::vector<BlobWrite> blobs;
+        for (int k = 0; k < 8; ++k) {
+          const int i = (t * 5 + round * 3 + k * (t + 1)) % 24;
+          blobs.push_back({digests[i], data[i]});
+        }
+        for (const absl::Status& s : store_->WriteBlobs(blobs)) {
+          EXPECT_TRUE(s.ok()) << s;
+        }
+        const int i = (round + t) % 24;
+        EXPECT_TRUE(store_->Write(digests[i], data[i]).ok());
+      }
+    });
+  }
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  int64_t stored = 0;
+  for (size_t i = 0; i < digests.size(); ++i) {
+    if (store_->Contains(digests[i])) {
+      EXPECT_EQ(*store_->Read(digests[i]), data[i]);
+      stored += static_cast<int64_t>(data[i].size());
+    }
+  }
+  StoreStats stats = store_->Stats();
+  EXPECT_EQ(stats.used_bytes, stored);
+  EXPECT_EQ(stats.reserved_bytes, 0);
+  EXPECT_EQ(stats.evictions, 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, BlobStoreTest,
-                         testing::Values(StoreType::kMemory, StoreType::kDisk),
+                         testing::Values(StoreType::kMemory, StoreType::kDisk,
+                                         StoreType::kDiskFiles),
                          [](const testing::TestParamInfo<StoreType>& info) {
-                           return info.param == StoreType::kMemory ? "Memory"
-                                                                   : "Disk";
+                           switch (info.param) {
+                             case StoreType::kMemory:
+                               return "Memory";
+                             case StoreType::kDisk:
+                               return "Disk";
+                             case StoreType::kDiskFiles:
+                               return "DiskFiles";
+                           }
+                           return "Unknown";
                          });
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +21,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "cas/small_item_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/temp_dir.h"
@@ -38,6 +41,28 @@ std::string Bytes(size_t n, int seed) {
     s[i] = static_cast<char>((i * 13 + seed * 101 + i / 89) & 0xff);
   }
   return s;
+}
+
+// An entry as the store keeps it: magic, SHA-256 of the value, the value.
+std::string AcFileForTest(const std::string& value) {
+  Sha256Hasher hasher;
+  hasher.Update(value);
+  return absl::StrCat("CAIRNAC1", hasher.FinishRaw(), value);
+}
+
+// Takes the write permission off `root` and every directory below it.
+void MakeReadOnly(const std::string& root) {
+  std::vector<fs::path> dirs = {root};
+  for (const fs::directory_entry& e : fs::recursive_directory_iterator(root)) {
+    if (e.is_directory()) {
+      dirs.push_back(e.path());
+    }
+  }
+  for (const fs::path& dir : dirs) {
+    fs::permissions(dir, fs::perms::all, fs::perm_options::remove);
+    fs::permissions(dir, fs::perms::owner_read | fs::perms::owner_exec,
+                    fs::perm_options::add);
+  }
 }
 
 std::string Key(int i) {
@@ -61,6 +86,8 @@ class DiskBlobStoreTest : public testing::Test {
     options_.max_size_bytes = 1000;
     options_.fsync = false;
     options_.touch_interval = absl::ZeroDuration();
+    // These tests cover the files; SmallItemTest below the database.
+    options_.small_item_max_bytes = 0;
   }
 
   std::unique_ptr<BlobStore> Open() {
@@ -75,6 +102,20 @@ class DiskBlobStoreTest : public testing::Test {
     absl::Status s = store.Write(d, data);
     EXPECT_TRUE(s.ok()) << s;
     return d;
+  }
+
+  // The files that hold items or writes in progress (not the small-item
+  // database's own files, nor the layout version).
+  std::vector<std::string> ItemFiles() const {
+    std::vector<std::string> out;
+    for (const char* sub : {"/cas", "/ac", "/tmp"}) {
+      if (fs::exists(options_.root + sub)) {
+        for (const std::string& f : FilesIn(options_.root + sub)) {
+          out.push_back(f);
+        }
+      }
+    }
+    return out;
   }
 
   std::string CasPath(const Digest& d) const {
@@ -131,7 +172,7 @@ TEST_F(DiskBlobStoreTest, EmptyBlobNeverTouchesDisk) {
   auto w = store->OpenWrite(e);
   ASSERT_TRUE(w.ok());
   EXPECT_TRUE((*w)->Commit().ok());
-  EXPECT_THAT(FilesIn(options_.root), IsEmpty());
+  EXPECT_THAT(ItemFiles(), IsEmpty());
 }
 
 TEST_F(DiskBlobStoreTest, RestartRebuildsIndexInAccessOrder) {
@@ -467,7 +508,7 @@ TEST_F(DiskBlobStoreTest, FailedWriteLeavesNoPartialBlobAndReleasesQuota) {
     }
     EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << n;
     EXPECT_FALSE((*w)->Commit().ok());
-    EXPECT_THAT(FilesIn(options_.root), IsEmpty()) << n;
+    EXPECT_THAT(ItemFiles(), IsEmpty()) << n;
     EXPECT_EQ(store->Stats().reserved_bytes, 0);
     w->reset();
     EXPECT_FALSE(store->Contains(d));
@@ -485,12 +526,36 @@ TEST_F(DiskBlobStoreTest, FailuresAtEachStepCleanUp) {
     std::string data = Bytes(100, 1);
     Digest d = Digest::OfData(data);
     EXPECT_EQ(store->Write(d, data).code(), absl::StatusCode::kInternal) << op;
-    EXPECT_THAT(FilesIn(options_.root), IsEmpty()) << op;
+    EXPECT_THAT(ItemFiles(), IsEmpty()) << op;
     StoreStats stats = store->Stats();
     EXPECT_EQ(stats.reserved_bytes, 0) << op;
     EXPECT_EQ(stats.used_bytes, 0) << op;
     EXPECT_FALSE(store->Contains(d)) << op;
   }
+}
+
+// With fsync on, a write past 8 MiB starts the file's write-back early
+// (sync_file_range); the blob must still be whole and durable in one piece.
+TEST_F(DiskBlobStoreTest, LargeFsyncedStreamingWriteIsWhole) {
+  options_.fsync = true;
+  options_.max_size_bytes = 64 << 20;
+  std::string data = Bytes(20 << 20, 3);
+  Digest d = Digest::OfData(data);
+  {
+    auto store = Open();
+    auto w = store->OpenWrite(d);
+    ASSERT_TRUE(w.ok()) << w.status();
+    for (size_t i = 0; i < data.size(); i += 1 << 20) {
+      ASSERT_TRUE(
+          (*w)->Append(absl::string_view(data).substr(i, 1 << 20)).ok());
+    }
+    ASSERT_TRUE((*w)->Commit().ok());
+  }
+  auto store = Open();  // Found on disk: hashed on this read.
+  absl::StatusOr<std::string> got = store->Read(d);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(*got == data);
+  EXPECT_EQ(store->Stats().read_hashes, 1);
 }
 
 TEST_F(DiskBlobStoreTest, DiskFullIsResourceExhausted) {
@@ -511,7 +576,7 @@ TEST_F(DiskBlobStoreTest, DiskFullIsResourceExhausted) {
   ASSERT_TRUE(w.ok());
   EXPECT_EQ((*w)->Append(data).code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(store->Stats().reserved_bytes, 0);
-  EXPECT_THAT(FilesIn(options_.root), IsEmpty());
+  EXPECT_THAT(ItemFiles(), IsEmpty());
 }
 
 // Items this process wrote or already found intact are not hashed again
@@ -543,7 +608,8 @@ TEST_F(DiskBlobStoreTest, VerifiedItemIsNotHashedAgain) {
             std::make_pair(absl::OkStatus(), data.substr(500)));
   auto at_end = store->OpenRead(d, 900);
   ASSERT_TRUE(at_end.ok()) << at_end.status();
-  EXPECT_EQ(Stream(**at_end, 100), std::make_pair(absl::OkStatus(), std::string()));
+  EXPECT_EQ(Stream(**at_end, 100),
+            std::make_pair(absl::OkStatus(), std::string()));
   EXPECT_EQ(store->Stats().read_hashes, 2);
   EXPECT_EQ(store->Stats().corruptions, 0);
 }
@@ -667,18 +733,7 @@ TEST_F(DiskBlobStoreTest, ReadOnlyDirectory) {
     auto store = Open();
     d = Put(*store, Bytes(100, 1));
   }
-  std::vector<fs::path> dirs = {options_.root};
-  for (const fs::directory_entry& e :
-       fs::recursive_directory_iterator(options_.root)) {
-    if (e.is_directory()) {
-      dirs.push_back(e.path());
-    }
-  }
-  for (const fs::path& dir : dirs) {
-    fs::permissions(dir, fs::perms::all, fs::perm_options::remove);
-    fs::permissions(dir, fs::perms::owner_read | fs::perms::owner_exec,
-                    fs::perm_options::add);
-  }
+  MakeReadOnly(options_.root);
   DacCapabilitiesDropped dropped;
   if (!dropped.ok() || std::ofstream(options_.root + "/tmp/probe").is_open()) {
     GTEST_SKIP() << "cannot make the directory read-only for this user";
@@ -709,7 +764,7 @@ TEST_F(DiskBlobStoreTest, ReplacedEntryKeepsOpenReadersAndAccounting) {
   EXPECT_EQ(*store->GetEntry(Key(1)), std::string(10, 'b'));
   EXPECT_EQ(store->Stats().used_bytes, 50);
   EXPECT_EQ(store->Stats().ac_entries, 1);
-  EXPECT_THAT(FilesIn(options_.root), UnorderedElementsAre(Key(1)));
+  EXPECT_THAT(ItemFiles(), UnorderedElementsAre(Key(1)));
 }
 
 // Many threads writing, reading, streaming and replacing entries in a small
@@ -752,15 +807,384 @@ TEST_F(DiskBlobStoreTest, ConcurrentChurnKeepsIndexAndDiskConsistent) {
   EXPECT_EQ(stats.corruptions, 0);
   EXPECT_LE(stats.used_bytes, stats.max_bytes);
   int64_t on_disk = 0, files = 0;
-  for (const fs::directory_entry& e :
-       fs::recursive_directory_iterator(options_.root)) {
-    if (e.is_regular_file()) {
-      on_disk += static_cast<int64_t>(e.file_size());
-      ++files;
+  for (const char* sub : {"/cas", "/ac"}) {
+    for (const fs::directory_entry& e :
+         fs::recursive_directory_iterator(options_.root + sub)) {
+      if (e.is_regular_file()) {
+        on_disk += static_cast<int64_t>(e.file_size());
+        ++files;
+      }
     }
   }
   EXPECT_EQ(on_disk, stats.used_bytes);
   EXPECT_EQ(files, stats.cas_entries + stats.ac_entries);
+  EXPECT_THAT(FilesIn(options_.root + "/tmp"), IsEmpty());
+}
+
+// The small-item database: items of at most small_item_max_bytes.
+class SmallItemTest : public DiskBlobStoreTest {
+ protected:
+  SmallItemTest() {
+    options_.small_item_max_bytes = 100;
+    options_.touch_interval = absl::ZeroDuration();
+  }
+
+  // Replaces the value of `key`'s small item behind the store's back (the
+  // store must be closed), as corruption that passes the database's own
+  // checks would.
+  void PlantSmall(ItemKind kind, const std::string& hex,
+                  const std::string& bytes) {
+    auto db = OpenSmallItemStore({.dir = options_.root + "/small"});
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)
+                    ->Put(*ItemKey::FromHex(kind, hex),
+                          absl::GetCurrentTimeNanos(), bytes)
+                    .ok());
+  }
+
+  std::string LayoutFile() const {
+    std::ifstream in(options_.root + "/LAYOUT");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+};
+
+TEST_F(SmallItemTest, SmallItemsHaveNoFileAndSurviveRestart) {
+  Digest small, large;
+  {
+    auto store = Open();
+    small = Put(*store, Bytes(100, 1));
+    large = Put(*store, Bytes(101, 2));
+    ASSERT_TRUE(store->PutEntry(Key(1), Bytes(60, 3)).ok());  // 100 bytes.
+    ASSERT_TRUE(store->PutEntry(Key(2), Bytes(61, 4)).ok());  // 101 bytes.
+    EXPECT_THAT(ItemFiles(), UnorderedElementsAre(large.hash(), Key(2)));
+    EXPECT_EQ(store->Stats().used_bytes, 100 + 101 + 100 + 101);
+  }
+  EXPECT_EQ(LayoutFile(), "cairn-store-layout 2\n");
+  auto store = Open();
+  StoreStats stats = store->Stats();
+  EXPECT_EQ(stats.cas_entries, 2);
+  EXPECT_EQ(stats.ac_entries, 2);
+  EXPECT_EQ(stats.used_bytes, 402);
+  EXPECT_EQ(*store->Read(small), Bytes(100, 1));
+  EXPECT_EQ(*store->Read(large), Bytes(101, 2));
+  EXPECT_EQ(*store->GetEntry(Key(1)), Bytes(60, 3));
+  EXPECT_EQ(*store->GetEntry(Key(2)), Bytes(61, 4));
+  auto [status, got] = Stream(**store->OpenRead(small, 30), 7);
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_EQ(got, Bytes(100, 1).substr(30));
+  EXPECT_EQ(store->OpenRead(small, 101).status().code(),
+            absl::StatusCode::kOutOfRange);
+}
+
+TEST_F(SmallItemTest, StreamedSmallBlobIsVerifiedBeforeItIsStored) {
+  auto store = Open();
+  std::string data = Bytes(80, 1);
+  Digest d = Digest::OfData(data);
+  auto w = store->OpenWrite(d);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->Append(data.substr(0, 30)).ok());
+  ASSERT_TRUE((*w)->Append(std::string(50, 'x')).ok());
+  EXPECT_EQ((*w)->committed_size(), 80);
+  EXPECT_EQ((*w)->Commit().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(store->Contains(d));
+  EXPECT_EQ(store->Stats().reserved_bytes, 0);
+  auto w2 = store->OpenWrite(d);
+  ASSERT_TRUE(w2.ok());
+  EXPECT_EQ((*w2)->Append(data + "!").code(),
+            absl::StatusCode::kInvalidArgument);
+  w2->reset();
+  EXPECT_EQ(store->Stats().reserved_bytes, 0);
+  auto w3 = store->OpenWrite(d);
+  ASSERT_TRUE((*w3)->Append(data).ok());
+  ASSERT_TRUE((*w3)->Commit().ok());
+  EXPECT_EQ(*store->Read(d), data);
+  EXPECT_THAT(ItemFiles(), IsEmpty());
+}
+
+TEST_F(SmallItemTest, RestartKeepsOneAccessOrderAcrossBothKinds) {
+  options_.max_size_bytes = 1000;
+  Digest a, b, c, d;
+  {
+    auto store = Open();
+    a = Put(*store, Bytes(80, 1));    // Small.
+    b = Put(*store, Bytes(300, 2));   // File.
+    c = Put(*store, Bytes(80, 3));    // Small.
+    d = Put(*store, Bytes(300, 4));   // File.
+    EXPECT_TRUE(store->Contains(a));  // Order now: b, c, d, a.
+  }
+  auto store = Open();
+  EXPECT_EQ(store->Stats().used_bytes, 760);
+  Digest e = Put(*store, Bytes(500, 5));  // Evicts b only.
+  EXPECT_EQ(store->Stats().evictions, 1);
+  EXPECT_FALSE(fs::exists(CasPath(b)));
+  Digest f = Put(*store, Bytes(300, 6));  // Evicts c (small), then d.
+  EXPECT_THAT(store->FindMissing({a, b, c, d, e, f}), ElementsAre(b, c, d));
+  EXPECT_EQ(*store->Read(a), Bytes(80, 1));
+  store.reset();
+  store = Open();  // The evicted small item stays gone after a restart.
+  EXPECT_THAT(store->FindMissing({a, b, c, d, e, f}), ElementsAre(b, c, d));
+  EXPECT_EQ(store->Stats().used_bytes, 880);
+}
+
+TEST_F(SmallItemTest, CorruptSmallItemsAreDataLossRemovedAndCounted) {
+  std::string blob = Bytes(90, 1);
+  Digest d = Digest::OfData(blob);
+  Digest d2 = Digest::OfData(Bytes(50, 2));
+  {
+    auto store = Open();
+    Put(*store, blob);
+    Put(*store, Bytes(50, 2));
+    ASSERT_TRUE(store->PutEntry(Key(1), "value").ok());
+  }
+  std::string flipped = blob;
+  flipped[45] ^= 0x20;
+  PlantSmall(ItemKind::kCas, d.hash(), flipped);
+  PlantSmall(ItemKind::kCas, d2.hash(), Bytes(50, 3));
+  std::string entry = AcFileForTest("value");
+  entry.back() ^= 0x20;  // The header no longer matches.
+  PlantSmall(ItemKind::kAc, Key(1), entry);
+  auto store = Open();
+  EXPECT_EQ(store->Read(d).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(store->Contains(d));
+  EXPECT_EQ(store->OpenRead(d2, 10).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->GetEntry(Key(1)).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->GetEntry(Key(1)).status().code(),
+            absl::StatusCode::kNotFound);
+  StoreStats stats = store->Stats();
+  EXPECT_EQ(stats.corruptions, 3);
+  EXPECT_EQ(stats.used_bytes, 0);
+  EXPECT_EQ(stats.cas_entries + stats.ac_entries, 0);
+  store.reset();
+  store = Open();
+  EXPECT_THAT(store->FindMissing({d, d2}), ElementsAre(d, d2));
+  Put(*store, blob);  // A client uploads it again.
+  EXPECT_EQ(*store->Read(d), blob);
+}
+
+TEST_F(SmallItemTest, EntryMovesBetweenDatabaseAndFile) {
+  {
+    auto store = Open();
+    ASSERT_TRUE(store->PutEntry(Key(1), Bytes(20, 1)).ok());
+    EXPECT_THAT(ItemFiles(), IsEmpty());
+    ASSERT_TRUE(store->PutEntry(Key(1), Bytes(500, 2)).ok());  // Grows.
+    EXPECT_THAT(ItemFiles(), ElementsAre(Key(1)));
+    EXPECT_EQ(*store->GetEntry(Key(1)), Bytes(500, 2));
+    ASSERT_TRUE(store->PutEntry(Key(1), Bytes(10, 3)).ok());  // Shrinks.
+    EXPECT_THAT(ItemFiles(), IsEmpty());
+    EXPECT_EQ(*store->GetEntry(Key(1)), Bytes(10, 3));
+    EXPECT_EQ(store->Stats().used_bytes, 50);
+  }
+  auto store = Open();
+  EXPECT_EQ(*store->GetEntry(Key(1)), Bytes(10, 3));
+  EXPECT_EQ(store->Stats().ac_entries, 1);
+  EXPECT_EQ(store->Stats().used_bytes, 50);
+}
+
+TEST_F(SmallItemTest, CrashBetweenTheStepsOfAMoveKeepsTheNewer) {
+  {
+    auto store = Open();
+    ASSERT_TRUE(store->PutEntry(Key(1), "in the database").ok());
+    ASSERT_TRUE(store->PutEntry(Key(2), "in the database").ok());
+  }
+  // As if killed after writing the file and before deleting the record
+  // (Key(1): the file is newer), or the other way round (Key(2)).
+  for (int i : {1, 2}) {
+    fs::create_directories(fs::path(AcPath(Key(i))).parent_path());
+    std::ofstream(AcPath(Key(i)), std::ios::binary)
+        << AcFileForTest("in a file");
+  }
+  const auto now = fs::file_time_type::clock::now();
+  fs::last_write_time(AcPath(Key(1)), now + std::chrono::hours(1));
+  fs::last_write_time(AcPath(Key(2)), now - std::chrono::hours(1));
+  auto store = Open();
+  EXPECT_EQ(*store->GetEntry(Key(1)), "in a file");
+  EXPECT_EQ(*store->GetEntry(Key(2)), "in the database");
+  EXPECT_THAT(ItemFiles(), ElementsAre(Key(1)));
+  EXPECT_EQ(store->Stats().ac_entries, 2);
+  store.reset();
+  store = Open();
+  EXPECT_EQ(*store->GetEntry(Key(1)), "in a file");
+  EXPECT_EQ(*store->GetEntry(Key(2)), "in the database");
+}
+
+TEST_F(SmallItemTest, NewerLayoutIsRefusedWithAClearMessage) {
+  { auto store = Open(); }
+  std::ofstream(options_.root + "/LAYOUT", std::ios::trunc)
+      << "cairn-store-layout 3\n";
+  absl::StatusOr<std::unique_ptr<BlobStore>> store = NewDiskBlobStore(options_);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(store.status().message()),
+              ::testing::HasSubstr("layout version 3, newer than this "
+                                   "cairn-server understands (2)"));
+  std::ofstream(options_.root + "/LAYOUT", std::ios::trunc) << "garbage";
+  EXPECT_EQ(NewDiskBlobStore(options_).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(SmallItemTest, StoreOfTheFirstLayoutOpensAndIsNeverServedUnverified) {
+  // What a release before layout 2 leaves: files only, no LAYOUT, no small/.
+  Digest good, bad;
+  {
+    options_.small_item_max_bytes = 0;
+    auto store = Open();
+    good = Put(*store, Bytes(40, 1));
+    bad = Put(*store, Bytes(40, 2));
+    ASSERT_TRUE(store->PutEntry(Key(1), "old entry").ok());
+  }
+  fs::remove_all(options_.root + "/small");
+  fs::remove(options_.root + "/LAYOUT");
+  FlipByte(CasPath(bad), 20);
+  options_.small_item_max_bytes = 100;
+  auto store = Open();
+  EXPECT_EQ(LayoutFile(), "cairn-store-layout 2\n");
+  EXPECT_EQ(store->Stats().cas_entries, 2);
+  EXPECT_EQ(*store->Read(good), Bytes(40, 1));
+  EXPECT_EQ(store->Read(bad).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(*store->GetEntry(Key(1)), "old entry");
+  // New small items go to the database; a replaced old entry leaves its file.
+  Digest fresh = Put(*store, Bytes(40, 3));
+  EXPECT_FALSE(fs::exists(CasPath(fresh)));
+  ASSERT_TRUE(store->PutEntry(Key(1), "new entry").ok());
+  EXPECT_FALSE(fs::exists(AcPath(Key(1))));
+  store.reset();
+  store = Open();
+  EXPECT_EQ(*store->GetEntry(Key(1)), "new entry");
+  EXPECT_THAT(store->FindMissing({good, bad, fresh}), ElementsAre(bad));
+}
+
+TEST_F(SmallItemTest, FailedSmallWritesStoreNothingAndReleaseQuota) {
+  options_.fault_injector_for_test = FailNth{"write", 1, ENOSPC};
+  auto store = Open();
+  std::string data = Bytes(50, 1);
+  EXPECT_EQ(store->Write(Digest::OfData(data), data).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_FALSE(store->Contains(Digest::OfData(data)));
+  EXPECT_EQ(store->Stats().reserved_bytes, 0);
+  EXPECT_EQ(store->Stats().used_bytes, 0);
+  Put(*store, data);  // The next write works.
+  EXPECT_EQ(*store->Read(Digest::OfData(data)), data);
+}
+
+TEST_F(SmallItemTest, BatchOfSmallBlobsSurvivesRestart) {
+  std::vector<std::string> data;
+  std::vector<BlobWrite> blobs;
+  for (int i = 0; i < 6; ++i) {
+    data.push_back(Bytes(i < 5 ? 40 + i : 150, i));  // The last is a file.
+  }
+  for (const std::string& d : data) {
+    blobs.push_back({Digest::OfData(d), d});
+  }
+  {
+    auto store = Open();
+    for (const absl::Status& s : store->WriteBlobs(blobs)) {
+      EXPECT_TRUE(s.ok()) << s;
+    }
+    EXPECT_THAT(ItemFiles(), ElementsAre(blobs[5].digest.hash()));
+  }
+  auto store = Open();
+  for (size_t i = 0; i < data.size(); ++i) {
+    EXPECT_EQ(*store->Read(blobs[i].digest), data[i]) << i;
+  }
+  EXPECT_EQ(store->Stats().cas_entries, 6);
+}
+
+TEST_F(SmallItemTest, FailedBatchStoresNothingAndReleasesQuota) {
+  options_.fault_injector_for_test = FailNth{"write", 1, EIO};
+  auto store = Open();
+  const std::string a = Bytes(30, 1), b = Bytes(40, 2);
+  std::vector<BlobWrite> blobs = {{Digest::OfData(a), a},
+                                  {Digest::OfData(b), b}};
+  for (const absl::Status& s : store->WriteBlobs(blobs)) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << s;
+  }
+  EXPECT_FALSE(store->Contains(blobs[0].digest));
+  EXPECT_FALSE(store->Contains(blobs[1].digest));
+  EXPECT_EQ(store->Stats().reserved_bytes, 0);
+  EXPECT_EQ(store->Stats().used_bytes, 0);
+  for (const absl::Status& s : store->WriteBlobs(blobs)) {
+    EXPECT_TRUE(s.ok()) << s;  // The next batch works.
+  }
+  EXPECT_EQ(*store->Read(blobs[1].digest), b);
+}
+
+TEST_F(SmallItemTest, ReadOnlyDirectoryServesSmallItemsAndRefusesWrites) {
+  Digest d;
+  {
+    auto store = Open();
+    d = Put(*store, Bytes(50, 1));
+  }
+  MakeReadOnly(options_.root);
+  DacCapabilitiesDropped dropped;
+  if (!dropped.ok() || std::ofstream(options_.root + "/tmp/probe").is_open()) {
+    GTEST_SKIP() << "cannot make the directory read-only for this user";
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(*store->Read(d), Bytes(50, 1));
+  std::string data = Bytes(50, 2);
+  EXPECT_EQ(store->Write(Digest::OfData(data), data).code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store->PutEntry(Key(1), "v").code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store->Stats().reserved_bytes, 0);
+  EXPECT_EQ(store->Stats().used_bytes, 50);
+}
+
+// Entries that move between the database and files while many threads
+// write, read and replace them: a restart must find what the store held.
+TEST_F(SmallItemTest, ConcurrentChurnAcrossBothPlacesSurvivesRestart) {
+  options_.max_size_bytes = 5000;
+  StoreStats before;
+  {
+    auto store = Open();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&store, t] {
+        for (int i = 0; i < 150; ++i) {
+          std::string data = Bytes(30 + (i * 37 + t * 11) % 150, i % 40);
+          Digest d = Digest::OfData(data);
+          if (i % 3 == 0) {
+            auto w = store->OpenWrite(d);
+            if (w.ok() && (*w)->Append(data).ok()) {
+              EXPECT_TRUE((*w)->Commit().ok());
+            }
+          } else {
+            absl::Status s = store->Write(d, data);
+            EXPECT_TRUE(s.ok() || absl::IsResourceExhausted(s)) << s;
+          }
+          auto r = store->OpenRead(d, i % 30);
+          if (r.ok()) {
+            auto [status, got] = Stream(**r, 64);
+            EXPECT_TRUE(status.ok()) << status;
+            EXPECT_EQ(got, data.substr(i % 30));
+          }
+          // 40-byte header + 0..119: both sides of the threshold.
+          ASSERT_TRUE(store->PutEntry(Key(i % 5), Bytes(i % 120, t)).ok());
+          absl::StatusOr<std::string> e = store->GetEntry(Key((i + 1) % 5));
+          EXPECT_TRUE(e.ok() || absl::IsNotFound(e.status())) << e.status();
+        }
+      });
+    }
+    for (std::thread& t : threads) {
+      t.join();
+    }
+    before = store->Stats();
+    EXPECT_EQ(before.reserved_bytes, 0);
+    EXPECT_EQ(before.corruptions, 0);
+    EXPECT_LE(before.used_bytes, before.max_bytes);
+  }
+  auto store = Open();
+  StoreStats after = store->Stats();
+  EXPECT_EQ(after.used_bytes, before.used_bytes);
+  EXPECT_EQ(after.cas_entries, before.cas_entries);
+  EXPECT_EQ(after.ac_entries, before.ac_entries);
+  for (int k = 0; k < 5; ++k) {
+    absl::StatusOr<std::string> e = store->GetEntry(Key(k));
+    EXPECT_TRUE(e.ok() || absl::IsNotFound(e.status())) << e.status();
+  }
+  EXPECT_EQ(store->Stats().corruptions, 0);
   EXPECT_THAT(FilesIn(options_.root + "/tmp"), IsEmpty());
 }
 

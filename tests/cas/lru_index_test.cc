@@ -190,6 +190,24 @@ TEST(LruIndexTest, FindExposesTheStampWithoutMoving) {
   EXPECT_EQ(index.Find(K(1))->stamp, 444);
 }
 
+TEST(LruIndexTest, FindAndTouchMovesOnlyAMatchingItem) {
+  LruIndex index(1000);
+  index.Insert(K(1), 10, 111);
+  index.Insert(K(2), 20, 222);
+  index.Insert(K(3), 30, 333);
+  EXPECT_EQ(index.FindAndTouch(K(1), 11), nullptr);  // Other size.
+  EXPECT_EQ(index.FindAndTouch(K(4)), nullptr);
+  EXPECT_EQ(Order(index, 4), (std::vector<int>{1, 2, 3}));
+  LruIndex::Item* item = index.FindAndTouch(K(1), 10);
+  ASSERT_NE(item, nullptr);
+  EXPECT_EQ(item->stamp, 111);
+  EXPECT_EQ(Order(index, 4), (std::vector<int>{2, 3, 1}));
+  item = index.FindAndTouch(K(2));  // Any size.
+  ASSERT_NE(item, nullptr);
+  EXPECT_EQ(item->size, 20);
+  EXPECT_EQ(Order(index, 4), (std::vector<int>{3, 1, 2}));
+}
+
 TEST(LruIndexTest, WritersOfOneKeyShareOneReservation) {
   LruIndex index(100);
   index.Insert(K(9), 30);

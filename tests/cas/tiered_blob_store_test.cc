@@ -192,6 +192,19 @@ TEST_F(TieredTest, EachObjectIsUploadedOnce) {
   }
   EXPECT_EQ(seen_a.put_ok + seen_b.put_ok, 10);
   EXPECT_EQ(seen_b.put_refused, 10);  // B's first attempt, refused at once.
+  // An action result is PUT again only when its value changes.
+  const std::string key(64, '3');
+  ASSERT_TRUE(a->PutEntry(key, "same result").ok());
+  ASSERT_TRUE(a->PutEntry(key, "same result").ok());
+  ASSERT_TRUE(b->GetEntry(key).ok());
+  ASSERT_TRUE(b->PutEntry(key, "same result").ok());
+  EXPECT_EQ(seen_a.put_ok + seen_b.put_ok, 10 + 1);
+  ASSERT_TRUE(b->PutEntry(key, "new result").ok());
+  EXPECT_EQ(seen_a.put_ok + seen_b.put_ok, 10 + 2);
+  auto c = Node(nullptr);
+  auto latest = c->GetEntry(key);
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(*latest, "new result");
 }
 
 TEST_F(TieredTest, CorruptObjectIsNeverServedAndIsRepaired) {

@@ -17,6 +17,7 @@
 #include "client/gocacheprog/local_store.h"
 #include "client/gocacheprog/remote.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace cairn::client::gocacheprog {
 namespace {
@@ -163,14 +164,6 @@ TEST(GoActionKeyTest, IsDomainSeparatedAndSized) {
 
 class LocalStoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/cairn-local-test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::system(absl::StrCat("rm -rf ", dir_).c_str());
-  }
   // Stores `body` under action `n`; returns the body's path.
   std::string Put(LocalStore& store, int n, const std::string& body) {
     auto w = store.NewBody();
@@ -182,7 +175,8 @@ class LocalStoreTest : public ::testing::Test {
     EXPECT_TRUE(store.PutEntry(Sha(absl::StrCat(n)), e).ok());
     return *path;
   }
-  std::string dir_;
+  testutil::TempDir tmp_;
+  std::string dir_ = tmp_.path();
 };
 
 TEST_F(LocalStoreTest, SurvivesReopen) {

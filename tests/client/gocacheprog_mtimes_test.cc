@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "cas/digest.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace cairn::client::gocacheprog {
 namespace {
@@ -41,14 +42,6 @@ std::string Sha(const std::string& data) {
 
 class MtimesTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/cairn-mtimes-test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::system(absl::StrCat("rm -rf ", dir_).c_str());
-  }
   // A checkout: pkg/x.go, pkg/testdata/{a.txt,b.txt,link}, .git/HEAD.
   std::string Checkout(const std::string& name, int64_t fake_time) {
     const std::string root = absl::StrCat(dir_, "/", name);
@@ -67,7 +60,8 @@ class MtimesTest : public ::testing::Test {
     }
     return root;
   }
-  std::string dir_;
+  testutil::TempDir tmp_;
+  std::string dir_ = tmp_.path();
 };
 
 TEST_F(MtimesTest, TwoCheckoutsGetTheSameTimes) {

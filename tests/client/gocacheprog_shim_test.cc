@@ -29,6 +29,7 @@
 #include "client/gocacheprog/shim.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testutil/temp_dir.h"
 
 namespace cairn::client::gocacheprog {
 namespace {
@@ -213,18 +214,12 @@ bool WaitFor(const std::function<bool()>& done) {
 // Runs a Shim on pipes in a background thread.
 class ShimTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/cairn-shim-test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
   void TearDown() override {
     if (runner_.joinable()) {
       close(to_shim_);
       runner_.join();
     }
     close(from_shim_);
-    std::system(absl::StrCat("rm -rf ", dir_).c_str());
   }
 
   void Start(Remote* remote, ShimOptions options = {},
@@ -314,7 +309,8 @@ class ShimTest : public ::testing::Test {
     EXPECT_TRUE(run_status_.ok()) << run_status_;
   }
 
-  std::string dir_;
+  testutil::TempDir tmp_;
+  std::string dir_ = tmp_.path();
   std::unique_ptr<LocalStore> local_;
   std::unique_ptr<Shim> shim_;
   std::thread runner_;

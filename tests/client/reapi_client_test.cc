@@ -22,6 +22,7 @@
 #include "google/bytestream/bytestream.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace cairn::client {
 namespace {
@@ -281,9 +282,6 @@ class FakeByteStream final : public bs::ByteStream::Service {
 class ReapiClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/cairn-reapi-test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     target_ = absl::StrCat("unix://", dir_, "/sock");
     grpc::ServerBuilder b;
     b.AddListeningPort(target_, grpc::InsecureServerCredentials());
@@ -297,7 +295,6 @@ class ReapiClientTest : public ::testing::Test {
   }
   void TearDown() override {
     server_->Shutdown(std::chrono::system_clock::now());
-    std::system(absl::StrCat("rm -rf ", dir_).c_str());
   }
   std::unique_ptr<ReapiClient> Client(int max_attempts = 3) {
     ReapiClientOptions o;
@@ -320,7 +317,9 @@ class ReapiClientTest : public ::testing::Test {
     return out;
   }
 
-  std::string dir_, target_;
+  testutil::TempDir tmp_;
+  std::string dir_ = tmp_.path();
+  std::string target_;
   FakeState state_;
   FakeCapabilities caps_{&state_};
   FakeCas cas_{&state_};

@@ -649,7 +649,9 @@ TEST_F(FaultTest, TraversalAttemptsAreRejected) {
   }
   for (const auto& entry : fs::directory_iterator(root)) {
     std::string name = entry.path().filename().string();
-    EXPECT_TRUE(name == "cas" || name == "ac" || name == "tmp") << name;
+    EXPECT_TRUE(name == "cas" || name == "ac" || name == "tmp" ||
+                name == "small" || name == "LAYOUT")
+        << name;
   }
   CheckStoreMatchesDisk(root, client);
 }

@@ -37,7 +37,10 @@ cleanup() {
 }
 
 new_work() {
-  work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-$1.XXXXXX")
+  local base=${TMPDIR:-/tmp}
+  # Sockets go in $work: a long TMPDIR (Bazel's) leaves no room for one.
+  [ "${#base}" -le 60 ] || base=/tmp
+  work=$(mktemp -d "$base/cairn-$1.XXXXXX")
   trap cleanup EXIT
 }
 

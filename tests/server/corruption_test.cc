@@ -28,6 +28,9 @@ class CorruptionTest : public ::testing::Test {
     store_options.root = dir_.path();
     store_options.max_size_bytes = int64_t{1} << 30;
     store_options.fsync = false;
+    // Corruption is planted in the blobs' files (the small-item database's
+    // is covered by tests/cas/disk_blob_store_test.cc).
+    store_options.small_item_max_bytes = 0;
     auto store = cas::NewDiskBlobStore(store_options);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);

@@ -8,12 +8,22 @@
 #include <system_error>
 
 namespace cairn::testutil {
+namespace {
+
+// Tests put Unix sockets in their TempDir, and a socket path has room for
+// 107 bytes: Bazel's default TEST_TMPDIR, deep in its output base, leaves
+// too little, so a base longer than this is passed over for /tmp.
+constexpr size_t kMaxBaseLength = 60;
+
+}  // namespace
 
 TempDir::TempDir() {
-  const char* base = getenv("TEST_TMPDIR");
-  std::string pattern =
-      std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
-      "/cairn-test-XXXXXX";
+  const char* env = getenv("TEST_TMPDIR");
+  std::string base = env != nullptr ? env : "";
+  if (base.empty() || base.size() > kMaxBaseLength) {
+    base = "/tmp";
+  }
+  std::string pattern = base + "/cairn-test-XXXXXX";
   if (mkdtemp(pattern.data()) == nullptr) {
     perror("mkdtemp");
     abort();

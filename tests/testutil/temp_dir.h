@@ -1,5 +1,6 @@
-// TempDir: a fresh directory under $TEST_TMPDIR (or /tmp) for one test,
-// removed with everything in it when the object is destroyed.
+// TempDir: a fresh directory under $TEST_TMPDIR (or /tmp when that is unset
+// or too long to hold a Unix socket path) for one test, removed with
+// everything in it when the object is destroyed.
 //
 // Thread safety: path() is safe to call from any thread; construction and
 // destruction are not.

@@ -4,6 +4,10 @@ Mirrors the CMake build: `-Wall -Wextra -Wno-unused-parameter` (C++20 comes
 from .bazelrc), includes rooted at the repository, system libraries from
 //third_party (e.g. "//third_party:absl", "//third_party:grpc").
 
+The macros stop at the flags: every BUILD file spells out one stanza per
+target (name, srcs, hdrs, deps), so a target's sources and dependencies read
+where it stands; the shape repeating across BUILD files is on purpose.
+
     load("//tools/bazel:cairn.bzl", "cairn_cc_library", "cairn_cc_test")
 
     cairn_cc_library(

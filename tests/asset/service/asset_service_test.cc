@@ -16,6 +16,8 @@
 #include "absl/time/time.h"
 #include "asset/origin_fetcher.h"
 #include "build/bazel/remote/asset/v1/remote_asset.grpc.pb.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
 #include "httplib.h"
 #include "tests/testutil/service_fixture.h"
 
@@ -424,6 +426,21 @@ TEST_F(OriginFetchTest, UnsupportedQualifiersAreRejectedForOriginFetches) {
   EXPECT_NE(status.error_message().find("\"resource_type\" not supported"),
             std::string::npos)
       << status.error_message();
+  // The BadRequest detail the API asks for: one violation per qualifier.
+  google::rpc::Status rich;
+  ASSERT_TRUE(rich.ParseFromString(status.error_details()));
+  google::rpc::BadRequest bad;
+  bool found = false;
+  for (const google::protobuf::Any& any : rich.details()) {
+    if (any.type_url() == "type.googleapis.com/google.rpc.BadRequest") {
+      found = any.UnpackTo(&bad);
+    }
+  }
+  ASSERT_TRUE(found);
+  ASSERT_EQ(bad.field_violations_size(), 1);
+  EXPECT_EQ(bad.field_violations(0).field(), "qualifiers.name");
+  EXPECT_EQ(bad.field_violations(0).description(),
+            "\"resource_type\" not supported");
   EXPECT_EQ(origin_.gets(), 0);
 
   // A name that no origin serves stays a plain lookup: pushed assets may

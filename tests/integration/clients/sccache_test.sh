@@ -22,6 +22,9 @@ case $kind in
   cairn-server) export SCCACHE_WEBDAV_ENDPOINT="http://$http_addr/kv/sccache/" ;;
   bazel-remote) export SCCACHE_WEBDAV_ENDPOINT="http://$http_addr/" ;;
 esac
+# No MKCOL/PROPFIND before each PUT (sccache 0.19+; the HTTP library answers
+# WebDAV-only methods with 400, and /kv/ needs no directories).
+export SCCACHE_WEBDAV_DISABLE_CREATE_DIR=true
 SCCACHE_SERVER_PORT=$(free_port)
 export SCCACHE_SERVER_PORT
 export SCCACHE_DIR="$work/sccache-dir" SCCACHE_ERROR_LOG="$work/sccache.err"

@@ -1,0 +1,311 @@
+// Records: "m" kind id -> fixed64 size, fixed64 stamp (little endian);
+//          "d" kind id -> the value.
+// The metadata records sort together, so ForEach() reads only their blocks.
+#include "cas/small_item_store.h"
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/options.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+
+namespace cairn::cas {
+namespace {
+
+constexpr char kMetaPrefix = 'm';
+constexpr char kDataPrefix = 'd';
+constexpr size_t kRecordKeySize = 2 + 32;
+constexpr size_t kMetaValueSize = 16;
+
+std::string RecordKey(char prefix, const ItemKey& key) {
+  std::string k(kRecordKeySize, '\0');
+  k[0] = prefix;
+  k[1] = static_cast<char>(key.kind);
+  std::memcpy(k.data() + 2, key.id.data(), key.id.size());
+  return k;
+}
+
+void PutFixed64(std::string* out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) {
+    out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  }
+}
+
+uint64_t GetFixed64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) {
+    v = (v << 8) | static_cast<uint8_t>(p[i]);
+  }
+  return v;
+}
+
+std::string MetaValue(int64_t size, int64_t stamp) {
+  std::string v;
+  v.reserve(kMetaValueSize);
+  PutFixed64(&v, static_cast<uint64_t>(size));
+  PutFixed64(&v, static_cast<uint64_t>(stamp));
+  return v;
+}
+
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) {
+    return absl::OkStatus();
+  }
+  std::string msg = absl::StrCat(what, ": ", s.ToString());
+  if (s.IsNotFound()) {
+    return absl::NotFoundError(msg);
+  }
+  if (s.IsCorruption()) {
+    return absl::DataLossError(msg);
+  }
+  if (s.IsNoSpace() || absl::StrContains(s.ToString(), strerror(ENOSPC)) ||
+      absl::StrContains(s.ToString(), strerror(EDQUOT))) {
+    return absl::ResourceExhaustedError(msg);
+  }
+  if (absl::StrContains(s.ToString(), strerror(EROFS)) ||
+      absl::StrContains(s.ToString(), strerror(EACCES)) ||
+      absl::StrContains(s.ToString(), strerror(EPERM)) ||
+      absl::StrContains(s.ToString(), "lock")) {
+    return absl::UnavailableError(msg);
+  }
+  return absl::InternalError(msg);
+}
+
+// The store of a read-only directory that has no database: holds nothing,
+// refuses writes.
+class EmptySmallItemStore final : public SmallItemStore {
+ public:
+  explicit EmptySmallItemStore(std::string why) : why_(std::move(why)) {}
+  absl::Status PutMany(absl::Span<const SmallItem>) override {
+    return absl::UnavailableError(why_);
+  }
+  absl::StatusOr<std::string> Get(const ItemKey&) override {
+    return absl::NotFoundError("no small-item database");
+  }
+  absl::Status SetStamp(const ItemKey&, int64_t, int64_t) override {
+    return absl::UnavailableError(why_);
+  }
+  absl::Status Delete(absl::Span<const ItemKey>) override {
+    return absl::UnavailableError(why_);
+  }
+  absl::Status ForEach(absl::FunctionRef<void(const SmallItemMeta&)>) override {
+    return absl::OkStatus();
+  }
+  absl::Status SyncForClose() override { return absl::OkStatus(); }
+
+ private:
+  const std::string why_;
+};
+
+class RocksSmallItemStore final : public SmallItemStore {
+ public:
+  RocksSmallItemStore(std::unique_ptr<rocksdb::DB> db, bool sync,
+                      bool read_only)
+      : db_(std::move(db)), read_only_(read_only) {
+    put_options_.sync = sync;
+    stamp_options_.disableWAL = true;
+  }
+
+  absl::Status PutMany(absl::Span<const SmallItem> items) override {
+    size_t bytes = 64;
+    for (const SmallItem& item : items) {
+      bytes += kRecordKeySize * 2 + kMetaValueSize + item.value.size() + 16;
+    }
+    rocksdb::WriteBatch batch(bytes);
+    for (const SmallItem& item : items) {
+      batch.Put(RecordKey(kDataPrefix, item.key),
+                rocksdb::Slice(item.value.data(), item.value.size()));
+      batch.Put(RecordKey(kMetaPrefix, item.key),
+                MetaValue(static_cast<int64_t>(item.value.size()), item.stamp));
+    }
+    return Write(put_options_, batch,
+                 items.size() == 1 ? "store small item" : "store small items");
+  }
+
+  absl::StatusOr<std::string> Get(const ItemKey& key) override {
+    std::string value;
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), RecordKey(kDataPrefix, key), &value);
+    if (!s.ok()) {
+      return FromRocks(s, "read small item");
+    }
+    return value;
+  }
+
+  absl::Status SetStamp(const ItemKey& key, int64_t size,
+                        int64_t stamp) override {
+    rocksdb::WriteBatch batch;
+    batch.Put(RecordKey(kMetaPrefix, key), MetaValue(size, stamp));
+    return Write(stamp_options_, batch, "stamp small item");
+  }
+
+  absl::Status Delete(absl::Span<const ItemKey> keys) override {
+    rocksdb::WriteBatch batch;
+    for (const ItemKey& key : keys) {
+      batch.Delete(RecordKey(kMetaPrefix, key));
+      batch.Delete(RecordKey(kDataPrefix, key));
+    }
+    return Write(rocksdb::WriteOptions(), batch, "delete small items");
+  }
+
+  absl::Status ForEach(
+      absl::FunctionRef<void(const SmallItemMeta&)> fn) override;
+
+  absl::Status SyncForClose() override {
+    if (read_only_) {
+      return absl::OkStatus();
+    }
+    return FromRocks(db_->FlushWAL(/*sync=*/true), "sync small items");
+  }
+
+ private:
+  absl::Status Write(const rocksdb::WriteOptions& options,
+                     rocksdb::WriteBatch& batch, absl::string_view what) {
+    if (read_only_) {
+      return absl::UnavailableError(
+          absl::StrCat(what, ": the store's directory is read-only"));
+    }
+    // A failed write (e.g. disk full) stops the database's writes until it
+    // is told to resume; try that once space may have come back.
+    if (needs_resume_.load(std::memory_order_relaxed)) {
+      if (db_->Resume().ok()) {
+        needs_resume_.store(false, std::memory_order_relaxed);
+      }
+    }
+    rocksdb::Status s = db_->Write(options, &batch);
+    if (!s.ok() && !s.IsInvalidArgument()) {
+      needs_resume_.store(true, std::memory_order_relaxed);
+    }
+    return FromRocks(s, what);
+  }
+
+  const std::unique_ptr<rocksdb::DB> db_;
+  const bool read_only_;
+  rocksdb::WriteOptions put_options_;
+  rocksdb::WriteOptions stamp_options_;
+  std::atomic<bool> needs_resume_{false};
+};
+
+absl::Status RocksSmallItemStore::ForEach(
+    absl::FunctionRef<void(const SmallItemMeta&)> fn) {
+  const std::string lower(1, kMetaPrefix);
+  const std::string upper(1, kMetaPrefix + 1);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions read;
+  read.fill_cache = false;
+  read.iterate_upper_bound = &upper_slice;
+  read.readahead_size = 2 << 20;
+  std::vector<std::string> malformed;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read));
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    rocksdb::Slice k = it->key();
+    rocksdb::Slice v = it->value();
+    const uint8_t kind = k.size() == kRecordKeySize
+                             ? static_cast<uint8_t>(k.data()[1])
+                             : uint8_t{0xff};
+    if (kind > static_cast<uint8_t>(ItemKind::kAc) ||
+        v.size() != kMetaValueSize) {
+      malformed.push_back(k.ToString());
+      continue;
+    }
+    SmallItemMeta meta;
+    meta.key.kind = static_cast<ItemKind>(kind);
+    std::memcpy(meta.key.id.data(), k.data() + 2, meta.key.id.size());
+    meta.size = static_cast<int64_t>(GetFixed64(v.data()));
+    meta.stamp = static_cast<int64_t>(GetFixed64(v.data() + 8));
+    fn(meta);
+  }
+  if (absl::Status s = FromRocks(it->status(), "scan small items"); !s.ok()) {
+    return s;
+  }
+  if (!malformed.empty()) {
+    rocksdb::WriteBatch batch;
+    for (const std::string& k : malformed) {
+      batch.Delete(k);
+    }
+    return Write(rocksdb::WriteOptions(), batch, "delete malformed records");
+  }
+  return absl::OkStatus();
+}
+
+rocksdb::Options DatabaseOptions(const SmallItemStoreOptions& options) {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.paranoid_checks = true;
+  // Acknowledged writes are in the log; a torn tail (a write never
+  // acknowledged) is dropped on recovery.
+  o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  // No preallocation: it would charge megabytes of disk up front.
+  o.allow_fallocate = false;
+  o.manifest_preallocation_size = 64 << 10;
+  o.write_buffer_size = 16 << 20;
+  o.max_write_buffer_number = 3;
+  o.max_total_wal_size = 64 << 20;
+  o.max_background_jobs = 2;
+  o.compression = rocksdb::kNoCompression;  // CPU per operation matters more.
+  o.level_compaction_dynamic_level_bytes = true;
+  o.info_log_level = rocksdb::WARN_LEVEL;
+  o.keep_log_file_num = 2;
+  o.max_log_file_size = 1 << 20;
+  o.avoid_unnecessary_blocking_io = true;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache =
+      rocksdb::NewLRUCache(static_cast<size_t>(options.cache_bytes));
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return o;
+}
+
+// Whether `s` says the file system refused a write (read-only, permissions).
+bool ReadOnlyError(const rocksdb::Status& s) {
+  const std::string text = s.ToString();
+  return absl::StrContains(text, strerror(EROFS)) ||
+         absl::StrContains(text, strerror(EACCES)) ||
+         absl::StrContains(text, strerror(EPERM));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SmallItemStore>> OpenSmallItemStore(
+    const SmallItemStoreOptions& options) {
+  const bool created = mkdir(options.dir.c_str(), 0755) == 0;
+  const int mkdir_err = created ? 0 : errno;
+  if (!created && mkdir_err != EEXIST) {
+    std::string msg =
+        absl::StrCat("create ", options.dir, ": ", strerror(mkdir_err));
+    if (mkdir_err == EACCES || mkdir_err == EPERM || mkdir_err == EROFS) {
+      // A read-only store written before this database existed.
+      return std::unique_ptr<SmallItemStore>(new EmptySmallItemStore(msg));
+    }
+    return absl::InternalError(msg);
+  }
+  const std::string what =
+      absl::StrCat("open small-item database ", options.dir);
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Options db_options = DatabaseOptions(options);
+  rocksdb::Status s = rocksdb::DB::Open(db_options, options.dir, &raw);
+  bool read_only = false;
+  if (!s.ok() && ReadOnlyError(s)) {
+    // A read-only directory: serve what is there, refuse writes.
+    read_only = true;
+    s = rocksdb::DB::OpenForReadOnly(db_options, options.dir, &raw);
+  }
+  if (!s.ok()) {
+    return FromRocks(s, what);
+  }
+  return std::unique_ptr<SmallItemStore>(new RocksSmallItemStore(
+      std::unique_ptr<rocksdb::DB>(raw), options.sync, read_only));
+}
+
+}  // namespace cairn::cas
