@@ -75,7 +75,7 @@ class HttpOriginFetcher final : public OriginFetcher {
         !s.ok()) {
       return s;
     }
-    return Store(spool->get());
+    return cas::StoreSpooled(spool->get(), options_.store);
   }
 
  private:
@@ -129,25 +129,6 @@ class HttpOriginFetcher final : public OriginFetcher {
       return absl::ResourceExhaustedError(what);
     }
     return absl::UnavailableError(what);
-  }
-
-  absl::StatusOr<cas::Digest> Store(cas::Spool* spool) {
-    const cas::Digest digest = spool->Finish();
-    if (options_.store->Contains(digest)) {
-      return digest;
-    }
-    absl::StatusOr<std::unique_ptr<cas::BlobWriter>> writer =
-        options_.store->OpenWrite(digest);
-    if (!writer.ok()) {
-      return writer.status();
-    }
-    if (absl::Status s = spool->CopyTo(writer->get()); !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = (*writer)->Commit(); !s.ok()) {
-      return s;
-    }
-    return digest;
   }
 
   const OriginFetcherOptions options_;

@@ -73,4 +73,22 @@ absl::Status Spool::CopyTo(BlobWriter* writer) {
   }
 }
 
+absl::StatusOr<Digest> StoreSpooled(Spool* spool, BlobStore* store) {
+  const Digest digest = spool->Finish();
+  if (store->Contains(digest)) {
+    return digest;
+  }
+  absl::StatusOr<std::unique_ptr<BlobWriter>> writer = store->OpenWrite(digest);
+  if (!writer.ok()) {
+    return writer.status();
+  }
+  if (absl::Status s = spool->CopyTo(writer->get()); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = (*writer)->Commit(); !s.ok()) {
+    return s;
+  }
+  return digest;
+}
+
 }  // namespace cairn::cas

@@ -48,6 +48,12 @@ class Spool {
   Sha256Hasher hasher_;
 };
 
+// Finishes `spool` and stores its bytes in `store` under their digest, unless
+// `store` already holds that blob. Returns the digest; the errors of
+// BlobStore::OpenWrite, Spool::CopyTo and BlobWriter::Commit as they come.
+// Neither pointer is owned.
+absl::StatusOr<Digest> StoreSpooled(Spool* spool, BlobStore* store);
+
 }  // namespace cairn::cas
 
 #endif  // CAIRN_CAS_SPOOL_H_

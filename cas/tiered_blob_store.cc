@@ -54,6 +54,40 @@ absl::Status BucketError(absl::string_view what, const absl::Status& s) {
       absl::StrCat(what, ": shared tier unavailable: ", s.message()));
 }
 
+// A bounded set of positive facts ("the bucket holds this"), key -> what
+// was seen (size, Last-Modified). When full, Put() drops an arbitrary entry
+// (the hash map's first) to make room, not the least recently used: every
+// entry is only a shortcut past a bucket HEAD, so forgetting the wrong one
+// costs one extra lookup later and never a wrong answer, which is not worth
+// recency bookkeeping on every hit. A capacity of 0 keeps nothing.
+// Not thread-safe: the owner guards it.
+template <typename V>
+class ExistenceCache {
+ public:
+  explicit ExistenceCache(int64_t capacity) : capacity_(capacity) {}
+
+  void Put(absl::string_view key, V value) {
+    if (capacity_ == 0) {
+      return;
+    }
+    if (static_cast<int64_t>(map_.size()) >= capacity_ && !map_.empty()) {
+      map_.erase(map_.begin());
+    }
+    map_[key] = std::move(value);
+  }
+  // Returns what was seen under `key`, or null; valid until the next Put().
+  const V* Find(absl::string_view key) const {
+    auto it = map_.find(key);
+    return it == map_.end() ? nullptr : &it->second;
+  }
+  void Erase(absl::string_view key) { map_.erase(key); }
+  size_t size() const { return map_.size(); }
+
+ private:
+  const int64_t capacity_;
+  absl::flat_hash_map<std::string, V> map_;
+};
+
 class TieredStore;
 
 // A degraded write still owed to the bucket: a CAS blob (hash, size) or a
@@ -182,7 +216,11 @@ class TieredStore final : public TieredBlobStore {
  public:
   TieredStore(std::unique_ptr<BlobStore> local, std::unique_ptr<S3Client> s3,
               const TieredBlobStoreOptions& options)
-      : local_(std::move(local)), s3_(std::move(s3)), options_(options) {}
+      : local_(std::move(local)),
+        s3_(std::move(s3)),
+        options_(options),
+        known_(options.existence_cache_entries),
+        known_entries_(options.existence_cache_entries) {}
   ~TieredStore() override {
     {
       absl::MutexLock lock(&backlog_mu_);
@@ -359,7 +397,7 @@ class TieredStore final : public TieredBlobStore {
   void MarkCorrupt(const Digest& d) {
     corrupt_fetches_.fetch_add(1);
     absl::MutexLock lock(&cache_mu_);
-    known_.erase(d.hash());
+    known_.Erase(d.hash());
     corrupt_.insert(d.hash());
   }
   // Records the end of `flight` (status, then wakes the misses waiting).
@@ -385,9 +423,8 @@ class TieredStore final : public TieredBlobStore {
 
   bool KnownPresent(const Digest& d) {
     absl::MutexLock lock(&cache_mu_);
-    auto it = known_.find(d.hash());
-    if (it == known_.end() || it->second.size != d.size_bytes() ||
-        !Fresh(it->second.last_modified)) {
+    const Known* k = known_.Find(d.hash());
+    if (k == nullptr || k->size != d.size_bytes() || !Fresh(k->last_modified)) {
       return false;
     }
     existence_hits_.fetch_add(1, std::memory_order_relaxed);
@@ -395,16 +432,8 @@ class TieredStore final : public TieredBlobStore {
   }
 
   void Remember(const Digest& d, absl::Time last_modified) {
-    if (options_.existence_cache_entries == 0) {
-      return;
-    }
     absl::MutexLock lock(&cache_mu_);
-    if (static_cast<int64_t>(known_.size()) >=
-            options_.existence_cache_entries &&
-        !known_.empty()) {
-      known_.erase(known_.begin());
-    }
-    known_[d.hash()] = Known{d.size_bytes(), last_modified};
+    known_.Put(d.hash(), Known{d.size_bytes(), last_modified});
   }
 
   // Evaluates a bucket HEAD answer for `d`: present (refreshing if old),
@@ -448,20 +477,12 @@ class TieredStore final : public TieredBlobStore {
   void KeepEntryAlive(absl::string_view key, absl::string_view value);
   bool EntryFresh(absl::string_view key) {
     absl::MutexLock lock(&cache_mu_);
-    auto it = known_entries_.find(key);
-    return it != known_entries_.end() && Fresh(it->second);
+    const absl::Time* modified = known_entries_.Find(key);
+    return modified != nullptr && Fresh(*modified);
   }
   void RememberEntry(absl::string_view key, absl::Time last_modified) {
-    if (options_.existence_cache_entries == 0) {
-      return;
-    }
     absl::MutexLock lock(&cache_mu_);
-    if (static_cast<int64_t>(known_entries_.size()) >=
-            options_.existence_cache_entries &&
-        !known_entries_.empty()) {
-      known_entries_.erase(known_entries_.begin());
-    }
-    known_entries_[key] = last_modified;
+    known_entries_.Put(key, last_modified);
   }
 
   // The backlog thread: waits for work, uploads, repeats until stopping.
@@ -485,11 +506,10 @@ class TieredStore final : public TieredBlobStore {
   const TieredBlobStoreOptions options_;
 
   absl::Mutex cache_mu_;
-  absl::flat_hash_map<std::string, Known> known_ ABSL_GUARDED_BY(cache_mu_);
+  ExistenceCache<Known> known_ ABSL_GUARDED_BY(cache_mu_);
   absl::flat_hash_set<std::string> corrupt_ ABSL_GUARDED_BY(cache_mu_);
 
-  absl::flat_hash_map<std::string, absl::Time> known_entries_
-      ABSL_GUARDED_BY(cache_mu_);
+  ExistenceCache<absl::Time> known_entries_ ABSL_GUARDED_BY(cache_mu_);
 
   absl::Mutex fetch_mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<InFlight>> fetches_

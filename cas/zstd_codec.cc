@@ -4,6 +4,7 @@
 #include <zstd_errors.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include "absl/strings/str_cat.h"
 
@@ -62,15 +63,56 @@ ZstdDecompressor::~ZstdDecompressor() = default;
 absl::Status ZstdDecompressor::Decompress(absl::string_view input,
                                           int64_t max_output,
                                           std::string* output) {
-  ZSTD_inBuffer in = {input.data(), input.size(), 0};
   const size_t start = output->size();
+  while (!input.empty()) {
+    if (!in_frame_) {
+      // A frame starts here: check its magic number before zstd sees it.
+      const size_t take =
+          std::min(sizeof(uint32_t) - magic_.size(), input.size());
+      magic_.append(input.data(), take);
+      input.remove_prefix(take);
+      at_frame_end_ = false;
+      if (magic_.size() < sizeof(uint32_t)) {
+        break;
+      }
+      const auto* b = reinterpret_cast<const unsigned char*>(magic_.data());
+      const uint32_t magic = b[0] | b[1] << 8 | b[2] << 16 |
+                             static_cast<uint32_t>(b[3]) << 24;
+      if (magic != ZSTD_MAGICNUMBER &&
+          (magic & ZSTD_MAGIC_SKIPPABLE_MASK) != ZSTD_MAGIC_SKIPPABLE_START) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "not a zstd frame (magic number 0x", absl::Hex(magic),
+            "); only the format of RFC 8878 is accepted"));
+      }
+      in_frame_ = true;
+      const std::string first = std::move(magic_);
+      magic_.clear();
+      absl::StatusOr<size_t> used = Feed(first, start, max_output, output);
+      if (!used.ok()) {
+        return used.status();
+      }
+      continue;  // zstd keeps the 4 bytes: a frame header is longer.
+    }
+    absl::StatusOr<size_t> used = Feed(input, start, max_output, output);
+    if (!used.ok()) {
+      return used.status();
+    }
+    input.remove_prefix(*used);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> ZstdDecompressor::Feed(absl::string_view input,
+                                              size_t start,
+                                              int64_t max_output,
+                                              std::string* output) {
+  ZSTD_inBuffer in = {input.data(), input.size(), 0};
   const size_t step = ZSTD_DStreamOutSize();
   bool flushed = false;
   while (in.pos < in.size || !flushed) {
     const size_t base = output->size();
     output->resize(base + step);
     ZSTD_outBuffer out = {output->data() + base, step, 0};
-    const size_t in_before = in.pos;
     const size_t hint = ZSTD_decompressStream(ctx_->dctx, &out, &in);
     output->resize(base + out.pos);
     if (ZSTD_getErrorCode(hint) == ZSTD_error_frameParameter_windowTooLarge) {
@@ -86,13 +128,16 @@ absl::Status ZstdDecompressor::Decompress(absl::string_view input,
       return absl::InvalidArgumentError(absl::StrCat(
           "zstd data expands past the ", max_output, " bytes expected"));
     }
-    if (in.pos != in_before || out.pos > 0) {
-      // A call without progress after a frame ends asks for the next one.
-      at_frame_end_ = hint == 0;
+    if (hint == 0) {
+      // The frame is decoded and flushed; zstd stops at its last byte, and
+      // what follows must start a new frame with its own magic number.
+      in_frame_ = false;
+      at_frame_end_ = true;
+      return in.pos;
     }
     flushed = out.pos < step;  // Output not full: nothing is held back.
   }
-  return absl::OkStatus();
+  return in.pos;
 }
 
 absl::StatusOr<std::string> ZstdDecompressAll(absl::string_view data,

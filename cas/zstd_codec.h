@@ -5,7 +5,11 @@
 // a small message cannot expand into unbounded memory, and a frame whose
 // window exceeds kMaxZstdWindowLog is refused before any window is
 // allocated, so a 20-byte frame header cannot make each upload allocate the
-// 128 MiB window zstd accepts by default.
+// 128 MiB window zstd accepts by default. Only the zstd format of RFC 8878 is
+// accepted: a frame must start with its magic number (or be a skippable
+// frame); the pre-1.0 "legacy" formats libzstd may still decode are refused,
+// since no REAPI client writes them and their decoders parse differently
+// whole and in pieces.
 //
 // Thread safety: one object per stream, used by one thread at a time.
 #ifndef CAIRN_CAS_ZSTD_CODEC_H_
@@ -53,8 +57,10 @@ class ZstdDecompressor {
   ZstdDecompressor& operator=(const ZstdDecompressor&) = delete;
 
   // Decompresses `input`, appending to `*output`. INVALID_ARGUMENT for
-  // corrupt input, a frame whose window is larger than 2^kMaxZstdWindowLog
-  // bytes, or when more than `max_output` bytes would be appended.
+  // corrupt input, a frame not in the RFC 8878 format, a frame whose window
+  // is larger than 2^kMaxZstdWindowLog bytes, or when more than `max_output`
+  // bytes would be appended. Input may be split anywhere across calls; the
+  // output does not depend on where.
   absl::Status Decompress(absl::string_view input, int64_t max_output,
                           std::string* output);
 
@@ -62,9 +68,16 @@ class ZstdDecompressor {
   bool AtFrameEnd() const { return at_frame_end_; }
 
  private:
+  // Feeds `input` (inside a frame) to zstd until it is used up or the frame
+  // ends; returns the bytes consumed.
+  absl::StatusOr<size_t> Feed(absl::string_view input, size_t start,
+                              int64_t max_output, std::string* output);
+
   struct Ctx;
   std::unique_ptr<Ctx> ctx_;
   bool at_frame_end_ = true;
+  bool in_frame_ = false;  // The current frame's magic number was accepted.
+  std::string magic_;      // The next frame's first bytes, until there are 4.
 };
 
 // Returns `data` decompressed; INVALID_ARGUMENT when it is not one or more

@@ -3,8 +3,11 @@
 // the route parsed by ParseCachePath(). Every request is authorised first.
 // Downloads use a content provider reading the BlobReader in 64 KiB steps;
 // uploads go through Upload (a BlobWriter, memory, or a Spool). A request
-// whose body was not read to the end closes its connection. The CAS size
-// index entry ("cairn-http-cas-size-v1") lets GET /cas/HASH find the digest.
+// whose body was not read to the end closes its connection
+// (CloseAfterResponse); PreRoute refuses other methods before httplib would
+// read their body into memory, Unparsed answers request lines httplib
+// cannot parse (its error handler). The CAS size index entry
+// ("cairn-http-cas-size-v1") lets GET /cas/HASH find the digest.
 #include "http/http_cache.h"
 
 #include <fcntl.h>
@@ -17,6 +20,9 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <memory>
+#include <optional>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -34,6 +40,7 @@
 #include "cas/spool.h"
 #include "http/http_path.h"
 #include "httplib.h"
+#include "rpc/grpc_status.h"
 
 namespace cairn::http {
 namespace {
@@ -263,26 +270,42 @@ class HttpCacheImpl final : public HttpCache {
   }
 
  private:
+  // Answers what the routes do not serve, before httplib reads any body:
+  // methods other than GET, HEAD and PUT (405), GET with a body (400).
+  httplib::Server::HandlerResponse PreRoute(const httplib::Request& req,
+                                            httplib::Response& res);
+  // Answers a request whose request line httplib could not parse (e.g. a
+  // WebDAV method such as PROPFIND or MKCOL, which it does not know) and
+  // closes the connection: its headers and body were never read.
+  httplib::Server::HandlerResponse Unparsed(const httplib::Request& req,
+                                            httplib::Response& res);
   void HandleGet(const httplib::Request& req, httplib::Response& res);
   void HandlePut(const httplib::Request& req, httplib::Response& res,
                  const httplib::ContentReader& reader);
   absl::Status Get(const CachePath& path, bool head, httplib::Response& res);
+  // `charge` is charged the body's size before it is stored: up front when
+  // the request gives its length, once read otherwise.
   absl::Status Put(const CachePath& path, const httplib::Request& req,
-                   const httplib::ContentReader& reader, bool* body_read);
+                   const httplib::ContentReader& reader, bool* body_read,
+                   rpc::QuotaCharge* charge);
   absl::Status ServeBlob(const cas::Digest& digest, bool head,
                          absl::string_view route, httplib::Response& res);
   absl::Status PutCas(const CachePath& path, std::optional<int64_t> length,
-                      const httplib::ContentReader& reader, bool* body_read);
+                      const httplib::ContentReader& reader, bool* body_read,
+                      rpc::QuotaCharge* charge);
   absl::Status PutAc(const CachePath& path, std::optional<int64_t> length,
-                     const httplib::ContentReader& reader, bool* body_read);
+                     const httplib::ContentReader& reader, bool* body_read,
+                     rpc::QuotaCharge* charge);
   absl::Status PutKv(const CachePath& path, std::optional<int64_t> length,
-                     const httplib::ContentReader& reader, bool* body_read);
+                     const httplib::ContentReader& reader, bool* body_read,
+                     rpc::QuotaCharge* charge);
   // Reads the whole body; `*digest` is its digest. Memory for small bodies
   // with a known length, a Spool otherwise; then stored in the CAS.
   absl::StatusOr<cas::Digest> StoreBody(absl::string_view route,
                                         std::optional<int64_t> length,
                                         const httplib::ContentReader& reader,
-                                        bool* body_read);
+                                        bool* body_read,
+                                        rpc::QuotaCharge* charge);
   absl::Status CheckSize(std::optional<int64_t> length) const;
   void Record(absl::string_view route, const httplib::Request& req, int code,
               absl::Time start);
@@ -305,6 +328,13 @@ class HttpCacheImpl final : public HttpCache {
 
 void SetError(httplib::Response& res, const absl::Status& status) {
   res.status = HttpCodeOf(status);
+  if (std::optional<absl::Duration> delay = rpc::RetryDelayOf(status);
+      delay.has_value() && res.status == 507) {
+    // A quota or cap, not a full store: ask the client to come back.
+    res.status = 429;
+    res.set_header("Retry-After", absl::StrCat(absl::ToInt64Seconds(
+                                      absl::Ceil(*delay, absl::Seconds(1)))));
+  }
   res.set_content(absl::StrCat(status.message(), "\n"), "text/plain");
   if (res.status == 401) {
     res.set_header("WWW-Authenticate", "Basic realm=\"cairn\"");
@@ -327,6 +357,43 @@ std::optional<int64_t> ContentLength(const httplib::Request& req) {
   return length;
 }
 
+// Makes httplib close the connection once this response is written, for a
+// request whose body (or more) is still unread on it. A "Connection: close"
+// header alone does not: httplib would go on reading the connection and
+// take the unread bytes for the next request. A content provider that
+// reports failure after writing the whole body ends its keep-alive loop.
+// (A HEAD response writes no body, so it cannot close this way.)
+void CloseAfterResponse(httplib::Response& res) {
+  auto body = std::make_shared<std::string>(std::move(res.body));
+  res.body.clear();
+  if (body->empty()) {
+    body->push_back('\n');
+  }
+  std::string type = res.get_header_value("Content-Type");
+  res.headers.erase("Content-Type");
+  res.set_header("Connection", "close");
+  res.set_content_provider(
+      body->size(), type.empty() ? "text/plain" : type,
+      [body](size_t offset, size_t length, httplib::DataSink& sink) {
+        if (offset < body->size()) {
+          sink.write(body->data() + offset,
+                     std::min(length, body->size() - offset));
+        }
+        return false;  // All written: end the connection.
+      });
+}
+
+// Whether a request announces a body (a malformed length counts as one).
+bool HasBody(const httplib::Request& req) {
+  if (req.has_header("Transfer-Encoding")) {
+    return true;
+  }
+  int64_t length = 0;
+  return req.has_header("Content-Length") &&
+         !(absl::SimpleAtoi(req.get_header_value("Content-Length"), &length) &&
+           length == 0);
+}
+
 absl::StatusOr<int> HttpCacheImpl::Bind(const std::string& host, int port) {
   const int threads =
       options_.threads > 0
@@ -344,6 +411,14 @@ absl::StatusOr<int> HttpCacheImpl::Bind(const std::string& host, int port) {
   server_->set_read_timeout(60);
   server_->set_write_timeout(60);
   server_->set_tcp_nodelay(true);
+  server_->set_pre_routing_handler(
+      [this](const httplib::Request& req, httplib::Response& res) {
+        return PreRoute(req, res);
+      });
+  server_->set_error_handler(httplib::Server::HandlerWithResponse(
+      [this](const httplib::Request& req, httplib::Response& res) {
+        return Unparsed(req, res);
+      }));
   server_->Get(".*", [this](const httplib::Request& req,
                             httplib::Response& res) { HandleGet(req, res); });
   server_->Put(".*", [this](const httplib::Request& req, httplib::Response& res,
@@ -369,6 +444,61 @@ void HttpCacheImpl::Record(absl::string_view route, const httplib::Request& req,
       ->Increment();
   metrics_->latency->WithLabels({r, req.method})
       ->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+}
+
+httplib::Server::HandlerResponse HttpCacheImpl::PreRoute(
+    const httplib::Request& req, httplib::Response& res) {
+  const bool get = req.method == "GET" || req.method == "HEAD";
+  if (req.method == "PUT" || (get && !HasBody(req))) {
+    return httplib::Server::HandlerResponse::Unhandled;
+  }
+  const absl::Time start = absl::Now();
+  if (get) {
+    res.status = 400;
+    res.set_content(absl::StrCat(req.method, " with a body\n"), "text/plain");
+  } else {
+    res.status = 405;
+    res.set_header("Allow", "GET, HEAD, PUT");
+    res.set_content(absl::StrCat(req.method,
+                                 " is not served: this cache answers GET, "
+                                 "HEAD and PUT\n"),
+                    "text/plain");
+  }
+  CloseAfterResponse(res);  // Its body, if any, is unread.
+  Record("other", req, res.status, start);
+  return httplib::Server::HandlerResponse::Handled;
+}
+
+httplib::Server::HandlerResponse HttpCacheImpl::Unparsed(
+    const httplib::Request& req, httplib::Response& res) {
+  if (!req.path.empty()) {
+    return httplib::Server::HandlerResponse::Unhandled;  // Routed: answered.
+  }
+  // The method is the request line's first word, if it was reached: a
+  // client's word, so it goes into the message but not into metrics.
+  const bool token = !req.method.empty() && req.method.size() <= 32 &&
+                     std::all_of(req.method.begin(), req.method.end(),
+                                 [](char c) { return c >= 'A' && c <= 'Z'; });
+  if (res.status == 400 && token) {
+    res.status = 405;
+    res.set_header("Allow", "GET, HEAD, PUT");
+    std::string message = absl::StrCat(
+        req.method, " is not served: this cache answers GET, HEAD and PUT");
+    if (req.method == "PROPFIND" || req.method == "MKCOL") {
+      absl::StrAppend(&message,
+                      " (sccache's WebDAV client: set "
+                      "SCCACHE_WEBDAV_DISABLE_CREATE_DIR=true)");
+    }
+    res.set_content(message + "\n", "text/plain");
+  } else if (res.body.empty()) {
+    res.set_content("malformed request\n", "text/plain");
+  }
+  CloseAfterResponse(res);
+  if (metrics_) {
+    metrics_->requests->WithLabels({"other", "other", absl::StrCat(res.status)})
+        ->Increment();
+  }
+  return httplib::Server::HandlerResponse::Handled;
 }
 
 void HttpCacheImpl::HandleGet(const httplib::Request& req,
@@ -519,7 +649,16 @@ void HttpCacheImpl::HandlePut(const httplib::Request& req,
   }
   bool body_read = false;
   if (status.ok()) {
-    status = Put(*path, req, reader, &body_read);
+    rpc::QuotaCharge charge(
+        options_.write_quota,
+        options_.write_quota == nullptr
+            ? std::string()
+            : rpc::PrincipalOf(CredentialsOf(req), req.remote_addr,
+                               options_.authorizer != nullptr));
+    status = Put(*path, req, reader, &body_read, &charge);
+    if (status.ok()) {
+      charge.Stored();
+    }
   }
   if (status.ok()) {
     res.status = 200;
@@ -527,8 +666,7 @@ void HttpCacheImpl::HandlePut(const httplib::Request& req,
     SetError(res, status);
   }
   if (!body_read) {
-    // The rest of the body is still on the connection: do not reuse it.
-    res.set_header("Connection", "close");
+    CloseAfterResponse(res);  // The rest of the body is still unread.
   }
   Record(path.ok() ? RouteName(path->route) : "other", req, res.status, start);
 }
@@ -546,18 +684,23 @@ absl::Status HttpCacheImpl::CheckSize(std::optional<int64_t> length) const {
 absl::Status HttpCacheImpl::Put(const CachePath& path,
                                 const httplib::Request& req,
                                 const httplib::ContentReader& reader,
-                                bool* body_read) {
+                                bool* body_read, rpc::QuotaCharge* charge) {
   const std::optional<int64_t> length = ContentLength(req);
   if (absl::Status s = CheckSize(length); !s.ok()) {
     return s;
   }
+  if (length.has_value()) {
+    if (absl::Status s = charge->Take(*length, "HTTP PUT"); !s.ok()) {
+      return s;
+    }
+  }
   switch (path.route) {
     case CachePath::Route::kCas:
-      return PutCas(path, length, reader, body_read);
+      return PutCas(path, length, reader, body_read, charge);
     case CachePath::Route::kAc:
-      return PutAc(path, length, reader, body_read);
+      return PutAc(path, length, reader, body_read, charge);
     case CachePath::Route::kKv:
-      return PutKv(path, length, reader, body_read);
+      return PutKv(path, length, reader, body_read, charge);
   }
   return absl::NotFoundError("no such route");
 }
@@ -565,7 +708,7 @@ absl::Status HttpCacheImpl::Put(const CachePath& path,
 absl::Status HttpCacheImpl::PutCas(const CachePath& path,
                                    std::optional<int64_t> length,
                                    const httplib::ContentReader& reader,
-                                   bool* body_read) {
+                                   bool* body_read, rpc::QuotaCharge* charge) {
   cas::Digest stored;
   if (length.has_value()) {  // Digest known: stream into the store.
     absl::StatusOr<cas::Digest> digest =
@@ -599,7 +742,7 @@ absl::Status HttpCacheImpl::PutCas(const CachePath& path,
     stored = *digest;
   } else {
     absl::StatusOr<cas::Digest> digest =
-        StoreBody("cas", length, reader, body_read);
+        StoreBody("cas", length, reader, body_read, charge);
     if (!digest.ok()) {
       return digest.status();
     }
@@ -616,7 +759,7 @@ absl::Status HttpCacheImpl::PutCas(const CachePath& path,
 absl::Status HttpCacheImpl::PutAc(const CachePath& path,
                                   std::optional<int64_t> length,
                                   const httplib::ContentReader& reader,
-                                  bool* body_read) {
+                                  bool* body_read, rpc::QuotaCharge* charge) {
   if (length.value_or(0) > kMaxActionResultBytes) {
     return absl::OutOfRangeError("ActionResult over 16 MiB");
   }
@@ -632,6 +775,12 @@ absl::Status HttpCacheImpl::PutAc(const CachePath& path,
   if (!result.ParseFromString(body)) {
     return absl::InvalidArgumentError("body is not an ActionResult");
   }
+  if (!length.has_value()) {
+    const int64_t size = static_cast<int64_t>(body.size());
+    if (absl::Status s = charge->Take(size, "HTTP PUT"); !s.ok()) {
+      return s;
+    }
+  }
   absl::StatusOr<cas::Digest> action = HttpActionDigest(path.hash);
   if (!action.ok()) {
     return action.status();
@@ -645,9 +794,9 @@ absl::Status HttpCacheImpl::PutAc(const CachePath& path,
 absl::Status HttpCacheImpl::PutKv(const CachePath& path,
                                   std::optional<int64_t> length,
                                   const httplib::ContentReader& reader,
-                                  bool* body_read) {
+                                  bool* body_read, rpc::QuotaCharge* charge) {
   absl::StatusOr<cas::Digest> digest =
-      StoreBody("kv", length, reader, body_read);
+      StoreBody("kv", length, reader, body_read, charge);
   if (!digest.ok()) {
     return digest.status();
   }
@@ -660,7 +809,8 @@ absl::Status HttpCacheImpl::PutKv(const CachePath& path,
 
 absl::StatusOr<cas::Digest> HttpCacheImpl::StoreBody(
     absl::string_view route, std::optional<int64_t> length,
-    const httplib::ContentReader& reader, bool* body_read) {
+    const httplib::ContentReader& reader, bool* body_read,
+    rpc::QuotaCharge* charge) {
   rpc::Counter* in = BytesIn(route);
   const int64_t limit = options_.max_blob_size_bytes;
   absl::Status status = absl::OkStatus();
@@ -708,22 +858,12 @@ absl::StatusOr<cas::Digest> HttpCacheImpl::StoreBody(
     return status.ok() ? absl::InvalidArgumentError("body ended early")
                        : status;
   }
-  const cas::Digest digest = (*spool)->Finish();
-  if (options_.store->Contains(digest)) {
-    return digest;
+  if (!length.has_value()) {
+    if (absl::Status s = charge->Take((*spool)->size(), "HTTP PUT"); !s.ok()) {
+      return s;
+    }
   }
-  absl::StatusOr<std::unique_ptr<cas::BlobWriter>> writer =
-      options_.store->OpenWrite(digest);
-  if (!writer.ok()) {
-    return writer.status();
-  }
-  if (absl::Status s = (*spool)->CopyTo(writer->get()); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = (*writer)->Commit(); !s.ok()) {
-    return s;
-  }
-  return digest;
+  return cas::StoreSpooled(spool->get(), options_.store);
 }
 
 absl::Status ParseListen(absl::string_view listen, std::string* host,

@@ -1,6 +1,7 @@
 // The HTTP/1.1 cache interface: the same store as the gRPC services, for
 // tools that speak plain HTTP (Bazel's --remote_cache=http://, ccache,
-// Gradle's HttpBuildCache, sccache's WebDAV backend for GET/PUT).
+// Gradle's HttpBuildCache, sccache's WebDAV backend with
+// SCCACHE_WEBDAV_DISABLE_CREATE_DIR=true: it then sends only GET and PUT).
 //
 //   GET|HEAD|PUT /[INSTANCE/]cas/SHA256  bazel-remote compatible CAS: a PUT
 //       is verified against the hash (400 on a mismatch). A GET serves blobs
@@ -15,7 +16,13 @@
 //       an asset name pointing at it (asset/asset_store.h).
 // 404 on a miss; 401 without acceptable credentials, 403 for writes by a
 // read-only principal or on a read-only server; 413 above the blob size
-// limit; 507 when the store is full.
+// limit; 507 when the store is full; 429 with Retry-After (seconds) past the
+// principal's --write_quota_per_hour (rpc/write_quota.h). Any other method
+// (POST, DELETE, and WebDAV's PROPFIND or MKCOL, which cpp-httplib cannot
+// even parse) gets 405 with `Allow: GET, HEAD, PUT`, a GET with a body 400;
+// these, and a PUT refused before its body is read, close their connection
+// without reading the body (never taken for a next request, never buffered
+// in memory).
 //
 // Credentials: `Authorization: Bearer TOKEN`, or HTTP basic auth whose
 // password (or, without one, user name) is a token from the same tokens
@@ -24,9 +31,10 @@
 // Bodies stream both ways in fixed-size chunks (GET honours Range: 206): a
 // PUT whose digest is known up front (cas with Content-Length) goes straight
 // into a BlobWriter; other bodies over 1 MiB, and chunked ones, are spooled
-// to an unlinked temporary file while hashed, then copied into the store. Connections are served by
-// a fixed pool of threads with keep-alive; when all are busy, accepted
-// connections wait in a bounded queue and then in the kernel's backlog.
+// to an unlinked temporary file while hashed, then copied into the store.
+// Connections are served by a fixed pool of threads with keep-alive; when all
+// are busy, accepted connections wait in a bounded queue and then in the
+// kernel's backlog.
 //
 // Built on cpp-httplib (Debian libcpp-httplib, already used for /metrics).
 //
@@ -44,6 +52,7 @@
 #include "cas/blob_store.h"
 #include "rpc/auth.h"
 #include "rpc/metrics.h"
+#include "rpc/write_quota.h"
 
 namespace cairn::http {
 
@@ -72,6 +81,10 @@ struct HttpCacheOptions {
   std::string tls_client_ca_file;
   // Per-route request counts, latencies and bytes; null: none. Not owned.
   rpc::Registry* metrics = nullptr;
+  // Charges each PUT's body to its principal (token, certificate identity,
+  // or client address), as the gRPC write paths do; null: no quota. Not
+  // owned; must outlive the cache.
+  rpc::WriteQuota* write_quota = nullptr;
 };
 
 class HttpCache {

@@ -44,6 +44,9 @@ absl::Status WithRetryDelay(absl::Status status, absl::Duration delay);
 // google.rpc.Status, as grpc::Status::error_details() holds), if any.
 std::optional<absl::Duration> RetryDelayOf(const std::string& details);
 
+// Returns the delay WithRetryDelay attached to `status`, if any.
+std::optional<absl::Duration> RetryDelayOf(const absl::Status& status);
+
 }  // namespace cairn::rpc
 
 #endif  // CAIRN_RPC_GRPC_STATUS_H_

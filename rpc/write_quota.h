@@ -1,9 +1,9 @@
 // Per-principal write accounting and the optional bytes-written-per-hour
 // quota. Every write path (ByteStream Write, BatchUpdateBlobs,
-// UpdateActionResult) charges the bytes it is about to store to the caller's
-// principal (rpc::PrincipalOf: verified token, certificate identity, or peer
-// address) before it writes, refunds them when the write does not happen,
-// and reports what it stored.
+// UpdateActionResult, Remote Asset Push, HTTP PUT) charges the bytes it is
+// about to store to the caller's principal (rpc::PrincipalOf: verified token,
+// certificate identity, or peer address) before it writes, refunds them when
+// the write does not happen, and reports what it stored.
 //
 // The quota is a token bucket per principal holding at most
 // `bytes_per_hour` bytes and refilling at bytes_per_hour / 3600 per second:
@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -106,6 +107,54 @@ class WriteQuota {
   absl::flat_hash_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Counts> counts_ ABSL_GUARDED_BY(mu_);
   int64_t refusals_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// One write's charge, for write paths that learn the size as they go (HTTP
+// PUT, Remote Asset Push): Take() charges the bytes once they are known;
+// Stored() counts them as written; the destructor refunds what was taken
+// unless Stored() was called.
+//
+// Thread safety: one write, one thread at a time.
+class QuotaCharge {
+ public:
+  // `quota` may be null (nothing charged or counted); not owned, must
+  // outlive this.
+  QuotaCharge(WriteQuota* quota, std::string principal)
+      : quota_(quota), principal_(std::move(principal)) {}
+  QuotaCharge(const QuotaCharge&) = delete;
+  QuotaCharge& operator=(const QuotaCharge&) = delete;
+  ~QuotaCharge() {
+    if (quota_ != nullptr && !stored_) {
+      quota_->Refund(principal_, taken_);
+    }
+  }
+
+  // Charges `bytes` more (WriteQuota::Charge; RESOURCE_EXHAUSTED with a
+  // retry delay when refused, nothing charged then).
+  absl::Status Take(int64_t bytes, absl::string_view what) {
+    if (quota_ == nullptr) {
+      return absl::OkStatus();
+    }
+    absl::Status status = quota_->Charge(principal_, bytes, what);
+    if (status.ok()) {
+      taken_ += bytes;
+    }
+    return status;
+  }
+
+  // Counts what was taken as written; nothing is refunded after this.
+  void Stored() {
+    if (quota_ != nullptr && !stored_) {
+      stored_ = true;
+      quota_->Written(principal_, taken_);
+    }
+  }
+
+ private:
+  WriteQuota* const quota_;
+  const std::string principal_;
+  int64_t taken_ = 0;
+  bool stored_ = false;
 };
 
 }  // namespace cairn::rpc

@@ -152,9 +152,10 @@ ABSL_FLAG(bool, strict_symlink_targets, false,
 ABSL_FLAG(ByteSize, write_quota_per_hour, ByteSize{0},
           "Most bytes one principal (token, certificate identity or client "
           "address) may write per hour (ByteStream Write, BatchUpdateBlobs, "
-          "UpdateActionResult; a burst of up to an hour's worth, then at that "
-          "rate); past it a write is refused with RESOURCE_EXHAUSTED and a "
-          "google.rpc.RetryInfo delay. 0 means no quota.");
+          "UpdateActionResult, Remote Asset Push, HTTP PUT; a burst of up to "
+          "an hour's worth, then at that rate); past it a write is refused "
+          "with RESOURCE_EXHAUSTED and a google.rpc.RetryInfo delay (HTTP: "
+          "429 with Retry-After). 0 means no quota.");
 ABSL_FLAG(std::string, max_upload_reserve_per_client, "auto",
           "Most bytes one client's uploads in progress may reserve: a size, "
           "'auto' (a quarter of --max_size) or 'off'.");
@@ -465,6 +466,7 @@ int main(int argc, char** argv) {
     http_options.tls_key_file = tls.key_file;
     http_options.tls_client_ca_file = tls.client_ca_file;
     http_options.metrics = &registry;
+    http_options.write_quota = (*server)->write_quota();
     auto started = cairn::http::StartHttpCache(http_options);
     if (!started.ok()) {
       return Fail(started.status());

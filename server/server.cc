@@ -248,6 +248,8 @@ int64_t CairnServer::PeakReadBufferBytesForTest() {
   return impl_->read_buffers.peak_bytes();
 }
 
+rpc::WriteQuota* CairnServer::write_quota() { return &impl_->write_quota; }
+
 int64_t CairnServer::UploadRefusalsForTest() {
   const cas::UploadLimitStats& s = impl_->upload_stats;
   return s.refused_client_uploads + s.refused_client_bytes +
@@ -303,6 +305,7 @@ void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   asset_options.read_only = options.read_only;
   asset_options.authorizer = options.authorizer;
   asset_options.origin = options.asset_origin;
+  asset_options.write_quota = &write_quota;
   fetch = asset::NewFetchService(asset_options);
   push = asset::NewPushService(asset_options);
 }

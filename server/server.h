@@ -21,6 +21,7 @@
 #include "cas/blob_store.h"
 #include "rpc/auth.h"
 #include "rpc/metrics.h"
+#include "rpc/write_quota.h"
 
 namespace cairn::server {
 
@@ -107,6 +108,11 @@ class CairnServer {
 
   // Blocks until the server has shut down.
   void Wait();
+
+  // Returns the per-principal write accounting and quota the gRPC write
+  // paths share (--write_quota_per_hour), for the HTTP cache to charge too.
+  // Valid while this server lives.
+  rpc::WriteQuota* write_quota();
 
   // Returns the number of tasks waiting in the I/O pool's queue.
   size_t QueuedIoTasksForTest();

@@ -282,20 +282,36 @@ class PushService final : public ra::Push::CallbackService {
         })
         .Validate([&] { return CheckRequest(request); })
         .Validate([&] { return cas::FromProto(digest, "digest").status(); })
-        .RunOnPool([this, kind, &request, &digest]() -> absl::Status {
-          StoredAsset asset;
-          asset.set_kind(kind);
-          *asset.mutable_digest() = digest;
-          *asset.mutable_references_blobs() = request.references_blobs();
-          *asset.mutable_references_directories() =
-              request.references_directories();
-          if (request.has_expire_at()) {
-            asset.set_expire_at_micros(MicrosOf(request.expire_at()));
-          }
-          return options_.assets->Record(
-              request.instance_name(), UrisOf(request.uris()),
-              QualifiersOf(request.qualifiers()), std::move(asset));
-        });
+        .RunOnPool(
+            [this, kind, what, &request, &digest,
+             principal = options_.write_quota == nullptr
+                             ? std::string()
+                             : rpc::PrincipalOf(
+                                   *context, options_.authorizer !=
+                                                 nullptr)]() -> absl::Status {
+              rpc::QuotaCharge charge(options_.write_quota, principal);
+              if (absl::Status s = charge.Take(
+                      static_cast<int64_t>(request.ByteSizeLong()), what);
+                  !s.ok()) {
+                return s;
+              }
+              StoredAsset asset;
+              asset.set_kind(kind);
+              *asset.mutable_digest() = digest;
+              *asset.mutable_references_blobs() = request.references_blobs();
+              *asset.mutable_references_directories() =
+                  request.references_directories();
+              if (request.has_expire_at()) {
+                asset.set_expire_at_micros(MicrosOf(request.expire_at()));
+              }
+              absl::Status recorded = options_.assets->Record(
+                  request.instance_name(), UrisOf(request.uris()),
+                  QualifiersOf(request.qualifiers()), std::move(asset));
+              if (recorded.ok()) {
+                charge.Stored();
+              }
+              return recorded;
+            });
   }
 
   const AssetServiceOptions options_;

@@ -13,7 +13,9 @@
 //       outside the server's control. Otherwise a miss is the call status
 //       NOT_FOUND.
 //   PushBlob / PushDirectory    record a mapping; FAILED_PRECONDITION when
-//       the content is not in the CAS yet; PERMISSION_DENIED when read-only.
+//       the content is not in the CAS yet; PERMISSION_DENIED when read-only;
+//       RESOURCE_EXHAUSTED (with a retry delay) past the caller's write
+//       quota.
 //
 // A request without URIs is INVALID_ARGUMENT: BuildStream probes a remote
 // with exactly that and accepts only INVALID_ARGUMENT as proof that the
@@ -32,6 +34,7 @@
 #include "build/bazel/remote/asset/v1/remote_asset.grpc.pb.h"
 #include "rpc/auth.h"
 #include "rpc/io_pool.h"
+#include "rpc/write_quota.h"
 
 namespace cairn::asset {
 
@@ -46,6 +49,10 @@ struct AssetServiceOptions {
   // Downloads FetchBlob misses from allowed origins; null: never. Not
   // owned; must outlive the services.
   OriginFetcher* origin = nullptr;
+  // Charges each Push (the serialized request, what the mapping stores) to
+  // its principal, refusing past the hourly quota with RESOURCE_EXHAUSTED
+  // and a retry delay; null: no quota. Not owned; must outlive.
+  rpc::WriteQuota* write_quota = nullptr;
 };
 
 // Returns the Fetch service.

@@ -1,22 +1,32 @@
 // The HTTP cache over a memory store, driven by cpp-httplib's client on
 // loopback: the bazel-remote /cas/ and /ac/ layout, /kv keys, chunked and
-// spooled uploads, auth (bearer, basic, read-only), limits and metrics.
+// spooled uploads, auth (bearer, basic, read-only), limits and metrics; and
+// over raw sockets: requests it does not serve close their connection.
 #include "http/http_cache.h"
 
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "cas/digest.h"
 #include "cas/memory_blob_store.h"
 #include "http/http_path.h"
 #include "httplib.h"
+#include "rpc/write_quota.h"
 #include "tests/testutil/temp_dir.h"
 
 namespace cairn::http {
@@ -26,6 +36,7 @@ using ::testing::HasSubstr;
 
 constexpr char kRw[] = "rw-token-0123456789abcdef";
 constexpr char kRo[] = "ro-token-0123456789abcdef";
+constexpr char kOctets[] = "application/octet-stream";
 
 std::string Bytes(size_t n, uint32_t seed) {
   std::string out(n, '\0');
@@ -35,6 +46,97 @@ std::string Bytes(size_t n, uint32_t seed) {
   }
   return out;
 }
+
+// One raw connection to the cache, for requests httplib's client cannot
+// send (WebDAV methods, a body sent later) and for what follows on it.
+class RawConnection {
+ public:
+  explicit RawConnection(int port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr = {};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&addr),
+                                       sizeof(addr)) == 0;
+  }
+  ~RawConnection() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+  bool connected() const { return connected_; }
+
+  // Sends `data`; false once the server has closed the connection.
+  bool Send(absl::string_view data) {
+    while (!data.empty()) {
+      const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n <= 0) {
+        return false;
+      }
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  // Returns one response (head and Content-Length body), or what arrived
+  // before the connection ended or 10 s passed.
+  std::string ReadResponse() {
+    while (true) {
+      const size_t head = buffer_.find("\r\n\r\n");
+      if (head != std::string::npos) {
+        size_t length = 0;
+        const size_t at = buffer_.find("Content-Length: ");
+        if (at != std::string::npos && at < head) {
+          length = std::stoul(buffer_.substr(at + 16));
+        }
+        if (buffer_.size() >= head + 4 + length) {
+          std::string response = buffer_.substr(0, head + 4 + length);
+          buffer_.erase(0, head + 4 + length);
+          return response;
+        }
+      }
+      if (Fill() <= 0) {
+        return std::exchange(buffer_, "");
+      }
+    }
+  }
+
+  // Returns true when the server ends the connection without sending more;
+  // false (with what it sent in `*more`) otherwise.
+  bool ClosedByServer(std::string* more) {
+    while (true) {
+      const int n = Fill();
+      if (n <= 0) {
+        *more = buffer_;
+        return n == 0 && buffer_.empty();
+      }
+    }
+  }
+
+ private:
+  // Reads what is there within 10 s: 1 (got bytes), 0 (the connection
+  // ended: EOF or reset), -1 (nothing came).
+  int Fill() {
+    pollfd p = {fd_, POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1) {
+      return -1;
+    }
+    char buf[4096];
+    const ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+    if (n <= 0) {
+      return 0;
+    }
+    buffer_.append(buf, static_cast<size_t>(n));
+    return 1;
+  }
+
+  const int fd_;
+  bool connected_ = false;
+  std::string buffer_;
+};
 
 class HttpCacheTest : public ::testing::Test {
  protected:
@@ -269,6 +371,103 @@ TEST_F(HttpCacheTest, SizeLimitAndMetrics) {
   EXPECT_THAT(text, HasSubstr("cairn_http_requests_total{route=\"kv\","
                               "method=\"GET\",code=\"200\"} 1"));
   EXPECT_THAT(text, HasSubstr("cairn_http_sent_bytes_total{route=\"kv\"} 2"));
+}
+
+TEST_F(HttpCacheTest, WriteQuotaChargesPutsPerPrincipal) {
+  auto auth = MakeAuthorizer(rpc::Access::kWrite);
+  const absl::Time now = absl::Now();  // Frozen: no refill during the test.
+  rpc::WriteQuota quota(rpc::WriteQuotaOptions{.bytes_per_hour = 1000,
+                                               .clock = [now] { return now; }},
+                        nullptr);
+  HttpCacheOptions options;
+  options.authorizer = auth.get();
+  options.write_quota = &quota;
+  Start(options);
+  const httplib::Headers rw = {{"Authorization", absl::StrCat("Bearer ", kRw)}};
+  rpc::CallCredentials credentials;
+  credentials.authorization = absl::StrCat("Bearer ", kRw);
+  const std::string token =
+      rpc::WriteQuota::LabelOf(rpc::PrincipalOf(credentials, "", true));
+  EXPECT_EQ(Put("/kv/ns/a", Bytes(600, 1), rw), 200);
+  // A body that does not match its hash is refused and refunded.
+  const std::string blob = Bytes(300, 2);
+  EXPECT_EQ(Put("/cas/" + cas::Digest::OfData(Bytes(300, 3)).hash(), blob, rw),
+            400);
+  EXPECT_EQ(Put("/cas/" + cas::Digest::OfData(blob).hash(), blob, rw), 200);
+  EXPECT_EQ(quota.WrittenBytesForTest(token), 900);
+  // 100 bytes left: 200 more need 100 bytes of refill, 360 s at 1000/hour;
+  // refused before the body is read (Content-Length) or after (chunked).
+  auto refused = client_->Put("/kv/ns/b", rw, Bytes(200, 4), kOctets);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 429);
+  EXPECT_EQ(refused->get_header_value("Retry-After"), "360");
+  EXPECT_THAT(refused->body, HasSubstr("--write_quota_per_hour"));
+  client_ = std::make_unique<httplib::Client>("127.0.0.1", cache_->port());
+  client_->set_default_headers(rw);
+  EXPECT_EQ(PutChunked("/kv/ns/c", Bytes(200, 5)), 429);
+  client_->set_default_headers({});
+  EXPECT_EQ(Get("/kv/ns/b"), 404);
+  EXPECT_EQ(Get("/kv/ns/c"), 404);
+  EXPECT_EQ(quota.RefusalsForTest(token), 2);
+  // Anonymous clients have their own bucket.
+  EXPECT_EQ(Put("/kv/ns/d", Bytes(600, 6)), 200);
+  EXPECT_EQ(quota.WrittenBytesForTest("peer"), 600);
+  EXPECT_EQ(quota.WrittenBytesForTest(token), 900);
+}
+
+TEST_F(HttpCacheTest, UnservedMethodsCloseTheirConnection) {
+  ASSERT_EQ(Put("/kv/ns/k", "value"), 200);
+  // What a client sends next on the same connection; httplib 0.11 used to
+  // take it (the unread body of the request before) for a new request.
+  const std::string smuggled = "GET /kv/ns/k HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string length = absl::StrCat(smuggled.size());
+  struct Case {
+    std::string head;  // Request line and headers announcing `smuggled`.
+    std::string status;
+  };
+  const Case cases[] = {
+      // WebDAV methods that httplib cannot parse (sccache without
+      // SCCACHE_WEBDAV_DISABLE_CREATE_DIR sends these before each PUT).
+      {"PROPFIND /kv/ns/ HTTP/1.1\r\nDepth: 0\r\n", "405"},
+      {"MKCOL /kv/ns/a/ HTTP/1.1\r\n", "405"},
+      // Methods httplib knows but the cache does not serve: before, httplib
+      // read their whole body into memory (no size limit) to find no route.
+      {"POST /kv/ns/k HTTP/1.1\r\n", "405"},
+      {"DELETE /kv/ns/k HTTP/1.1\r\n", "405"},
+      {"GET /kv/ns/k HTTP/1.1\r\n", "400"},  // A GET with a body.
+      // A PUT refused before its body is read.
+      {"PUT /kv/ns HTTP/1.1\r\n", "400"},
+  };
+  for (const Case& c : cases) {
+    RawConnection conn(cache_->port());
+    ASSERT_TRUE(conn.connected());
+    ASSERT_TRUE(conn.Send(absl::StrCat(
+        c.head, "Host: x\r\nContent-Length: ", length, "\r\n\r\n")));
+    const std::string response = conn.ReadResponse();
+    EXPECT_THAT(response, ::testing::StartsWith("HTTP/1.1 " + c.status))
+        << c.head;
+    EXPECT_THAT(response, HasSubstr("Connection: close")) << c.head;
+    if (c.status == "405") {
+      EXPECT_THAT(response, HasSubstr("Allow: GET, HEAD, PUT")) << c.head;
+    }
+    if (absl::StartsWith(c.head, "PROPFIND")) {
+      EXPECT_THAT(response, HasSubstr("SCCACHE_WEBDAV_DISABLE_CREATE_DIR"));
+    }
+    conn.Send(smuggled);  // May fail: the server may have closed already.
+    std::string more;
+    EXPECT_TRUE(conn.ClosedByServer(&more)) << c.head << " then: " << more;
+  }
+  // A POST announcing 1 GiB is answered at once, its body never read.
+  RawConnection post(cache_->port());
+  ASSERT_TRUE(post.connected());
+  ASSERT_TRUE(post.Send(
+      "POST /kv/ns/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n"
+      "\r\n"));
+  EXPECT_THAT(post.ReadResponse(), ::testing::StartsWith("HTTP/1.1 405"));
+  // The cache still serves the usual requests.
+  std::string body;
+  EXPECT_EQ(Get("/kv/ns/k", &body), 200);
+  EXPECT_EQ(body, "value");
 }
 
 TEST(HttpPathTest, ParsesRoutes) {

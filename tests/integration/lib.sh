@@ -60,7 +60,7 @@ start_cairn() {
   server_pid=$!
   pids+=("$server_pid")
   addr=""
-  for _ in $(seq 100); do
+  for _ in $(seq 150); do  # 15 s: a node with a shared tier, on a busy machine.
     addr=$(grep -o 'listening on [0-9.]*:[0-9]*' "$log" | awk '{print $3}' || true)
     [ -n "$addr" ] && break
     sleep 0.1

@@ -15,27 +15,29 @@ shim=${2:?shim binary}
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 
-skip() { echo "SKIPPED: $*"; exit 77; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
+# shellcheck disable=SC1091
+. "$here/lib.sh"
+. "$here/genrule_workspace.sh"
 have_bazel=1 have_go=1
 command -v bazel >/dev/null 2>&1 || have_bazel=0
 command -v go >/dev/null 2>&1 || have_go=0
 [ $have_bazel = 1 ] || [ $have_go = 1 ] || skip "neither bazel nor go on PATH"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-nodes-it.XXXXXX")
-rgw_dir="" pids=() bazel_bases=()
-cleanup() {
+new_work nodes-it
+rgw_dir="" bazel_bases=()
+# lib.sh's cleanup: this hook, then kill -9 of $pids, then rm -rf $work.
+cleanup_hook=stop_all
+stop_all() {
+  local b p
   for b in "${bazel_bases[@]}"; do
     (cd "$work/ws" && bazel --output_user_root="$work/bazel-root" \
       --output_base="$b" shutdown >/dev/null 2>&1) || true
   done
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  [ -n "$rgw_dir" ] && "$root/tools/rgw.sh" stop "$rgw_dir" >/dev/null 2>&1 || true
-  chmod -R u+w "$work" 2>/dev/null || true
-  rm -rf "$work"
+  for p in "${pids[@]}"; do stop_pid "$p"; done
+  if [ -n "$rgw_dir" ]; then
+    "$root/tools/rgw.sh" stop "$rgw_dir" >/dev/null 2>&1 || true
+  fi
 }
-trap cleanup EXIT
 
 set +e
 "$root/tools/rgw.sh" start >"$work/rgw.out" 2>&1
@@ -50,19 +52,10 @@ export AWS_ACCESS_KEY_ID="$access_key" AWS_SECRET_ACCESS_KEY="$secret_key"
 
 # node NAME: starts a node with an empty local tier; sets $addr.
 node() {
-  local dir="$work/node-$1"
-  mkdir -p "$dir"
-  "$server_bin" --listen=127.0.0.1:0 --dir="$dir/store" --fsync=false \
-    --s3_endpoint="$endpoint" --s3_bucket="$bucket" --s3_prefix=it/ \
-    --s3_path_style >"$dir/log" 2>&1 &
-  pids+=($!)
-  addr=""
-  for _ in $(seq 150); do
-    addr=$(grep -o 'listening on [0-9.]*:[0-9]*' "$dir/log" | awk '{print $3}' || true)
-    [ -n "$addr" ] && break
-    sleep 0.1
-  done
-  [ -n "$addr" ] || fail "node $1 did not start: $(cat "$dir/log")"
+  mkdir -p "$work/node-$1"
+  start_cairn "$server_bin" "$work/node-$1/store" "$work/node-$1/log" \
+    --fsync=false --s3_endpoint="$endpoint" --s3_bucket="$bucket" \
+    --s3_prefix=it/ --s3_path_style
 }
 node a
 node_a=$addr
@@ -72,17 +65,7 @@ echo "nodes: A=$node_a B=$node_b bucket=$bucket at $endpoint"
 
 if [ $have_bazel = 1 ]; then
   ws="$work/ws"
-  mkdir -p "$ws"
-  echo 'workspace(name = "cairn_nodes_it")' >"$ws/WORKSPACE"
-  echo "seed text" >"$ws/seed.txt"
-  {
-    prev="seed.txt"
-    for i in 1 2 3 4 5 6; do
-      echo "genrule(name = \"g$i\", srcs = [\"$prev\"], outs = [\"g$i.txt\"],"
-      echo "        cmd = \"cat \$< > \$@ && echo step $i >> \$@\")"
-      prev=":g$i"
-    done
-  } >"$ws/BUILD"
+  genrule_workspace "$ws" cairn_nodes_it
   base="$work/bazel-root/base"
   bazel_bases+=("$base")
   bz() {  # bz NODE LOG: builds //:all through NODE.
@@ -108,9 +91,8 @@ else
 fi
 
 if [ $have_go = 1 ]; then
-  export GOFLAGS=-trimpath GOPROXY=off GOTOOLCHAIN=local GOTELEMETRY=off \
-    GOWORK=off GOENV=off CGO_ENABLED=0
-  unset GOCACHEPROG
+  go_offline
+  export GOFLAGS=-trimpath
   machine() {
     local m="$work/machine-$1"
     mkdir -p "$m/gocache" "$m/shim"

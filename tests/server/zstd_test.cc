@@ -132,6 +132,59 @@ TEST(ZstdCodecTest, RefusesFramesAskingForAHugeWindow) {
   EXPECT_EQ(*got, data);
 }
 
+// Decompresses `data` in pieces of `piece` bytes; the status of the first
+// failing call, or INVALID_ARGUMENT when the data ends inside a frame.
+absl::StatusOr<std::string> DecompressInPieces(absl::string_view data,
+                                               size_t piece) {
+  cas::ZstdDecompressor decompressor;
+  std::string out;
+  for (size_t off = 0; off < data.size(); off += piece) {
+    absl::Status status =
+        decompressor.Decompress(data.substr(off, piece), 1 << 20, &out);
+    if (!status.ok()) {
+      return status;
+    }
+  }
+  if (!decompressor.AtFrameEnd()) {
+    return absl::InvalidArgumentError("ends inside a frame");
+  }
+  return out;
+}
+
+// Found by zstd_fuzz: a frame with the pre-1.0 magic number 0xFD2FB527 was
+// taken whole as an empty frame but refused in 3-byte pieces. Only RFC 8878
+// frames are accepted now, however the input is split.
+TEST(ZstdCodecTest, RefusesLegacyFramesWholeAndInPieces) {
+  const std::string legacy("\x27\xb5\x2f\xfd\x20\x2f\xfd\x20\x01", 9);
+  for (size_t piece : {size_t{1}, size_t{3}, size_t{9}}) {
+    absl::StatusOr<std::string> got = DecompressInPieces(legacy, piece);
+    EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument)
+        << "piece " << piece;
+    EXPECT_NE(got.status().message().find("not a zstd frame"),
+              absl::string_view::npos)
+        << got.status();
+  }
+  EXPECT_EQ(cas::ZstdDecompressAll(legacy, 100).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// Two frames and a skippable frame between them decode the same whole and
+// in pieces of every size from 1 byte, magic numbers split across calls.
+TEST(ZstdCodecTest, ConcatenatedFramesDecodeTheSameInAnyPieces) {
+  const std::string skippable("\x50\x2a\x4d\x18\x03\x00\x00\x00" "abc", 11);
+  const std::string data =
+      Compress("first frame ") + skippable + Compress(Text(5000));
+  const std::string want = "first frame " + Text(5000);
+  ASSERT_EQ(*cas::ZstdDecompressAll(data, 1 << 20), want);
+  for (size_t piece = 1; piece <= 17; ++piece) {
+    absl::StatusOr<std::string> got = DecompressInPieces(data, piece);
+    ASSERT_TRUE(got.ok()) << got.status() << " piece " << piece;
+    EXPECT_EQ(*got, want) << "piece " << piece;
+  }
+  // A partial magic number at the end is inside a frame, not at its end.
+  EXPECT_FALSE(DecompressInPieces(data + "\x28\xb5", 5).ok());
+}
+
 class ZstdServiceTest : public ServiceTest {};
 
 // Decompression bombs through both upload paths: 256 MiB of zeros compress

@@ -19,6 +19,7 @@
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "httplib.h"
+#include "rpc/grpc_status.h"
 #include "tests/testutil/service_fixture.h"
 
 namespace cairn::servertest {
@@ -288,6 +289,36 @@ TEST_F(AssetServiceTest, ReadOnlyRefusesPushes) {
   ra::FetchBlobResponse response;
   EXPECT_EQ(FetchBlob(FetchOf("urn:ro"), &response),
             grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(AssetServiceTest, WriteQuotaChargesPushes) {
+  const cas::Digest blob = Put("quota");
+  server::ServerOptions options;
+  options.write_quota_per_hour = 200;
+  Restart(options);
+  const std::string pad(120, 'p');
+  const ra::PushBlobRequest first = PushOf("urn:q1/" + pad, blob);
+  ASSERT_GT(first.ByteSizeLong(), 100u);
+  ASSERT_LT(first.ByteSizeLong(), 200u);
+  // A push that fails (content not in the CAS) is refunded.
+  EXPECT_EQ(PushBlob(PushOf("urn:q0/" + pad, cas::Digest::OfData("absent"))),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(PushBlob(first), grpc::StatusCode::OK);
+  grpc::ClientContext context;
+  ra::PushBlobResponse response;
+  grpc::Status refused =
+      push_->PushBlob(&context, PushOf("urn:q2/" + pad, blob), &response);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << refused.error_message();
+  EXPECT_TRUE(rpc::RetryDelayOf(refused.error_details()).has_value());
+  ra::FetchBlobResponse fetched;
+  EXPECT_EQ(FetchBlob(FetchOf("urn:q2/" + pad), &fetched),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(FetchBlob(FetchOf("urn:q1/" + pad), &fetched),
+            grpc::StatusCode::OK);
+  EXPECT_EQ(server_->write_quota()->WrittenBytesForTest("peer"),
+            static_cast<int64_t>(first.ByteSizeLong()));
+  EXPECT_EQ(server_->write_quota()->RefusalsForTest("peer"), 1);
 }
 
 // An origin on loopback: GET /file.tar.gz answers kBody, anything else 404;

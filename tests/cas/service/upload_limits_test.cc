@@ -364,6 +364,30 @@ TEST_F(UploadLimitsTest, WriteQuotaRefusesPastTheHourlyBytesWithARetryDelay) {
   }
 }
 
+TEST_F(UploadLimitsTest, BatchUpdateCountsStoredBytesWithoutAQuota) {
+  server::ServerOptions options;  // write_quota_per_hour 0: counted only.
+  Start(options);
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", absl::StrCat("Bearer ", kTokenA));
+  v2::BatchUpdateBlobsRequest request;
+  const std::string a = Blob(7, 1000);
+  const std::string b = Blob(8, 3000);
+  for (const std::string* data : {&a, &b, &a}) {
+    auto* item = request.add_requests();
+    *item->mutable_digest() = ProtoDigestOf(*data);
+    item->set_data(*data);
+  }
+  request.mutable_requests(2)->set_data(b.substr(0, 1000));  // Mismatch.
+  v2::BatchUpdateBlobsResponse response;
+  ASSERT_TRUE(cas_->BatchUpdateBlobs(&context, request, &response).ok());
+  ASSERT_EQ(response.responses_size(), 3);
+  EXPECT_EQ(response.responses(2).status().code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(server_->write_quota()->WrittenBytesForTest(TokenLabel(kTokenA)),
+            4000);
+  EXPECT_EQ(server_->write_quota()->refusals(), 0);
+}
+
 TEST_F(UploadLimitsTest, WriteQuotaCoversActionResults) {
   server::ServerOptions options;
   options.write_quota_per_hour = 100;  // Smaller than one result.

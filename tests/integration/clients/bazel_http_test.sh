@@ -9,23 +9,14 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
+. "$here/../genrule_workspace.sh"
 
 command -v bazel >/dev/null 2>&1 || skip "no bazel (tools/install-deps.sh --bazel)"
 [ -x "$server_bin" ] || skip "$kind not built/installed at $server_bin"
 
 start_server "$kind" "$server_bin" "$work/server"
 ws="$work/ws"
-mkdir -p "$ws"
-echo 'workspace(name = "cairn_http_it")' >"$ws/WORKSPACE"
-echo "seed text" >"$ws/seed.txt"
-{
-  prev="seed.txt"
-  for i in 1 2 3 4 5 6; do
-    echo "genrule(name = \"g$i\", srcs = [\"$prev\"], outs = [\"g$i.txt\"],"
-    echo "        cmd = \"cat \$< > \$@ && echo step $i >> \$@\")"
-    prev=":g$i"
-  done
-} >"$ws/BUILD"
+genrule_workspace "$ws" cairn_http_it
 
 root="$work/bazel-root"
 cleanup_hook=shutdown_bazel

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # sccache (crates.io, --features webdav; opt-in: tools/install-clients.sh
-# --sccache, a cargo build of over 30 minutes on 2 cores, so CI skips it)
-# with its WebDAV storage pointed at the server: /kv/sccache/ on
-# cairn-server, the root on bazel-remote.
+# --sccache, a cargo build of 20+ minutes on 2 cores, so CI skips it) with
+# its WebDAV storage pointed at the server: /kv/sccache on cairn-server,
+# the root on bazel-remote.
 # Usage: sccache_test.sh SERVER_KIND SERVER_BINARY CLIENTS_DIR
-# Four C files compiled through `sccache cc`; the objects are removed and the
-# sccache server restarted (it keeps no local cache when WebDAV is set), then
-# compiled again: every compile must be a cache hit with identical objects.
+# Four C files compiled through `sccache cc` (build 1: four misses, four
+# cache writes); the objects are removed and the sccache server restarted
+# (it keeps no local cache when WebDAV is set), then compiled again (build
+# 2): `sccache --show-stats` must count four cache hits, the objects must be
+# identical. On cairn-server also without SCCACHE_WEBDAV_DISABLE_CREATE_DIR:
+# sccache then finds the storage not writable (its PROPFIND is answered 405)
+# and the reason it logs must name that variable.
 # Prints "RESULT sccache ...".
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -19,11 +23,11 @@ command -v cc >/dev/null 2>&1 || skip "no C compiler"
 [ -x "$server_bin" ] || skip "$kind not built/installed at $server_bin"
 start_server "$kind" "$server_bin" "$work/server"
 case $kind in
-  cairn-server) export SCCACHE_WEBDAV_ENDPOINT="http://$http_addr/kv/sccache/" ;;
-  bazel-remote) export SCCACHE_WEBDAV_ENDPOINT="http://$http_addr/" ;;
+  cairn-server) export SCCACHE_WEBDAV_ENDPOINT="http://$http_addr/kv/sccache" ;;
+  bazel-remote) export SCCACHE_WEBDAV_ENDPOINT="http://$http_addr" ;;
 esac
-# No MKCOL/PROPFIND before each PUT (sccache 0.19+; the HTTP library answers
-# WebDAV-only methods with 400, and /kv/ needs no directories).
+# No PROPFIND/MKCOL before each PUT (sccache 0.19+): /kv/ has no
+# directories, and cpp-httplib cannot parse WebDAV methods.
 export SCCACHE_WEBDAV_DISABLE_CREATE_DIR=true
 SCCACHE_SERVER_PORT=$(free_port)
 export SCCACHE_SERVER_PORT
@@ -37,9 +41,9 @@ mkdir -p "$src"
 for i in 1 2 3 4; do
   printf 'int f%d(int x) { return x * %d + 1; }\n' "$i" "$i" >"$src/f$i.c"
 done
-hits_of() {  # hits_of STATS_JSON: C/C++ cache hits.
-  python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["stats"]
-print(sum(s.get("cache_hits",{}).get("counts",{}).values()))' "$1"
+stat_of() {  # stat_of STATS_JSON FIELD: a count (per-language ones summed).
+  python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))["stats"][sys.argv[2]]
+print(sum(v.get("counts",{}).values()) if isinstance(v,dict) else v)' "$1" "$2"
 }
 build() {  # build NAME: start sccache, compile every file, save stats.
   if ! "$sccache" --start-server >"$work/$1.start" 2>&1; then
@@ -62,16 +66,37 @@ build() {  # build NAME: start sccache, compile every file, save stats.
 }
 measure "sccache build 1 (cold)" build one
 measure "sccache build 2 (restarted, objects removed)" build two
-hits=$(hits_of "$work/two.json")
+writes=$(stat_of "$work/one.json" cache_writes)
+hits=$(stat_of "$work/two.json" cache_hits)
+misses=$(stat_of "$work/two.json" cache_misses)
 for i in 1 2 3 4; do
   cmp -s "$work/out-one/f$i.o" "$work/out-two/f$i.o" || fail "f$i.o differs"
 done
-echo "RESULT sccache $kind: build 2: $hits/4 compiles cache hits; objects identical"
-if [ "$hits" != 4 ]; then
+echo "RESULT sccache $kind: build 1: $writes cache writes; build 2: $hits/4" \
+  "compiles cache hits, $misses misses; objects identical"
+if [ "$hits" != 4 ] || [ "$writes" != 4 ]; then
   if [ "$kind" = bazel-remote ]; then  # Known: it refuses sccache's paths.
     echo "PASS (peer comparison only: $(tail -3 "$SCCACHE_ERROR_LOG" 2>/dev/null | tr '\n' ' '))"
     exit 0
   fi
-  fail "expected 4 cache hits: $(cat "$work/two.json"; tail -20 "$SCCACHE_ERROR_LOG" 2>/dev/null)"
+  fail "expected 4 writes, then 4 hits: $(cat "$work/one.json" "$work/two.json"; tail -20 "$SCCACHE_ERROR_LOG" 2>/dev/null)"
+fi
+
+if [ "$kind" = cairn-server ]; then
+  # Without the variable: nothing is written, and the reason says why.
+  unset SCCACHE_WEBDAV_DISABLE_CREATE_DIR
+  export SCCACHE_WEBDAV_ENDPOINT="http://$http_addr/kv/sccache-default"
+  : >"$SCCACHE_ERROR_LOG"
+  for i in 1 2 3 4; do  # New sources: build 2's results would be hits.
+    printf 'int g%d(int x) { return x - %d; }\n' "$i" "$i" >"$src/f$i.c"
+  done
+  measure "sccache without SCCACHE_WEBDAV_DISABLE_CREATE_DIR" build three
+  writes=$(stat_of "$work/three.json" cache_writes)
+  [ "$writes" = 0 ] || fail "sccache wrote $writes entries despite PROPFIND 405"
+  grep -q SCCACHE_WEBDAV_DISABLE_CREATE_DIR "$SCCACHE_ERROR_LOG" ||
+    fail "sccache's log does not name SCCACHE_WEBDAV_DISABLE_CREATE_DIR:" \
+      "$(tail -5 "$SCCACHE_ERROR_LOG")"
+  echo "RESULT sccache $kind: without SCCACHE_WEBDAV_DISABLE_CREATE_DIR: 0" \
+    "writes (read-only), its log names the variable"
 fi
 echo "PASS"
