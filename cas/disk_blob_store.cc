@@ -508,10 +508,11 @@ class DiskBlobStore final : public BlobStore {
   // FAILED_PRECONDITION for a newer layout.
   absl::Status CheckLayoutVersion(int* found);
   absl::Status WriteLayoutVersion();
-  // Adds the small-item database's items to `items`; where a key is held
-  // both as a file and in the database (a crash between the two steps of a
-  // move), keeps the newer and deletes the other.
-  absl::Status ScanSmallItems(std::vector<LoadedItem>* items);
+  // Indexes the items found as `files` and those of the small-item
+  // database, in access order; where a key is held both as a file and in
+  // the database (a crash between the two steps of a move), keeps the newer
+  // and deletes the other.
+  absl::Status IndexItems(const std::vector<LoadedItem>& files);
   absl::Status CreateLayout();
   absl::StatusOr<std::vector<LoadedItem>> ScanAll();
   absl::Status ScanShard(ItemKind kind, int shard,
@@ -1855,32 +1856,70 @@ absl::Status DiskBlobStore::WriteLayoutVersion() {
   return absl::OkStatus();
 }
 
-absl::Status DiskBlobStore::ScanSmallItems(std::vector<LoadedItem>* items) {
-  absl::flat_hash_map<ItemKey, size_t> files;  // Few: the large items.
-  files.reserve(items->size());
-  for (size_t i = 0; i < items->size(); ++i) {
-    files.emplace((*items)[i].key, i);
+absl::Status DiskBlobStore::IndexItems(const std::vector<LoadedItem>& files) {
+  // The database is scanned in parts, one per thread: this thread indexes
+  // part 0 as it goes, the others collect theirs for it to index after.
+  const int parts =
+      std::clamp(options_.load_threads > 0
+                     ? options_.load_threads
+                     : static_cast<int>(std::thread::hardware_concurrency()),
+                 1, 8);
+  std::vector<std::vector<SmallItemMeta>> found(parts);
+  std::vector<absl::Status> errors(parts);
+  std::vector<std::thread> workers;
+  const size_t expected = static_cast<size_t>(small_->ApproximateCount());
+  for (int p = 1; p < parts; ++p) {
+    workers.emplace_back([&, p] {
+      found[p].reserve(expected / parts + expected / (4 * parts));
+      errors[p] = small_->ForEachInPart(
+          p, parts, [&](const SmallItemMeta& m) { found[p].push_back(m); });
+    });
   }
   std::vector<ItemKey> stale_small;
-  absl::Status s = small_->ForEach([&](const SmallItemMeta& meta) {
-    LoadedItem loaded{meta.key, meta.size, meta.stamp, /*small=*/true};
-    auto it = files.find(meta.key);
-    if (it == files.end()) {
-      items->push_back(loaded);
-      return;
+  std::vector<ItemKey> stale_files;
+  {
+    // Start-up: no other thread can see the store yet, so holding mu_
+    // across the scan blocks nobody (and spares a copy of part 0).
+    absl::MutexLock lock(&mu_);
+    index_.ReserveItems(files.size() + expected);
+    for (const LoadedItem& file : files) {
+      index_.InsertNew(file.key, file.size, file.stamp, /*small=*/false);
+      last_stamp_ = std::max(last_stamp_, file.stamp);
     }
-    // Held twice: a crash came between storing the newer version and
-    // deleting the older. Keep the newer.
-    LoadedItem& file = (*items)[it->second];
-    if (file.small || file.stamp >= meta.stamp) {
-      stale_small.push_back(meta.key);
-    } else {
-      unlink(PathOf(file.key).c_str());
-      file = loaded;
+    auto add = [&](const SmallItemMeta& meta) {
+      mu_.AssertHeld();
+      last_stamp_ = std::max(last_stamp_, meta.stamp);
+      auto [item, inserted] =
+          index_.InsertNew(meta.key, meta.size, meta.stamp, /*small=*/true);
+      if (inserted) {
+        return;
+      }
+      // Held twice: a crash came between storing the newer version and
+      // deleting the older. Keep the newer.
+      if (item->small || item->stamp >= meta.stamp) {
+        stale_small.push_back(meta.key);
+      } else {
+        stale_files.push_back(meta.key);
+        index_.Insert(meta.key, meta.size, meta.stamp, /*small=*/true);
+      }
+    };
+    errors[0] = small_->ForEachInPart(0, parts, add);
+    for (int p = 1; p < parts; ++p) {
+      workers[p - 1].join();
+      for (const SmallItemMeta& meta : found[p]) {
+        add(meta);
+      }
+      std::vector<SmallItemMeta>().swap(found[p]);
     }
-  });
-  if (!s.ok()) {
-    return s;
+    index_.SortByStamp();
+  }
+  for (const ItemKey& key : stale_files) {
+    unlink(PathOf(key).c_str());
+  }
+  for (const absl::Status& s : errors) {
+    if (!s.ok()) {
+      return s;
+    }
   }
   return stale_small.empty() ? absl::OkStatus() : small_->Delete(stale_small);
 }
@@ -1903,11 +1942,11 @@ absl::Status DiskBlobStore::Load() {
     return small.status();
   }
   small_ = *std::move(small);
-  absl::StatusOr<std::vector<LoadedItem>> items = ScanAll();
-  if (!items.ok()) {
-    return items.status();
+  absl::StatusOr<std::vector<LoadedItem>> files = ScanAll();
+  if (!files.ok()) {
+    return files.status();
   }
-  if (absl::Status s = ScanSmallItems(&*items); !s.ok()) {
+  if (absl::Status s = IndexItems(*files); !s.ok()) {
     return s;
   }
   if (layout != kLayoutVersion) {
@@ -1919,17 +1958,9 @@ absl::Status DiskBlobStore::Load() {
       return s;
     }
   }
-  std::sort(items->begin(), items->end(),
-            [](const LoadedItem& a, const LoadedItem& b) {
-              return a.stamp < b.stamp;
-            });
   std::vector<LruIndex::Item> victims;
   {
     absl::MutexLock lock(&mu_);
-    for (const LoadedItem& item : *items) {
-      index_.Insert(item.key, item.size, item.stamp, item.small);
-      last_stamp_ = std::max(last_stamp_, item.stamp);
-    }
     victims = index_.EvictToFit();
     for (const LruIndex::Item& v : victims) {
       ++unlinking_[v.key];

@@ -1,8 +1,11 @@
-// Implementation notes: a doubly linked list in access order (front = least
-// recently used) plus a hash set of list iterators looked up by key, so each
-// key is stored once. used_bytes_ and counts_ always equal the sums over lru_.
+// Implementation notes: a doubly linked list of nodes in access order
+// (front_ = least recently used), linked by node number, plus a hash set of
+// node numbers looked up by key, so each key is stored once. Nodes live in
+// chunks that never move (Item pointers stay valid); erased nodes go on a
+// free list. used_bytes_ and counts_ always equal the sums over the list.
 #include "cas/lru_index.h"
 
+#include <algorithm>
 #include <array>
 #include <utility>
 
@@ -54,56 +57,123 @@ std::string ItemKey::HexId() const {
       absl::string_view(reinterpret_cast<const char*>(id.data()), id.size()));
 }
 
-LruIndex::LruIndex(int64_t max_bytes) : max_bytes_(max_bytes) {}
+LruIndex::LruIndex(int64_t max_bytes)
+    : max_bytes_(max_bytes),
+      chunks_(std::make_unique<Chunks>()),
+      by_key_(0, NodeHash{chunks_.get()}, NodeEq{chunks_.get()}) {}
+
+uint32_t LruIndex::NewNode() {
+  if (free_ != kNil) {
+    uint32_t n = free_;
+    free_ = N(n).next;
+    return n;
+  }
+  if ((nodes_ >> kChunkBits) == chunks_->size()) {
+    chunks_->push_back(std::make_unique<Node[]>(size_t{1} << kChunkBits));
+  }
+  return nodes_++;
+}
+
+void LruIndex::Unlink(uint32_t n) {
+  Node& node = N(n);
+  (node.prev == kNil ? front_ : N(node.prev).next) = node.next;
+  (node.next == kNil ? back_ : N(node.next).prev) = node.prev;
+}
+
+void LruIndex::PushBack(uint32_t n) {
+  Node& node = N(n);
+  node.prev = back_;
+  node.next = kNil;
+  (back_ == kNil ? front_ : N(back_).next) = n;
+  back_ = n;
+}
+
+void LruIndex::MoveToBack(uint32_t n) {
+  if (n != back_) {
+    Unlink(n);
+    PushBack(n);
+  }
+}
+
+void LruIndex::ReserveItems(size_t n) {
+  by_key_.reserve(n);
+  const size_t chunks = (n >> kChunkBits) + 1;
+  chunks_->reserve(chunks);
+  while (chunks_->size() < chunks) {
+    chunks_->push_back(std::make_unique<Node[]>(size_t{1} << kChunkBits));
+  }
+}
 
 std::optional<int64_t> LruIndex::Peek(const ItemKey& key) const {
   auto it = by_key_.find(key);
   if (it == by_key_.end()) {
     return std::nullopt;
   }
-  return (*it)->size;
+  return N(*it).item.size;
 }
 
 LruIndex::Item* LruIndex::Find(const ItemKey& key) {
   auto it = by_key_.find(key);
-  return it == by_key_.end() ? nullptr : &**it;
+  return it == by_key_.end() ? nullptr : &N(*it).item;
 }
 
 std::optional<int64_t> LruIndex::Touch(const ItemKey& key) {
-  auto it = by_key_.find(key);
-  if (it == by_key_.end()) {
-    return std::nullopt;
-  }
-  lru_.splice(lru_.end(), lru_, *it);
-  return (*it)->size;
+  Item* item = FindAndTouch(key);
+  return item == nullptr ? std::nullopt : std::optional<int64_t>(item->size);
 }
 
 LruIndex::Item* LruIndex::FindAndTouch(const ItemKey& key, int64_t want_size) {
   auto it = by_key_.find(key);
-  if (it == by_key_.end() || (want_size >= 0 && (*it)->size != want_size)) {
+  if (it == by_key_.end()) {
     return nullptr;
   }
-  lru_.splice(lru_.end(), lru_, *it);
-  return &**it;
+  Item& item = N(*it).item;
+  if (want_size >= 0 && item.size != want_size) {
+    return nullptr;
+  }
+  MoveToBack(*it);
+  return &item;
+}
+
+std::pair<uint32_t, bool> LruIndex::FindOrAdd(const ItemKey& key, int64_t size,
+                                              int64_t stamp, bool small) {
+  // One probe finds the key or the slot for it (a start-up hot spot).
+  bool added = false;
+  auto it = by_key_.lazy_emplace(key, [&](const auto& construct) {
+    const uint32_t n = NewNode();
+    N(n).item = Item{.key = key, .small = small, .size = size, .stamp = stamp};
+    construct(n);
+    added = true;
+  });
+  if (added) {
+    PushBack(*it);
+    used_bytes_ += size;
+    ++counts_[Slot(key.kind)];
+  }
+  return {*it, added};
+}
+
+std::pair<LruIndex::Item*, bool> LruIndex::InsertNew(const ItemKey& key,
+                                                     int64_t size,
+                                                     int64_t stamp,
+                                                     bool small) {
+  auto [n, inserted] = FindOrAdd(key, size, stamp, small);
+  return {&N(n).item, inserted};
 }
 
 void LruIndex::Insert(const ItemKey& key, int64_t size, int64_t stamp,
                       bool small) {
-  auto it = by_key_.find(key);
-  if (it != by_key_.end()) {
-    used_bytes_ += size - (*it)->size;
-    (*it)->size = size;
-    (*it)->stamp = stamp;
-    (*it)->verified = 0;
-    (*it)->small = small;
-    lru_.splice(lru_.end(), lru_, *it);
+  auto [n, inserted] = FindOrAdd(key, size, stamp, small);
+  if (inserted) {
     return;
   }
-  lru_.push_back(
-      Item{.key = key, .small = small, .size = size, .stamp = stamp});
-  by_key_.insert(std::prev(lru_.end()));
-  used_bytes_ += size;
-  ++counts_[Slot(key.kind)];
+  Item& item = N(n).item;
+  used_bytes_ += size - item.size;
+  item.size = size;
+  item.stamp = stamp;
+  item.verified = 0;
+  item.small = small;
+  MoveToBack(n);
 }
 
 std::optional<int64_t> LruIndex::Erase(const ItemKey& key) {
@@ -111,17 +181,59 @@ std::optional<int64_t> LruIndex::Erase(const ItemKey& key) {
   if (it == by_key_.end()) {
     return std::nullopt;
   }
-  Iter item = *it;
-  int64_t size = item->size;
+  const uint32_t n = *it;
   by_key_.erase(it);
+  Node& node = N(n);
+  const int64_t size = node.item.size;
   used_bytes_ -= size;
-  --counts_[Slot(item->key.kind)];
-  lru_.erase(item);
+  --counts_[Slot(node.item.key.kind)];
+  Unlink(n);
+  node.next = free_;
+  free_ = n;
   return size;
 }
 
+void LruIndex::SortByStamp() {
+  using Entry = std::pair<uint64_t, uint32_t>;  // Biased stamp, node.
+  std::vector<Entry> order;
+  order.reserve(by_key_.size());
+  for (uint32_t n = front_; n != kNil; n = N(n).next) {
+    // Flipping the sign bit orders signed stamps as unsigned numbers.
+    order.emplace_back(static_cast<uint64_t>(N(n).item.stamp) ^ (1ull << 63),
+                       n);
+  }
+  // LSD radix sort, 16 bits a pass (stable, so equal stamps keep the list
+  // order); passes where every entry has the same digit are skipped.
+  constexpr int kDigits = 4;
+  std::vector<std::array<uint32_t, 1 << 16>> counts(kDigits);
+  for (const Entry& e : order) {
+    for (int d = 0; d < kDigits; ++d) {
+      ++counts[d][(e.first >> (16 * d)) & 0xffff];
+    }
+  }
+  std::vector<Entry> sorted(order.size());
+  for (int d = 0; d < kDigits; ++d) {
+    std::array<uint32_t, 1 << 16>& count = counts[d];
+    if (std::find(count.begin(), count.end(), order.size()) != count.end()) {
+      continue;  // One digit value for all.
+    }
+    uint32_t sum = 0;
+    for (uint32_t& c : count) {
+      sum += std::exchange(c, sum);
+    }
+    for (const Entry& e : order) {
+      sorted[count[(e.first >> (16 * d)) & 0xffff]++] = e;
+    }
+    order.swap(sorted);
+  }
+  front_ = back_ = kNil;
+  for (const Entry& e : order) {
+    PushBack(e.second);
+  }
+}
+
 void LruIndex::EvictFront(std::vector<Item>* victims) {
-  Item victim = lru_.front();
+  Item victim = N(front_).item;
   Erase(victim.key);
   ++evictions_;
   evicted_bytes_ += victim.size;
@@ -176,14 +288,18 @@ void LruIndex::LeaveWrite(const ItemKey& key) {
 
 std::vector<LruIndex::Item> LruIndex::EvictToFit() {
   std::vector<Item> victims;
-  while (!lru_.empty() && used_bytes_ + reserved_bytes_ > max_bytes_) {
+  while (front_ != kNil && used_bytes_ + reserved_bytes_ > max_bytes_) {
     EvictFront(&victims);
   }
   return victims;
 }
 
 std::vector<LruIndex::Item> LruIndex::ItemsForTest() const {
-  return std::vector<Item>(lru_.begin(), lru_.end());
+  std::vector<Item> items;
+  for (uint32_t n = front_; n != kNil; n = N(n).next) {
+    items.push_back(N(n).item);
+  }
+  return items;
 }
 
 }  // namespace cairn::cas

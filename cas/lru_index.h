@@ -9,7 +9,10 @@
 // only when the caller inserts without a reservation (e.g. while loading).
 //
 // Costs: Peek, Touch, Insert, Erase and the write bookkeeping are O(1)
-// expected; Reserve and JoinWrite are O(victims).
+// expected; Reserve and JoinWrite are O(victims); SortByStamp is
+// O(n log n). Items live in fixed-size chunks of nodes linked by 32-bit
+// indices, so an insert allocates nothing once ReserveItems() has made room
+// (start-up loads a million items this way).
 //
 // Thread safety: none. The owner serialises all calls (the stores call it
 // under their own mutex).
@@ -19,7 +22,8 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <list>
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -53,9 +57,14 @@ struct ItemKey {
   friend bool operator!=(const ItemKey& a, const ItemKey& b) {
     return !(a == b);
   }
+  // Hashes the id as four words (absl mixes each with a per-process
+  // seed): cheaper than hashing it as a byte string, and every byte counts,
+  // so keys a client picks (action-cache keys) cannot be made to collide.
   template <typename H>
   friend H AbslHashValue(H h, const ItemKey& k) {
-    return H::combine(std::move(h), k.kind, k.id);
+    uint64_t w[4];
+    std::memcpy(w, k.id.data(), sizeof(w));
+    return H::combine(std::move(h), k.kind, w[0], w[1], w[2], w[3]);
   }
 };
 
@@ -103,6 +112,21 @@ class LruIndex {
   void Insert(const ItemKey& key, int64_t size, int64_t stamp = 0,
               bool small = false);
 
+  // Inserts the item as most recently used if absent and returns {item,
+  // true}; returns {the item held, false}, changing nothing, if present.
+  // The pointer is as Find()'s. Never evicts.
+  std::pair<Item*, bool> InsertNew(const ItemKey& key, int64_t size,
+                                   int64_t stamp, bool small);
+
+  // Makes room for `n` items in all, so that inserting up to that many
+  // allocates nothing more (used before loading a store).
+  void ReserveItems(size_t n);
+
+  // Reorders all items by increasing `stamp` (least recently used first;
+  // equal stamps keep their order). Used after loading items in another
+  // order.
+  void SortByStamp();
+
   // Removes the item and returns its size; nullopt if absent. Not counted as
   // an eviction.
   std::optional<int64_t> Erase(const ItemKey& key);
@@ -142,7 +166,7 @@ class LruIndex {
   int64_t used_bytes() const { return used_bytes_; }
   int64_t reserved_bytes() const { return reserved_bytes_; }
   int64_t count(ItemKind kind) const { return counts_[Slot(kind)]; }
-  size_t size() const { return lru_.size(); }
+  size_t size() const { return by_key_.size(); }
   int64_t evictions() const { return evictions_; }
   int64_t evicted_bytes() const { return evicted_bytes_; }
 
@@ -164,32 +188,60 @@ class LruIndex {
   std::vector<Item> ItemsForTest() const;
 
  private:
-  using List = std::list<Item>;  // Front: least recently used.
-  using Iter = List::iterator;
+  // Node numbers: kNil ends the list; the free nodes are chained by `next`.
+  static constexpr uint32_t kNil = 0xffffffff;
+  static constexpr int kChunkBits = 12;
+  struct Node {
+    Item item;
+    uint32_t prev = kNil;  // Towards the least recently used.
+    uint32_t next = kNil;
+  };
+  using Chunks = std::vector<std::unique_ptr<Node[]>>;
 
-  struct IterHash {
+  // The hash set holds node numbers and finds them by key, through the
+  // chunks (held by pointer, so the functors stay valid).
+  struct NodeHash {
     using is_transparent = void;
+    const Chunks* chunks;
     size_t operator()(const ItemKey& k) const {
       return absl::Hash<ItemKey>()(k);
     }
-    size_t operator()(Iter it) const { return (*this)(it->key); }
+    size_t operator()(uint32_t n) const { return (*this)(At(*chunks, n)); }
   };
-  struct IterEq {
+  struct NodeEq {
     using is_transparent = void;
-    static const ItemKey& K(const ItemKey& k) { return k; }
-    static const ItemKey& K(Iter it) { return it->key; }
+    const Chunks* chunks;
+    const ItemKey& K(const ItemKey& k) const { return k; }
+    const ItemKey& K(uint32_t n) const { return At(*chunks, n); }
     template <typename A, typename B>
     bool operator()(const A& a, const B& b) const {
       return K(a) == K(b);
     }
   };
+  static const ItemKey& At(const Chunks& chunks, uint32_t n) {
+    return chunks[n >> kChunkBits][n & ((1u << kChunkBits) - 1)].item.key;
+  }
 
   static size_t Slot(ItemKind kind) { return static_cast<size_t>(kind); }
+  Node& N(uint32_t n) const {
+    return (*chunks_)[n >> kChunkBits][n & ((1u << kChunkBits) - 1)];
+  }
+  uint32_t NewNode();
+  // Returns the node of `key` and false, or adds it as InsertNew() does.
+  std::pair<uint32_t, bool> FindOrAdd(const ItemKey& key, int64_t size,
+                                      int64_t stamp, bool small);
+  void Unlink(uint32_t n);
+  void PushBack(uint32_t n);
+  void MoveToBack(uint32_t n);
   void EvictFront(std::vector<Item>* victims);
 
   const int64_t max_bytes_;
-  List lru_;
-  absl::flat_hash_set<Iter, IterHash, IterEq> by_key_;
+  const std::unique_ptr<Chunks> chunks_;
+  uint32_t nodes_ = 0;     // Nodes ever handed out.
+  uint32_t free_ = kNil;   // First free node.
+  uint32_t front_ = kNil;  // Least recently used.
+  uint32_t back_ = kNil;   // Most recently used.
+  absl::flat_hash_set<uint32_t, NodeHash, NodeEq> by_key_;
   int64_t used_bytes_ = 0;
   int64_t reserved_bytes_ = 0;
   int64_t counts_[2] = {0, 0};

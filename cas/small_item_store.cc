@@ -99,10 +99,12 @@ class EmptySmallItemStore final : public SmallItemStore {
   absl::Status Delete(absl::Span<const ItemKey>) override {
     return absl::UnavailableError(why_);
   }
-  absl::Status ForEach(absl::FunctionRef<void(const SmallItemMeta&)>) override {
+  absl::Status ForEachInPart(
+      int, int, absl::FunctionRef<void(const SmallItemMeta&)>) override {
     return absl::OkStatus();
   }
   absl::Status SyncForClose() override { return absl::OkStatus(); }
+  int64_t ApproximateCount() override { return 0; }
 
  private:
   const std::string why_;
@@ -159,8 +161,17 @@ class RocksSmallItemStore final : public SmallItemStore {
     return Write(rocksdb::WriteOptions(), batch, "delete small items");
   }
 
-  absl::Status ForEach(
+  absl::Status ForEachInPart(
+      int part, int parts,
       absl::FunctionRef<void(const SmallItemMeta&)> fn) override;
+
+  int64_t ApproximateCount() override {
+    uint64_t keys = 0;
+    if (!db_->GetIntProperty("rocksdb.estimate-num-keys", &keys)) {
+      return 0;
+    }
+    return static_cast<int64_t>(keys / 2);  // Two records per item.
+  }
 
   absl::Status SyncForClose() override {
     if (read_only_) {
@@ -170,6 +181,11 @@ class RocksSmallItemStore final : public SmallItemStore {
   }
 
  private:
+  // Calls `fn` for the well-formed metadata records in [lower, upper) and
+  // adds the keys of malformed ones to `malformed`.
+  absl::Status ScanRange(const std::string& lower, const std::string& upper,
+                         absl::FunctionRef<void(const SmallItemMeta&)> fn,
+                         std::vector<std::string>* malformed);
   absl::Status Write(const rocksdb::WriteOptions& options,
                      rocksdb::WriteBatch& batch, absl::string_view what) {
     if (read_only_) {
@@ -197,16 +213,15 @@ class RocksSmallItemStore final : public SmallItemStore {
   std::atomic<bool> needs_resume_{false};
 };
 
-absl::Status RocksSmallItemStore::ForEach(
-    absl::FunctionRef<void(const SmallItemMeta&)> fn) {
-  const std::string lower(1, kMetaPrefix);
-  const std::string upper(1, kMetaPrefix + 1);
+absl::Status RocksSmallItemStore::ScanRange(
+    const std::string& lower, const std::string& upper,
+    absl::FunctionRef<void(const SmallItemMeta&)> fn,
+    std::vector<std::string>* malformed) {
   rocksdb::Slice upper_slice(upper);
   rocksdb::ReadOptions read;
   read.fill_cache = false;
   read.iterate_upper_bound = &upper_slice;
   read.readahead_size = 2 << 20;
-  std::vector<std::string> malformed;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read));
   for (it->Seek(lower); it->Valid(); it->Next()) {
     rocksdb::Slice k = it->key();
@@ -216,7 +231,7 @@ absl::Status RocksSmallItemStore::ForEach(
                              : uint8_t{0xff};
     if (kind > static_cast<uint8_t>(ItemKind::kAc) ||
         v.size() != kMetaValueSize) {
-      malformed.push_back(k.ToString());
+      malformed->push_back(k.ToString());
       continue;
     }
     SmallItemMeta meta;
@@ -226,8 +241,44 @@ absl::Status RocksSmallItemStore::ForEach(
     meta.stamp = static_cast<int64_t>(GetFixed64(v.data() + 8));
     fn(meta);
   }
-  if (absl::Status s = FromRocks(it->status(), "scan small items"); !s.ok()) {
-    return s;
+  return FromRocks(it->status(), "scan small items");
+}
+
+absl::Status RocksSmallItemStore::ForEachInPart(
+    int part, int parts, absl::FunctionRef<void(const SmallItemMeta&)> fn) {
+  if (parts < 1 || parts > 256 || part < 0 || part >= parts) {
+    return absl::InvalidArgumentError("scan small items: bad part");
+  }
+  // Part p holds, of each kind, the ids whose first byte is in
+  // [256p/parts, 256(p+1)/parts). Key bytes: prefix, kind, id...; the
+  // whole metadata range is ["m", "n"), so records of a malformed length
+  // or kind fall in the first part's bounds or the last's.
+  const int lo = 256 * part / parts;
+  const int hi = 256 * (part + 1) / parts;
+  auto bound = [](int kind, int byte) {
+    std::string b(1, kMetaPrefix);
+    if (byte == 256) {  // The end of this kind: the next kind's start.
+      ++kind;
+      byte = 0;
+    }
+    b.push_back(static_cast<char>(kind));
+    b.push_back(static_cast<char>(byte));
+    return b;
+  };
+  std::vector<std::string> malformed;
+  constexpr int kKinds = static_cast<int>(ItemKind::kAc) + 1;
+  for (int kind = 0; kind < kKinds; ++kind) {
+    std::string lower = bound(kind, lo);
+    std::string upper = bound(kind, hi);
+    if (kind == 0 && lo == 0) {
+      lower = std::string(1, kMetaPrefix);
+    }
+    if (kind == kKinds - 1 && hi == 256) {
+      upper = std::string(1, kMetaPrefix + 1);
+    }
+    if (absl::Status s = ScanRange(lower, upper, fn, &malformed); !s.ok()) {
+      return s;
+    }
   }
   if (!malformed.empty()) {
     rocksdb::WriteBatch batch;

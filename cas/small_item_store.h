@@ -92,8 +92,20 @@ class SmallItemStore {
 
   // Calls `fn` with the metadata of every item, in key order, reading no
   // value. Skips (and deletes) malformed records.
-  virtual absl::Status ForEach(
+  absl::Status ForEach(absl::FunctionRef<void(const SmallItemMeta&)> fn) {
+    return ForEachInPart(0, 1, fn);
+  }
+
+  // ForEach() over part `part` of `parts` (1..256) disjoint parts that
+  // together hold every item (split by the first byte of the id), so that
+  // several threads can scan one database at once.
+  virtual absl::Status ForEachInPart(
+      int part, int parts,
       absl::FunctionRef<void(const SmallItemMeta&)> fn) = 0;
+
+  // Returns about how many items the database holds (for sizing tables;
+  // may be off either way, never negative).
+  virtual int64_t ApproximateCount() = 0;
 
   // Makes every write so far durable (syncs the log); used when closing a
   // store opened without `sync`.

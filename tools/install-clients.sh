@@ -6,15 +6,16 @@
 # BuildStream's sandbox) and PyPI packages in virtual environments under
 # build/clients (never committed; $CAIRN_CLIENTS_DIR overrides the place):
 # BuildStream, BuildGrid's bgd (Python 3.13), Pants 2.17.1 with a local pex
-# (Python 3.9).
+# (Python 3.9); sccache 0.19.0 with WebDAV from crates.io (cargo install).
 # Skips whatever is already there; a step that cannot install writes why to
 # CLIENTS_DIR/NAME.skip-reason, and the tests needing it skip with that reason.
-# Usage: tools/install-clients.sh [--no-gradle] [--no-pants] [--sccache]
+# Usage: tools/install-clients.sh [--no-gradle] [--no-pants] [--no-sccache]
 #                                 [--only NAME]
 #   --no-gradle  leave out Debian's gradle (68 packages, 61 MiB)
 #   --no-pants   leave out Pants (its test takes ~5-7 minutes here)
-#   --sccache    also sccache with WebDAV from crates.io (cargo install at
-#                nice 19; over 30 minutes on 2 cores, so never in CI)
+#   --no-sccache leave out sccache (cargo install at nice 19: 10.6 CPU
+#                minutes, so at most ~11 min on an idle 2-core machine plus
+#                the crate downloads; 51 min wall at load 10-40)
 # Pants 2.x wheels on PyPI are CPython 3.9 only (2.17.1 .. 2.18.0a0; later
 # releases are not on PyPI) and Debian bookworm has no python3.9: the
 # interpreter comes from pyenv's versions directory when the machine has one
@@ -27,7 +28,7 @@ mkdir -p "$root"
 
 want_gradle=1
 want_pants=1
-want_sccache=0
+want_sccache=1
 only=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -35,7 +36,8 @@ while [ $# -gt 0 ]; do
     --pants) want_pants=1 ;;
     --no-gradle) want_gradle=0 ;;
     --no-pants) want_pants=0 ;;
-    --sccache) want_sccache=1 ;;
+    --sccache) want_sccache=1 ;;  # The default; kept for older callers.
+    --no-sccache) want_sccache=0 ;;
     --only) only=$2; shift ;;
     *) echo "install-clients: unknown option $1" >&2; exit 2 ;;
   esac

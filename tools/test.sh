@@ -9,6 +9,6 @@ tools/check-layout.sh
 tools/install-deps.sh --s3  # Ceph RGW for the shared-tier tests (label engine)
 tools/build.sh
 tools/install-peers.sh
-tools/install-clients.sh  # ccache, Bazel, BuildStream, bgd, Gradle, Pants (label "clients")
+tools/install-clients.sh  # ccache, Bazel, BuildStream, bgd, Gradle, Pants, sccache (label "clients")
 cd "${CAIRN_BUILD_DIR:-build}"
 ctest --output-on-failure -j "$(nproc)"

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -924,6 +925,60 @@ TEST_F(SmallItemTest, RestartKeepsOneAccessOrderAcrossBothKinds) {
   store = Open();  // The evicted small item stays gone after a restart.
   EXPECT_THAT(store->FindMissing({a, b, c, d, e, f}), ElementsAre(b, c, d));
   EXPECT_EQ(store->Stats().used_bytes, 880);
+}
+
+TEST_F(SmallItemTest, ScanPartsCoverEveryItemOnce) {
+  auto db = OpenSmallItemStore({.dir = dir_.path() + "/db", .sync = false});
+  ASSERT_TRUE(db.ok()) << db.status();
+  std::set<std::pair<int, std::string>> want;
+  for (int i = 0; i < 300; ++i) {
+    std::string hex = Digest::OfData(std::to_string(i)).hash();
+    if (i < 4) {  // The edges of the id space.
+      hex.replace(0, 2, i % 2 == 0 ? "00" : "ff");
+    }
+    ItemKind kind = i % 3 == 0 ? ItemKind::kAc : ItemKind::kCas;
+    ASSERT_TRUE((*db)->Put(*ItemKey::FromHex(kind, hex), i, "v").ok());
+    want.emplace(static_cast<int>(kind), hex);
+  }
+  for (int parts : {1, 2, 3, 8, 256}) {
+    std::multiset<std::pair<int, std::string>> got;
+    for (int part = 0; part < parts; ++part) {
+      ASSERT_TRUE((*db)
+                      ->ForEachInPart(part, parts,
+                                      [&](const SmallItemMeta& m) {
+                                        got.emplace(
+                                            static_cast<int>(m.key.kind),
+                                            m.key.HexId());
+                                      })
+                      .ok());
+    }
+    EXPECT_EQ(got.size(), want.size()) << parts << " parts";
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin(), want.end()))
+        << parts << " parts";
+  }
+  EXPECT_EQ((*db)->ForEachInPart(2, 2, [](const SmallItemMeta&) {}).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(SmallItemTest, ParallelLoadKeepsTheAccessOrder) {
+  options_.max_size_bytes = 100 * 50;
+  std::vector<Digest> digests;
+  {
+    auto store = Open();
+    for (int i = 0; i < 100; ++i) {
+      digests.push_back(Put(*store, Bytes(50, i)));
+    }
+    for (int i = 0; i < 100; i += 2) {  // Odd ones are now the oldest.
+      EXPECT_TRUE(store->Contains(digests[i]));
+    }
+  }
+  options_.load_threads = 5;
+  auto store = Open();
+  EXPECT_EQ(store->Stats().cas_entries, 100);
+  Put(*store, Bytes(50 * 50, 200));  // Evicts the 50 oldest: the odd ones.
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(store->Contains(digests[i]), i % 2 == 0) << i;
+  }
 }
 
 TEST_F(SmallItemTest, CorruptSmallItemsAreDataLossRemovedAndCounted) {

@@ -174,6 +174,61 @@ TEST(LruIndexTest, ManyItems) {
   EXPECT_EQ(index.Peek(K(99999)), 99999);
 }
 
+TEST(LruIndexTest, ErasedNodesAreReusedAndPointersStayValid) {
+  LruIndex index(int64_t{1} << 40);
+  index.ReserveItems(10);
+  index.Insert(K(0), 1, 7);
+  LruIndex::Item* first = index.Find(K(0));
+  // Far more items than reserved: new chunks must not move old items.
+  for (int i = 1; i < 20000; ++i) {
+    index.Insert(K(i), 1);
+  }
+  EXPECT_EQ(first, index.Find(K(0)));
+  EXPECT_EQ(first->stamp, 7);
+  for (int i = 1; i < 20000; ++i) {
+    ASSERT_EQ(index.Erase(K(i)), 1);
+  }
+  for (int i = 1; i < 20000; ++i) {  // Refills the freed nodes.
+    index.Insert(K(i), 2);
+  }
+  EXPECT_EQ(index.size(), 20000u);
+  EXPECT_EQ(index.used_bytes(), 1 + 2 * 19999);
+  EXPECT_EQ(first, index.Find(K(0)));
+  EXPECT_EQ(Order(index, 3), (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(index.ItemsForTest().size(), 20000u);
+}
+
+TEST(LruIndexTest, InsertNewKeepsWhatIsHeld) {
+  LruIndex index(1000);
+  auto [item, inserted] = index.InsertNew(K(1), 10, 111, /*small=*/true);
+  ASSERT_TRUE(inserted);
+  EXPECT_TRUE(item->small);
+  index.Insert(K(2), 20);
+  auto [again, inserted_again] = index.InsertNew(K(1), 99, 999, false);
+  EXPECT_FALSE(inserted_again);
+  EXPECT_EQ(again, item);
+  EXPECT_EQ(again->size, 10);
+  EXPECT_EQ(again->stamp, 111);
+  EXPECT_EQ(index.used_bytes(), 30);
+  EXPECT_EQ(Order(index, 3), (std::vector<int>{1, 2}));  // Not touched.
+}
+
+TEST(LruIndexTest, SortByStampOrdersLeastRecentFirstAndKeepsTies) {
+  LruIndex index(1000);
+  const int stamps[] = {50, 10, 40, 10, 30};
+  for (int i = 0; i < 5; ++i) {
+    index.Insert(K(i), 1, stamps[i]);
+  }
+  index.SortByStamp();
+  EXPECT_EQ(Order(index, 5), (std::vector<int>{1, 3, 4, 2, 0}));
+  std::vector<LruIndex::Item> victims = *index.Reserve(998);
+  ASSERT_EQ(victims.size(), 3u);
+  EXPECT_EQ(victims[0].key, K(1));
+  EXPECT_EQ(victims[2].key, K(4));
+  index.Touch(K(0));
+  EXPECT_EQ(Order(index, 5), (std::vector<int>{2, 0}));
+}
+
 TEST(LruIndexTest, FindExposesTheStampWithoutMoving) {
   LruIndex index(1000);
   index.Insert(K(1), 10, 111);

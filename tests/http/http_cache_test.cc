@@ -28,6 +28,7 @@
 #include "httplib.h"
 #include "rpc/write_quota.h"
 #include "tests/testutil/temp_dir.h"
+#include "tests/testutil/test_certs.h"
 
 namespace cairn::http {
 namespace {
@@ -468,6 +469,45 @@ TEST_F(HttpCacheTest, UnservedMethodsCloseTheirConnection) {
   std::string body;
   EXPECT_EQ(Get("/kv/ns/k", &body), 200);
   EXPECT_EQ(body, "value");
+}
+
+TEST_F(HttpCacheTest, ServesHttpsAndChecksClientCertificates) {
+  if (!testutil::TestCerts::Available()) {
+    GTEST_SKIP() << "no openssl command to make test certificates";
+  }
+  testutil::TestCerts certs(dir_.path());
+  ASSERT_TRUE(certs.Make());
+  HttpCacheOptions options;
+  options.tls_cert_file = certs.Path("server.pem");
+  options.tls_key_file = certs.Path("server.key");
+  Start(options);
+  auto client = [&](const std::string& name) {
+    auto c =
+        name.empty()
+            ? std::make_unique<httplib::SSLClient>("127.0.0.1", cache_->port())
+            : std::make_unique<httplib::SSLClient>("127.0.0.1", cache_->port(),
+                                                   certs.Path(name + ".pem"),
+                                                   certs.Path(name + ".key"));
+    c->set_ca_cert_path(certs.Path("ca.pem").c_str());
+    c->enable_server_certificate_verification(true);
+    return c;
+  };
+  auto put = client("")->Put("/kv/ns/k", "over tls", kOctets);
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 200);
+  auto got = client("")->Get("/kv/ns/k");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->body, "over tls");
+  EXPECT_EQ(Get("/kv/ns/k"), -1);  // Plain HTTP to the TLS port: no answer.
+
+  options.tls_client_ca_file = certs.Path("ca.pem");
+  Start(options);
+  EXPECT_FALSE(client("")->Get("/kv/ns/k"));          // No client certificate.
+  EXPECT_FALSE(client("intruder")->Get("/kv/ns/k"));  // Untrusted CA.
+  got = client("builder")->Get("/kv/ns/k");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, 200);
+  EXPECT_EQ(got->body, "over tls");
 }
 
 TEST(HttpPathTest, ParsesRoutes) {

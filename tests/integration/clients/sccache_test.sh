@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# sccache (crates.io, --features webdav; opt-in: tools/install-clients.sh
-# --sccache, a cargo build of 20+ minutes on 2 cores, so CI skips it) with
-# its WebDAV storage pointed at the server: /kv/sccache on cairn-server,
-# the root on bazel-remote.
+# sccache 0.19.0 (crates.io, --features webdav; tools/install-clients.sh
+# builds it, ~10 CPU minutes) with its WebDAV storage pointed at the server:
+# /kv/sccache on cairn-server, the root on bazel-remote.
 # Usage: sccache_test.sh SERVER_KIND SERVER_BINARY CLIENTS_DIR
 # Four C files compiled through `sccache cc` (build 1: four misses, four
 # cache writes); the objects are removed and the sccache server restarted
@@ -18,7 +17,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 
 sccache="$clients/sccache/bin/sccache"
 [ -x "$sccache" ] || not_installed sccache "$clients" \
-  "sccache not installed at $sccache (opt-in: tools/install-clients.sh --sccache)"
+  "sccache not installed at $sccache (tools/install-clients.sh builds it)"
 command -v cc >/dev/null 2>&1 || skip "no C compiler"
 [ -x "$server_bin" ] || skip "$kind not built/installed at $server_bin"
 start_server "$kind" "$server_bin" "$work/server"
@@ -47,7 +46,8 @@ print(sum(v.get("counts",{}).values()) if isinstance(v,dict) else v)' "$1" "$2"
 }
 build() {  # build NAME: start sccache, compile every file, save stats.
   if ! "$sccache" --start-server >"$work/$1.start" 2>&1; then
-    why=$(cat "$work/$1.start" "$SCCACHE_ERROR_LOG" 2>/dev/null | tail -5 | tr '\n' ' ')
+    why=$(grep -h -m1 "error" "$work/$1.start" "$SCCACHE_ERROR_LOG" 2>/dev/null |
+      head -1 | cut -c1-300)
     if [ "$kind" = bazel-remote ]; then  # Known: its storage check fails.
       echo "RESULT sccache $kind: sccache does not start: $why"
       echo "PASS (peer comparison only)"
