@@ -172,11 +172,13 @@ class GrpcReapiClient final : public ReapiClient {
   absl::Status UploadBlob(const cas::Digest& digest,
                           const ChunkSource& source) override;
   absl::Status ReadBlob(const cas::Digest& digest, ChunkSink sink) override {
-    return ReadBlobWith(digest, sink, UseZstd(/*batch_update=*/false));
+    return ReadBlobWith(digest, sink, ReadBlobOptions());
   }
-  absl::Status ReadBlobUncompressed(const cas::Digest& digest,
-                                    ChunkSink sink) override {
-    return ReadBlobWith(digest, sink, /*zstd=*/false);
+  absl::Status ReadBlobWith(const cas::Digest& digest, ChunkSink sink,
+                            const ReadBlobOptions& options) override {
+    const bool zstd =
+        options.allow_compression && UseZstd(/*batch_update=*/false);
+    return Read(digest, sink, zstd, options.verify_hash);
   }
   bool CompressesReads() override { return UseZstd(/*batch_update=*/false); }
   WireCounters Counters() const override {
@@ -197,11 +199,13 @@ class GrpcReapiClient final : public ReapiClient {
   absl::Status StreamUpload(const cas::Digest& digest, const ChunkSource& src);
   absl::Status StreamUploadOnce(const cas::Digest& digest,
                                 const ChunkSource& src);
-  // ReadBlob, asking for zstd when `zstd`.
-  absl::Status ReadBlobWith(const cas::Digest& digest, ChunkSink sink,
-                            bool zstd);
+  // ReadBlob, asking for zstd when `zstd`, checking the SHA-256 when
+  // `verify` (the size always).
+  absl::Status Read(const cas::Digest& digest, ChunkSink sink, bool zstd,
+                    bool verify);
   absl::StatusOr<std::string> BatchRead(const cas::Digest& digest, bool zstd);
-  absl::Status StreamRead(const cas::Digest& digest, ChunkSink sink, bool zstd);
+  absl::Status StreamRead(const cas::Digest& digest, ChunkSink sink, bool zstd,
+                          bool verify);
 
   const ReapiClientOptions options_;
   std::string request_metadata_;
@@ -520,8 +524,8 @@ absl::Status GrpcReapiClient::StreamUploadOnce(const cas::Digest& digest,
   return s;
 }
 
-absl::Status GrpcReapiClient::ReadBlobWith(const cas::Digest& digest,
-                                           ChunkSink sink, bool zstd) {
+absl::Status GrpcReapiClient::Read(const cas::Digest& digest, ChunkSink sink,
+                                   bool zstd, bool verify) {
   if (digest.IsEmpty()) {
     return absl::OkStatus();
   }
@@ -530,13 +534,14 @@ absl::Status GrpcReapiClient::ReadBlobWith(const cas::Digest& digest,
     return limit.status();
   }
   if (digest.size_bytes() > *limit) {
-    return StreamRead(digest, sink, zstd);
+    return StreamRead(digest, sink, zstd, verify);
   }
   absl::StatusOr<std::string> data = BatchRead(digest, zstd);
   if (!data.ok()) {
     return data.status();
   }
-  if (cas::Digest::OfData(*data) != digest) {
+  if (static_cast<int64_t>(data->size()) != digest.size_bytes() ||
+      (verify && cas::Digest::OfData(*data) != digest)) {
     return absl::DataLossError(
         absl::StrCat("cas blob ", digest.ToString(), ": bytes do not match"));
   }
@@ -592,16 +597,18 @@ absl::StatusOr<std::string> GrpcReapiClient::BatchRead(
 }
 
 absl::Status GrpcReapiClient::StreamRead(const cas::Digest& digest,
-                                         ChunkSink sink, bool zstd) {
+                                         ChunkSink sink, bool zstd,
+                                         bool verify) {
   cas::Sha256Hasher hasher;
+  int64_t got = 0;  // Uncompressed bytes the sink has taken.
   const std::string what = absl::StrCat("ByteStream Read ", digest.ToString());
   absl::Status last_error;
   absl::Status s = WithRetry([&]() -> absl::Status {
-    if (zstd && hasher.bytes() > 0) {
+    if (zstd && got > 0) {
       // A compressed stream cannot resume mid-frame; the sink has bytes.
       return absl::AbortedError(
-          absl::StrCat(what, ": compressed read broke off after ",
-                       hasher.bytes(), " bytes: ", last_error.message()));
+          absl::StrCat(what, ": compressed read broke off after ", got,
+                       " bytes: ", last_error.message()));
     }
     grpc::ClientContext ctx;
     Prepare(ctx);
@@ -609,7 +616,7 @@ absl::Status GrpcReapiClient::StreamRead(const cas::Digest& digest,
     req.set_resource_name(cas::MakeReadResourceName(
         options_.instance_name, digest,
         zstd ? cas::Compressor::kZstd : cas::Compressor::kIdentity));
-    req.set_read_offset(hasher.bytes());  // Resume where a retry left off.
+    req.set_read_offset(got);  // Resume where a retry left off.
     std::unique_ptr<grpc::ClientReader<bs::ReadResponse>> reader =
         bytestream_->Read(&ctx, req);
     std::unique_ptr<cas::ZstdDecompressor> decompressor;
@@ -621,7 +628,7 @@ absl::Status GrpcReapiClient::StreamRead(const cas::Digest& digest,
     absl::Status sink_status;
     while (sink_status.ok() && reader->Read(&resp)) {
       received_.fetch_add(static_cast<int64_t>(resp.data().size()));
-      const int64_t room = digest.size_bytes() - hasher.bytes();
+      const int64_t room = digest.size_bytes() - got;
       absl::string_view data = resp.data();
       if (decompressor != nullptr) {
         plain.clear();
@@ -636,7 +643,10 @@ absl::Status GrpcReapiClient::StreamRead(const cas::Digest& digest,
         sink_status = absl::DataLossError(absl::StrCat(what, ": too long"));
         break;
       }
-      hasher.Update(data);
+      if (verify) {
+        hasher.Update(data);
+      }
+      got += static_cast<int64_t>(data.size());
       received_plain_.fetch_add(static_cast<int64_t>(data.size()));
       sink_status = sink(data);
     }
@@ -655,7 +665,8 @@ absl::Status GrpcReapiClient::StreamRead(const cas::Digest& digest,
   if (!s.ok()) {
     return s;
   }
-  if (hasher.FinishDigest() != digest) {
+  if (got != digest.size_bytes() ||
+      (verify && hasher.FinishDigest() != digest)) {
     return absl::DataLossError(absl::StrCat(what, ": bytes do not match"));
   }
   return absl::OkStatus();

@@ -204,10 +204,11 @@ class ReapiRemote final : public Remote {
     if (static_cast<int64_t>(out->contents().size()) == entry.size) {
       s = entry.size > 0 ? sink(out->contents()) : absl::OkStatus();
       inline_bytes_.fetch_add(entry.size);
-    } else if (zstd) {
-      s = client_->ReadBlob(*digest, sink);
     } else {
-      s = client_->ReadBlobUncompressed(*digest, sink);
+      // The caller hashes the body against its OutputID as it stores it
+      // (Remote::Get's contract): hashing it here too cost a second pass.
+      s = client_->ReadBlobWith(
+          *digest, sink, {.allow_compression = zstd, .verify_hash = false});
     }
     if (!s.ok()) {
       return s;

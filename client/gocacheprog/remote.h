@@ -30,8 +30,10 @@ class Remote {
   virtual ~Remote() = default;
 
   // Looks up `action_id` (32 raw bytes). On a hit, asks `admit` with the
-  // body size, then streams the body into `sink` (verified against the
-  // entry's OutputID by the caller) and returns the entry. NOT_FOUND on a
+  // body size, then streams the body into `sink` and returns the entry. The
+  // body's length is checked, its SHA-256 is not: the caller must hash what
+  // `sink` received against the entry's OutputID and discard it on a
+  // mismatch (the shim's BodyWriter does, once). NOT_FOUND on a
   // miss (also when the entry is unusable, e.g. not written by this program,
   // or `admit` refused it); other codes mean the remote is failing.
   virtual absl::StatusOr<Entry> Get(absl::string_view action_id, SizeGate admit,

@@ -425,6 +425,40 @@ TEST_F(ReapiClientTest, CompressedBytesAreVerifiedAfterDecompression) {
   EXPECT_EQ(state_.Calls("batch_read_zstd_item"), 1);
 }
 
+// verify_hash off: the bytes reach the sink unhashed (the caller checks
+// them, e.g. the Go shim against the OutputID); the default still refuses.
+TEST_F(ReapiClientTest, UnverifiedReadLeavesTheHashToTheCaller) {
+  auto c = Client();
+  const std::string small = Text(50000), large = Text(3 << 20);
+  for (const std::string* data : {&small, &large}) {
+    ASSERT_TRUE(
+        c->UploadBlob(cas::Digest::OfData(*data), StringChunkSource(*data))
+            .ok());
+  }
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.corrupt_reads = true;
+  }
+  for (const std::string* data : {&small, &large}) {
+    const cas::Digest d = cas::Digest::OfData(*data);
+    std::string got;
+    absl::Status s = c->ReadBlobWith(d,
+                                     [&](absl::string_view chunk) {
+                                       got.append(chunk.data(), chunk.size());
+                                       return absl::OkStatus();
+                                     },
+                                     {.verify_hash = false});
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_EQ(got.size(), data->size());
+    EXPECT_NE(cas::Digest::OfData(got), d);  // The flipped bytes, unhashed.
+    EXPECT_EQ(c->ReadBlob(d, [](absl::string_view) { return absl::OkStatus(); })
+                  .code(),
+              absl::StatusCode::kDataLoss);
+  }
+  EXPECT_EQ(state_.Calls("bs_read"), 2);
+  EXPECT_EQ(state_.Calls("batch_read"), 2);
+}
+
 TEST_F(ReapiClientTest, MissingBlobIsNotFound) {
   auto c = Client();
   absl::Status s =
