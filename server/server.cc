@@ -9,8 +9,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <string>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -99,6 +101,33 @@ cas::UploadLimits UploadLimitsFor(const ServerOptions& options) {
   limits.max_bytes_per_client = bytes(options.max_upload_bytes_per_client, 4);
   limits.max_bytes = bytes(options.max_upload_bytes, 2);
   return limits;
+}
+
+// Registers the store's evictions by who wrote the evicted items.
+void RegisterEvictionsByWriter(rpc::Registry* r, cas::BlobStore* store,
+                               rpc::WriteQuota* writers) {
+  auto read = [store, writers](bool bytes) {
+    return [store, writers, bytes] {
+      absl::flat_hash_map<std::string, double> by_label;
+      for (const cas::OwnerEvictions& e : store->EvictionsByOwner()) {
+        by_label[writers->LabelOfOwner(e.owner)] +=
+            static_cast<double>(bytes ? e.bytes : e.items);
+      }
+      rpc::Registry::LabelledValues out;
+      for (auto& [label, value] : by_label) {
+        out.push_back({{label}, value});
+      }
+      return out;
+    };
+  };
+  r->NewCallbackCounterFamily(
+      "cairn_principal_evicted_items_total",
+      "Items evicted, by who wrote them (token, certificate identity, "
+      "\"peer\", or \"unknown\": stored before the last start).",
+      {"principal"}, read(false));
+  r->NewCallbackCounterFamily("cairn_principal_evicted_bytes_total",
+                              "Bytes evicted, by who wrote them.",
+                              {"principal"}, read(true));
 }
 
 // Registers gauges read from the store's counters, the pool's queue, the
@@ -206,6 +235,8 @@ absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
     RegisterGauges(options.metrics, options.store, &impl->pool,
                    &impl->read_buffers, &impl->upload_stats);
+    RegisterEvictionsByWriter(options.metrics, options.store,
+                              &impl->write_quota);
   }
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
