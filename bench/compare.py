@@ -135,10 +135,11 @@ def cairn_supports(binary, flag):
 
 
 def remove_tree(path):
-    """Removes `path` at idle I/O priority (the next benchmark may be
-    running), falling back to shutil."""
+    """Removes `path` at the lowest best-effort I/O and CPU priority (the
+    next benchmark may be running; the idle class could starve on a busy
+    disk), falling back to shutil."""
     try:
-        subprocess.run(["ionice", "-c", "3", "nice", "-n", "19",
+        subprocess.run(["ionice", "-c", "2", "-n", "7", "nice", "-n", "19",
                         "rm", "-rf", "--", path], timeout=3600, check=False)
     except (OSError, subprocess.TimeoutExpired):
         pass
@@ -382,27 +383,31 @@ def main():
                for l, b in kinds if l in wanted]
     lock = open(a.lock, "a") if a.lock else None
     try:
-        if lock:
-            print("compare: waiting for %s" % a.lock, file=sys.stderr, flush=True)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        for rep in range(a.reps):
-            print("compare: repetition %d of %d" % (rep + 1, a.reps),
-                  file=sys.stderr, flush=True)
-            one_rep(rep, servers, load, a, raw)
+        try:
+            if lock:
+                print("compare: waiting for %s" % a.lock, file=sys.stderr,
+                      flush=True)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            for rep in range(a.reps):
+                print("compare: repetition %d of %d" % (rep + 1, a.reps),
+                      file=sys.stderr, flush=True)
+                one_rep(rep, servers, load, a, raw)
+        finally:
+            for s in servers:
+                s.stop()
+            if lock:
+                lock.close()  # Releases the flock: what follows measures nothing.
+        rows = median_rows(raw)
+        print_table(rows)
+        if a.baseline:
+            print_baseline_table(rows)
+        write_summary(rows, os.path.join(a.out, "compare.csv"))
+        write_chart(rows, a.out)
+        print("compare: wrote %s/{raw.csv,compare.csv,compare.png}" % a.out,
+              file=sys.stderr, flush=True)
     finally:
-        for s in servers:
-            s.stop()
-        if lock:
-            lock.close()  # Releases the flock: what follows measures nothing.
+        print("compare: removing %s" % work, file=sys.stderr, flush=True)
         remove_tree(work)
-    rows = median_rows(raw)
-    print_table(rows)
-    if a.baseline:
-        print_baseline_table(rows)
-    write_summary(rows, os.path.join(a.out, "compare.csv"))
-    write_chart(rows, a.out)
-    print("compare: wrote %s/{raw.csv,compare.csv,compare.png}" % a.out,
-          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -13,38 +13,48 @@
 #   write B      client 2 uploads the same workload through B; 5 s later the
 #                PUTs the bucket received in all, per distinct object (1200)
 #   go (--go)    a Go program built with cairn-gocacheprog through A on machine
-#                1 (cold); then, alternating --reps times, fresh machines
-#                through a fresh node (empty local tier, warm bucket) and
-#                through A (warm node): median wall times and their ratio
+#                1 (cold, fills the bucket) and through W, a bucketless node
+#                of the same kind (cold, fills W); then, alternating --reps
+#                times, fresh machines through a fresh node (empty local
+#                tier, warm bucket), through W (warm single node) and through
+#                A (warm node over the bucket): medians, and the ratio cold
+#                node / W (the target: within 1.5x)
+#   bazel (--bazel)  the same with Bazel: a workspace of 200 genrules built
+#                with --remote_cache through A and W; then, alternating,
+#                `bazel clean` and a build through a fresh node and through W
+#                (every action a remote cache hit: checked)
 # Writes nodes.csv (metric,cairn,bazel-remote,load) into --out and prints it.
-# Usage: bench/nodes.sh [--out DIR] [--go] [--reps N]
+# Usage: bench/nodes.sh [--out DIR] [--go] [--bazel] [--reps N]
 # Needs: tools/install-deps.sh --s3 (Ceph), build/bin/{cairn-server,
 # cairn-gocacheprog,nodes_bench}, build/peers/bin/bazel-remote
-# (tools/install-peers.sh), go for --go. Take the lock:
+# (tools/install-peers.sh), go for --go, bazel for --bazel. Take the lock:
 #   flock /work/team/bench.lock bench/nodes.sh ...   (any shared lock file)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 out=build/bench-out
 go_part=0
+bazel_part=0
 reps=3
 while [ $# -gt 0 ]; do
   case $1 in
     --out) out=$2; shift 2 ;;
     --go) go_part=1; shift ;;
+    --bazel) bazel_part=1; shift ;;
     --reps) reps=$2; shift 2 ;;
-    *) echo "usage: bench/nodes.sh [--out DIR] [--go] [--reps N]" >&2; exit 2 ;;
+    *) echo "usage: bench/nodes.sh [--out DIR] [--go] [--bazel] [--reps N]" >&2; exit 2 ;;
   esac
 done
-bin=${CAIRN_BIN_DIR:-build/bin}
+bin=$(cd "${CAIRN_BIN_DIR:-build/bin}" && pwd)  # Absolute: go runs the shim elsewhere.
 br=${BAZEL_REMOTE:-build/peers/bin/bazel-remote}
 for f in "$bin/cairn-server" "$bin/cairn-gocacheprog" "$bin/nodes_bench" "$br"; do
   [ -x "$f" ] || { echo "nodes.sh: $f missing" >&2; exit 1; }
 done
 mkdir -p "$out"
 work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-nodes-bench.XXXXXX")
-rgw_dir="" pids=()
+rgw_dir="" pids=() bazel_base=""
 cleanup() {
+  [ -n "$bazel_base" ] && (cd "$work/ws" && bazel --output_user_root="$work/bazel-root" \
+    --output_base="$bazel_base" shutdown) >/dev/null 2>&1 || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   [ -n "$rgw_dir" ] && tools/rgw.sh stop "$rgw_dir" >/dev/null 2>&1 || true
@@ -74,21 +84,22 @@ wait_port() {
   echo "nodes.sh: nothing listens on $1: $(tail -5 "$2")" >&2
   exit 1
 }
-node() {  # node KIND NAME: starts a node; sets $addr.
-  local dir="$work/$1-$2" port
+node() {  # node KIND NAME [local]: starts a node (local: no bucket); sets $addr.
+  local dir="$work/$1-$2" port s3=()
   mkdir -p "$dir"
   port=$(free_port)
   if [ "$1" = cairn ]; then
+    [ "${3:-}" = local ] || s3=(--s3_endpoint="$endpoint" --s3_bucket="$bucket"
+      --s3_prefix=cairn/ --s3_path_style)
     "$bin/cairn-server" --listen="127.0.0.1:$port" --dir="$dir/store" \
-      --fsync=false --s3_endpoint="$endpoint" --s3_bucket="$bucket" \
-      --s3_prefix=cairn/ --s3_path_style >"$dir/log" 2>&1 &
+      --fsync=false "${s3[@]}" >"$dir/log" 2>&1 &
   else
+    [ "${3:-}" = local ] || s3=(--s3.endpoint="${endpoint#http://}"
+      --s3.bucket="$bucket" --s3.prefix=bazel-remote --s3.disable_ssl
+      --s3.bucket_lookup_type=path --s3.auth_method=access_key
+      --s3.access_key_id="$access_key" --s3.secret_access_key="$secret_key")
     "$br" --dir="$dir/store" --max_size=4 --grpc_address="127.0.0.1:$port" \
-      --http_address="127.0.0.1:$(free_port)" --s3.endpoint="${endpoint#http://}" \
-      --s3.bucket="$bucket" --s3.prefix=bazel-remote --s3.disable_ssl \
-      --s3.bucket_lookup_type=path --s3.auth_method=access_key \
-      --s3.access_key_id="$access_key" --s3.secret_access_key="$secret_key" \
-      >"$dir/log" 2>&1 &
+      --http_address="127.0.0.1:$(free_port)" "${s3[@]}" >"$dir/log" 2>&1 &
   fi
   pids+=($!)
   wait_port "$port" "$dir/log"
@@ -99,8 +110,71 @@ phase() {  # phase NAME ADDR: runs nodes_bench; output in $work/NAME.out
   "$bin/nodes_bench" --target="grpc://$2" --phase="${1%%-*}" >"$work/$1.out"
 }
 
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
+ratio() { awk "BEGIN{printf \"%.2f\", $1/$2}"; }
 declare -A val
+# The Bazel workspace: 200 independent genrules of about 4 KB output each
+# (build caches hold mostly small blobs) and a 5-step chain over them.
+bazel_workspace() {
+  local ws=$work/ws i
+  mkdir -p "$ws"
+  echo 'workspace(name = "cairn_nodes_bench")' >"$ws/WORKSPACE"
+  {
+    for i in $(seq 200); do
+      echo "genrule(name = \"g$i\", outs = [\"g$i.txt\"],"
+      echo "        cmd = \"for j in \$\$(seq 200); do echo rule $i line \$\$j; done > \$@\")"
+    done
+    echo 'genrule(name = "c0", srcs = [":g%d" % i for i in range(1, 201)], outs = ["c0.txt"], cmd = "cat $(SRCS) | sha256sum > $@")'
+    for i in 1 2 3 4 5; do
+      echo "genrule(name = \"c$i\", srcs = [\":c$((i - 1))\"], outs = [\"c$i.txt\"], cmd = \"cat \$< \$< > \$@\")"
+    done
+  } >"$ws/BUILD"
+}
+# bazel_build NODE LOG: `bazel clean`, then builds //:all through NODE;
+# prints the build's wall time. CHECK_HITS=1: fails unless every action
+# was a remote cache hit.
+bazel_build() {
+  local t0 t1
+  (cd "$work/ws" && bazel --output_user_root="$work/bazel-root" \
+    --output_base="$bazel_base" clean) >/dev/null 2>&1
+  t0=$(date +%s.%N)
+  (cd "$work/ws" && bazel --output_user_root="$work/bazel-root" \
+    --output_base="$bazel_base" build --experimental_repository_disable_download \
+    --remote_cache="grpc://$1" //:all) >"$2" 2>&1 ||
+    { echo "nodes.sh: bazel build failed: $(tail -5 "$2")" >&2; exit 1; }
+  t1=$(date +%s.%N)
+  if [ "${CHECK_HITS:-0}" = 1 ] &&
+    ! grep -q '206 remote cache hit' "$2"; then
+    echo "nodes.sh: not every action hit through $1: $(grep processes "$2")" >&2
+    exit 1
+  fi
+  awk "BEGIN{printf \"%.2f\", $t1-$t0}"
+}
+bazel_runs() {  # bazel_runs KIND (nodes A at $a and W at $w running)
+  local kind=$1 i cold_node=() warm_single=()
+  [ -d "$work/ws" ] || bazel_workspace
+  bazel_base=$work/bazel-root/base
+  val[$kind,bazel_cold]=$(bazel_build "$a" "$work/bz-$kind-a.log")
+  if [ -z "${w:-}" ]; then
+    node "$kind" w local
+    w=$addr
+  fi
+  bazel_build "$w" "$work/bz-$kind-w.log" >/dev/null
+  for i in $(seq "$reps"); do
+    node "$kind" "bz$i"
+    cold_node+=("$(CHECK_HITS=1 bazel_build "$addr" "$work/bz-$kind-b$i.log")")
+    warm_single+=("$(CHECK_HITS=1 bazel_build "$w" "$work/bz-$kind-w$i.log")")
+  done
+  val[$kind,bazel_cold_node]=$(median "${cold_node[@]}")
+  val[$kind,bazel_warm_single]=$(median "${warm_single[@]}")
+  val[$kind,bazel_ratio]=$(ratio "${val[$kind,bazel_cold_node]}" "${val[$kind,bazel_warm_single]}")
+  echo "$kind: bazel build (206 actions), first through A: ${val[$kind,bazel_cold]} s;" \
+    "after bazel clean, through a cold node: ${cold_node[*]} s; through W (warm, no" \
+    "bucket): ${warm_single[*]} s; cold node / W ${val[$kind,bazel_ratio]}" \
+    "(load $(cut -d' ' -f1-3 /proc/loadavg))"
+}
 for kind in cairn bazel-remote; do
+  w=""
   node "$kind" a
   a=$addr
   node "$kind" b
@@ -132,26 +206,34 @@ for kind in cairn bazel-remote; do
       local t0 t1
       t0=$(date +%s.%N)
       (cd "$m/src" && GOCACHE="$m/gocache" \
-        GOCACHEPROG="$root/$bin/cairn-gocacheprog --dir=$m/shim --remote=grpc://$2 --prefetch_scope=nodes-bench --flush_timeout=60s" \
+        GOCACHEPROG="$bin/cairn-gocacheprog --dir=$m/shim --remote=grpc://$2 --prefetch_scope=nodes-bench --flush_timeout=60s" \
         go build -o out/hello ./cmd/cairnhello) 2>"$m.log" ||
         { echo "nodes.sh: go build failed: $(tail -5 "$m.log")" >&2; exit 1; }
       t1=$(date +%s.%N)
       awk "BEGIN{printf \"%.2f\", $t1-$t0}"
     }
     val[$kind,go_cold]=$(go_build cold "$a")
-    cold_node=() warm_node=()
+    node "$kind" w local  # The baseline: a single node, no bucket.
+    w=$addr
+    go_build coldw "$w" >/dev/null
+    cold_node=() warm_single=() warm_node=()
     for i in $(seq "$reps"); do
       node "$kind" "b$i"  # A fresh node each time: empty local tier.
       cold_node+=("$(go_build b$i "$addr")")
+      warm_single+=("$(go_build w$i "$w")")
       warm_node+=("$(go_build a$i "$a")")
     done
-    median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
     val[$kind,go_cold_node]=$(median "${cold_node[@]}")
+    val[$kind,go_warm_single]=$(median "${warm_single[@]}")
     val[$kind,go_warm_node]=$(median "${warm_node[@]}")
-    val[$kind,go_ratio]=$(awk "BEGIN{printf \"%.2f\", ${val[$kind,go_cold_node]}/${val[$kind,go_warm_node]}}")
-    echo "$kind: go build, cold machine: ${val[$kind,go_cold]} s; fresh machine through B (cold node):" \
-      "${cold_node[*]} s; through A (warm node): ${warm_node[*]} s; ratio ${val[$kind,go_ratio]}" \
+    val[$kind,go_ratio]=$(ratio "${val[$kind,go_cold_node]}" "${val[$kind,go_warm_single]}")
+    echo "$kind: go build, cold machine: ${val[$kind,go_cold]} s; fresh machine through a cold node:" \
+      "${cold_node[*]} s; through W (warm, no bucket): ${warm_single[*]} s; through A (warm," \
+      "bucket): ${warm_node[*]} s; cold node / W ${val[$kind,go_ratio]}" \
       "(load $(cut -d' ' -f1-3 /proc/loadavg))"
+  fi
+  if [ $bazel_part = 1 ]; then
+    bazel_runs "$kind"
   fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -161,7 +243,9 @@ done
 load=$(cut -d' ' -f1 /proc/loadavg)
 {
   echo "metric,cairn,bazel-remote,load"
-  for m in hit_blobs hit_ac find_requests puts_per_object go_cold go_cold_node go_warm_node go_ratio; do
+  for m in hit_blobs hit_ac find_requests puts_per_object go_cold go_cold_node \
+    go_warm_single go_warm_node go_ratio bazel_cold bazel_cold_node \
+    bazel_warm_single bazel_ratio; do
     [ -n "${val[cairn,$m]:-}" ] || continue
     echo "$m,${val[cairn,$m]},${val[bazel-remote,$m]:-},$load"
   done

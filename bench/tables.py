@@ -18,7 +18,9 @@ the repository root) and an end marker; the text between is replaced:
 
 Kinds: compare, go_builds, shim, headline (the top-concurrency row of each
 mix of a compare.csv, ratios only: the README's one small table), nodes
-(bench/nodes.sh).
+(bench/nodes.sh), go_profiles (a go_builds.csv run with --profile: one row
+per target and profile, the three peers' warm-remote seconds side by side)
+and go_headline (the same, fewer columns, for the README).
 """
 
 import csv
@@ -83,6 +85,70 @@ def go_builds(path):
     return md(header, body)
 
 
+def _profile_rows(path):
+    """Yields (target, profile, {scenario: row}, nocache s, warm local s)."""
+    rows = list(csv.DictReader(open(path)))
+    for t in dict.fromkeys(r["target"] for r in rows):
+        base = {r["scenario"]: float(r["median_s"]) for r in rows
+                if r["target"] == t and r["scenario"] in ("nocache",
+                                                          "warm_local")}
+        for p in dict.fromkeys(r["profile"] for r in rows
+                               if r["target"] == t):
+            by = {r["scenario"]: r for r in rows
+                  if r["target"] == t and r["profile"] == p}
+            if "warm_cairn" in by:
+                yield t, p, by, base.get("nocache"), base.get("warm_local")
+
+
+def _secs(by, scenario):
+    return float(by[scenario]["median_s"]) if scenario in by else None
+
+
+def _mb(by, scenario):
+    r = by.get(scenario)
+    if not r or not r["wire_bytes"]:
+        return "-"
+    return "%.1f" % (int(r["wire_bytes"]) / 1e6)
+
+
+def go_profiles(path):
+    header = ["target", "profile", "Cairn warm s", "/ warm local",
+              "bazel-remote+shim s", "go-tool-cache s",
+              "Cairn vs go-tool-cache", "speed-up over no cache",
+              "wire MB Cairn / b-r / go-tool-cache", "body MB"]
+    body = []
+    for t, p, by, nc, wl in _profile_rows(path):
+        c, b, g = (_secs(by, s) for s in ("warm_cairn", "warm_bazel-remote",
+                                          "warm_go-tool-cache"))
+        body.append([
+            t, p, num(c, 2), num(c / wl, 2) if wl else "-", num(b, 2),
+            num(g, 2), ("%.2fx faster" % (g / c) if g >= c else
+                        "%.2fx slower" % (c / g)) if g else "-",
+            num(nc / c, 1) if nc else "-",
+            " / ".join(_mb(by, s) for s in ("warm_cairn", "warm_bazel-remote",
+                                            "warm_go-tool-cache")),
+            "%.1f" % (int(by["warm_cairn"]["bytes_down"] or 0) / 1e6)])
+    return md(header, body)
+
+
+def go_headline(path):
+    header = ["profile", "warm remote s: Cairn / b-r+shim / go-tool-cache",
+              "Cairn / warm local", "Cairn speed-up over no cache",
+              "Cairn wire / outputs"]
+    body = []
+    for t, p, by, nc, wl in _profile_rows(path):
+        c, b, g = (_secs(by, s) for s in ("warm_cairn", "warm_bazel-remote",
+                                          "warm_go-tool-cache"))
+        wire = by["warm_cairn"]["wire_bytes"]
+        plain = by["warm_cairn"]["bytes_down"]
+        body.append([
+            "%s %s" % (t, p), " / ".join(num(x, 2) for x in (c, b, g)),
+            num(c / wl, 2) if wl else "-", num(nc / c, 1) if nc else "-",
+            "%d%%" % round(100 * int(wire) / int(plain))
+            if wire and plain and int(plain) else "-"])
+    return md(header, body)
+
+
 def shim(path):
     rows = list(csv.DictReader(open(path)))
     header = ["server", "phase", "n", "unexpected", "p50 us", "p90 us",
@@ -114,9 +180,14 @@ NODE_METRICS = {
     "find_requests": ("bucket requests for FindMissingBlobs of 1000 known digests", ""),
     "puts_per_object": ("bucket PUTs per distinct object (two clients wrote the same 1200)", ""),
     "go_cold": ("Go build, cold machine through A (fills the bucket)", "s"),
-    "go_cold_node": ("Go build, fresh machine through a cold node (empty local tier, warm bucket)", "s"),
+    "go_cold_node": ("Go build, fresh machine through a cold node (empty local tier, warm bucket), median", "s"),
+    "go_warm_single": ("Go build, fresh machine through W (warm single node, no bucket), median", "s"),
     "go_warm_node": ("Go build, fresh machine through A (warm node), median", "s"),
-    "go_ratio": ("cold node / warm node", ""),
+    "go_ratio": ("Go: cold node / warm node (W when measured, else A)", ""),
+    "bazel_cold": ("Bazel build (206 genrules), first, through A (fills the bucket)", "s"),
+    "bazel_cold_node": ("Bazel build after `bazel clean`, through a cold node, median", "s"),
+    "bazel_warm_single": ("Bazel build after `bazel clean`, through W (warm single node), median", "s"),
+    "bazel_ratio": ("Bazel: cold node / W", ""),
 }
 
 
@@ -133,7 +204,8 @@ def nodes(path):
 
 
 KINDS = {"compare": compare, "go_builds": go_builds, "shim": shim,
-         "headline": headline, "nodes": nodes}
+         "headline": headline, "nodes": nodes, "go_profiles": go_profiles,
+         "go_headline": go_headline}
 BLOCK = re.compile(r"(<!-- tables\.py (\w+) (\S+) -->\n)(.*?)"
                    r"(<!-- end tables\.py -->)", re.S)
 

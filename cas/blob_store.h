@@ -88,6 +88,38 @@ class BlobWriter {
   virtual absl::Status Commit() = 0;
 };
 
+// Who writes on the calling thread, for counting evictions per writer: a
+// small number chosen by the caller (the services use one per principal,
+// rpc::WriteQuota::OwnerIdOf); 0 means unknown. A store notes the calling
+// thread's owner on each item a write adds (the last writer of a replaced
+// entry) and counts the evictions of each owner's items
+// (BlobStore::EvictionsByOwner). Set it around the store calls that write
+// (Write, WriteBlobs, BlobWriter::Commit, PutEntry...); it ends with the
+// scope. Owners are not persisted: after a restart every item is owner 0.
+class WriteOwnerScope {
+ public:
+  explicit WriteOwnerScope(uint32_t owner) : previous_(current_) {
+    current_ = owner;
+  }
+  ~WriteOwnerScope() { current_ = previous_; }
+  WriteOwnerScope(const WriteOwnerScope&) = delete;
+  WriteOwnerScope& operator=(const WriteOwnerScope&) = delete;
+
+  // Returns the owner of the innermost scope on this thread, or 0.
+  static uint32_t Current() { return current_; }
+
+ private:
+  static inline thread_local uint32_t current_ = 0;
+  const uint32_t previous_;
+};
+
+// Evictions of one owner's items (see WriteOwnerScope).
+struct OwnerEvictions {
+  uint32_t owner = 0;
+  int64_t items = 0;
+  int64_t bytes = 0;
+};
+
 // One blob of a BlobStore::WriteBlobs() call.
 struct BlobWrite {
   Digest digest;
@@ -140,6 +172,11 @@ class BlobStore {
     }
     return out;
   }
+
+  // Returns the evictions since start per owner of the evicted items (see
+  // WriteOwnerScope), in no particular order; owner 0 collects the items
+  // whose writer is unknown. This default (a store without an LRU) has none.
+  virtual std::vector<OwnerEvictions> EvictionsByOwner() { return {}; }
 
   // Reserves room for `digest.size_bytes()` and returns a writer for it.
   // RESOURCE_EXHAUSTED when the blob cannot fit even after eviction.

@@ -345,6 +345,10 @@ class DiskBlobStore final : public BlobStore {
   absl::Status PutEntry(absl::string_view key,
                         absl::string_view value) override;
   StoreStats Stats() override;
+  std::vector<OwnerEvictions> EvictionsByOwner() override {
+    absl::MutexLock lock(&mu_);
+    return index_.EvictionsByWriter();
+  }
 
   // The pieces readers and writers share with the store.
   const FaultFn& fault() const { return options_.fault_injector_for_test; }
@@ -1026,7 +1030,7 @@ void DiskBlobStore::EndCommitLocked(const ItemKey& key, const absl::Status& s,
   key_idle_.SignalAll();
   index_.Release(reserved);
   if (s.ok()) {
-    index_.Insert(key, size, stamp, small);
+    index_.Insert(key, size, stamp, small, WriteOwnerScope::Current());
     // Its bytes were hashed on the way in: this process trusts the file
     // while its fingerprint is unchanged (small items are always hashed).
     index_.Find(key)->verified = fingerprint;

@@ -162,12 +162,15 @@ std::pair<LruIndex::Item*, bool> LruIndex::InsertNew(const ItemKey& key,
 }
 
 void LruIndex::Insert(const ItemKey& key, int64_t size, int64_t stamp,
-                      bool small) {
+                      bool small, uint32_t writer) {
   auto [n, inserted] = FindOrAdd(key, size, stamp, small);
+  Item& item = N(n).item;
+  if (writer != 0) {
+    item.writer = writer;
+  }
   if (inserted) {
     return;
   }
-  Item& item = N(n).item;
   used_bytes_ += size - item.size;
   item.size = size;
   item.stamp = stamp;
@@ -237,7 +240,20 @@ void LruIndex::EvictFront(std::vector<Item>* victims) {
   Erase(victim.key);
   ++evictions_;
   evicted_bytes_ += victim.size;
+  OwnerEvictions& mine = by_writer_[victim.writer];
+  mine.owner = victim.writer;
+  ++mine.items;
+  mine.bytes += victim.size;
   victims->push_back(victim);
+}
+
+std::vector<OwnerEvictions> LruIndex::EvictionsByWriter() const {
+  std::vector<OwnerEvictions> out;
+  out.reserve(by_writer_.size());
+  for (const auto& [writer, evicted] : by_writer_) {
+    out.push_back(evicted);
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<LruIndex::Item>> LruIndex::Reserve(int64_t bytes) {

@@ -75,6 +75,9 @@ class LruIndex {
     // Opaque to the index; the owner's note, set by Insert() (the disk store
     // marks the items kept in its small-item database).
     bool small = false;
+    // Who wrote the item (WriteOwnerScope; 0: unknown), set by Insert();
+    // evictions are counted per writer.
+    uint32_t writer = 0;
     int64_t size = 0;
     // Opaque to the index; the owner's per-item note (the disk store keeps
     // the last access time it wrote to the file system here).
@@ -108,9 +111,10 @@ class LruIndex {
 
   // Inserts the item as most recently used, or replaces its size, stamp and
   // `small` note (resetting `verified`) and marks it most recently used if
-  // present. Never evicts (see Reserve()).
+  // present. `writer` (0: unknown, keeping a present item's) is noted on
+  // it. Never evicts (see Reserve()).
   void Insert(const ItemKey& key, int64_t size, int64_t stamp = 0,
-              bool small = false);
+              bool small = false, uint32_t writer = 0);
 
   // Inserts the item as most recently used if absent and returns {item,
   // true}; returns {the item held, false}, changing nothing, if present.
@@ -169,6 +173,8 @@ class LruIndex {
   size_t size() const { return by_key_.size(); }
   int64_t evictions() const { return evictions_; }
   int64_t evicted_bytes() const { return evicted_bytes_; }
+  // Returns the evictions per writer of the evicted items (see Item).
+  std::vector<OwnerEvictions> EvictionsByWriter() const;
 
   // Returns the store counters this index keeps (sizes, entries, evictions);
   // the store adds its own (corruptions, load time).
@@ -247,6 +253,7 @@ class LruIndex {
   int64_t counts_[2] = {0, 0};
   int64_t evictions_ = 0;
   int64_t evicted_bytes_ = 0;
+  absl::flat_hash_map<uint32_t, OwnerEvictions> by_writer_;  // Evictions.
 
   struct SharedWrite {
     int writers = 0;

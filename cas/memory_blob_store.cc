@@ -148,6 +148,10 @@ class MemoryBlobStore final : public BlobStore {
   absl::Status PutEntry(absl::string_view key,
                         absl::string_view value) override;
   StoreStats Stats() override;
+  std::vector<OwnerEvictions> EvictionsByOwner() override {
+    absl::MutexLock lock(&mu_);
+    return index_.EvictionsByWriter();
+  }
 
   // Stores verified `data` under `key`, taking over `reserved` bytes that
   // the caller had reserved. RESOURCE_EXHAUSTED when it cannot fit.
@@ -260,7 +264,7 @@ absl::Status MemoryBlobStore::Insert(const ItemKey& key, Bytes data,
     freed.push_back(std::move(b));
   }
   index_.Release(size);
-  index_.Insert(key, size);
+  index_.Insert(key, size, 0, false, WriteOwnerScope::Current());
   items_[key] = std::move(data);
   return absl::OkStatus();
 }

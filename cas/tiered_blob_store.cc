@@ -321,6 +321,9 @@ class TieredStore final : public TieredBlobStore {
   }
 
   StoreStats Stats() override { return local_->Stats(); }
+  std::vector<OwnerEvictions> EvictionsByOwner() override {
+    return local_->EvictionsByOwner();
+  }
 
   TieredStats Counters() override {
     TieredStats t;

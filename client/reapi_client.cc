@@ -171,7 +171,15 @@ class GrpcReapiClient final : public ReapiClient {
       absl::Span<const cas::Digest> digests) override;
   absl::Status UploadBlob(const cas::Digest& digest,
                           const ChunkSource& source) override;
-  absl::Status ReadBlob(const cas::Digest& digest, ChunkSink sink) override;
+  absl::Status ReadBlob(const cas::Digest& digest, ChunkSink sink) override {
+    return ReadBlobWith(digest, sink, ReadBlobOptions());
+  }
+  absl::Status ReadBlobWith(const cas::Digest& digest, ChunkSink sink,
+                            const ReadBlobOptions& options) override {
+    const bool zstd =
+        options.allow_compression && UseZstd(/*batch_update=*/false);
+    return Read(digest, sink, zstd, options.verify_hash);
+  }
   bool CompressesReads() override { return UseZstd(/*batch_update=*/false); }
   WireCounters Counters() const override {
     return {received_.load(), received_plain_.load(), sent_.load(),
@@ -191,8 +199,13 @@ class GrpcReapiClient final : public ReapiClient {
   absl::Status StreamUpload(const cas::Digest& digest, const ChunkSource& src);
   absl::Status StreamUploadOnce(const cas::Digest& digest,
                                 const ChunkSource& src);
-  absl::StatusOr<std::string> BatchRead(const cas::Digest& digest);
-  absl::Status StreamRead(const cas::Digest& digest, ChunkSink sink);
+  // ReadBlob, asking for zstd when `zstd`, checking the SHA-256 when
+  // `verify` (the size always).
+  absl::Status Read(const cas::Digest& digest, ChunkSink sink, bool zstd,
+                    bool verify);
+  absl::StatusOr<std::string> BatchRead(const cas::Digest& digest, bool zstd);
+  absl::Status StreamRead(const cas::Digest& digest, ChunkSink sink, bool zstd,
+                          bool verify);
 
   const ReapiClientOptions options_;
   std::string request_metadata_;
@@ -469,8 +482,8 @@ absl::Status GrpcReapiClient::StreamUploadOnce(const cas::Digest& digest,
     const bool last = offset >= digest.size_bytes();
     bs::WriteRequest req;
     if (compressor != nullptr) {
-      if (absl::Status s = compressor->Compress(*chunk, last,
-                                                req.mutable_data());
+      if (absl::Status s =
+              compressor->Compress(*chunk, last, req.mutable_data());
           !s.ok()) {
         ctx.TryCancel();
         writer->Finish().ok();
@@ -511,8 +524,8 @@ absl::Status GrpcReapiClient::StreamUploadOnce(const cas::Digest& digest,
   return s;
 }
 
-absl::Status GrpcReapiClient::ReadBlob(const cas::Digest& digest,
-                                       ChunkSink sink) {
+absl::Status GrpcReapiClient::Read(const cas::Digest& digest, ChunkSink sink,
+                                   bool zstd, bool verify) {
   if (digest.IsEmpty()) {
     return absl::OkStatus();
   }
@@ -521,13 +534,14 @@ absl::Status GrpcReapiClient::ReadBlob(const cas::Digest& digest,
     return limit.status();
   }
   if (digest.size_bytes() > *limit) {
-    return StreamRead(digest, sink);
+    return StreamRead(digest, sink, zstd, verify);
   }
-  absl::StatusOr<std::string> data = BatchRead(digest);
+  absl::StatusOr<std::string> data = BatchRead(digest, zstd);
   if (!data.ok()) {
     return data.status();
   }
-  if (cas::Digest::OfData(*data) != digest) {
+  if (static_cast<int64_t>(data->size()) != digest.size_bytes() ||
+      (verify && cas::Digest::OfData(*data) != digest)) {
     return absl::DataLossError(
         absl::StrCat("cas blob ", digest.ToString(), ": bytes do not match"));
   }
@@ -535,12 +549,12 @@ absl::Status GrpcReapiClient::ReadBlob(const cas::Digest& digest,
 }
 
 absl::StatusOr<std::string> GrpcReapiClient::BatchRead(
-    const cas::Digest& digest) {
+    const cas::Digest& digest, bool zstd) {
   reapi::BatchReadBlobsRequest req;
   req.set_instance_name(options_.instance_name);
   req.set_digest_function(reapi::DigestFunction::SHA256);
   *req.add_digests() = ToProto(digest);
-  if (UseZstd(/*batch_update=*/false)) {
+  if (zstd) {
     req.add_acceptable_compressors(reapi::Compressor::ZSTD);
   }
   reapi::BatchReadBlobsResponse resp;
@@ -569,8 +583,8 @@ absl::StatusOr<std::string> GrpcReapiClient::BatchRead(
     absl::StatusOr<std::string> plain =
         cas::ZstdDecompressAll(r->data(), digest.size_bytes());
     if (!plain.ok()) {
-      return absl::DataLossError(absl::StrCat(
-          "cas blob ", digest.ToString(), ": ", plain.status().message()));
+      return absl::DataLossError(absl::StrCat("cas blob ", digest.ToString(),
+                                              ": ", plain.status().message()));
     }
     return plain;
   }
@@ -583,17 +597,18 @@ absl::StatusOr<std::string> GrpcReapiClient::BatchRead(
 }
 
 absl::Status GrpcReapiClient::StreamRead(const cas::Digest& digest,
-                                         ChunkSink sink) {
-  const bool zstd = UseZstd(/*batch_update=*/false);
+                                         ChunkSink sink, bool zstd,
+                                         bool verify) {
   cas::Sha256Hasher hasher;
+  int64_t got = 0;  // Uncompressed bytes the sink has taken.
   const std::string what = absl::StrCat("ByteStream Read ", digest.ToString());
   absl::Status last_error;
   absl::Status s = WithRetry([&]() -> absl::Status {
-    if (zstd && hasher.bytes() > 0) {
+    if (zstd && got > 0) {
       // A compressed stream cannot resume mid-frame; the sink has bytes.
-      return absl::AbortedError(absl::StrCat(
-          what, ": compressed read broke off after ", hasher.bytes(),
-          " bytes: ", last_error.message()));
+      return absl::AbortedError(
+          absl::StrCat(what, ": compressed read broke off after ", got,
+                       " bytes: ", last_error.message()));
     }
     grpc::ClientContext ctx;
     Prepare(ctx);
@@ -601,7 +616,7 @@ absl::Status GrpcReapiClient::StreamRead(const cas::Digest& digest,
     req.set_resource_name(cas::MakeReadResourceName(
         options_.instance_name, digest,
         zstd ? cas::Compressor::kZstd : cas::Compressor::kIdentity));
-    req.set_read_offset(hasher.bytes());  // Resume where a retry left off.
+    req.set_read_offset(got);  // Resume where a retry left off.
     std::unique_ptr<grpc::ClientReader<bs::ReadResponse>> reader =
         bytestream_->Read(&ctx, req);
     std::unique_ptr<cas::ZstdDecompressor> decompressor;
@@ -613,7 +628,7 @@ absl::Status GrpcReapiClient::StreamRead(const cas::Digest& digest,
     absl::Status sink_status;
     while (sink_status.ok() && reader->Read(&resp)) {
       received_.fetch_add(static_cast<int64_t>(resp.data().size()));
-      const int64_t room = digest.size_bytes() - hasher.bytes();
+      const int64_t room = digest.size_bytes() - got;
       absl::string_view data = resp.data();
       if (decompressor != nullptr) {
         plain.clear();
@@ -628,7 +643,10 @@ absl::Status GrpcReapiClient::StreamRead(const cas::Digest& digest,
         sink_status = absl::DataLossError(absl::StrCat(what, ": too long"));
         break;
       }
-      hasher.Update(data);
+      if (verify) {
+        hasher.Update(data);
+      }
+      got += static_cast<int64_t>(data.size());
       received_plain_.fetch_add(static_cast<int64_t>(data.size()));
       sink_status = sink(data);
     }
@@ -647,7 +665,8 @@ absl::Status GrpcReapiClient::StreamRead(const cas::Digest& digest,
   if (!s.ok()) {
     return s;
   }
-  if (hasher.FinishDigest() != digest) {
+  if (got != digest.size_bytes() ||
+      (verify && hasher.FinishDigest() != digest)) {
     return absl::DataLossError(absl::StrCat(what, ": bytes do not match"));
   }
   return absl::OkStatus();

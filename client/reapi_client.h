@@ -91,6 +91,18 @@ using ChunkSource =
 // Receives successive chunks of a blob being downloaded, in order.
 using ChunkSink = absl::FunctionRef<absl::Status(absl::string_view chunk)>;
 
+// How ReapiClient::ReadBlobWith moves and checks one blob.
+struct ReadBlobOptions {
+  // Let the bytes travel zstd-compressed when the server offers it (off for
+  // callers that measured compression not to pay).
+  bool allow_compression = true;
+  // Check the SHA-256 of the bytes. Off only for callers that hash what the
+  // sink receives anyway and discard it on a mismatch (the Go shim's local
+  // store checks every body against its OutputID): the bytes are then
+  // hashed once, not twice. The size is checked either way.
+  bool verify_hash = true;
+};
+
 class ReapiClient {
  public:
   virtual ~ReapiClient() = default;
@@ -129,6 +141,10 @@ class ReapiClient {
   // mismatch; the sink has then seen bad bytes and must discard them).
   // NOT_FOUND when absent.
   virtual absl::Status ReadBlob(const cas::Digest& digest, ChunkSink sink) = 0;
+
+  // Like ReadBlob, with the choices of `options` (ReadBlobOptions).
+  virtual absl::Status ReadBlobWith(const cas::Digest& digest, ChunkSink sink,
+                                    const ReadBlobOptions& options) = 0;
 
   // Returns the blob bytes moved so far (ReadBlob and UploadBlob).
   virtual WireCounters Counters() const = 0;

@@ -655,6 +655,10 @@ void HttpCacheImpl::HandlePut(const httplib::Request& req,
             ? std::string()
             : rpc::PrincipalOf(CredentialsOf(req), req.remote_addr,
                                options_.authorizer != nullptr));
+    cas::WriteOwnerScope owner(
+        options_.write_quota == nullptr
+            ? 0
+            : options_.write_quota->OwnerIdOf(charge.principal()));
     status = Put(*path, req, reader, &body_read, &charge);
     if (status.ok()) {
       charge.Stored();

@@ -1,5 +1,6 @@
 #include "rpc/metrics.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -17,6 +18,7 @@ struct Registry::Entry {
   std::unique_ptr<Family<Gauge>> gauges;
   std::unique_ptr<Family<Histogram>> histograms;
   std::function<double()> callback;
+  std::function<Registry::LabelledValues()> family_callback;
 };
 
 namespace {
@@ -205,6 +207,20 @@ void Registry::NewCallbackCounter(const std::string& name,
   entries_.back()->type = "counter";
 }
 
+void Registry::NewCallbackCounterFamily(const std::string& name,
+                                        const std::string& help,
+                                        std::vector<std::string> label_names,
+                                        std::function<LabelledValues()> read) {
+  auto e = std::make_unique<Entry>();
+  e->name = name;
+  e->help = help;
+  e->type = "counter";
+  e->label_names = std::move(label_names);
+  e->family_callback = std::move(read);
+  absl::MutexLock lock(&mu_);
+  entries_.push_back(std::move(e));
+}
+
 std::string Registry::Render() const {
   std::string out;
   absl::MutexLock lock(&mu_);
@@ -213,6 +229,13 @@ std::string Registry::Render() const {
                     e->name, " ", e->type, "\n");
     if (e->callback) {
       absl::StrAppend(&out, e->name, " ", Number(e->callback()), "\n");
+    } else if (e->family_callback) {
+      LabelledValues values = e->family_callback();
+      std::sort(values.begin(), values.end());
+      for (const auto& [labels, v] : values) {
+        absl::StrAppend(&out, e->name, Labels(e->label_names, labels), " ",
+                        Number(v), "\n");
+      }
     } else if (e->counters) {
       absl::MutexLock l(&e->counters->mu_);
       for (const auto& [values, c] : e->counters->children_) {

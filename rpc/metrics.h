@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -111,6 +112,16 @@ class Registry {
   // Same, for a monotonic count kept elsewhere (type "counter").
   void NewCallbackCounter(const std::string& name, const std::string& help,
                           std::function<double()> read);
+  // The values of a labelled counter family, read at scrape time: one pair
+  // of label values (one per label name) and count per child.
+  using LabelledValues =
+      std::vector<std::pair<std::vector<std::string>, double>>;
+  // Registers a counter family with labels whose children `read` returns
+  // at scrape time (thread-safe; must outlive the registry's use).
+  void NewCallbackCounterFamily(const std::string& name,
+                                const std::string& help,
+                                std::vector<std::string> label_names,
+                                std::function<LabelledValues()> read);
 
   // Returns every metric in the Prometheus text format.
   std::string Render() const;

@@ -135,6 +135,30 @@ void WriteQuota::Written(absl::string_view principal, int64_t bytes) {
   }
 }
 
+uint32_t WriteQuota::OwnerIdOf(absl::string_view principal) {
+  std::string label = LabelOf(principal);
+  absl::MutexLock lock(&mu_);
+  auto it = owner_ids_.find(label);
+  if (it != owner_ids_.end()) {
+    return it->second;
+  }
+  if (owner_labels_.size() >= kMaxOwners) {
+    return 0;
+  }
+  owner_labels_.push_back(label);
+  const auto id = static_cast<uint32_t>(owner_labels_.size());
+  owner_ids_.emplace(std::move(label), id);
+  return id;
+}
+
+std::string WriteQuota::LabelOfOwner(uint32_t owner) const {
+  absl::MutexLock lock(&mu_);
+  if (owner == 0 || owner > owner_labels_.size()) {
+    return "unknown";
+  }
+  return owner_labels_[owner - 1];
+}
+
 int64_t WriteQuota::WrittenBytesForTest(absl::string_view label) const {
   absl::MutexLock lock(&mu_);
   auto it = counts_.find(label);

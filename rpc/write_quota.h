@@ -31,6 +31,7 @@
 #include <functional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -74,6 +75,16 @@ class WriteQuota {
   // Returns the metric label of `principal` (see the file comment).
   static std::string LabelOf(absl::string_view principal);
 
+  // Returns the number that stands for `principal`'s label in the store
+  // (cas::WriteOwnerScope: items are attributed to it, their evictions
+  // counted by it); 1, 2, ... in order of first use, or 0 (unknown) once
+  // kMaxOwners labels are taken.
+  uint32_t OwnerIdOf(absl::string_view principal);
+  // Returns the label OwnerIdOf() gave `owner`; "unknown" for 0 and ids it
+  // never gave.
+  std::string LabelOfOwner(uint32_t owner) const;
+  static constexpr size_t kMaxOwners = 4096;
+
   // Returns the bytes counted as written, and the refusals, under `label`.
   int64_t WrittenBytesForTest(absl::string_view label) const;
   int64_t RefusalsForTest(absl::string_view label) const;
@@ -106,6 +117,9 @@ class WriteQuota {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Counts> counts_ ABSL_GUARDED_BY(mu_);
+  // owner_labels_[id - 1] is the label of owner id `id`.
+  absl::flat_hash_map<std::string, uint32_t> owner_ids_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> owner_labels_ ABSL_GUARDED_BY(mu_);
   int64_t refusals_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
@@ -141,6 +155,8 @@ class QuotaCharge {
     }
     return status;
   }
+
+  const std::string& principal() const { return principal_; }
 
   // Counts what was taken as written; nothing is refunded after this.
   void Stored() {

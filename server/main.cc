@@ -67,7 +67,9 @@ ABSL_FLAG(ByteSize, small_item_max, ByteSize{4096},
           "embedded database (RocksDB, in --dir/small; group commit) instead "
           "of a file each; 0 stores every new item as a file.");
 ABSL_FLAG(int, io_threads, 0,
-          "Threads doing storage I/O; 0 means twice the number of cores.");
+          "Threads doing storage I/O; 0 means twice the number of cores, or "
+          "with --s3_bucket at least --s3_max_concurrency (they wait on "
+          "bucket round trips).");
 ABSL_FLAG(bool, read_only, false,
           "Serve reads only: uploads and UpdateActionResult answer "
           "PERMISSION_DENIED and Capabilities reports update_enabled=false.");
@@ -369,7 +371,9 @@ int main(int argc, char** argv) {
   options.store = store->get();
   options.metrics = &registry;
   options.read_only = absl::GetFlag(FLAGS_read_only);
-  options.io_threads = absl::GetFlag(FLAGS_io_threads);
+  options.io_threads = cairn::server::IoThreadsFor(
+      absl::GetFlag(FLAGS_io_threads), cairn::server::SharedTierConcurrency(),
+      std::thread::hardware_concurrency());
   options.max_batch_total_size_bytes =
       absl::GetFlag(FLAGS_max_batch_size).bytes;
   options.max_cas_blob_size_bytes = absl::GetFlag(FLAGS_max_blob_size).bytes;
@@ -418,12 +422,7 @@ int main(int argc, char** argv) {
     origin_options.max_bytes = options.max_cas_blob_size_bytes;
     // Downloads hold an I/O pool worker each: a quarter of the pool at most,
     // so a slow origin never starves the cache.
-    const int pool_threads =
-        options.io_threads > 0
-            ? options.io_threads
-            : 2 * static_cast<int>(
-                      std::max(1u, std::thread::hardware_concurrency()));
-    origin_options.max_concurrent = std::max(1, pool_threads / 4);
+    origin_options.max_concurrent = std::max(1, options.io_threads / 4);
     auto made = cairn::asset::NewHttpOriginFetcher(std::move(origin_options));
     if (!made.ok()) {
       return Fail(absl::InvalidArgumentError(

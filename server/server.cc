@@ -7,9 +7,12 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include <algorithm>
 #include <chrono>
+#include <string>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -100,6 +103,33 @@ cas::UploadLimits UploadLimitsFor(const ServerOptions& options) {
   return limits;
 }
 
+// Registers the store's evictions by who wrote the evicted items.
+void RegisterEvictionsByWriter(rpc::Registry* r, cas::BlobStore* store,
+                               rpc::WriteQuota* writers) {
+  auto read = [store, writers](bool bytes) {
+    return [store, writers, bytes] {
+      absl::flat_hash_map<std::string, double> by_label;
+      for (const cas::OwnerEvictions& e : store->EvictionsByOwner()) {
+        by_label[writers->LabelOfOwner(e.owner)] +=
+            static_cast<double>(bytes ? e.bytes : e.items);
+      }
+      rpc::Registry::LabelledValues out;
+      for (auto& [label, value] : by_label) {
+        out.push_back({{label}, value});
+      }
+      return out;
+    };
+  };
+  r->NewCallbackCounterFamily(
+      "cairn_principal_evicted_items_total",
+      "Items evicted, by who wrote them (token, certificate identity, "
+      "\"peer\", or \"unknown\": stored before the last start).",
+      {"principal"}, read(false));
+  r->NewCallbackCounterFamily("cairn_principal_evicted_bytes_total",
+                              "Bytes evicted, by who wrote them.",
+                              {"principal"}, read(true));
+}
+
 // Registers gauges read from the store's counters, the pool's queue, the
 // read buffers and the upload caps.
 void RegisterGauges(rpc::Registry* r, cas::BlobStore* store, rpc::IoPool* pool,
@@ -131,6 +161,9 @@ void RegisterGauges(rpc::Registry* r, cas::BlobStore* store, rpc::IoPool* pool,
   r->NewCallbackCounter("cairn_store_read_hashes_total",
                         "Reads that hashed a whole stored item to verify it.",
                         stat(&cas::StoreStats::read_hashes));
+  const double threads = pool->threads();
+  r->NewCallbackGauge("cairn_io_threads", "I/O pool threads.",
+                      [threads] { return threads; });
   r->NewCallbackGauge("cairn_io_queue_depth",
                       "Tasks waiting for an I/O thread.",
                       [pool] { return static_cast<double>(pool->Queued()); });
@@ -165,6 +198,14 @@ void RegisterGauges(rpc::Registry* r, cas::BlobStore* store, rpc::IoPool* pool,
 
 }  // namespace
 
+int IoThreadsFor(int io_threads, int bucket_concurrency, unsigned cores) {
+  if (io_threads > 0) {
+    return io_threads;
+  }
+  return std::max(2 * static_cast<int>(std::max(1u, cores)),
+                  bucket_concurrency);
+}
+
 absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
     const ServerOptions& options) {
   absl::Status status = CheckOptions(options);
@@ -194,6 +235,8 @@ absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
     RegisterGauges(options.metrics, options.store, &impl->pool,
                    &impl->read_buffers, &impl->upload_stats);
+    RegisterEvictionsByWriter(options.metrics, options.store,
+                              &impl->write_quota);
   }
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);

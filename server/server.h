@@ -36,7 +36,8 @@ struct ServerOptions {
   // server, and must not be scraped after the server is destroyed.
   rpc::Registry* metrics = nullptr;
   bool read_only = false;
-  // I/O pool threads (0 = 2 x cores) and queued tasks (0 = 256 per thread).
+  // I/O pool threads (0 = 2 x cores; see IoThreadsFor()) and queued tasks
+  // (0 = 256 per thread).
   int io_threads = 0;
   size_t io_queue = 0;
   int64_t max_batch_total_size_bytes = int64_t{4} << 20;
@@ -82,6 +83,15 @@ struct ServerOptions {
   // never. Not owned; must outlive the server.
   asset::OriginFetcher* asset_origin = nullptr;
 };
+
+// Returns the I/O pool size for --io_threads = `io_threads`: itself when
+// > 0; otherwise twice `cores`, raised to `bucket_concurrency` (the shared
+// tier's --s3_max_concurrency; 0 without a bucket). A pool thread serving a
+// local miss waits for bucket round trips (tens of milliseconds each), using
+// no core and no disk meanwhile; with 2 x cores threads a node in front of a
+// bucket ran that few requests at once and a cold node's Go build took 4x as
+// long as a warm one's (docs/s3.md, "Threads").
+int IoThreadsFor(int io_threads, int bucket_concurrency, unsigned cores);
 
 class CairnServer {
  public:

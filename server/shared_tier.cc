@@ -1,5 +1,6 @@
 #include "server/shared_tier.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/flags/flag.h"
@@ -162,6 +163,13 @@ absl::Status Explain(const absl::Status& s, const cas::S3ClientOptions& o) {
 }
 
 }  // namespace
+
+int SharedTierConcurrency() {
+  if (absl::GetFlag(FLAGS_s3_bucket).empty()) {
+    return 0;
+  }
+  return std::max(1, absl::GetFlag(FLAGS_s3_max_concurrency));
+}
 
 absl::StatusOr<std::unique_ptr<cas::BlobStore>> MaybeAddSharedTier(
     std::unique_ptr<cas::BlobStore> local, absl::string_view store_dir,

@@ -28,6 +28,10 @@ absl::StatusOr<std::unique_ptr<cas::BlobStore>> MaybeAddSharedTier(
     std::unique_ptr<cas::BlobStore> local, absl::string_view store_dir,
     rpc::Registry* metrics, std::string* description);
 
+// Returns how many bucket requests the shared tier may have in flight
+// (--s3_max_concurrency), or 0 when --s3_bucket is empty.
+int SharedTierConcurrency();
+
 }  // namespace cairn::server
 
 #endif  // CAIRN_SERVER_SHARED_TIER_H_

@@ -304,6 +304,10 @@ class PushService final : public ra::Push::CallbackService {
               if (request.has_expire_at()) {
                 asset.set_expire_at_micros(MicrosOf(request.expire_at()));
               }
+              cas::WriteOwnerScope owner(
+                  options_.write_quota == nullptr
+                      ? 0
+                      : options_.write_quota->OwnerIdOf(principal));
               absl::Status recorded = options_.assets->Record(
                   request.instance_name(), UrisOf(request.uris()),
                   QualifiersOf(request.qualifiers()), std::move(asset));

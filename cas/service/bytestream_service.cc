@@ -429,10 +429,7 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
       Finish(ToGrpcStatus(absl::CancelledError("Read: client went away")));
       return;
     }
-    if (produce) {
-      ScheduleProducer();  // Before Send(): a last chunk may end the call.
-    }
-    Send(send);
+    SendThenProduce(send, produce);
   }
 
   ~ReadReactor() override {
@@ -508,6 +505,32 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
     if (finish_now) {
       Finish(ToGrpcStatus(status));
     }
+  }
+
+  // Sends slots_[i] and then, when `produce` (producing_ is already set),
+  // runs the producer, in one pool task: serialising the chunk and the
+  // socket write that StartWrite() may do at once stay off gRPC's callback
+  // threads, which every call's callbacks share (they were half of the
+  // server's CPU samples with 1,000 readers), and a Read still holds at
+  // most one queued task. Inline when the pool refuses.
+  void SendThenProduce(int i, bool produce) {
+    absl::Status status = options_.pool->Schedule(
+        "Read",
+        [this, i, produce] {
+          // Not the last slot when `produce`: `this` outlives Send().
+          Send(i);
+          if (produce) {
+            Produce();
+          }
+        },
+        rpc::Lane::kStream);
+    if (status.ok()) {
+      return;
+    }
+    if (produce) {
+      ScheduleProducer();  // Before Send(): a last chunk may end the call.
+    }
+    Send(i);
   }
 
   // Starts sending slots_[i] (writing_ == i), ending the call after it when
@@ -1041,7 +1064,12 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
     if (!request.finish_write()) {
       return true;
     }
-    status = writer_->Commit();
+    {
+      WriteOwnerScope owner(options_.write_quota == nullptr
+                                ? 0
+                                : options_.write_quota->OwnerIdOf(owner_));
+      status = writer_->Commit();
+    }
     if (!status.ok()) {
       return Fail(status);
     }

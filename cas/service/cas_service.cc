@@ -144,15 +144,22 @@ void UpdateAll(const v2::BatchUpdateBlobsRequest& request,
       status[i] = w.status();
     }
   }
-  std::vector<absl::Status> written = options.store->WriteBlobs(writes);
-  rpc::WriteQuota* quota = options.write_quota;
+  std::vector<absl::Status> written;
+  {
+    WriteOwnerScope owner(options.write_quota == nullptr
+                              ? 0
+                              : options.write_quota->OwnerIdOf(principal));
+    written = options.store->WriteBlobs(writes);
+  }
+  int64_t stored = 0;  // Settled with the quota once, not per blob.
+  int64_t refund = 0;
   for (size_t k = 0; k < where.size(); ++k) {
-    if (quota != nullptr && written[k].ok()) {
-      quota->Written(principal, writes[k].digest.size_bytes());
-    } else if (quota != nullptr) {
-      quota->Refund(principal, writes[k].digest.size_bytes());
-    }
+    (written[k].ok() ? stored : refund) += writes[k].digest.size_bytes();
     status[where[k]] = std::move(written[k]);
+  }
+  if (rpc::WriteQuota* quota = options.write_quota; quota != nullptr) {
+    quota->Refund(principal, refund);
+    quota->Written(principal, stored);
   }
   for (int i = 0; i < n; ++i) {
     auto* out = response->add_responses();

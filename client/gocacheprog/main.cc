@@ -7,9 +7,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
-#include <cstdlib>
 #include <string>
 #include <utility>
 #include <vector>
@@ -80,9 +80,11 @@ ABSL_FLAG(absl::Duration, get_budget, absl::Seconds(2),
           "Longest a get waits for the remote before answering a miss; "
           "bodies expected (measured round trip and rate) to arrive later "
           "are not fetched. 0: no budget. Env: CAIRN_GET_BUDGET.");
-ABSL_FLAG(bool, zstd, true,
-          "Move bodies zstd-compressed when the remote advertises it "
-          "(verified after decompression). Env: CAIRN_ZSTD.");
+ABSL_FLAG(std::string, zstd, "auto",
+          "When the remote advertises zstd: auto (uploads compressed; fetched "
+          "bodies compressed when the first few plain fetches measure the "
+          "link below 40 MB/s), always, or never (also true, false). Bodies "
+          "are verified after decompression. Env: CAIRN_ZSTD.");
 ABSL_FLAG(bool, v, false, "Log every request to stderr. Env: CAIRN_VERBOSE.");
 ABSL_FLAG(std::string, machine, "",
           "keys: the machine label stored with records (default: the host "
@@ -100,7 +102,9 @@ ABSL_FLAG(int32_t, keys_max_diffs, 8,
 
 namespace {
 
+using cairn::client::gocacheprog::ParseZstdPolicy;
 using cairn::client::gocacheprog::ShimOptions;
+using cairn::client::gocacheprog::ZstdPolicy;
 
 // Applies CAIRN_* environment variables as flag defaults. Returns false
 // (after printing why) when one does not parse.
@@ -217,7 +221,10 @@ absl::StatusOr<cairn::client::ReapiClientOptions> ClientOptions(
   o.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   o.timeout = absl::GetFlag(FLAGS_timeout);
   o.max_attempts = 2;  // Fail fast: the breaker handles longer outages.
-  o.compression = absl::GetFlag(FLAGS_zstd);
+  // The policy itself is checked in MakeRemote().
+  o.compression =
+      ParseZstdPolicy(absl::GetFlag(FLAGS_zstd)).value_or(ZstdPolicy::kNever) !=
+      ZstdPolicy::kNever;
   o.tool_name = "cairn-gocacheprog";
   for (const std::string& h : headers) {
     auto parsed = cairn::client::ParseHeader(h);
@@ -235,6 +242,10 @@ absl::StatusOr<std::unique_ptr<cairn::client::gocacheprog::Remote>> MakeRemote(
   if (absl::GetFlag(FLAGS_remote).empty()) {
     return nullptr;
   }
+  auto zstd = ParseZstdPolicy(absl::GetFlag(FLAGS_zstd));
+  if (!zstd.ok()) {
+    return zstd.status();
+  }
   auto o = ClientOptions(headers);
   if (!o.ok()) {
     return o.status();
@@ -243,7 +254,7 @@ absl::StatusOr<std::unique_ptr<cairn::client::gocacheprog::Remote>> MakeRemote(
   if (!client.ok()) {
     return client.status();
   }
-  return cairn::client::gocacheprog::NewReapiRemote(*std::move(client));
+  return cairn::client::gocacheprog::NewReapiRemote(*std::move(client), *zstd);
 }
 
 std::string HostName() {
@@ -292,10 +303,11 @@ int RunKeys(const std::vector<char*>& args,
   k.scope = absl::GetFlag(FLAGS_keys_scope);
   k.record.env_values_in_clear = absl::GetFlag(FLAGS_keys_env_values);
   k.json = absl::GetFlag(FLAGS_json);
-  k.max_diffs = static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_keys_max_diffs)));
+  k.max_diffs =
+      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_keys_max_diffs)));
   k.verbose = absl::GetFlag(FLAGS_v);
-  absl::Status s = cairn::client::gocacheprog::RunKeysCommand(
-      k, **client, in, stdout, stderr);
+  absl::Status s = cairn::client::gocacheprog::RunKeysCommand(k, **client, in,
+                                                              stdout, stderr);
   std::fflush(stdout);
   if (!s.ok()) {
     std::fprintf(stderr, "cairn-gocacheprog keys: %s\n", s.ToString().c_str());
@@ -401,13 +413,19 @@ int main(int argc, char** argv) {
   cairn::client::gocacheprog::Shim shim(local->get(), remote->get(), options);
   absl::Status s = shim.Run(STDIN_FILENO, STDOUT_FILENO);
   if (absl::GetFlag(FLAGS_stats)) {
-    const cairn::client::WireCounters w =
-        *remote != nullptr ? (*remote)->Counters()
-                           : cairn::client::WireCounters{};
-    std::fprintf(stderr, "%s wire_down=%lld wire_up=%lld\n",
+    const cairn::client::WireCounters w = *remote != nullptr
+                                              ? (*remote)->Counters()
+                                              : cairn::client::WireCounters{};
+    const cairn::client::gocacheprog::Remote::Transfers t =
+        *remote != nullptr ? (*remote)->TransferCounts()
+                           : cairn::client::gocacheprog::Remote::Transfers{};
+    std::fprintf(stderr,
+                 "%s wire_down=%lld wire_up=%lld fetched_zstd=%lld "
+                 "fetched_plain=%lld probe=%.1fMB/s\n",
                  shim.stats().Summary().c_str(),
                  static_cast<long long>(w.received),
-                 static_cast<long long>(w.sent));
+                 static_cast<long long>(w.sent), static_cast<long long>(t.zstd),
+                 static_cast<long long>(t.plain), t.probe_rate / 1e6);
   }
   if (!s.ok()) {
     std::fprintf(stderr, "cairn-gocacheprog: %s\n", s.ToString().c_str());

@@ -1,3 +1,4 @@
+#include <atomic>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -53,60 +54,32 @@ reapi::ActionResult MakeResult(const Entry& entry) {
 
 class ReapiRemote final : public Remote {
  public:
-  explicit ReapiRemote(std::unique_ptr<ReapiClient> client)
-      : client_(std::move(client)) {}
+  ReapiRemote(std::unique_ptr<ReapiClient> client, ZstdPolicy zstd)
+      : client_(std::move(client)), chooser_(zstd) {}
 
   absl::StatusOr<Entry> Get(absl::string_view action_id, SizeGate admit,
                             BodySink sink) override {
-    const cas::Digest key = GoActionKey(action_id);
     // Inlined outputs travel uncompressed (up to the server's inline limit,
-    // 1 MiB on cairn-server): with zstd reads, one more round trip for a
-    // compressed body moves a fraction of the bytes.
-    const std::string inline_files[] = {kGoOutputPath};
-    absl::Span<const std::string> ask_inline = inline_files;
-    if (client_->CompressesReads()) {
-      ask_inline = {};
+    // 1 MiB on cairn-server); a compressed body costs one more round trip
+    // and moves a fraction of the bytes. The chooser measures which pays.
+    if (!client_->CompressesReads()) {
+      return GetAs(action_id, admit, sink, /*zstd=*/false);
     }
-    absl::StatusOr<reapi::ActionResult> result =
-        client_->GetActionResult(key, ask_inline);
-    if (!result.ok()) {
-      return result.status();
-    }
-    const reapi::OutputFile* out = nullptr;
-    for (const reapi::OutputFile& f : result->output_files()) {
-      if (f.path() == kGoOutputPath) {
-        out = &f;
-      }
-    }
-    absl::StatusOr<cas::Digest> digest =
-        out == nullptr ? absl::NotFoundError("no go-output")
-                       : cas::Digest::Create(out->digest().hash(),
-                                             out->digest().size_bytes());
-    if (!digest.ok() || result->output_files_size() != 1) {
-      return absl::NotFoundError(absl::StrCat("ac entry ", key.ToString(),
-                                              " is not a Go cache entry"));
-    }
-    Entry entry;
-    entry.output_id = absl::HexStringToBytes(digest->hash());
-    entry.size = digest->size_bytes();
-    const auto& md = result->execution_metadata();
-    entry.time = md.has_worker_completed_timestamp()
-                     ? FromTimestamp(md.worker_completed_timestamp())
-                     : absl::Now();
-    if (!admit(entry.size)) {
-      return absl::NotFoundError(absl::StrCat("ac entry ", key.ToString(),
-                                              ": body fetch skipped"));
-    }
-    absl::Status s;
-    if (static_cast<int64_t>(out->contents().size()) == entry.size) {
-      s = entry.size > 0 ? sink(out->contents()) : absl::OkStatus();
-    } else {
-      s = client_->ReadBlob(*digest, sink);
-    }
-    if (!s.ok()) {
-      return s;
+    const absl::Time start = absl::Now();
+    const TransferMode mode = chooser_.Next();
+    const bool zstd = mode == TransferMode::kZstd;
+    absl::StatusOr<Entry> entry = GetAs(action_id, admit, sink, zstd);
+    const int64_t moved = entry.ok() ? entry->size : 0;
+    chooser_.Record(mode, moved, absl::Now() - start);
+    if (moved > 0) {
+      (zstd ? zstd_fetches_ : plain_fetches_).fetch_add(1);
     }
     return entry;
+  }
+
+  Transfers TransferCounts() const override {
+    return {zstd_fetches_.load(), plain_fetches_.load(),
+            chooser_.EstimatedRate()};
   }
 
   absl::Status Put(absl::string_view action_id, const Entry& entry,
@@ -179,10 +152,75 @@ class ReapiRemote final : public Remote {
     return client_->UpdateActionResult(ManifestKey(scope), r);
   }
 
-  WireCounters Counters() const override { return client_->Counters(); }
+  // The client's counters plus the bodies that came inline.
+  WireCounters Counters() const override {
+    WireCounters w = client_->Counters();
+    w.received += inline_bytes_.load();
+    w.received_plain += inline_bytes_.load();
+    return w;
+  }
 
  private:
+  // Get() with bodies moving zstd-compressed (`zstd`) or plain.
+  absl::StatusOr<Entry> GetAs(absl::string_view action_id, SizeGate admit,
+                              BodySink sink, bool zstd) {
+    const cas::Digest key = GoActionKey(action_id);
+    const std::string inline_files[] = {kGoOutputPath};
+    absl::Span<const std::string> ask_inline = inline_files;
+    if (zstd) {
+      ask_inline = {};
+    }
+    absl::StatusOr<reapi::ActionResult> result =
+        client_->GetActionResult(key, ask_inline);
+    if (!result.ok()) {
+      return result.status();
+    }
+    const reapi::OutputFile* out = nullptr;
+    for (const reapi::OutputFile& f : result->output_files()) {
+      if (f.path() == kGoOutputPath) {
+        out = &f;
+      }
+    }
+    absl::StatusOr<cas::Digest> digest =
+        out == nullptr ? absl::NotFoundError("no go-output")
+                       : cas::Digest::Create(out->digest().hash(),
+                                             out->digest().size_bytes());
+    if (!digest.ok() || result->output_files_size() != 1) {
+      return absl::NotFoundError(absl::StrCat("ac entry ", key.ToString(),
+                                              " is not a Go cache entry"));
+    }
+    Entry entry;
+    entry.output_id = absl::HexStringToBytes(digest->hash());
+    entry.size = digest->size_bytes();
+    const auto& md = result->execution_metadata();
+    entry.time = md.has_worker_completed_timestamp()
+                     ? FromTimestamp(md.worker_completed_timestamp())
+                     : absl::Now();
+    if (!admit(entry.size)) {
+      return absl::NotFoundError(
+          absl::StrCat("ac entry ", key.ToString(), ": body fetch skipped"));
+    }
+    absl::Status s;
+    if (static_cast<int64_t>(out->contents().size()) == entry.size) {
+      s = entry.size > 0 ? sink(out->contents()) : absl::OkStatus();
+      inline_bytes_.fetch_add(entry.size);
+    } else {
+      // The caller hashes the body against its OutputID as it stores it
+      // (Remote::Get's contract): hashing it here too cost a second pass.
+      s = client_->ReadBlobWith(
+          *digest, sink, {.allow_compression = zstd, .verify_hash = false});
+    }
+    if (!s.ok()) {
+      return s;
+    }
+    return entry;
+  }
+
   std::unique_ptr<ReapiClient> client_;
+  TransferChooser chooser_;
+  std::atomic<int64_t> zstd_fetches_{0};
+  std::atomic<int64_t> plain_fetches_{0};
+  std::atomic<int64_t> inline_bytes_{0};
 };
 
 }  // namespace
@@ -194,8 +232,9 @@ cas::Digest GoActionKey(absl::string_view action_id) {
   return h.FinishDigest();
 }
 
-std::unique_ptr<Remote> NewReapiRemote(std::unique_ptr<ReapiClient> client) {
-  return std::make_unique<ReapiRemote>(std::move(client));
+std::unique_ptr<Remote> NewReapiRemote(std::unique_ptr<ReapiClient> client,
+                                       ZstdPolicy zstd) {
+  return std::make_unique<ReapiRemote>(std::move(client), zstd);
 }
 
 }  // namespace cairn::client::gocacheprog

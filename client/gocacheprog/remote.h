@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "client/gocacheprog/local_store.h"
+#include "client/gocacheprog/transfer_mode.h"
 #include "client/reapi_client.h"
 
 namespace cairn::client::gocacheprog {
@@ -29,12 +30,14 @@ class Remote {
   virtual ~Remote() = default;
 
   // Looks up `action_id` (32 raw bytes). On a hit, asks `admit` with the
-  // body size, then streams the body into `sink` (verified against the
-  // entry's OutputID by the caller) and returns the entry. NOT_FOUND on a
+  // body size, then streams the body into `sink` and returns the entry. The
+  // body's length is checked, its SHA-256 is not: the caller must hash what
+  // `sink` received against the entry's OutputID and discard it on a
+  // mismatch (the shim's BodyWriter does, once). NOT_FOUND on a
   // miss (also when the entry is unusable, e.g. not written by this program,
   // or `admit` refused it); other codes mean the remote is failing.
-  virtual absl::StatusOr<Entry> Get(absl::string_view action_id,
-                                    SizeGate admit, BodySink sink) = 0;
+  virtual absl::StatusOr<Entry> Get(absl::string_view action_id, SizeGate admit,
+                                    BodySink sink) = 0;
 
   // Stores the body at `body_path` and then the entry for `action_id`.
   // Errors are the remote's (PERMISSION_DENIED from read-only caches).
@@ -55,6 +58,16 @@ class Remote {
   // Returns the body bytes moved so far, as sent on the wire (compressed)
   // and uncompressed. Zero when the remote does not count.
   virtual WireCounters Counters() const { return {}; }
+
+  // Returns how many entries' bodies travelled zstd-compressed and plain,
+  // and the link rate the --zstd=auto probe estimated (bytes/s; 0: none)
+  // (transfer_mode.h). Zero when the remote does not count.
+  struct Transfers {
+    int64_t zstd = 0;
+    int64_t plain = 0;
+    double probe_rate = 0;
+  };
+  virtual Transfers TransferCounts() const { return {}; }
 };
 
 // The path of the single output file in ActionResults written for Go.
@@ -64,8 +77,11 @@ inline constexpr char kGoOutputPath[] = "go-output";
 // domain-separating prefix plus the ActionID bytes, sized as that preimage.
 cas::Digest GoActionKey(absl::string_view action_id);
 
-// Returns a Remote over `client` (owned).
-std::unique_ptr<Remote> NewReapiRemote(std::unique_ptr<ReapiClient> client);
+// Returns a Remote over `client` (owned). With a server that speaks zstd,
+// `zstd` says whether bodies travel compressed (kAuto: measured per fetch,
+// see transfer_mode.h); without, they travel plain.
+std::unique_ptr<Remote> NewReapiRemote(std::unique_ptr<ReapiClient> client,
+                                       ZstdPolicy zstd = ZstdPolicy::kAuto);
 
 }  // namespace cairn::client::gocacheprog
 

@@ -1,5 +1,6 @@
 #include "cas/lru_index.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -109,6 +110,33 @@ TEST(LruIndexTest, ReserveEvictsLeastRecentlyUsed) {
   EXPECT_EQ(index.evictions(), 2);
   EXPECT_EQ(index.evicted_bytes(), 40);
   EXPECT_EQ(Order(index, 5), (std::vector<int>{3, 4, 0}));
+}
+
+TEST(LruIndexTest, EvictionsAreCountedByWriter) {
+  LruIndex index(100);
+  index.Insert(K(0), 10, 0, false, /*writer=*/7);
+  index.Insert(K(1), 20, 0, false, /*writer=*/8);
+  index.Insert(K(2), 30, 0, false, /*writer=*/7);
+  index.Insert(K(3), 5);                // Writer unknown.
+  index.Insert(K(1), 25, 0, false);     // Rewritten, writer unknown: keeps 8.
+  index.Insert(K(2), 30, 0, false, 9);  // Rewritten by 9: now 9's.
+  // LRU order 0, 3, 1, 2: room for 60 evicts 0 (10), 3 (5) and 1 (25).
+  ASSERT_TRUE(index.Reserve(60).ok());
+  std::vector<OwnerEvictions> by = index.EvictionsByWriter();
+  std::sort(by.begin(), by.end(),
+            [](const OwnerEvictions& a, const OwnerEvictions& b) {
+              return a.owner < b.owner;
+            });
+  ASSERT_EQ(by.size(), 3u);
+  EXPECT_EQ(by[0].owner, 0u);
+  EXPECT_EQ(by[0].items, 1);
+  EXPECT_EQ(by[0].bytes, 5);
+  EXPECT_EQ(by[1].owner, 7u);
+  EXPECT_EQ(by[1].bytes, 10);
+  EXPECT_EQ(by[2].owner, 8u);
+  EXPECT_EQ(by[2].items, 1);
+  EXPECT_EQ(by[2].bytes, 25);
+  EXPECT_EQ(index.evictions(), 3);
 }
 
 TEST(LruIndexTest, ReserveWithinBudgetEvictsNothing) {

@@ -7,9 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <chrono>
 #include <fstream>
 #include <functional>
 #include <random>
@@ -151,6 +151,12 @@ class FakeRemote final : public Remote {
                                  absl::FromUnixSeconds(1700000000)},
                            body};
   }
+  // Stores an entry for `body` but serves it with one bit flipped.
+  void AddCorrupt(const std::string& action_id, const std::string& body) {
+    Add(action_id, body);
+    absl::MutexLock lock(&mu_);
+    entries_[action_id].second[body.size() / 2] ^= 1;
+  }
   void Block(const std::string& action_id) {
     absl::MutexLock lock(&mu_);
     block_ = action_id;
@@ -197,8 +203,7 @@ class FakeRemote final : public Remote {
   int put_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int gets_ ABSL_GUARDED_BY(mu_) = 0;
   int puts_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::flat_hash_map<std::string, std::string> manifests_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::string> manifests_ ABSL_GUARDED_BY(mu_);
   int manifest_gets_ ABSL_GUARDED_BY(mu_) = 0;
   int manifest_puts_ ABSL_GUARDED_BY(mu_) = 0;
 };
@@ -494,6 +499,23 @@ TEST_F(ShimTest, RemoteHitIsKeptLocally) {
   EXPECT_EQ(shim_->stats().remote_hits.load(), 1);
 }
 
+// Remote::Get leaves the body's hash to the shim: a body that does not
+// hash to its OutputID is a miss and is never stored or handed out.
+TEST_F(ShimTest, RemoteBodyNotMatchingItsOutputIdIsAMiss) {
+  FakeRemote remote;
+  remote.AddCorrupt(ActionId(1), RandomBytes(100000, 1));
+  Start(&remote);
+  SendGet(1, ActionId(1));
+  EXPECT_EQ(NextResponse(), Json({{"ID", 1}, {"Miss", true}}));
+  SendGet(2, ActionId(1));  // Not kept locally: asked again.
+  EXPECT_EQ(NextResponse(), Json({{"ID", 2}, {"Miss", true}}));
+  CloseAndWait(3);
+  EXPECT_EQ(remote.gets(), 2);
+  EXPECT_EQ(shim_->stats().remote_hits.load(), 0);
+  EXPECT_EQ(shim_->stats().misses.load(), 2);
+  EXPECT_FALSE(local_->Get(ActionId(1)).has_value());
+}
+
 // A remote that is down, times out (slow), or answers errors: every get is a
 // miss, the remote is asked once and then skipped, puts stay local.
 class FailingRemoteTest : public ShimTest,
@@ -756,8 +778,8 @@ TEST_F(ShimTest, CloseStoresHitsAndPutsInRequestOrder) {
   EXPECT_EQ(shim_->stats().manifests_stored.load(), 1);
   auto ids = DecodeManifest(remote.Manifest("scope"));
   ASSERT_TRUE(ids.ok()) << ids.status();
-  EXPECT_EQ(*ids, (std::vector<std::string>{ActionId(1), ActionId(2),
-                                            ActionId(4)}));
+  EXPECT_EQ(*ids,
+            (std::vector<std::string>{ActionId(1), ActionId(2), ActionId(4)}));
 }
 
 // A cold build's manifest lists its puts too; a warm build asks for fewer.
@@ -803,10 +825,9 @@ class ManifestFallbackTest : public ShimTest,
 TEST_P(ManifestFallbackTest, BuildGoesOnThroughNormalPath) {
   FakeRemote remote;
   remote.Add(ActionId(1), "body");
-  remote.SetManifest("scope",
-                     GetParam() == 0
-                         ? std::string("garbage")
-                         : EncodeManifest({ActionId(7), ActionId(8)}));
+  remote.SetManifest("scope", GetParam() == 0
+                                  ? std::string("garbage")
+                                  : EncodeManifest({ActionId(7), ActionId(8)}));
   Start(&remote, PrefetchOptions());
   SendGet(1, ActionId(1));
   EXPECT_EQ(ReadFile(NextResponse()["DiskPath"]), "body");
@@ -957,18 +978,18 @@ TEST_F(ShimTest, BinaryCloseReturnsWithinFlushTimeoutWhenRemoteHangs) {
   std::memcpy(addr.sun_path, sock.c_str(), sock.size());
   ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   ASSERT_EQ(listen(fd, 64), 0);
-  const std::string input = absl::StrCat(
-      R"({"ID":1,"Command":"put","ActionID":")",
-      absl::Base64Escape(ActionId(1)), R"(","OutputID":")",
-      absl::Base64Escape(Sha("abc")), R"(","BodySize":3})", "\n\n\"",
-      absl::Base64Escape("abc"), "\"\n", R"({"ID":2,"Command":"close"})",
-      "\n\n");
+  const std::string input =
+      absl::StrCat(R"({"ID":1,"Command":"put","ActionID":")",
+                   absl::Base64Escape(ActionId(1)), R"(","OutputID":")",
+                   absl::Base64Escape(Sha("abc")), R"(","BodySize":3})",
+                   "\n\n\"", absl::Base64Escape("abc"), "\"\n",
+                   R"({"ID":2,"Command":"close"})", "\n\n");
   // RunBinary kills the binary after 20 s (exit 124); the call deadline is
   // 120 s, the flush timeout 1 s.
-  ProcessResult r = RunBinary(
-      dir_, input, "",
-      absl::StrCat("--dir=", dir_, "/local --remote=unix://", sock,
-                   " --timeout=120s --flush_timeout=1s"));
+  ProcessResult r =
+      RunBinary(dir_, input, "",
+                absl::StrCat("--dir=", dir_, "/local --remote=unix://", sock,
+                             " --timeout=120s --flush_timeout=1s"));
   close(fd);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find(R"({"ID":2})"), std::string::npos) << r.out;

@@ -11,9 +11,9 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
@@ -44,7 +44,8 @@ struct FakeState {
   bool corrupt_reads ABSL_GUARDED_BY(mu) = false;
 
   // Returns the stored blob as served (flipped when corrupt_reads).
-  std::string Served(const std::string& blob) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+  std::string Served(const std::string& blob)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     std::string out = blob;
     if (corrupt_reads && !out.empty()) {
       out[out.size() / 2] ^= 1;
@@ -97,8 +98,8 @@ class FakeCapabilities final : public reapi::Capabilities::Service {
     if (s_->zstd) {
       resp->mutable_cache_capabilities()->add_supported_compressors(
           reapi::Compressor::ZSTD);
-      resp->mutable_cache_capabilities()->add_supported_batch_update_compressors(
-          reapi::Compressor::ZSTD);
+      resp->mutable_cache_capabilities()
+          ->add_supported_batch_update_compressors(reapi::Compressor::ZSTD);
     }
     return grpc::Status::OK;
   }
@@ -151,8 +152,9 @@ class FakeCas final : public reapi::ContentAddressableStorage::Service {
       auto* out = resp->add_responses();
       *out->mutable_digest() = d;
       auto it = s_->blobs.find(d.hash());
-      const bool zstd = s_->zstd && req->acceptable_compressors_size() > 0 &&
-                        req->acceptable_compressors(0) == reapi::Compressor::ZSTD;
+      const bool zstd =
+          s_->zstd && req->acceptable_compressors_size() > 0 &&
+          req->acceptable_compressors(0) == reapi::Compressor::ZSTD;
       if (it == s_->blobs.end()) {
         out->mutable_status()->set_code(grpc::StatusCode::NOT_FOUND);
       } else if (zstd) {
@@ -403,9 +405,9 @@ TEST_F(ReapiClientTest, CompressedBytesAreVerifiedAfterDecompression) {
   auto c = Client();
   const std::string small = Text(50000), large = Text(3 << 20);
   for (const std::string* data : {&small, &large}) {
-    ASSERT_TRUE(c->UploadBlob(cas::Digest::OfData(*data),
-                              StringChunkSource(*data))
-                    .ok());
+    ASSERT_TRUE(
+        c->UploadBlob(cas::Digest::OfData(*data), StringChunkSource(*data))
+            .ok());
   }
   {
     absl::MutexLock lock(&state_.mu);
@@ -414,14 +416,47 @@ TEST_F(ReapiClientTest, CompressedBytesAreVerifiedAfterDecompression) {
   }
   auto z = Client();  // Reads the capabilities afresh.
   for (const std::string* data : {&small, &large}) {
-    absl::Status s = z->ReadBlob(cas::Digest::OfData(*data),
-                                 [](absl::string_view) {
-                                   return absl::OkStatus();
-                                 });
+    absl::Status s =
+        z->ReadBlob(cas::Digest::OfData(*data),
+                    [](absl::string_view) { return absl::OkStatus(); });
     EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
   }
   EXPECT_EQ(state_.Calls("bs_read_zstd"), 1);
   EXPECT_EQ(state_.Calls("batch_read_zstd_item"), 1);
+}
+
+// verify_hash off: the bytes reach the sink unhashed (the caller checks
+// them, e.g. the Go shim against the OutputID); the default still refuses.
+TEST_F(ReapiClientTest, UnverifiedReadLeavesTheHashToTheCaller) {
+  auto c = Client();
+  const std::string small = Text(50000), large = Text(3 << 20);
+  for (const std::string* data : {&small, &large}) {
+    ASSERT_TRUE(
+        c->UploadBlob(cas::Digest::OfData(*data), StringChunkSource(*data))
+            .ok());
+  }
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.corrupt_reads = true;
+  }
+  for (const std::string* data : {&small, &large}) {
+    const cas::Digest d = cas::Digest::OfData(*data);
+    std::string got;
+    absl::Status s = c->ReadBlobWith(d,
+                                     [&](absl::string_view chunk) {
+                                       got.append(chunk.data(), chunk.size());
+                                       return absl::OkStatus();
+                                     },
+                                     {.verify_hash = false});
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_EQ(got.size(), data->size());
+    EXPECT_NE(cas::Digest::OfData(got), d);  // The flipped bytes, unhashed.
+    EXPECT_EQ(c->ReadBlob(d, [](absl::string_view) { return absl::OkStatus(); })
+                  .code(),
+              absl::StatusCode::kDataLoss);
+  }
+  EXPECT_EQ(state_.Calls("bs_read"), 2);
+  EXPECT_EQ(state_.Calls("batch_read"), 2);
 }
 
 TEST_F(ReapiClientTest, MissingBlobIsNotFound) {
@@ -584,26 +619,27 @@ TEST_F(ReapiClientTest, GoMappingRoundTrip) {
         1700000000);
   }
   std::string got;
-  absl::StatusOr<gocacheprog::Entry> back =
-      remote->Get(action, [](int64_t) { return true; },
-                  [&](absl::string_view c) {
-                    got.append(c.data(), c.size());
-                    return absl::OkStatus();
-                  });
+  absl::StatusOr<gocacheprog::Entry> back = remote->Get(
+      action, [](int64_t) { return true; },
+      [&](absl::string_view c) {
+        got.append(c.data(), c.size());
+        return absl::OkStatus();
+      });
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(got, body);
   // The gate sees the size before the body and may skip it.
   int64_t asked = -1;
   EXPECT_EQ(remote
-                ->Get(action,
-                      [&](int64_t size) {
-                        asked = size;
-                        return false;
-                      },
-                      [](absl::string_view) {
-                        ADD_FAILURE() << "skipped body was fetched";
-                        return absl::OkStatus();
-                      })
+                ->Get(
+                    action,
+                    [&](int64_t size) {
+                      asked = size;
+                      return false;
+                    },
+                    [](absl::string_view) {
+                      ADD_FAILURE() << "skipped body was fetched";
+                      return absl::OkStatus();
+                    })
                 .status()
                 .code(),
             absl::StatusCode::kNotFound);
@@ -612,8 +648,9 @@ TEST_F(ReapiClientTest, GoMappingRoundTrip) {
   EXPECT_EQ(back->time, entry.time);
   EXPECT_EQ(state_.Calls("batch_read"), 0);  // Inlined in GetActionResult.
   EXPECT_EQ(remote
-                ->Get(std::string(32, 'B'), [](int64_t) { return true; },
-                      [](absl::string_view) { return absl::OkStatus(); })
+                ->Get(
+                    std::string(32, 'B'), [](int64_t) { return true; },
+                    [](absl::string_view) { return absl::OkStatus(); })
                 .status()
                 .code(),
             absl::StatusCode::kNotFound);
@@ -626,7 +663,8 @@ TEST_F(ReapiClientTest, GoMappingFetchesCompressedBodiesWithZstd) {
     absl::MutexLock lock(&state_.mu);
     state_.zstd = true;
   }
-  auto remote = gocacheprog::NewReapiRemote(Client());
+  auto remote =
+      gocacheprog::NewReapiRemote(Client(), gocacheprog::ZstdPolicy::kAlways);
   const std::string body = Text(1000);  // The fake inlines under 1024.
   const std::string path = dir_ + "/body";
   std::ofstream(path, std::ios::binary) << body;
@@ -638,16 +676,102 @@ TEST_F(ReapiClientTest, GoMappingFetchesCompressedBodiesWithZstd) {
   ASSERT_TRUE(remote->Put(action, entry, path).ok());
   std::string got;
   ASSERT_TRUE(remote
-                  ->Get(action, [](int64_t) { return true; },
-                        [&](absl::string_view c) {
-                          got.append(c.data(), c.size());
-                          return absl::OkStatus();
-                        })
+                  ->Get(
+                      action, [](int64_t) { return true; },
+                      [&](absl::string_view c) {
+                        got.append(c.data(), c.size());
+                        return absl::OkStatus();
+                      })
                   .ok());
   EXPECT_TRUE(got == body);
   EXPECT_EQ(state_.Calls("batch_read_zstd_item"), 1);
   EXPECT_EQ(remote->Counters().received_plain, 1000);
   EXPECT_LT(remote->Counters().received, 1000);
+}
+
+// Stores `n` Go entries of `size` bytes each under ActionIDs 0..n-1.
+void PutEntries(gocacheprog::Remote& remote, const std::string& dir, int n,
+                int64_t size) {
+  for (int i = 0; i < n; ++i) {
+    const std::string body = Text(size) + std::to_string(i);
+    const std::string path = absl::StrCat(dir, "/body", i);
+    std::ofstream(path, std::ios::binary) << body;
+    gocacheprog::Entry entry{
+        absl::HexStringToBytes(cas::Digest::OfData(body).hash()),
+        static_cast<int64_t>(body.size()), absl::FromUnixSeconds(1)};
+    ASSERT_TRUE(
+        remote.Put(std::string(32, static_cast<char>(i)), entry, path).ok());
+  }
+}
+
+// Fetches entry `i`; returns its body.
+std::string GetEntry(gocacheprog::Remote& remote, int i) {
+  std::string got;
+  absl::StatusOr<gocacheprog::Entry> e = remote.Get(
+      std::string(32, static_cast<char>(i)), [](int64_t) { return true; },
+      [&](absl::string_view c) {
+        got.append(c.data(), c.size());
+        return absl::OkStatus();
+      });
+  EXPECT_TRUE(e.ok()) << e.status();
+  return got;
+}
+
+// --zstd=auto: bodies travel plain (no compressed read) while the probe
+// measures a fast link; here the unix socket.
+TEST_F(ReapiClientTest, GoMappingAutoStaysPlainOnAFastLink) {
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.zstd = true;
+  }
+  auto remote = gocacheprog::NewReapiRemote(Client());
+  const int n = gocacheprog::TransferChooser::kProbeSamples + 3;
+  // 1 MiB: the best of the probe's fetches must take under 26 ms, which
+  // holds even under a sanitizer on a loaded machine.
+  const int64_t size = 1 << 20;
+  PutEntries(*remote, dir_, n, size);
+  for (int i = 0; i < n; ++i) {
+    EXPECT_EQ(GetEntry(*remote, i).size(), size + std::to_string(i).size());
+  }
+  EXPECT_EQ(state_.Calls("batch_read_zstd_item"), 0);
+  EXPECT_EQ(state_.Calls("bs_read_zstd"), 0);
+  const gocacheprog::Remote::Transfers t = remote->TransferCounts();
+  EXPECT_EQ(t.plain, n);
+  EXPECT_EQ(t.zstd, 0);
+  EXPECT_GE(t.probe_rate,
+            gocacheprog::TransferChooser::kZstdBelowBytesPerSecond);
+  EXPECT_EQ(remote->Counters().received, remote->Counters().received_plain);
+}
+
+// --zstd=auto on a slow link (every call delayed): after the probe's
+// samples, bodies travel compressed.
+TEST_F(ReapiClientTest, GoMappingAutoCompressesOnASlowLink) {
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.zstd = true;
+  }
+  auto remote = gocacheprog::NewReapiRemote(Client());
+  const int probe = gocacheprog::TransferChooser::kProbeSamples;
+  const int64_t size = gocacheprog::TransferChooser::kMinSampleBytes;
+  PutEntries(*remote, dir_, probe + 2, size);
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.delay = absl::Milliseconds(20);  // 128 KiB per 40 ms: ~3 MB/s.
+  }
+  for (int i = 0; i < probe; ++i) {
+    GetEntry(*remote, i);
+  }
+  // Above the fake's batch limit: ByteStream.
+  EXPECT_EQ(state_.Calls("bs_read_zstd"), 0);
+  for (int i = probe; i < probe + 2; ++i) {
+    EXPECT_EQ(GetEntry(*remote, i).size(), size + std::to_string(i).size());
+  }
+  EXPECT_EQ(state_.Calls("bs_read_zstd"), 2);
+  const gocacheprog::Remote::Transfers t = remote->TransferCounts();
+  EXPECT_EQ(t.plain, probe);
+  EXPECT_EQ(t.zstd, 2);
+  EXPECT_LT(t.probe_rate,
+            gocacheprog::TransferChooser::kZstdBelowBytesPerSecond);
 }
 
 TEST_F(ReapiClientTest, ForeignActionResultIsAMiss) {
@@ -659,13 +783,13 @@ TEST_F(ReapiClientTest, ForeignActionResultIsAMiss) {
     foreign.add_output_files()->set_path("bazel-out/x");
     state_.ac[gocacheprog::GoActionKey(action).hash()] = foreign;
   }
-  EXPECT_EQ(
-      remote
-          ->Get(action, [](int64_t) { return true; },
-                [](absl::string_view) { return absl::OkStatus(); })
-          .status()
-          .code(),
-      absl::StatusCode::kNotFound);
+  EXPECT_EQ(remote
+                ->Get(
+                    action, [](int64_t) { return true; },
+                    [](absl::string_view) { return absl::OkStatus(); })
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -31,6 +31,7 @@
 #include "http/http_cache.h"
 #include "http/http_path.h"
 #include "rpc/auth.h"
+#include "rpc/write_quota.h"
 
 namespace {
 
@@ -40,6 +41,8 @@ constexpr char kToken[] = "fuzz-token-0123456789abcdef";
 struct Server {
   std::unique_ptr<cairn::cas::BlobStore> store;
   std::unique_ptr<cairn::rpc::Authorizer> authorizer;
+  // Charged by every PUT (64 MiB per hour: refunds, and 429s once spent).
+  cairn::rpc::WriteQuota quota{{.bytes_per_hour = int64_t{64} << 20}, nullptr};
   std::unique_ptr<cairn::http::HttpCache> cache;
   std::string dir;
 };
@@ -64,6 +67,7 @@ Server* TheServer() {
     options.spool_dir = s->dir;
     options.threads = 4;
     options.max_blob_size_bytes = int64_t{1} << 20;
+    options.write_quota = &s->quota;
     auto started = cairn::http::StartHttpCache(options);
     if (!started.ok()) abort();
     s->cache = *std::move(started);

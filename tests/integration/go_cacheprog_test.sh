@@ -86,6 +86,19 @@ run_go() {
 stat_of() { grep -o "$2=[0-9.]*" "$1" | tail -1 | cut -d= -f2; }
 compiles() { grep -cE '/compile( |$)' "$1" || true; }
 
+# budget_explains LOG: true when the run missed and every miss is one the
+# latency budget answered by design (over_budget: the get waited its
+# --get_budget; bodies_skipped: the body would have arrived after it). On a
+# starved machine a remote hit can take longer than the budget; any other
+# miss of a filled remote is a bug.
+budget_explains() {
+  local misses explained
+  misses=$(stat_of "$1" misses)
+  explained=$(($(stat_of "$1" over_budget) + $(stat_of "$1" bodies_skipped)))
+  [ "$misses" -gt 0 ] && [ "$misses" -le "$explained" ] || return 1
+  echo "note: $misses miss(es) in $(basename "$1"), all answered by the latency budget (over_budget + bodies_skipped = $explained; load $(cut -d' ' -f1 /proc/loadavg))"
+}
+
 report() {  # report LABEL LOG SECONDS
   printf 'MEASURE %-13s %-28s wall=%6ss gets=%s local_hits=%s remote_hits=%s misses=%s puts=%s uploads=%s bytes_down=%s bytes_up=%s remote_wait=%ss prefetch_hits=%s compiles=%s\n' \
     "$kind" "$1" "$3" "$(stat_of "$2" gets)" "$(stat_of "$2" local_hits)" \
@@ -115,8 +128,11 @@ t=$(now)
 run_go "$B" "$work/b.log" "--remote=$remote $scope" build -x -o out/hello ./cmd/cairnhello ||
   fail "build on B failed: $(tail -20 "$work/b.log")"
 report "B warm remote, cold local" "$work/b.log" "$(elapsed "$t")"
-[ "$(compiles "$work/b.log")" -eq 0 ] ||
-  fail "fresh machine ran $(compiles "$work/b.log") compile actions, want 0"
+# Zero compile actions, except one per miss the latency budget explains.
+b_compiles=$(compiles "$work/b.log")
+[ "$b_compiles" -eq 0 ] ||
+  { budget_explains "$work/b.log" && [ "$b_compiles" -le "$(stat_of "$work/b.log" misses)" ]; } ||
+  fail "fresh machine ran $b_compiles compile actions with $(stat_of "$work/b.log" misses) misses, want 0 (or only budget misses): $(grep 'stats:' "$work/b.log" | tail -1)"
 cmp "$A/src/out/hello" "$B/src/out/hello" || fail "binaries differ between machines"
 [ "$(stat_of "$work/b.log" prefetch_hits)" -gt 0 ] || fail "fresh machine had no prefetch hits"
 run_go "$B" "$work/b-test.log" "--remote=$remote" test ./... >"$work/b-test.out" ||
@@ -124,8 +140,8 @@ run_go "$B" "$work/b-test.log" "--remote=$remote" test ./... >"$work/b-test.out"
 cat "$work/b-test.out"
 pkgs=$(grep -c '^ok' "$work/b-test.out" || true)
 cached=$(grep -c '^ok.*(cached)' "$work/b-test.out" || true)
-[ "$pkgs" -eq 4 ] && [ "$cached" -eq 4 ] ||
-  fail "go test on B: $cached of $pkgs packages (cached), want 4 of 4"
+[ "$pkgs" -eq 4 ] && { [ "$cached" -eq 4 ] || budget_explains "$work/b-test.log"; } ||
+  fail "go test on B: $cached of $pkgs packages (cached), want 4 of 4 (or only budget misses): $(grep 'stats:' "$work/b-test.log" | tail -1)"
 
 echo "== $kind: machine B again with an empty GOCACHE (local tier)"
 rm -rf "$B/gocache" "$B/src/out" && mkdir -p "$B/gocache"

@@ -13,6 +13,7 @@
 #include "absl/synchronization/notification.h"
 #include "rpc/io_pool.h"
 #include "server/byte_size.h"
+#include "server/server.h"
 #include "tests/testutil/service_fixture.h"
 
 namespace cairn::servertest {
@@ -211,6 +212,27 @@ TEST(IoPoolTest, DefaultsToTwiceTheCores) {
   EXPECT_EQ(pool.threads(), 2 * static_cast<int>(std::max(
                                     1u, std::thread::hardware_concurrency())));
   EXPECT_EQ(pool.max_queue(), 256u * pool.threads());
+}
+
+// Regression (issue 14): a node in front of a bucket had 2 x cores threads,
+// each held by bucket round trips, and a cold node's Go build ran 4x slower.
+TEST(IoPoolTest, ThreadsForABucketNodeCoverItsBucketConcurrency) {
+  struct Case {
+    int flag, bucket_concurrency;
+    unsigned cores;
+    int want;
+  } cases[] = {
+      {0, 0, 2, 4},     // No bucket: twice the cores.
+      {0, 0, 0, 2},     // Unknown core count: as one core.
+      {0, 32, 2, 32},   // A bucket: as many as its requests in flight.
+      {0, 32, 24, 48},  // Many cores: still twice them.
+      {6, 32, 2, 6},    // An explicit --io_threads wins.
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(server::IoThreadsFor(c.flag, c.bucket_concurrency, c.cores),
+              c.want)
+        << c.flag << " " << c.bucket_concurrency << " " << c.cores;
+  }
 }
 
 TEST(ByteSizeTest, ParsesHumanSizes) {

@@ -388,6 +388,39 @@ TEST_F(UploadLimitsTest, BatchUpdateCountsStoredBytesWithoutAQuota) {
   EXPECT_EQ(server_->write_quota()->refusals(), 0);
 }
 
+TEST_F(UploadLimitsTest, EvictionsAreCountedByWhoWroteTheEvictedItems) {
+  rpc::Registry metrics;
+  absl::Cleanup stop = [this] { server_.reset(); };
+  server::ServerOptions options;
+  options.metrics = &metrics;
+  Start(options);
+  const size_t mib = size_t{1} << 20;
+  // B fills half the 64 MiB store, then A writes 48 MiB: B's two oldest
+  // blobs make room (the store evicts in LRU order).
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(
+        Rest(kTokenB, absl::StrCat("b", i), Blob(100 + i, 8 * mib), 0).ok());
+  }
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(
+        Rest(kTokenA, absl::StrCat("a", i), Blob(200 + i, 8 * mib), 0).ok());
+  }
+  EXPECT_FALSE(store_->Contains(cas::Digest::OfData(Blob(100, 8 * mib))));
+  EXPECT_TRUE(store_->Contains(cas::Digest::OfData(Blob(103, 8 * mib))));
+  const std::string text = metrics.Render();
+  for (const std::string& line :
+       {absl::StrCat("cairn_principal_evicted_items_total{principal=\"",
+                     TokenLabel(kTokenB), "\"} 2"),
+        absl::StrCat("cairn_principal_evicted_bytes_total{principal=\"",
+                     TokenLabel(kTokenB), "\"} ", 16 * mib)}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+  }
+  EXPECT_EQ(text.find(absl::StrCat("evicted_items_total{principal=\"",
+                                   TokenLabel(kTokenA))),
+            std::string::npos)
+      << text;
+}
+
 TEST_F(UploadLimitsTest, WriteQuotaCoversActionResults) {
   server::ServerOptions options;
   options.write_quota_per_hour = 100;  // Smaller than one result.
