@@ -726,20 +726,27 @@ TEST_F(ReapiClientTest, GoMappingAutoStaysPlainOnAFastLink) {
   }
   auto remote = gocacheprog::NewReapiRemote(Client());
   const int n = gocacheprog::TransferChooser::kProbeSamples + 3;
-  // 1 MiB: the best of the probe's fetches must take under 26 ms, which
-  // holds even under a sanitizer on a loaded machine.
+  // 1 MiB: plain when the best of the probe's fetches takes under 26 ms.
   const int64_t size = 1 << 20;
   PutEntries(*remote, dir_, n, size);
   for (int i = 0; i < n; ++i) {
     EXPECT_EQ(GetEntry(*remote, i).size(), size + std::to_string(i).size());
   }
+  const gocacheprog::Remote::Transfers t = remote->TransferCounts();
+  ASSERT_GT(t.probe_rate, 0);
+  if (t.probe_rate < gocacheprog::TransferChooser::kZstdBelowBytesPerSecond) {
+    // The fake is on loopback, far above the threshold on an idle machine,
+    // but a sanitizer build on a loaded one can measure less (TSan on the
+    // shared machine: 29.7 MB/s). The rate is the machine's, not the code's:
+    // then the fetches after the probe must follow its decision.
+    EXPECT_EQ(t.plain, gocacheprog::TransferChooser::kProbeSamples);
+    EXPECT_EQ(t.zstd, n - gocacheprog::TransferChooser::kProbeSamples);
+    return;
+  }
   EXPECT_EQ(state_.Calls("batch_read_zstd_item"), 0);
   EXPECT_EQ(state_.Calls("bs_read_zstd"), 0);
-  const gocacheprog::Remote::Transfers t = remote->TransferCounts();
   EXPECT_EQ(t.plain, n);
   EXPECT_EQ(t.zstd, 0);
-  EXPECT_GE(t.probe_rate,
-            gocacheprog::TransferChooser::kZstdBelowBytesPerSecond);
   EXPECT_EQ(remote->Counters().received, remote->Counters().received_plain);
 }
 
