@@ -190,21 +190,24 @@ Family<Histogram>* Registry::NewHistogram(const std::string& name,
 void Registry::NewCallbackGauge(const std::string& name,
                                 const std::string& help,
                                 std::function<double()> read) {
-  auto e = std::make_unique<Entry>();
-  e->name = name;
-  e->help = help;
-  e->type = "gauge";
-  e->callback = std::move(read);
-  absl::MutexLock lock(&mu_);
-  entries_.push_back(std::move(e));
+  AddCallback(name, help, "gauge", std::move(read));
 }
 
 void Registry::NewCallbackCounter(const std::string& name,
                                   const std::string& help,
                                   std::function<double()> read) {
-  NewCallbackGauge(name, help, std::move(read));
+  AddCallback(name, help, "counter", std::move(read));
+}
+
+void Registry::AddCallback(const std::string& name, const std::string& help,
+                           const char* type, std::function<double()> read) {
+  auto e = std::make_unique<Entry>();
+  e->name = name;
+  e->help = help;
+  e->type = type;
+  e->callback = std::move(read);
   absl::MutexLock lock(&mu_);
-  entries_.back()->type = "counter";
+  entries_.push_back(std::move(e));
 }
 
 void Registry::NewCallbackCounterFamily(const std::string& name,

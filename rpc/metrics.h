@@ -127,6 +127,9 @@ class Registry {
   std::string Render() const;
 
  private:
+  // Registers a callback entry of `type` in one locked step.
+  void AddCallback(const std::string& name, const std::string& help,
+                   const char* type, std::function<double()> read);
   struct Entry;
   mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
