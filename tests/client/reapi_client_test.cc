@@ -401,14 +401,20 @@ TEST_F(ReapiClientTest, NoZstdUnlessAdvertised) {
   EXPECT_EQ(c->Counters().received, d.size_bytes());
 }
 
+// Uploads each of `blobs` through `c`.
+void UploadAll(ReapiClient& c,
+               std::initializer_list<const std::string*> blobs) {
+  for (const std::string* data : blobs) {
+    ASSERT_TRUE(
+        c.UploadBlob(cas::Digest::OfData(*data), StringChunkSource(*data))
+            .ok());
+  }
+}
+
 TEST_F(ReapiClientTest, CompressedBytesAreVerifiedAfterDecompression) {
   auto c = Client();
   const std::string small = Text(50000), large = Text(3 << 20);
-  for (const std::string* data : {&small, &large}) {
-    ASSERT_TRUE(
-        c->UploadBlob(cas::Digest::OfData(*data), StringChunkSource(*data))
-            .ok());
-  }
+  UploadAll(*c, {&small, &large});
   {
     absl::MutexLock lock(&state_.mu);
     state_.zstd = true;
@@ -430,11 +436,7 @@ TEST_F(ReapiClientTest, CompressedBytesAreVerifiedAfterDecompression) {
 TEST_F(ReapiClientTest, UnverifiedReadLeavesTheHashToTheCaller) {
   auto c = Client();
   const std::string small = Text(50000), large = Text(3 << 20);
-  for (const std::string* data : {&small, &large}) {
-    ASSERT_TRUE(
-        c->UploadBlob(cas::Digest::OfData(*data), StringChunkSource(*data))
-            .ok());
-  }
+  UploadAll(*c, {&small, &large});
   {
     absl::MutexLock lock(&state_.mu);
     state_.corrupt_reads = true;
