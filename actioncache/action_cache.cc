@@ -36,52 +36,82 @@ v2::Digest ToProto(const cas::Digest& d) {
   return out;
 }
 
-absl::Status ValidatePath(absl::string_view path, absl::string_view field) {
+// Names a field in an error message: "name[index]suffix" (no index when
+// negative). Formatted only when an error is returned, so that validating a
+// well-formed result (every hit and every update) allocates nothing for it.
+struct Field {
+  Field(const char* name) : name(name) {}  // NOLINT: a plain name converts.
+  Field(absl::string_view name, int index, absl::string_view suffix = "")
+      : name(name), index(index), suffix(suffix) {}
+
+  std::string str() const {
+    return index < 0 ? absl::StrCat(name, suffix)
+                     : absl::StrCat(name, "[", index, "]", suffix);
+  }
+
+  absl::string_view name;
+  int index = -1;
+  absl::string_view suffix;
+};
+
+// INVALID_ARGUMENT unless `d` is a well-formed digest (makes no Digest).
+absl::Status CheckDigest(const v2::Digest& d, const Field& field) {
+  absl::Status s = cas::Digest::Check(d.hash(), d.size_bytes());
+  if (!s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field.str(), ": ", s.message()));
+  }
+  return s;
+}
+
+absl::Status ValidatePath(absl::string_view path, const Field& field) {
   if (path.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": empty path"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field.str(), ": empty path"));
   }
   if (path.front() == '/') {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": absolute path \"", path, "\""));
+        absl::StrCat(field.str(), ": absolute path \"", path, "\""));
   }
   if (path.find('\0') != absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": NUL in path"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field.str(), ": NUL in path"));
   }
   for (absl::string_view seg : absl::StrSplit(path, '/')) {
     if (seg.empty() || seg == "." || seg == "..") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": path \"", path, "\" has an empty, '.' or '..' segment"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field.str(), ": path \"", path,
+                       "\" has an empty, '.' or '..' segment"));
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status ValidateOptionalDigest(const v2::Digest& d,
-                                    absl::string_view field) {
+absl::Status ValidateOptionalDigest(const v2::Digest& d, const Field& field) {
   if (IsUnset(d)) {
     return absl::OkStatus();
   }
-  return ToDigest(d, field).status();
+  return CheckDigest(d, field);
 }
 
 absl::Status ValidateOutputs(const ActionResult& r) {
   for (int i = 0; i < r.output_files_size(); ++i) {
     const v2::OutputFile& f = r.output_files(i);
-    std::string field = absl::StrCat("output_files[", i, "]");
+    const Field field("output_files", i);
     if (absl::Status s = ValidatePath(f.path(), field); !s.ok()) {
       return s;
     }
-    if (absl::Status s = ToDigest(f.digest(), field).status(); !s.ok()) {
+    if (absl::Status s = CheckDigest(f.digest(), field); !s.ok()) {
       return s;
     }
   }
   for (int i = 0; i < r.output_directories_size(); ++i) {
     const v2::OutputDirectory& d = r.output_directories(i);
-    std::string field = absl::StrCat("output_directories[", i, "]");
+    const Field field("output_directories", i);
     if (absl::Status s = ValidatePath(d.path(), field); !s.ok()) {
       return s;
     }
-    if (absl::Status s = ToDigest(d.tree_digest(), field).status(); !s.ok()) {
+    if (absl::Status s = CheckDigest(d.tree_digest(), field); !s.ok()) {
       return s;
     }
     if (absl::Status s =
@@ -98,19 +128,21 @@ absl::Status ValidateOutputs(const ActionResult& r) {
 absl::Status ValidateSymlinkTarget(absl::string_view path,
                                    absl::string_view target,
                                    const ValidationOptions& options,
-                                   absl::string_view field) {
+                                   const Field& field) {
   if (target.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": empty target"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field.str(), ": empty target"));
   }
   if (target.find('\0') != absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": NUL in target"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field.str(), ": NUL in target"));
   }
   if (options.allow_escaping_symlink_targets) {
     return absl::OkStatus();
   }
   if (target.front() == '/') {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": absolute target \"", target, "\""));
+        absl::StrCat(field.str(), ": absolute target \"", target, "\""));
   }
   // The link's directory is as deep as its path has segments, less one.
   int64_t depth =
@@ -119,7 +151,7 @@ absl::Status ValidateSymlinkTarget(absl::string_view path,
     if (seg == "..") {
       if (--depth < 0) {
         return absl::InvalidArgumentError(absl::StrCat(
-            field, ": target \"", target, "\" leaves the output root"));
+            field.str(), ": target \"", target, "\" leaves the output root"));
       }
     } else if (!seg.empty() && seg != ".") {
       ++depth;
@@ -132,7 +164,7 @@ absl::Status ValidateSymlinks(
     const google::protobuf::RepeatedPtrField<v2::OutputSymlink>& links,
     absl::string_view name, const ValidationOptions& options) {
   for (int i = 0; i < links.size(); ++i) {
-    std::string field = absl::StrCat(name, "[", i, "]");
+    const Field field(name, i);
     if (absl::Status s = ValidatePath(links[i].path(), field); !s.ok()) {
       return s;
     }
@@ -195,21 +227,21 @@ absl::Status ValidateUniquePaths(const ActionResult& r) {
 }
 
 absl::Status ValidateTimestamp(const google::protobuf::Timestamp& t,
-                               absl::string_view field) {
+                               const Field& field) {
   // 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z, as timestamp.proto says.
   constexpr int64_t kMinSeconds = -62135596800;
   constexpr int64_t kMaxSeconds = 253402300799;
   if (t.seconds() < kMinSeconds || t.seconds() > kMaxSeconds || t.nanos() < 0 ||
       t.nanos() > 999999999) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": timestamp out of range (", t.seconds(), "s ",
-                     t.nanos(), "ns)"));
+        absl::StrCat(field.str(), ": timestamp out of range (", t.seconds(),
+                     "s ", t.nanos(), "ns)"));
   }
   return absl::OkStatus();
 }
 
 absl::Status ValidateDuration(const google::protobuf::Duration& d,
-                              absl::string_view field) {
+                              const Field& field) {
   constexpr int64_t kMaxSeconds = 315576000000;  // duration.proto's bound.
   bool in_range = d.seconds() >= -kMaxSeconds && d.seconds() <= kMaxSeconds &&
                   d.nanos() >= -999999999 && d.nanos() <= 999999999;
@@ -217,8 +249,8 @@ absl::Status ValidateDuration(const google::protobuf::Duration& d,
                    (d.seconds() <= 0 && d.nanos() <= 0);
   if (!in_range || !same_sign) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": duration out of range (", d.seconds(), "s ",
-                     d.nanos(), "ns)"));
+        absl::StrCat(field.str(), ": duration out of range (", d.seconds(),
+                     "s ", d.nanos(), "ns)"));
   }
   return absl::OkStatus();
 }
@@ -243,17 +275,18 @@ absl::Status ValidateMetadata(const v2::ExecutedActionMetadata& m) {
   return s;
 }
 
+// Checks the node_properties of output `name`[`index`].
 absl::Status ValidateNodeProperties(const v2::NodeProperties& p,
-                                    absl::string_view field) {
-  if (absl::Status s =
-          ValidateTimestamp(p.mtime(), absl::StrCat(field, ".mtime"));
+                                    absl::string_view name, int index) {
+  if (absl::Status s = ValidateTimestamp(
+          p.mtime(), Field(name, index, ".node_properties.mtime"));
       !s.ok()) {
     return s;
   }
   if (p.has_unix_mode() && p.unix_mode().value() > 07777) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ".unix_mode: ", p.unix_mode().value(),
-                     " has bits beyond 07777"));
+        absl::StrCat(Field(name, index, ".node_properties.unix_mode").str(),
+                     ": ", p.unix_mode().value(), " has bits beyond 07777"));
   }
   return absl::OkStatus();
 }
@@ -262,14 +295,12 @@ absl::Status ValidateNodeProperties(const v2::NodeProperties& p,
 absl::Status ValidateAllNodeProperties(const ActionResult& r) {
   absl::Status s;
   for (int i = 0; i < r.output_files_size() && s.ok(); ++i) {
-    s.Update(ValidateNodeProperties(
-        r.output_files(i).node_properties(),
-        absl::StrCat("output_files[", i, "].node_properties")));
+    s.Update(ValidateNodeProperties(r.output_files(i).node_properties(),
+                                    "output_files", i));
   }
   for (int i = 0; i < r.output_symlinks_size() && s.ok(); ++i) {
-    s.Update(ValidateNodeProperties(
-        r.output_symlinks(i).node_properties(),
-        absl::StrCat("output_symlinks[", i, "].node_properties")));
+    s.Update(ValidateNodeProperties(r.output_symlinks(i).node_properties(),
+                                    "output_symlinks", i));
   }
   return s;
 }

@@ -19,6 +19,13 @@ Digest::Digest() : hash_(kEmptySha256), size_bytes_(0) {}
 
 absl::StatusOr<Digest> Digest::Create(absl::string_view hash,
                                       int64_t size_bytes) {
+  if (absl::Status s = Check(hash, size_bytes); !s.ok()) {
+    return s;
+  }
+  return Digest(std::string(hash), size_bytes);
+}
+
+absl::Status Digest::Check(absl::string_view hash, int64_t size_bytes) {
   if (absl::Status s = ValidateSha256Hex(hash); !s.ok()) {
     return s;
   }
@@ -30,7 +37,7 @@ absl::StatusOr<Digest> Digest::Create(absl::string_view hash,
     return absl::InvalidArgumentError(absl::StrCat(
         "digest ", hash, "/0: size 0 but not the empty blob's hash"));
   }
-  return Digest(std::string(hash), size_bytes);
+  return absl::OkStatus();
 }
 
 Digest Digest::OfData(absl::string_view data) {
@@ -86,11 +93,27 @@ struct Sha256Hasher::Ctx {
   EVP_MD_CTX* md = nullptr;
 };
 
+namespace {
+
+// SHA-256 fetched from the default provider once. EVP_sha256() would make
+// every EVP_DigestInit_ex() look the algorithm up again (OpenSSL 3's
+// implicit fetch: a provider query under a lock), which cost more than
+// hashing a 100-byte action-cache key itself.
+const EVP_MD* Sha256Md() {
+  static const EVP_MD* const kMd = [] {
+    const EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return md != nullptr ? md : EVP_sha256();
+  }();
+  return kMd;
+}
+
+}  // namespace
+
 Sha256Hasher::Sha256Hasher() : ctx_(std::make_unique<Ctx>()) {
   ctx_->md = EVP_MD_CTX_new();
   // Allocation failure of a few hundred bytes is not a state we recover from.
   if (ctx_->md == nullptr ||
-      EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr) != 1) {
+      EVP_DigestInit_ex(ctx_->md, Sha256Md(), nullptr) != 1) {
     abort();
   }
 }
@@ -110,8 +133,8 @@ std::string Sha256Hasher::FinishRaw() {
 }
 
 Digest Sha256Hasher::FinishDigest() {
-  int64_t n = bytes_;
-  return *Digest::Create(HexEncode(FinishRaw()), n);
+  // Lowercase hex of 32 bytes by construction: no need to validate it.
+  return Digest(HexEncode(FinishRaw()), bytes_);
 }
 
 }  // namespace cairn::cas

@@ -32,6 +32,10 @@ class Digest {
   static absl::StatusOr<Digest> Create(absl::string_view hash,
                                        int64_t size_bytes);
 
+  // Returns what Create() would answer for `hash`/`size_bytes`, without
+  // making a Digest (no allocation): OK or INVALID_ARGUMENT.
+  static absl::Status Check(absl::string_view hash, int64_t size_bytes);
+
   // Returns the SHA-256 digest of `data`.
   static Digest OfData(absl::string_view data);
 
@@ -56,6 +60,7 @@ class Digest {
   }
 
  private:
+  friend class Sha256Hasher;  // FinishDigest() makes well-formed digests.
   Digest(std::string hash, int64_t size_bytes)
       : hash_(std::move(hash)), size_bytes_(size_bytes) {}
 

@@ -415,6 +415,8 @@ class DiskBlobStore final : public BlobStore {
   // database batch, setting (*out)[i]. A blob whose key is busy (another
   // commit, unlink or stamp refresh in progress) is committed on its own
   // afterwards, so a batch never waits while holding claims.
+  // Write() of `data` already found to hash to `digest`.
+  absl::Status WriteVerified(const Digest& digest, absl::string_view data);
   void CommitSmallBatch(absl::Span<const BlobWrite> blobs,
                         absl::Span<const size_t> which,
                         std::vector<absl::Status>* out);
@@ -1505,6 +1507,11 @@ absl::Status DiskBlobStore::Write(const Digest& digest,
   if (absl::Status s = CheckData(digest, data); !s.ok()) {
     return s;
   }
+  return WriteVerified(digest, data);
+}
+
+absl::Status DiskBlobStore::WriteVerified(const Digest& digest,
+                                          absl::string_view data) {
   if (Contains(digest)) {
     return absl::OkStatus();
   }
@@ -1535,7 +1542,7 @@ std::vector<absl::Status> DiskBlobStore::WriteBlobs(
       continue;
     }
     if (!IsSmall(digest.size_bytes())) {
-      out[i] = Write(digest, blobs[i].data);
+      out[i] = WriteVerified(digest, blobs[i].data);  // Hashed just above.
       continue;
     }
     if (auto [it, added] = first.emplace(CasKey(digest), i); !added) {
