@@ -32,8 +32,10 @@
 // `write_mu_` only. Lock order: none is held while taking another, and no lock
 // is held across I/O except `write_mu_` around the single write of one
 // response. Prefetch: one thread reads the manifest and feeds a third
-// WorkQueue of `prefetch_threads`. `flight_mu_` and `seen_mu_` are leaves
-// (never held while taking another lock or doing I/O).
+// WorkQueue of `prefetch_threads`, at most the current depth at a time
+// (`depth_mu_`, held only while reading the measurements, whose LinkEstimate
+// mutex is a leaf). `flight_mu_` and `seen_mu_` are leaves (never held while
+// taking another lock or doing I/O).
 
 namespace cairn::client::gocacheprog {
 namespace {

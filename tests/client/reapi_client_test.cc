@@ -516,8 +516,8 @@ class CoalescingTest : public ReapiClientTest {
  protected:
   static constexpr int kCallers = 16;
 
-  std::unique_ptr<ReapiClient> QueueingClient() {
-    return Client(3, [this](ReapiClientOptions& o) {
+  std::unique_ptr<ReapiClient> QueueingClient(int max_attempts = 3) {
+    return Client(max_attempts, [this](ReapiClientOptions& o) {
       o.batch_calls_in_flight = 1;
       o.on_batch_wait_for_test = [this] { waits_.fetch_add(1); };
     });
@@ -546,6 +546,19 @@ class CoalescingTest : public ReapiClientTest {
     }
     return blobs;
   }
+  // Uploads each of `blobs` from its own thread (RunHeld on "find") and
+  // expects every upload to succeed.
+  void UploadConcurrently(ReapiClient& c,
+                          const std::vector<std::string>& blobs) {
+    std::vector<absl::Status> got(kCallers);
+    RunHeld("find", [&](int i) {
+      got[i] = c.UploadBlob(cas::Digest::OfData(blobs[i]),
+                            StringChunkSource(blobs[i]));
+    });
+    for (int i = 0; i < kCallers; ++i) {
+      EXPECT_TRUE(got[i].ok()) << i << ": " << got[i];
+    }
+  }
   void Store(const std::vector<std::string>& blobs) {
     absl::MutexLock lock(&state_.mu);
     for (const std::string& b : blobs) {
@@ -559,14 +572,7 @@ class CoalescingTest : public ReapiClientTest {
 TEST_F(CoalescingTest, ConcurrentUploadsShareOneFindMissingAndOneBatch) {
   auto c = QueueingClient();
   const std::vector<std::string> blobs = Blobs(300);
-  std::vector<absl::Status> got(kCallers);
-  RunHeld("find", [&](int i) {
-    got[i] = c->UploadBlob(cas::Digest::OfData(blobs[i]),
-                           StringChunkSource(blobs[i]));
-  });
-  for (int i = 0; i < kCallers; ++i) {
-    EXPECT_TRUE(got[i].ok()) << i << ": " << got[i];
-  }
+  UploadConcurrently(*c, blobs);
   // The first upload alone, then the 15 that queued behind it together.
   EXPECT_EQ(state_.Calls("find"), 2);
   EXPECT_EQ(state_.Calls("batch_update"), 2);
@@ -580,14 +586,7 @@ TEST_F(CoalescingTest, UploadsAlreadyPresentSkipTheBatch) {
   auto c = QueueingClient();
   const std::vector<std::string> blobs = Blobs(300);
   Store({blobs.begin(), blobs.begin() + kCallers / 2});
-  std::vector<absl::Status> got(kCallers);
-  RunHeld("find", [&](int i) {
-    got[i] = c->UploadBlob(cas::Digest::OfData(blobs[i]),
-                           StringChunkSource(blobs[i]));
-  });
-  for (int i = 0; i < kCallers; ++i) {
-    EXPECT_TRUE(got[i].ok()) << i << ": " << got[i];
-  }
+  UploadConcurrently(*c, blobs);
   EXPECT_EQ(state_.Calls("find"), 2);
   EXPECT_EQ(state_.Calls("batch_update"), 1);  // Blob 0 was present.
   absl::MutexLock lock(&state_.mu);
@@ -622,25 +621,14 @@ INSTANTIATE_TEST_SUITE_P(PlainAndZstd, CoalescedReadTest, ::testing::Bool());
 TEST_F(CoalescingTest, BatchesStayWithinTheAdvertisedLimit) {
   // 128 KiB advertised, 64 KiB usable: three 20000-byte blobs per batch.
   auto c = QueueingClient();
-  const std::vector<std::string> blobs = Blobs(20000);
-  std::vector<absl::Status> up(kCallers);
-  RunHeld("find", [&](int i) {
-    up[i] = c->UploadBlob(cas::Digest::OfData(blobs[i]),
-                          StringChunkSource(blobs[i]));
-  });
-  for (int i = 0; i < kCallers; ++i) {
-    EXPECT_TRUE(up[i].ok()) << i << ": " << up[i];
-  }
+  UploadConcurrently(*c, Blobs(20000));
   EXPECT_EQ(state_.Calls("batch_update"), 1 + 5);
   absl::MutexLock lock(&state_.mu);
   EXPECT_EQ(state_.max_batch_bytes, 3 * 20000);
 }
 
 TEST_F(CoalescingTest, AFailedBatchFailsEachBlobItCarried) {
-  auto c = Client(1, [this](ReapiClientOptions& o) {
-    o.batch_calls_in_flight = 1;
-    o.on_batch_wait_for_test = [this] { waits_.fetch_add(1); };
-  });
+  auto c = QueueingClient(/*max_attempts=*/1);
   const std::vector<std::string> blobs = Blobs(300);
   Store(blobs);
   std::vector<absl::Status> got(kCallers);
