@@ -23,6 +23,10 @@
 // this is usually the server's too: client threads compete with the server
 // for the CPU, which the figures include.
 #include <grpcpp/grpcpp.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -31,6 +35,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -69,6 +74,14 @@ ABSL_FLAG(int, blob_mib, 64, "Size of the same_blob blob, MiB.");
 ABSL_FLAG(int, distinct_kib, 1024, "Size of each distinct_blobs blob, KiB.");
 ABSL_FLAG(int, probe_ms, 20, "Pause between probe calls.");
 ABSL_FLAG(double, idle_seconds, 4, "Probe time before the clients start.");
+ABSL_FLAG(bool, probe_process, true,
+          "Run the probe in a child process of its own (as a build client "
+          "on another host would be); false: a thread among the clients.");
+ABSL_FLAG(int, client_nice, 0,
+          "Nice value the reader/caller threads run at (the probe and the "
+          "server keep theirs): > 0 stands in for clients on other hosts, "
+          "whose CPU is not the server's.");
+ABSL_FLAG(bool, probe_child, false, "Internal: be that child process.");
 ABSL_FLAG(int, server_pid, 0, "Server process to read RSS from.");
 ABSL_FLAG(std::string, label, "server", "Server name in the table and CSV.");
 ABSL_FLAG(std::string, csv, "", "Append rows to this CSV file.");
@@ -129,6 +142,10 @@ class Latencies {
   size_t Count() {
     absl::MutexLock lock(&mu_);
     return us_.size();
+  }
+  std::vector<int64_t> Samples() {
+    absl::MutexLock lock(&mu_);
+    return us_;
   }
 
  private:
@@ -330,6 +347,10 @@ absl::Status ReadOnce(Clients& c, int i, const Digest& d, bool slow,
 void RunClient(Clients& c, int i, absl::string_view scenario,
                const std::vector<Digest>& blobs, const SmallSet& set, bool slow,
                ClassStats& stats, Latencies* ac_lat, Latencies* batch_lat) {
+  if (int nice = absl::GetFlag(FLAGS_client_nice); nice != 0) {
+    // Linux: a thread's own nice value (this thread only).
+    setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice);
+  }
   uint64_t pick = SplitMix64(static_cast<uint64_t>(i));
   while (!c.Stopped()) {
     absl::Status s;
@@ -365,6 +386,159 @@ void Probe(Clients& c, const SmallSet& set, std::atomic<bool>& stop,
   }
 }
 
+// Probes between "start" and "stop" lines on stdin, then prints the
+// samples ("ac US", "batch US"), "errors N [first error]" and "end";
+// returns at EOF. The body of the --probe_child process.
+int ProbeChildMain(const SmallSet& set, const std::string& address) {
+  Clients c(address, 1);
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    if (line != "start") {
+      continue;
+    }
+    Latencies ac, batch;
+    ClassStats stats;
+    std::atomic<bool> stop{false};
+    std::thread probe(Probe, std::ref(c), std::cref(set), std::ref(stop), &ac,
+                      &batch, std::ref(stats));
+    std::getline(std::cin, line);  // "stop", or EOF.
+    stop = true;
+    probe.join();
+    for (int64_t us : ac.Samples()) {
+      std::printf("ac %lld\n", static_cast<long long>(us));
+    }
+    for (int64_t us : batch.Samples()) {
+      std::printf("batch %lld\n", static_cast<long long>(us));
+    }
+    absl::MutexLock lock(&stats.mu);
+    std::printf("errors %lld %s\nend\n",
+                static_cast<long long>(stats.errors.load()),
+                stats.first_error.c_str());
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+// The probe of one phase (idle or load): a thread among the clients, or,
+// with --probe_process, the child process above (its own gRPC threads and
+// connection, as a build client on another host would have: in-process, its
+// call's answer waited on gRPC threads busy with the readers' messages).
+class ProbeRun {
+ public:
+  ProbeRun(Clients& c, const SmallSet& set, FILE* to_child, FILE* from_child)
+      : to_child_(to_child), from_child_(from_child) {
+    if (to_child_ != nullptr) {
+      std::fputs("start\n", to_child_);
+      std::fflush(to_child_);
+    } else {
+      thread_ = std::thread(Probe, std::ref(c), std::cref(set),
+                            std::ref(stop_), &ac_, &batch_, std::ref(stats_));
+    }
+  }
+  // Stops the probe and adds what it measured.
+  void Finish(Latencies* ac, Latencies* batch, ClassStats& stats) {
+    if (to_child_ == nullptr) {
+      stop_ = true;
+      thread_.join();
+      Merge(ac, batch, stats);
+      return;
+    }
+    std::fputs("stop\n", to_child_);
+    std::fflush(to_child_);
+    char* line = nullptr;
+    size_t cap = 0;
+    bool ended = false;
+    while (getline(&line, &cap, from_child_) > 0) {
+      long long v = 0;
+      char what[16] = {0};
+      if (std::sscanf(line, "%15s %lld", what, &v) != 2) {
+        ended = std::strncmp(line, "end", 3) == 0;
+        if (ended) {
+          break;
+        }
+        continue;
+      }
+      if (std::strcmp(what, "ac") == 0) {
+        ac->Add(v);
+      } else if (std::strcmp(what, "batch") == 0) {
+        batch->Add(v);
+      } else if (std::strcmp(what, "errors") == 0 && v > 0) {
+        stats.errors.fetch_add(v - 1);
+        stats.Error(absl::StrCat("probe: ", line));
+      }
+    }
+    std::free(line);
+    if (!ended) {
+      stats.Error("probe process ended early");
+    }
+  }
+
+ private:
+  void Merge(Latencies* ac, Latencies* batch, ClassStats& stats) {
+    for (int64_t us : ac_.Samples()) {
+      ac->Add(us);
+    }
+    for (int64_t us : batch_.Samples()) {
+      batch->Add(us);
+    }
+    absl::MutexLock lock(&stats_.mu);
+    if (stats_.errors > 0) {
+      stats.errors.fetch_add(stats_.errors - 1);
+      stats.Error(stats_.first_error);
+    }
+  }
+
+  FILE* const to_child_;
+  FILE* const from_child_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  Latencies ac_, batch_;
+  ClassStats stats_;
+};
+
+// Starts `argv0 --probe_child` with pipes to its stdin and stdout; nulls
+// (probe in-process) when spawning fails.
+void SpawnProbe(const char* argv0, FILE** to_child, FILE** from_child,
+                pid_t* pid) {
+  *to_child = *from_child = nullptr;
+  int in[2], out[2];
+  if (pipe(in) != 0 || pipe(out) != 0) {
+    std::perror("fanout: pipe");
+    return;
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  for (int fd : {in[0], in[1], out[0], out[1]}) {
+    posix_spawn_file_actions_addclose(&actions, fd);
+  }
+  std::vector<std::string> args = {
+      "/proc/self/exe", "--probe_child",
+      "--target=" + absl::GetFlag(FLAGS_target),
+      absl::StrCat("--seed=", absl::GetFlag(FLAGS_seed)),
+      absl::StrCat("--probe_ms=", absl::GetFlag(FLAGS_probe_ms))};
+  std::vector<char*> argv;
+  for (std::string& a : args) {
+    argv.push_back(a.data());
+  }
+  argv.push_back(nullptr);
+  int rc = posix_spawn(pid, "/proc/self/exe", &actions, nullptr, argv.data(),
+                       environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(in[0]);
+  close(out[1]);
+  if (rc != 0) {
+    std::fprintf(stderr, "fanout: spawning the probe (%s): %s\n", argv0,
+                 std::strerror(rc));
+    close(in[1]);
+    close(out[0]);
+    return;
+  }
+  *to_child = fdopen(in[1], "w");
+  *from_child = fdopen(out[0], "r");
+}
+
 // ------------------------------------------------------------- setup ---
 
 absl::Status Upload(client::ReapiClient& client, const std::string& data) {
@@ -372,28 +546,43 @@ absl::Status Upload(client::ReapiClient& client, const std::string& data) {
                            client::StringChunkSource(data));
 }
 
-absl::StatusOr<SmallSet> SetUpSmall(client::ReapiClient& client,
-                                    uint64_t seed) {
+// The small blobs and action results of `seed`: blob i's bytes, and the
+// digests of both.
+std::string SmallBlob(uint64_t seed, int i) {
+  return Bytes(seed * 1000003 + static_cast<uint64_t>(i), 200 + (i * 37) % 3000);
+}
+reapi::ActionResult SmallResult(const SmallSet& set, int i) {
+  reapi::ActionResult r;
+  auto* f = r.add_output_files();
+  f->set_path(absl::StrCat("out/obj_", i, ".o"));
+  *f->mutable_digest() = ToProto(set.blobs[static_cast<size_t>(i)]);
+  *r.mutable_stdout_digest() = ToProto(set.blobs[static_cast<size_t>(i + 1) % 64]);
+  return r;
+}
+SmallSet SmallSetOf(uint64_t seed) {
   SmallSet set;
   for (int i = 0; i < 64; ++i) {
-    std::string data = Bytes(seed * 1000003 + i, 200 + (i * 37) % 3000);
-    if (absl::Status s = Upload(client, data); !s.ok()) {
+    set.blobs.push_back(Digest::OfData(SmallBlob(seed, i)));
+    set.actions.push_back(
+        Digest::OfData(absl::StrCat("fanout action ", seed, "/", i)));
+  }
+  return set;
+}
+
+absl::StatusOr<SmallSet> SetUpSmall(client::ReapiClient& client,
+                                    uint64_t seed) {
+  SmallSet set = SmallSetOf(seed);
+  for (int i = 0; i < 64; ++i) {
+    if (absl::Status s = Upload(client, SmallBlob(seed, i)); !s.ok()) {
       return s;
     }
-    set.blobs.push_back(Digest::OfData(data));
   }
   for (int i = 0; i < 64; ++i) {
-    reapi::ActionResult r;
-    auto* f = r.add_output_files();
-    f->set_path(absl::StrCat("out/obj_", i, ".o"));
-    *f->mutable_digest() = ToProto(set.blobs[i]);
-    *r.mutable_stdout_digest() = ToProto(set.blobs[(i + 1) % 64]);
-    Digest action =
-        Digest::OfData(absl::StrCat("fanout action ", seed, "/", i));
-    if (absl::Status s = client.UpdateActionResult(action, r); !s.ok()) {
+    if (absl::Status s = client.UpdateActionResult(
+            set.actions[static_cast<size_t>(i)], SmallResult(set, i));
+        !s.ok()) {
       return s;
     }
-    set.actions.push_back(action);
   }
   return set;
 }
@@ -484,7 +673,8 @@ std::string F(double v, int digits = 1) {
 }
 
 int RunScenario(Clients& c, client::ReapiClient& client,
-                absl::string_view scenario, const SmallSet& set) {
+                absl::string_view scenario, const SmallSet& set,
+                FILE* to_probe, FILE* from_probe) {
   const int readers = absl::GetFlag(FLAGS_readers);
   const int pid = absl::GetFlag(FLAGS_server_pid);
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
@@ -501,12 +691,9 @@ int RunScenario(Clients& c, client::ReapiClient& client,
   Latencies idle_ac, idle_batch, load_ac, load_batch;
   c.Start();
   {
-    std::atomic<bool> stop{false};
-    std::thread probe(Probe, std::ref(c), std::cref(set), std::ref(stop),
-                      &idle_ac, &idle_batch, std::ref(probe_stats));
+    ProbeRun probe(c, set, to_probe, from_probe);
     absl::SleepFor(absl::Seconds(absl::GetFlag(FLAGS_idle_seconds)));
-    stop = true;
-    probe.join();
+    probe.Finish(&idle_ac, &idle_batch, probe_stats);
   }
   double rss_before = pid > 0 ? ProcStatusMib(pid, "VmRSS:") : 0;
   if (pid > 0) {
@@ -528,16 +715,13 @@ int RunScenario(Clients& c, client::ReapiClient& client,
                          std::ref(is_slow ? slow : fast), &calls_ac,
                          &calls_batch);
   }
-  std::atomic<bool> stop{false};
-  std::thread probe(Probe, std::ref(c), std::cref(set), std::ref(stop),
-                    &load_ac, &load_batch, std::ref(probe_stats));
+  ProbeRun probe(c, set, to_probe, from_probe);
   absl::SleepFor(start + absl::Seconds(absl::GetFlag(FLAGS_duration)) -
                  absl::Now());
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
   double peak = pid > 0 ? ProcStatusMib(pid, "VmHWM:") : 0;
-  stop = true;
+  probe.Finish(&load_ac, &load_batch, probe_stats);
   c.Stop();
-  probe.join();
   for (std::thread& t : threads) {
     t.join();
   }
@@ -589,6 +773,10 @@ int Main(int argc, char** argv) {
                  "fanout: --target must be a loopback grpc:// address\n");
     return 2;
   }
+  if (absl::GetFlag(FLAGS_probe_child)) {
+    return ProbeChildMain(SmallSetOf(absl::GetFlag(FLAGS_seed)),
+                          target.substr(std::strlen("grpc://")));
+  }
   client::ReapiClientOptions options;
   options.target = target;
   options.timeout = absl::Seconds(120);
@@ -605,6 +793,12 @@ int Main(int argc, char** argv) {
                  set.status().ToString().c_str());
     return 1;
   }
+  FILE* to_probe = nullptr;
+  FILE* from_probe = nullptr;
+  pid_t probe_pid = 0;
+  if (absl::GetFlag(FLAGS_probe_process)) {
+    SpawnProbe(argv[0], &to_probe, &from_probe, &probe_pid);
+  }
   Clients clients(target.substr(std::strlen("grpc://")),
                   std::max(1, absl::GetFlag(FLAGS_channels)));
   std::printf("%s\n", absl::StrJoin(kColumns, " | ").c_str());
@@ -617,7 +811,13 @@ int Main(int argc, char** argv) {
                    std::string(scenario).c_str());
       return 2;
     }
-    status |= RunScenario(clients, **client, scenario, *set);
+    status |= RunScenario(clients, **client, scenario, *set, to_probe,
+                          from_probe);
+  }
+  if (to_probe != nullptr) {
+    std::fclose(to_probe);  // EOF: the child exits.
+    std::fclose(from_probe);
+    waitpid(probe_pid, nullptr, 0);
   }
   return status;
 }

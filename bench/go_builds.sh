@@ -10,6 +10,9 @@
 #   cold_go-tool-cache / warm_go-tool-cache   go-cacher (GOCACHEPROG) with an
 #                  empty -cache-dir against go-cacher-server (when installed)
 #   warm_shim_dir  the shim's --dir kept from the previous warm_cairn run
+#   warm_cairn_base  with --baseline_shim BIN: warm_cairn through BIN (e.g.
+#                  main's shim), right after each warm_cairn rep, same server
+#                  and profile: a before/after pair under the same load
 # The cold runs fill the remotes directly. The warm runs then go through each
 # network profile (--profile, comma-separated):
 #   loopback  no proxy
@@ -24,7 +27,9 @@
 #
 # Usage: bench/go_builds.sh [--reps N] [--nocache_reps N] [--targets gh,std]
 #                           [--profile loopback,lan,cloud,far] [--out DIR]
-#                           [--record FILE]
+#                           [--record FILE] [--baseline_shim BIN]
+#                           [--peers cairn,bazel-remote,go-tool-cache]
+# --peers leaves out the peers not named (Cairn always runs).
 # --record FILE tees the request stream of the cold_cairn std build into FILE
 # (input for bench/shim_replay.py). Needs: go >= 1.24, build-bench/bin/
 # {cairn-server,cairn-gocacheprog}, build/peers/bin/bazel-remote; for
@@ -40,6 +45,8 @@ targets=gh,std
 profiles=loopback
 out=$root/$build/bench-out
 record=""
+baseline_shim=""
+peers=cairn,bazel-remote,go-tool-cache
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) reps=$2; shift 2 ;;
@@ -48,6 +55,8 @@ while [ $# -gt 0 ]; do
     --profile) profiles=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --record) record=$2; shift 2 ;;
+    --baseline_shim) baseline_shim=$2; shift 2 ;;
+    --peers) peers=$2; shift 2 ;;
     *) echo "go_builds: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -65,6 +74,12 @@ if [ "$profiles" != loopback ] && [ ! -x "$toxi" ]; then
 fi
 have_gtc=false
 if [ -x "$gtc" ] && [ -x "$gtc_server" ]; then have_gtc=true; fi
+case ",$peers," in *,go-tool-cache,*) ;; *) have_gtc=false ;; esac
+have_br=true
+case ",$peers," in *,bazel-remote,*) ;; *) have_br=false ;; esac
+if [ -n "$baseline_shim" ] && [ ! -x "$baseline_shim" ]; then
+  echo "go_builds: missing $baseline_shim" >&2; exit 1
+fi
 mkdir -p "$out"
 if [ -n "$record" ]; then
   case "$record" in /*) ;; *) record=$root/$record ;; esac  # builds run in $mod
@@ -76,7 +91,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-go-builds.XXXXXX")
 mod=${CAIRN_GH_MODULE_DIR:-$root/$build/gh-module}
 csv=$out/go_builds.csv
 raw=$out/go_builds_raw.csv
-echo "target,profile,scenario,rep,seconds,gets,local_hits,remote_hits,misses,puts,errors,bytes_down,wire_bytes" >"$raw"
+echo "target,profile,scenario,rep,seconds,gets,local_hits,remote_hits,misses,puts,errors,bytes_down,wire_bytes,rpcs" >"$raw"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -239,15 +254,16 @@ run() {
   if [ -n "$via" ] && [ "$profile" != loopback ]; then
     wire=$(( $(proxy_bytes "$via") - before ))
   fi
-  echo "$target,$profile,$scenario,$rep,$secs,$(field gets),$(field local_hits),$(field remote_hits),$(field misses),$(field puts),$(field errors),$(field bytes_down),$wire" >>"$raw"
+  echo "$target,$profile,$scenario,$rep,$secs,$(field gets),$(field local_hits),$(field remote_hits),$(field misses),$(field puts),$(field errors),$(field bytes_down),$wire,$(field rpcs)" >>"$raw"
   printf 'go_builds: %-4s %-8s %-20s rep %d %8ss wire=%s %s\n' "$target" "$profile" "$scenario" "$rep" "$secs" "$wire" "${stats#cairn-gocacheprog: stats: }" >&2
 }
 
-shim_cmd() {  # shim_cmd HOST:PORT DIR [RECORD]
+shim_cmd() {  # shim_cmd HOST:PORT DIR [RECORD [BIN]]
+  local bin=${4:-$shim}
   if [ -n "${3:-}" ]; then
-    echo "$root/bench/shim_tee.sh $3 $shim --remote=grpc://$1 --dir=$2 --stats"
+    echo "$root/bench/shim_tee.sh $3 $bin --remote=grpc://$1 --dir=$2 --stats"
   else
-    echo "$shim --remote=grpc://$1 --dir=$2 --stats"
+    echo "$bin --remote=grpc://$1 --dir=$2 --stats"
   fi
 }
 
@@ -269,7 +285,9 @@ scenarios() {  # scenarios TARGET
   if [ "$t" != gh ] && [ -n "$record" ]; then rec=$record; fi
   # The cold runs fill each remote directly (loopback).
   run "$t" cold_cairn 1 "$work/gc-$t-cc" "$(shim_cmd "127.0.0.1:$cairn_port" "$work/sd-$t-cc" "$rec")"
-  run "$t" cold_bazel-remote 1 "$work/gc-$t-cb" "$(shim_cmd "127.0.0.1:$peer_port" "$work/sd-$t-cb")"
+  if $have_br; then
+    run "$t" cold_bazel-remote 1 "$work/gc-$t-cb" "$(shim_cmd "127.0.0.1:$peer_port" "$work/sd-$t-cb")"
+  fi
   if $have_gtc; then
     run "$t" cold_go-tool-cache 1 "$work/gc-$t-cg" "$(gtc_cmd "127.0.0.1:$gtc_port" "$work/gd-$t-cg")"
   fi
@@ -284,9 +302,18 @@ scenarios() {  # scenarios TARGET
     set_profile "$p"
     for r in $(seq "$reps"); do
       via=cairn
+      # With a baseline, even reps run it first (neither always goes first).
+      if [ -n "$baseline_shim" ] && [ $((r % 2)) = 0 ]; then
+        run "$t" warm_cairn_base "$r" "$work/gc-$t-$p-wcb-$r" "$(shim_cmd "$(endpoint cairn "$p")" "$work/sd-$t-$p-wcb-$r" "" "$baseline_shim")"
+      fi
       run "$t" warm_cairn "$r" "$work/gc-$t-$p-wc-$r" "$(shim_cmd "$(endpoint cairn "$p")" "$work/sd-$t-$p-wc-$r")"
-      via=bazel-remote
-      run "$t" warm_bazel-remote "$r" "$work/gc-$t-$p-wb-$r" "$(shim_cmd "$(endpoint bazel-remote "$p")" "$work/sd-$t-$p-wb-$r")"
+      if [ -n "$baseline_shim" ] && [ $((r % 2)) = 1 ]; then
+        run "$t" warm_cairn_base "$r" "$work/gc-$t-$p-wcb-$r" "$(shim_cmd "$(endpoint cairn "$p")" "$work/sd-$t-$p-wcb-$r" "" "$baseline_shim")"
+      fi
+      if $have_br; then
+        via=bazel-remote
+        run "$t" warm_bazel-remote "$r" "$work/gc-$t-$p-wb-$r" "$(shim_cmd "$(endpoint bazel-remote "$p")" "$work/sd-$t-$p-wb-$r")"
+      fi
       if $have_gtc; then
         via=go-tool-cache
         run "$t" warm_go-tool-cache "$r" "$work/gc-$t-$p-wg-$r" "$(gtc_cmd "$(endpoint go-tool-cache "$p")" "$work/gd-$t-$p-wg-$r")"
@@ -307,8 +334,8 @@ summarize() {
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 order = ["nocache", "warm_local", "cold_cairn", "cold_bazel-remote",
-         "cold_go-tool-cache", "warm_cairn", "warm_bazel-remote",
-         "warm_go-tool-cache", "warm_shim_dir"]
+         "cold_go-tool-cache", "warm_cairn", "warm_cairn_base",
+         "warm_bazel-remote", "warm_go-tool-cache", "warm_shim_dir"]
 out = []
 for t in dict.fromkeys(r["target"] for r in rows):
     base = {}
@@ -321,7 +348,7 @@ for t in dict.fromkeys(r["target"] for r in rows):
             if not rs:
                 continue
             def m(k):
-                v = [int(r[k]) for r in rs if r[k]]
+                v = [int(r[k]) for r in rs if r.get(k)]
                 return int(statistics.median(v)) if v else None
             secs = statistics.median(float(r["seconds"]) for r in rs)
             wl, nc = base["warm_local"], base["nocache"]
@@ -333,13 +360,13 @@ for t in dict.fromkeys(r["target"] for r in rows):
                             speedup_vs_nocache="%.2f" % (nc / secs) if nc else "",
                             gets=m("gets"), remote_hits=m("remote_hits"),
                             misses=m("misses"), bytes_down=m("bytes_down"),
-                            wire_bytes=m("wire_bytes")))
+                            wire_bytes=m("wire_bytes"), rpcs=m("rpcs")))
 cols = list(out[0].keys())
 with open(sys.argv[2], "w", newline="") as f:
     w = csv.DictWriter(f, cols); w.writeheader(); w.writerows(out)
-fmt = "%-4s %-8s %-19s %4s %9s %7s %7s %7s %8s %6s %6s %6s %11s %11s"
+fmt = "%-4s %-8s %-19s %4s %9s %7s %7s %7s %8s %6s %6s %6s %11s %11s %6s"
 print(fmt % ("tgt", "profile", "scenario", "runs", "median s", "min", "max", "/warm",
-             "nocache/", "gets", "r.hit", "miss", "body bytes", "wire bytes"))
+             "nocache/", "gets", "r.hit", "miss", "body bytes", "wire bytes", "rpcs"))
 for r in out:
     print(fmt % tuple("-" if r[c] is None or r[c] == "" else r[c] for c in cols))
 EOF

@@ -20,7 +20,9 @@ Kinds: compare, go_builds, shim, headline (the top-concurrency row of each
 mix of a compare.csv, ratios only: the README's one small table), nodes
 (bench/nodes.sh), go_profiles (a go_builds.csv run with --profile: one row
 per target and profile, the three peers' warm-remote seconds side by side)
-and go_headline (the same, fewer columns, for the README).
+and go_headline (the same, fewer columns, for the README), go_pair (a
+go_builds.csv run with --baseline_shim: this shim against the baseline,
+same server and profile, with go-tool-cache).
 """
 
 import csv
@@ -149,6 +151,25 @@ def go_headline(path):
     return md(header, body)
 
 
+def go_pair(path):
+    header = ["target", "profile", "Cairn warm s (/ warm local)",
+              "baseline shim s (/ warm local)", "go-tool-cache s",
+              "Cairn vs go-tool-cache", "wire MB Cairn / baseline", "RPCs"]
+    body = []
+    for t, p, by, nc, wl in _profile_rows(path):
+        c, b, g = (_secs(by, s) for s in ("warm_cairn", "warm_cairn_base",
+                                          "warm_go-tool-cache"))
+        ratio = lambda x: "%s (%s)" % (num(x, 2), num(x / wl, 2) if wl and x
+                                       else "-")
+        body.append([
+            t, p, ratio(c), ratio(b), num(g, 2),
+            ("%.2fx faster" % (g / c) if g >= c else
+             "%.2fx slower" % (c / g)) if g else "-",
+            " / ".join(_mb(by, s) for s in ("warm_cairn", "warm_cairn_base")),
+            by["warm_cairn"].get("rpcs") or "-"])
+    return md(header, body)
+
+
 def shim(path):
     rows = list(csv.DictReader(open(path)))
     header = ["server", "phase", "n", "unexpected", "p50 us", "p90 us",
@@ -205,7 +226,7 @@ def nodes(path):
 
 KINDS = {"compare": compare, "go_builds": go_builds, "shim": shim,
          "headline": headline, "nodes": nodes, "go_profiles": go_profiles,
-         "go_headline": go_headline}
+         "go_headline": go_headline, "go_pair": go_pair}
 BLOCK = re.compile(r"(<!-- tables\.py (\w+) (\S+) -->\n)(.*?)"
                    r"(<!-- end tables\.py -->)", re.S)
 

@@ -7,11 +7,14 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -26,7 +29,11 @@
 
 // Invariants: stubs are thread-safe and shared; each attempt of each call has
 // its own ClientContext with a fresh deadline and the configured headers.
-// Capabilities are cached under `mu_` once fetched successfully.
+// Capabilities are cached under `mu_` once fetched successfully. Coalescing
+// (header comment) is a group commit per kind of batch call: a Coalescer's
+// queue and in-flight count live under its own mutex, a leaf never held
+// across a call; a blob's result fields are written by the leader outside
+// the lock and read by its owner only after it saw `done` under the lock.
 
 namespace cairn::client {
 namespace {
@@ -92,6 +99,111 @@ std::string NewUuid() {
                          b & 0xffffffffffffULL);
 }
 
+// Group commit of small-blob calls of one kind. Item has `bytes` (its
+// share of the batch limit) and `done` (guarded by the coalescer's mutex).
+template <typename Item>
+class Coalescer {
+ public:
+  using BatchFn = std::function<void(absl::Span<Item* const>)>;
+  Coalescer(int max_in_flight, std::function<void()> on_wait, BatchFn batch)
+      : max_in_flight_(std::max(1, max_in_flight)),
+        on_wait_(std::move(on_wait)),
+        batch_(std::move(batch)) {}
+
+  // Returns once `item` has been through a batch call: led by this caller
+  // (with whatever else queued, up to `limit` bytes) or by another.
+  void Run(Item* item, int64_t limit) ABSL_LOCKS_EXCLUDED(mu_) {
+    mu_.Lock();
+    queue_.push_back(item);
+    bool waited = false;
+    while (!item->done) {
+      if (in_flight_ < max_in_flight_ && !queue_.empty()) {
+        std::vector<Item*> batch = TakeLocked(limit);
+        ++in_flight_;
+        mu_.Unlock();
+        batch_(batch);
+        mu_.Lock();
+        --in_flight_;
+        for (Item* b : batch) {
+          b->done = true;
+        }
+        done_.SignalAll();
+        continue;
+      }
+      if (!waited && on_wait_) {
+        waited = true;
+        on_wait_();
+      }
+      done_.Wait(&mu_);
+    }
+    mu_.Unlock();
+  }
+
+ private:
+  // Takes blobs from the front while they fit in `limit` (at least one).
+  std::vector<Item*> TakeLocked(int64_t limit)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<Item*> batch;
+    int64_t total = 0;
+    while (!queue_.empty()) {
+      const int64_t next = queue_.front()->bytes + kBatchItemFraming;
+      if (!batch.empty() && total + next > limit) {
+        break;
+      }
+      total += next;
+      batch.push_back(queue_.front());
+      queue_.pop_front();
+    }
+    return batch;
+  }
+
+  const int max_in_flight_;
+  const std::function<void()> on_wait_;
+  const BatchFn batch_;
+  absl::Mutex mu_;
+  absl::CondVar done_;
+  std::deque<Item*> queue_ ABSL_GUARDED_BY(mu_);
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// One blob of a coalesced upload: the result is `status`.
+struct UploadItem {
+  cas::Digest digest;
+  const ChunkSource* source = nullptr;
+  int64_t bytes = 0;
+  bool done = false;
+  absl::Status status;
+};
+
+// One blob of a coalesced read: the result is `status` and, when OK, `data`
+// (zstd-compressed when `zstd_data`).
+struct ReadItem {
+  cas::Digest digest;
+  int64_t bytes = 0;
+  bool done = false;
+  absl::Status status;
+  std::string data;
+  bool zstd_data = false;
+};
+
+// Reads all of `digest`'s bytes from `source`.
+absl::StatusOr<std::string> ReadSource(const cas::Digest& digest,
+                                       const ChunkSource& source) {
+  std::string data;
+  while (static_cast<int64_t>(data.size()) < digest.size_bytes()) {
+    absl::StatusOr<std::string> chunk =
+        source(data.size(), digest.size_bytes() - data.size());
+    if (!chunk.ok()) {
+      return chunk.status();
+    }
+    if (chunk->empty()) {
+      break;
+    }
+    data.append(*chunk);
+  }
+  return data;
+}
+
 struct Endpoint {
   std::string address;
   std::shared_ptr<grpc::ChannelCredentials> credentials;
@@ -153,7 +265,22 @@ class GrpcReapiClient final : public ReapiClient {
         ac_(reapi::ActionCache::NewStub(channel)),
         cas_(reapi::ContentAddressableStorage::NewStub(channel)),
         caps_(reapi::Capabilities::NewStub(channel)),
-        bytestream_(bs::ByteStream::NewStub(channel)) {
+        bytestream_(bs::ByteStream::NewStub(channel)),
+        uploads_(options_.batch_calls_in_flight,
+                 options_.on_batch_wait_for_test,
+                 [this](absl::Span<UploadItem* const> batch) {
+                   UploadBatch(batch);
+                 }),
+        plain_reads_(options_.batch_calls_in_flight,
+                     options_.on_batch_wait_for_test,
+                     [this](absl::Span<ReadItem* const> batch) {
+                       ReadBatch(batch, /*zstd=*/false);
+                     }),
+        zstd_reads_(options_.batch_calls_in_flight,
+                    options_.on_batch_wait_for_test,
+                    [this](absl::Span<ReadItem* const> batch) {
+                      ReadBatch(batch, /*zstd=*/true);
+                    }) {
     reapi::RequestMetadata md;
     md.mutable_tool_details()->set_tool_name(options_.tool_name);
     md.set_tool_invocation_id(NewUuid());
@@ -183,7 +310,7 @@ class GrpcReapiClient final : public ReapiClient {
   bool CompressesReads() override { return UseZstd(/*batch_update=*/false); }
   WireCounters Counters() const override {
     return {received_.load(), received_plain_.load(), sent_.load(),
-            sent_plain_.load()};
+            sent_plain_.load(), calls_.load()};
   }
 
  private:
@@ -195,7 +322,13 @@ class GrpcReapiClient final : public ReapiClient {
   // Runs `attempt` until it succeeds, fails with a non-retryable code, or
   // runs out of attempts, sleeping with jittered backoff in between.
   absl::Status WithRetry(absl::FunctionRef<absl::Status()> attempt) const;
-  absl::Status BatchUpload(const cas::Digest& digest, const ChunkSource& src);
+  // One FindMissingBlobs for `batch`, then one BatchUpdateBlobs carrying
+  // those missing; sets each item's status.
+  void UploadBatch(absl::Span<UploadItem* const> batch);
+  // Adds `data` for `digest` to `req`, zstd-compressed when that pays.
+  // Returns the bytes it adds to the wire.
+  int64_t AddUpdate(const cas::Digest& digest, std::string data,
+                    reapi::BatchUpdateBlobsRequest& req);
   absl::Status StreamUpload(const cas::Digest& digest, const ChunkSource& src);
   absl::Status StreamUploadOnce(const cas::Digest& digest,
                                 const ChunkSource& src);
@@ -203,7 +336,10 @@ class GrpcReapiClient final : public ReapiClient {
   // `verify` (the size always).
   absl::Status Read(const cas::Digest& digest, ChunkSink sink, bool zstd,
                     bool verify);
-  absl::StatusOr<std::string> BatchRead(const cas::Digest& digest, bool zstd);
+  // One BatchReadBlobs for `batch`; sets each item's status and data.
+  void ReadBatch(absl::Span<ReadItem* const> batch, bool zstd);
+  // Returns the plain bytes of a read `item`, decompressed when needed.
+  absl::StatusOr<std::string> TakeReadData(ReadItem& item);
   absl::Status StreamRead(const cas::Digest& digest, ChunkSink sink, bool zstd,
                           bool verify);
 
@@ -218,6 +354,11 @@ class GrpcReapiClient final : public ReapiClient {
   std::atomic<int64_t> received_plain_{0};
   std::atomic<int64_t> sent_{0};
   std::atomic<int64_t> sent_plain_{0};
+  mutable std::atomic<int64_t> calls_{0};
+
+  Coalescer<UploadItem> uploads_;
+  Coalescer<ReadItem> plain_reads_;
+  Coalescer<ReadItem> zstd_reads_;
 
   mutable absl::Mutex mu_;
   bool have_caps_ ABSL_GUARDED_BY(mu_) = false;
@@ -225,6 +366,7 @@ class GrpcReapiClient final : public ReapiClient {
 };
 
 void GrpcReapiClient::Prepare(grpc::ClientContext& ctx) const {
+  calls_.fetch_add(1);
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
   ctx.AddMetadata("build.bazel.remote.execution.v2.requestmetadata-bin",
                   request_metadata_);
@@ -379,6 +521,18 @@ absl::Status GrpcReapiClient::UploadBlob(const cas::Digest& digest,
   if (digest.IsEmpty()) {
     return absl::OkStatus();
   }
+  absl::StatusOr<int64_t> limit = BatchLimit();
+  if (!limit.ok()) {
+    return limit.status();
+  }
+  if (digest.size_bytes() <= *limit) {
+    UploadItem item{.digest = digest,
+                    .source = &source,
+                    .bytes = digest.size_bytes(),
+                    .status = absl::OkStatus()};
+    uploads_.Run(&item, *limit);
+    return item.status;
+  }
   absl::StatusOr<std::vector<cas::Digest>> missing =
       FindMissingBlobs(absl::MakeConstSpan(&digest, 1));
   if (!missing.ok()) {
@@ -387,64 +541,95 @@ absl::Status GrpcReapiClient::UploadBlob(const cas::Digest& digest,
   if (missing->empty()) {
     return absl::OkStatus();
   }
-  absl::StatusOr<int64_t> limit = BatchLimit();
-  if (!limit.ok()) {
-    return limit.status();
-  }
-  if (digest.size_bytes() <= *limit) {
-    return BatchUpload(digest, source);
-  }
   return StreamUpload(digest, source);
 }
 
-absl::Status GrpcReapiClient::BatchUpload(const cas::Digest& digest,
-                                          const ChunkSource& source) {
+void GrpcReapiClient::UploadBatch(absl::Span<UploadItem* const> batch) {
+  std::vector<cas::Digest> digests;
+  for (UploadItem* item : batch) {
+    digests.push_back(item->digest);
+  }
+  absl::StatusOr<std::vector<cas::Digest>> missing = FindMissingBlobs(digests);
+  if (!missing.ok()) {
+    for (UploadItem* item : batch) {
+      item->status = missing.status();
+    }
+    return;
+  }
+  // Hash -> the items waiting for it (one request entry per distinct blob).
+  absl::flat_hash_map<std::string, std::vector<UploadItem*>> waiting;
+  for (const cas::Digest& d : *missing) {
+    waiting[d.hash()];
+  }
   reapi::BatchUpdateBlobsRequest req;
   req.set_instance_name(options_.instance_name);
   req.set_digest_function(reapi::DigestFunction::SHA256);
-  auto* item = req.add_requests();
-  *item->mutable_digest() = ToProto(digest);
-  std::string* data = item->mutable_data();
-  while (static_cast<int64_t>(data->size()) < digest.size_bytes()) {
-    absl::StatusOr<std::string> chunk =
-        source(data->size(), digest.size_bytes() - data->size());
-    if (!chunk.ok()) {
-      return chunk.status();
+  int64_t wire = 0, plain = 0;
+  for (UploadItem* item : batch) {
+    auto it = waiting.find(item->digest.hash());
+    if (it == waiting.end()) {
+      continue;  // Present already: OK.
     }
-    if (chunk->empty()) {
-      break;
+    if (it->second.empty()) {
+      absl::StatusOr<std::string> data =
+          ReadSource(item->digest, *item->source);
+      if (!data.ok()) {
+        item->status = data.status();
+        continue;
+      }
+      plain += static_cast<int64_t>(data->size());
+      wire += AddUpdate(item->digest, *std::move(data), req);
     }
-    data->append(*chunk);
+    it->second.push_back(item);
   }
-  const int64_t plain = static_cast<int64_t>(data->size());
-  if (plain >= kMinCompressSize && UseZstd(/*batch_update=*/true)) {
-    std::string packed;
-    if (cas::ZstdCompressor().Compress(*data, /*last=*/true, &packed).ok() &&
-        packed.size() < data->size()) {
-      *data = std::move(packed);
-      item->set_compressor(reapi::Compressor::ZSTD);
-    }
+  if (req.requests_size() == 0) {
+    return;
   }
-  const int64_t wire = static_cast<int64_t>(data->size());
   reapi::BatchUpdateBlobsResponse resp;
   absl::Status s = WithRetry([&] {
     grpc::ClientContext ctx;
     Prepare(ctx);
-    return FromGrpc(cas_->BatchUpdateBlobs(&ctx, req, &resp),
-                    absl::StrCat("BatchUpdateBlobs ", digest.ToString()));
+    return FromGrpc(
+        cas_->BatchUpdateBlobs(&ctx, req, &resp),
+        absl::StrCat("BatchUpdateBlobs of ", req.requests_size(), " blobs"));
   });
-  if (!s.ok()) {
-    return s;
-  }
   for (const auto& r : resp.responses()) {
-    if (r.status().code() != 0) {
-      return FromRpcStatus(r.status(),
-                           absl::StrCat("upload ", digest.ToString()));
+    auto it = waiting.find(r.digest().hash());
+    if (!s.ok() || it == waiting.end() || r.status().code() == 0) {
+      continue;
+    }
+    for (UploadItem* item : it->second) {
+      item->status = FromRpcStatus(
+          r.status(), absl::StrCat("upload ", item->digest.ToString()));
+    }
+    it->second.clear();
+  }
+  for (auto& [hash, items] : waiting) {
+    for (UploadItem* item : items) {
+      item->status = s;
     }
   }
-  sent_.fetch_add(wire);
-  sent_plain_.fetch_add(plain);
-  return absl::OkStatus();
+  if (s.ok()) {
+    sent_.fetch_add(wire);
+    sent_plain_.fetch_add(plain);
+  }
+}
+
+int64_t GrpcReapiClient::AddUpdate(const cas::Digest& digest, std::string data,
+                                   reapi::BatchUpdateBlobsRequest& req) {
+  auto* item = req.add_requests();
+  *item->mutable_digest() = ToProto(digest);
+  if (static_cast<int64_t>(data.size()) >= kMinCompressSize &&
+      UseZstd(/*batch_update=*/true)) {
+    std::string packed;
+    if (cas::ZstdCompressor().Compress(data, /*last=*/true, &packed).ok() &&
+        packed.size() < data.size()) {
+      data = std::move(packed);
+      item->set_compressor(reapi::Compressor::ZSTD);
+    }
+  }
+  *item->mutable_data() = std::move(data);
+  return static_cast<int64_t>(item->data().size());
 }
 
 absl::Status GrpcReapiClient::StreamUpload(const cas::Digest& digest,
@@ -536,7 +721,12 @@ absl::Status GrpcReapiClient::Read(const cas::Digest& digest, ChunkSink sink,
   if (digest.size_bytes() > *limit) {
     return StreamRead(digest, sink, zstd, verify);
   }
-  absl::StatusOr<std::string> data = BatchRead(digest, zstd);
+  ReadItem item{.digest = digest,
+                .bytes = digest.size_bytes(),
+                .status = absl::OkStatus(),
+                .data = {}};
+  (zstd ? zstd_reads_ : plain_reads_).Run(&item, *limit);
+  absl::StatusOr<std::string> data = TakeReadData(item);
   if (!data.ok()) {
     return data.status();
   }
@@ -548,52 +738,89 @@ absl::Status GrpcReapiClient::Read(const cas::Digest& digest, ChunkSink sink,
   return sink(*data);
 }
 
-absl::StatusOr<std::string> GrpcReapiClient::BatchRead(
-    const cas::Digest& digest, bool zstd) {
+void GrpcReapiClient::ReadBatch(absl::Span<ReadItem* const> batch, bool zstd) {
   reapi::BatchReadBlobsRequest req;
   req.set_instance_name(options_.instance_name);
   req.set_digest_function(reapi::DigestFunction::SHA256);
-  *req.add_digests() = ToProto(digest);
   if (zstd) {
     req.add_acceptable_compressors(reapi::Compressor::ZSTD);
+  }
+  // Hash -> the items waiting for it (each distinct blob asked once).
+  absl::flat_hash_map<std::string, std::vector<ReadItem*>> waiting;
+  for (ReadItem* item : batch) {
+    std::vector<ReadItem*>& items = waiting[item->digest.hash()];
+    if (items.empty()) {
+      *req.add_digests() = ToProto(item->digest);
+    }
+    items.push_back(item);
   }
   reapi::BatchReadBlobsResponse resp;
   absl::Status s = WithRetry([&] {
     grpc::ClientContext ctx;
     Prepare(ctx);
-    return FromGrpc(cas_->BatchReadBlobs(&ctx, req, &resp),
-                    absl::StrCat("BatchReadBlobs ", digest.ToString()));
+    return FromGrpc(
+        cas_->BatchReadBlobs(&ctx, req, &resp),
+        absl::StrCat("BatchReadBlobs of ", req.digests_size(), " blobs"));
   });
-  if (!s.ok()) {
-    return s;
-  }
-  if (resp.responses_size() != 1) {
-    return absl::InternalError(
-        absl::StrCat("BatchReadBlobs ", digest.ToString(), ": ",
-                     resp.responses_size(), " answers for one digest"));
-  }
-  auto* r = resp.mutable_responses(0);
-  if (r->status().code() != 0) {
-    return FromRpcStatus(r->status(),
-                         absl::StrCat("cas blob ", digest.ToString()));
-  }
-  received_.fetch_add(static_cast<int64_t>(r->data().size()));
-  received_plain_.fetch_add(digest.size_bytes());
-  if (r->compressor() == reapi::Compressor::ZSTD) {
-    absl::StatusOr<std::string> plain =
-        cas::ZstdDecompressAll(r->data(), digest.size_bytes());
-    if (!plain.ok()) {
-      return absl::DataLossError(absl::StrCat("cas blob ", digest.ToString(),
-                                              ": ", plain.status().message()));
+  for (auto& r : *resp.mutable_responses()) {
+    auto it = waiting.find(r.digest().hash());
+    if (!s.ok() || it == waiting.end() || it->second.empty()) {
+      continue;
     }
-    return plain;
+    std::vector<ReadItem*> items = std::move(it->second);
+    it->second.clear();
+    const std::string what =
+        absl::StrCat("cas blob ", items[0]->digest.ToString());
+    absl::Status status;
+    if (r.status().code() != 0) {
+      status = FromRpcStatus(r.status(), what);
+    } else if (r.compressor() != reapi::Compressor::IDENTITY &&
+               r.compressor() != reapi::Compressor::ZSTD) {
+      status = absl::DataLossError(absl::StrCat(
+          what, ": answered with compressor ",
+          reapi::Compressor::Value_Name(r.compressor()), " not asked for"));
+    } else {
+      received_.fetch_add(static_cast<int64_t>(r.data().size()));
+      received_plain_.fetch_add(items[0]->digest.size_bytes());
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+      items[i]->status = status;
+      items[i]->zstd_data = r.compressor() == reapi::Compressor::ZSTD;
+      if (!status.ok()) {
+        continue;
+      }
+      if (i + 1 < items.size()) {
+        items[i]->data = r.data();
+      } else {
+        items[i]->data = std::move(*r.mutable_data());
+      }
+    }
   }
-  if (r->compressor() != reapi::Compressor::IDENTITY) {
-    return absl::DataLossError(absl::StrCat(
-        "cas blob ", digest.ToString(), ": answered with compressor ",
-        reapi::Compressor::Value_Name(r->compressor()), " not asked for"));
+  for (auto& [hash, items] : waiting) {
+    for (ReadItem* item : items) {
+      item->status =
+          s.ok()
+              ? absl::InternalError(absl::StrCat(
+                    "BatchReadBlobs: no answer for ", item->digest.ToString()))
+              : s;
+    }
   }
-  return std::move(*r->mutable_data());
+}
+
+absl::StatusOr<std::string> GrpcReapiClient::TakeReadData(ReadItem& item) {
+  if (!item.status.ok()) {
+    return item.status;
+  }
+  if (!item.zstd_data) {
+    return std::move(item.data);
+  }
+  absl::StatusOr<std::string> plain =
+      cas::ZstdDecompressAll(item.data, item.digest.size_bytes());
+  if (!plain.ok()) {
+    return absl::DataLossError(absl::StrCat("cas blob ", item.digest.ToString(),
+                                            ": ", plain.status().message()));
+  }
+  return plain;
 }
 
 absl::Status GrpcReapiClient::StreamRead(const cas::Digest& digest,

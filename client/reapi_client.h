@@ -10,6 +10,18 @@
 // BatchUpdateBlobs / BatchReadBlobs; larger ones through ByteStream, streamed
 // in chunks so no call holds a large blob twice.
 //
+// Coalescing: concurrent small-blob calls share round trips. UploadBlob and
+// ReadBlob of blobs up to the batch limit queue their blob; while fewer than
+// `batch_calls_in_flight` batch calls of that kind are running, a waiting
+// caller takes the queued blobs from the front (as many as fit in one batch:
+// the limit counts each blob's bytes plus kBatchItemFraming) and makes one
+// call for all of them: uploads one FindMissingBlobs and then one
+// BatchUpdateBlobs for those missing, reads one BatchReadBlobs. An idle
+// client sends a lone blob at once; a busy one carries everything that
+// queued meanwhile. Each caller still gets its own blob's status; a failed
+// call fails every blob it carried. Blobs over the limit go alone, through
+// ByteStream.
+//
 // Compression: when the server advertises zstd (Capabilities
 // supported_compressors; supported_batch_update_compressors for batch
 // uploads) and `compression` is on, blobs travel zstd-compressed: ByteStream
@@ -66,7 +78,17 @@ struct ReapiClientOptions {
   int64_t default_batch_limit = 4 * 1024 * 1024 - 64 * 1024;
   // Use zstd on the wire when the server advertises it.
   bool compression = true;
+  // Batch calls of one kind (uploads, plain reads, zstd reads) running at
+  // once; callers arriving meanwhile queue and share the next call.
+  int batch_calls_in_flight = 2;
+  // Called when a call starts waiting for a batch to carry its blob (tests
+  // only: lets a test see that callers have queued).
+  std::function<void()> on_batch_wait_for_test;
 };
+
+// Bytes counted for each blob of a batch, on top of its data, when filling a
+// batch up to the limit (digest, status and framing of one item).
+inline constexpr int64_t kBatchItemFraming = 128;
 
 // Blob payload bytes that crossed the wire (compressed size when compressed)
 // and the uncompressed bytes they carried.
@@ -75,6 +97,8 @@ struct WireCounters {
   int64_t received_plain = 0;
   int64_t sent = 0;
   int64_t sent_plain = 0;
+  // RPC attempts made (every method, retries included).
+  int64_t calls = 0;
 };
 
 // Parses "name=value" (also "name: value") into a header pair, lowercasing
@@ -131,13 +155,16 @@ class ReapiClient {
 
   // Uploads one blob whose bytes `source` produces, unless the server already
   // has it (FindMissingBlobs first). Small blobs go in a BatchUpdateBlobs
-  // call, large ones through ByteStream Write. INVALID_ARGUMENT when the
-  // server finds the bytes do not match `digest`.
+  // call (shared with concurrent uploads, see "Coalescing"), large ones
+  // through ByteStream Write. INVALID_ARGUMENT when the server finds the
+  // bytes do not match `digest`. `source` may be called from another
+  // caller's thread while this call waits.
   virtual absl::Status UploadBlob(const cas::Digest& digest,
                                   const ChunkSource& source) = 0;
 
-  // Downloads one blob into `sink`, through BatchReadBlobs when small or
-  // ByteStream Read when large; checks its SHA-256 and size (DATA_LOSS on
+  // Downloads one blob into `sink`, through BatchReadBlobs when small
+  // (shared with concurrent reads, see "Coalescing") or ByteStream Read when
+  // large; checks its SHA-256 and size (DATA_LOSS on
   // mismatch; the sink has then seen bad bytes and must discard them).
   // NOT_FOUND when absent.
   virtual absl::Status ReadBlob(const cas::Digest& digest, ChunkSink sink) = 0;
@@ -146,7 +173,8 @@ class ReapiClient {
   virtual absl::Status ReadBlobWith(const cas::Digest& digest, ChunkSink sink,
                                     const ReadBlobOptions& options) = 0;
 
-  // Returns the blob bytes moved so far (ReadBlob and UploadBlob).
+  // Returns the blob bytes moved so far (ReadBlob and UploadBlob) and the
+  // RPC attempts made.
   virtual WireCounters Counters() const = 0;
 
   // Returns true when ReadBlob moves bytes zstd-compressed (compression on

@@ -419,13 +419,14 @@ int main(int argc, char** argv) {
     const cairn::client::gocacheprog::Remote::Transfers t =
         *remote != nullptr ? (*remote)->TransferCounts()
                            : cairn::client::gocacheprog::Remote::Transfers{};
-    std::fprintf(stderr,
-                 "%s wire_down=%lld wire_up=%lld fetched_zstd=%lld "
-                 "fetched_plain=%lld probe=%.1fMB/s\n",
-                 shim.stats().Summary().c_str(),
-                 static_cast<long long>(w.received),
-                 static_cast<long long>(w.sent), static_cast<long long>(t.zstd),
-                 static_cast<long long>(t.plain), t.probe_rate / 1e6);
+    std::fprintf(
+        stderr,
+        "%s wire_down=%lld wire_up=%lld rpcs=%lld fetched_zstd=%lld "
+        "fetched_plain=%lld probe=%.1fMB/s\n",
+        shim.stats().Summary().c_str(), static_cast<long long>(w.received),
+        static_cast<long long>(w.sent), static_cast<long long>(w.calls),
+        static_cast<long long>(t.zstd), static_cast<long long>(t.plain),
+        t.probe_rate / 1e6);
   }
   if (!s.ok()) {
     std::fprintf(stderr, "cairn-gocacheprog: %s\n", s.ToString().c_str());

@@ -2,10 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -29,8 +32,10 @@
 // `write_mu_` only. Lock order: none is held while taking another, and no lock
 // is held across I/O except `write_mu_` around the single write of one
 // response. Prefetch: one thread reads the manifest and feeds a third
-// WorkQueue of `prefetch_threads`. `flight_mu_` and `seen_mu_` are leaves
-// (never held while taking another lock or doing I/O).
+// WorkQueue of `prefetch_threads`, at most the current depth at a time
+// (`depth_mu_`, held only while reading the measurements, whose LinkEstimate
+// mutex is a leaf). `flight_mu_` and `seen_mu_` are leaves (never held while
+// taking another lock or doing I/O).
 
 namespace cairn::client::gocacheprog {
 namespace {
@@ -174,6 +179,13 @@ class LinkEstimate {
   void AddRoundTrip(absl::Duration d) {
     absl::MutexLock lock(&mu_);
     rtt_ = rtt_ == absl::ZeroDuration() ? d : rtt_ * 0.8 + d * 0.2;
+    min_rtt_ = min_rtt_ == absl::ZeroDuration() ? d : std::min(min_rtt_, d);
+  }
+  // Returns the shortest round trip seen: the link's delay without the
+  // queueing that many fetches in flight add.
+  absl::Duration min_rtt() const {
+    absl::MutexLock lock(&mu_);
+    return min_rtt_;
   }
   void AddTransfer(int64_t bytes, absl::Duration d) {
     if (bytes < kMinSample || d <= absl::ZeroDuration()) {
@@ -182,6 +194,13 @@ class LinkEstimate {
     const double bps = static_cast<double>(bytes) / absl::ToDoubleSeconds(d);
     absl::MutexLock lock(&mu_);
     bps_ = bps_ == 0 ? bps : bps_ * 0.8 + bps * 0.2;
+    best_bps_ = std::max(best_bps_, bps);
+  }
+  // Returns the fastest single transfer seen (bytes/s): a lower bound on the
+  // link's rate that sharing the link with other fetches does not lower.
+  double best_bytes_per_second() const {
+    absl::MutexLock lock(&mu_);
+    return best_bps_;
   }
   // Returns the expected time to fetch a body of `size` bytes once its
   // entry is known: one more round trip plus the bytes at the measured rate
@@ -207,7 +226,9 @@ class LinkEstimate {
   static constexpr int64_t kMinSample = 64 * 1024;
   mutable absl::Mutex mu_;
   absl::Duration rtt_ ABSL_GUARDED_BY(mu_);
+  absl::Duration min_rtt_ ABSL_GUARDED_BY(mu_);
   double bps_ ABSL_GUARDED_BY(mu_) = 0;
+  double best_bps_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Classifies a remote error as the get path does: an absent or bad entry is
@@ -223,19 +244,34 @@ std::string ShortHex(absl::string_view id) {
 
 }  // namespace
 
+int PrefetchDepth(absl::Duration rtt, double bytes_per_second,
+                  int64_t mean_body_bytes, int min_depth, int max_depth) {
+  int depth = min_depth;
+  if (rtt > absl::ZeroDuration() && bytes_per_second > 0 &&
+      mean_body_bytes > 0) {
+    const double in_flight =
+        2 * absl::ToDoubleSeconds(rtt) * bytes_per_second / mean_body_bytes;
+    depth = static_cast<int>(std::min<double>(1 + std::ceil(in_flight),
+                                              std::numeric_limits<int>::max()));
+  }
+  return std::max(1, std::min(std::max(depth, min_depth), max_depth));
+}
+
 std::string ShimStats::Summary() const {
   return absl::StrFormat(
       "cairn-gocacheprog: stats: gets=%d local_hits=%d remote_hits=%d "
       "misses=%d puts=%d errors=%d uploads=%d upload_failures=%d "
       "uploads_dropped=%d bytes_down=%d bytes_up=%d remote_wait=%.3fs "
       "prefetched=%d prefetch_hits=%d prefetch_bytes=%d manifests_stored=%d "
-      "over_budget=%d bodies_skipped=%d rtt=%.1fms link=%.1fMB/s",
+      "over_budget=%d bodies_skipped=%d rtt=%.1fms link=%.1fMB/s "
+      "prefetch_depth=%d",
       gets.load(), local_hits.load(), remote_hits.load(), misses.load(),
       puts.load(), errors.load(), uploads.load(), upload_failures.load(),
       uploads_dropped.load(), bytes_down.load(), bytes_up.load(),
       remote_wait_ns.load() / 1e9, prefetched.load(), prefetch_hits.load(),
       prefetch_bytes.load(), manifests_stored.load(), budget_misses.load(),
-      budget_skips.load(), rtt_us.load() / 1e3, link_bytes_per_s.load() / 1e6);
+      budget_skips.load(), rtt_us.load() / 1e3, link_bytes_per_s.load() / 1e6,
+      prefetch_depth.load());
 }
 
 class Shim::Impl {
@@ -301,6 +337,12 @@ class Shim::Impl {
   // Prefetch thread: reads the manifest, queues one task per ActionID.
   void Prefetch();
   void PrefetchOne(const std::string& action_id);
+  // Waits until fewer prefetch fetches than the current depth are in flight
+  // and takes a place; false (nothing taken) once the prefetch stops.
+  bool AcquirePrefetchSlot();
+  void ReleasePrefetchSlot();
+  // Returns PrefetchDepth() of the prefetch's measurements so far.
+  int CurrentPrefetchDepth();
   // Ends a fetch started by StartFetch or PrefetchOne.
   void EndFlight(const std::string& action_id);
   // Returns true (once) when `action_id` was stored by the prefetch.
@@ -322,6 +364,12 @@ class Shim::Impl {
   std::atomic<int64_t> prefetch_reserved_{0};
   std::thread prefetcher_;
   absl::Notification prefetcher_done_;
+  // The prefetch's own link measurements (gets keep theirs in link_).
+  LinkEstimate prefetch_link_;
+  absl::Time prefetch_start_;  // Set before the first prefetch task.
+  absl::Mutex depth_mu_;
+  absl::CondVar depth_cv_;
+  int prefetch_active_ ABSL_GUARDED_BY(depth_mu_) = 0;
 
   absl::Mutex flight_mu_;
   absl::CondVar flight_done_;
@@ -522,8 +570,8 @@ bool Shim::Impl::AnswerLocalHit(const Request& req) {
   return true;
 }
 
-void Shim::Impl::RespondHit(const Request& req, const LocalHit& hit,
-                            bool local, absl::Time start) {
+void Shim::Impl::RespondHit(const Request& req, const LocalHit& hit, bool local,
+                            absl::Time start) {
   absl::string_view outcome = "local-hit";
   if (local && TakePrefetched(req.action_id)) {
     stats_->prefetch_hits.fetch_add(1);
@@ -592,8 +640,7 @@ void Shim::Impl::HandleGet(const Request& req) {
   Log(req, "miss", start);
 }
 
-bool Shim::Impl::StartFetch(const std::string& action_id,
-                            absl::Time deadline) {
+bool Shim::Impl::StartFetch(const std::string& action_id, absl::Time deadline) {
   {
     absl::MutexLock lock(&flight_mu_);
     if (in_flight_.contains(action_id)) {
@@ -613,8 +660,7 @@ bool Shim::Impl::StartFetch(const std::string& action_id,
   return queued;
 }
 
-bool Shim::Impl::WaitFlight(const std::string& action_id,
-                            absl::Time deadline) {
+bool Shim::Impl::WaitFlight(const std::string& action_id, absl::Time deadline) {
   absl::MutexLock lock(&flight_mu_);
   while (in_flight_.contains(action_id)) {
     if (flight_done_.WaitWithDeadline(&flight_mu_, deadline)) {
@@ -814,6 +860,10 @@ bool Shim::Impl::TakePrefetched(const std::string& action_id) {
 
 bool Shim::Impl::StopPrefetch(absl::Time deadline) {
   prefetch_stop_.store(true);
+  {
+    absl::MutexLock lock(&depth_mu_);
+    depth_cv_.SignalAll();
+  }
   if (!prefetcher_done_.WaitForNotificationWithDeadline(deadline)) {
     return false;
   }
@@ -848,13 +898,52 @@ void Shim::Impl::Prefetch() {
     absl::MutexLock lock(&seen_mu_);
     fetched_manifest_ = *std::move(blob);
   }
+  prefetch_start_ = absl::Now();
   for (std::string& id : *ids) {
-    if (prefetch_stop_.load()) {
+    if (prefetch_stop_.load() || !AcquirePrefetchSlot()) {
       return;
     }
-    prefetch_pool_.Submit([this, id = std::move(id)] { PrefetchOne(id); },
-                          /*block=*/true);
+    prefetch_pool_.Submit(
+        [this, id = std::move(id)] {
+          PrefetchOne(id);
+          ReleasePrefetchSlot();
+        },
+        /*block=*/true);
   }
+}
+
+bool Shim::Impl::AcquirePrefetchSlot() {
+  absl::MutexLock lock(&depth_mu_);
+  while (!prefetch_stop_.load() && prefetch_active_ >= CurrentPrefetchDepth()) {
+    depth_cv_.Wait(&depth_mu_);
+  }
+  if (prefetch_stop_.load()) {
+    return false;
+  }
+  ++prefetch_active_;
+  return true;
+}
+
+void Shim::Impl::ReleasePrefetchSlot() {
+  absl::MutexLock lock(&depth_mu_);
+  --prefetch_active_;
+  depth_cv_.SignalAll();
+}
+
+int Shim::Impl::CurrentPrefetchDepth() {
+  const int64_t count = stats_->prefetched.load();
+  const int64_t bytes = stats_->prefetch_bytes.load();
+  double rate = prefetch_link_.best_bytes_per_second();
+  const double secs = absl::ToDoubleSeconds(absl::Now() - prefetch_start_);
+  if (secs > 0) {
+    rate = std::max(rate, static_cast<double>(bytes) / secs);
+  }
+  const int depth = PrefetchDepth(
+      prefetch_link_.min_rtt(), rate, count > 0 ? bytes / count : 0,
+      std::min(options_.prefetch_min_depth, options_.prefetch_threads),
+      options_.prefetch_threads);
+  stats_->prefetch_depth.store(depth);
+  return depth;
 }
 
 void Shim::Impl::PrefetchOne(const std::string& action_id) {
@@ -874,9 +963,15 @@ void Shim::Impl::PrefetchOne(const std::string& action_id) {
     return;
   }
   bool capped = false;
+  const absl::Time start = absl::Now();
+  absl::Time found = start;
+  auto admit = [&](int64_t) {
+    found = absl::Now();
+    prefetch_link_.AddRoundTrip(found - start);
+    return true;
+  };
   absl::StatusOr<Entry> entry =
-      remote_->Get(action_id, [](int64_t) { return true; },
-                   [&](absl::string_view chunk) {
+      remote_->Get(action_id, admit, [&](absl::string_view chunk) {
         const int64_t n = static_cast<int64_t>(chunk.size());
         if (prefetch_reserved_.fetch_add(n) + n > options_.prefetch_max_bytes) {
           capped = true;
@@ -893,6 +988,7 @@ void Shim::Impl::PrefetchOne(const std::string& action_id) {
     return;
   }
   breaker_.Success();
+  prefetch_link_.AddTransfer(entry->size, absl::Now() - found);
   absl::StatusOr<std::string> path =
       (*body)->Commit(entry->output_id, entry->size);
   if (!path.ok() || !local_->PutEntry(action_id, *entry).ok()) {

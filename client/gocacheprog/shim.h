@@ -26,9 +26,13 @@
 // Prefetch (when `prefetch` and `prefetch_scope` is set and there is a
 // remote): Run() starts a background thread that fetches the manifest for the
 // scope (manifest.h) and downloads its entries into the local store, at most
-// `prefetch_threads` at a time and `prefetch_max_bytes` in all, exactly as a
-// remote hit would. A get for an ActionID being fetched (by the prefetch or
-// by another get) waits for that fetch instead of asking the remote again; a
+// `prefetch_max_bytes` in all, exactly as a remote hit would. Depth: it keeps
+// PrefetchDepth() fetches in flight, recomputed as fetches end from the
+// measured round trip, the link rate (the faster of the best single fetch
+// and the prefetch's overall rate) and the mean body size, so the bytes in
+// flight cover the link's bandwidth x delay; between `prefetch_min_depth`
+// and `prefetch_threads`. A get for an ActionID being fetched (by the prefetch
+// or by another get) waits for that fetch instead of asking the remote again; a
 // get answered from a prefetched entry counts as a prefetch hit. Prefetch
 // never answers anything itself: any failure leaves the normal path, and a
 // failing remote trips the same breaker. The ActionIDs the go command asked
@@ -73,7 +77,8 @@ struct ShimOptions {
   // Prefetch (see above). An empty scope turns it off.
   bool prefetch = true;
   std::string prefetch_scope;
-  int prefetch_threads = 16;
+  int prefetch_threads = 64;
+  int prefetch_min_depth = 16;
   int64_t prefetch_max_bytes = int64_t{2} << 30;
   // Latency budget of one get (see above); zero or less: none.
   absl::Duration get_budget = absl::Seconds(2);
@@ -105,10 +110,20 @@ struct ShimStats {
   // Latest estimates: round trip (µs) and per-fetch rate (bytes/s).
   std::atomic<int64_t> rtt_us{0};
   std::atomic<int64_t> link_bytes_per_s{0};
+  // Prefetch fetches allowed in flight (latest PrefetchDepth()).
+  std::atomic<int64_t> prefetch_depth{0};
 
   // Returns the one-line summary printed with --stats.
   std::string Summary() const;
 };
+
+// Returns how many fetches to keep in flight so that the body bytes in
+// flight cover what a link of `bytes_per_second` moves during the two round
+// trips of `rtt` a fetch waits (entry, then body): 1 + ceil(2 x rtt x rate /
+// mean body), within [min_depth, max_depth] (max wins). An unknown round
+// trip, rate or mean size (zero or less) gives min_depth.
+int PrefetchDepth(absl::Duration rtt, double bytes_per_second,
+                  int64_t mean_body_bytes, int min_depth, int max_depth);
 
 class Shim {
  public:

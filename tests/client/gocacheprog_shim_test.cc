@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -17,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -67,10 +69,15 @@ class FakeRemote final : public Remote {
     {
       absl::MutexLock lock(&mu_);
       ++gets_;
-      while (block_ == action_id && !released_) {
+      max_in_get_ = std::max(max_in_get_, ++in_get_);
+      while ((block_ == action_id || block_gets_) && !released_) {
         released_cv_.Wait(&mu_);
       }
     }
+    absl::Cleanup left = [this] {
+      absl::MutexLock lock(&mu_);
+      --in_get_;
+    };
     if (!fail_.ok()) {
       return fail_;
     }
@@ -161,6 +168,16 @@ class FakeRemote final : public Remote {
     absl::MutexLock lock(&mu_);
     block_ = action_id;
   }
+  // Every Get waits until Release().
+  void BlockGets() {
+    absl::MutexLock lock(&mu_);
+    block_gets_ = true;
+  }
+  // Most Gets seen in progress at once.
+  int max_in_get() {
+    absl::MutexLock lock(&mu_);
+    return max_in_get_;
+  }
   // Every Put waits until Release().
   void BlockPuts() {
     absl::MutexLock lock(&mu_);
@@ -198,6 +215,9 @@ class FakeRemote final : public Remote {
       ABSL_GUARDED_BY(mu_);
   std::string block_ ABSL_GUARDED_BY(mu_);
   bool block_puts_ ABSL_GUARDED_BY(mu_) = false;
+  bool block_gets_ ABSL_GUARDED_BY(mu_) = false;
+  int in_get_ ABSL_GUARDED_BY(mu_) = 0;
+  int max_in_get_ ABSL_GUARDED_BY(mu_) = 0;
   bool released_ ABSL_GUARDED_BY(mu_) = false;
   absl::CondVar released_cv_;
   int put_calls_ ABSL_GUARDED_BY(mu_) = 0;
@@ -714,6 +734,49 @@ TEST_F(ShimTest, GetWaitsForPrefetchInFlight) {
   CloseAndWait(2);
   EXPECT_EQ(remote.gets(), 1);  // No second lookup of the same ActionID.
   EXPECT_EQ(shim_->stats().prefetch_hits.load(), 1);
+}
+
+TEST(PrefetchDepthTest, CoversBandwidthTimesDelay) {
+  // 2 x 25 ms x 6.25 MB/s = 312.5 KB in flight: 32 bodies of 10 KB, +1.
+  EXPECT_EQ(PrefetchDepth(absl::Milliseconds(25), 6.25e6, 10000, 4, 64), 33);
+  // Larger bodies fill the same link with fewer fetches.
+  EXPECT_EQ(PrefetchDepth(absl::Milliseconds(25), 6.25e6, 100000, 4, 64), 5);
+  // Loopback (50 us, 100 MB/s, 200 KB bodies): the minimum.
+  EXPECT_EQ(PrefetchDepth(absl::Microseconds(50), 100e6, 200000, 16, 64), 16);
+  // Bounded above; nothing measured yet: the minimum.
+  EXPECT_EQ(PrefetchDepth(absl::Milliseconds(100), 125e6, 1000, 16, 64), 64);
+  EXPECT_EQ(PrefetchDepth(absl::ZeroDuration(), 0, 0, 16, 64), 16);
+  EXPECT_EQ(PrefetchDepth(absl::Milliseconds(5), 1e6, 0, 16, 64), 16);
+  // The maximum wins over the minimum; never below one.
+  EXPECT_EQ(PrefetchDepth(absl::Milliseconds(5), 1e6, 1000, 16, 2), 2);
+  EXPECT_EQ(PrefetchDepth(absl::Milliseconds(5), 1e6, 1000, 0, 0), 1);
+}
+
+// Before any fetch has ended (nothing measured) the prefetch keeps
+// prefetch_min_depth fetches in flight, not one per thread. (Once the three
+// end, each after one long round trip, the depth may grow: 2 x rtt x rate /
+// mean body = 2 x 3 here.)
+TEST_F(ShimTest, PrefetchStartsAtTheMinimumDepth) {
+  FakeRemote remote;
+  std::vector<std::string> ids;
+  for (int i = 1; i <= 20; ++i) {
+    remote.Add(ActionId(i), absl::StrCat("body ", i));
+    ids.push_back(ActionId(i));
+  }
+  remote.SetManifest("scope", EncodeManifest(ids));
+  remote.BlockGets();
+  ShimOptions options = PrefetchOptions();
+  options.prefetch_threads = 64;
+  options.prefetch_min_depth = 3;
+  Start(&remote, options);
+  ASSERT_TRUE(WaitFor([&] { return remote.gets() >= 3; }));
+  // While the three are blocked nothing ends, so the depth stays 3.
+  EXPECT_EQ(remote.gets(), 3);
+  EXPECT_EQ(remote.max_in_get(), 3);
+  EXPECT_EQ(shim_->stats().prefetch_depth.load(), 3);
+  remote.Release();
+  ASSERT_TRUE(WaitFor([&] { return shim_->stats().prefetched.load() == 20; }));
+  CloseAndWait(1);
 }
 
 TEST_F(ShimTest, PrefetchStopsAtByteCap) {

@@ -4,11 +4,16 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/escaping.h"
@@ -42,6 +47,12 @@ struct FakeState {
   // Advertise and speak zstd; serve reads with one byte flipped.
   bool zstd ABSL_GUARDED_BY(mu) = false;
   bool corrupt_reads ABSL_GUARDED_BY(mu) = false;
+  // Calls of method `hold` wait in the server until ReleaseHold().
+  std::string hold ABSL_GUARDED_BY(mu);
+  bool hold_released ABSL_GUARDED_BY(mu) = false;
+  absl::CondVar hold_cv;
+  // Most blob data bytes one batch call carried.
+  int64_t max_batch_bytes ABSL_GUARDED_BY(mu) = 0;
 
   // Returns the stored blob as served (flipped when corrupt_reads).
   std::string Served(const std::string& blob)
@@ -71,6 +82,9 @@ struct FakeState {
     }
     saw_request_metadata |=
         md.count("build.bazel.remote.execution.v2.requestmetadata-bin") > 0;
+    while (hold == method && !hold_released) {
+      hold_cv.Wait(&mu);
+    }
     if (fail_next > 0) {
       --fail_next;
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "injected");
@@ -80,6 +94,18 @@ struct FakeState {
   int Calls(const std::string& method) {
     absl::MutexLock lock(&mu);
     return calls[method];
+  }
+  void Hold(const std::string& method) {
+    absl::MutexLock lock(&mu);
+    hold = method;
+  }
+  void ReleaseHold() {
+    absl::MutexLock lock(&mu);
+    hold_released = true;
+    hold_cv.SignalAll();
+  }
+  void NoteBatch(int64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    max_batch_bytes = std::max(max_batch_bytes, bytes);
   }
 };
 
@@ -126,6 +152,11 @@ class FakeCas final : public reapi::ContentAddressableStorage::Service {
       reapi::BatchUpdateBlobsResponse* resp) override {
     if (grpc::Status st = s_->Enter(ctx, "batch_update"); !st.ok()) return st;
     absl::MutexLock lock(&s_->mu);
+    int64_t bytes = 0;
+    for (const auto& r : req->requests()) {
+      bytes += static_cast<int64_t>(r.data().size());
+    }
+    s_->NoteBatch(bytes);
     for (const auto& r : req->requests()) {
       auto* out = resp->add_responses();
       *out->mutable_digest() = r.digest();
@@ -166,6 +197,11 @@ class FakeCas final : public reapi::ContentAddressableStorage::Service {
         out->set_data(s_->Served(it->second));
       }
     }
+    int64_t bytes = 0;
+    for (const auto& r : resp->responses()) {
+      bytes += static_cast<int64_t>(r.data().size());
+    }
+    s_->NoteBatch(bytes);
     return grpc::Status::OK;
   }
 
@@ -296,13 +332,18 @@ class ReapiClientTest : public ::testing::Test {
   void TearDown() override {
     server_->Shutdown(std::chrono::system_clock::now());
   }
-  std::unique_ptr<ReapiClient> Client(int max_attempts = 3) {
+  std::unique_ptr<ReapiClient> Client(
+      int max_attempts = 3,
+      const std::function<void(ReapiClientOptions&)>& tweak = nullptr) {
     ReapiClientOptions o;
     o.target = target_;
     o.instance_name = "main/go";
     o.max_attempts = max_attempts;
     o.initial_backoff = absl::Milliseconds(1);
     o.headers.push_back(*ParseHeader("X-Api-Key=secret"));
+    if (tweak) {
+      tweak(o);
+    }
     auto c = NewReapiClient(o);
     EXPECT_TRUE(c.ok()) << c.status();
     return *std::move(c);
@@ -458,6 +499,150 @@ TEST_F(ReapiClientTest, UnverifiedReadLeavesTheHashToTheCaller) {
               absl::StatusCode::kDataLoss);
   }
   EXPECT_EQ(state_.Calls("bs_read"), 2);
+  EXPECT_EQ(state_.Calls("batch_read"), 2);
+}
+
+// Waits (up to 20 s, not an assertion on speed) until `done` holds.
+bool WaitFor(const std::function<bool()>& done) {
+  for (int i = 0; i < 2000 && !done(); ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return done();
+}
+
+// Coalescing: one batch call in flight at a time, and the server holds the
+// first call of `held` until every other caller has queued behind it.
+class CoalescingTest : public ReapiClientTest {
+ protected:
+  static constexpr int kCallers = 16;
+
+  std::unique_ptr<ReapiClient> QueueingClient(int max_attempts = 3) {
+    return Client(max_attempts, [this](ReapiClientOptions& o) {
+      o.batch_calls_in_flight = 1;
+      o.on_batch_wait_for_test = [this] { waits_.fetch_add(1); };
+    });
+  }
+  // Runs `call(i)` for i in [0, kCallers): call 0 first, alone, until it is
+  // held in the server's `held`; the others then queue; then releases.
+  void RunHeld(const std::string& held, const std::function<void(int)>& call) {
+    state_.Hold(held);
+    std::vector<std::thread> threads;
+    threads.emplace_back(call, 0);
+    ASSERT_TRUE(WaitFor([&] { return state_.Calls(held) == 1; }));
+    for (int i = 1; i < kCallers; ++i) {
+      threads.emplace_back(call, i);
+    }
+    const bool queued = WaitFor([&] { return waits_.load() == kCallers - 1; });
+    state_.ReleaseHold();
+    for (std::thread& t : threads) {
+      t.join();
+    }
+    ASSERT_TRUE(queued) << waits_.load() << " callers queued";
+  }
+  std::vector<std::string> Blobs(size_t size) {
+    std::vector<std::string> blobs;
+    for (int i = 0; i < kCallers; ++i) {
+      blobs.push_back(absl::StrCat(i, ":", Text(size)).substr(0, size));
+    }
+    return blobs;
+  }
+  // Uploads each of `blobs` from its own thread (RunHeld on "find") and
+  // expects every upload to succeed.
+  void UploadConcurrently(ReapiClient& c,
+                          const std::vector<std::string>& blobs) {
+    std::vector<absl::Status> got(kCallers);
+    RunHeld("find", [&](int i) {
+      got[i] = c.UploadBlob(cas::Digest::OfData(blobs[i]),
+                            StringChunkSource(blobs[i]));
+    });
+    for (int i = 0; i < kCallers; ++i) {
+      EXPECT_TRUE(got[i].ok()) << i << ": " << got[i];
+    }
+  }
+  void Store(const std::vector<std::string>& blobs) {
+    absl::MutexLock lock(&state_.mu);
+    for (const std::string& b : blobs) {
+      state_.blobs[cas::Digest::OfData(b).hash()] = b;
+    }
+  }
+
+  std::atomic<int> waits_{0};
+};
+
+TEST_F(CoalescingTest, ConcurrentUploadsShareOneFindMissingAndOneBatch) {
+  auto c = QueueingClient();
+  const std::vector<std::string> blobs = Blobs(300);
+  UploadConcurrently(*c, blobs);
+  // The first upload alone, then the 15 that queued behind it together.
+  EXPECT_EQ(state_.Calls("find"), 2);
+  EXPECT_EQ(state_.Calls("batch_update"), 2);
+  absl::MutexLock lock(&state_.mu);
+  for (const std::string& b : blobs) {
+    EXPECT_TRUE(state_.blobs.contains(cas::Digest::OfData(b).hash()));
+  }
+}
+
+TEST_F(CoalescingTest, UploadsAlreadyPresentSkipTheBatch) {
+  auto c = QueueingClient();
+  const std::vector<std::string> blobs = Blobs(300);
+  Store({blobs.begin(), blobs.begin() + kCallers / 2});
+  UploadConcurrently(*c, blobs);
+  EXPECT_EQ(state_.Calls("find"), 2);
+  EXPECT_EQ(state_.Calls("batch_update"), 1);  // Blob 0 was present.
+  absl::MutexLock lock(&state_.mu);
+  EXPECT_EQ(state_.blobs.size(), static_cast<size_t>(kCallers));
+}
+
+class CoalescedReadTest : public CoalescingTest,
+                          public ::testing::WithParamInterface<bool> {};
+
+TEST_P(CoalescedReadTest, ConcurrentReadsShareOneBatchRead) {
+  const bool zstd = GetParam();
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.zstd = zstd;
+  }
+  auto c = QueueingClient();
+  const std::vector<std::string> blobs = Blobs(2000);
+  Store(blobs);
+  std::vector<std::string> got(kCallers);
+  RunHeld("batch_read",
+          [&](int i) { got[i] = Read(*c, cas::Digest::OfData(blobs[i])); });
+  for (int i = 0; i < kCallers; ++i) {
+    EXPECT_TRUE(got[i] == blobs[i]) << i;
+  }
+  EXPECT_EQ(state_.Calls("batch_read"), 2);
+  EXPECT_EQ(state_.Calls("batch_read_zstd_item"), zstd ? kCallers : 0);
+  EXPECT_EQ(c->Counters().received_plain, kCallers * 2000);
+}
+
+INSTANTIATE_TEST_SUITE_P(PlainAndZstd, CoalescedReadTest, ::testing::Bool());
+
+TEST_F(CoalescingTest, BatchesStayWithinTheAdvertisedLimit) {
+  // 128 KiB advertised, 64 KiB usable: three 20000-byte blobs per batch.
+  auto c = QueueingClient();
+  UploadConcurrently(*c, Blobs(20000));
+  EXPECT_EQ(state_.Calls("batch_update"), 1 + 5);
+  absl::MutexLock lock(&state_.mu);
+  EXPECT_EQ(state_.max_batch_bytes, 3 * 20000);
+}
+
+TEST_F(CoalescingTest, AFailedBatchFailsEachBlobItCarried) {
+  auto c = QueueingClient(/*max_attempts=*/1);
+  const std::vector<std::string> blobs = Blobs(300);
+  Store(blobs);
+  std::vector<absl::Status> got(kCallers);
+  RunHeld("batch_read", [&](int i) {
+    if (i == 1) {
+      absl::MutexLock lock(&state_.mu);
+      state_.fail_next = 2;  // The held call and the one after it.
+    }
+    got[i] = c->ReadBlob(cas::Digest::OfData(blobs[i]),
+                         [](absl::string_view) { return absl::OkStatus(); });
+  });
+  for (int i = 0; i < kCallers; ++i) {
+    EXPECT_EQ(got[i].code(), absl::StatusCode::kUnavailable) << i;
+  }
   EXPECT_EQ(state_.Calls("batch_read"), 2);
 }
 
