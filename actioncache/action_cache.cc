@@ -371,11 +371,12 @@ std::vector<cas::Digest> DirectReferences(const ActionResult& r) {
 
 // Returns OK when every blob `r` references, including the files inside its
 // output trees, is in the CAS; NOT_FOUND otherwise; UNAVAILABLE when the store
-// cannot tell.
+// cannot tell. Asks as a reader (FindMissingForRead): a hit's outputs are
+// read next, so a tiered store may fetch small ones instead of checking.
 absl::Status CheckComplete(cas::BlobStore* store, const cas::Digest& action,
                            const ActionResult& r) {
   absl::StatusOr<std::vector<cas::Digest>> checked =
-      store->FindMissingChecked(DirectReferences(r));
+      store->FindMissingForRead(DirectReferences(r));
   if (!checked.ok()) {
     return checked.status();  // Cannot tell (shared tier down): not a miss.
   }
@@ -395,7 +396,7 @@ absl::Status CheckComplete(cas::BlobStore* store, const cas::Digest& action,
       return NotFoundResult(action, s.message());
     }
   }
-  checked = store->FindMissingChecked(files);
+  checked = store->FindMissingForRead(files);
   if (!checked.ok()) {
     return checked.status();
   }

@@ -23,7 +23,9 @@
 #                with --remote_cache through A and W; then, alternating,
 #                `bazel clean` and a build through a fresh node and through W
 #                (every action a remote cache hit: checked)
-# Writes nodes.csv (metric,cairn,bazel-remote,load) into --out and prints it.
+# Writes nodes.csv (metric,cairn,bazel-remote,load) into --out and prints it,
+# and for each Cairn cold node its metrics (metrics-go-bN.txt, -bzN.txt)
+# with a line of its bucket requests by kind (count, mean latency).
 # Usage: bench/nodes.sh [--out DIR] [--go] [--bazel] [--reps N]
 # Needs: tools/install-deps.sh --s3 (Ceph), build/bin/{cairn-server,
 # cairn-gocacheprog,nodes_bench}, build/peers/bin/bazel-remote
@@ -84,15 +86,17 @@ wait_port() {
   echo "nodes.sh: nothing listens on $1: $(tail -5 "$2")" >&2
   exit 1
 }
-node() {  # node KIND NAME [local]: starts a node (local: no bucket); sets $addr.
+node() {  # node KIND NAME [local]: starts a node (local: no bucket); sets
+  # $addr and, for Cairn, $mport (its metrics port).
   local dir="$work/$1-$2" port s3=()
   mkdir -p "$dir"
   port=$(free_port)
   if [ "$1" = cairn ]; then
     [ "${3:-}" = local ] || s3=(--s3_endpoint="$endpoint" --s3_bucket="$bucket"
       --s3_prefix=cairn/ --s3_path_style)
+    mport=$(free_port)
     "$bin/cairn-server" --listen="127.0.0.1:$port" --dir="$dir/store" \
-      --fsync=false "${s3[@]}" >"$dir/log" 2>&1 &
+      --fsync=false --metrics_listen="127.0.0.1:$mport" "${s3[@]}" >"$dir/log" 2>&1 &
   else
     [ "${3:-}" = local ] || s3=(--s3.endpoint="${endpoint#http://}"
       --s3.bucket="$bucket" --s3.prefix=bazel-remote --s3.disable_ssl
@@ -110,6 +114,24 @@ phase() {  # phase NAME ADDR: runs nodes_bench; output in $work/NAME.out
   "$bin/nodes_bench" --target="grpc://$2" --phase="${1%%-*}" >"$work/$1.out"
 }
 
+# bucket_use KIND NAME: for a Cairn node (metrics on $mport), saves its
+# metrics as $out/metrics-NAME.txt and prints its bucket requests by kind
+# with their mean latency; nothing for bazel-remote.
+bucket_use() {
+  [ "$1" = cairn ] || return 0
+  python3 - "$mport" "$out/metrics-$2.txt" <<'PY'
+import re, sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics").read().decode()
+open(sys.argv[2], "w").write(text)
+n, secs = {}, {}
+for m in re.finditer(r'^cairn_s3_requests_total\{kind="(\w+)",code="\w+"\} (\S+)$', text, re.M):
+    n[m[1]] = n.get(m[1], 0) + float(m[2])
+for m in re.finditer(r'^cairn_s3_request_seconds_sum\{kind="(\w+)"\} (\S+)$', text, re.M):
+    secs[m[1]] = float(m[2])
+print(", ".join(f"{k} {int(v)} ({1000 * secs.get(k, 0) / v:.0f} ms)"
+                for k, v in sorted(n.items()) if v))
+PY
+}
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
 ratio() { awk "BEGIN{printf \"%.2f\", $1/$2}"; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
@@ -175,6 +197,7 @@ bazel_runs() {  # bazel_runs KIND (nodes A at $a and W at $w running)
   for i in $(seq "$reps"); do
     node "$kind" "bz$i"
     cold_node+=("$(CHECK_HITS=1 bazel_build "$addr" "$work/bz-$kind-b$i.log")")
+    [ "$kind" != cairn ] || echo "cairn: bucket requests of cold node bz$i: $(bucket_use "$kind" "bz$i")"
     warm_single+=("$(CHECK_HITS=1 bazel_build "$w" "$work/bz-$kind-w$i.log")")
   done
   medians "$kind" bazel "${cold_node[*]}" "${warm_single[*]}"
@@ -229,6 +252,7 @@ for kind in cairn bazel-remote; do
     for i in $(seq "$reps"); do
       node "$kind" "b$i"  # A fresh node each time: empty local tier.
       cold_node+=("$(go_build b$i "$addr")")
+      [ "$kind" != cairn ] || echo "cairn: bucket requests of cold node b$i: $(bucket_use "$kind" "go-b$i")"
       warm_single+=("$(go_build w$i "$w")")
       warm_node+=("$(go_build a$i "$a")")
     done

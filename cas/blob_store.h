@@ -150,6 +150,16 @@ class BlobStore {
     return FindMissing(digests);
   }
 
+  // Like FindMissingChecked(), for blobs the caller expects to be read soon
+  // (the outputs of an action-cache hit). A store whose blobs may live in a
+  // slower shared tier may fetch a few small ones into its fast tier instead
+  // of only checking that they exist, so that the reads that follow are
+  // local. Stores with one tier use this default.
+  virtual absl::StatusOr<std::vector<Digest>> FindMissingForRead(
+      absl::Span<const Digest> digests) {
+    return FindMissingChecked(digests);
+  }
+
   // Returns true if `digest` is stored, marking it recently used.
   virtual bool Contains(const Digest& digest) = 0;
 

@@ -1,9 +1,9 @@
 // S3Client over libcurl. A request is a Transfer: one easy handle from the
 // pool, set up from a Request, run either alone (curl_easy_perform, after
 // taking one of `max_concurrency` slots) or with others on a multi handle
-// (HeadMany). Connections, DNS and TLS sessions live in one share handle so
-// that every easy handle reuses them. Responses are mapped to absl::Status
-// once, in ToStatus().
+// (HeadMany, GetMany). Connections, DNS and TLS sessions live in one share
+// handle so that every easy handle reuses them. Responses are mapped to
+// absl::Status once, in ToStatus().
 #include "cas/s3_client.h"
 
 #include <curl/curl.h>
@@ -306,6 +306,9 @@ class CurlS3Client final : public S3Client {
 
   std::vector<absl::StatusOr<S3ObjectInfo>> HeadMany(
       absl::Span<const std::string> keys) override;
+  std::vector<absl::StatusOr<S3ObjectInfo>> GetMany(
+      absl::Span<const std::string> keys,
+      absl::Span<const S3Sink> sinks) override;
 
   absl::StatusOr<S3ObjectInfo> Get(absl::string_view key, int64_t offset,
                                    int64_t length,
@@ -510,6 +513,13 @@ class CurlS3Client final : public S3Client {
   absl::StatusOr<Response> Finish(Transfer* t, CURLcode rc);
   // Runs `r` alone, within the concurrency limit.
   absl::StatusOr<Response> Run(const Request& r);
+  // Runs `requests` together on one multi handle, up to `max_concurrency`
+  // at once; one response (or transport error) per request, in order.
+  std::vector<absl::StatusOr<Response>> RunMany(
+      absl::Span<const Request> requests);
+  // RunMany(), each answer read as an object's info (ToInfo()).
+  std::vector<absl::StatusOr<S3ObjectInfo>> RunManyForInfo(
+      absl::Span<const Request> requests);
 
   absl::Status ToStatus(const Request& r, const Response& resp) const {
     if (resp.http_status >= 200 && resp.http_status < 300) {
@@ -722,17 +732,10 @@ absl::StatusOr<Response> CurlS3Client::Run(const Request& r) {
   return result;
 }
 
-std::vector<absl::StatusOr<S3ObjectInfo>> CurlS3Client::HeadMany(
-    absl::Span<const std::string> keys) {
-  std::vector<absl::StatusOr<S3ObjectInfo>> results(
-      keys.size(), absl::UnavailableError("s3 head: not run"));
-  if (keys.empty()) {
-    return results;
-  }
-  if (keys.size() == 1) {
-    results[0] = Head(keys[0]);
-    return results;
-  }
+std::vector<absl::StatusOr<Response>> CurlS3Client::RunMany(
+    absl::Span<const Request> requests) {
+  std::vector<absl::StatusOr<Response>> results(
+      requests.size(), absl::UnavailableError("s3: not run"));
   CURLM* multi = curl_multi_init();
   if (multi == nullptr) {
     for (auto& res : results) {
@@ -740,16 +743,12 @@ std::vector<absl::StatusOr<S3ObjectInfo>> CurlS3Client::HeadMany(
     }
     return results;
   }
-  std::vector<Request> requests(keys.size());
-  std::vector<std::unique_ptr<Transfer>> transfers(keys.size());
+  std::vector<std::unique_ptr<Transfer>> transfers(requests.size());
   size_t next = 0;
   int running = 0;
   auto add_next = [&]() {
-    while (next < keys.size() && running < options_.max_concurrency) {
+    while (next < requests.size() && running < options_.max_concurrency) {
       size_t i = next++;
-      requests[i].kind = "head";
-      requests[i].method = "HEAD";
-      requests[i].key = keys[i];
       transfers[i] = std::make_unique<Transfer>();
       if (!Prepare(requests[i], transfers[i].get())) {
         if (transfers[i]->easy != nullptr) {
@@ -779,8 +778,7 @@ std::vector<absl::StatusOr<S3ObjectInfo>> CurlS3Client::HeadMany(
       CURLcode rc = msg->data.result;
       curl_multi_remove_handle(multi, msg->easy_handle);
       --running;
-      absl::StatusOr<Response> resp = Finish(transfers[i].get(), rc);
-      results[i] = resp.ok() ? ToInfo(requests[i], *resp) : resp.status();
+      results[i] = Finish(transfers[i].get(), rc);
       transfers[i].reset();
     }
     add_next();
@@ -790,6 +788,48 @@ std::vector<absl::StatusOr<S3ObjectInfo>> CurlS3Client::HeadMany(
   }
   curl_multi_cleanup(multi);
   return results;
+}
+
+std::vector<absl::StatusOr<S3ObjectInfo>> CurlS3Client::RunManyForInfo(
+    absl::Span<const Request> requests) {
+  std::vector<absl::StatusOr<S3ObjectInfo>> results;
+  if (requests.empty()) {
+    return results;
+  }
+  std::vector<absl::StatusOr<Response>> responses = RunMany(requests);
+  results.reserve(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    results.push_back(responses[i].ok() ? ToInfo(requests[i], *responses[i])
+                                        : responses[i].status());
+  }
+  return results;
+}
+
+std::vector<absl::StatusOr<S3ObjectInfo>> CurlS3Client::HeadMany(
+    absl::Span<const std::string> keys) {
+  std::vector<Request> requests(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    requests[i].kind = "head";
+    requests[i].method = "HEAD";
+    requests[i].key = keys[i];
+  }
+  return RunManyForInfo(requests);
+}
+
+std::vector<absl::StatusOr<S3ObjectInfo>> CurlS3Client::GetMany(
+    absl::Span<const std::string> keys, absl::Span<const S3Sink> sinks) {
+  if (keys.size() != sinks.size()) {
+    return std::vector<absl::StatusOr<S3ObjectInfo>>(
+        keys.size(), absl::InvalidArgumentError("s3 get: one sink per key"));
+  }
+  std::vector<Request> requests(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    requests[i].kind = "get";
+    requests[i].key = keys[i];
+    requests[i].sink = &sinks[i];
+    requests[i].streamed = true;
+  }
+  return RunManyForInfo(requests);
 }
 
 }  // namespace

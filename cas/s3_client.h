@@ -112,6 +112,12 @@ class S3Client {
                                            int64_t offset, int64_t length,
                                            const S3Sink& sink) = 0;
 
+  // GETs the whole object under each key, up to `max_concurrency` at once
+  // on one thread, streaming keys[i]'s body to sinks[i] (one sink per key);
+  // one result per key, in order, as Get() answers it.
+  virtual std::vector<absl::StatusOr<S3ObjectInfo>> GetMany(
+      absl::Span<const std::string> keys, absl::Span<const S3Sink> sinks) = 0;
+
   // Returns the whole object (small objects).
   virtual absl::StatusOr<std::string> GetAll(absl::string_view key) = 0;
 

@@ -23,6 +23,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -255,7 +256,14 @@ class TieredStore final : public TieredBlobStore {
   }
 
   absl::StatusOr<std::vector<Digest>> FindMissingChecked(
-      absl::Span<const Digest> digests) override;
+      absl::Span<const Digest> digests) override {
+    return FindMissingImpl(digests, /*fetch_small=*/false);
+  }
+
+  absl::StatusOr<std::vector<Digest>> FindMissingForRead(
+      absl::Span<const Digest> digests) override {
+    return FindMissingImpl(digests, /*fetch_small=*/true);
+  }
 
   bool Contains(const Digest& digest) override {
     absl::StatusOr<std::vector<Digest>> missing =
@@ -342,6 +350,7 @@ class TieredStore final : public TieredBlobStore {
     t.degraded_writes = degraded_writes_.load();
     t.corrupt_fetches = corrupt_fetches_.load();
     t.streamed_fetches = streamed_fetches_.load();
+    t.check_fetches = check_fetches_.load();
     t.entry_refreshes = entry_refreshes_.load();
     t.backlog_uploaded = backlog_uploaded_.load();
     t.backlog_lost = backlog_lost_.load();
@@ -405,9 +414,12 @@ class TieredStore final : public TieredBlobStore {
     corrupt_.insert(d.hash());
   }
   // Records the end of `flight` (status, then wakes the misses waiting).
+  // The waiters get a Status of their own, not one sharing `s`'s reference
+  // count: Debian's Abseil drops the last reference inside its library,
+  // where TSan cannot see it order the free after this thread's copies.
   void EndFlight(const Digest& d, const std::shared_ptr<InFlight>& flight,
-                 absl::Status s) {
-    flight->status = std::move(s);
+                 const absl::Status& s) {
+    flight->status = absl::Status(s.code(), s.message());
     {
       absl::MutexLock lock(&fetch_mu_);
       auto it = fetches_.find(d.hash());
@@ -425,6 +437,10 @@ class TieredStore final : public TieredBlobStore {
                options_.retention - options_.refresh_margin;
   }
 
+  bool LocalHas(const Digest& d) {
+    return local_->FindMissing(absl::MakeConstSpan(&d, 1)).empty();
+  }
+
   bool KnownPresent(const Digest& d) {
     absl::MutexLock lock(&cache_mu_);
     const Known* k = known_.Find(d.hash());
@@ -440,10 +456,51 @@ class TieredStore final : public TieredBlobStore {
     known_.Put(d.hash(), Known{d.size_bytes(), last_modified});
   }
 
-  // Evaluates a bucket HEAD answer for `d`: present (refreshing if old),
-  // absent, or an error.
+  // Evaluates a bucket HEAD (or whole GET) answer for `d`: present
+  // (refreshing if old), absent, or an error.
   absl::StatusOr<bool> Evaluate(const Digest& d,
                                 const absl::StatusOr<S3ObjectInfo>& info);
+
+  // FindMissingChecked(); with `fetch_small`, the digests missing locally
+  // are GET into the local tier instead of HEADed when they are few and
+  // small (options_.check_fetch_*).
+  absl::StatusOr<std::vector<Digest>> FindMissingImpl(
+      absl::Span<const Digest> digests, bool fetch_small);
+  bool FetchOnCheck(absl::Span<const Digest> not_local) const {
+    const int64_t max_bytes =
+        std::min(options_.check_fetch_max_bytes, options_.fetch_chunk);
+    return !not_local.empty() &&
+           static_cast<int64_t>(not_local.size()) <=
+               options_.check_fetch_max_blobs &&
+           absl::c_all_of(not_local, [max_bytes](const Digest& d) {
+             return d.size_bytes() <= max_bytes;
+           });
+  }
+  // What a completeness check's fetch tells about one digest.
+  enum class Fetched { kPresent, kMissing, kAskBucket };
+  // Fetches `digests` into the local tier, together (one GetMany), joining
+  // fetches in progress: per digest present, missing (absent or corrupt in
+  // the bucket), to be asked with HEAD (the local tier refused it; or,
+  // with retention, fetched by another caller: age unknown), or the
+  // bucket's error (UNAVAILABLE).
+  std::vector<absl::StatusOr<Fetched>> FetchForCheck(
+      absl::Span<const Digest> digests);
+  // The sink of a whole-blob fetch into `writer`; sets `*too_long` when
+  // the object has more bytes than the digest.
+  static S3Sink FillSink(BlobWriter* writer, bool* too_long) {
+    return [writer, too_long](absl::string_view chunk) {
+      absl::Status s = writer->Append(chunk);
+      *too_long = s.code() == absl::StatusCode::kInvalidArgument;
+      return s;
+    };
+  }
+  // Ends a whole-blob fetch of `digest` into `writer` whose GET answered
+  // `got`: commits (verifying the SHA-256) and returns the object's info,
+  // or DATA_LOSS (corrupt: marked), NOT_FOUND, the local tier's error, or
+  // UNAVAILABLE (the bucket's).
+  absl::StatusOr<S3ObjectInfo> EndFill(const Digest& digest, BlobWriter* writer,
+                                       bool too_long,
+                                       const absl::StatusOr<S3ObjectInfo>& got);
 
   // Makes sure the local tier holds `digest` (fetching it), then runs `op`;
   // once more if the item was evicted in between.
@@ -530,7 +587,8 @@ class TieredStore final : public TieredBlobStore {
   std::atomic<int64_t> existence_hits_{0}, bucket_lookups_{0}, refreshes_{0},
       fetches_started_{0}, fetch_shared_{0}, uploads_{0}, upload_skipped_{0},
       degraded_writes_{0}, corrupt_fetches_{0}, streamed_fetches_{0},
-      entry_refreshes_{0}, backlog_uploaded_{0}, backlog_lost_{0};
+      check_fetches_{0}, entry_refreshes_{0}, backlog_uploaded_{0},
+      backlog_lost_{0};
   std::atomic<bool> bucket_down_{false};
 };
 
@@ -569,8 +627,8 @@ absl::StatusOr<bool> TieredStore::CheckBucket(const Digest& d) {
   return Evaluate(d, s3_->Head(CasKey(d)));
 }
 
-absl::StatusOr<std::vector<Digest>> TieredStore::FindMissingChecked(
-    absl::Span<const Digest> digests) {
+absl::StatusOr<std::vector<Digest>> TieredStore::FindMissingImpl(
+    absl::Span<const Digest> digests, bool fetch_small) {
   std::vector<Digest> missing;
   std::vector<Digest> unknown;
   for (const Digest& d : digests) {
@@ -586,10 +644,42 @@ absl::StatusOr<std::vector<Digest>> TieredStore::FindMissingChecked(
   if (unknown.empty()) {
     return missing;
   }
+  const bool retention = options_.retention > absl::ZeroDuration();
   // Without retention, a local item is one the bucket had: trust it.
-  std::vector<Digest> ask = options_.retention > absl::ZeroDuration()
-                                ? unknown
-                                : local_->FindMissing(unknown);
+  std::vector<Digest> ask;
+  std::vector<Digest> fetch;
+  if (fetch_small) {
+    std::vector<Digest> not_local = local_->FindMissing(unknown);
+    if (FetchOnCheck(not_local)) {
+      fetch = std::move(not_local);
+      if (retention) {  // The local ones: their bucket age is unknown.
+        absl::flat_hash_set<std::string> fetched;
+        for (const Digest& d : fetch) {
+          fetched.insert(d.hash());
+        }
+        for (const Digest& d : unknown) {
+          if (!fetched.contains(d.hash())) {
+            ask.push_back(d);
+          }
+        }
+      }
+    } else {
+      ask = retention ? unknown : std::move(not_local);
+    }
+  } else {
+    ask = retention ? unknown : local_->FindMissing(unknown);
+  }
+  absl::Status error;
+  std::vector<absl::StatusOr<Fetched>> fetched = FetchForCheck(fetch);
+  for (size_t i = 0; i < fetch.size(); ++i) {
+    if (!fetched[i].ok()) {
+      error = fetched[i].status();
+    } else if (*fetched[i] == Fetched::kMissing) {
+      missing.push_back(fetch[i]);
+    } else if (*fetched[i] == Fetched::kAskBucket) {
+      ask.push_back(fetch[i]);
+    }
+  }
   std::vector<std::string> keys;
   keys.reserve(ask.size());
   for (const Digest& d : ask) {
@@ -597,7 +687,6 @@ absl::StatusOr<std::vector<Digest>> TieredStore::FindMissingChecked(
   }
   bucket_lookups_.fetch_add(static_cast<int64_t>(ask.size()));
   std::vector<absl::StatusOr<S3ObjectInfo>> infos = s3_->HeadMany(keys);
-  absl::Status error;
   for (size_t i = 0; i < ask.size(); ++i) {
     absl::StatusOr<bool> present = Evaluate(ask[i], infos[i]);
     if (!present.ok()) {
@@ -615,6 +704,88 @@ absl::StatusOr<std::vector<Digest>> TieredStore::FindMissingChecked(
   // Degraded: the local tier answers for what the bucket could not.
   std::vector<Digest> local_missing = local_->FindMissing(unknown);
   return local_missing;
+}
+
+std::vector<absl::StatusOr<TieredStore::Fetched>> TieredStore::FetchForCheck(
+    absl::Span<const Digest> digests) {
+  const size_t n = digests.size();
+  std::vector<absl::StatusOr<Fetched>> out(n, Fetched::kAskBucket);
+  std::vector<std::shared_ptr<InFlight>> joined(n);
+  std::vector<std::unique_ptr<BlobWriter>> writers(n);
+  std::unique_ptr<bool[]> too_long(new bool[n]());
+  std::vector<size_t> led;
+  std::vector<std::string> keys;
+  std::vector<S3Sink> sinks;
+  for (size_t i = 0; i < n; ++i) {
+    auto [flight, leader] = JoinFlight(digests[i]);
+    if (!leader) {
+      joined[i] = std::move(flight);
+      continue;
+    }
+    if (LocalHas(digests[i])) {  // A fetch that just ended filled it.
+      EndFlight(digests[i], flight, absl::OkStatus());
+      out[i] = options_.retention > absl::ZeroDuration() ? Fetched::kAskBucket
+                                                         : Fetched::kPresent;
+      continue;
+    }
+    absl::StatusOr<std::unique_ptr<BlobWriter>> w =
+        local_->OpenWrite(digests[i]);
+    if (!w.ok()) {  // The local tier refused: HEAD it instead.
+      EndFlight(digests[i], flight, w.status());
+      continue;
+    }
+    writers[i] = *std::move(w);
+    led.push_back(i);
+    keys.push_back(CasKey(digests[i]));
+    sinks.push_back(FillSink(writers[i].get(), &too_long[i]));
+    joined[i] = std::move(flight);  // Ended below, by this caller.
+  }
+  check_fetches_.fetch_add(static_cast<int64_t>(led.size()));
+  bucket_lookups_.fetch_add(static_cast<int64_t>(led.size()));
+  std::vector<absl::StatusOr<S3ObjectInfo>> got = s3_->GetMany(keys, sinks);
+  for (size_t k = 0; k < led.size(); ++k) {
+    const size_t i = led[k];
+    const Digest& d = digests[i];
+    absl::StatusOr<S3ObjectInfo> info =
+        EndFill(d, writers[i].get(), too_long[i], got[k]);
+    writers[i].reset();
+    EndFlight(d, joined[i], info.status());
+    joined[i] = nullptr;
+    if (info.ok()) {
+      info->size = d.size_bytes();  // Committed: size and hash checked.
+    }
+    absl::StatusOr<bool> present =
+        info.ok() ? Evaluate(d, info) : absl::StatusOr<bool>(info.status());
+    if (present.ok()) {
+      out[i] = *present ? Fetched::kPresent : Fetched::kMissing;
+    } else if (absl::IsNotFound(present.status()) ||
+               absl::IsDataLoss(present.status())) {
+      out[i] = Fetched::kMissing;
+    } else if (absl::IsUnavailable(present.status())) {
+      out[i] = present.status();
+    }  // Else the local tier's error: kAskBucket.
+  }
+  // Fetches led by others (after ending ours, so no caller waits on
+  // another that waits on it).
+  for (size_t i = 0; i < n; ++i) {
+    if (joined[i] == nullptr) {
+      continue;
+    }
+    joined[i]->done.WaitForNotification();
+    absl::Status s = joined[i]->status;
+    if (absl::IsAborted(s)) {  // A streaming reader went away: fetch again.
+      s = Fetch(digests[i]);
+    }
+    if (s.ok()) {  // Local now; with retention its bucket age is unknown.
+      out[i] = options_.retention > absl::ZeroDuration() ? Fetched::kAskBucket
+                                                         : Fetched::kPresent;
+    } else if (absl::IsNotFound(s) || absl::IsDataLoss(s)) {
+      out[i] = Fetched::kMissing;
+    } else if (absl::IsUnavailable(s)) {
+      out[i] = s;
+    }
+  }
+  return out;
 }
 
 absl::Status TieredStore::UploadWhole(const Digest& d, absl::string_view data) {
@@ -755,22 +926,32 @@ absl::StatusOr<std::unique_ptr<BlobReader>> TieredStore::OpenStreaming(
 }
 
 absl::Status TieredStore::FetchOnce(const Digest& digest) {
+  if (LocalHas(digest)) {  // A fetch that just ended filled it.
+    return absl::OkStatus();
+  }
   absl::StatusOr<std::unique_ptr<BlobWriter>> writer =
       local_->OpenWrite(digest);
   if (!writer.ok()) {
     return writer.status();
   }
   bool too_long = false;
-  S3Sink sink = [&](absl::string_view chunk) {
-    absl::Status s = (*writer)->Append(chunk);
-    too_long = s.code() == absl::StatusCode::kInvalidArgument;
-    return s;
-  };
-  absl::StatusOr<S3ObjectInfo> got = s3_->Get(CasKey(digest), 0, -1, sink);
+  absl::StatusOr<S3ObjectInfo> got =
+      s3_->Get(CasKey(digest), 0, -1, FillSink(writer->get(), &too_long));
+  absl::StatusOr<S3ObjectInfo> info =
+      EndFill(digest, writer->get(), too_long, got);
+  if (info.ok()) {
+    Remember(digest, info->last_modified);  // Seen there just now.
+  }
+  return info.status();
+}
+
+absl::StatusOr<S3ObjectInfo> TieredStore::EndFill(
+    const Digest& digest, BlobWriter* writer, bool too_long,
+    const absl::StatusOr<S3ObjectInfo>& got) {
   NoteBucket(got.status());
   absl::Status s = got.status();
   if (s.ok()) {
-    s = (*writer)->Commit();
+    s = writer->Commit();
     too_long = s.code() == absl::StatusCode::kInvalidArgument;
   }
   if (too_long) {
@@ -783,12 +964,13 @@ absl::Status TieredStore::FetchOnce(const Digest& digest) {
     return absl::NotFoundError(
         absl::StrCat("cas blob ", digest.ToString(), " not found"));
   }
-  if (!s.ok() && got.ok()) {
-    return s;  // The local tier's error.
+  if (!s.ok()) {
+    return got.ok()
+               ? s  // The local tier's error.
+               : BucketError(
+                     absl::StrCat("fetch of cas blob ", digest.ToString()), s);
   }
-  return s.ok() ? s
-                : BucketError(
-                      absl::StrCat("fetch of cas blob ", digest.ToString()), s);
+  return got;
 }
 
 absl::StatusOr<std::string> TieredStore::GetEntry(absl::string_view key) {
@@ -1334,6 +1516,10 @@ absl::StatusOr<std::unique_ptr<TieredBlobStore>> NewTieredBlobStore(
   if (options.fetch_chunk < (int64_t{64} << 10)) {
     return absl::InvalidArgumentError(
         "tiered store: fetch_chunk must be >= 64 KiB");
+  }
+  if (options.check_fetch_max_blobs < 0 || options.check_fetch_max_bytes < 0) {
+    return absl::InvalidArgumentError(
+        "tiered store: check_fetch_max_blobs and _bytes must be >= 0");
   }
   if (options.backlog_max < 0) {
     return absl::InvalidArgumentError("tiered store: backlog_max must be >= 0");

@@ -26,6 +26,15 @@
 // waiting miss starts its own fetch). A keyed entry missing locally is
 // fetched the same way.
 //
+// Fetch-on-check: FindMissingForRead() (the action cache's completeness
+// check, whose outputs the client reads next) GETs the digests the local
+// tier lacks into it, all at once, instead of HEADing them, when they are
+// at most `check_fetch_max_blobs` of at most `check_fetch_max_bytes` each:
+// one bucket round trip confirms them and the reads that follow are local.
+// The fill is verified as every fetch is, joins (and is joined by) fetches
+// in progress, and a bucket error is UNAVAILABLE, never "missing". More or
+// bigger digests are HEADed as FindMissingChecked() does.
+//
 // FindMissing is exact: a blob is present when the positive-only existence
 // cache (bucket confirmations, at most `existence_cache_entries`) has it
 // within its retention window, or, with no retention configured, when the
@@ -88,6 +97,9 @@ struct TieredBlobStoreOptions {
   int64_t existence_cache_entries = 1 << 20;
   // Blobs larger than this are streamed to readers in ranges of this size.
   int64_t fetch_chunk = int64_t{4} << 20;
+  // Fetch-on-check limits (see above); 0 blobs: always HEAD.
+  int64_t check_fetch_max_blobs = 4;
+  int64_t check_fetch_max_bytes = int64_t{1} << 20;
   // Keep accepting writes into the local tier while the bucket is down, and
   // upload them later (see "Bucket down" above).
   bool degraded_local = false;
@@ -113,6 +125,7 @@ struct TieredStats {
   int64_t degraded_writes = 0;   // Writes kept locally only (bucket down).
   int64_t corrupt_fetches = 0;   // Fetched objects failing their digest.
   int64_t streamed_fetches = 0;  // Fetches streamed to a reader.
+  int64_t check_fetches = 0;     // Blobs GET by a completeness check.
   int64_t entry_refreshes = 0;   // Keyed entries refreshed or put back.
   int64_t backlog = 0;           // Degraded writes not uploaded yet.
   int64_t backlog_uploaded = 0;  // Degraded writes uploaded later.

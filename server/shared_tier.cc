@@ -92,6 +92,10 @@ void RegisterMetrics(rpc::Registry* r, cas::TieredBlobStore* store) {
   r->NewCallbackCounter("cairn_s3_streamed_fetches_total",
                         "Fetches of big blobs streamed to the reader.",
                         counter(&cas::TieredStats::streamed_fetches));
+  r->NewCallbackCounter(
+      "cairn_s3_check_fetches_total",
+      "Blobs fetched (not only checked) by action-cache completeness checks.",
+      counter(&cas::TieredStats::check_fetches));
   r->NewCallbackCounter("cairn_s3_entry_refreshes_total",
                         "Action results refreshed or put back in the bucket.",
                         counter(&cas::TieredStats::entry_refreshes));

@@ -18,12 +18,17 @@
 #
 # Exit code 77 when the Ceph packages are absent (tools/install-deps.sh --s3).
 # Environment: RGW_ACCESS_KEY / RGW_SECRET_KEY override the user's keys,
-# RGW_BUCKET the bucket's name.
+# RGW_BUCKET the bucket's name; RGW_TCP_NODELAY=0 leaves Nagle on (below).
 set -euo pipefail
 
 access_key=${RGW_ACCESS_KEY:-cairntestaccess}
 secret_key=${RGW_SECRET_KEY:-cairntestsecretkey0123456789}
 bucket=${RGW_BUCKET:-cairn}
+# Beast's tcp_nodelay: without it a GET's answer (headers, then body) waits
+# on Nagle for the client's delayed ACK, about 40 ms on a reused connection
+# (HEADs are not delayed). RGW_TCP_NODELAY=0 keeps Ceph's default (off).
+nodelay=""
+[ "${RGW_TCP_NODELAY:-1}" = 0 ] || nodelay=" tcp_nodelay=1"
 
 die() { echo "rgw.sh: $*" >&2; exit 1; }
 
@@ -84,7 +89,7 @@ mon data = $d/mon
 [osd.0]
 osd data = $d/osd
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$3
+rgw frontends = beast endpoint=127.0.0.1:$3$nodelay
 rgw data = $d/rgw
 EOF
 }

@@ -173,6 +173,36 @@ TEST_F(S3ClientTest, HeadManyMixed) {
   }
 }
 
+TEST_F(S3ClientTest, GetManyStreamsEachBodyToItsSink) {
+  std::vector<std::string> keys, bodies(5);
+  std::vector<S3Sink> sinks;
+  for (int i = 0; i < 5; ++i) {
+    keys.push_back(Key(absl::StrCat("g", i)));
+    if (i != 3) {
+      ASSERT_TRUE(client_
+                      ->Put(keys.back(), std::string(1000 * (i + 1), 'a' + i),
+                            "", false)
+                      .ok());
+    }
+    sinks.push_back([&bodies, i](absl::string_view chunk) {
+      bodies[i].append(chunk.data(), chunk.size());
+      return absl::OkStatus();
+    });
+  }
+  auto results = client_->GetMany(keys, sinks);
+  ASSERT_EQ(results.size(), keys.size());
+  for (int i = 0; i < 5; ++i) {
+    if (i == 3) {
+      EXPECT_EQ(results[i].status().code(), absl::StatusCode::kNotFound);
+      EXPECT_EQ(bodies[i], "");  // The 404's error body is not the object.
+      continue;
+    }
+    ASSERT_TRUE(results[i].ok()) << i << results[i].status();
+    EXPECT_EQ(results[i]->size, 1000 * (i + 1));
+    EXPECT_EQ(bodies[i], std::string(1000 * (i + 1), 'a' + i));
+  }
+}
+
 TEST_F(S3ClientTest, StoppedEngineTimesOut) {
   RgwCluster& c = RgwCluster::Get();
   ASSERT_TRUE(client_->Put(Key("s"), "s", "", false).ok());

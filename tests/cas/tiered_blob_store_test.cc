@@ -96,6 +96,32 @@ class TieredTest : public ::testing::Test {
     return *NewS3Client(ClientOptions(nullptr));
   }
 
+  // Writes Blob(first + i, size + i * step) for i < n through `node`;
+  // returns their digests.
+  std::vector<Digest> WriteBlobs(TieredBlobStore* node, int first, int n,
+                                 size_t size, size_t step = 0) {
+    std::vector<Digest> digests;
+    for (int i = 0; i < n; ++i) {
+      const std::string data = Blob(first + i, size + i * step);
+      digests.push_back(Digest::OfData(data));
+      EXPECT_TRUE(node->Write(digests.back(), data).ok());
+    }
+    return digests;
+  }
+
+  // Writes `data` through `node`, then replaces its object in the bucket by
+  // a copy with byte `at` flipped; returns its digest.
+  Digest WriteThenCorrupt(TieredBlobStore* node, const std::string& data,
+                          size_t at) {
+    const Digest d = Digest::OfData(data);
+    EXPECT_TRUE(node->Write(d, data).ok());
+    std::string bad = data;
+    bad[at] ^= 1;
+    EXPECT_TRUE(
+        Raw()->Put(options_.prefix + "cas/" + d.hash(), bad, "", false).ok());
+    return d;
+  }
+
   TieredBlobStoreOptions options_;
 };
 
@@ -158,12 +184,7 @@ TEST_F(TieredTest, KnownDigestsCostNoBucketRequest) {
   Requests seen_a, seen_b;
   auto a = Node(&seen_a);
   auto b = Node(&seen_b);
-  std::vector<Digest> digests;
-  for (int i = 0; i < 200; ++i) {
-    std::string data = Blob(i);
-    digests.push_back(Digest::OfData(data));
-    ASSERT_TRUE(a->Write(digests.back(), data).ok());
-  }
+  const std::vector<Digest> digests = WriteBlobs(a.get(), 0, 200, 100);
   int before = seen_a.total;
   auto missing = a->FindMissingChecked(digests);
   ASSERT_TRUE(missing.ok());
@@ -177,6 +198,112 @@ TEST_F(TieredTest, KnownDigestsCostNoBucketRequest) {
   ASSERT_TRUE(b->FindMissingChecked(digests)->empty());
   EXPECT_EQ(seen_b.head, 200);  // ...then none.
   EXPECT_EQ(b->Counters().existence_cache_hits, 200);
+}
+
+// Fetch-on-check: a cold node's completeness check GETs a hit's few small
+// outputs into its local tier (one request each, together) instead of
+// HEADing them, so the client's reads that follow cost the bucket nothing.
+TEST_F(TieredTest, CheckForReadFetchesFewSmallOutputsInsteadOfHeading) {
+  Requests seen_a, seen_b;
+  auto a = Node(&seen_a);
+  auto b = Node(&seen_b);
+  const std::vector<Digest> outputs = WriteBlobs(a.get(), 0, 3, 1000, 20000);
+  const Digest absent = Digest::OfData(Blob(99));
+  std::vector<Digest> ask = outputs;
+  ask.push_back(absent);
+  auto missing = b->FindMissingForRead(ask);
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  EXPECT_EQ(*missing, std::vector<Digest>{absent});
+  EXPECT_EQ(seen_b.head, 0);
+  EXPECT_EQ(seen_b.get, 4);  // One GET each, the absent one a 404.
+  EXPECT_EQ(b->Stats().cas_entries, 3);
+  EXPECT_EQ(b->Counters().check_fetches, 4);
+  const int before = seen_b.total;
+  for (int i = 0; i < 3; ++i) {
+    auto got = b->Read(outputs[i]);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, Blob(i, 1000 + i * 20000));
+  }
+  EXPECT_EQ(seen_b.total, before);                      // The reads were local.
+  EXPECT_TRUE(b->TryFindMissing(outputs).has_value());  // Remembered.
+
+  // More digests than the limit, or a bigger one: HEADed, nothing fetched.
+  options_.check_fetch_max_blobs = 2;
+  auto c = Node(&seen_b);
+  ASSERT_TRUE(c->FindMissingForRead(outputs)->empty());
+  EXPECT_EQ(seen_b.head, 3);
+  options_.check_fetch_max_blobs = 4;
+  options_.check_fetch_max_bytes = 10000;
+  auto d = Node(&seen_b);
+  ASSERT_TRUE(d->FindMissingForRead(outputs)->empty());
+  EXPECT_EQ(seen_b.head, 6);
+  EXPECT_EQ(d->Stats().cas_entries + c->Stats().cas_entries, 0);
+  // FindMissingChecked (FindMissingBlobs) never fetches.
+  auto e = Node(&seen_b);
+  ASSERT_TRUE(e->FindMissingChecked(outputs)->empty());
+  EXPECT_EQ(e->Stats().cas_entries, 0);
+}
+
+TEST_F(TieredTest, CheckForReadOfACorruptObjectIsMissingAndKeepsNothing) {
+  auto a = Node(nullptr);
+  const std::string data = Blob(6, 3000);
+  const Digest d = WriteThenCorrupt(a.get(), data, 100);
+  auto b = Node(nullptr);
+  auto missing = b->FindMissingForRead({d});
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  EXPECT_EQ(*missing, std::vector<Digest>{d});
+  EXPECT_EQ(b->Stats().cas_entries, 0);
+  EXPECT_EQ(b->Counters().corrupt_fetches, 1);
+  // The client uploads again; that repairs it for every node.
+  ASSERT_TRUE(b->Write(d, data).ok());
+  auto c = Node(nullptr);
+  EXPECT_TRUE(c->FindMissingForRead({d})->empty());
+  EXPECT_EQ(*c->Read(d), data);
+}
+
+TEST_F(TieredTest, CheckForReadWithTheBucketStoppedIsUnavailable) {
+  RgwCluster& cluster = RgwCluster::Get();
+  auto a = Node(nullptr);
+  std::string data = Blob(7);
+  Digest d = Digest::OfData(data);
+  ASSERT_TRUE(a->Write(d, data).ok());
+  auto b = Node(nullptr);
+  ASSERT_TRUE(cluster.SignalGateway(SIGSTOP));
+  auto checked = b->FindMissingForRead({d, Digest::OfData(Blob(8))});
+  ASSERT_TRUE(cluster.SignalGateway(SIGCONT));
+  EXPECT_EQ(checked.status().code(), absl::StatusCode::kUnavailable)
+      << checked.status();  // Never "missing".
+  EXPECT_EQ(b->Stats().cas_entries, 0);
+  auto again = b->FindMissingForRead({d});  // Recovers by itself.
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->empty());
+}
+
+TEST_F(TieredTest, ConcurrentChecksAndReadsFetchEachBlobOnce) {
+  Requests seen_a, seen_b;
+  auto a = Node(&seen_a);
+  auto b = Node(&seen_b);
+  const std::vector<Digest> outputs = WriteBlobs(a.get(), 10, 3, 50000);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      if (t % 2 == 0) {
+        auto missing = b->FindMissingForRead(outputs);
+        failures += !missing.ok() || !missing->empty();
+      }
+      for (const Digest& d : outputs) {
+        failures += !b->Read(d).ok();
+      }
+    });
+  }
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  EXPECT_EQ(failures, 0);
+  // Every miss joined the digest's fetch or found the local copy it left.
+  EXPECT_EQ(seen_b.get, 3);
+  EXPECT_EQ(seen_b.head, 0);
 }
 
 TEST_F(TieredTest, EachObjectIsUploadedOnce) {
@@ -210,13 +337,8 @@ TEST_F(TieredTest, EachObjectIsUploadedOnce) {
 TEST_F(TieredTest, CorruptObjectIsNeverServedAndIsRepaired) {
   auto a = Node(nullptr);
   auto b = Node(nullptr);
-  std::string data = Blob(5, 5000);
-  Digest d = Digest::OfData(data);
-  ASSERT_TRUE(a->Write(d, data).ok());
-  std::string bad = data;
-  bad[4000] ^= 1;
-  ASSERT_TRUE(
-      Raw()->Put(options_.prefix + "cas/" + d.hash(), bad, "", false).ok());
+  const std::string data = Blob(5, 5000);
+  const Digest d = WriteThenCorrupt(a.get(), data, 4000);
   auto got = b->Read(d);
   EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss) << got.status();
   EXPECT_EQ(b->Stats().cas_entries, 0);  // Not kept.

@@ -2,6 +2,7 @@
 // (tools/rgw.sh): what one node acknowledges, the other serves, through
 // node kills, a stopped and a killed gateway, and corruption in the bucket.
 // Label "engine"; skipped with the reason when Ceph is not installed.
+#include <curl/curl.h>
 #include <signal.h>
 #include <stdlib.h>
 
@@ -11,18 +12,20 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "cas/s3_client.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/rgw_cluster.h"
 #include "tests/testutil/server_process.h"
-#include "tests/testutil/test_client.h"
 #include "tests/testutil/temp_dir.h"
+#include "tests/testutil/test_client.h"
 
 namespace cairn::testutil {
 namespace {
-
 
 class SharedTierTest : public ::testing::Test {
  protected:
@@ -130,6 +133,85 @@ TEST_F(SharedTierTest, SecondNodeServesWhatTheFirstAcknowledged) {
   std::string none;
   EXPECT_EQ(cb.Read(absent[1], &none).error_code(),
             grpc::StatusCode::NOT_FOUND);
+}
+
+// Returns the sum of cairn_s3_requests_total{kind="KIND",...} on the
+// metrics endpoint at `port` (all outcomes), or -1 when unreadable.
+double BucketRequests(int port, absl::string_view kind) {
+  std::string body;
+  CURL* curl = curl_easy_init();
+  const std::string url = absl::StrCat("http://127.0.0.1:", port, "/metrics");
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 10L);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION,
+      +[](char* data, size_t size, size_t n, void* out) -> size_t {
+        static_cast<std::string*>(out)->append(data, size * n);
+        return size * n;
+      });
+  long http_status = 0;
+  const CURLcode rc = curl_easy_perform(curl);
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http_status);
+  curl_easy_cleanup(curl);
+  if (rc != CURLE_OK || http_status != 200) {
+    return -1;
+  }
+  const std::string prefix =
+      absl::StrCat("cairn_s3_requests_total{kind=\"", kind, "\"");
+  double sum = 0;
+  for (absl::string_view line : absl::StrSplit(body, '\n')) {
+    double v = 0;
+    size_t space = line.rfind(' ');
+    if (absl::StartsWith(line, prefix) && space != absl::string_view::npos &&
+        absl::SimpleAtod(line.substr(space + 1), &v)) {
+      sum += v;
+    }
+  }
+  return sum;
+}
+
+// A cold node's action-cache hit: the entry's GET, then its small outputs
+// fetched by the completeness check (GETs together, no HEAD), then the
+// client's reads of them answered from the local tier.
+TEST_F(SharedTierTest, ColdHitFetchesOutputsOnceAndServesReadsLocally) {
+  auto a = Node();
+  auto b = Node({"--metrics_listen=127.0.0.1:0"});
+  const int port = b->LoggedPort("metrics on http://127.0.0.1:");
+  ASSERT_GT(port, 0) << b->log();
+  Client ca(a->address()), cb(b->address());
+  v2::UpdateActionResultRequest update;
+  const cas::Digest action = cas::Digest::OfData("cold hit action");
+  *update.mutable_action_digest() = Client::ToProto(action);
+  std::vector<std::string> outputs;
+  for (int i = 0; i < 3; ++i) {
+    outputs.push_back(TestBlob(40 + i, 2000 + i * 5000));
+    ASSERT_TRUE(ca.Write(outputs.back()).ok());
+    auto* file = update.mutable_action_result()->add_output_files();
+    file->set_path(absl::StrCat("out/f", i));
+    *file->mutable_digest() =
+        Client::ToProto(cas::Digest::OfData(outputs.back()));
+  }
+  {
+    v2::ActionResult stored;
+    grpc::ClientContext context;
+    ca.Prepare(&context);
+    ASSERT_TRUE(ca.ac()->UpdateActionResult(&context, update, &stored).ok());
+  }
+  const double gets = BucketRequests(port, "get");
+  const double heads = BucketRequests(port, "head");
+  v2::ActionResult result;
+  grpc::Status hit = GetResult(cb, action, &result);
+  ASSERT_TRUE(hit.ok()) << hit.error_message();
+  ASSERT_EQ(result.output_files_size(), 3);
+  for (int i = 0; i < 3; ++i) {
+    std::string got;
+    ASSERT_TRUE(cb.Read(cas::Digest::OfData(outputs[i]), &got).ok());
+    EXPECT_TRUE(got == outputs[i]) << i;
+  }
+  // Before fetch-on-check: 3 HEADs, then 1 + 3 GETs.
+  EXPECT_EQ(BucketRequests(port, "head") - heads, 0);
+  EXPECT_EQ(BucketRequests(port, "get") - gets, 4);  // The entry + 3 outputs.
 }
 
 TEST_F(SharedTierTest, LargeBlobThroughMultipartWithFlatMemory) {
