@@ -30,7 +30,7 @@
 # Needs: tools/install-deps.sh --s3 (Ceph), build/bin/{cairn-server,
 # cairn-gocacheprog,nodes_bench}, build/peers/bin/bazel-remote
 # (tools/install-peers.sh), go for --go, bazel for --bazel. Take the lock:
-#   flock /work/team/bench.lock bench/nodes.sh ...   (any shared lock file)
+#   flock LOCK bench/nodes.sh ...   (LOCK: the lock file benchmarks share)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build/bench-out
@@ -134,6 +134,18 @@ PY
 }
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END{print v[int((NR+1)/2)]}'; }
 ratio() { awk "BEGIN{printf \"%.2f\", $1/$2}"; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# medians KIND TOOL "COLD_NODE_TIMES" "W_TIMES": the medians as
+# val[KIND,TOOL_cold_node] and val[KIND,TOOL_warm_single], and cold node / W
+# as val[KIND,TOOL_ratio].
+medians() {
+  local kind=$1 tool=$2
+  # shellcheck disable=SC2086  # the times are words
+  val[$kind,${tool}_cold_node]=$(median $3)
+  # shellcheck disable=SC2086
+  val[$kind,${tool}_warm_single]=$(median $4)
+  val[$kind,${tool}_ratio]=$(ratio "${val[$kind,${tool}_cold_node]}" "${val[$kind,${tool}_warm_single]}")
+}
 declare -A val
 # The Bazel workspace: 200 independent genrules of about 4 KB output each
 # (build caches hold mostly small blobs) and a 5-step chain over them.
@@ -188,13 +200,10 @@ bazel_runs() {  # bazel_runs KIND (nodes A at $a and W at $w running)
     [ "$kind" != cairn ] || echo "cairn: bucket requests of cold node bz$i: $(bucket_use "$kind" "bz$i")"
     warm_single+=("$(CHECK_HITS=1 bazel_build "$w" "$work/bz-$kind-w$i.log")")
   done
-  val[$kind,bazel_cold_node]=$(median "${cold_node[@]}")
-  val[$kind,bazel_warm_single]=$(median "${warm_single[@]}")
-  val[$kind,bazel_ratio]=$(ratio "${val[$kind,bazel_cold_node]}" "${val[$kind,bazel_warm_single]}")
+  medians "$kind" bazel "${cold_node[*]}" "${warm_single[*]}"
   echo "$kind: bazel build (206 actions), first through A: ${val[$kind,bazel_cold]} s;" \
     "after bazel clean, through a cold node: ${cold_node[*]} s; through W (warm, no" \
-    "bucket): ${warm_single[*]} s; cold node / W ${val[$kind,bazel_ratio]}" \
-    "(load $(cut -d' ' -f1-3 /proc/loadavg))"
+    "bucket): ${warm_single[*]} s; cold node / W ${val[$kind,bazel_ratio]} (load $(loadavg))"
 }
 for kind in cairn bazel-remote; do
   w=""
@@ -217,7 +226,7 @@ for kind in cairn bazel-remote; do
   val[$kind,puts_per_object]=$(awk "BEGIN{printf \"%.2f\", ($p1-$p0)/1200}")
   echo "$kind: B right after A: blobs ${val[$kind,hit_blobs]}%, action results ${val[$kind,hit_ac]}%;" \
     "FindMissing(1000 known) on B: ${val[$kind,find_requests]} bucket requests;" \
-    "PUTs per distinct object: ${val[$kind,puts_per_object]} (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    "PUTs per distinct object: ${val[$kind,puts_per_object]} (load $(loadavg))"
   if [ $go_part = 1 ]; then
     export GOFLAGS=-trimpath GOPROXY=off GOTOOLCHAIN=local GOTELEMETRY=off \
       GOWORK=off GOENV=off CGO_ENABLED=0
@@ -247,14 +256,11 @@ for kind in cairn bazel-remote; do
       warm_single+=("$(go_build w$i "$w")")
       warm_node+=("$(go_build a$i "$a")")
     done
-    val[$kind,go_cold_node]=$(median "${cold_node[@]}")
-    val[$kind,go_warm_single]=$(median "${warm_single[@]}")
+    medians "$kind" go "${cold_node[*]}" "${warm_single[*]}"
     val[$kind,go_warm_node]=$(median "${warm_node[@]}")
-    val[$kind,go_ratio]=$(ratio "${val[$kind,go_cold_node]}" "${val[$kind,go_warm_single]}")
     echo "$kind: go build, cold machine: ${val[$kind,go_cold]} s; fresh machine through a cold node:" \
       "${cold_node[*]} s; through W (warm, no bucket): ${warm_single[*]} s; through A (warm," \
-      "bucket): ${warm_node[*]} s; cold node / W ${val[$kind,go_ratio]}" \
-      "(load $(cut -d' ' -f1-3 /proc/loadavg))"
+      "bucket): ${warm_node[*]} s; cold node / W ${val[$kind,go_ratio]} (load $(loadavg))"
   fi
   if [ $bazel_part = 1 ]; then
     bazel_runs "$kind"

@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,6 +50,26 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Runs `create(i)` for every i in [0, n) on `threads` threads; returns how
+// many calls returned false.
+int64_t CreateInParallel(int64_t n, int threads,
+                         const std::function<bool(int64_t)>& create) {
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> failures{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&] {
+      for (int64_t i = next++; i < n; i = next++) {
+        failures += create(i) ? 0 : 1;
+      }
+    });
+  }
+  for (std::thread& w : workers) {
+    w.join();
+  }
+  return failures;
+}
+
 // Writes blob i ("cairn-bench-blob-<i>") at its place in the layout.
 bool CreateBlob(const std::string& root, int64_t i) {
   std::string data = absl::StrCat("cairn-bench-blob-", i);
@@ -72,24 +93,13 @@ bool CreateSmallBlobs(const std::string& root, int64_t n, int threads) {
     fprintf(stderr, "%s\n", db.status().ToString().c_str());
     return false;
   }
-  std::atomic<int64_t> next{0};
-  std::atomic<int64_t> failures{0};
-  std::vector<std::thread> workers;
-  for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&] {
-      for (int64_t i = next++; i < n; i = next++) {
-        std::string data = absl::StrCat("cairn-bench-blob-", i);
-        auto key = cairn::cas::ItemKey::FromHex(
-            cairn::cas::ItemKind::kCas,
-            cairn::cas::Digest::OfData(data).hash());
-        failures += (*db)->Put(*key, i + 1, data).ok() ? 0 : 1;
-      }
-    });
-  }
-  for (std::thread& w : workers) {
-    w.join();
-  }
-  return failures == 0;
+  return CreateInParallel(n, threads, [&db](int64_t i) {
+           std::string data = absl::StrCat("cairn-bench-blob-", i);
+           auto key = cairn::cas::ItemKey::FromHex(
+               cairn::cas::ItemKind::kCas,
+               cairn::cas::Digest::OfData(data).hash());
+           return (*db)->Put(*key, i + 1, data).ok();
+         }) == 0;
 }
 
 double CreateBlobs(const std::string& root, int64_t n, int threads) {
@@ -106,19 +116,8 @@ double CreateBlobs(const std::string& root, int64_t n, int threads) {
   for (int s = 0; s < 256; ++s) {
     fs::create_directories(absl::StrFormat("%s/cas/%02x", root, s));
   }
-  std::atomic<int64_t> next{0};
-  std::atomic<int64_t> failures{0};
-  std::vector<std::thread> workers;
-  for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&] {
-      for (int64_t i = next++; i < n; i = next++) {
-        failures += CreateBlob(root, i) ? 0 : 1;
-      }
-    });
-  }
-  for (std::thread& w : workers) {
-    w.join();
-  }
+  int64_t failures = CreateInParallel(
+      n, threads, [&root](int64_t i) { return CreateBlob(root, i); });
   if (failures > 0) {
     fprintf(stderr, "%ld files could not be created\n", long{failures});
     exit(1);

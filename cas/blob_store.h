@@ -28,6 +28,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "cas/digest.h"
@@ -87,6 +88,13 @@ class BlobWriter {
   // that another writer stored meanwhile succeeds. Call at most once.
   virtual absl::Status Commit() = 0;
 };
+
+// Returns FAILED_PRECONDITION "cas blob <digest>: writer is closed", the
+// answer of a BlobWriter used after Commit() or after an error.
+inline absl::Status WriterClosedError(const Digest& digest) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("cas blob ", digest.ToString(), ": writer is closed"));
+}
 
 // Who writes on the calling thread, for counting evictions per writer: a
 // small number chosen by the caller (the services use one per principal,

@@ -109,6 +109,19 @@ const EVP_MD* Sha256Md() {
 
 }  // namespace
 
+absl::Status CheckDigest(const Digest& expected, const Digest& actual) {
+  if (actual != expected) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cas blob ", expected.ToString(), ": data hashes to ",
+                     actual.ToString()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckData(const Digest& digest, absl::string_view data) {
+  return CheckDigest(digest, Digest::OfData(data));
+}
+
 Sha256Hasher::Sha256Hasher() : ctx_(std::make_unique<Ctx>()) {
   ctx_->md = EVP_MD_CTX_new();
   // Allocation failure of a few hundred bytes is not a state we recover from.

@@ -88,6 +88,14 @@ absl::StatusOr<Digest> DigestFromMessage(const DigestMessage& message,
 // Returns OK when `hash` is 64 lowercase hex characters, else INVALID_ARGUMENT.
 absl::Status ValidateSha256Hex(absl::string_view hash);
 
+// Returns OK when `actual` (the digest of the bytes a store received) is
+// `expected`, else INVALID_ARGUMENT "cas blob <expected>: data hashes to
+// <actual>": the check every store's Write and BlobWriter::Commit make.
+absl::Status CheckDigest(const Digest& expected, const Digest& actual);
+
+// Returns CheckDigest(digest, Digest::OfData(data)).
+absl::Status CheckData(const Digest& digest, absl::string_view data);
+
 // Returns the lowercase hex encoding of `bytes`.
 std::string HexEncode(absl::string_view bytes);
 

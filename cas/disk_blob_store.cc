@@ -397,14 +397,14 @@ class DiskBlobStore final : public BlobStore {
   // Waits until no commit, unlink or stamp refresh of `key` is in progress.
   // Returns 0 (and gives up `*reserved`) if an item of `size` is stored and
   // !`replace`; otherwise claims `key` for publishing, first reserving
-  // `size` (evicting into `*victims`) if `*reserved` is 0, takes the older
-  // version (if any) out of the index, setting `*old_small` to whether it
-  // was in the small-item database, and returns the new item's stamp.
+  // `size` (evicting, and unlinking the evicted items off the lock) if
+  // `*reserved` is 0, takes the older version (if any) out of the index,
+  // setting `*old_small` to whether it was in the small-item database, and
+  // returns the new item's stamp.
   absl::StatusOr<int64_t> ClaimForCommit(const ItemKey& key, int64_t size,
                                          bool replace, int64_t* reserved,
-                                         std::vector<LruIndex::Item>* victims,
                                          std::optional<bool>* old_small);
-  // ClaimForCommit() once `key` is idle.
+  // ClaimForCommit() once `key` is idle, evicting into `*victims`.
   absl::StatusOr<int64_t> ClaimLocked(const ItemKey& key, int64_t size,
                                       bool replace, int64_t* reserved,
                                       std::vector<LruIndex::Item>* victims,
@@ -705,11 +705,6 @@ class DiskBlobWriter final : public BlobWriter {
       store_->LeaveWrite(key_);
     }
   }
-  absl::Status Closed() const {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cas blob ", digest_.ToString(), ": writer is closed"));
-  }
-
   DiskBlobStore* const store_;  // Not owned.
   const Digest digest_;
   const ItemKey key_;
@@ -719,7 +714,7 @@ class DiskBlobWriter final : public BlobWriter {
 
 absl::Status DiskBlobWriter::Append(absl::string_view data) {
   if (temp_ == nullptr) {
-    return Closed();
+    return WriterClosedError(digest_);
   }
   absl::Cleanup discard = [this] { Discard(); };
   if (hasher_.bytes() + static_cast<int64_t>(data.size()) >
@@ -737,14 +732,11 @@ absl::Status DiskBlobWriter::Append(absl::string_view data) {
 
 absl::Status DiskBlobWriter::Commit() {
   if (temp_ == nullptr) {
-    return Closed();
+    return WriterClosedError(digest_);
   }
   absl::Cleanup discard = [this] { Discard(); };
-  Digest actual = hasher_.FinishDigest();
-  if (actual != digest_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cas blob ", digest_.ToString(), ": data hashes to ",
-                     actual.ToString()));
+  if (absl::Status s = CheckDigest(digest_, hasher_.FinishDigest()); !s.ok()) {
+    return s;
   }
   if (store_->sync()) {
     if (absl::Status s = temp_->Sync(); !s.ok()) {
@@ -770,7 +762,7 @@ class SmallBlobWriter final : public BlobWriter {
 
   absl::Status Append(absl::string_view data) override {
     if (closed_) {
-      return Closed();
+      return WriterClosedError(digest_);
     }
     if (data_.size() + data.size() >
         static_cast<size_t>(digest_.size_bytes())) {
@@ -786,14 +778,11 @@ class SmallBlobWriter final : public BlobWriter {
   }
   absl::Status Commit() override {
     if (closed_) {
-      return Closed();
+      return WriterClosedError(digest_);
     }
     absl::Cleanup close = [this] { Close(); };
-    Digest actual = Digest::OfData(data_);
-    if (actual != digest_) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cas blob ", digest_.ToString(), ": data hashes to ",
-                       actual.ToString()));
+    if (absl::Status s = CheckData(digest_, data_); !s.ok()) {
+      return s;
     }
     return store_->CommitSmall(key_, data_, store_->TakeWriteReservation(key_),
                                /*replace=*/false);
@@ -805,11 +794,6 @@ class SmallBlobWriter final : public BlobWriter {
       store_->LeaveWrite(key_);
     }
   }
-  absl::Status Closed() const {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cas blob ", digest_.ToString(), ": writer is closed"));
-  }
-
   DiskBlobStore* const store_;  // Not owned.
   const Digest digest_;
   const ItemKey key_;
@@ -950,11 +934,9 @@ absl::Status DiskBlobStore::CommitTemp(const ItemKey& key, TempFile& temp,
                                        int64_t size, int64_t reserved,
                                        bool replace,
                                        const absl::string_view* entry_value) {
-  std::vector<LruIndex::Item> victims;
   std::optional<bool> old_small;
   absl::StatusOr<int64_t> stamp =
-      ClaimForCommit(key, size, replace, &reserved, &victims, &old_small);
-  UnlinkVictims(victims);
+      ClaimForCommit(key, size, replace, &reserved, &old_small);
   if (!stamp.ok() || *stamp == 0) {
     return stamp.status();
   }
@@ -988,11 +970,9 @@ absl::Status DiskBlobStore::CommitSmall(const ItemKey& key,
                                         int64_t reserved, bool replace,
                                         const absl::string_view* entry_value) {
   const int64_t size = static_cast<int64_t>(value.size());
-  std::vector<LruIndex::Item> victims;
   std::optional<bool> old_small;
   absl::StatusOr<int64_t> stamp =
-      ClaimForCommit(key, size, replace, &reserved, &victims, &old_small);
-  UnlinkVictims(victims);
+      ClaimForCommit(key, size, replace, &reserved, &old_small);
   if (!stamp.ok() || *stamp == 0) {
     return stamp.status();
   }
@@ -1045,12 +1025,18 @@ void DiskBlobStore::EndCommitLocked(const ItemKey& key, const absl::Status& s,
 
 absl::StatusOr<int64_t> DiskBlobStore::ClaimForCommit(
     const ItemKey& key, int64_t size, bool replace, int64_t* reserved,
-    std::vector<LruIndex::Item>* victims, std::optional<bool>* old_small) {
-  absl::MutexLock lock(&mu_);
-  while (!KeyIdleLocked(key)) {
-    key_idle_.Wait(&mu_);
+    std::optional<bool>* old_small) {
+  std::vector<LruIndex::Item> victims;
+  absl::StatusOr<int64_t> stamp;
+  {
+    absl::MutexLock lock(&mu_);
+    while (!KeyIdleLocked(key)) {
+      key_idle_.Wait(&mu_);
+    }
+    stamp = ClaimLocked(key, size, replace, reserved, &victims, old_small);
   }
-  return ClaimLocked(key, size, replace, reserved, victims, old_small);
+  UnlinkVictims(victims);
+  return stamp;
 }
 
 absl::StatusOr<int64_t> DiskBlobStore::ClaimLocked(
@@ -1488,19 +1474,6 @@ absl::StatusOr<std::unique_ptr<BlobReader>> DiskBlobStore::OpenRead(
   }
   return reader;
 }
-
-namespace {
-// INVALID_ARGUMENT unless `data` hashes to `digest`.
-absl::Status CheckData(const Digest& digest, absl::string_view data) {
-  Digest actual = Digest::OfData(data);
-  if (actual != digest) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cas blob ", digest.ToString(), ": data hashes to ",
-                     actual.ToString()));
-  }
-  return absl::OkStatus();
-}
-}  // namespace
 
 absl::Status DiskBlobStore::Write(const Digest& digest,
                                   absl::string_view data) {

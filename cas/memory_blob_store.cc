@@ -31,16 +31,6 @@ absl::Status NotFound(const Digest& digest) {
       absl::StrCat("cas blob ", digest.ToString(), " not found"));
 }
 
-absl::Status CheckDigest(const Digest& digest, absl::string_view data) {
-  Digest actual = Digest::OfData(data);
-  if (actual != digest) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cas blob ", digest.ToString(), ": data hashes to ",
-                     actual.ToString()));
-  }
-  return absl::OkStatus();
-}
-
 class MemoryBlobReader final : public BlobReader {
  public:
   MemoryBlobReader(Bytes bytes, int64_t offset)
@@ -214,8 +204,7 @@ MemoryBlobWriter::~MemoryBlobWriter() {
 
 absl::Status MemoryBlobWriter::Append(absl::string_view data) {
   if (failed_ || committed_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cas blob ", digest_.ToString(), ": writer is closed"));
+    return WriterClosedError(digest_);
   }
   if (static_cast<int64_t>(data_.size() + data.size()) > digest_.size_bytes()) {
     failed_ = true;
@@ -228,11 +217,10 @@ absl::Status MemoryBlobWriter::Append(absl::string_view data) {
 
 absl::Status MemoryBlobWriter::Commit() {
   if (failed_ || committed_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cas blob ", digest_.ToString(), ": writer is closed"));
+    return WriterClosedError(digest_);
   }
   committed_ = true;
-  if (absl::Status s = CheckDigest(digest_, data_); !s.ok()) {
+  if (absl::Status s = CheckData(digest_, data_); !s.ok()) {
     return s;
   }
   if (digest_.IsEmpty()) {
@@ -289,7 +277,7 @@ absl::StatusOr<std::unique_ptr<BlobReader>> MemoryBlobStore::OpenRead(
 
 absl::Status MemoryBlobStore::Write(const Digest& digest,
                                     absl::string_view data) {
-  if (absl::Status s = CheckDigest(digest, data); !s.ok()) {
+  if (absl::Status s = CheckData(digest, data); !s.ok()) {
     return s;
   }
   if (digest.IsEmpty() || Contains(digest)) {

@@ -656,9 +656,7 @@ void HttpCacheImpl::HandlePut(const httplib::Request& req,
             : rpc::PrincipalOf(CredentialsOf(req), req.remote_addr,
                                options_.authorizer != nullptr));
     cas::WriteOwnerScope owner(
-        options_.write_quota == nullptr
-            ? 0
-            : options_.write_quota->OwnerIdOf(charge.principal()));
+        rpc::OwnerIdOf(options_.write_quota, charge.principal()));
     status = Put(*path, req, reader, &body_read, &charge);
     if (status.ok()) {
       charge.Stored();

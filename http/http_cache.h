@@ -56,6 +56,8 @@
 
 namespace cairn::http {
 
+// A front end's options (listener, store, authorizer, metrics, limits), the
+// same shape as server::ServerOptions on purpose; each names its own.
 struct HttpCacheOptions {
   // HOST:PORT; port 0 picks a free port (see HttpCache::port()).
   std::string listen = "127.0.0.1:8080";

@@ -123,6 +123,12 @@ class WriteQuota {
   int64_t refusals_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// Returns quota->OwnerIdOf(principal), or 0 (unknown) when `quota` is null:
+// the owner every write path names in its cas::WriteOwnerScope.
+inline uint32_t OwnerIdOf(WriteQuota* quota, absl::string_view principal) {
+  return quota == nullptr ? 0 : quota->OwnerIdOf(principal);
+}
+
 // One write's charge, for write paths that learn the size as they go (HTTP
 // PUT, Remote Asset Push): Take() charges the bytes once they are known;
 // Stored() counts them as written; the destructor refunds what was taken

@@ -96,8 +96,7 @@ class ActionCacheService final : public v2::ActionCache::CallbackService {
     }
     absl::StatusOr<cas::Digest> action =
         cas::FromProto(request.action_digest(), "action_digest");
-    cas::WriteOwnerScope owner(quota == nullptr ? 0
-                                                : quota->OwnerIdOf(principal));
+    cas::WriteOwnerScope owner(rpc::OwnerIdOf(quota, principal));
     absl::StatusOr<ActionResult> stored = options_.cache->Update(
         request.instance_name(), *action, request.action_result());
     if (quota != nullptr && stored.ok()) {

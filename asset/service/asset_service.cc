@@ -305,9 +305,7 @@ class PushService final : public ra::Push::CallbackService {
                 asset.set_expire_at_micros(MicrosOf(request.expire_at()));
               }
               cas::WriteOwnerScope owner(
-                  options_.write_quota == nullptr
-                      ? 0
-                      : options_.write_quota->OwnerIdOf(principal));
+                  rpc::OwnerIdOf(options_.write_quota, principal));
               absl::Status recorded = options_.assets->Record(
                   request.instance_name(), UrisOf(request.uris()),
                   QualifiersOf(request.qualifiers()), std::move(asset));

@@ -1065,9 +1065,7 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
       return true;
     }
     {
-      WriteOwnerScope owner(options_.write_quota == nullptr
-                                ? 0
-                                : options_.write_quota->OwnerIdOf(owner_));
+      WriteOwnerScope owner(rpc::OwnerIdOf(options_.write_quota, owner_));
       status = writer_->Commit();
     }
     if (!status.ok()) {

@@ -146,9 +146,7 @@ void UpdateAll(const v2::BatchUpdateBlobsRequest& request,
   }
   std::vector<absl::Status> written;
   {
-    WriteOwnerScope owner(options.write_quota == nullptr
-                              ? 0
-                              : options.write_quota->OwnerIdOf(principal));
+    WriteOwnerScope owner(rpc::OwnerIdOf(options.write_quota, principal));
     written = options.store->WriteBlobs(writes);
   }
   int64_t stored = 0;  // Settled with the quota once, not per blob.

@@ -397,6 +397,7 @@ int main(int argc, char** argv) {
         (local.ok() ? remote.status() : local.status()).ToString().c_str());
     return 2;
   }
+  // One option per flag, a line each, as in ClientOptions(): a table.
   ShimOptions options;
   options.read_only = absl::GetFlag(FLAGS_read_only);
   options.flush_timeout = absl::GetFlag(FLAGS_flush_timeout);

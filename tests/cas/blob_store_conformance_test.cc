@@ -97,6 +97,8 @@ TEST_P(BlobStoreTest, WriteThenRead) {
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(*got, data);
   EXPECT_TRUE(store_->Write(d, data).ok());  // Present: cheap success.
+  // Each test checks the counters it is about, one EXPECT per field (a
+  // failure names the field), rather than a helper comparing whole structs.
   StoreStats stats = store_->Stats();
   EXPECT_EQ(stats.cas_entries, 1);
   EXPECT_EQ(stats.used_bytes, 1000);

@@ -18,6 +18,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -127,6 +128,20 @@ class DiskBlobStoreTest : public testing::Test {
     return absl::StrCat(options_.root, "/ac/", key.substr(0, 2), "/", key);
   }
 
+  // Stores Bytes(300, 1), Bytes(300, 2) and Bytes(300, 3) in that order
+  // and returns their digests.
+  std::tuple<Digest, Digest, Digest> PutThree(BlobStore& store) {
+    Digest a = Put(store, Bytes(300, 1));
+    Digest b = Put(store, Bytes(300, 2));
+    return {a, b, Put(store, Bytes(300, 3))};
+  }
+
+  // Stores a `size`-byte blob, makes the store's directory read-only and
+  // opens the store again: the blob is served, writes are refused
+  // (UNAVAILABLE) and nothing stays reserved. Skips the test when this user
+  // can write there anyway (root with its capabilities).
+  void CheckReadOnlyDirectory(size_t size);
+
   // Flips one byte of the file at `path`, keeping its size.
   static void FlipByte(const std::string& path, int64_t pos) {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
@@ -180,9 +195,7 @@ TEST_F(DiskBlobStoreTest, RestartRebuildsIndexInAccessOrder) {
   Digest a, b, c;
   {
     auto store = Open();
-    a = Put(*store, Bytes(300, 1));
-    b = Put(*store, Bytes(300, 2));
-    c = Put(*store, Bytes(300, 3));
+    std::tie(a, b, c) = PutThree(*store);
     ASSERT_TRUE(store->PutEntry(Key(1), Bytes(20, 4)).ok());
     EXPECT_TRUE(store->Contains(a));  // Order now: b, c, entry, a.
   }
@@ -217,9 +230,7 @@ TEST_F(DiskBlobStoreTest, RestartTrimsAnOverfullStore) {
   Digest a, b, c;
   {
     auto store = Open();
-    a = Put(*store, Bytes(300, 1));
-    b = Put(*store, Bytes(300, 2));
-    c = Put(*store, Bytes(300, 3));
+    std::tie(a, b, c) = PutThree(*store);
   }
   options_.max_size_bytes = 650;
   auto store = Open();
@@ -285,6 +296,61 @@ std::pair<absl::Status, std::string> Stream(BlobReader& reader, size_t chunk) {
     }
     out.append(buf.data(), *n);
   }
+}
+
+// The sizes a churn uses: round i of thread t writes a blob of
+// min_blob + (i * 37 + t * 11) % blob_spread bytes, reads it back from
+// offset i % read_offsets and replaces an entry of i % entry_sizes bytes.
+struct ChurnSizes {
+  size_t min_blob;
+  size_t blob_spread;
+  int64_t read_offsets;
+  size_t entry_sizes;
+};
+
+// Four threads, 150 rounds each, on one store: write a blob (streamed in
+// every third round), read it back from an offset, replace one of five
+// entries and read another. Then checks that no reservation or corruption
+// is left and the store is within its size, and returns its stats.
+StoreStats Churn(BlobStore& store, const ChurnSizes& sizes) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&store, &sizes, t] {
+      for (int i = 0; i < 150; ++i) {
+        std::string data = Bytes(
+            sizes.min_blob + (i * 37 + t * 11) % sizes.blob_spread, i % 40);
+        Digest d = Digest::OfData(data);
+        if (i % 3 == 0) {
+          auto w = store.OpenWrite(d);
+          if (w.ok() && (*w)->Append(data).ok()) {
+            EXPECT_TRUE((*w)->Commit().ok());
+          }
+        } else {
+          absl::Status s = store.Write(d, data);
+          EXPECT_TRUE(s.ok() || absl::IsResourceExhausted(s)) << s;
+        }
+        const int64_t offset = i % sizes.read_offsets;
+        auto r = store.OpenRead(d, offset);
+        if (r.ok()) {
+          auto [status, got] = Stream(**r, 64);
+          EXPECT_TRUE(status.ok()) << status;
+          EXPECT_EQ(got, data.substr(offset));
+        }
+        ASSERT_TRUE(
+            store.PutEntry(Key(i % 5), Bytes(i % sizes.entry_sizes, t)).ok());
+        absl::StatusOr<std::string> e = store.GetEntry(Key((i + 1) % 5));
+        EXPECT_TRUE(e.ok() || absl::IsNotFound(e.status())) << e.status();
+      }
+    });
+  }
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  StoreStats stats = store.Stats();
+  EXPECT_EQ(stats.reserved_bytes, 0);
+  EXPECT_EQ(stats.corruptions, 0);
+  EXPECT_LE(stats.used_bytes, stats.max_bytes);
+  return stats;
 }
 
 TEST_F(DiskBlobStoreTest, StreamingReadEndsInDataLossNotEof) {
@@ -622,9 +688,7 @@ TEST_F(DiskBlobStoreTest, CorruptionAfterVerificationIsStillCaught) {
   Digest a, b, c;
   {
     auto store = Open();
-    a = Put(*store, Bytes(300, 1));
-    b = Put(*store, Bytes(300, 2));
-    c = Put(*store, Bytes(300, 3));
+    std::tie(a, b, c) = PutThree(*store);
     ASSERT_TRUE(store->PutEntry(Key(1), "the value").ok());
   }
   auto store = Open();
@@ -728,11 +792,11 @@ class DacCapabilitiesDropped {
   bool ok_ = false;
 };
 
-TEST_F(DiskBlobStoreTest, ReadOnlyDirectory) {
+void DiskBlobStoreTest::CheckReadOnlyDirectory(size_t size) {
   Digest d;
   {
     auto store = Open();
-    d = Put(*store, Bytes(100, 1));
+    d = Put(*store, Bytes(size, 1));
   }
   MakeReadOnly(options_.root);
   DacCapabilitiesDropped dropped;
@@ -741,16 +805,18 @@ TEST_F(DiskBlobStoreTest, ReadOnlyDirectory) {
   }
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(*store->Read(d), Bytes(100, 1));
-  std::string data = Bytes(100, 2);
+  EXPECT_EQ(*store->Read(d), Bytes(size, 1));
+  std::string data = Bytes(size, 2);
   EXPECT_EQ(store->Write(Digest::OfData(data), data).code(),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(store->PutEntry(Key(1), "v").code(),
             absl::StatusCode::kUnavailable);
   StoreStats stats = store->Stats();
   EXPECT_EQ(stats.reserved_bytes, 0);
-  EXPECT_EQ(stats.used_bytes, 100);
+  EXPECT_EQ(stats.used_bytes, static_cast<int64_t>(size));
 }
+
+TEST_F(DiskBlobStoreTest, ReadOnlyDirectory) { CheckReadOnlyDirectory(100); }
 
 TEST_F(DiskBlobStoreTest, UncreatableRootFails) {
   std::ofstream(dir_.path() + "/file") << "x";
@@ -773,40 +839,10 @@ TEST_F(DiskBlobStoreTest, ReplacedEntryKeepsOpenReadersAndAccounting) {
 TEST_F(DiskBlobStoreTest, ConcurrentChurnKeepsIndexAndDiskConsistent) {
   options_.max_size_bytes = 5000;
   auto store = Open();
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&store, t] {
-      for (int i = 0; i < 150; ++i) {
-        std::string data = Bytes(100 + (i * 37 + t * 11) % 500, i % 40);
-        Digest d = Digest::OfData(data);
-        if (i % 3 == 0) {
-          auto w = store->OpenWrite(d);
-          if (w.ok() && (*w)->Append(data).ok()) {
-            EXPECT_TRUE((*w)->Commit().ok());
-          }
-        } else {
-          absl::Status s = store->Write(d, data);
-          EXPECT_TRUE(s.ok() || absl::IsResourceExhausted(s)) << s;
-        }
-        auto r = store->OpenRead(d, i % 50);
-        if (r.ok()) {
-          auto [status, got] = Stream(**r, 64);
-          EXPECT_TRUE(status.ok()) << status;
-          EXPECT_EQ(got, data.substr(i % 50));
-        }
-        ASSERT_TRUE(store->PutEntry(Key(i % 5), Bytes(i % 70, t)).ok());
-        absl::StatusOr<std::string> e = store->GetEntry(Key((i + 1) % 5));
-        EXPECT_TRUE(e.ok() || absl::IsNotFound(e.status())) << e.status();
-      }
-    });
-  }
-  for (std::thread& t : threads) {
-    t.join();
-  }
-  StoreStats stats = store->Stats();
-  EXPECT_EQ(stats.reserved_bytes, 0);
-  EXPECT_EQ(stats.corruptions, 0);
-  EXPECT_LE(stats.used_bytes, stats.max_bytes);
+  StoreStats stats = Churn(*store, {.min_blob = 100,
+                                    .blob_spread = 500,
+                                    .read_offsets = 50,
+                                    .entry_sizes = 70});
   int64_t on_disk = 0, files = 0;
   for (const char* sub : {"/cas", "/ac"}) {
     for (const fs::directory_entry& e :
@@ -1165,26 +1201,7 @@ TEST_F(SmallItemTest, FailedBatchStoresNothingAndReleasesQuota) {
 }
 
 TEST_F(SmallItemTest, ReadOnlyDirectoryServesSmallItemsAndRefusesWrites) {
-  Digest d;
-  {
-    auto store = Open();
-    d = Put(*store, Bytes(50, 1));
-  }
-  MakeReadOnly(options_.root);
-  DacCapabilitiesDropped dropped;
-  if (!dropped.ok() || std::ofstream(options_.root + "/tmp/probe").is_open()) {
-    GTEST_SKIP() << "cannot make the directory read-only for this user";
-  }
-  auto store = Open();
-  ASSERT_NE(store, nullptr);
-  EXPECT_EQ(*store->Read(d), Bytes(50, 1));
-  std::string data = Bytes(50, 2);
-  EXPECT_EQ(store->Write(Digest::OfData(data), data).code(),
-            absl::StatusCode::kUnavailable);
-  EXPECT_EQ(store->PutEntry(Key(1), "v").code(),
-            absl::StatusCode::kUnavailable);
-  EXPECT_EQ(store->Stats().reserved_bytes, 0);
-  EXPECT_EQ(store->Stats().used_bytes, 50);
+  CheckReadOnlyDirectory(50);
 }
 
 // Entries that move between the database and files while many threads
@@ -1194,41 +1211,12 @@ TEST_F(SmallItemTest, ConcurrentChurnAcrossBothPlacesSurvivesRestart) {
   StoreStats before;
   {
     auto store = Open();
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 4; ++t) {
-      threads.emplace_back([&store, t] {
-        for (int i = 0; i < 150; ++i) {
-          std::string data = Bytes(30 + (i * 37 + t * 11) % 150, i % 40);
-          Digest d = Digest::OfData(data);
-          if (i % 3 == 0) {
-            auto w = store->OpenWrite(d);
-            if (w.ok() && (*w)->Append(data).ok()) {
-              EXPECT_TRUE((*w)->Commit().ok());
-            }
-          } else {
-            absl::Status s = store->Write(d, data);
-            EXPECT_TRUE(s.ok() || absl::IsResourceExhausted(s)) << s;
-          }
-          auto r = store->OpenRead(d, i % 30);
-          if (r.ok()) {
-            auto [status, got] = Stream(**r, 64);
-            EXPECT_TRUE(status.ok()) << status;
-            EXPECT_EQ(got, data.substr(i % 30));
-          }
-          // 40-byte header + 0..119: both sides of the threshold.
-          ASSERT_TRUE(store->PutEntry(Key(i % 5), Bytes(i % 120, t)).ok());
-          absl::StatusOr<std::string> e = store->GetEntry(Key((i + 1) % 5));
-          EXPECT_TRUE(e.ok() || absl::IsNotFound(e.status())) << e.status();
-        }
-      });
-    }
-    for (std::thread& t : threads) {
-      t.join();
-    }
-    before = store->Stats();
-    EXPECT_EQ(before.reserved_bytes, 0);
-    EXPECT_EQ(before.corruptions, 0);
-    EXPECT_LE(before.used_bytes, before.max_bytes);
+    // Entries of a 40-byte header + 0..119 bytes: both sides of the
+    // threshold.
+    before = Churn(*store, {.min_blob = 30,
+                            .blob_spread = 150,
+                            .read_offsets = 30,
+                            .entry_sizes = 120});
   }
   auto store = Open();
   StoreStats after = store->Stats();

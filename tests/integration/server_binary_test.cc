@@ -152,6 +152,7 @@ TEST(ServerBinaryTest, ServesOverTcpAndStopsCleanly) {
   auto channel =
       grpc::CreateChannel(again.address(), grpc::InsecureChannelCredentials());
   auto bytestream = bs::ByteStream::NewStub(channel);
+  // Read by hand, not with Client::Read: each message's size is checked.
   grpc::ClientContext read_context;
   bs::ReadRequest read;
   read.set_resource_name(cas::MakeReadResourceName("", digest));

@@ -99,6 +99,8 @@ class Registry {
   size_t next_ = 0;
 };
 
+// What the workers count: one named atomic per figure the test reports,
+// like every stats struct in the tree.
 struct Counters {
   std::atomic<int64_t> ops{0};
   std::atomic<int64_t> bytes_written{0};

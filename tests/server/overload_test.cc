@@ -236,6 +236,7 @@ TEST(IoPoolTest, ThreadsForABucketNodeCoverItsBucketConcurrency) {
 }
 
 TEST(ByteSizeTest, ParsesHumanSizes) {
+  // A table of cases, the shape of the parser's own table of units.
   struct Case {
     const char* text;
     int64_t want;

@@ -4,9 +4,12 @@ Mirrors the CMake build: `-Wall -Wextra -Wno-unused-parameter` (C++20 comes
 from .bazelrc), includes rooted at the repository, system libraries from
 //third_party (e.g. "//third_party:absl", "//third_party:grpc").
 
-The macros stop at the flags: every BUILD file spells out one stanza per
-target (name, srcs, hdrs, deps), so a target's sources and dependencies read
-where it stands; the shape repeating across BUILD files is on purpose.
+Libraries and binaries: the macros stop at the flags, every BUILD file
+spells out one stanza per target (name, srcs, hdrs, deps), so a target's
+sources and dependencies read where it stands; the shape repeating across
+BUILD files is on purpose. Tests of one kind share a macro that adds what
+every test of that kind needs (cairn_service_test, cairn_shim_test,
+cairn_server_process_test), so their stanzas name only their own extras.
 
     load("//tools/bazel:cairn.bzl", "cairn_cc_library", "cairn_cc_test")
 
@@ -68,15 +71,57 @@ def cairn_cc_test(name, deps = [], copts = [], main = True, size = "medium", **k
         **kwargs
     )
 
-def cairn_server_process_test(name, deps = [], data = [], local_defines = [], size = "large", **kwargs):
-    """A cairn_cc_test that runs the real cairn-server through the harness.
+def _with(base, deps):
+    """`base` followed by the labels of `deps` it does not already hold."""
+    return base + [d for d in deps if d not in base]
 
-    Like CMake's cairn_server_process_test(): the test gets the binary as
-    data, CAIRN_SERVER_BINARY (its path relative to the runfiles directory)
-    and the harness //tests/testutil:server_process (ServerProcess, Client).
+def cairn_service_test(name, deps = [], **kwargs):
+    """A cairn_cc_test of services through the in-process server.
+
+    Its source is NAME.cc; it gets //cas, //server, the fixture
+    //tests/testutil:service_fixture, //tests/testutil and absl, plus `deps`.
     """
     cairn_cc_test(
         name = name,
+        srcs = [name + ".cc"],
+        deps = _with([
+            "//cas",
+            "//server",
+            "//tests/testutil",
+            "//tests/testutil:service_fixture",
+            "//third_party:absl",
+        ], deps),
+        **kwargs
+    )
+
+def cairn_shim_test(name, deps = [], **kwargs):
+    """A cairn_cc_test of the GOCACHEPROG shim library (//client:gocacheprog).
+
+    Its source is NAME.cc; it gets //client:gocacheprog, //cas and absl, plus
+    `deps`.
+    """
+    cairn_cc_test(
+        name = name,
+        srcs = [name + ".cc"],
+        deps = _with([
+            "//cas",
+            "//client:gocacheprog",
+            "//third_party:absl",
+        ], deps),
+        **kwargs
+    )
+
+def cairn_server_process_test(name, deps = [], data = [], local_defines = [], size = "large", **kwargs):
+    """A cairn_cc_test that runs the real cairn-server through the harness.
+
+    Like CMake's cairn_server_process_test(): its source is NAME.cc; the test
+    gets the binary as data, CAIRN_SERVER_BINARY (its path relative to the
+    runfiles directory) and the harness //tests/testutil:server_process
+    (ServerProcess, Client).
+    """
+    cairn_cc_test(
+        name = name,
+        srcs = [name + ".cc"],
         size = size,
         data = data + ["//server:cairn-server"],
         local_defines = local_defines + ["CAIRN_SERVER_BINARY=\\\"server/cairn-server\\\""],

@@ -148,6 +148,7 @@ TEST_F(AssetServiceTest, QualifiersArePartOfTheName) {
   EXPECT_EQ(FetchBlob(twice, &response), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// Each test spells out its push and fetch: the requests are what it checks.
 TEST_F(AssetServiceTest, InstancesAreSeparate) {
   const cas::Digest blob = Put("per instance");
   ra::PushBlobRequest push = PushOf("urn:i", blob);
