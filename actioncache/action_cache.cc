@@ -628,8 +628,11 @@ absl::StatusOr<ActionResult> ActionCache::Update(
     coded.SetSerializationDeterministic(true);
     stored.SerializeToCodedStream(&coded);
   }
-  if (absl::Status s =
-          store_->PutEntry(ActionCacheKey(instance_name, action_digest), bytes);
+  // The outputs a hit's reader fetches next: a tiered store may keep small
+  // ones with the entry (one bucket request per cold hit).
+  if (absl::Status s = store_->PutEntryWithBlobs(
+          ActionCacheKey(instance_name, action_digest), bytes,
+          DirectReferences(stored));
       !s.ok()) {
     return s;
   }

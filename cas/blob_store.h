@@ -209,6 +209,18 @@ class BlobStore {
   virtual absl::Status PutEntry(absl::string_view key,
                                 absl::string_view value) = 0;
 
+  // Like PutEntry(), naming the blobs `value` references that a reader of
+  // the entry reads next (an action result's outputs). A store whose blobs
+  // live in a slower shared tier may keep copies of small ones with the
+  // entry, so that a node fetching the entry gets them in the same request
+  // (each verified against its digest before it is kept or served). Stores
+  // with one tier use this default.
+  virtual absl::Status PutEntryWithBlobs(absl::string_view key,
+                                         absl::string_view value,
+                                         absl::Span<const Digest> blobs) {
+    return PutEntry(key, value);
+  }
+
   // Returns the current counters.
   virtual StoreStats Stats() = 0;
 

@@ -37,7 +37,13 @@
 namespace cairn::cas {
 namespace {
 
+// An action-cache object: kEntryMagic, the value's SHA-256 (32 raw bytes),
+// the value. With copies of blobs (kEntryWithBlobsMagic): the magic, the
+// value's SHA-256, the value's length in decimal and '\n', the value, then
+// per blob "<hash> <size>\n" and its bytes (each checked against its digest
+// when read, never trusted).
 constexpr absl::string_view kEntryMagic = "CAIRNAC1";
+constexpr absl::string_view kEntryWithBlobsMagic = "CAIRNAC2";
 constexpr int64_t kMinPartSize = int64_t{5} << 20;
 // An action-cache object larger than this is not a Cairn entry.
 constexpr size_t kMaxEntryObject = size_t{64} << 20;
@@ -119,6 +125,63 @@ std::optional<BacklogItem> ParseBacklogLine(absl::string_view line) {
     return item;
   }
   return std::nullopt;  // A torn last line after a crash: skipped.
+}
+
+// An action-cache object taken apart: the value (its SHA-256 checked) and
+// the blob copies it carries (not checked yet; views into the object).
+struct EntryObject {
+  absl::string_view value;
+  std::vector<BlobWrite> blobs;
+};
+
+// Returns the object's parts, or nullopt when it is not an intact entry. A
+// malformed copy section ends the copies (the value stays good: its own
+// hash checks it).
+std::optional<EntryObject> ParseEntryObject(absl::string_view o) {
+  const size_t magic = kEntryMagic.size();
+  if (o.size() < magic + 32) {
+    return std::nullopt;
+  }
+  const absl::string_view kind = o.substr(0, magic);
+  const absl::string_view hash = o.substr(magic, 32);
+  o.remove_prefix(magic + 32);
+  EntryObject entry;
+  if (kind == kEntryMagic) {
+    entry.value = o;
+  } else if (kind == kEntryWithBlobsMagic) {
+    const size_t eol = o.find('\n');
+    size_t length = 0;
+    if (eol == absl::string_view::npos ||
+        !absl::SimpleAtoi(o.substr(0, eol), &length) ||
+        length > o.size() - eol - 1) {
+      return std::nullopt;
+    }
+    entry.value = o.substr(eol + 1, length);
+    o.remove_prefix(eol + 1 + length);
+    while (!o.empty()) {
+      const size_t end = o.find('\n');
+      std::vector<absl::string_view> f =
+          absl::StrSplit(o.substr(0, end), absl::MaxSplits(' ', 1));
+      int64_t size = 0;
+      absl::StatusOr<Digest> d =
+          f.size() == 2 && absl::SimpleAtoi(f[1], &size) && size >= 0
+              ? Digest::Create(f[0], size)
+              : absl::InvalidArgumentError("no copy header");
+      if (end == absl::string_view::npos || !d.ok() ||
+          static_cast<size_t>(size) > o.size() - end - 1) {
+        break;
+      }
+      entry.blobs.push_back(
+          BlobWrite{*d, o.substr(end + 1, static_cast<size_t>(size))});
+      o.remove_prefix(end + 1 + static_cast<size_t>(size));
+    }
+  } else {
+    return std::nullopt;
+  }
+  if (Sha256Raw(entry.value) != hash) {
+    return std::nullopt;
+  }
+  return entry;
 }
 
 // One fetch of a digest from the bucket; later misses wait on `done`.
@@ -307,7 +370,11 @@ class TieredStore final : public TieredBlobStore {
 
   absl::StatusOr<std::string> GetEntry(absl::string_view key) override;
   absl::Status PutEntry(absl::string_view key,
-                        absl::string_view value) override;
+                        absl::string_view value) override {
+    return PutEntryWithBlobs(key, value, {});
+  }
+  absl::Status PutEntryWithBlobs(absl::string_view key, absl::string_view value,
+                                 absl::Span<const Digest> blobs) override;
 
   std::optional<bool> TryHasEntry(absl::string_view key) override {
     std::optional<bool> local = local_->TryHasEntry(key);
@@ -352,6 +419,7 @@ class TieredStore final : public TieredBlobStore {
     t.streamed_fetches = streamed_fetches_.load();
     t.check_fetches = check_fetches_.load();
     t.entry_refreshes = entry_refreshes_.load();
+    t.entry_blobs_kept = entry_blobs_kept_.load();
     t.backlog_uploaded = backlog_uploaded_.load();
     t.backlog_lost = backlog_lost_.load();
     t.bucket_down = bucket_down_.load();
@@ -530,8 +598,15 @@ class TieredStore final : public TieredBlobStore {
   absl::StatusOr<std::unique_ptr<BlobReader>> OpenStreaming(
       const Digest& digest, int64_t offset);
 
-  // Keyed entries in the bucket.
-  absl::Status PutEntryObject(absl::string_view key, absl::string_view value);
+  // Keyed entries in the bucket. PutEntryObject() keeps copies of those of
+  // `blobs` the bucket is known to hold and the local tier has, within
+  // options_.entry_blobs_max_bytes.
+  absl::Status PutEntryObject(absl::string_view key, absl::string_view value,
+                              absl::Span<const Digest> blobs = {});
+  // Puts the blob copies of a fetched entry into the local tier, each only
+  // if it matches its digest.
+  void KeepEntryBlobs(absl::Span<const BlobWrite> blobs,
+                      absl::Time entry_modified);
   absl::StatusOr<std::string> FetchEntry(absl::string_view key);
   // With retention: makes sure the bucket's copy of a locally found entry
   // stays alive (refresh, or upload `value` again); bucket errors ignored.
@@ -588,7 +663,7 @@ class TieredStore final : public TieredBlobStore {
       fetches_started_{0}, fetch_shared_{0}, uploads_{0}, upload_skipped_{0},
       degraded_writes_{0}, corrupt_fetches_{0}, streamed_fetches_{0},
       check_fetches_{0}, entry_refreshes_{0}, backlog_uploaded_{0},
-      backlog_lost_{0};
+      backlog_lost_{0}, entry_blobs_kept_{0};
   std::atomic<bool> bucket_down_{false};
 };
 
@@ -1010,15 +1085,16 @@ absl::StatusOr<std::string> TieredStore::FetchEntry(absl::string_view key) {
   if (!info.ok() && !too_large) {
     return BucketError(absl::StrCat("action cache entry ", key), info.status());
   }
-  absl::string_view o = object;
-  const size_t header = kEntryMagic.size() + 32;
-  if (!info.ok() || o.size() < header ||
-      o.substr(0, kEntryMagic.size()) != kEntryMagic ||
-      Sha256Raw(o.substr(header)) != o.substr(kEntryMagic.size(), 32)) {
+  std::optional<EntryObject> entry;
+  if (info.ok()) {
+    entry = ParseEntryObject(object);
+  }
+  if (!entry.has_value()) {
     return absl::DataLossError(absl::StrCat(
         "action cache entry ", key, ": the shared tier's copy is corrupt"));
   }
-  std::string value(o.substr(header));
+  std::string value(entry->value);
+  KeepEntryBlobs(entry->blobs, info->last_modified);
   if (options_.retention <= absl::ZeroDuration()) {
     RememberEntry(key, info->last_modified);  // Seen there: never expires.
   } else {
@@ -1063,9 +1139,52 @@ void TieredStore::KeepEntryAlive(absl::string_view key,
   }
 }
 
+void TieredStore::KeepEntryBlobs(absl::Span<const BlobWrite> blobs,
+                                 absl::Time entry_modified) {
+  std::vector<BlobWrite> absent;
+  for (const BlobWrite& b : blobs) {
+    if (!IsCorrupt(b.digest) && !LocalHas(b.digest)) {
+      absent.push_back(b);
+    }
+  }
+  // Write() checks each copy against its digest: a bad one is not kept.
+  std::vector<absl::Status> kept = local_->WriteBlobs(absent);
+  for (size_t i = 0; i < absent.size(); ++i) {
+    if (kept[i].ok()) {
+      entry_blobs_kept_.fetch_add(1);
+      // The writer saw the bucket hold it; without retention it stays.
+      if (options_.retention <= absl::ZeroDuration()) {
+        Remember(absent[i].digest, entry_modified);
+      }
+    } else if (absl::IsInvalidArgument(kept[i])) {
+      corrupt_fetches_.fetch_add(1);
+    }
+  }
+}
+
 absl::Status TieredStore::PutEntryObject(absl::string_view key,
-                                         absl::string_view value) {
-  std::string object = absl::StrCat(kEntryMagic, Sha256Raw(value), value);
+                                         absl::string_view value,
+                                         absl::Span<const Digest> blobs) {
+  std::string copies;
+  int64_t budget = options_.entry_blobs_max_bytes;
+  absl::flat_hash_set<absl::string_view> seen;
+  for (const Digest& d : blobs) {
+    if (d.IsEmpty() || d.size_bytes() > budget ||
+        !seen.insert(d.hash()).second || !KnownPresent(d)) {
+      continue;  // Only blobs whose own object the bucket holds.
+    }
+    absl::StatusOr<std::string> bytes = local_->Read(d);
+    if (!bytes.ok()) {
+      continue;
+    }
+    budget -= d.size_bytes();
+    absl::StrAppend(&copies, d.hash(), " ", d.size_bytes(), "\n", *bytes);
+  }
+  std::string object =
+      copies.empty()
+          ? absl::StrCat(kEntryMagic, Sha256Raw(value), value)
+          : absl::StrCat(kEntryWithBlobsMagic, Sha256Raw(value), value.size(),
+                         "\n", value, copies);
   absl::Status s = s3_->Put(AcKey(key), object, "", /*if_absent=*/false);
   NoteBucket(s);
   if (s.ok()) {
@@ -1074,8 +1193,9 @@ absl::Status TieredStore::PutEntryObject(absl::string_view key,
   return s;
 }
 
-absl::Status TieredStore::PutEntry(absl::string_view key,
-                                   absl::string_view value) {
+absl::Status TieredStore::PutEntryWithBlobs(absl::string_view key,
+                                            absl::string_view value,
+                                            absl::Span<const Digest> blobs) {
   if (absl::Status s = ValidateSha256Hex(key); !s.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("action cache key ", key, " is malformed"));
@@ -1086,7 +1206,7 @@ absl::Status TieredStore::PutEntry(absl::string_view key,
       return absl::OkStatus();  // ...and it is this one: no second PUT.
     }
   }
-  absl::Status s = PutEntryObject(key, value);
+  absl::Status s = PutEntryObject(key, value, blobs);
   if (!s.ok() && !DegradedWrite(BacklogItem{true, std::string(key), 0})) {
     return BucketError(absl::StrCat("action cache entry ", key), s);
   }
@@ -1520,6 +1640,11 @@ absl::StatusOr<std::unique_ptr<TieredBlobStore>> NewTieredBlobStore(
   if (options.check_fetch_max_blobs < 0 || options.check_fetch_max_bytes < 0) {
     return absl::InvalidArgumentError(
         "tiered store: check_fetch_max_blobs and _bytes must be >= 0");
+  }
+  if (options.entry_blobs_max_bytes < 0 ||
+      options.entry_blobs_max_bytes > int64_t{32} << 20) {
+    return absl::InvalidArgumentError(
+        "tiered store: entry_blobs_max_bytes must be in [0, 32 MiB]");
   }
   if (options.backlog_max < 0) {
     return absl::InvalidArgumentError("tiered store: backlog_max must be >= 0");

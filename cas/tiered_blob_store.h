@@ -35,6 +35,20 @@
 // in progress, and a bucket error is UNAVAILABLE, never "missing". More or
 // bigger digests are HEADed as FindMissingChecked() does.
 //
+// Entries with their blobs: PutEntryWithBlobs() (an action result and its
+// outputs) writes into the entry's object copies of those blobs the bucket
+// is known to hold (existence cache) and the local tier has, in order,
+// skipping those that would overflow `entry_blobs_max_bytes` in all. A node
+// fetching the entry puts each copy into its local tier only after checking
+// it against its digest (Write()); a bad copy is dropped and counted as a
+// corrupt fetch. So a cold node's hit costs one bucket request (the entry),
+// not two (the entry, then its outputs). The copies are extra bytes in the
+// bucket, not objects: each blob's own object stays the store of record and
+// FindMissing never answers from a copy alone, except that without retention
+// a kept copy counts as present (the writer saw its object, and Cairn never
+// deletes). An object with copies starts with a different magic; nodes of
+// older Cairn versions read it as a miss.
+//
 // FindMissing is exact: a blob is present when the positive-only existence
 // cache (bucket confirmations, at most `existence_cache_entries`) has it
 // within its retention window, or, with no retention configured, when the
@@ -99,7 +113,10 @@ struct TieredBlobStoreOptions {
   int64_t fetch_chunk = int64_t{4} << 20;
   // Fetch-on-check limits (see above); 0 blobs: always HEAD.
   int64_t check_fetch_max_blobs = 4;
-  int64_t check_fetch_max_bytes = int64_t{1} << 20;
+  int64_t check_fetch_max_bytes = int64_t{4} << 20;
+  // Entries with their blobs (see above): bytes of blob copies an entry's
+  // object carries at most (<= 32 MiB); 0: none.
+  int64_t entry_blobs_max_bytes = int64_t{1} << 20;
   // Keep accepting writes into the local tier while the bucket is down, and
   // upload them later (see "Bucket down" above).
   bool degraded_local = false;
@@ -127,6 +144,7 @@ struct TieredStats {
   int64_t streamed_fetches = 0;  // Fetches streamed to a reader.
   int64_t check_fetches = 0;     // Blobs GET by a completeness check.
   int64_t entry_refreshes = 0;   // Keyed entries refreshed or put back.
+  int64_t entry_blobs_kept = 0;  // Blob copies of fetched entries kept.
   int64_t backlog = 0;           // Degraded writes not uploaded yet.
   int64_t backlog_uploaded = 0;  // Degraded writes uploaded later.
   int64_t backlog_lost = 0;      // Degraded writes evicted before upload.

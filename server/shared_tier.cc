@@ -47,6 +47,12 @@ ABSL_FLAG(absl::Duration, s3_refresh_margin, absl::Hours(24),
 ABSL_FLAG(absl::Duration, s3_timeout, absl::Seconds(30),
           "Deadline of one bucket request (for large transfers: the longest "
           "time without progress).");
+ABSL_FLAG(int64_t, s3_entry_blobs_max_bytes, int64_t{1} << 20,
+          "Most bytes of an action result's outputs copied into the "
+          "result's bucket object (outputs this node holds, in order, while "
+          "they fit), so that a node without them gets result and outputs in "
+          "one request; each copy is checked against its digest. 0: none; "
+          "at most 32 MiB.");
 ABSL_FLAG(int, s3_max_concurrency, 32,
           "Most bucket requests in flight at once.");
 
@@ -96,6 +102,9 @@ void RegisterMetrics(rpc::Registry* r, cas::TieredBlobStore* store) {
       "cairn_s3_check_fetches_total",
       "Blobs fetched (not only checked) by action-cache completeness checks.",
       counter(&cas::TieredStats::check_fetches));
+  r->NewCallbackCounter("cairn_s3_entry_blobs_kept_total",
+                        "Output copies of fetched action results kept.",
+                        counter(&cas::TieredStats::entry_blobs_kept));
   r->NewCallbackCounter("cairn_s3_entry_refreshes_total",
                         "Action results refreshed or put back in the bucket.",
                         counter(&cas::TieredStats::entry_refreshes));
@@ -218,6 +227,7 @@ absl::StatusOr<std::unique_ptr<cas::BlobStore>> MaybeAddSharedTier(
   }
   t.degraded_local = degraded == "local";
   t.backlog_max = absl::GetFlag(FLAGS_s3_backlog_max);
+  t.entry_blobs_max_bytes = absl::GetFlag(FLAGS_s3_entry_blobs_max_bytes);
   if (t.degraded_local && !store_dir.empty()) {
     t.backlog_file = absl::StrCat(store_dir, "/shared-tier-backlog");
   }

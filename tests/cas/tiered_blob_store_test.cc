@@ -244,6 +244,98 @@ TEST_F(TieredTest, CheckForReadFetchesFewSmallOutputsInsteadOfHeading) {
   EXPECT_EQ(e->Stats().cas_entries, 0);
 }
 
+// Entries with their blobs: a cold node gets an action result and copies of
+// its small outputs in one GET, checks each copy, and reads them locally.
+TEST_F(TieredTest, EntryCarriesItsSmallOutputsToAColdNode) {
+  options_.entry_blobs_max_bytes = 100000;
+  Requests seen_a, seen_b;
+  auto a = Node(&seen_a);
+  std::vector<Digest> outputs = WriteBlobs(a.get(), 0, 3, 1000, 20000);
+  const std::vector<Digest> big = WriteBlobs(a.get(), 5, 1, 200000);
+  const Digest unknown = Digest::OfData(Blob(9));  // Not in the bucket.
+  std::vector<Digest> refs = outputs;
+  refs.insert(refs.begin() + 1, big[0]);  // Over the budget: no copy.
+  refs.push_back(unknown);
+  refs.push_back(outputs[0]);  // Twice: one copy.
+  const std::string key(64, 'e');
+  ASSERT_TRUE(a->PutEntryWithBlobs(key, "result", refs).ok());
+
+  auto b = Node(&seen_b);
+  auto entry = b->GetEntry(key);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  EXPECT_EQ(*entry, "result");
+  EXPECT_EQ(seen_b.total, 1);  // One GET: the entry with its copies.
+  EXPECT_EQ(b->Stats().cas_entries, 3);
+  EXPECT_EQ(b->Counters().entry_blobs_kept, 3);
+  auto missing = b->FindMissingForRead(outputs);
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  EXPECT_TRUE(missing->empty());
+  for (int i = 0; i < 3; ++i) {
+    auto got = b->Read(outputs[i]);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(*got, Blob(i, 1000 + i * 20000));
+  }
+  EXPECT_EQ(seen_b.total, 1);  // All local.
+  // The big one and the unknown one came without copies: asked as before.
+  missing = b->FindMissingForRead({big[0], unknown});
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  EXPECT_EQ(*missing, std::vector<Digest>{unknown});
+  EXPECT_EQ(seen_b.total, 3);
+
+  // Without copies (budget 0) the object is the plain kind.
+  options_.entry_blobs_max_bytes = 0;
+  auto c = Node(nullptr);
+  const std::string plain_key(64, 'a');
+  ASSERT_TRUE(c->PutEntryWithBlobs(plain_key, "plain", outputs).ok());
+  auto plain = Raw()->GetAll(options_.prefix + "ac/" + plain_key);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_TRUE(absl::StartsWith(*plain, "CAIRNAC1"));
+}
+
+// A copy that does not match its digest is never kept or served; the entry
+// is still a hit and the output comes from its own object.
+TEST_F(TieredTest, BadCopyInAnEntryIsDroppedAndTheBlobFetched) {
+  auto a = Node(nullptr);
+  const std::string data = Blob(3, 5000);
+  const Digest d = Digest::OfData(data);
+  ASSERT_TRUE(a->Write(d, data).ok());
+  std::string bad = data;
+  bad[10] ^= 1;
+  const std::string value = "result";
+  Sha256Hasher h;
+  h.Update(value);
+  const std::string object =
+      absl::StrCat("CAIRNAC2", h.FinishRaw(), value.size(), "\n", value,
+                   d.hash(), " ", d.size_bytes(), "\n", bad);
+  const std::string key(64, 'b');
+  ASSERT_TRUE(Raw()->Put(options_.prefix + "ac/" + key, object, "", false).ok());
+  Requests seen;
+  auto b = Node(&seen);
+  auto entry = b->GetEntry(key);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  EXPECT_EQ(*entry, value);
+  EXPECT_EQ(b->Stats().cas_entries, 0);
+  EXPECT_EQ(b->Counters().corrupt_fetches, 1);
+  EXPECT_EQ(b->Counters().entry_blobs_kept, 0);
+  ASSERT_TRUE(b->FindMissingForRead({d})->empty());  // Fetched: the real one.
+  EXPECT_EQ(*b->Read(d), data);
+  // A torn copy section: the entry stays good, nothing is kept.
+  const std::string torn = object.substr(0, object.size() - 100);
+  ASSERT_TRUE(Raw()->Put(options_.prefix + "ac/" + key, torn, "", false).ok());
+  auto c = Node(nullptr);
+  entry = c->GetEntry(key);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  EXPECT_EQ(*entry, value);
+  EXPECT_EQ(c->Stats().cas_entries, 0);
+  // A bad value is still a corrupt entry, copies or not.
+  std::string wrong = object;
+  wrong[8 + 32 + 2] ^= 1;
+  ASSERT_TRUE(Raw()->Put(options_.prefix + "ac/" + key, wrong, "", false).ok());
+  auto e = Node(nullptr);
+  EXPECT_EQ(e->GetEntry(key).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(e->Stats().cas_entries, 0);
+}
+
 TEST_F(TieredTest, CheckForReadOfACorruptObjectIsMissingAndKeepsNothing) {
   auto a = Node(nullptr);
   const std::string data = Blob(6, 3000);

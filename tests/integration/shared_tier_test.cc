@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -63,6 +64,10 @@ class SharedTierTest : public ::testing::Test {
   std::unique_ptr<cas::S3Client> Raw() {
     return *cas::NewS3Client(RgwCluster::Get().ClientOptions());
   }
+
+  // A cold node's action-cache hit; defined below.
+  std::pair<double, double> ColdHit(std::vector<std::string> a_flags,
+                                    absl::string_view name);
 
   std::string prefix_;
   std::vector<std::unique_ptr<testutil::TempDir>> dirs_;
@@ -171,47 +176,63 @@ double BucketRequests(int port, absl::string_view kind) {
   return sum;
 }
 
-// A cold node's action-cache hit: the entry's GET, then its small outputs
-// fetched by the completeness check (GETs together, no HEAD), then the
-// client's reads of them answered from the local tier.
-TEST_F(SharedTierTest, ColdHitFetchesOutputsOnceAndServesReadsLocally) {
-  auto a = Node();
+// A cold node's action-cache hit with the outputs' copies in the result's
+// object (as A wrote it, given `a_flags`): gets the result, its outputs and
+// serves the client's reads of them; returns the bucket GETs and HEADs it
+// took ({-1, -1} after a failure).
+std::pair<double, double> SharedTierTest::ColdHit(
+    std::vector<std::string> a_flags, absl::string_view name) {
+  auto a = Node(std::move(a_flags));
   auto b = Node({"--metrics_listen=127.0.0.1:0"});
   const int port = b->LoggedPort("metrics on http://127.0.0.1:");
-  ASSERT_GT(port, 0) << b->log();
+  EXPECT_GT(port, 0) << b->log();
   Client ca(a->address()), cb(b->address());
   v2::UpdateActionResultRequest update;
-  const cas::Digest action = cas::Digest::OfData("cold hit action");
+  const cas::Digest action = cas::Digest::OfData(name);
   *update.mutable_action_digest() = Client::ToProto(action);
   std::vector<std::string> outputs;
   for (int i = 0; i < 3; ++i) {
     outputs.push_back(TestBlob(40 + i, 2000 + i * 5000));
-    ASSERT_TRUE(ca.Write(outputs.back()).ok());
+    EXPECT_TRUE(ca.Write(outputs.back()).ok());
     auto* file = update.mutable_action_result()->add_output_files();
     file->set_path(absl::StrCat("out/f", i));
     *file->mutable_digest() =
         Client::ToProto(cas::Digest::OfData(outputs.back()));
   }
-  {
-    v2::ActionResult stored;
-    grpc::ClientContext context;
-    ca.Prepare(&context);
-    ASSERT_TRUE(ca.ac()->UpdateActionResult(&context, update, &stored).ok());
-  }
+  v2::ActionResult stored;
+  grpc::ClientContext context;
+  ca.Prepare(&context);
+  EXPECT_TRUE(ca.ac()->UpdateActionResult(&context, update, &stored).ok());
   const double gets = BucketRequests(port, "get");
   const double heads = BucketRequests(port, "head");
   v2::ActionResult result;
   grpc::Status hit = GetResult(cb, action, &result);
-  ASSERT_TRUE(hit.ok()) << hit.error_message();
-  ASSERT_EQ(result.output_files_size(), 3);
+  EXPECT_TRUE(hit.ok()) << hit.error_message();
+  if (!hit.ok() || result.output_files_size() != 3) {
+    return {-1, -1};
+  }
   for (int i = 0; i < 3; ++i) {
     std::string got;
-    ASSERT_TRUE(cb.Read(cas::Digest::OfData(outputs[i]), &got).ok());
+    EXPECT_TRUE(cb.Read(cas::Digest::OfData(outputs[i]), &got).ok());
     EXPECT_TRUE(got == outputs[i]) << i;
   }
-  // Before fetch-on-check: 3 HEADs, then 1 + 3 GETs.
-  EXPECT_EQ(BucketRequests(port, "head") - heads, 0);
-  EXPECT_EQ(BucketRequests(port, "get") - gets, 4);  // The entry + 3 outputs.
+  return {BucketRequests(port, "get") - gets,
+          BucketRequests(port, "head") - heads};
+}
+
+// The result's GET brings copies of its small outputs (each checked), and
+// the client's reads of them are answered from the local tier.
+TEST_F(SharedTierTest, ColdHitGetsResultAndOutputsInOneRequest) {
+  EXPECT_EQ(ColdHit({}, "cold hit, copies"),
+            std::make_pair(1.0, 0.0));
+}
+
+// Without copies (--s3_entry_blobs_max_bytes=0): the entry's GET, then its
+// small outputs fetched by the completeness check (GETs together, no HEAD;
+// before fetch-on-check: 3 HEADs, then 1 + 3 GETs).
+TEST_F(SharedTierTest, ColdHitWithoutCopiesFetchesOutputsOnceWithTheCheck) {
+  EXPECT_EQ(ColdHit({"--s3_entry_blobs_max_bytes=0"}, "cold hit"),
+            std::make_pair(4.0, 0.0));
 }
 
 TEST_F(SharedTierTest, LargeBlobThroughMultipartWithFlatMemory) {
