@@ -23,7 +23,6 @@
 #include "capabilities/capabilities.h"
 #include "cas/service/bytestream_service.h"
 #include "cas/service/cas_service.h"
-#include "rpc/async_unary.h"
 #include "rpc/idle_watchdog.h"
 #include "rpc/io_pool.h"
 #include "rpc/metrics_interceptor.h"
@@ -62,11 +61,9 @@ struct CairnServer::Impl {
   std::unique_ptr<grpc::Service> capabilities;
   std::unique_ptr<grpc::Service> cas;
   std::unique_ptr<grpc::Service> bytestream;
-  std::unique_ptr<actioncache::ActionCacheGrpcService> ac;
+  std::unique_ptr<grpc::Service> ac;
   std::unique_ptr<grpc::Service> fetch;  // Remote Asset API.
   std::unique_ptr<grpc::Service> push;
-  // Async-API methods (GetActionResult); shut down after `server`, `pool`.
-  std::unique_ptr<rpc::AsyncUnaryLane> lane;
   std::unique_ptr<grpc::Server> server;  // Declared last: destroyed first.
   absl::Mutex mu;
   bool shut_down ABSL_GUARDED_BY(mu) = false;
@@ -249,8 +246,6 @@ absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
   builder.RegisterService(impl->ac.get());
   builder.RegisterService(impl->fetch.get());
   builder.RegisterService(impl->push.get());
-  std::unique_ptr<grpc::ServerCompletionQueue> lane_cq =
-      builder.AddCompletionQueue();
   impl->server = builder.BuildAndStart();
   const bool tcp = !options.listen_address.empty() &&
                    !absl::StartsWith(options.listen_address, "unix:");
@@ -258,9 +253,6 @@ absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
     return absl::UnavailableError(
         absl::StrCat("server: cannot listen on ", options.listen_address));
   }
-  impl->lane = std::make_unique<rpc::AsyncUnaryLane>(std::move(lane_cq),
-                                                     options.lane_threads);
-  impl->ac->ServeOn(impl->lane.get());
   auto server = std::unique_ptr<CairnServer>(new CairnServer(std::move(impl)));
   server->port_ = tcp ? port : 0;
   return server;
@@ -286,8 +278,7 @@ void CairnServer::Shutdown(absl::Duration grace) {
     impl_->shut_down = true;
   }
   impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
-  impl_->pool.Shutdown();  // Finishes every call waiting on it, then:
-  impl_->lane->Shutdown();
+  impl_->pool.Shutdown();
 }
 
 void CairnServer::Wait() { impl_->server->Wait(); }

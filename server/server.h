@@ -40,9 +40,6 @@ struct ServerOptions {
   // (0 = 256 per thread).
   int io_threads = 0;
   size_t io_queue = 0;
-  // Threads answering the async-API small calls (GetActionResult; see
-  // rpc/async_unary.h), apart from gRPC's callback threads.
-  int lane_threads = 1;
   int64_t max_batch_total_size_bytes = int64_t{4} << 20;
   // Largest blob accepted for upload; 0 means no limit.
   int64_t max_cas_blob_size_bytes = 0;

@@ -13,78 +13,52 @@ namespace {
 
 namespace v2 = ::build::bazel::remote::execution::v2;
 
-class ActionCacheService final : public ActionCacheGrpcService {
+class ActionCacheService final : public v2::ActionCache::CallbackService {
  public:
   explicit ActionCacheService(const ActionCacheServiceOptions& options)
       : options_(options) {}
 
-  void ServeOn(rpc::AsyncUnaryLane* lane) override {
-    lane->Serve<v2::GetActionResultRequest, v2::ActionResult>(
-        [this](grpc::ServerContext* context,
-               v2::GetActionResultRequest* request,
-               grpc::ServerAsyncResponseWriter<v2::ActionResult>* writer,
-               grpc::ServerCompletionQueue* cq, void* tag) {
-          RequestGetActionResult(context, request, writer, cq, cq, tag);
-        },
-        [this](grpc::ServerContext* context,
-               const v2::GetActionResultRequest& request,
-               v2::ActionResult* response, rpc::AsyncUnaryLane::Done done) {
-          GetActionResult(*context, request, response, done);
-        });
-  }
-
-  // Answers from memory when it can, else on the pool; runs on a lane
-  // thread.
-  void GetActionResult(const grpc::ServerContext& context,
-                       const v2::GetActionResultRequest& request,
-                       v2::ActionResult* response,
-                       rpc::AsyncUnaryLane::Done done) {
+  grpc::ServerUnaryReactor* GetActionResult(
+      grpc::CallbackServerContext* context,
+      const v2::GetActionResultRequest* request,
+      v2::ActionResult* response) override {
     absl::StatusOr<cas::Digest> action =
-        cas::FromProto(request.action_digest(), "action_digest");
-    absl::Status status =
-        rpc::Authorize(options_.authorizer, context, rpc::Access::kRead);
-    if (status.ok()) {
-      status = cas::ValidateRequestScope(request.instance_name(),
-                                         request.digest_function());
-    }
-    if (status.ok()) {
-      status = action.status();
-    }
-    if (!status.ok()) {
-      return done(status);
-    }
+        cas::FromProto(request->action_digest(), "action_digest");
+    rpc::UnaryCall call(context, options_.authorizer, rpc::Access::kRead,
+                        options_.pool, "GetActionResult");
+    call.Validate([&] {
+          return cas::ValidateRequestScope(request->instance_name(),
+                                           request->digest_function());
+        })
+        .Validate([&] { return action.status(); });
     InlineRequest inline_request;
-    inline_request.stdout_raw = request.inline_stdout();
-    inline_request.stderr_raw = request.inline_stderr();
-    inline_request.output_files.assign(request.inline_output_files().begin(),
-                                       request.inline_output_files().end());
+    inline_request.stdout_raw = request->inline_stdout();
+    inline_request.stderr_raw = request->inline_stderr();
+    inline_request.output_files.assign(request->inline_output_files().begin(),
+                                       request->inline_output_files().end());
     inline_request.max_inline_bytes = options_.max_inline_bytes;
-    if (options_.store != nullptr) {
+    if (call.ok() && options_.store != nullptr) {
       std::optional<absl::StatusOr<ActionResult>> result =
-          options_.cache->TryGet(request.instance_name(), *action,
+          options_.cache->TryGet(request->instance_name(), *action,
                                  inline_request);
       if (result.has_value()) {  // Answered from memory.
         if (result->ok()) {
           *response = **std::move(result);
         }
-        return done(result->status());
+        return call.FinishNow(result->status());
       }
     }
-    absl::Status scheduled = options_.pool->Schedule(
-        "GetActionResult",
-        [this, &request, response, done, action = *std::move(action),
-         inline_request = std::move(inline_request)] {
-          absl::StatusOr<ActionResult> result =
-              options_.cache->Get(request.instance_name(), action,
-                                  inline_request);
-          if (result.ok()) {
-            *response = *std::move(result);
+    return call.RunOnPool(
+        [this, request, response, action = std::move(action),
+         inline_request = std::move(inline_request)]() -> absl::Status {
+          absl::StatusOr<ActionResult> result = options_.cache->Get(
+              request->instance_name(), *action, inline_request);
+          if (!result.ok()) {
+            return result.status();
           }
-          done(result.status());
+          *response = *std::move(result);
+          return absl::OkStatus();
         });
-    if (!scheduled.ok()) {
-      done(scheduled);
-    }
   }
 
   grpc::ServerUnaryReactor* UpdateActionResult(
@@ -159,7 +133,7 @@ class ActionCacheService final : public ActionCacheGrpcService {
 
 }  // namespace
 
-std::unique_ptr<ActionCacheGrpcService> NewActionCacheService(
+std::unique_ptr<v2::ActionCache::CallbackService> NewActionCacheService(
     const ActionCacheServiceOptions& options) {
   return std::make_unique<ActionCacheService>(options);
 }

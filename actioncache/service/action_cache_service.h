@@ -20,7 +20,6 @@
 
 #include "actioncache/action_cache.h"
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
-#include "rpc/async_unary.h"
 #include "rpc/auth.h"
 #include "rpc/io_pool.h"
 #include "rpc/write_quota.h"
@@ -48,27 +47,10 @@ struct ActionCacheServiceOptions {
   rpc::WriteQuota* write_quota = nullptr;
 };
 
-// The service: UpdateActionResult through gRPC's callback API,
-// GetActionResult through its async API on an rpc::AsyncUnaryLane, so that
-// cache lookups do not wait behind the callback threads a thousand
-// ByteStream Reads keep busy (see rpc/async_unary.h).
-class ActionCacheGrpcService
-    : public ::build::bazel::remote::execution::v2::ActionCache::
-          WithCallbackMethod_UpdateActionResult<
-              ::build::bazel::remote::execution::v2::ActionCache::
-                  WithAsyncMethod_GetActionResult<
-                      ::build::bazel::remote::execution::v2::ActionCache::
-                          Service>> {
- public:
-  // Starts answering GetActionResult on `lane` (not owned; shut down after
-  // the server and the pool). Once, after the server started: until then
-  // GetActionResult calls wait.
-  virtual void ServeOn(rpc::AsyncUnaryLane* lane) = 0;
-};
-
 // Returns the ActionCache service.
-std::unique_ptr<ActionCacheGrpcService> NewActionCacheService(
-    const ActionCacheServiceOptions& options);
+std::unique_ptr<
+    ::build::bazel::remote::execution::v2::ActionCache::CallbackService>
+NewActionCacheService(const ActionCacheServiceOptions& options);
 
 }  // namespace cairn::actioncache
 

@@ -2,17 +2,7 @@
 #include <grpcpp/client_context.h>
 #include <gtest/gtest.h>
 
-#include <grpcpp/server_builder.h>
-
-#include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <memory>
 #include <string>
-#include <thread>
-#include <vector>
-
-#include "absl/synchronization/notification.h"
 
 #include "tests/testutil/service_fixture.h"
 
@@ -174,99 +164,6 @@ TEST_F(ActionCacheServiceTest, SymlinkTargetsPassThroughUnlessStrict) {
             StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(Update("", action_, inside).ok());
   EXPECT_EQ(strategy(), v2::SymlinkAbsolutePathStrategy::DISALLOWED);
-}
-
-// An ActionCache whose GetActionResult (callback API) blocks until
-// released: while enough of them are open, every one of gRPC's process-wide
-// callback threads is stuck in one.
-class BlockingActionCache final : public v2::ActionCache::CallbackService {
- public:
-  grpc::ServerUnaryReactor* GetActionResult(
-      grpc::CallbackServerContext* context, const v2::GetActionResultRequest*,
-      v2::ActionResult*) override {
-    entered_.fetch_add(1);
-    release_.WaitForNotification();
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
-  }
-
-  std::atomic<int> entered_{0};
-  absl::Notification release_;
-};
-
-// GetActionResult is served apart from gRPC's callback threads (a thousand
-// ByteStream Reads keep those busy): it answers while all of them are
-// blocked in another server's handler.
-TEST_F(ActionCacheServiceTest, GetAnswersWhileTheCallbackThreadsAreBusy) {
-  ASSERT_TRUE(Update("", action_, StoredResult()).ok());
-  BlockingActionCache blocking;
-  grpc::ServerBuilder builder;
-  builder.RegisterService(&blocking);
-  std::unique_ptr<grpc::Server> other = builder.BuildAndStart();
-  ASSERT_NE(other, nullptr);
-  auto other_stub = v2::ActionCache::NewStub(
-      other->InProcessChannel(grpc::ChannelArguments()));
-  // gRPC 1.51 runs callbacks on clamp(cores / 2, 2, 16) threads.
-  const int callback_threads = static_cast<int>(std::clamp(
-      std::max(1u, std::thread::hardware_concurrency()) / 2, 2u, 16u));
-  std::vector<std::thread> stuck;
-  for (int i = 0; i < callback_threads; ++i) {
-    stuck.emplace_back([&] {
-      ClientContext context;
-      v2::ActionResult ignored;
-      other_stub->GetActionResult(&context, v2::GetActionResultRequest(),
-                                  &ignored);
-    });
-  }
-  while (blocking.entered_.load() < callback_threads) {
-    std::this_thread::yield();  // Every callback thread is now blocked.
-  }
-  ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(10));
-  v2::GetActionResultRequest request;
-  *request.mutable_action_digest() = action_;
-  v2::ActionResult result;
-  grpc::Status status = ac_->GetActionResult(&context, request, &result);
-  blocking.release_.Notify();
-  for (std::thread& t : stuck) {
-    t.join();
-  }
-  other->Shutdown();
-  EXPECT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(result.output_files_size(), 1);
-}
-
-// Shutting down with GetActionResult calls in flight (answered from memory
-// or waiting on the pool) neither hangs nor crashes.
-// Over TCP: an in-process channel must not outlive its server.
-TEST_F(ActionCacheServiceTest, ShutsDownWithGetsInFlight) {
-  StartServer(server::ServerOptions{}, /*tcp=*/true);
-  ASSERT_TRUE(Update("", action_, StoredResult()).ok());
-  std::atomic<bool> stop{false};
-  std::atomic<int> answered{0};
-  std::vector<std::thread> callers;
-  for (int i = 0; i < 8; ++i) {
-    callers.emplace_back([&, i] {
-      while (!stop.load()) {
-        v2::ActionResult result;
-        grpc::Status s = Get("", i % 2 == 0 ? action_ : ProtoDigestOf("miss"),
-                             &result, /*inline_all=*/i % 4 == 1);
-        if (s.ok() || s.error_code() == StatusCode::NOT_FOUND) {
-          answered.fetch_add(1);
-        }
-      }
-    });
-  }
-  while (answered.load() < 100) {
-    std::this_thread::yield();
-  }
-  server_.reset();
-  stop = true;
-  for (std::thread& t : callers) {
-    t.join();
-  }
 }
 
 }  // namespace
