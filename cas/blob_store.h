@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -219,6 +220,28 @@ class BlobStore {
                                          absl::string_view value,
                                          absl::Span<const Digest> blobs) {
     return PutEntry(key, value);
+  }
+
+  // PutEntry() for a thread that should not wait for the disk to sync:
+  // calls `done` exactly once with what PutEntry() would return, on this
+  // thread or later on a thread of the store's (`done` must then be quick
+  // and must not block). `key` and `value` need not outlive the call. A
+  // store may make the entry readable before `done` reports it durable; an
+  // error then means it may or may not survive a crash. The default calls
+  // PutEntry() and then `done`.
+  using PutCallback = absl::AnyInvocable<void(absl::Status) &&>;
+  virtual void PutEntryThen(absl::string_view key, absl::string_view value,
+                            PutCallback done) {
+    std::move(done)(PutEntry(key, value));
+  }
+
+  // PutEntryThen() naming the entry's blobs as PutEntryWithBlobs() does
+  // (`blobs` need not outlive the call). The default ignores them.
+  virtual void PutEntryWithBlobsThen(absl::string_view key,
+                                     absl::string_view value,
+                                     absl::Span<const Digest> blobs,
+                                     PutCallback done) {
+    PutEntryThen(key, value, std::move(done));
   }
 
   // Returns the current counters.

@@ -375,6 +375,11 @@ class TieredStore final : public TieredBlobStore {
   }
   absl::Status PutEntryWithBlobs(absl::string_view key, absl::string_view value,
                                  absl::Span<const Digest> blobs) override;
+  void PutEntryWithBlobsThen(absl::string_view key, absl::string_view value,
+                             absl::Span<const Digest> blobs,
+                             PutCallback done) override {
+    std::move(done)(PutEntryWithBlobs(key, value, blobs));
+  }
 
   std::optional<bool> TryHasEntry(absl::string_view key) override {
     std::optional<bool> local = local_->TryHasEntry(key);
