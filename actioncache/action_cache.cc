@@ -639,7 +639,7 @@ absl::StatusOr<ActionResult> ActionCache::Update(
   // ones with the entry (one bucket request per cold hit).
   if (absl::Status s = store_->PutEntryWithBlobs(
           ActionCacheKey(instance_name, action_digest), bytes,
-          DirectReferences(stored));
+          DirectReferences(*stored));
       !s.ok()) {
     return s;
   }
