@@ -29,40 +29,11 @@ inline grpc::ServerUnaryReactor* FinishUnaryNow(
   return reactor;
 }
 
-// Returns the default unary reactor of `context` after arranging for `work`
-// (absl::Status(), called at most once on a pool thread) to run and its
-// status to finish the call. When `validation` is not OK the call finishes at
-// once with it and `work` never runs. A refused schedule finishes the call
-// with RESOURCE_EXHAUSTED (or UNAVAILABLE while shutting down); a call the
-// client cancelled while it waited in the queue is finished without running
-// `work`. `work` must not touch the request or response after returning.
-template <typename Work>
-grpc::ServerUnaryReactor* FinishUnaryOnPool(
-    grpc::CallbackServerContext* context, IoPool* pool, const char* what,
-    const absl::Status& validation, Work work) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (!validation.ok()) {
-    reactor->Finish(ToGrpcStatus(validation));
-    return reactor;
-  }
-  absl::Status scheduled = pool->Schedule(
-      what, [context, reactor, what, work = std::move(work)]() mutable {
-        if (context->IsCancelled()) {  // The client gave up while queued.
-          reactor->Finish(ToGrpcStatus(absl::CancelledError(what)));
-          return;
-        }
-        reactor->Finish(ToGrpcStatus(work()));
-      });
-  if (!scheduled.ok()) {
-    reactor->Finish(ToGrpcStatus(scheduled));
-  }
-  return reactor;
-}
-
-// Like FinishUnaryOnPool, for work that finishes later: `work`
+// FinishUnaryOnPool (below) for work that finishes later: `work`
 // (void(UnaryDone)) runs at most once on a pool thread and must call the
 // UnaryDone it is given exactly once, on any thread, then or later; that
 // status finishes the call. Until then the request and response stay valid.
+// Validation, a refused schedule and cancellation as FinishUnaryOnPool.
 using UnaryDone = absl::AnyInvocable<void(const absl::Status&) &&>;
 template <typename Work>
 grpc::ServerUnaryReactor* FinishUnaryOnPoolThen(
@@ -87,6 +58,24 @@ grpc::ServerUnaryReactor* FinishUnaryOnPoolThen(
     reactor->Finish(ToGrpcStatus(scheduled));
   }
   return reactor;
+}
+
+// Returns the default unary reactor of `context` after arranging for `work`
+// (absl::Status(), called at most once on a pool thread) to run and its
+// status to finish the call. When `validation` is not OK the call finishes at
+// once with it and `work` never runs. A refused schedule finishes the call
+// with RESOURCE_EXHAUSTED (or UNAVAILABLE while shutting down); a call the
+// client cancelled while it waited in the queue is finished without running
+// `work`. `work` must not touch the request or response after returning.
+template <typename Work>
+grpc::ServerUnaryReactor* FinishUnaryOnPool(
+    grpc::CallbackServerContext* context, IoPool* pool, const char* what,
+    const absl::Status& validation, Work work) {
+  return FinishUnaryOnPoolThen(
+      context, pool, what, validation,
+      [work = std::move(work)](UnaryDone done) mutable {
+        std::move(done)(work());
+      });
 }
 
 // One unary call, handled the way every service handles them:

@@ -34,20 +34,30 @@ TransferMode TransferChooser::Next() {
 void TransferChooser::Record(TransferMode mode, int64_t bytes,
                              absl::Duration elapsed) {
   if (policy_ != ZstdPolicy::kAuto || mode != TransferMode::kPlain ||
-      bytes < kMinSampleBytes || elapsed <= absl::ZeroDuration()) {
+      bytes <= 0 || elapsed <= absl::ZeroDuration()) {
     return;
   }
+  const absl::Time end = absl::Now();
   absl::MutexLock lock(&mu_);
   if (decided_) {
     return;
   }
+  // Every body shares the link: all count towards the aggregate rate.
+  window_start_ = std::min(window_start_, end - elapsed);
+  window_bytes_ += bytes;
+  if (bytes < kMinSampleBytes) {
+    return;
+  }
   best_rate_ = std::max(
       best_rate_, static_cast<double>(bytes) / absl::ToDoubleSeconds(elapsed));
+  const double window = absl::ToDoubleSeconds(end - window_start_);
+  rate_ = std::max(best_rate_,
+                   window > 0 ? static_cast<double>(window_bytes_) / window : 0);
   if (++samples_ < kProbeSamples) {
     return;
   }
-  mode_ = best_rate_ < kZstdBelowBytesPerSecond ? TransferMode::kZstd
-                                                : TransferMode::kPlain;
+  mode_ = rate_ < kZstdBelowBytesPerSecond ? TransferMode::kZstd
+                                           : TransferMode::kPlain;
   decided_ = true;
 }
 
@@ -61,7 +71,7 @@ bool TransferChooser::Decided() const {
 
 double TransferChooser::EstimatedRate() const {
   absl::MutexLock lock(&mu_);
-  return best_rate_;
+  return rate_;
 }
 
 }  // namespace cairn::client::gocacheprog
