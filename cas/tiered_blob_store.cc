@@ -485,21 +485,22 @@ class TieredStore final : public TieredBlobStore {
   // bucket's error (UNAVAILABLE).
   std::vector<absl::StatusOr<Fetched>> FetchForCheck(
       absl::Span<const Digest> digests);
-  // The sink of a whole-blob fetch into `writer`; sets `*too_long` when
-  // the object has more bytes than the digest.
-  static S3Sink FillSink(BlobWriter* writer, bool* too_long) {
-    return [writer, too_long](absl::string_view chunk) {
-      absl::Status s = writer->Append(chunk);
-      *too_long = s.code() == absl::StatusCode::kInvalidArgument;
-      return s;
+  // The sink of a whole-blob fetch into `writer`; sets `*refused` to the
+  // writer's error when it refuses a chunk (INVALID_ARGUMENT: the object
+  // has more bytes than the digest), which ends the GET with that error.
+  static S3Sink FillSink(BlobWriter* writer, absl::Status* refused) {
+    return [writer, refused](absl::string_view chunk) {
+      *refused = writer->Append(chunk);
+      return *refused;
     };
   }
   // Ends a whole-blob fetch of `digest` into `writer` whose GET answered
-  // `got`: commits (verifying the SHA-256) and returns the object's info,
-  // or DATA_LOSS (corrupt: marked), NOT_FOUND, the local tier's error, or
-  // UNAVAILABLE (the bucket's).
+  // `got` (`refused`: the sink's error, see FillSink): commits (verifying
+  // the SHA-256) and returns the object's info, or DATA_LOSS (corrupt:
+  // marked), NOT_FOUND, the local tier's error, or UNAVAILABLE (the
+  // bucket's). Only the bucket's own answers count for bucket_down.
   absl::StatusOr<S3ObjectInfo> EndFill(const Digest& digest, BlobWriter* writer,
-                                       bool too_long,
+                                       const absl::Status& refused,
                                        const absl::StatusOr<S3ObjectInfo>& got);
 
   // Makes sure the local tier holds `digest` (fetching it), then runs `op`;
@@ -712,7 +713,7 @@ std::vector<absl::StatusOr<TieredStore::Fetched>> TieredStore::FetchForCheck(
   std::vector<absl::StatusOr<Fetched>> out(n, Fetched::kAskBucket);
   std::vector<std::shared_ptr<InFlight>> joined(n);
   std::vector<std::unique_ptr<BlobWriter>> writers(n);
-  std::unique_ptr<bool[]> too_long(new bool[n]());
+  std::vector<absl::Status> refused(n);  // Sized once: sinks point in.
   std::vector<size_t> led;
   std::vector<std::string> keys;
   std::vector<S3Sink> sinks;
@@ -737,7 +738,7 @@ std::vector<absl::StatusOr<TieredStore::Fetched>> TieredStore::FetchForCheck(
     writers[i] = *std::move(w);
     led.push_back(i);
     keys.push_back(CasKey(digests[i]));
-    sinks.push_back(FillSink(writers[i].get(), &too_long[i]));
+    sinks.push_back(FillSink(writers[i].get(), &refused[i]));
     joined[i] = std::move(flight);  // Ended below, by this caller.
   }
   check_fetches_.fetch_add(static_cast<int64_t>(led.size()));
@@ -747,7 +748,7 @@ std::vector<absl::StatusOr<TieredStore::Fetched>> TieredStore::FetchForCheck(
     const size_t i = led[k];
     const Digest& d = digests[i];
     absl::StatusOr<S3ObjectInfo> info =
-        EndFill(d, writers[i].get(), too_long[i], got[k]);
+        EndFill(d, writers[i].get(), refused[i], got[k]);
     writers[i].reset();
     EndFlight(d, joined[i], info.status());
     joined[i] = nullptr;
@@ -934,11 +935,11 @@ absl::Status TieredStore::FetchOnce(const Digest& digest) {
   if (!writer.ok()) {
     return writer.status();
   }
-  bool too_long = false;
+  absl::Status refused;
   absl::StatusOr<S3ObjectInfo> got =
-      s3_->Get(CasKey(digest), 0, -1, FillSink(writer->get(), &too_long));
+      s3_->Get(CasKey(digest), 0, -1, FillSink(writer->get(), &refused));
   absl::StatusOr<S3ObjectInfo> info =
-      EndFill(digest, writer->get(), too_long, got);
+      EndFill(digest, writer->get(), refused, got);
   if (info.ok()) {
     Remember(digest, info->last_modified);  // Seen there just now.
   }
@@ -946,19 +947,24 @@ absl::Status TieredStore::FetchOnce(const Digest& digest) {
 }
 
 absl::StatusOr<S3ObjectInfo> TieredStore::EndFill(
-    const Digest& digest, BlobWriter* writer, bool too_long,
+    const Digest& digest, BlobWriter* writer, const absl::Status& refused,
     const absl::StatusOr<S3ObjectInfo>& got) {
-  NoteBucket(got.status());
-  absl::Status s = got.status();
+  // A refused chunk ended the GET: the bucket was answering.
+  NoteBucket(refused.ok() ? got.status() : absl::OkStatus());
+  absl::Status s = refused.ok() ? got.status() : refused;
+  bool corrupt = absl::IsInvalidArgument(refused);  // Longer than its digest.
   if (s.ok()) {
     s = writer->Commit();
-    too_long = s.code() == absl::StatusCode::kInvalidArgument;
+    corrupt = absl::IsInvalidArgument(s);  // Shorter, or other bytes.
   }
-  if (too_long) {
+  if (corrupt) {
     MarkCorrupt(digest);
     return absl::DataLossError(absl::StrCat(
         "cas blob ", digest.ToString(),
         ": the shared tier's copy does not match its digest; not served"));
+  }
+  if (!refused.ok()) {
+    return refused;  // The local tier's error.
   }
   if (s.code() == absl::StatusCode::kNotFound) {
     return absl::NotFoundError(
@@ -1105,7 +1111,7 @@ TieredWriter::~TieredWriter() {
 
 absl::Status TieredWriter::Append(absl::string_view data) {
   if (failed_ || committed_) {
-    return absl::FailedPreconditionError("cas write: writer is finished");
+    return WriterClosedError(digest_);
   }
   if (written_ + static_cast<int64_t>(data.size()) > digest_.size_bytes()) {
     return Fail(absl::InvalidArgumentError(absl::StrCat(
@@ -1160,7 +1166,7 @@ absl::Status TieredWriter::FlushPart() {
 
 absl::Status TieredWriter::Commit() {
   if (failed_ || committed_) {
-    return absl::FailedPreconditionError("cas write: writer is finished");
+    return WriterClosedError(digest_);
   }
   if (absl::Status s = CheckDigest(digest_, hasher_.FinishDigest()); !s.ok()) {
     failed_ = true;

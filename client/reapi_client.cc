@@ -595,18 +595,22 @@ void GrpcReapiClient::UploadBatch(absl::Span<UploadItem* const> batch) {
   });
   for (const auto& r : resp.responses()) {
     auto it = waiting.find(r.digest().hash());
-    if (!s.ok() || it == waiting.end() || r.status().code() == 0) {
+    if (!s.ok() || it == waiting.end()) {
       continue;
     }
-    for (UploadItem* item : it->second) {
+    for (UploadItem* item : it->second) {  // OK when the code is.
       item->status = FromRpcStatus(
           r.status(), absl::StrCat("upload ", item->digest.ToString()));
     }
     it->second.clear();
   }
-  for (auto& [hash, items] : waiting) {
+  for (auto& [hash, items] : waiting) {  // Not answered: not stored.
     for (UploadItem* item : items) {
-      item->status = s;
+      item->status =
+          s.ok() ? absl::InternalError(absl::StrCat(
+                       "BatchUpdateBlobs: no answer for ",
+                       item->digest.ToString()))
+                 : s;
     }
   }
   if (s.ok()) {

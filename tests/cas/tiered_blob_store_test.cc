@@ -279,6 +279,78 @@ TEST_F(TieredTest, CheckForReadWithTheBucketStoppedIsUnavailable) {
   EXPECT_TRUE(again->empty());
 }
 
+// A local tier (in memory) whose writers refuse every byte, as a full disk
+// does.
+class FullLocalTier final : public BlobStore {
+ public:
+  std::vector<Digest> FindMissing(absl::Span<const Digest> d) override {
+    return mem_->FindMissing(d);
+  }
+  bool Contains(const Digest& d) override { return mem_->Contains(d); }
+  absl::StatusOr<std::string> Read(const Digest& d) override {
+    return mem_->Read(d);
+  }
+  absl::StatusOr<std::unique_ptr<BlobReader>> OpenRead(const Digest& d,
+                                                       int64_t o) override {
+    return mem_->OpenRead(d, o);
+  }
+  absl::Status Write(const Digest& d, absl::string_view data) override {
+    return Full();
+  }
+  absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWrite(
+      const Digest& d) override {
+    return std::make_unique<Refusing>();
+  }
+  absl::StatusOr<std::string> GetEntry(absl::string_view k) override {
+    return mem_->GetEntry(k);
+  }
+  absl::Status PutEntry(absl::string_view k, absl::string_view v) override {
+    return mem_->PutEntry(k, v);
+  }
+  StoreStats Stats() override { return mem_->Stats(); }
+
+ private:
+  static absl::Status Full() {
+    return absl::ResourceExhaustedError("local tier full");
+  }
+  struct Refusing final : BlobWriter {
+    absl::Status Append(absl::string_view) override { return Full(); }
+    int64_t committed_size() const override { return 0; }
+    absl::Status Commit() override { return Full(); }
+  };
+  std::unique_ptr<BlobStore> mem_ = NewMemoryBlobStore({int64_t{1} << 20});
+};
+
+// A fetch the local tier refuses is the local tier's error, never the
+// bucket's: the check HEADs instead, a read answers RESOURCE_EXHAUSTED, and
+// the bucket is not reported down. An object longer than its digest is
+// corrupt (missing), and the bucket that served it is not down either.
+TEST_F(TieredTest, AFetchTheLocalTierRefusesIsNotABucketError) {
+  auto a = Node(nullptr);
+  const std::vector<Digest> outputs = WriteBlobs(a.get(), 20, 2, 1000);
+  Requests seen;
+  auto b = *NewTieredBlobStore(std::make_unique<FullLocalTier>(),
+                               *NewS3Client(ClientOptions(&seen)), options_);
+  auto missing = b->FindMissingForRead(outputs);
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  EXPECT_TRUE(missing->empty());
+  EXPECT_EQ(seen.head, 2);
+  EXPECT_FALSE(b->Counters().bucket_down);
+  EXPECT_EQ(b->Read(outputs[0]).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_FALSE(b->Counters().bucket_down);
+
+  const std::string data = Blob(22, 1000);
+  const Digest d = Digest::OfData(data);
+  ASSERT_TRUE(
+      Raw()->Put(options_.prefix + "cas/" + d.hash(), data + "x", "", false)
+          .ok());
+  auto c = Node(nullptr);
+  EXPECT_EQ(*c->FindMissingForRead({d}), std::vector<Digest>{d});
+  EXPECT_EQ(c->Counters().corrupt_fetches, 1);
+  EXPECT_FALSE(c->Counters().bucket_down);
+}
+
 TEST_F(TieredTest, ConcurrentChecksAndReadsFetchEachBlobOnce) {
   Requests seen_a, seen_b;
   auto a = Node(&seen_a);
@@ -372,6 +444,7 @@ TEST_F(TieredTest, WrongBytesAreRefusedBeforeUpload) {
   ASSERT_TRUE(w.ok());
   ASSERT_TRUE((*w)->Append("wrong").ok());
   EXPECT_EQ((*w)->Commit().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*w)->Append("x"), WriterClosedError(d));  // As every store.
   EXPECT_EQ(seen.put_ok, 0);
   EXPECT_EQ(Raw()->Head(options_.prefix + "cas/" + d.hash()).status().code(),
             absl::StatusCode::kNotFound);

@@ -47,6 +47,8 @@ struct FakeState {
   // Advertise and speak zstd; serve reads with one byte flipped.
   bool zstd ABSL_GUARDED_BY(mu) = false;
   bool corrupt_reads ABSL_GUARDED_BY(mu) = false;
+  // BatchUpdateBlobs answers OK without a response per blob, storing none.
+  bool empty_update_answers ABSL_GUARDED_BY(mu) = false;
   // Calls of method `hold` wait in the server until ReleaseHold().
   std::string hold ABSL_GUARDED_BY(mu);
   bool hold_released ABSL_GUARDED_BY(mu) = false;
@@ -157,6 +159,9 @@ class FakeCas final : public reapi::ContentAddressableStorage::Service {
       bytes += static_cast<int64_t>(r.data().size());
     }
     s_->NoteBatch(bytes);
+    if (s_->empty_update_answers) {
+      return grpc::Status::OK;
+    }
     for (const auto& r : req->requests()) {
       auto* out = resp->add_responses();
       *out->mutable_digest() = r.digest();
@@ -644,6 +649,20 @@ TEST_F(CoalescingTest, AFailedBatchFailsEachBlobItCarried) {
     EXPECT_EQ(got[i].code(), absl::StatusCode::kUnavailable) << i;
   }
   EXPECT_EQ(state_.Calls("batch_read"), 2);
+}
+
+// A blob the BatchUpdateBlobs answer leaves out (a broken server or proxy)
+// failed to upload; it is never reported as stored.
+TEST_F(ReapiClientTest, BlobMissingFromABatchUpdateAnswerIsNotUploaded) {
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.empty_update_answers = true;
+  }
+  auto c = Client();
+  const std::string data = "no answer for this one";
+  absl::Status s =
+      c->UploadBlob(cas::Digest::OfData(data), StringChunkSource(data));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << s;
 }
 
 TEST_F(ReapiClientTest, MissingBlobIsNotFound) {
