@@ -611,9 +611,8 @@ std::optional<absl::StatusOr<ActionResult>> ActionCache::TryGet(
   return result;
 }
 
-absl::StatusOr<ActionResult> ActionCache::Update(
-    absl::string_view instance_name, const cas::Digest& action_digest,
-    const ActionResult& result) {
+absl::StatusOr<ActionResult> ActionCache::PrepareUpdate(
+    const ActionResult& result, std::string* bytes) {
   if (absl::Status s = ValidateActionResult(result, options_); !s.ok()) {
     return s;
   }
@@ -621,12 +620,20 @@ absl::StatusOr<ActionResult> ActionCache::Update(
   if (absl::Status s = MoveAllInlined(store_, &stored); !s.ok()) {
     return s;
   }
+  google::protobuf::io::StringOutputStream out(bytes);
+  google::protobuf::io::CodedOutputStream coded(&out);
+  coded.SetSerializationDeterministic(true);
+  stored.SerializeToCodedStream(&coded);
+  return stored;
+}
+
+absl::StatusOr<ActionResult> ActionCache::Update(
+    absl::string_view instance_name, const cas::Digest& action_digest,
+    const ActionResult& result) {
   std::string bytes;
-  {
-    google::protobuf::io::StringOutputStream out(&bytes);
-    google::protobuf::io::CodedOutputStream coded(&out);
-    coded.SetSerializationDeterministic(true);
-    stored.SerializeToCodedStream(&coded);
+  absl::StatusOr<ActionResult> stored = PrepareUpdate(result, &bytes);
+  if (!stored.ok()) {
+    return stored;
   }
   if (absl::Status s =
           store_->PutEntry(ActionCacheKey(instance_name, action_digest), bytes);
@@ -634,6 +641,27 @@ absl::StatusOr<ActionResult> ActionCache::Update(
     return s;
   }
   return stored;
+}
+
+void ActionCache::UpdateThen(absl::string_view instance_name,
+                             const cas::Digest& action_digest,
+                             const ActionResult& result, UpdateCallback done) {
+  std::string bytes;
+  absl::StatusOr<ActionResult> stored = PrepareUpdate(result, &bytes);
+  if (!stored.ok()) {
+    std::move(done)(std::move(stored));
+    return;
+  }
+  store_->PutEntryThen(
+      ActionCacheKey(instance_name, action_digest), bytes,
+      [stored = *std::move(stored),
+       done = std::move(done)](absl::Status s) mutable {
+        if (!s.ok()) {
+          std::move(done)(std::move(s));
+        } else {
+          std::move(done)(std::move(stored));
+        }
+      });
 }
 
 }  // namespace cairn::actioncache

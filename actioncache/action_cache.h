@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -110,7 +111,22 @@ class ActionCache {
                                       const cas::Digest& action_digest,
                                       const ActionResult& result);
 
+  // Update() for a thread that should not wait for the disk to sync: calls
+  // `done` exactly once with what Update() would return, on this thread or
+  // later on one of the store's (BlobStore::PutEntryThen()). The arguments
+  // need not outlive the call.
+  using UpdateCallback =
+      absl::AnyInvocable<void(absl::StatusOr<ActionResult>) &&>;
+  void UpdateThen(absl::string_view instance_name,
+                  const cas::Digest& action_digest, const ActionResult& result,
+                  UpdateCallback done);
+
  private:
+  // Validates `result` and returns it as stored (inlined bytes moved into
+  // the CAS) with its serialized bytes in `*bytes`.
+  absl::StatusOr<ActionResult> PrepareUpdate(const ActionResult& result,
+                                             std::string* bytes);
+
   cas::BlobStore* const store_;  // Not owned.
   const ValidationOptions options_;
 };

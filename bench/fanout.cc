@@ -81,6 +81,10 @@ ABSL_FLAG(int, client_nice, 0,
           "Nice value the reader/caller threads run at (the probe and the "
           "server keep theirs): > 0 stands in for clients on other hosts, "
           "whose CPU is not the server's.");
+ABSL_FLAG(std::string, probe_log, "",
+          "Append the probe's GetActionResult latencies, in the order taken "
+          "(\"scenario phase index us\", one every --probe_ms plus the "
+          "call), to this file: shows when in the run the slow ones came.");
 ABSL_FLAG(bool, probe_child, false, "Internal: be that child process.");
 ABSL_FLAG(int, server_pid, 0, "Server process to read RSS from.");
 ABSL_FLAG(std::string, label, "server", "Server name in the table and CSV.");
@@ -668,6 +672,20 @@ void PrintRow(const std::vector<std::string>& cells, const std::string& csv) {
   out << absl::StrJoin(cells, ",") << "\n";
 }
 
+// Appends `samples` in the order taken to --probe_log, when set.
+void LogProbe(absl::string_view scenario, const char* phase,
+              Latencies& samples) {
+  const std::string path = absl::GetFlag(FLAGS_probe_log);
+  if (path.empty()) {
+    return;
+  }
+  std::ofstream out(path, std::ios::app);
+  int64_t i = 0;
+  for (int64_t us : samples.Samples()) {
+    out << scenario << ' ' << phase << ' ' << i++ << ' ' << us << '\n';
+  }
+}
+
 std::string F(double v, int digits = 1) {
   return absl::StrFormat("%.*f", digits, v);
 }
@@ -726,6 +744,8 @@ int RunScenario(Clients& c, client::ReapiClient& client,
     t.join();
   }
   peak = std::max(peak, pid > 0 ? ProcStatusMib(pid, "VmHWM:") : 0);
+  LogProbe(scenario, "idle", idle_ac);
+  LogProbe(scenario, "load", load_ac);
   double ratio = idle_ac.QuantileMs(0.99) > 0
                      ? load_ac.QuantileMs(0.99) / idle_ac.QuantileMs(0.99)
                      : 0;

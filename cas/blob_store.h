@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -278,6 +279,19 @@ class BlobStore {
   // Stores `value` under `key`, replacing any previous value.
   virtual absl::Status PutEntry(absl::string_view key,
                                 absl::string_view value) = 0;
+
+  // PutEntry() for a thread that should not wait for the disk to sync:
+  // calls `done` exactly once with what PutEntry() would return, on this
+  // thread or later on a thread of the store's (`done` must then be quick
+  // and must not block). `key` and `value` need not outlive the call. A
+  // store may make the entry readable before `done` reports it durable; an
+  // error then means it may or may not survive a crash. The default calls
+  // PutEntry() and then `done`.
+  using PutCallback = absl::AnyInvocable<void(absl::Status) &&>;
+  virtual void PutEntryThen(absl::string_view key, absl::string_view value,
+                            PutCallback done) {
+    std::move(done)(PutEntry(key, value));
+  }
 
   // Returns the current counters.
   virtual StoreStats Stats() = 0;

@@ -357,6 +357,8 @@ class DiskBlobStore final : public BlobStore {
   absl::StatusOr<std::string> GetEntry(absl::string_view key) override;
   absl::Status PutEntry(absl::string_view key,
                         absl::string_view value) override;
+  void PutEntryThen(absl::string_view key, absl::string_view value,
+                    PutCallback done) override;
   StoreStats Stats() override;
   std::vector<OwnerEvictions> EvictionsByOwner() override {
     absl::MutexLock lock(&mu_);
@@ -410,10 +412,19 @@ class DiskBlobStore final : public BlobStore {
                           const absl::string_view* entry_value = nullptr,
                           int64_t zstd_content = -1);
   // As CommitTemp(), for an item stored in the small-item database: `value`
-  // is the whole item (verified by the caller).
+  // is the whole item (verified by the caller). With `then`, the item is
+  // written without waiting for the log sync and `*then` is moved to the
+  // database's WhenDurable() (or called with the error); the return value
+  // is then OK.
   absl::Status CommitSmall(const ItemKey& key, absl::string_view value,
                            int64_t reserved, bool replace,
-                           const absl::string_view* entry_value = nullptr);
+                           const absl::string_view* entry_value = nullptr,
+                           PutCallback* then = nullptr);
+  // Returns `s`, or with `then` calls it with `s` and returns OK.
+  static absl::Status Reply(absl::Status s, PutCallback* then);
+  // PutEntry(), or PutEntryThen() when `then` is not null (see Reply()).
+  absl::Status PutEntryImpl(absl::string_view key, absl::string_view value,
+                            PutCallback* then);
   // Whether an item of `size` bytes goes to the small-item database.
   bool IsSmall(int64_t size) const {
     return size <= options_.small_item_max_bytes;
@@ -1213,6 +1224,7 @@ DiskBlobStore::~DiskBlobStore() {
   if (small_ != nullptr && !options_.fsync) {
     small_->SyncForClose().IgnoreError();  // Best effort, as below.
   }
+  small_.reset();  // Syncs and answers PutEntryThen() calls still waiting.
   for (int i = 0; i < 2 * kShards; ++i) {
     if (dirty_dirs_[i].load(std::memory_order_relaxed)) {
       std::string dir = absl::StrFormat(
@@ -1417,30 +1429,55 @@ absl::Status DiskBlobStore::CommitTemp(const ItemKey& key, TempFile& temp,
 absl::Status DiskBlobStore::CommitSmall(const ItemKey& key,
                                         absl::string_view value,
                                         int64_t reserved, bool replace,
-                                        const absl::string_view* entry_value) {
+                                        const absl::string_view* entry_value,
+                                        PutCallback* then) {
   const int64_t size = static_cast<int64_t>(value.size());
   std::optional<LruIndex::Item> old;
   absl::StatusOr<int64_t> stamp =
       ClaimForCommit(key, size, replace, &reserved, &old);
   if (!stamp.ok() || *stamp == 0) {
-    return stamp.status();
+    return Reply(stamp.status(), then);
   }
   // Durability: Put() returns once the item is in the database's log (and
   // the log synced, with options_.fsync), sharing that write and sync with
-  // the concurrent commits (group commit).
+  // the concurrent commits (group commit). With `then` the sync is left to
+  // the database's syncing thread, which syncs once for all waiting.
   absl::Status s;
   if (int err = Inject(fault(), "write"); err != 0) {
     s = ErrnoStatus(err, "store small item");
+  } else if (then != nullptr) {
+    const SmallItem item{key, *stamp, value};
+    s = small_->PutManyUnsynced({&item, 1});
   } else {
     s = small_->Put(key, *stamp, value);
   }
-  if (s.ok() && old.has_value() && !old->small) {
+  const bool old_file = s.ok() && old.has_value() && !old->small;
+  std::string old_path = old_file ? ItemPath(*old) : std::string();
+  if (old_file && then == nullptr) {
     // The older version was a file: remove it now that the new one is
     // durable (after a crash in between, start-up keeps the newer).
-    unlink(ItemPath(*old).c_str());
+    unlink(old_path.c_str());
   }
   EndCommit(key, s, size, *stamp, reserved, /*small=*/true, 0, entry_value);
-  return s;
+  if (then == nullptr || !s.ok()) {
+    return Reply(s, then);
+  }
+  small_->WhenDurable([old_file, old_path = std::move(old_path),
+                       done = std::move(*then)](absl::Status synced) mutable {
+    if (old_file && synced.ok()) {
+      unlink(old_path.c_str());  // As above, once durable.
+    }
+    std::move(done)(std::move(synced));
+  });
+  return absl::OkStatus();
+}
+
+absl::Status DiskBlobStore::Reply(absl::Status s, PutCallback* then) {
+  if (then == nullptr) {
+    return s;
+  }
+  std::move(*then)(std::move(s));
+  return absl::OkStatus();
 }
 
 void DiskBlobStore::EndCommit(const ItemKey& key, const absl::Status& s,
@@ -2234,9 +2271,20 @@ absl::StatusOr<std::string> DiskBlobStore::GetEntry(absl::string_view key) {
 
 absl::Status DiskBlobStore::PutEntry(absl::string_view key,
                                      absl::string_view value) {
+  return PutEntryImpl(key, value, nullptr);
+}
+
+void DiskBlobStore::PutEntryThen(absl::string_view key,
+                                 absl::string_view value, PutCallback done) {
+  PutEntryImpl(key, value, &done).IgnoreError();  // Reported to `done`.
+}
+
+absl::Status DiskBlobStore::PutEntryImpl(absl::string_view key,
+                                         absl::string_view value,
+                                         PutCallback* then) {
   absl::StatusOr<ItemKey> k = ItemKey::FromHex(ItemKind::kAc, key);
   if (!k.ok()) {
-    return k.status();
+    return Reply(k.status(), then);
   }
   // One buffer, one write(2): entries are small, a copy costs less than a
   // second system call.
@@ -2246,14 +2294,15 @@ absl::Status DiskBlobStore::PutEntry(absl::string_view key,
     if (absl::Status s = ReserveSpace(static_cast<int64_t>(file.size()),
                                       absl::StrCat("entry ", key));
         !s.ok()) {
-      return s;
+      return Reply(s, then);
     }
     return CommitSmall(*k, file, static_cast<int64_t>(file.size()),
-                       /*replace=*/true, &value);
+                       /*replace=*/true, &value, then);
   }
   absl::string_view parts[] = {file};
-  return StoreWhole(*k, parts, /*replace=*/true, absl::StrCat("entry ", key),
-                    &value);
+  return Reply(StoreWhole(*k, parts, /*replace=*/true,
+                          absl::StrCat("entry ", key), &value),
+               then);
 }
 
 StoreStats DiskBlobStore::Stats() {

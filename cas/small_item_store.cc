@@ -8,8 +8,12 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 #include <utility>
 #include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -90,6 +94,12 @@ class EmptySmallItemStore final : public SmallItemStore {
   absl::Status PutMany(absl::Span<const SmallItem>) override {
     return absl::UnavailableError(why_);
   }
+  absl::Status PutManyUnsynced(absl::Span<const SmallItem>) override {
+    return absl::UnavailableError(why_);
+  }
+  void WhenDurable(DurableCallback done) override {
+    std::move(done)(absl::OkStatus());
+  }
   absl::StatusOr<std::string> Get(const ItemKey&) override {
     return absl::NotFoundError("no small-item database");
   }
@@ -117,22 +127,36 @@ class RocksSmallItemStore final : public SmallItemStore {
       : db_(std::move(db)), read_only_(read_only) {
     put_options_.sync = sync;
     stamp_options_.disableWAL = true;
+    if (sync && !read_only) {
+      syncer_ = std::thread([this] { SyncLoop(); });
+    }
+  }
+
+  ~RocksSmallItemStore() override {
+    {
+      absl::MutexLock lock(&sync_mu_);
+      stopping_ = true;
+    }
+    if (syncer_.joinable()) {
+      syncer_.join();
+    }
   }
 
   absl::Status PutMany(absl::Span<const SmallItem> items) override {
-    size_t bytes = 64;
-    for (const SmallItem& item : items) {
-      bytes += kRecordKeySize * 2 + kMetaValueSize + item.value.size() + 16;
+    return WriteItems(put_options_, items);
+  }
+
+  absl::Status PutManyUnsynced(absl::Span<const SmallItem> items) override {
+    return WriteItems(rocksdb::WriteOptions(), items);
+  }
+
+  void WhenDurable(DurableCallback done) override {
+    if (!syncer_.joinable()) {
+      std::move(done)(absl::OkStatus());
+      return;
     }
-    rocksdb::WriteBatch batch(bytes);
-    for (const SmallItem& item : items) {
-      batch.Put(RecordKey(kDataPrefix, item.key),
-                rocksdb::Slice(item.value.data(), item.value.size()));
-      batch.Put(RecordKey(kMetaPrefix, item.key),
-                MetaValue(static_cast<int64_t>(item.value.size()), item.stamp));
-    }
-    return Write(put_options_, batch,
-                 items.size() == 1 ? "store small item" : "store small items");
+    absl::MutexLock lock(&sync_mu_);
+    waiting_.push_back(std::move(done));
   }
 
   absl::StatusOr<std::string> Get(const ItemKey& key) override {
@@ -181,11 +205,31 @@ class RocksSmallItemStore final : public SmallItemStore {
   }
 
  private:
+  // Writes `items` in one batch with `options`.
+  absl::Status WriteItems(const rocksdb::WriteOptions& options,
+                          absl::Span<const SmallItem> items) {
+    size_t bytes = 64;
+    for (const SmallItem& item : items) {
+      bytes += kRecordKeySize * 2 + kMetaValueSize + item.value.size() + 16;
+    }
+    rocksdb::WriteBatch batch(bytes);
+    for (const SmallItem& item : items) {
+      batch.Put(RecordKey(kDataPrefix, item.key),
+                rocksdb::Slice(item.value.data(), item.value.size()));
+      batch.Put(RecordKey(kMetaPrefix, item.key),
+                MetaValue(static_cast<int64_t>(item.value.size()), item.stamp));
+    }
+    return Write(options, batch,
+                 items.size() == 1 ? "store small item" : "store small items");
+  }
   // Calls `fn` for the well-formed metadata records in [lower, upper) and
   // adds the keys of malformed ones to `malformed`.
   absl::Status ScanRange(const std::string& lower, const std::string& upper,
                          absl::FunctionRef<void(const SmallItemMeta&)> fn,
                          std::vector<std::string>* malformed);
+  // The syncing thread: syncs the log once for all the callbacks waiting,
+  // then calls them; drains the queue before returning when stopping.
+  void SyncLoop();
   absl::Status Write(const rocksdb::WriteOptions& options,
                      rocksdb::WriteBatch& batch, absl::string_view what) {
     if (read_only_) {
@@ -211,7 +255,39 @@ class RocksSmallItemStore final : public SmallItemStore {
   rocksdb::WriteOptions put_options_;
   rocksdb::WriteOptions stamp_options_;
   std::atomic<bool> needs_resume_{false};
+  absl::Mutex sync_mu_;
+  std::vector<DurableCallback> waiting_ ABSL_GUARDED_BY(sync_mu_);
+  bool stopping_ ABSL_GUARDED_BY(sync_mu_) = false;
+  std::thread syncer_;  // Runs SyncLoop() when opened with `sync`.
 };
+
+void RocksSmallItemStore::SyncLoop() {
+  std::vector<DurableCallback> batch;
+  for (;;) {
+    {
+      absl::MutexLock lock(&sync_mu_);
+      sync_mu_.Await(absl::Condition(
+          +[](RocksSmallItemStore* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+               s->sync_mu_) { return !s->waiting_.empty() || s->stopping_; },
+          this));
+      if (waiting_.empty()) {
+        return;  // Stopping, and nothing waits.
+      }
+      batch.swap(waiting_);
+    }
+    // Every write whose callback is in `batch` returned before the callback
+    // was queued, so this sync covers it.
+    rocksdb::Status synced = db_->SyncWAL();
+    if (!synced.ok()) {
+      needs_resume_.store(true, std::memory_order_relaxed);
+    }
+    const absl::Status s = FromRocks(synced, "sync small items");
+    for (DurableCallback& done : batch) {
+      std::move(done)(s);
+    }
+    batch.clear();
+  }
+}
 
 absl::Status RocksSmallItemStore::ScanRange(
     const std::string& lower, const std::string& upper,

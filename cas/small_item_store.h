@@ -12,6 +12,9 @@
 // `sync` the log is fdatasync'ed first. Concurrent Put() calls share one
 // log write and one sync (RocksDB's write groups: group commit). An
 // acknowledged Put() therefore survives kill -9, and with `sync` power loss.
+// PutManyUnsynced() + WhenDurable() split such a write in two so that the
+// writing thread need not wait for the sync: one syncing thread syncs the
+// log once for every write waiting meanwhile, however many threads wrote.
 // Delete() and SetStamp() are not synced: after a crash a deleted item may
 // reappear (its bytes intact) and an access stamp may be older.
 //
@@ -29,6 +32,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -75,6 +79,21 @@ class SmallItemStore {
   // Stores every item of `items` (distinct keys) as Put() would, all or
   // none: one database batch, one log write and (with `sync`) one sync.
   virtual absl::Status PutMany(absl::Span<const SmallItem> items) = 0;
+
+  // Like PutMany(), but returns once the batch is in the log, before any
+  // sync: the items survive kill -9 at once (and are readable), power loss
+  // only once WhenDurable() reports a sync.
+  virtual absl::Status PutManyUnsynced(absl::Span<const SmallItem> items) = 0;
+
+  // Calls `done` once every write that returned before this call is
+  // durable as `sync` promises, with the status of the sync that made it
+  // so. With `sync`, `done` runs on the store's syncing thread after one
+  // log sync shared by every call waiting meanwhile (group commit; `done`
+  // must be quick and must not call WhenDurable()); without `sync`, or
+  // read-only, it runs here at once with OK. Calls waiting when the store
+  // is destroyed are synced and called first.
+  using DurableCallback = absl::AnyInvocable<void(absl::Status) &&>;
+  virtual void WhenDurable(DurableCallback done) = 0;
 
   // Returns the value stored under `key`. NOT_FOUND, DATA_LOSS, INTERNAL.
   // The bytes are those the database holds; callers verify them.

@@ -12,6 +12,7 @@
 
 #include <utility>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "rpc/auth.h"
 #include "rpc/grpc_status.h"
@@ -51,6 +52,36 @@ grpc::ServerUnaryReactor* FinishUnaryOnPool(
           return;
         }
         reactor->Finish(ToGrpcStatus(work()));
+      });
+  if (!scheduled.ok()) {
+    reactor->Finish(ToGrpcStatus(scheduled));
+  }
+  return reactor;
+}
+
+// Like FinishUnaryOnPool, for work that finishes later: `work`
+// (void(UnaryDone)) runs at most once on a pool thread and must call the
+// UnaryDone it is given exactly once, on any thread, then or later; that
+// status finishes the call. Until then the request and response stay valid.
+using UnaryDone = absl::AnyInvocable<void(const absl::Status&) &&>;
+template <typename Work>
+grpc::ServerUnaryReactor* FinishUnaryOnPoolThen(
+    grpc::CallbackServerContext* context, IoPool* pool, const char* what,
+    const absl::Status& validation, Work work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!validation.ok()) {
+    reactor->Finish(ToGrpcStatus(validation));
+    return reactor;
+  }
+  absl::Status scheduled = pool->Schedule(
+      what, [context, reactor, what, work = std::move(work)]() mutable {
+        if (context->IsCancelled()) {  // The client gave up while queued.
+          reactor->Finish(ToGrpcStatus(absl::CancelledError(what)));
+          return;
+        }
+        work(UnaryDone([reactor](const absl::Status& s) {
+          reactor->Finish(ToGrpcStatus(s));
+        }));
       });
   if (!scheduled.ok()) {
     reactor->Finish(ToGrpcStatus(scheduled));
@@ -116,6 +147,13 @@ class UnaryCall {
   template <typename Work>
   grpc::ServerUnaryReactor* RunOnPool(Work work) {
     return FinishUnaryOnPool(context_, pool_, what_, status_, std::move(work));
+  }
+
+  // RunOnPool() for work that finishes later (FinishUnaryOnPoolThen).
+  template <typename Work>
+  grpc::ServerUnaryReactor* RunOnPoolThen(Work work) {
+    return FinishUnaryOnPoolThen(context_, pool_, what_, status_,
+                                 std::move(work));
   }
 
  private:

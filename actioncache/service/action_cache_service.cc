@@ -68,47 +68,56 @@ class ActionCacheService final : public v2::ActionCache::CallbackService {
     return rpc::UnaryCall(context, options_.authorizer, rpc::Access::kWrite,
                           options_.pool, "UpdateActionResult")
         .Validate([&] { return CheckUpdate(*request); })
-        .RunOnPool(
+        .RunOnPoolThen(
             [this, request, response,
              principal = options_.write_quota == nullptr
                              ? std::string()
                              : rpc::PrincipalOf(
-                                   *context, options_.authorizer != nullptr)] {
-              return Update(*request, principal, response);
+                                   *context, options_.authorizer != nullptr)](
+                rpc::UnaryDone done) mutable {
+              Update(*request, std::move(principal), response,
+                     std::move(done));
             });
   }
 
  private:
   // Stores the request's result for `principal`, charged to its write
-  // quota (the result's serialized size); runs on the pool.
-  absl::Status Update(const v2::UpdateActionResultRequest& request,
-                      const std::string& principal,
-                      v2::ActionResult* response) {
+  // quota (the result's serialized size); runs on the pool and calls
+  // `done` there or, once the entry is durable, on the store's thread.
+  void Update(const v2::UpdateActionResultRequest& request,
+              std::string principal, v2::ActionResult* response,
+              rpc::UnaryDone done) {
     rpc::WriteQuota* quota = options_.write_quota;
-    const auto bytes =
-        static_cast<int64_t>(request.action_result().ByteSizeLong());
+    const int64_t bytes =
+        quota == nullptr
+            ? 0
+            : static_cast<int64_t>(request.action_result().ByteSizeLong());
     if (quota != nullptr) {
       absl::Status charged =
           quota->Charge(principal, bytes, "UpdateActionResult");
       if (!charged.ok()) {
-        return charged;
+        std::move(done)(charged);
+        return;
       }
     }
     absl::StatusOr<cas::Digest> action =
         cas::FromProto(request.action_digest(), "action_digest");
     cas::WriteOwnerScope owner(rpc::OwnerIdOf(quota, principal));
-    absl::StatusOr<ActionResult> stored = options_.cache->Update(
-        request.instance_name(), *action, request.action_result());
-    if (quota != nullptr && stored.ok()) {
-      quota->Written(principal, bytes);
-    } else if (quota != nullptr) {
-      quota->Refund(principal, bytes);
-    }
-    if (!stored.ok()) {
-      return stored.status();
-    }
-    *response = *std::move(stored);
-    return absl::OkStatus();
+    options_.cache->UpdateThen(
+        request.instance_name(), *action, request.action_result(),
+        [quota, bytes, response, principal = std::move(principal),
+         done = std::move(done)](
+            absl::StatusOr<ActionResult> stored) mutable {
+          if (quota != nullptr && stored.ok()) {
+            quota->Written(principal, bytes);
+          } else if (quota != nullptr) {
+            quota->Refund(principal, bytes);
+          }
+          if (stored.ok()) {
+            *response = *std::move(stored);
+          }
+          std::move(done)(stored.status());
+        });
   }
 
   absl::Status CheckUpdate(const v2::UpdateActionResultRequest& request) {

@@ -1,6 +1,7 @@
 // The BlobStore conformance suite: every implementation (memory, disk) must
 // pass every test here. Sizes are chosen so that per-item overhead of a
 // store's keyed entries (e.g. a checksum header) does not change outcomes.
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "cas/blob_store.h"
 #include "cas/disk_blob_store.h"
 #include "cas/memory_blob_store.h"
@@ -309,6 +311,39 @@ TEST_P(BlobStoreTest, Entries) {
               absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(store_->GetEntry(bad).status().code(),
               absl::StatusCode::kInvalidArgument);
+  }
+}
+
+TEST_P(BlobStoreTest, PutEntryThenReportsEachWriteOnce) {
+  absl::Mutex mu;
+  std::vector<absl::StatusCode> codes;
+  auto record = [&](absl::Status s) {
+    absl::MutexLock lock(&mu);
+    codes.push_back(s.code());
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 8; ++i) {
+        store_->PutEntryThen(Key(t * 8 + i), Bytes(40, t * 8 + i), record);
+      }
+    });
+  }
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  store_->PutEntryThen("../x", "v", record);
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(
+      +[](std::vector<absl::StatusCode>* c) { return c->size() >= 33; },
+      &codes));
+  EXPECT_EQ(std::count(codes.begin(), codes.end(), absl::StatusCode::kOk), 32);
+  EXPECT_EQ(codes.size(), 33);
+  EXPECT_EQ(std::count(codes.begin(), codes.end(),
+                       absl::StatusCode::kInvalidArgument),
+            1);
+  for (int i = 0; i < 32; ++i) {
+    EXPECT_EQ(*store_->GetEntry(Key(i)), Bytes(40, i));
   }
 }
 

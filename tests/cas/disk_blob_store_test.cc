@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "cas/small_item_store.h"
 #include "cas/zstd_codec.h"
@@ -1073,6 +1074,36 @@ TEST_F(SmallItemTest, EntryMovesBetweenDatabaseAndFile) {
   EXPECT_EQ(*store->GetEntry(Key(1)), Bytes(10, 3));
   EXPECT_EQ(store->Stats().ac_entries, 1);
   EXPECT_EQ(store->Stats().used_bytes, 50);
+}
+
+TEST_F(SmallItemTest, EntriesPutThenAreDurableWhenReportedAndOnClose) {
+  options_.fsync = true;  // Callbacks come from the syncing thread.
+  options_.max_size_bytes = 1 << 20;
+  std::atomic<int> ok{0};
+  {
+    auto store = Open();
+    ASSERT_TRUE(store->PutEntry(Key(1), Bytes(500, 1)).ok());  // A file.
+    absl::Notification moved;
+    store->PutEntryThen(Key(1), Bytes(10, 2), [&](absl::Status s) {
+      EXPECT_TRUE(s.ok()) << s;
+      moved.Notify();
+    });
+    moved.WaitForNotification();
+    EXPECT_THAT(ItemFiles(), IsEmpty());  // Removed once durable.
+    for (int i = 2; i < 50; ++i) {
+      store->PutEntryThen(Key(i), Bytes(20, i), [&](absl::Status s) {
+        ok += s.ok() ? 1 : 0;
+      });
+    }
+    // Destroying the store answers the calls still waiting.
+  }
+  EXPECT_EQ(ok.load(), 48);
+  auto store = Open();
+  EXPECT_EQ(*store->GetEntry(Key(1)), Bytes(10, 2));
+  for (int i = 2; i < 50; ++i) {
+    EXPECT_EQ(*store->GetEntry(Key(i)), Bytes(20, i));
+  }
+  EXPECT_EQ(store->Stats().ac_entries, 49);
 }
 
 TEST_F(SmallItemTest, CrashBetweenTheStepsOfAMoveKeepsTheNewer) {

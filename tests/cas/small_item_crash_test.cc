@@ -1,6 +1,7 @@
 // kill -9 in the middle of group commits: a child process (this binary,
 // re-executed) writes small CAS blobs (alone and in WriteBlobs() batches)
-// and entries from 16 threads into a disk store with fsync on, so that
+// and entries (PutEntry(), and PutEntryThen() acknowledged from its callback
+// without waiting) from 16 threads into a disk store with fsync on, so that
 // commits are always being grouped behind one log sync, and reports each
 // acknowledged write on a pipe. The parent
 // SIGKILLs it after a number of acknowledgements, reopens the store and
@@ -79,6 +80,19 @@ absl::Status WriteBatch(BlobStore& store, int64_t first,
   return absl::OkStatus();
 }
 
+// Tells the parent that the items `seeds` of `kind` are acknowledged (one
+// write(2), atomic on a pipe); exits when the pipe is gone.
+void Ack(char kind, const std::vector<int64_t>& seeds) {
+  std::string line;
+  for (int64_t acked : seeds) {
+    absl::StrAppend(&line, std::string(1, kind), " ", acked, "\n");
+  }
+  if (write(kAckFd, line.data(), line.size()) !=
+      static_cast<ssize_t>(line.size())) {
+    std::_Exit(4);
+  }
+}
+
 // The child: writes until killed. Not a test of its own; the parent runs
 // this binary filtered to it with kRootEnv set.
 TEST(SmallItemCrashChild, WritesUntilKilled) {
@@ -103,6 +117,19 @@ TEST(SmallItemCrashChild, WritesUntilKilled) {
         if (i % 4 == 3) {
           s = WriteBatch(**store, base + t * 1000000 + 500000 + i * kBatch,
                          &seeds);
+        } else if (i % 4 == 2 && t % 2 == 1) {
+          // Acknowledged from the callback, once durable; the thread
+          // goes on writing meanwhile.
+          (*store)->PutEntryThen(
+              EntryKey(seed), bytes, [seed](absl::Status done) {
+                if (!done.ok()) {
+                  std::fprintf(stderr, "child: entry failed: %s\n",
+                               done.ToString().c_str());
+                  std::_Exit(3);
+                }
+                Ack('a', {seed});
+              });
+          continue;
         } else if (i % 4 == 2) {
           kind = 'a';
           s = (*store)->PutEntry(EntryKey(seed), bytes);
@@ -118,15 +145,7 @@ TEST(SmallItemCrashChild, WritesUntilKilled) {
                        s.ToString().c_str());
           std::_Exit(3);
         }
-        // Acknowledged: tell the parent (one write(2), atomic on a pipe).
-        std::string line;
-        for (int64_t acked : seeds) {
-          absl::StrAppend(&line, std::string(1, kind), " ", acked, "\n");
-        }
-        if (write(kAckFd, line.data(), line.size()) !=
-            static_cast<ssize_t>(line.size())) {
-          std::_Exit(4);
-        }
+        Ack(kind, seeds);
       }
     });
   }
