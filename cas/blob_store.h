@@ -133,7 +133,36 @@ struct OwnerEvictions {
 struct BlobWrite {
   Digest digest;
   absl::string_view data;  // Not owned; must outlive the call.
+  // When not empty: zstd frames (RFC 8878) that decompress to `data`, as a
+  // client sent them; a store that keeps blobs compressed at rest may store
+  // these instead of `data` (it still verifies `data`). Not owned.
+  absl::string_view zstd = {};
 };
+
+// A blob as a store holds it (BlobStore::ReadAsStored()).
+struct StoredBlob {
+  std::string data;   // The blob, or zstd frames of it when `zstd`.
+  bool zstd = false;  // `data` is zstd frames (RFC 8878).
+};
+
+// A reader of a blob as a store holds it (BlobStore::OpenReadAsStored()).
+struct StoredBlobReader {
+  // Reads the blob, or zstd frames of it when `zstd` (then size() is the
+  // number of compressed bytes). Verified as any BlobReader: the SHA-256 of
+  // the decompressed content is checked before the end is reported.
+  std::unique_ptr<BlobReader> reader;
+  bool zstd = false;
+};
+
+// Returns a BlobWriter that takes zstd frames (RFC 8878): it decompresses
+// them (bounded by the digest's size, windows limited as in
+// cas/zstd_codec.h) and appends the plain bytes to `plain`. Its
+// committed_size() counts compressed bytes; Commit() answers
+// INVALID_ARGUMENT when the data ends inside a frame. Append() answers
+// INVALID_ARGUMENT for corrupt frames or too many bytes. The default of
+// BlobStore::OpenWriteZstd().
+std::unique_ptr<BlobWriter> NewZstdDecodingWriter(
+    Digest digest, std::unique_ptr<BlobWriter> plain);
 
 class BlobStore {
  public:
@@ -201,6 +230,47 @@ class BlobStore {
   // RESOURCE_EXHAUSTED when the blob cannot fit even after eviction.
   virtual absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWrite(
       const Digest& digest) = 0;
+
+  // Compressed at rest (REAPI compressed-blobs). A store may keep a blob
+  // that arrived as zstd frames in that form when it is smaller, so that a
+  // compressed read costs no recompression; Read() and OpenRead() still
+  // serve the plain bytes (decompressing on the way out), and the SHA-256 is
+  // always that of the plain bytes, checked on the way in and out.
+
+  // Like OpenWrite(), for a blob that arrives as zstd frames: Append()
+  // takes compressed bytes (see NewZstdDecodingWriter() for the errors).
+  // The default decompresses into OpenWrite()'s writer.
+  virtual absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWriteZstd(
+      const Digest& digest) {
+    absl::StatusOr<std::unique_ptr<BlobWriter>> plain = OpenWrite(digest);
+    if (!plain.ok()) {
+      return plain.status();
+    }
+    return NewZstdDecodingWriter(digest, *std::move(plain));
+  }
+
+  // Like Read(), but answers the bytes as held: zstd frames for a blob kept
+  // compressed (verified like Read(): their content's SHA-256 is checked,
+  // unless the store knows them unchanged since it did). The default reads
+  // the plain bytes.
+  virtual absl::StatusOr<StoredBlob> ReadAsStored(const Digest& digest) {
+    absl::StatusOr<std::string> data = Read(digest);
+    if (!data.ok()) {
+      return data.status();
+    }
+    return StoredBlob{*std::move(data), false};
+  }
+
+  // Like OpenRead(digest, 0), but reads the bytes as held (see
+  // StoredBlobReader). The default reads the plain bytes.
+  virtual absl::StatusOr<StoredBlobReader> OpenReadAsStored(
+      const Digest& digest) {
+    absl::StatusOr<std::unique_ptr<BlobReader>> reader = OpenRead(digest, 0);
+    if (!reader.ok()) {
+      return reader.status();
+    }
+    return StoredBlobReader{*std::move(reader), false};
+  }
 
   // Returns the value stored under `key` (64 lowercase hex characters),
   // marking it recently used. NOT_FOUND, DATA_LOSS, INVALID_ARGUMENT (key).

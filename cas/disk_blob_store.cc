@@ -59,6 +59,7 @@
 #include "cas/entry_cache.h"
 #include "cas/lru_index.h"
 #include "cas/small_item_store.h"
+#include "cas/zstd_codec.h"
 
 namespace cairn::cas {
 namespace {
@@ -69,8 +70,11 @@ constexpr absl::string_view kAcMagic = "CAIRNAC1";
 constexpr size_t kAcHeaderSize = 8 + 32;
 constexpr int kShards = 256;
 // The layout this code writes (see the header): 1 had no version file and
-// no small-item database; 2 adds both.
-constexpr int kLayoutVersion = 2;
+// no small-item database; 2 adds both; 3 adds CAS files of zstd frames
+// (written only with keep_zstd; a store opened without it keeps layout 2).
+constexpr int kLayoutVersion = 3;
+constexpr int kPlainLayoutVersion = 2;
+constexpr absl::string_view kZstdSuffix = ".zst";
 constexpr absl::string_view kLayoutFile = "LAYOUT";
 constexpr absl::string_view kLayoutPrefix = "cairn-store-layout ";
 
@@ -193,6 +197,7 @@ class TempFile {
     return s;
   }
   absl::Status Sync();
+  const std::string& path() const { return path_; }
   // Sets the mtime to `stamp_ns` and renames the file to `dest`. Sets
   // `*fingerprint` to the published file's Fingerprint(), or 0 if it cannot
   // be read. Does not fsync dest's directory (see CommitTemp()).
@@ -295,6 +300,9 @@ struct LoadedItem {
   int64_t size;
   int64_t stamp;
   bool small = false;  // In the small-item database (else a file).
+  // A file of zstd frames of a blob of `content_size` bytes.
+  bool zstd = false;
+  int64_t content_size = 0;
 };
 
 // Serves a small blob already read (and verified) into memory.
@@ -341,6 +349,11 @@ class DiskBlobStore final : public BlobStore {
       absl::Span<const BlobWrite> blobs) override;
   absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWrite(
       const Digest& digest) override;
+  absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWriteZstd(
+      const Digest& digest) override;
+  absl::StatusOr<StoredBlob> ReadAsStored(const Digest& digest) override;
+  absl::StatusOr<StoredBlobReader> OpenReadAsStored(
+      const Digest& digest) override;
   absl::StatusOr<std::string> GetEntry(absl::string_view key) override;
   absl::Status PutEntry(absl::string_view key,
                         absl::string_view value) override;
@@ -355,7 +368,24 @@ class DiskBlobStore final : public BlobStore {
   // The pieces readers and writers share with the store.
   const FaultFn& fault() const { return options_.fault_injector_for_test; }
   bool sync() const { return options_.fsync; }
-  std::string PathOf(const ItemKey& key) const;
+  // The path of item `key` as a plain file, or (`zstd`) as a file of zstd
+  // frames of a blob of `content_size` bytes: cas/ab/<hash>.<size>.zst.
+  std::string PathOf(const ItemKey& key, bool zstd = false,
+                     int64_t content_size = 0) const;
+  std::string ItemPath(const LruIndex::Item& item) const {
+    return PathOf(item.key, item.zstd, item.content_size);
+  }
+  // Whether zstd frames of `compressed` bytes are kept for a blob of
+  // `content_size` bytes that goes to a file: with keep_zstd, when they
+  // save at least an eighth.
+  bool KeepZstd(int64_t compressed, int64_t content_size) const {
+    return options_.keep_zstd && !IsSmall(content_size) &&
+           compressed <= content_size - content_size / 8;
+  }
+  // Decompresses the zstd frames in `temp` (verified, of a blob of
+  // `content_size` bytes) into a new temp file.
+  absl::StatusOr<std::unique_ptr<TempFile>> DecodeTemp(TempFile& temp,
+                                                       int64_t content_size);
   absl::StatusOr<std::unique_ptr<TempFile>> NewTempFile();
   // Reserves `bytes`, evicting (and unlinking) least recently used items.
   absl::Status ReserveSpace(int64_t bytes, absl::string_view what);
@@ -375,9 +405,12 @@ class DiskBlobStore final : public BlobStore {
   // bytes of reservation (0: reserve now). Unless `replace`, an item already
   // held with that size wins and `temp` is dropped. `entry_value`, when not
   // null, is the keyed entry's value the file holds (kept in entries_).
+  // `zstd_content` >= 0: the file holds zstd frames of a CAS blob of that
+  // many bytes (`size` is the file's).
   absl::Status CommitTemp(const ItemKey& key, TempFile& temp, int64_t size,
                           int64_t reserved, bool replace,
-                          const absl::string_view* entry_value = nullptr);
+                          const absl::string_view* entry_value = nullptr,
+                          int64_t zstd_content = -1);
   // As CommitTemp(), for an item stored in the small-item database: `value`
   // is the whole item (verified by the caller). With `then`, the item is
   // written without waiting for the log sync and `*then` is moved to the
@@ -396,9 +429,9 @@ class DiskBlobStore final : public BlobStore {
   bool IsSmall(int64_t size) const {
     return size <= options_.small_item_max_bytes;
   }
-  // Removes item `key` if its file is still the one open as `fd`, counting a
-  // corruption.
-  void RemoveCorrupt(const ItemKey& key, int fd);
+  // Removes item `key` if its file is still the one open as `fd` (found at
+  // `path`), counting a corruption.
+  void RemoveCorrupt(const ItemKey& key, int fd, const std::string& path);
   // Records that a read hashed item `key`'s whole file, found it intact and
   // saw `fingerprint` when it opened the file.
   void MarkVerified(const ItemKey& key, uint64_t fingerprint);
@@ -410,42 +443,51 @@ class DiskBlobStore final : public BlobStore {
   // !`replace`; otherwise claims `key` for publishing, first reserving
   // `size` (evicting, and unlinking the evicted items off the lock) if
   // `*reserved` is 0, takes the older version (if any) out of the index,
-  // setting `*old_small` to whether it was in the small-item database, and
-  // returns the new item's stamp.
+  // setting `*old` to it, and returns the new item's stamp. `content_size`
+  // (-1: `size`) is what an item held must have to count as stored.
   absl::StatusOr<int64_t> ClaimForCommit(const ItemKey& key, int64_t size,
                                          bool replace, int64_t* reserved,
-                                         std::optional<bool>* old_small);
+                                         std::optional<LruIndex::Item>* old,
+                                         int64_t content_size = -1);
   // ClaimForCommit() once `key` is idle, evicting into `*victims`.
   absl::StatusOr<int64_t> ClaimLocked(const ItemKey& key, int64_t size,
                                       bool replace, int64_t* reserved,
                                       std::vector<LruIndex::Item>* victims,
-                                      std::optional<bool>* old_small)
+                                      std::optional<LruIndex::Item>* old,
+                                      int64_t content_size = -1)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Commits the small CAS blobs blobs[i] for i in `which` (verified, not
   // stored, distinct, each holding a reservation of its size) in one
   // database batch, setting (*out)[i]. A blob whose key is busy (another
   // commit, unlink or stamp refresh in progress) is committed on its own
   // afterwards, so a batch never waits while holding claims.
-  // Write() of `data` already found to hash to `digest`.
-  absl::Status WriteVerified(const Digest& digest, absl::string_view data);
+  // Write() of `data` already found to hash to `digest`; `zstd`, when not
+  // empty, holds zstd frames of `data` (see BlobWrite).
+  absl::Status WriteVerified(const Digest& digest, absl::string_view data,
+                             absl::string_view zstd = {});
   void CommitSmallBatch(absl::Span<const BlobWrite> blobs,
                         absl::Span<const size_t> which,
                         std::vector<absl::Status>* out);
   // Ends the claim of ClaimForCommit(): on success (`s` ok) indexes the item
-  // and keeps `entry_value` (if not null) in memory.
+  // and keeps `entry_value` (if not null) in memory. `zstd_content`: as for
+  // CommitTemp().
   void EndCommit(const ItemKey& key, const absl::Status& s, int64_t size,
                  int64_t stamp, int64_t reserved, bool small,
-                 uint64_t fingerprint, const absl::string_view* entry_value);
+                 uint64_t fingerprint, const absl::string_view* entry_value,
+                 int64_t zstd_content = -1);
   void EndCommitLocked(const ItemKey& key, const absl::Status& s, int64_t size,
                        int64_t stamp, int64_t reserved, bool small,
                        uint64_t fingerprint,
-                       const absl::string_view* entry_value)
+                       const absl::string_view* entry_value,
+                       int64_t zstd_content = -1)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What a lookup found: the item's size, where it lives, the stamp it has
   // after the lookup, and the fingerprint of its file when last verified.
   struct Found {
     int64_t size = 0;
     bool small = false;
+    bool zstd = false;  // A file of zstd frames.
+    int64_t content_size = 0;
     int64_t stamp = 0;
     uint64_t verified = 0;
   };
@@ -460,6 +502,8 @@ class DiskBlobStore final : public BlobStore {
     int64_t stamp;
     bool small;
     int64_t size;
+    bool zstd;
+    int64_t content_size;
   };
   // TouchItem() under mu_; appends the refresh due, if any (a small item's
   // counts in refreshing_ until RefreshMtimes() has written it). `now_ns`:
@@ -469,8 +513,10 @@ class DiskBlobStore final : public BlobStore {
                                    int64_t now_ns)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshMtimes(const std::vector<Refresh>& refreshes);
-  // Opens the item's file; NOT_FOUND (dropping the stale index entry) if gone.
-  absl::StatusOr<int> OpenItem(const ItemKey& key, absl::string_view what);
+  // Opens the file of item `key` as `found`; NOT_FOUND (dropping the stale
+  // index entry) if gone.
+  absl::StatusOr<int> OpenItem(const ItemKey& key, const Found& found,
+                               absl::string_view what);
   // Reads small item `key` found at `stamp` from the database and returns it
   // if `intact` accepts it; otherwise removes it and answers DATA_LOSS.
   absl::StatusOr<std::string> ReadSmall(
@@ -480,18 +526,36 @@ class DiskBlobStore final : public BlobStore {
   // `corrupt`, deleting its records then) if it is still the version found
   // at `stamp` and no commit of it is in progress.
   void DropSmall(const ItemKey& key, int64_t stamp, bool corrupt);
-  // Reads the whole item file and returns it if `intact` accepts it;
-  // otherwise removes it and answers DATA_LOSS. `intact` is skipped when the
-  // open file's Fingerprint() is `verified`.
+  // Reads the whole file of item `key` as `found` and returns it if `intact`
+  // accepts it; otherwise removes it and answers DATA_LOSS. `intact` is
+  // skipped when the open file's Fingerprint() is `found.verified`.
   absl::StatusOr<std::string> ReadChecked(
-      const ItemKey& key, absl::string_view what, uint64_t verified,
+      const ItemKey& key, const Found& found, absl::string_view what,
       const std::function<bool(absl::string_view)>& intact);
+  // Read() of blob `digest` found as `found`: its plain bytes, or
+  // (`as_stored`) the file's bytes, which are zstd frames when found.zstd.
+  absl::StatusOr<std::string> ReadFound(const Digest& digest,
+                                        const Found& found, bool as_stored);
+  // ReadFound() of a file of zstd frames.
+  absl::StatusOr<std::string> ReadZstd(const Digest& digest, const Found& found,
+                                       bool as_stored);
+  // OpenRead() of blob `digest` found as `found`, from `offset`
+  // (`as_stored`: see OpenReadAsStored(); then 0).
+  absl::StatusOr<std::unique_ptr<BlobReader>> OpenFound(const Digest& digest,
+                                                        const Found& found,
+                                                        int64_t offset,
+                                                        bool as_stored);
+  // Opens a reader of blob `digest` held as `found` (a file): plain bytes
+  // from `offset`, or (`as_stored`, offset 0) the bytes of the file.
+  absl::StatusOr<std::unique_ptr<BlobReader>> OpenFileReader(
+      const Digest& digest, const Found& found, int64_t offset, bool as_stored);
   // Writes `parts` as item `key` through a temp file (`entry_value`: as for
   // CommitTemp()).
   absl::Status StoreWhole(const ItemKey& key,
                           absl::Span<const absl::string_view> parts,
                           bool replace, absl::string_view what,
-                          const absl::string_view* entry_value = nullptr);
+                          const absl::string_view* entry_value = nullptr,
+                          int64_t zstd_content = -1);
   // Drops the cached value of `key` (a keyed entry leaving or changing in
   // index_), and of every keyed entry among `victims`.
   void ForgetEntryLocked(const ItemKey& key)
@@ -524,7 +588,7 @@ class DiskBlobStore final : public BlobStore {
   // older one (setting `*found` to its version, 0 for a new store);
   // FAILED_PRECONDITION for a newer layout.
   absl::Status CheckLayoutVersion(int* found);
-  absl::Status WriteLayoutVersion();
+  absl::Status WriteLayoutVersion(int version);
   // Indexes the items found as `files` and those of the small-item
   // database, in access order; where a key is held both as a file and in
   // the database (a crash between the two steps of a move), keeps the newer
@@ -572,11 +636,12 @@ class DiskBlobReader final : public BlobReader {
   // `verified`: the fingerprint of the item's file when it was last found
   // intact (0: never).
   DiskBlobReader(DiskBlobStore* store, ItemKey key, Digest digest, int fd,
-                 uint64_t verified)
+                 std::string path, uint64_t verified)
       : store_(store),
         key_(key),
         digest_(std::move(digest)),
         fd_(fd),
+        path_(std::move(path)),
         verified_fingerprint_(verified) {}
   ~DiskBlobReader() override { close(fd_); }
 
@@ -588,7 +653,7 @@ class DiskBlobReader final : public BlobReader {
 
  private:
   absl::Status Corrupt(absl::string_view why) {
-    store_->RemoveCorrupt(key_, fd_);
+    store_->RemoveCorrupt(key_, fd_, path_);
     failed_ = true;
     return absl::DataLossError(
         absl::StrCat("cas blob ", digest_.ToString(), ": ", why));
@@ -599,6 +664,7 @@ class DiskBlobReader final : public BlobReader {
   const ItemKey key_;
   const Digest digest_;
   const int fd_;
+  const std::string path_;
   const uint64_t verified_fingerprint_;
   uint64_t open_fingerprint_ = 0;  // The file's, when Start() ran.
   bool trusted_ = false;           // Unchanged since verified: no hashing.
@@ -691,6 +757,208 @@ absl::StatusOr<size_t> DiskBlobReader::Read(char* buf, size_t max) {
   return got;
 }
 
+// Streams a blob held as a file of zstd frames: the frames as they are
+// (`as_stored`) or the blob's plain bytes, decompressing. Unless the file is
+// unchanged since it was verified, the frames are decompressed and hashed
+// as they go (also when serving them as they are) and the end of the file
+// is reported only once the content matched the digest; a mismatch, or
+// frames that do not decode, is DATA_LOSS and removes the item.
+class DiskZstdReader final : public BlobReader {
+ public:
+  DiskZstdReader(DiskBlobStore* store, ItemKey key, Digest digest, int fd,
+                 std::string path, uint64_t verified, bool as_stored)
+      : store_(store),
+        key_(key),
+        digest_(std::move(digest)),
+        fd_(fd),
+        path_(std::move(path)),
+        verified_fingerprint_(verified),
+        as_stored_(as_stored) {}
+  ~DiskZstdReader() override { close(fd_); }
+
+  // Reads the file's size and fingerprint and skips `offset` plain bytes
+  // (0 when `as_stored`).
+  absl::Status Start(int64_t offset);
+  int64_t size() const override {
+    return as_stored_ ? file_size_ : digest_.size_bytes();
+  }
+  absl::StatusOr<size_t> Read(char* buf, size_t max) override;
+
+ private:
+  absl::Status Corrupt(absl::string_view why) {
+    store_->RemoveCorrupt(key_, fd_, path_);
+    failed_ = true;
+    return absl::DataLossError(
+        absl::StrCat("cas blob ", digest_.ToString(), ": ", why));
+  }
+  // Decompresses `frames` only to check them (as_stored_, not trusted).
+  absl::Status Check(absl::string_view frames);
+  // Decompresses more of frames_ into plain_ (plain reads), hashing unless
+  // trusted.
+  absl::Status DecodeSome();
+  // At the end of the file: checks the content, then reports the end.
+  absl::StatusOr<size_t> Finish();
+  // Reads the next piece of the file into frames_; false at its end.
+  absl::StatusOr<bool> ReadFrames();
+
+  DiskBlobStore* const store_;  // Not owned.
+  const ItemKey key_;
+  const Digest digest_;
+  const int fd_;
+  const std::string path_;
+  const uint64_t verified_fingerprint_;
+  const bool as_stored_;
+  int64_t file_size_ = 0;
+  uint64_t open_fingerprint_ = 0;
+  bool trusted_ = false;  // Unchanged since verified: no hashing.
+  ZstdDecompressor decompressor_;
+  Sha256Hasher hasher_;
+  int64_t decoded_ = 0;  // Plain bytes decompressed so far.
+  std::string frames_;   // The last piece of the file read (plain reads).
+  size_t frames_pos_ = 0;  // Bytes of frames_ decompressed.
+  std::string plain_;      // Decompressed bytes not yet returned.
+  size_t plain_pos_ = 0;
+  bool done_ = false;
+  bool failed_ = false;
+};
+
+absl::Status DiskZstdReader::Start(int64_t offset) {
+  struct stat st;
+  if (fstat(fd_, &st) != 0) {
+    return ErrnoStatus(errno,
+                       absl::StrCat("stat cas blob ", digest_.ToString()));
+  }
+  file_size_ = st.st_size;
+  open_fingerprint_ = Fingerprint(st);
+  trusted_ = open_fingerprint_ == verified_fingerprint_;
+  std::string skip(static_cast<size_t>(std::min<int64_t>(offset, 1 << 20)),
+                   '\0');
+  for (int64_t left = offset; left > 0;) {
+    absl::StatusOr<size_t> n = Read(
+        skip.data(),
+        static_cast<size_t>(std::min<int64_t>(left, skip.size())));
+    if (!n.ok()) {
+      return n.status();
+    }
+    if (*n == 0) {
+      return Corrupt("content is shorter than the blob");
+    }
+    left -= static_cast<int64_t>(*n);
+  }
+  return absl::OkStatus();
+}
+
+// Pieces of decompressed output a reader holds at once, however much the
+// frames expand.
+constexpr size_t kZstdPiece = 256 << 10;
+
+absl::Status DiskZstdReader::Check(absl::string_view frames) {
+  absl::Status s = decompressor_.DecompressTo(
+      frames, digest_.size_bytes() - decoded_, kZstdPiece,
+      [this](absl::string_view piece) {
+        decoded_ += static_cast<int64_t>(piece.size());
+        hasher_.Update(piece);
+        return absl::OkStatus();
+      });
+  return s.ok() ? s : Corrupt(s.message());
+}
+
+absl::Status DiskZstdReader::DecodeSome() {
+  plain_.clear();
+  plain_pos_ = 0;
+  absl::StatusOr<size_t> used = decompressor_.DecompressSome(
+      absl::string_view(frames_).substr(frames_pos_),
+      digest_.size_bytes() - decoded_, kZstdPiece, &plain_);
+  if (!used.ok()) {
+    return Corrupt(used.status().message());
+  }
+  frames_pos_ += *used;
+  decoded_ += static_cast<int64_t>(plain_.size());
+  if (!trusted_) {
+    hasher_.Update(plain_);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> DiskZstdReader::Finish() {
+  if (trusted_ && as_stored_) {
+    done_ = true;  // Served as they are, unchanged since verified.
+    return 0;
+  }
+  if (!decompressor_.AtFrameEnd() || decoded_ != digest_.size_bytes()) {
+    return Corrupt("zstd frames end early");
+  }
+  if (!trusted_) {
+    store_->CountReadHash();
+    if (hasher_.FinishDigest() != digest_) {
+      return Corrupt("content does not match its digest");
+    }
+    store_->MarkVerified(key_, open_fingerprint_);
+  }
+  done_ = true;
+  return 0;
+}
+
+absl::StatusOr<bool> DiskZstdReader::ReadFrames() {
+  frames_.resize(128 << 10);
+  absl::StatusOr<size_t> n =
+      ReadSome(fd_, frames_.data(), frames_.size(), store_->fault(),
+               absl::StrCat("cas blob ", digest_.ToString()));
+  if (!n.ok()) {
+    failed_ = true;
+    return n.status();
+  }
+  frames_.resize(*n);
+  frames_pos_ = 0;
+  return *n > 0;
+}
+
+absl::StatusOr<size_t> DiskZstdReader::Read(char* buf, size_t max) {
+  if (failed_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cas blob ", digest_.ToString(), ": reader failed"));
+  }
+  if (done_ || max == 0) {
+    return 0;
+  }
+  if (as_stored_) {
+    absl::StatusOr<size_t> n =
+        ReadSome(fd_, buf, max, store_->fault(),
+                 absl::StrCat("cas blob ", digest_.ToString()));
+    if (!n.ok()) {
+      failed_ = true;
+      return n.status();
+    }
+    if (*n == 0) {
+      return Finish();
+    }
+    if (!trusted_) {
+      if (absl::Status s = Check(absl::string_view(buf, *n)); !s.ok()) {
+        return s;
+      }
+    }
+    return *n;
+  }
+  while (plain_pos_ == plain_.size()) {
+    if (frames_pos_ == frames_.size()) {
+      absl::StatusOr<bool> more = ReadFrames();
+      if (!more.ok()) {
+        return more.status();
+      }
+      if (!*more) {
+        return Finish();
+      }
+    }
+    if (absl::Status s = DecodeSome(); !s.ok()) {
+      return s;
+    }
+  }
+  const size_t n = std::min(max, plain_.size() - plain_pos_);
+  std::memcpy(buf, plain_.data() + plain_pos_, n);
+  plain_pos_ += n;
+  return n;
+}
+
 // Streams one blob into a temp file; see BlobWriter.
 class DiskBlobWriter final : public BlobWriter {
  public:
@@ -757,6 +1025,132 @@ absl::Status DiskBlobWriter::Commit() {
   return store_->CommitTemp(key_, *temp_, digest_.size_bytes(),
                             store_->TakeWriteReservation(key_),
                             /*replace=*/false);
+}
+
+// Streams the zstd frames of a blob into a temp file, decompressing them to
+// hash them; Commit() verifies the content and keeps the frames when they
+// save enough (DiskBlobStore::KeepZstd()), else the decompressed bytes.
+// The compressed size is not known in advance: the writer reserves room as
+// the frames arrive (kZstdReserveStep at a time when there is room), and for
+// the plain size before it decompresses them into a plain file, so that a
+// compressed upload neither evicts for its plain size nor overshoots the
+// budget.
+class DiskZstdWriter final : public BlobWriter {
+ public:
+  static constexpr int64_t kZstdReserveStep = int64_t{64} << 10;
+
+  DiskZstdWriter(DiskBlobStore* store, Digest digest,
+                 std::unique_ptr<TempFile> temp)
+      : store_(store),
+        digest_(std::move(digest)),
+        key_(CasKey(digest_)),
+        temp_(std::move(temp)) {}
+  ~DiskZstdWriter() override { Discard(); }
+
+  absl::Status Append(absl::string_view data) override;
+  int64_t committed_size() const override { return compressed_; }
+  absl::Status Commit() override;
+
+ private:
+  void Discard() {
+    temp_.reset();
+    store_->ReleaseSpace(std::exchange(reserved_, 0));
+  }
+  // Reserves room for `total` bytes in all.
+  absl::Status ReserveUpTo(int64_t total) {
+    if (total <= reserved_) {
+      return absl::OkStatus();
+    }
+    // A step ahead (fewer reservations), or only what is needed when the
+    // budget has no room for the step.
+    const int64_t need = total - reserved_;
+    const std::string what = absl::StrCat("cas blob ", digest_.ToString());
+    int64_t step = std::max(need, kZstdReserveStep);
+    absl::Status s = store_->ReserveSpace(step, what);
+    if (absl::IsResourceExhausted(s) && step > need) {
+      step = need;
+      s = store_->ReserveSpace(step, what);
+    }
+    if (s.ok()) {
+      reserved_ += step;
+    }
+    return s;
+  }
+  DiskBlobStore* const store_;  // Not owned.
+  const Digest digest_;
+  const ItemKey key_;
+  std::unique_ptr<TempFile> temp_;  // Null once closed.
+  int64_t reserved_ = 0;            // Bytes of the budget held.
+  ZstdDecompressor decompressor_;
+  Sha256Hasher hasher_;  // Of the decompressed bytes.
+  int64_t compressed_ = 0;
+};
+
+absl::Status DiskZstdWriter::Append(absl::string_view data) {
+  if (temp_ == nullptr) {
+    return WriterClosedError(digest_);
+  }
+  absl::Cleanup discard = [this] { Discard(); };
+  if (absl::Status s = decompressor_.DecompressTo(
+          data, digest_.size_bytes() - hasher_.bytes(), kZstdPiece,
+          [this](absl::string_view piece) {
+            hasher_.Update(piece);
+            return absl::OkStatus();
+          });
+      !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cas blob ", digest_.ToString(), ": ", s.message()));
+  }
+  if (absl::Status s =
+          ReserveUpTo(compressed_ + static_cast<int64_t>(data.size()));
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = temp_->Append(data); !s.ok()) {
+    return s;
+  }
+  compressed_ += static_cast<int64_t>(data.size());
+  std::move(discard).Cancel();
+  return absl::OkStatus();
+}
+
+absl::Status DiskZstdWriter::Commit() {
+  if (temp_ == nullptr) {
+    return WriterClosedError(digest_);
+  }
+  absl::Cleanup discard = [this] { Discard(); };
+  if (!decompressor_.AtFrameEnd()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Write: zstd data for cas blob ", digest_.ToString(),
+                     " ends inside a frame"));
+  }
+  if (absl::Status s = CheckDigest(digest_, hasher_.FinishDigest()); !s.ok()) {
+    return s;
+  }
+  const bool keep = store_->KeepZstd(compressed_, digest_.size_bytes());
+  std::unique_ptr<TempFile> plain;
+  if (!keep) {
+    if (absl::Status s = ReserveUpTo(digest_.size_bytes()); !s.ok()) {
+      return s;
+    }
+    absl::StatusOr<std::unique_ptr<TempFile>> decoded =
+        store_->DecodeTemp(*temp_, digest_.size_bytes());
+    if (!decoded.ok()) {
+      return decoded.status();
+    }
+    plain = *std::move(decoded);
+  }
+  TempFile& file = keep ? *temp_ : *plain;
+  if (store_->sync()) {
+    if (absl::Status s = file.Sync(); !s.ok()) {
+      return s;
+    }
+  }
+  absl::Status s = store_->CommitTemp(
+      key_, file, keep ? compressed_ : digest_.size_bytes(),
+      std::exchange(reserved_, 0), /*replace=*/false, nullptr,
+      keep ? digest_.size_bytes() : -1);
+  return s;
 }
 
 // Collects a small blob in memory; Commit() verifies it and stores it in
@@ -844,11 +1238,62 @@ DiskBlobStore::~DiskBlobStore() {
   }
 }
 
-std::string DiskBlobStore::PathOf(const ItemKey& key) const {
+std::string DiskBlobStore::PathOf(const ItemKey& key, bool zstd,
+                                  int64_t content_size) const {
   std::string hex = key.HexId();
-  return absl::StrCat(options_.root,
-                      key.kind == ItemKind::kCas ? "/cas/" : "/ac/",
-                      absl::string_view(hex).substr(0, 2), "/", hex);
+  std::string path =
+      absl::StrCat(options_.root, key.kind == ItemKind::kCas ? "/cas/" : "/ac/",
+                   absl::string_view(hex).substr(0, 2), "/", hex);
+  if (zstd) {
+    absl::StrAppend(&path, ".", content_size, kZstdSuffix);
+  }
+  return path;
+}
+
+absl::StatusOr<std::unique_ptr<TempFile>> DiskBlobStore::DecodeTemp(
+    TempFile& temp, int64_t content_size) {
+  const std::string& path = temp.path();
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return ErrnoStatus(errno, absl::StrCat("open ", path));
+  }
+  absl::Cleanup closer = [fd] { close(fd); };
+  absl::StatusOr<std::unique_ptr<TempFile>> plain = NewTempFile();
+  if (!plain.ok()) {
+    return plain.status();
+  }
+  ZstdDecompressor decompressor;
+  std::string frames(1 << 20, '\0');
+  int64_t decoded = 0;
+  absl::Status written;  // The plain file's error, if any.
+  auto append = [&](absl::string_view piece) {
+    decoded += static_cast<int64_t>(piece.size());
+    written = (*plain)->Append(piece);
+    return written;
+  };
+  for (;;) {
+    absl::StatusOr<size_t> n =
+        ReadSome(fd, frames.data(), frames.size(), fault(), path);
+    if (!n.ok()) {
+      return n.status();
+    }
+    if (*n == 0) {
+      break;
+    }
+    if (absl::Status s = decompressor.DecompressTo(
+            absl::string_view(frames.data(), *n), content_size - decoded,
+            kZstdPiece, append);
+        !s.ok()) {
+      return !written.ok() ? s
+                           : absl::InternalError(absl::StrCat(
+                                 "decode ", path, ": ", s.message()));
+    }
+  }
+  if (decoded != content_size) {
+    return absl::InternalError(absl::StrCat("decode ", path, ": ", decoded,
+                                            " bytes, expected ", content_size));
+  }
+  return plain;
 }
 
 absl::StatusOr<std::unique_ptr<TempFile>> DiskBlobStore::NewTempFile() {
@@ -915,7 +1360,7 @@ void DiskBlobStore::UnlinkVictims(const std::vector<LruIndex::Item>& victims) {
     if (v.small) {
       small.push_back(v.key);
     } else {
-      unlink(PathOf(v.key).c_str());  // Open readers keep their file.
+      unlink(ItemPath(v).c_str());  // Open readers keep their file.
     }
   }
   if (!small.empty()) {
@@ -945,10 +1390,11 @@ void DiskBlobStore::UnlinkVictims(const std::vector<LruIndex::Item>& victims) {
 absl::Status DiskBlobStore::CommitTemp(const ItemKey& key, TempFile& temp,
                                        int64_t size, int64_t reserved,
                                        bool replace,
-                                       const absl::string_view* entry_value) {
-  std::optional<bool> old_small;
-  absl::StatusOr<int64_t> stamp =
-      ClaimForCommit(key, size, replace, &reserved, &old_small);
+                                       const absl::string_view* entry_value,
+                                       int64_t zstd_content) {
+  std::optional<LruIndex::Item> old;
+  absl::StatusOr<int64_t> stamp = ClaimForCommit(key, size, replace, &reserved,
+                                                 &old, zstd_content);
   if (!stamp.ok() || *stamp == 0) {
     return stamp.status();
   }
@@ -962,18 +1408,21 @@ absl::Status DiskBlobStore::CommitTemp(const ItemKey& key, TempFile& temp,
   // when the store closes (a clean shutdown loses nothing), and file systems
   // commit their metadata on their own within seconds (ext4: 5 s).
   uint64_t fingerprint = 0;
-  absl::Status s = temp.Publish(PathOf(key), *stamp, &fingerprint);
+  const std::string path = PathOf(key, zstd_content >= 0, zstd_content);
+  absl::Status s = temp.Publish(path, *stamp, &fingerprint);
   if (s.ok() && options_.fsync) {
     dirty_dirs_[static_cast<int>(key.kind) * kShards + key.id[0]].store(
         true, std::memory_order_relaxed);
   }
-  if (s.ok() && old_small == true) {
+  if (s.ok() && old.has_value() && old->small) {
     // The older version was small (an entry that grew). Should this delete
     // be lost in a crash, start-up keeps the newer of the two.
     small_->Delete({key}).IgnoreError();
+  } else if (s.ok() && old.has_value() && ItemPath(*old) != path) {
+    unlink(ItemPath(*old).c_str());  // Held in the other form of file.
   }
   EndCommit(key, s, size, *stamp, reserved, /*small=*/false, fingerprint,
-            entry_value);
+            entry_value, zstd_content);
   return s;
 }
 
@@ -983,9 +1432,9 @@ absl::Status DiskBlobStore::CommitSmall(const ItemKey& key,
                                         const absl::string_view* entry_value,
                                         PutCallback* then) {
   const int64_t size = static_cast<int64_t>(value.size());
-  std::optional<bool> old_small;
+  std::optional<LruIndex::Item> old;
   absl::StatusOr<int64_t> stamp =
-      ClaimForCommit(key, size, replace, &reserved, &old_small);
+      ClaimForCommit(key, size, replace, &reserved, &old);
   if (!stamp.ok() || *stamp == 0) {
     return Reply(stamp.status(), then);
   }
@@ -1002,20 +1451,21 @@ absl::Status DiskBlobStore::CommitSmall(const ItemKey& key,
   } else {
     s = small_->Put(key, *stamp, value);
   }
-  const bool old_file = s.ok() && old_small == false;
+  const bool old_file = s.ok() && old.has_value() && !old->small;
+  std::string old_path = old_file ? ItemPath(*old) : std::string();
   if (old_file && then == nullptr) {
     // The older version was a file: remove it now that the new one is
     // durable (after a crash in between, start-up keeps the newer).
-    unlink(PathOf(key).c_str());
+    unlink(old_path.c_str());
   }
   EndCommit(key, s, size, *stamp, reserved, /*small=*/true, 0, entry_value);
   if (then == nullptr || !s.ok()) {
     return Reply(s, then);
   }
-  small_->WhenDurable([this, key, old_file,
+  small_->WhenDurable([old_file, old_path = std::move(old_path),
                        done = std::move(*then)](absl::Status synced) mutable {
     if (old_file && synced.ok()) {
-      unlink(PathOf(key).c_str());  // As above, once durable.
+      unlink(old_path.c_str());  // As above, once durable.
     }
     std::move(done)(std::move(synced));
   });
@@ -1033,25 +1483,32 @@ absl::Status DiskBlobStore::Reply(absl::Status s, PutCallback* then) {
 void DiskBlobStore::EndCommit(const ItemKey& key, const absl::Status& s,
                               int64_t size, int64_t stamp, int64_t reserved,
                               bool small, uint64_t fingerprint,
-                              const absl::string_view* entry_value) {
+                              const absl::string_view* entry_value,
+                              int64_t zstd_content) {
   absl::MutexLock lock(&mu_);
   EndCommitLocked(key, s, size, stamp, reserved, small, fingerprint,
-                  entry_value);
+                  entry_value, zstd_content);
 }
 
 void DiskBlobStore::EndCommitLocked(const ItemKey& key, const absl::Status& s,
                                     int64_t size, int64_t stamp,
                                     int64_t reserved, bool small,
                                     uint64_t fingerprint,
-                                    const absl::string_view* entry_value) {
+                                    const absl::string_view* entry_value,
+                                    int64_t zstd_content) {
   committing_.erase(key);
   key_idle_.SignalAll();
   index_.Release(reserved);
   if (s.ok()) {
     index_.Insert(key, size, stamp, small, WriteOwnerScope::Current());
+    LruIndex::Item* item = index_.Find(key);
     // Its bytes were hashed on the way in: this process trusts the file
     // while its fingerprint is unchanged (small items are always hashed).
-    index_.Find(key)->verified = fingerprint;
+    item->verified = fingerprint;
+    if (zstd_content >= 0) {
+      item->zstd = true;
+      item->content_size = zstd_content;
+    }
     if (entry_value != nullptr) {
       ForgetEntryLocked(key);
       entries_.Put(key, *entry_value);
@@ -1061,7 +1518,7 @@ void DiskBlobStore::EndCommitLocked(const ItemKey& key, const absl::Status& s,
 
 absl::StatusOr<int64_t> DiskBlobStore::ClaimForCommit(
     const ItemKey& key, int64_t size, bool replace, int64_t* reserved,
-    std::optional<bool>* old_small) {
+    std::optional<LruIndex::Item>* old, int64_t content_size) {
   std::vector<LruIndex::Item> victims;
   absl::StatusOr<int64_t> stamp;
   {
@@ -1069,7 +1526,8 @@ absl::StatusOr<int64_t> DiskBlobStore::ClaimForCommit(
     while (!KeyIdleLocked(key)) {
       key_idle_.Wait(&mu_);
     }
-    stamp = ClaimLocked(key, size, replace, reserved, &victims, old_small);
+    stamp = ClaimLocked(key, size, replace, reserved, &victims, old,
+                        content_size);
   }
   UnlinkVictims(victims);
   return stamp;
@@ -1077,8 +1535,9 @@ absl::StatusOr<int64_t> DiskBlobStore::ClaimForCommit(
 
 absl::StatusOr<int64_t> DiskBlobStore::ClaimLocked(
     const ItemKey& key, int64_t size, bool replace, int64_t* reserved,
-    std::vector<LruIndex::Item>* victims, std::optional<bool>* old_small) {
-  if (!replace && index_.Peek(key) == size) {
+    std::vector<LruIndex::Item>* victims, std::optional<LruIndex::Item>* old,
+    int64_t content_size) {
+  if (!replace && index_.Peek(key) == (content_size < 0 ? size : content_size)) {
     index_.Touch(key);
     index_.Release(std::exchange(*reserved, 0));
     return 0;  // Stored meanwhile by another writer.
@@ -1097,8 +1556,8 @@ absl::StatusOr<int64_t> DiskBlobStore::ClaimLocked(
   }
   // An older version leaves the index first, so that it cannot be evicted
   // (and its path unlinked) while the new file is being renamed over it.
-  if (const LruIndex::Item* old = index_.Find(key); old != nullptr) {
-    *old_small = old->small;
+  if (const LruIndex::Item* held = index_.Find(key); held != nullptr) {
+    *old = *held;
   }
   index_.Erase(key);
   ForgetEntryLocked(key);
@@ -1106,25 +1565,28 @@ absl::StatusOr<int64_t> DiskBlobStore::ClaimLocked(
   return NextStampLocked();
 }
 
-void DiskBlobStore::RemoveCorrupt(const ItemKey& key, int fd) {
-  std::string path = PathOf(key);
+void DiskBlobStore::RemoveCorrupt(const ItemKey& key, int fd,
+                                  const std::string& path) {
   struct stat open_st, path_st;
   if (fstat(fd, &open_st) != 0 || stat(path.c_str(), &path_st) != 0 ||
       open_st.st_ino != path_st.st_ino || open_st.st_dev != path_st.st_dev) {
     return;  // Already removed or replaced.
   }
+  LruIndex::Item victim;
   {
     absl::MutexLock lock(&mu_);
     const LruIndex::Item* item = index_.Find(key);
-    if (committing_.contains(key) || item == nullptr || item->small) {
-      return;  // Being replaced, gone, or moved to the small items.
+    if (committing_.contains(key) || item == nullptr || item->small ||
+        ItemPath(*item) != path) {
+      return;  // Being replaced, gone, or held elsewhere.
     }
+    victim = *item;
     index_.Erase(key);
     ForgetEntryLocked(key);
     ++corruptions_;
     ++unlinking_[key];
   }
-  UnlinkVictims({LruIndex::Item{.key = key}});
+  UnlinkVictims({victim});
 }
 
 void DiskBlobStore::DropSmall(const ItemKey& key, int64_t stamp, bool corrupt) {
@@ -1195,12 +1657,14 @@ std::optional<DiskBlobStore::Found> DiskBlobStore::TouchLocked(
   if (now_ns - item->stamp >=
       absl::ToInt64Nanoseconds(options_.touch_interval)) {
     item->stamp = NextStampLocked();
-    refreshes->push_back(Refresh{key, item->stamp, item->small, item->size});
+    refreshes->push_back(Refresh{key, item->stamp, item->small, item->size,
+                                 item->zstd, item->content_size});
     if (item->small) {
       ++refreshing_[key];
     }
   }
-  return Found{item->size, item->small, item->stamp, item->verified};
+  return Found{item->size,         item->small, item->zstd,
+               item->content_size, item->stamp, item->verified};
 }
 
 void DiskBlobStore::RefreshMtimes(const std::vector<Refresh>& refreshes) {
@@ -1217,7 +1681,8 @@ void DiskBlobStore::RefreshMtimes(const std::vector<Refresh>& refreshes) {
     struct timespec times[2];
     times[0].tv_sec = times[1].tv_sec = r.stamp / 1000000000;
     times[0].tv_nsec = times[1].tv_nsec = r.stamp % 1000000000;
-    utimensat(AT_FDCWD, PathOf(r.key).c_str(), times, 0);  // Best effort.
+    utimensat(AT_FDCWD, PathOf(r.key, r.zstd, r.content_size).c_str(), times,
+              0);  // Best effort.
   }
   if (!any_small) {
     return;
@@ -1248,8 +1713,9 @@ std::optional<DiskBlobStore::Found> DiskBlobStore::TouchItem(
 }
 
 absl::StatusOr<int> DiskBlobStore::OpenItem(const ItemKey& key,
+                                            const Found& found,
                                             absl::string_view what) {
-  std::string path = PathOf(key);
+  std::string path = PathOf(key, found.zstd, found.content_size);
   int err = Inject(fault(), "open");
   int fd = err != 0 ? -1 : open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
@@ -1263,7 +1729,8 @@ absl::StatusOr<int> DiskBlobStore::OpenItem(const ItemKey& key,
     // Evicted since the lookup, or deleted behind our back.
     absl::MutexLock lock(&mu_);
     const LruIndex::Item* item = index_.Find(key);
-    if (KeyIdleLocked(key) && item != nullptr && !item->small) {
+    if (KeyIdleLocked(key) && item != nullptr && !item->small &&
+        ItemPath(*item) == path) {
       index_.Erase(key);
       ForgetEntryLocked(key);
     }
@@ -1272,9 +1739,9 @@ absl::StatusOr<int> DiskBlobStore::OpenItem(const ItemKey& key,
 }
 
 absl::StatusOr<std::string> DiskBlobStore::ReadChecked(
-    const ItemKey& key, absl::string_view what, uint64_t verified,
+    const ItemKey& key, const Found& found, absl::string_view what,
     const std::function<bool(absl::string_view)>& intact) {
-  absl::StatusOr<int> fd = OpenItem(key, what);
+  absl::StatusOr<int> fd = OpenItem(key, found, what);
   if (!fd.ok()) {
     return fd.status();
   }
@@ -1299,7 +1766,7 @@ absl::StatusOr<std::string> DiskBlobStore::ReadChecked(
     got += *n;
   }
   const uint64_t fingerprint = Fingerprint(st);
-  if (got == data.size() && fingerprint == verified) {
+  if (got == data.size() && fingerprint == found.verified) {
     // Unchanged since it was found intact (same size then and now, so no
     // need to look for a grown tail either).
     return data;
@@ -1314,7 +1781,7 @@ absl::StatusOr<std::string> DiskBlobStore::ReadChecked(
     CountReadHash();
   }
   if (!whole || !intact(data)) {
-    RemoveCorrupt(key, *fd);
+    RemoveCorrupt(key, *fd, PathOf(key, found.zstd, found.content_size));
     return absl::DataLossError(
         absl::StrCat(what, ": stored bytes are corrupt; removed"));
   }
@@ -1324,7 +1791,8 @@ absl::StatusOr<std::string> DiskBlobStore::ReadChecked(
 
 absl::Status DiskBlobStore::StoreWhole(
     const ItemKey& key, absl::Span<const absl::string_view> parts, bool replace,
-    absl::string_view what, const absl::string_view* entry_value) {
+    absl::string_view what, const absl::string_view* entry_value,
+    int64_t zstd_content) {
   int64_t size = 0;
   for (absl::string_view p : parts) {
     size += static_cast<int64_t>(p.size());
@@ -1348,7 +1816,8 @@ absl::Status DiskBlobStore::StoreWhole(
     }
   }
   std::move(release).Cancel();
-  return CommitTemp(key, **temp, size, size, replace, entry_value);
+  return CommitTemp(key, **temp, size, size, replace, entry_value,
+                    zstd_content);
 }
 
 namespace {
@@ -1457,12 +1926,114 @@ absl::StatusOr<std::string> DiskBlobStore::Read(const Digest& digest) {
   if (!found.has_value()) {
     return NotFound(digest);
   }
+  return ReadFound(digest, *found, /*as_stored=*/false);
+}
+
+absl::StatusOr<std::string> DiskBlobStore::ReadFound(const Digest& digest,
+                                                     const Found& found,
+                                                     bool as_stored) {
+  if (found.zstd) {
+    return ReadZstd(digest, found, as_stored);
+  }
   auto intact = [&digest](absl::string_view data) {
     return Digest::OfData(data) == digest;
   };
   std::string what = absl::StrCat("cas blob ", digest.ToString());
-  return found->small ? ReadSmall(key, what, found->stamp, intact)
-                      : ReadChecked(key, what, found->verified, intact);
+  const ItemKey key = CasKey(digest);
+  return found.small ? ReadSmall(key, what, found.stamp, intact)
+                     : ReadChecked(key, found, what, intact);
+}
+
+absl::StatusOr<std::string> DiskBlobStore::ReadZstd(const Digest& digest,
+                                                    const Found& found,
+                                                    bool as_stored) {
+  std::optional<std::string> plain;
+  auto intact = [&digest, &plain](absl::string_view frames) {
+    absl::StatusOr<std::string> decoded =
+        ZstdDecompressAll(frames, digest.size_bytes());
+    if (!decoded.ok() || Digest::OfData(*decoded) != digest) {
+      return false;
+    }
+    plain = *std::move(decoded);
+    return true;
+  };
+  absl::StatusOr<std::string> frames =
+      ReadChecked(CasKey(digest), found,
+                  absl::StrCat("cas blob ", digest.ToString()), intact);
+  if (!frames.ok() || as_stored) {
+    return frames;
+  }
+  if (plain.has_value()) {
+    return *std::move(plain);
+  }
+  // Trusted (unchanged since verified): decompressed, not hashed.
+  absl::StatusOr<std::string> decoded =
+      ZstdDecompressAll(*frames, digest.size_bytes());
+  if (!decoded.ok() ||
+      static_cast<int64_t>(decoded->size()) != digest.size_bytes()) {
+    return absl::DataLossError(absl::StrCat("cas blob ", digest.ToString(),
+                                            ": stored frames do not decode"));
+  }
+  return decoded;
+}
+
+absl::StatusOr<StoredBlob> DiskBlobStore::ReadAsStored(const Digest& digest) {
+  if (digest.IsEmpty()) {
+    return StoredBlob{};
+  }
+  std::optional<Found> found = TouchItem(CasKey(digest), digest.size_bytes());
+  if (!found.has_value()) {
+    return NotFound(digest);
+  }
+  absl::StatusOr<std::string> data =
+      ReadFound(digest, *found, /*as_stored=*/true);
+  if (!data.ok()) {
+    return data.status();
+  }
+  return StoredBlob{*std::move(data), found->zstd};
+}
+
+absl::StatusOr<StoredBlobReader> DiskBlobStore::OpenReadAsStored(
+    const Digest& digest) {
+  if (digest.IsEmpty()) {
+    return StoredBlobReader{std::make_unique<EmptyBlobReader>(), false};
+  }
+  std::optional<Found> found = TouchItem(CasKey(digest), digest.size_bytes());
+  if (!found.has_value()) {
+    return NotFound(digest);
+  }
+  absl::StatusOr<std::unique_ptr<BlobReader>> reader =
+      OpenFound(digest, *found, 0, /*as_stored=*/true);
+  if (!reader.ok()) {
+    return reader.status();
+  }
+  return StoredBlobReader{*std::move(reader), found->zstd};
+}
+
+absl::StatusOr<std::unique_ptr<BlobReader>> DiskBlobStore::OpenFileReader(
+    const Digest& digest, const Found& found, int64_t offset, bool as_stored) {
+  const ItemKey key = CasKey(digest);
+  absl::StatusOr<int> fd =
+      OpenItem(key, found, absl::StrCat("cas blob ", digest.ToString()));
+  if (!fd.ok()) {
+    return fd.status();
+  }
+  std::string path = PathOf(key, found.zstd, found.content_size);
+  if (found.zstd) {
+    auto reader = std::make_unique<DiskZstdReader>(
+        this, key, digest, *fd, std::move(path), found.verified, as_stored);
+    if (absl::Status s = reader->Start(offset); !s.ok()) {
+      return s;
+    }
+    return reader;
+  }
+  auto reader = std::make_unique<DiskBlobReader>(this, key, digest, *fd,
+                                                 std::move(path),
+                                                 found.verified);
+  if (absl::Status s = reader->Start(offset); !s.ok()) {
+    return s;
+  }
+  return reader;
 }
 
 absl::StatusOr<std::unique_ptr<BlobReader>> DiskBlobStore::OpenRead(
@@ -1485,30 +2056,20 @@ absl::StatusOr<std::unique_ptr<BlobReader>> DiskBlobStore::OpenRead(
                                               ": read offset ", offset,
                                               " past the end"));
   }
-  if (found->small) {
+  return OpenFound(digest, *found, offset, /*as_stored=*/false);
+}
+
+absl::StatusOr<std::unique_ptr<BlobReader>> DiskBlobStore::OpenFound(
+    const Digest& digest, const Found& found, int64_t offset, bool as_stored) {
+  if (found.small) {
     // Small: read and verified whole, then served from memory.
-    absl::StatusOr<std::string> data =
-        ReadSmall(key, absl::StrCat("cas blob ", digest.ToString()),
-                  found->stamp, [&digest](absl::string_view data) {
-                    return Digest::OfData(data) == digest;
-                  });
+    absl::StatusOr<std::string> data = ReadFound(digest, found, false);
     if (!data.ok()) {
       return data.status();
     }
     return std::make_unique<StringBlobReader>(*std::move(data), offset);
   }
-  const uint64_t verified = found->verified;
-  absl::StatusOr<int> fd =
-      OpenItem(key, absl::StrCat("cas blob ", digest.ToString()));
-  if (!fd.ok()) {
-    return fd.status();
-  }
-  auto reader =
-      std::make_unique<DiskBlobReader>(this, key, digest, *fd, verified);
-  if (absl::Status s = reader->Start(offset); !s.ok()) {
-    return s;
-  }
-  return reader;
+  return OpenFileReader(digest, found, offset, as_stored && found.zstd);
 }
 
 absl::Status DiskBlobStore::Write(const Digest& digest,
@@ -1520,9 +2081,17 @@ absl::Status DiskBlobStore::Write(const Digest& digest,
 }
 
 absl::Status DiskBlobStore::WriteVerified(const Digest& digest,
-                                          absl::string_view data) {
+                                          absl::string_view data,
+                                          absl::string_view zstd) {
   if (Contains(digest)) {
     return absl::OkStatus();
+  }
+  if (!zstd.empty() &&
+      KeepZstd(static_cast<int64_t>(zstd.size()), digest.size_bytes())) {
+    absl::string_view parts[] = {zstd};
+    return StoreWhole(CasKey(digest), parts, /*replace=*/false,
+                      absl::StrCat("cas blob ", digest.ToString()), nullptr,
+                      digest.size_bytes());
   }
   if (IsSmall(digest.size_bytes())) {
     if (absl::Status s = ReserveSpace(
@@ -1551,7 +2120,8 @@ std::vector<absl::Status> DiskBlobStore::WriteBlobs(
       continue;
     }
     if (!IsSmall(digest.size_bytes())) {
-      out[i] = WriteVerified(digest, blobs[i].data);  // Hashed just above.
+      // Hashed just above.
+      out[i] = WriteVerified(digest, blobs[i].data, blobs[i].zstd);
       continue;
     }
     if (auto [it, added] = first.emplace(CasKey(digest), i); !added) {
@@ -1579,7 +2149,7 @@ void DiskBlobStore::CommitSmallBatch(absl::Span<const BlobWrite> blobs,
                                      std::vector<absl::Status>* out) {
   struct Claimed {
     size_t i;
-    std::optional<bool> old_small;
+    std::optional<LruIndex::Item> old;
   };
   std::vector<Claimed> claimed;
   std::vector<SmallItem> items;
@@ -1589,19 +2159,19 @@ void DiskBlobStore::CommitSmallBatch(absl::Span<const BlobWrite> blobs,
     for (size_t i : which) {
       const ItemKey key = CasKey(blobs[i].digest);
       int64_t reserved = blobs[i].digest.size_bytes();
-      std::optional<bool> old_small;
+      std::optional<LruIndex::Item> old;
       if (!KeyIdleLocked(key)) {
         busy.push_back(i);
         continue;
       }
       // Never fails or evicts: `reserved` is held. 0: stored meanwhile.
       absl::StatusOr<int64_t> stamp = ClaimLocked(
-          key, reserved, /*replace=*/false, &reserved, nullptr, &old_small);
+          key, reserved, /*replace=*/false, &reserved, nullptr, &old);
       if (!stamp.ok()) {
         (*out)[i] = stamp.status();
         index_.Release(reserved);
       } else if (*stamp != 0) {
-        claimed.push_back({i, old_small});
+        claimed.push_back({i, old});
         items.push_back({key, *stamp, blobs[i].data});
       }
     }
@@ -1613,8 +2183,8 @@ void DiskBlobStore::CommitSmallBatch(absl::Span<const BlobWrite> blobs,
                  : small_->PutMany(items);
   }
   for (size_t k = 0; s.ok() && k < claimed.size(); ++k) {
-    if (claimed[k].old_small == false) {
-      unlink(PathOf(items[k].key).c_str());  // See CommitSmall().
+    if (claimed[k].old.has_value() && !claimed[k].old->small) {
+      unlink(ItemPath(*claimed[k].old).c_str());  // See CommitSmall().
     }
   }
   {
@@ -1654,6 +2224,18 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> DiskBlobStore::OpenWrite(
   return std::make_unique<DiskBlobWriter>(this, digest, *std::move(temp));
 }
 
+absl::StatusOr<std::unique_ptr<BlobWriter>> DiskBlobStore::OpenWriteZstd(
+    const Digest& digest) {
+  if (!KeepZstd(0, digest.size_bytes())) {
+    return BlobStore::OpenWriteZstd(digest);  // Stored plain.
+  }
+  absl::StatusOr<std::unique_ptr<TempFile>> temp = NewTempFile();
+  if (!temp.ok()) {
+    return temp.status();
+  }
+  return std::make_unique<DiskZstdWriter>(this, digest, *std::move(temp));
+}
+
 absl::StatusOr<std::string> DiskBlobStore::GetEntry(absl::string_view key) {
   absl::StatusOr<ItemKey> k = ItemKey::FromHex(ItemKind::kAc, key);
   if (!k.ok()) {
@@ -1671,7 +2253,7 @@ absl::StatusOr<std::string> DiskBlobStore::GetEntry(absl::string_view key) {
   }
   absl::StatusOr<std::string> file =
       found->small ? ReadSmall(*k, what, found->stamp, AcEntryIntact)
-                   : ReadChecked(*k, what, found->verified, AcEntryIntact);
+                   : ReadChecked(*k, *found, what, AcEntryIntact);
   if (!file.ok()) {
     return file.status();
   }
@@ -1761,9 +2343,17 @@ absl::Status DiskBlobStore::ScanShard(ItemKind kind, int shard,
   std::string prefix = absl::StrFormat("%02x", shard);
   while (struct dirent* e = readdir(d)) {
     absl::string_view name = e->d_name;
-    absl::StatusOr<ItemKey> key = ItemKey::FromHex(kind, name);
+    // <hash>, or for a CAS blob held as zstd frames <hash>.<size>.zst.
+    absl::string_view hex = name.substr(0, 64);
+    absl::string_view rest = name.substr(hex.size());
+    int64_t content_size = -1;
+    const bool zstd = kind == ItemKind::kCas && absl::ConsumePrefix(&rest, ".") &&
+                      absl::ConsumeSuffix(&rest, kZstdSuffix) &&
+                      absl::SimpleAtoi(rest, &content_size) &&
+                      content_size >= 0;
+    absl::StatusOr<ItemKey> key = ItemKey::FromHex(kind, hex);
     struct stat st;
-    if (!key.ok() || name.substr(0, 2) != prefix ||
+    if (!key.ok() || (!zstd && !rest.empty()) || name.substr(0, 2) != prefix ||
         fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
         !S_ISREG(st.st_mode)) {
       continue;  // Not ours, or gone meanwhile.
@@ -1771,7 +2361,8 @@ absl::Status DiskBlobStore::ScanShard(ItemKind kind, int shard,
     out->push_back(
         LoadedItem{*key, static_cast<int64_t>(st.st_size),
                    static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
-                       st.st_mtim.tv_nsec});
+                       st.st_mtim.tv_nsec,
+                   /*small=*/false, zstd, content_size});
   }
   return absl::OkStatus();
 }
@@ -1860,10 +2451,10 @@ absl::Status DiskBlobStore::CheckLayoutVersion(int* found) {
   return absl::OkStatus();
 }
 
-absl::Status DiskBlobStore::WriteLayoutVersion() {
+absl::Status DiskBlobStore::WriteLayoutVersion(int version) {
   const std::string path = absl::StrCat(options_.root, "/", kLayoutFile);
   const std::string temp = absl::StrCat(options_.root, "/tmp/", kLayoutFile);
-  const std::string text = absl::StrCat(kLayoutPrefix, kLayoutVersion, "\n");
+  const std::string text = absl::StrCat(kLayoutPrefix, version, "\n");
   int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
     return ErrnoStatus(errno, absl::StrCat("create ", temp));
@@ -1908,14 +2499,25 @@ absl::Status DiskBlobStore::IndexItems(const std::vector<LoadedItem>& files) {
     });
   }
   std::vector<ItemKey> stale_small;
-  std::vector<ItemKey> stale_files;
+  std::vector<std::string> stale_files;
   {
     // Start-up: no other thread can see the store yet, so holding mu_
     // across the scan blocks nobody (and spares a copy of part 0).
     absl::MutexLock lock(&mu_);
     index_.ReserveItems(files.size() + expected);
     for (const LoadedItem& file : files) {
-      index_.InsertNew(file.key, file.size, file.stamp, /*small=*/false);
+      auto [item, inserted] =
+          index_.InsertNew(file.key, file.size, file.stamp, /*small=*/false);
+      if (!inserted) {
+        // A blob held both plain and as zstd frames (a crash between
+        // an eviction and a new write of it): the same content; keep one.
+        stale_files.push_back(PathOf(file.key, file.zstd, file.content_size));
+        continue;
+      }
+      if (file.zstd) {
+        item->zstd = true;
+        item->content_size = file.content_size;
+      }
       last_stamp_ = std::max(last_stamp_, file.stamp);
     }
     auto add = [&](const SmallItemMeta& meta) {
@@ -1931,7 +2533,7 @@ absl::Status DiskBlobStore::IndexItems(const std::vector<LoadedItem>& files) {
       if (item->small || item->stamp >= meta.stamp) {
         stale_small.push_back(meta.key);
       } else {
-        stale_files.push_back(meta.key);
+        stale_files.push_back(ItemPath(*item));
         index_.Insert(meta.key, meta.size, meta.stamp, /*small=*/true);
       }
     };
@@ -1945,8 +2547,8 @@ absl::Status DiskBlobStore::IndexItems(const std::vector<LoadedItem>& files) {
     }
     index_.SortByStamp();
   }
-  for (const ItemKey& key : stale_files) {
-    unlink(PathOf(key).c_str());
+  for (const std::string& path : stale_files) {
+    unlink(path.c_str());
   }
   for (const absl::Status& s : errors) {
     if (!s.ok()) {
@@ -1981,11 +2583,15 @@ absl::Status DiskBlobStore::Load() {
   if (absl::Status s = IndexItems(*files); !s.ok()) {
     return s;
   }
-  if (layout != kLayoutVersion) {
-    // Layout 1 needs no change: its files stay where layout 2 keeps them
-    // (and are verified on their first read, as ever). A read-only
+  // Layout 3 (zstd files) only when this store may write them: a store
+  // opened with keep_zstd false stays readable by releases of layout 2.
+  const int target = options_.keep_zstd ? kLayoutVersion
+                                        : std::max(layout, kPlainLayoutVersion);
+  if (layout != target) {
+    // Layouts 1 and 2 need no change: their files stay where layout 3 keeps
+    // them (and are verified on their first read, as ever). A read-only
     // directory keeps its version; the store refuses writes there anyway.
-    if (absl::Status s = WriteLayoutVersion();
+    if (absl::Status s = WriteLayoutVersion(target);
         !s.ok() && s.code() != absl::StatusCode::kUnavailable) {
       return s;
     }

@@ -2,21 +2,33 @@
 // store. Contract as in cas/blob_store.h; this file documents the layout,
 // durability and start-up behaviour.
 //
-// Layout under `root` (version 2):
-//   LAYOUT          "cairn-store-layout 2": the layout version. A store with
+// Layout under `root` (version 3; 2 when opened without `keep_zstd`):
+//   LAYOUT          "cairn-store-layout 3": the layout version. A store with
 //                   a newer version is refused (FAILED_PRECONDITION, naming
-//                   both versions); a store without the file (written by a
-//                   release before layout 2) is opened as is and gets it.
+//                   both versions); an older store (layout 2, or no file:
+//                   a release before layout 2) is opened as is and gets the
+//                   version this store writes: 3 with `keep_zstd`, else it
+//                   keeps its own (at least 2). Releases of layout 2 refuse
+//                   a layout-3 store, whose zstd files they would not see.
 //   small/          the small-item database (cas/small_item_store.h):
 //                   every item of at most `small_item_max_bytes`, instead
 //                   of a file each.
 //   cas/ab/<hash>   a larger CAS blob, exactly its bytes; "ab" = first 2
 //                   hex chars (shard directories are created on first use).
+//   cas/ab/<hash>.<size>.zst
+//                   a larger CAS blob of <size> bytes held as the zstd frames
+//                   (RFC 8878) a client uploaded (OpenWriteZstd(), or
+//                   WriteBlobs() with BlobWrite::zstd), when `keep_zstd` and
+//                   they are at least 1/8 smaller (else the blob is stored
+//                   plain). Plain reads decompress; ReadAsStored() and
+//                   OpenReadAsStored() serve the frames as they are. Small
+//                   items and keyed entries are always plain.
 //   ac/ab/<key>     a larger keyed entry: 8-byte magic "CAIRNAC1", the
 //                   32-byte SHA-256 of the value, then the value (a small
 //                   entry is stored in the same form in small/).
 //   tmp/            writes in progress; emptied at start-up.
-// Items are charged their size (a file's size) against `max_size_bytes`,
+// Items are charged their size (a file's size: the compressed size of a zstd
+// file) against `max_size_bytes`,
 // wherever they live: one budget and one LRU across both places. The
 // database's own files may hold more for a while (deleted items linger
 // until its compaction drops them).
@@ -52,6 +64,13 @@
 // of one digest are safe and share one reservation: the first to commit stores
 // the blob, the others succeed without touching it.
 //
+// Compressed at rest: a zstd file is verified on the content its frames
+// decompress to (size and SHA-256), when written and when read, under the
+// same rules as a plain file: a read of a file not trusted (below)
+// decompresses and hashes it, including a read that serves the frames as
+// they are; a mismatch or frames that do not decode is DATA_LOSS, counted,
+// and the file is removed.
+//
 // Reads are verified once per process lifetime per file: an item this
 // process wrote (and hashed on the way in) or already found intact on a read
 // is trusted while its file is unchanged, i.e. while the open file's
@@ -85,7 +104,8 @@
 // hits stay cheap; at start-up the index is rebuilt by scanning the shard
 // directories in parallel and ordering items by mtime (so the order survives
 // restarts to within `touch_interval`). A store bigger than `max_size_bytes`
-// is trimmed at start-up. A CAS file's size is its blob's size: a blob whose
+// is trimmed at start-up. A plain CAS file's size is its blob's size (a zstd
+// file's name carries it, and its frames are checked against it): a blob whose
 // file was truncated behind the store's back is reported missing for its
 // real digest after a restart, and DATA_LOSS while the store runs.
 //
@@ -127,6 +147,10 @@ struct DiskBlobStoreOptions {
   int64_t small_item_max_bytes = 4096;
   // Block cache of the small-item database.
   int64_t small_item_cache_bytes = int64_t{8} << 20;
+  // Keep blobs that arrive as zstd frames compressed at rest (see the
+  // layout above); false stores every new blob plain (zstd files already
+  // held are still served).
+  bool keep_zstd = true;
   // Test-only: called before each file system operation with its name
   // ("open_tmp", "write", "fsync", "rename", "open", "read", "touch");
   // returning an errno value makes that operation fail with it; 0 proceeds.

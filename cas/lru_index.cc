@@ -109,7 +109,7 @@ std::optional<int64_t> LruIndex::Peek(const ItemKey& key) const {
   if (it == by_key_.end()) {
     return std::nullopt;
   }
-  return N(*it).item.size;
+  return N(*it).item.content_size;
 }
 
 LruIndex::Item* LruIndex::Find(const ItemKey& key) {
@@ -128,7 +128,7 @@ LruIndex::Item* LruIndex::FindAndTouch(const ItemKey& key, int64_t want_size) {
     return nullptr;
   }
   Item& item = N(*it).item;
-  if (want_size >= 0 && item.size != want_size) {
+  if (want_size >= 0 && item.content_size != want_size) {
     return nullptr;
   }
   MoveToBack(*it);
@@ -141,7 +141,11 @@ std::pair<uint32_t, bool> LruIndex::FindOrAdd(const ItemKey& key, int64_t size,
   bool added = false;
   auto it = by_key_.lazy_emplace(key, [&](const auto& construct) {
     const uint32_t n = NewNode();
-    N(n).item = Item{.key = key, .small = small, .size = size, .stamp = stamp};
+    N(n).item = Item{.key = key,
+                     .small = small,
+                     .size = size,
+                     .content_size = size,
+                     .stamp = stamp};
     construct(n);
     added = true;
   });
@@ -173,9 +177,11 @@ void LruIndex::Insert(const ItemKey& key, int64_t size, int64_t stamp,
   }
   used_bytes_ += size - item.size;
   item.size = size;
+  item.content_size = size;
   item.stamp = stamp;
   item.verified = 0;
   item.small = small;
+  item.zstd = false;
   MoveToBack(n);
 }
 

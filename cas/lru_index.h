@@ -75,10 +75,18 @@ class LruIndex {
     // Opaque to the index; the owner's note, set by Insert() (the disk store
     // marks the items kept in its small-item database).
     bool small = false;
+    // Opaque to the index; the owner's note, reset to false by Insert() (the
+    // disk store marks the CAS blobs it keeps as zstd frames).
+    bool zstd = false;
     // Who wrote the item (WriteOwnerScope; 0: unknown), set by Insert();
     // evictions are counted per writer.
     uint32_t writer = 0;
+    // The bytes the item is charged (against the budget), e.g. on disk.
     int64_t size = 0;
+    // The size of the item's content (a blob's digest size), which Peek()
+    // answers and FindAndTouch() matches; set to `size` by Insert(), and
+    // changed by an owner that stores items encoded (compressed).
+    int64_t content_size = 0;
     // Opaque to the index; the owner's per-item note (the disk store keeps
     // the last access time it wrote to the file system here).
     int64_t stamp = 0;
@@ -93,26 +101,28 @@ class LruIndex {
   LruIndex(const LruIndex&) = delete;
   LruIndex& operator=(const LruIndex&) = delete;
 
-  // Returns the item's size without changing its position; nullopt if absent.
+  // Returns the item's content size without changing its position; nullopt
+  // if absent.
   std::optional<int64_t> Peek(const ItemKey& key) const;
 
   // Returns the item without changing its position, or nullptr if absent.
   // The pointer is valid until the item is erased or evicted; callers may
-  // change only its `stamp`, `verified` and `small`.
+  // change only its `stamp`, `verified`, `small`, `zstd` and
+  // `content_size`.
   Item* Find(const ItemKey& key);
 
   // Marks the item most recently used and returns its size; nullopt if absent.
   std::optional<int64_t> Touch(const ItemKey& key);
 
   // Find() and Touch() in one lookup: returns the item, marked most recently
-  // used, if it is held with size `want_size` (any size if negative);
+  // used, if it is held with content size `want_size` (any if negative);
   // nullptr (touching nothing) otherwise. The pointer is as Find()'s.
   Item* FindAndTouch(const ItemKey& key, int64_t want_size = -1);
 
   // Inserts the item as most recently used, or replaces its size, stamp and
-  // `small` note (resetting `verified`) and marks it most recently used if
-  // present. `writer` (0: unknown, keeping a present item's) is noted on
-  // it. Never evicts (see Reserve()).
+  // `small` note (resetting `verified`, `zstd` and `content_size`) and
+  // marks it most recently used if present. `writer` (0: unknown, keeping a
+  // present item's) is noted on it. Never evicts (see Reserve()).
   void Insert(const ItemKey& key, int64_t size, int64_t stamp = 0,
               bool small = false, uint32_t writer = 0);
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "cas/blob_store.h"
 
 namespace cairn::cas {
 namespace {
@@ -63,8 +64,40 @@ ZstdDecompressor::~ZstdDecompressor() = default;
 absl::Status ZstdDecompressor::Decompress(absl::string_view input,
                                           int64_t max_output,
                                           std::string* output) {
-  const size_t start = output->size();
+  return DecompressSome(input, max_output, SIZE_MAX, output).status();
+}
+
+absl::Status ZstdDecompressor::DecompressTo(
+    absl::string_view input, int64_t max_output, size_t piece,
+    absl::FunctionRef<absl::Status(absl::string_view)> sink) {
+  std::string out;
   while (!input.empty()) {
+    out.clear();
+    absl::StatusOr<size_t> used = DecompressSome(input, max_output, piece, &out);
+    if (!used.ok()) {
+      return used.status();
+    }
+    input.remove_prefix(*used);
+    max_output -= static_cast<int64_t>(out.size());
+    if (!out.empty()) {
+      if (absl::Status s = sink(out); !s.ok()) {
+        return s;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> ZstdDecompressor::DecompressSome(absl::string_view input,
+                                                        int64_t max_output,
+                                                        size_t max_step,
+                                                        std::string* output) {
+  const size_t start = output->size();
+  const size_t given = input.size();
+  while (!input.empty()) {
+    if (output->size() - start >= max_step) {
+      break;  // The caller passes the rest again.
+    }
     if (!in_frame_) {
       // A frame starts here: check its magic number before zstd sees it.
       const size_t take =
@@ -87,24 +120,27 @@ absl::Status ZstdDecompressor::Decompress(absl::string_view input,
       in_frame_ = true;
       const std::string first = std::move(magic_);
       magic_.clear();
-      absl::StatusOr<size_t> used = Feed(first, start, max_output, output);
+      absl::StatusOr<size_t> used =
+          Feed(first, start, max_output, SIZE_MAX, output);
       if (!used.ok()) {
         return used.status();
       }
       continue;  // zstd keeps the 4 bytes: a frame header is longer.
     }
-    absl::StatusOr<size_t> used = Feed(input, start, max_output, output);
+    absl::StatusOr<size_t> used =
+        Feed(input, start, max_output, max_step, output);
     if (!used.ok()) {
       return used.status();
     }
     input.remove_prefix(*used);
   }
-  return absl::OkStatus();
+  return given - input.size();
 }
 
 absl::StatusOr<size_t> ZstdDecompressor::Feed(absl::string_view input,
                                               size_t start,
                                               int64_t max_output,
+                                              size_t max_step,
                                               std::string* output) {
   ZSTD_inBuffer in = {input.data(), input.size(), 0};
   const size_t step = ZSTD_DStreamOutSize();
@@ -136,6 +172,9 @@ absl::StatusOr<size_t> ZstdDecompressor::Feed(absl::string_view input,
       return in.pos;
     }
     flushed = out.pos < step;  // Output not full: nothing is held back.
+    if (output->size() - start >= max_step && in.pos < in.size) {
+      return in.pos;  // Enough for this call; zstd resumes with the rest.
+    }
   }
   return in.pos;
 }
@@ -152,6 +191,67 @@ absl::StatusOr<std::string> ZstdDecompressAll(absl::string_view data,
     return absl::InvalidArgumentError("zstd data ends inside a frame");
   }
   return out;
+}
+
+namespace {
+
+// See NewZstdDecodingWriter().
+class ZstdDecodingWriter final : public BlobWriter {
+ public:
+  ZstdDecodingWriter(Digest digest, std::unique_ptr<BlobWriter> plain)
+      : digest_(std::move(digest)), plain_(std::move(plain)) {}
+
+  absl::Status Append(absl::string_view data) override {
+    if (plain_ == nullptr) {
+      return WriterClosedError(digest_);
+    }
+    absl::Status written;  // The plain writer's error, if any.
+    absl::Status s = decompressor_.DecompressTo(
+        data, digest_.size_bytes() - plain_->committed_size(), kPiece,
+        [this, &written](absl::string_view piece) {
+          written = plain_->Append(piece);
+          return written;
+        });
+    if (!s.ok()) {
+      plain_.reset();
+      return !written.ok() ? s
+                           : absl::InvalidArgumentError(absl::StrCat(
+                                 "cas blob ", digest_.ToString(), ": ",
+                                 s.message()));
+    }
+    compressed_ += static_cast<int64_t>(data.size());
+    return absl::OkStatus();
+  }
+  int64_t committed_size() const override { return compressed_; }
+  absl::Status Commit() override {
+    if (plain_ == nullptr) {
+      return WriterClosedError(digest_);
+    }
+    std::unique_ptr<BlobWriter> plain = std::move(plain_);
+    if (!decompressor_.AtFrameEnd()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Write: zstd data for cas blob ", digest_.ToString(),
+                       " ends inside a frame"));
+    }
+    return plain->Commit();
+  }
+
+ private:
+  // Decompressed bytes handed on at once, however much the frames expand.
+  static constexpr size_t kPiece = 256 << 10;
+
+  const Digest digest_;
+  std::unique_ptr<BlobWriter> plain_;  // Null once closed.
+  ZstdDecompressor decompressor_;
+  int64_t compressed_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<BlobWriter> NewZstdDecodingWriter(
+    Digest digest, std::unique_ptr<BlobWriter> plain) {
+  return std::make_unique<ZstdDecodingWriter>(std::move(digest),
+                                              std::move(plain));
 }
 
 }  // namespace cairn::cas

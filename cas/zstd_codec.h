@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -64,14 +65,33 @@ class ZstdDecompressor {
   absl::Status Decompress(absl::string_view input, int64_t max_output,
                           std::string* output);
 
+  // Like Decompress(), but stops once `*output` has grown by `max_step`
+  // bytes or more (by at most about max_step + 128 KiB: zstd decodes a
+  // block at a time) and returns how many bytes of `input` it used; the
+  // caller passes the rest again. Memory then stays bounded however much
+  // the frames expand. `max_output` bounds this call's output.
+  absl::StatusOr<size_t> DecompressSome(absl::string_view input,
+                                        int64_t max_output, size_t max_step,
+                                        std::string* output);
+
+  // Decompresses `input` as Decompress() does, handing the output to `sink`
+  // in pieces of about `piece` bytes (see DecompressSome()); an error from
+  // `sink` ends it and is returned.
+  absl::Status DecompressTo(
+      absl::string_view input, int64_t max_output, size_t piece,
+      absl::FunctionRef<absl::Status(absl::string_view)> sink);
+
   // Returns true when the input so far ends exactly at the end of a frame.
   bool AtFrameEnd() const { return at_frame_end_; }
 
  private:
   // Feeds `input` (inside a frame) to zstd until it is used up or the frame
   // ends; returns the bytes consumed.
+  // Stops early, once the output has grown by `max_step` (see
+  // DecompressSome()) and input is left.
   absl::StatusOr<size_t> Feed(absl::string_view input, size_t start,
-                              int64_t max_output, std::string* output);
+                              int64_t max_output, size_t max_step,
+                              std::string* output);
 
   struct Ctx;
   std::unique_ptr<Ctx> ctx_;

@@ -66,6 +66,12 @@ ABSL_FLAG(ByteSize, small_item_max, ByteSize{4096},
           "Blobs and action results up to this size are kept in one "
           "embedded database (RocksDB, in --dir/small; group commit) instead "
           "of a file each; 0 stores every new item as a file.");
+ABSL_FLAG(std::string, store_compressed, "auto",
+          "auto: blobs uploaded zstd-compressed (compressed-blobs) that go to "
+          "a file are kept compressed on disk when that saves at least an "
+          "eighth, so compressed reads cost no recompression (plain reads "
+          "decompress); the store's layout becomes version 3. never: store "
+          "every new blob uncompressed (the layout stays 2).");
 ABSL_FLAG(int, io_threads, 0,
           "Threads doing storage I/O; 0 means twice the number of cores, or "
           "with --s3_bucket at least --s3_max_concurrency (they wait on "
@@ -205,6 +211,12 @@ absl::StatusOr<std::unique_ptr<cairn::cas::BlobStore>> OpenStore(
   options.fsync = absl::GetFlag(FLAGS_fsync);
   options.entry_cache_bytes = absl::GetFlag(FLAGS_ac_cache_size).bytes;
   options.small_item_max_bytes = absl::GetFlag(FLAGS_small_item_max).bytes;
+  const std::string compressed = absl::GetFlag(FLAGS_store_compressed);
+  if (compressed != "auto" && compressed != "never") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--store_compressed takes auto or never, not '", compressed, "'"));
+  }
+  options.keep_zstd = compressed == "auto";
   *description = absl::StrCat(options.root, " (max ", max, ")");
   return cairn::cas::NewDiskBlobStore(options);
 }

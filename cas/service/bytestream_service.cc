@@ -590,19 +590,42 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
     }
   }
 
+  // Opens reader_: for a compressed read from the start, the blob as the
+  // store holds it, served as it is when that is zstd frames (no
+  // recompression); otherwise the plain bytes from offset_.
+  absl::Status Open() {
+    if (compressor_ != nullptr && offset_ == 0) {
+      absl::StatusOr<StoredBlobReader> stored =
+          options_.store->OpenReadAsStored(digest_);
+      if (!stored.ok()) {
+        return stored.status();
+      }
+      reader_ = std::move(stored->reader);
+      if (stored->zstd) {
+        compressor_.reset();
+        remaining_ = reader_->size();
+      }
+      return absl::OkStatus();
+    }
+    absl::StatusOr<std::unique_ptr<BlobReader>> reader =
+        options_.store->OpenRead(digest_, offset_);
+    if (!reader.ok()) {
+      return reader.status();
+    }
+    reader_ = *std::move(reader);
+    return absl::OkStatus();
+  }
+
   // Reads (and compresses) the next chunk into `slot`. The end of the blob
   // is verified before its last chunk.
   void Fill(Slot* slot) {
     if (reader_ == nullptr) {
-      absl::StatusOr<std::unique_ptr<BlobReader>> reader =
-          options_.store->OpenRead(digest_, offset_);
-      if (!reader.ok()) {
+      if (absl::Status status = Open(); !status.ok()) {
         slot->response.Clear();
         slot->last = true;
-        slot->status = reader.status();
+        slot->status = status;
         return;
       }
-      reader_ = *std::move(reader);
     }
     std::string* out = slot->response.mutable_data();
     const size_t chunk = SizeBuffer(slot, out);
@@ -701,7 +724,8 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
 
   // Producer state: used by one Produce() at a time.
   std::unique_ptr<BlobReader> reader_;
-  std::unique_ptr<ZstdCompressor> compressor_;  // Set for compressed-blobs.
+  // Set for compressed-blobs, unless the store holds the blob compressed.
+  std::unique_ptr<ZstdCompressor> compressor_;
   std::string raw_;  // Uncompressed chunk when compressing.
 };
 
@@ -854,7 +878,7 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
     digest_ = name->digest;
     key_ = UploadKey(*name);
     if (name->compressor == Compressor::kZstd) {
-      decompressor_ = std::make_unique<ZstdDecompressor>();
+      compressed_ = true;
       if (request.write_offset() != 0) {
         return absl::InvalidArgumentError(
             "Write: compressed uploads cannot resume; start at offset 0");
@@ -977,7 +1001,7 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
     if (options_.store->Contains(digest_)) {
       registry_->DropParked(key_);  // A stale partial upload, if any.
       // REAPI: -1 tells a compressed upload that the blob already exists.
-      committed_ = decompressor_ != nullptr ? -1 : digest_.size_bytes();
+      committed_ = compressed_ ? -1 : digest_.size_bytes();
       return FinishOk();
     }
     absl::StatusOr<std::unique_ptr<BlobWriter>> parked =
@@ -1034,8 +1058,11 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
           "Write: no partial upload to resume at write_offset ",
           request.write_offset(), " for cas blob ", digest_.ToString()));
     }
+    // A compressed upload's writer takes the frames (the store decompresses
+    // them to verify, and may keep them as they are).
     absl::StatusOr<std::unique_ptr<BlobWriter>> writer =
-        options_.store->OpenWrite(digest_);
+        compressed_ ? options_.store->OpenWriteZstd(digest_)
+                    : options_.store->OpenWrite(digest_);
     if (!writer.ok()) {
       return writer.status();
     }
@@ -1047,19 +1074,14 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   // Runs on the pool: appends request.data(), and commits after the last
   // message. Returns false when it finished the call.
   bool Append(const bs::WriteRequest& request) {
-    absl::Status status = AppendData(request);
-    if (status.ok() && request.finish_write() && decompressor_ != nullptr &&
-        !decompressor_->AtFrameEnd()) {
-      status = absl::InvalidArgumentError(
-          absl::StrCat("Write: zstd data for cas blob ", digest_.ToString(),
-                       " ends inside a frame"));
-    }
+    absl::Status status = request.data().empty()
+                              ? absl::OkStatus()
+                              : writer_->Append(request.data());
     if (!status.ok()) {
       return Fail(status);
     }
-    committed_ = decompressor_ != nullptr
-                     ? committed_ + static_cast<int64_t>(request.data().size())
-                     : writer_->committed_size();
+    // Compressed bytes for compressed-blobs.
+    committed_ = writer_->committed_size();
     registry_->Progress(key_, committed_);
     if (!request.finish_write()) {
       return true;
@@ -1081,24 +1103,6 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
     return FinishOk();
   }
 
-  // Writes request.data() (decompressed for compressed-blobs).
-  absl::Status AppendData(const bs::WriteRequest& request) {
-    if (request.data().empty()) {
-      return absl::OkStatus();
-    }
-    if (decompressor_ == nullptr) {
-      return writer_->Append(request.data());
-    }
-    plain_.clear();
-    absl::Status status = decompressor_->Decompress(
-        request.data(), digest_.size_bytes() - writer_->committed_size(),
-        &plain_);
-    if (!status.ok() || plain_.empty()) {
-      return status;
-    }
-    return writer_->Append(plain_);
-  }
-
   // Runs on the pool when the client stops sending before finish_write.
   void EndWithoutFinishWrite() {
     if (!begun_) {
@@ -1112,7 +1116,7 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   // Parks an upload that made progress for a later resume; forgets others.
   // The bytes still to come are refunded (a resume charges them again).
   void ParkOrRelease() {
-    if (writer_ != nullptr && committed_ > 0 && decompressor_ == nullptr) {
+    if (writer_ != nullptr && committed_ > 0 && !compressed_) {
       RefundQuota(charged_ - (digest_.size_bytes() - committed_));
       registry_->Park(key_, std::move(writer_));
     } else if (claimed_) {
@@ -1149,7 +1153,7 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   // read-only.
   Digest digest_;
   std::string key_;
-  std::unique_ptr<ZstdDecompressor> decompressor_;  // For compressed-blobs.
+  bool compressed_ = false;  // A compressed-blobs upload.
 
   // Drain state: used by one Drain() at a time.
   bool begun_ = false;    // Begin() ran.
@@ -1157,7 +1161,6 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   int64_t committed_ = 0;
   int64_t charged_ = 0;  // Bytes charged to owner_'s write quota.
   std::unique_ptr<BlobWriter> writer_;
-  std::string plain_;  // Decompressed bytes of the current message.
 };
 
 class ByteStreamService final : public bs::ByteStream::CallbackService {

@@ -64,12 +64,15 @@ absl::Status CheckBatchUpdate(const v2::BatchUpdateBlobsRequest& request,
 }
 
 // Decodes one blob of a BatchUpdateBlobs request and returns what to store
-// (`decompressed` holds the bytes of a compressed one).
+// (`decompressed` holds the bytes of a compressed one, whose frames go to
+// the store too: it may keep them).
 absl::StatusOr<BlobWrite> Decode(
     const v2::BatchUpdateBlobsRequest::Request& item, Digest digest,
     std::string* decompressed) {
   absl::string_view data = item.data();
+  absl::string_view zstd;
   if (item.compressor() == v2::Compressor::ZSTD) {
+    zstd = item.data();
     absl::StatusOr<std::string> plain =
         ZstdDecompressAll(item.data(), digest.size_bytes());
     if (!plain.ok()) {
@@ -88,7 +91,7 @@ absl::StatusOr<BlobWrite> Decode(
         absl::StrCat("cas blob ", digest.ToString(), ": got ", data.size(),
                      " bytes of data"));
   }
-  return BlobWrite{std::move(digest), data};
+  return BlobWrite{std::move(digest), data, zstd};
 }
 
 // Checks one blob of a batch, charges it to `principal`'s write quota and
@@ -213,16 +216,26 @@ void ReadOne(const v2::Digest& requested, const CasServiceOptions& options,
     status = absl::ResourceExhaustedError(
         absl::StrCat("cas blob ", digest->ToString(),
                      " does not fit the answer; use ByteStream Read"));
+  } else if (zstd) {
+    // Served as the store holds it when that is compressed.
+    absl::StatusOr<StoredBlob> stored = options.store->ReadAsStored(*digest);
+    status = stored.status();
+    std::string packed;
+    if (stored.ok() && stored->zstd) {
+      item->set_compressor(v2::Compressor::ZSTD);
+      item->set_data(std::move(stored->data));
+    } else if (stored.ok() && stored->data.size() >= kMinCompressSize &&
+               ZstdCompressor().Compress(stored->data, true, &packed).ok() &&
+               packed.size() < stored->data.size()) {
+      item->set_compressor(v2::Compressor::ZSTD);
+      item->set_data(std::move(packed));
+    } else if (stored.ok()) {
+      item->set_data(std::move(stored->data));
+    }
   } else {
     absl::StatusOr<std::string> data = options.store->Read(*digest);
     status = data.status();
-    std::string packed;
-    if (data.ok() && zstd && data->size() >= kMinCompressSize &&
-        ZstdCompressor().Compress(*data, /*last=*/true, &packed).ok() &&
-        packed.size() < data->size()) {
-      item->set_compressor(v2::Compressor::ZSTD);
-      item->set_data(std::move(packed));
-    } else if (data.ok()) {
+    if (data.ok()) {
       item->set_data(*std::move(data));
     }
   }

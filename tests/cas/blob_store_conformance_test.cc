@@ -13,6 +13,7 @@
 #include "cas/blob_store.h"
 #include "cas/disk_blob_store.h"
 #include "cas/memory_blob_store.h"
+#include "cas/zstd_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/temp_dir.h"
@@ -565,6 +566,54 @@ TEST_P(BlobStoreTest, ConcurrentOverlappingBatches) {
   EXPECT_EQ(stats.used_bytes, stored);
   EXPECT_EQ(stats.reserved_bytes, 0);
   EXPECT_EQ(stats.evictions, 0);
+}
+
+// Blobs that arrive as zstd frames: whatever a store keeps, plain reads
+// answer the blob and reads as stored answer frames of it (or the blob).
+TEST_P(BlobStoreTest, CompressedUploadsReadBackInBothForms) {
+  for (size_t size : {size_t{0}, size_t{50}, size_t{3000}}) {
+    const std::string data = Bytes(size, 9);
+    const Digest d = Digest::OfData(data);
+    std::string frames;
+    ASSERT_TRUE(ZstdCompressor().Compress(data, true, &frames).ok());
+    auto w = store_->OpenWriteZstd(d);
+    ASSERT_TRUE(w.ok()) << w.status();
+    ASSERT_TRUE((*w)->Append(frames.substr(0, 5)).ok());
+    ASSERT_TRUE((*w)->Append(frames.substr(5)).ok());
+    EXPECT_EQ((*w)->committed_size(), static_cast<int64_t>(frames.size()));
+    ASSERT_TRUE((*w)->Commit().ok());
+    EXPECT_EQ(*store_->Read(d), data);
+    auto reader = store_->OpenRead(d, 0);
+    ASSERT_TRUE(reader.ok());
+    EXPECT_EQ(*Drain(**reader), data);
+    absl::StatusOr<StoredBlob> stored = store_->ReadAsStored(d);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    EXPECT_EQ(stored->zstd ? *ZstdDecompressAll(stored->data, 1 << 20)
+                           : stored->data,
+              data);
+    auto stream = store_->OpenReadAsStored(d);
+    ASSERT_TRUE(stream.ok()) << stream.status();
+    absl::StatusOr<std::string> got = Drain(*stream->reader, 100);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(stream->zstd ? *ZstdDecompressAll(*got, 1 << 20) : *got, data);
+  }
+  // Frames of other content, or cut short, store nothing.
+  const std::string data = Bytes(3000, 10);
+  const Digest d = Digest::OfData(data);
+  std::string wrong, frames;
+  ASSERT_TRUE(ZstdCompressor().Compress(Bytes(3000, 11), true, &wrong).ok());
+  ASSERT_TRUE(ZstdCompressor().Compress(data, true, &frames).ok());
+  for (const std::string& bad : {wrong, frames.substr(0, frames.size() - 2)}) {
+    auto w = store_->OpenWriteZstd(d);
+    ASSERT_TRUE(w.ok());
+    absl::Status s = (*w)->Append(bad);
+    if (s.ok()) {
+      s = (*w)->Commit();
+    }
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_FALSE(store_->Contains(d));
+  EXPECT_EQ(store_->Stats().reserved_bytes, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, BlobStoreTest,

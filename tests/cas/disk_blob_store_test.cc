@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <random>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -26,6 +27,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "cas/small_item_store.h"
+#include "cas/zstd_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/temp_dir.h"
@@ -897,7 +899,7 @@ TEST_F(SmallItemTest, SmallItemsHaveNoFileAndSurviveRestart) {
     EXPECT_THAT(ItemFiles(), UnorderedElementsAre(large.hash(), Key(2)));
     EXPECT_EQ(store->Stats().used_bytes, 100 + 101 + 100 + 101);
   }
-  EXPECT_EQ(LayoutFile(), "cairn-store-layout 2\n");
+  EXPECT_EQ(LayoutFile(), "cairn-store-layout 3\n");
   auto store = Open();
   StoreStats stats = store->Stats();
   EXPECT_EQ(stats.cas_entries, 2);
@@ -1134,12 +1136,12 @@ TEST_F(SmallItemTest, CrashBetweenTheStepsOfAMoveKeepsTheNewer) {
 TEST_F(SmallItemTest, NewerLayoutIsRefusedWithAClearMessage) {
   { auto store = Open(); }
   std::ofstream(options_.root + "/LAYOUT", std::ios::trunc)
-      << "cairn-store-layout 3\n";
+      << "cairn-store-layout 4\n";
   absl::StatusOr<std::unique_ptr<BlobStore>> store = NewDiskBlobStore(options_);
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(store.status().message()),
-              ::testing::HasSubstr("layout version 3, newer than this "
-                                   "cairn-server understands (2)"));
+              ::testing::HasSubstr("layout version 4, newer than this "
+                                   "cairn-server understands (3)"));
   std::ofstream(options_.root + "/LAYOUT", std::ios::trunc) << "garbage";
   EXPECT_EQ(NewDiskBlobStore(options_).status().code(),
             absl::StatusCode::kFailedPrecondition);
@@ -1160,7 +1162,7 @@ TEST_F(SmallItemTest, StoreOfTheFirstLayoutOpensAndIsNeverServedUnverified) {
   FlipByte(CasPath(bad), 20);
   options_.small_item_max_bytes = 100;
   auto store = Open();
-  EXPECT_EQ(LayoutFile(), "cairn-store-layout 2\n");
+  EXPECT_EQ(LayoutFile(), "cairn-store-layout 3\n");
   EXPECT_EQ(store->Stats().cas_entries, 2);
   EXPECT_EQ(*store->Read(good), Bytes(40, 1));
   EXPECT_EQ(store->Read(bad).status().code(), absl::StatusCode::kDataLoss);
@@ -1260,6 +1262,262 @@ TEST_F(SmallItemTest, ConcurrentChurnAcrossBothPlacesSurvivesRestart) {
   }
   EXPECT_EQ(store->Stats().corruptions, 0);
   EXPECT_THAT(FilesIn(options_.root + "/tmp"), IsEmpty());
+}
+
+// Compressed at rest: blobs that arrive as zstd frames and go to a file.
+class ZstdAtRestTest : public SmallItemTest {
+ protected:
+  ZstdAtRestTest() {
+    options_.max_size_bytes = 1 << 20;
+    options_.touch_interval = absl::Hours(1);  // Verified stays verified.
+  }
+
+  static std::string Frames(const std::string& data) {
+    std::string out;
+    EXPECT_TRUE(ZstdCompressor().Compress(data, /*last=*/true, &out).ok());
+    return out;
+  }
+  // Uploads `frames` of `data` through OpenWriteZstd() in 1000-byte pieces.
+  static absl::Status PutZstd(BlobStore& store, const std::string& data,
+                              const std::string& frames) {
+    auto w = store.OpenWriteZstd(Digest::OfData(data));
+    if (!w.ok()) {
+      return w.status();
+    }
+    for (size_t off = 0; off < frames.size(); off += 1000) {
+      if (absl::Status s = (*w)->Append(frames.substr(off, 1000)); !s.ok()) {
+        return s;
+      }
+    }
+    EXPECT_EQ((*w)->committed_size(), static_cast<int64_t>(frames.size()));
+    return (*w)->Commit();
+  }
+  std::string ZstdPath(const Digest& d) const {
+    return absl::StrCat(CasPath(d), ".", d.size_bytes(), ".zst");
+  }
+  static std::string Noise(size_t n) {
+    std::string out(n, '\0');
+    std::mt19937 gen(11);
+    for (char& c : out) {
+      c = static_cast<char>(gen());
+    }
+    return out;
+  }
+  // Checks every way of reading `d` (plain whole, plain from an offset,
+  // as stored whole and streamed) against `data` held as `frames`.
+  static void ExpectServedBothWays(BlobStore& store, const std::string& data,
+                                   const std::string& frames) {
+    const Digest d = Digest::OfData(data);
+    EXPECT_EQ(*store.Read(d), data);
+    auto plain = store.OpenRead(d, 1234);
+    ASSERT_TRUE(plain.ok()) << plain.status();
+    EXPECT_EQ((*plain)->size(), d.size_bytes());
+    EXPECT_EQ(Stream(**plain, 700),
+              std::make_pair(absl::OkStatus(), data.substr(1234)));
+    absl::StatusOr<StoredBlob> stored = store.ReadAsStored(d);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    EXPECT_TRUE(stored->zstd);
+    EXPECT_EQ(stored->data, frames);
+    auto as_stored = store.OpenReadAsStored(d);
+    ASSERT_TRUE(as_stored.ok()) << as_stored.status();
+    EXPECT_TRUE(as_stored->zstd);
+    EXPECT_EQ(as_stored->reader->size(), static_cast<int64_t>(frames.size()));
+    EXPECT_EQ(Stream(*as_stored->reader, 333),
+              std::make_pair(absl::OkStatus(), frames));
+  }
+};
+
+TEST_F(ZstdAtRestTest, CompressedUploadIsKeptCompressedAndCharged) {
+  const std::string data = Bytes(50000, 1);
+  const std::string frames = Frames(data);
+  ASSERT_LT(frames.size(), data.size() / 4);
+  const Digest d = Digest::OfData(data);
+  {
+    auto store = Open();
+    ASSERT_TRUE(PutZstd(*store, data, frames).ok());
+    EXPECT_TRUE(fs::exists(ZstdPath(d)));
+    EXPECT_FALSE(fs::exists(CasPath(d)));
+    EXPECT_EQ(fs::file_size(ZstdPath(d)), frames.size());
+    EXPECT_EQ(store->Stats().used_bytes, static_cast<int64_t>(frames.size()));
+    EXPECT_THAT(store->FindMissing({d}), IsEmpty());
+    ExpectServedBothWays(*store, data, frames);
+    EXPECT_EQ(store->Stats().read_hashes, 0);  // Hashed when written.
+    // Present in any form: a plain upload changes nothing.
+    EXPECT_TRUE(store->Write(d, data).ok());
+    EXPECT_FALSE(fs::exists(CasPath(d)));
+  }
+  EXPECT_EQ(LayoutFile(), "cairn-store-layout 3\n");
+  auto store = Open();  // Found on disk: the name gives the blob's size.
+  EXPECT_EQ(store->Stats().used_bytes, static_cast<int64_t>(frames.size()));
+  EXPECT_THAT(store->FindMissing({d, Digest::Create(d.hash(), 7).value()}),
+              ElementsAre(Digest::Create(d.hash(), 7).value()));
+  ExpectServedBothWays(*store, data, frames);
+  EXPECT_GE(store->Stats().read_hashes, 1);
+  EXPECT_EQ(store->Stats().corruptions, 0);
+}
+
+TEST_F(ZstdAtRestTest, BatchWriteKeepsFramesOfFileSizedBlobsOnly) {
+  auto store = Open();
+  const std::string big = Bytes(20000, 2), small = Bytes(90, 3);
+  const std::string big_frames = Frames(big), small_frames = Frames(small);
+  const BlobWrite writes[] = {
+      {Digest::OfData(big), big, big_frames},
+      {Digest::OfData(small), small, small_frames}};
+  for (const absl::Status& s : store->WriteBlobs(writes)) {
+    EXPECT_TRUE(s.ok()) << s;
+  }
+  EXPECT_THAT(ItemFiles(), ElementsAre(absl::StrCat(
+                               Digest::OfData(big).hash(), ".20000.zst")));
+  ExpectServedBothWays(*store, big, big_frames);
+  absl::StatusOr<StoredBlob> s = store->ReadAsStored(Digest::OfData(small));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_FALSE(s->zstd);
+  EXPECT_EQ(s->data, small);
+}
+
+TEST_F(ZstdAtRestTest, FramesThatSaveTooLittleAreStoredPlain) {
+  auto store = Open();
+  const std::string noise = Noise(30000);
+  const std::string frames = Frames(noise);
+  ASSERT_GE(frames.size(), noise.size());
+  ASSERT_TRUE(PutZstd(*store, noise, frames).ok());
+  const Digest d = Digest::OfData(noise);
+  EXPECT_THAT(ItemFiles(), ElementsAre(d.hash()));
+  EXPECT_EQ(store->Stats().used_bytes, 30000);
+  EXPECT_EQ(store->Stats().reserved_bytes, 0);
+  absl::StatusOr<StoredBlob> s = store->ReadAsStored(d);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_FALSE(s->zstd);
+  EXPECT_EQ(s->data, noise);
+}
+
+TEST_F(ZstdAtRestTest, BadFramesStoreNothingAndReleaseTheReservation) {
+  auto store = Open();
+  const std::string data = Bytes(20000, 4);
+  const std::string frames = Frames(data);
+  const Digest d = Digest::OfData(data);
+  auto wrong = store->OpenWriteZstd(d);
+  ASSERT_TRUE(wrong.ok());
+  ASSERT_TRUE((*wrong)->Append(Frames(Bytes(20000, 5))).ok());
+  EXPECT_EQ((*wrong)->Commit().code(), absl::StatusCode::kInvalidArgument);
+  auto cut = store->OpenWriteZstd(d);
+  ASSERT_TRUE((*cut)->Append(frames.substr(0, frames.size() - 3)).ok());
+  EXPECT_EQ((*cut)->Commit().code(), absl::StatusCode::kInvalidArgument);
+  auto garbage = store->OpenWriteZstd(d);
+  EXPECT_EQ((*garbage)->Append("not zstd at all").code(),
+            absl::StatusCode::kInvalidArgument);
+  auto too_long = store->OpenWriteZstd(d);
+  EXPECT_EQ((*too_long)->Append(Frames(data + data)).code(),
+            absl::StatusCode::kInvalidArgument);
+  wrong->reset();
+  cut->reset();
+  garbage->reset();
+  too_long->reset();
+  EXPECT_FALSE(store->Contains(d));
+  EXPECT_THAT(ItemFiles(), IsEmpty());
+  EXPECT_EQ(store->Stats().reserved_bytes, 0);
+  EXPECT_EQ(store->Stats().used_bytes, 0);
+}
+
+TEST_F(ZstdAtRestTest, CorruptFramesAreDataLossRemovedAndCounted) {
+  const std::string a = Bytes(40000, 6), b = Bytes(40000, 7),
+                    c = Bytes(40000, 8);
+  const std::string fa = Frames(a), fb = Frames(b), fc = Frames(c);
+  {
+    auto store = Open();
+    for (const auto& [data, frames] :
+         {std::pair(a, fa), std::pair(b, fb), std::pair(c, fc)}) {
+      ASSERT_TRUE(PutZstd(*store, data, frames).ok());
+    }
+  }
+  // Bytes that still decode, to other content (a literal), and bytes that
+  // no longer decode.
+  const Digest da = Digest::OfData(a), db = Digest::OfData(b),
+               dc = Digest::OfData(c);
+  FlipByte(ZstdPath(da), static_cast<int64_t>(fa.size()) - 10);
+  FlipByte(ZstdPath(db), 6);
+  FlipByte(ZstdPath(dc), static_cast<int64_t>(fc.size()) / 2);
+  auto store = Open();
+  EXPECT_EQ(store->Read(da).status().code(), absl::StatusCode::kDataLoss);
+  // Served as stored: the end is never reported for bad frames.
+  auto stored = store->OpenReadAsStored(db);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(Stream(*stored->reader, 1000).first.code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->ReadAsStored(dc).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_THAT(store->FindMissing({da, db, dc}), ElementsAre(da, db, dc));
+  EXPECT_THAT(ItemFiles(), IsEmpty());
+  EXPECT_EQ(store->Stats().corruptions, 3);
+  EXPECT_EQ(store->Stats().used_bytes, 0);
+  // A file changed after it was verified is checked again.
+  ASSERT_TRUE(PutZstd(*store, a, fa).ok());
+  EXPECT_EQ(*store->Read(da), a);
+  FlipByte(ZstdPath(da), static_cast<int64_t>(fa.size()) - 10);
+  auto plain = store->OpenRead(da, 0);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(Stream(**plain, 1000).first.code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store->Stats().corruptions, 4);
+}
+
+TEST_F(ZstdAtRestTest, StoreWrittenPlainOpensAndMixesBothForms) {
+  const std::string old_data = Bytes(30000, 9), new_data = Bytes(30000, 10);
+  const std::string old_frames = Frames(old_data);
+  options_.keep_zstd = false;  // As a release of layout 2 writes.
+  {
+    auto store = Open();
+    ASSERT_TRUE(PutZstd(*store, old_data, old_frames).ok());
+  }
+  EXPECT_EQ(LayoutFile(), "cairn-store-layout 2\n");
+  EXPECT_THAT(ItemFiles(), ElementsAre(Digest::OfData(old_data).hash()));
+  options_.keep_zstd = true;
+  auto store = Open();
+  EXPECT_EQ(LayoutFile(), "cairn-store-layout 3\n");
+  const std::string new_frames = Frames(new_data);
+  ASSERT_TRUE(PutZstd(*store, new_data, new_frames).ok());
+  ExpectServedBothWays(*store, new_data, new_frames);
+  EXPECT_EQ(*store->Read(Digest::OfData(old_data)), old_data);
+  absl::StatusOr<StoredBlob> s = store->ReadAsStored(Digest::OfData(old_data));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_FALSE(s->zstd);
+  EXPECT_EQ(s->data, old_data);
+  EXPECT_EQ(store->Stats().used_bytes,
+            static_cast<int64_t>(30000 + new_frames.size()));
+  // Without keep_zstd again: the zstd file is still served, the layout stays.
+  store.reset();
+  options_.keep_zstd = false;
+  store = Open();
+  EXPECT_EQ(LayoutFile(), "cairn-store-layout 3\n");
+  ExpectServedBothWays(*store, new_data, new_frames);
+}
+
+TEST_F(ZstdAtRestTest, EvictionFreesTheCompressedBytes) {
+  std::vector<std::string> frames;
+  std::vector<Digest> digests;
+  for (int i = 0; i < 6; ++i) {
+    const std::string data = Bytes(200000, 20 + i);
+    frames.push_back(Frames(data));
+    digests.push_back(Digest::OfData(data));
+  }
+  // Room for about four compressed blobs, not one plain one.
+  options_.max_size_bytes =
+      static_cast<int64_t>(frames[0].size() * 4 + frames[0].size() / 2);
+  ASSERT_LT(options_.max_size_bytes, 200000);
+  auto store = Open();
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(PutZstd(*store, Bytes(200000, 20 + i), frames[i]).ok());
+  }
+  const StoreStats stats = store->Stats();
+  EXPECT_GE(stats.evictions, 2);
+  EXPECT_LE(stats.used_bytes, stats.max_bytes);
+  int64_t on_disk = 0;
+  for (const std::string& f : ItemFiles()) {
+    on_disk += static_cast<int64_t>(
+        fs::file_size(absl::StrCat(options_.root, "/cas/", f.substr(0, 2), "/", f)));
+  }
+  EXPECT_EQ(on_disk, stats.used_bytes);
+  EXPECT_THAT(store->FindMissing({digests[5]}), IsEmpty());
+  EXPECT_THAT(store->FindMissing({digests[0]}), ElementsAre(digests[0]));
 }
 
 }  // namespace

@@ -10,9 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "cas/disk_blob_store.h"
 #include "cas/resource_name.h"
 #include "cas/zstd_codec.h"
 #include "tests/testutil/service_fixture.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace cairn::servertest {
 namespace {
@@ -374,6 +376,91 @@ TEST_F(ZstdServiceTest, BatchReadCompressesWhenAcceptableAndSmaller) {
     EXPECT_EQ(response.responses(1).data(), noise);
     EXPECT_EQ(response.responses(2).compressor(), v2::Compressor::IDENTITY);
     EXPECT_EQ(response.responses(2).data(), "tiny");
+  }
+}
+
+// The services over a disk store that keeps compressed uploads compressed:
+// a compressed read answers the very frames the client uploaded (the
+// server compresses at another level, so recompressed bytes would differ),
+// a plain read the blob.
+class ZstdAtRestServiceTest : public ServiceTest {
+ protected:
+  void SetUp() override {
+    server_.reset();
+    cas::DiskBlobStoreOptions options;
+    options.root = dir_.path() + "/store";
+    options.max_size_bytes = int64_t{1} << 30;
+    options.fsync = false;
+    auto store = cas::NewDiskBlobStore(options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    StartServer(server::ServerOptions{});
+  }
+  void TearDown() override {  // Before dir_ goes.
+    server_.reset();
+    store_.reset();
+  }
+  testutil::TempDir dir_;
+};
+
+TEST_F(ZstdAtRestServiceTest, ByteStreamServesTheUploadedFrames) {
+  const std::string data = Text((1 << 20) + 777);
+  const cas::Digest d = cas::Digest::OfData(data);
+  const std::string frame = Compress(data);  // Level 3; the server's is 1.
+  ASSERT_TRUE(WriteBlob(cas::MakeWriteResourceName("", "u1", d,
+                                                   cas::Compressor::kZstd),
+                        frame, 4096)
+                  .ok());
+  std::string got;
+  ASSERT_TRUE(ReadBlob(cas::MakeReadResourceName("", d, cas::Compressor::kZstd),
+                       0, 0, &got)
+                  .ok());
+  EXPECT_EQ(got, frame);
+  ASSERT_TRUE(ReadBlob(cas::MakeReadResourceName("", d), 0, 0, &got).ok());
+  EXPECT_EQ(got, data);
+  ASSERT_TRUE(ReadBlob(cas::MakeReadResourceName("", d), 5000, 100, &got).ok());
+  EXPECT_EQ(got, data.substr(5000, 100));
+  // From an offset: the remaining bytes, compressed by the server.
+  ASSERT_TRUE(ReadBlob(cas::MakeReadResourceName("", d, cas::Compressor::kZstd),
+                       1000, 0, &got)
+                  .ok());
+  EXPECT_EQ(Decompress(got, data.size()), data.substr(1000));
+  // A blob uploaded plain is compressed on the way out, as before.
+  const std::string plain = Text(30000) + "plain";
+  ASSERT_TRUE(store_->Write(cas::Digest::OfData(plain), plain).ok());
+  ASSERT_TRUE(ReadBlob(cas::MakeReadResourceName("", cas::Digest::OfData(plain),
+                                                 cas::Compressor::kZstd),
+                       0, 0, &got)
+                  .ok());
+  EXPECT_EQ(Decompress(got, plain.size()), plain);
+}
+
+TEST_F(ZstdAtRestServiceTest, BatchReadServesTheUploadedFrames) {
+  const std::string data = Text(60000);
+  const std::string frame = Compress(data);
+  ClientContext update_context;
+  v2::BatchUpdateBlobsRequest update;
+  auto* item = update.add_requests();
+  *item->mutable_digest() = ProtoDigestOf(data);
+  item->set_data(frame);
+  item->set_compressor(v2::Compressor::ZSTD);
+  v2::BatchUpdateBlobsResponse updated;
+  ASSERT_TRUE(cas_->BatchUpdateBlobs(&update_context, update, &updated).ok());
+  ASSERT_EQ(updated.responses(0).status().code(), 0);
+  for (bool accept : {true, false}) {
+    ClientContext context;
+    v2::BatchReadBlobsRequest request;
+    *request.add_digests() = ProtoDigestOf(data);
+    if (accept) {
+      request.add_acceptable_compressors(v2::Compressor::ZSTD);
+    }
+    v2::BatchReadBlobsResponse response;
+    ASSERT_TRUE(cas_->BatchReadBlobs(&context, request, &response).ok());
+    ASSERT_EQ(response.responses_size(), 1);
+    EXPECT_EQ(response.responses(0).status().code(), 0);
+    EXPECT_EQ(response.responses(0).compressor(),
+              accept ? v2::Compressor::ZSTD : v2::Compressor::IDENTITY);
+    EXPECT_EQ(response.responses(0).data(), accept ? frame : data);
   }
 }
 
