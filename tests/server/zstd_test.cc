@@ -187,7 +187,26 @@ TEST(ZstdCodecTest, ConcatenatedFramesDecodeTheSameInAnyPieces) {
   EXPECT_FALSE(DecompressInPieces(data + "\x28\xb5", 5).ok());
 }
 
-class ZstdServiceTest : public ServiceTest {};
+class ZstdServiceTest : public ServiceTest {
+ protected:
+  // BatchReadBlobs of `blobs`, accepting zstd when `accept_zstd`; the call's
+  // own status goes to `status`.
+  v2::BatchReadBlobsResponse BatchRead(const std::vector<std::string>& blobs,
+                                       bool accept_zstd,
+                                       grpc::Status* status) {
+    ClientContext context;
+    v2::BatchReadBlobsRequest request;
+    for (const std::string& blob : blobs) {
+      *request.add_digests() = ProtoDigestOf(blob);
+    }
+    if (accept_zstd) {
+      request.add_acceptable_compressors(v2::Compressor::ZSTD);
+    }
+    v2::BatchReadBlobsResponse response;
+    *status = cas_->BatchReadBlobs(&context, request, &response);
+    return response;
+  }
+};
 
 // Decompression bombs through both upload paths: 256 MiB of zeros compress
 // to ~8 kB; uploaded under a 1 MiB digest the server stops decompressing at
@@ -353,16 +372,10 @@ TEST_F(ZstdServiceTest, BatchReadCompressesWhenAcceptableAndSmaller) {
     ASSERT_TRUE(store_->Write(cas::Digest::OfData(blob), blob).ok());
   }
   for (bool accept : {true, false}) {
-    ClientContext context;
-    v2::BatchReadBlobsRequest request;
-    *request.add_digests() = ProtoDigestOf(text);
-    *request.add_digests() = ProtoDigestOf(noise);
-    *request.add_digests() = ProtoDigestOf("tiny");
-    if (accept) {
-      request.add_acceptable_compressors(v2::Compressor::ZSTD);
-    }
-    v2::BatchReadBlobsResponse response;
-    ASSERT_TRUE(cas_->BatchReadBlobs(&context, request, &response).ok());
+    grpc::Status status;
+    const v2::BatchReadBlobsResponse response =
+        BatchRead({text, noise, "tiny"}, accept, &status);
+    ASSERT_TRUE(status.ok());
     ASSERT_EQ(response.responses_size(), 3);
     const auto& t = response.responses(0);
     EXPECT_EQ(t.compressor(),
@@ -383,7 +396,7 @@ TEST_F(ZstdServiceTest, BatchReadCompressesWhenAcceptableAndSmaller) {
 // a compressed read answers the very frames the client uploaded (the
 // server compresses at another level, so recompressed bytes would differ),
 // a plain read the blob.
-class ZstdAtRestServiceTest : public ServiceTest {
+class ZstdAtRestServiceTest : public ZstdServiceTest {
  protected:
   void SetUp() override {
     server_.reset();
@@ -448,14 +461,10 @@ TEST_F(ZstdAtRestServiceTest, BatchReadServesTheUploadedFrames) {
   ASSERT_TRUE(cas_->BatchUpdateBlobs(&update_context, update, &updated).ok());
   ASSERT_EQ(updated.responses(0).status().code(), 0);
   for (bool accept : {true, false}) {
-    ClientContext context;
-    v2::BatchReadBlobsRequest request;
-    *request.add_digests() = ProtoDigestOf(data);
-    if (accept) {
-      request.add_acceptable_compressors(v2::Compressor::ZSTD);
-    }
-    v2::BatchReadBlobsResponse response;
-    ASSERT_TRUE(cas_->BatchReadBlobs(&context, request, &response).ok());
+    grpc::Status status;
+    const v2::BatchReadBlobsResponse response =
+        BatchRead({data}, accept, &status);
+    ASSERT_TRUE(status.ok());
     ASSERT_EQ(response.responses_size(), 1);
     EXPECT_EQ(response.responses(0).status().code(), 0);
     EXPECT_EQ(response.responses(0).compressor(),
