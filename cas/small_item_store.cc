@@ -13,10 +13,9 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
@@ -376,7 +375,10 @@ rocksdb::Options DatabaseOptions(const SmallItemStoreOptions& options) {
   // No preallocation: it would charge megabytes of disk up front.
   o.allow_fallocate = false;
   o.manifest_preallocation_size = 64 << 10;
-  o.write_buffer_size = 16 << 20;
+  // Items written stay in the memtable until it is flushed: 4 MiB (was 16)
+  // keeps UpdateActionResult's peak RSS at 32 streams at 52 MiB instead of
+  // 58-60, at the same CPU per call.
+  o.write_buffer_size = 4 << 20;
   o.max_write_buffer_number = 3;
   o.max_total_wal_size = 64 << 20;
   o.max_background_jobs = 2;

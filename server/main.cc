@@ -3,6 +3,7 @@
 // Parses flags, opens the store, starts the gRPC server (server/server.h),
 // prints one start-up line on stderr and serves until SIGINT or SIGTERM, then
 // shuts down gracefully (calls in flight get a grace period).
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -308,6 +309,16 @@ int main(int argc, char** argv) {
   // Debian builds Abseil with the mutex deadlock detector on; it costs about
   // 2% of the server's CPU (GraphCycles bookkeeping on every lock).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // One malloc arena per two cores (glibc's default is eight per core; set
+  // MALLOC_ARENA_MAX to choose). Each arena keeps the memory its threads
+  // freed, so gRPC and pool threads each held their own few MiB: peak RSS
+  // under BatchReadBlobs at 32 streams 63-64 MiB with the default, 46-47
+  // with one arena, CPU per call unchanged (tcache serves small blocks
+  // without the arena lock).
+  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) {
+    mallopt(M_ARENA_MAX, static_cast<int>(std::max(
+                             1u, std::thread::hardware_concurrency() / 2)));
+  }
   // glibc's malloc keeps its default, adaptive mmap and trim thresholds:
   // fixing them (8 MiB / 64 MiB, tried for the 1 MiB chunk buffers) kept up
   // to 176 MiB resident after 1 GiB transfers and halved 16 MiB writes at 4
