@@ -355,10 +355,9 @@ class DiskBlobStore final : public BlobStore {
   absl::StatusOr<StoredBlobReader> OpenReadAsStored(
       const Digest& digest) override;
   absl::StatusOr<std::string> GetEntry(absl::string_view key) override;
-  absl::Status PutEntry(absl::string_view key,
-                        absl::string_view value) override;
-  void PutEntryThen(absl::string_view key, absl::string_view value,
-                    PutCallback done) override;
+  absl::Status PutEntryImpl(absl::string_view key, absl::string_view value,
+                            absl::Span<const Digest> blobs,
+                            PutCallback* then) override;
   StoreStats Stats() override;
   std::vector<OwnerEvictions> EvictionsByOwner() override {
     absl::MutexLock lock(&mu_);
@@ -420,11 +419,6 @@ class DiskBlobStore final : public BlobStore {
                            int64_t reserved, bool replace,
                            const absl::string_view* entry_value = nullptr,
                            PutCallback* then = nullptr);
-  // Returns `s`, or with `then` calls it with `s` and returns OK.
-  static absl::Status Reply(absl::Status s, PutCallback* then);
-  // PutEntry(), or PutEntryThen() when `then` is not null (see Reply()).
-  absl::Status PutEntryImpl(absl::string_view key, absl::string_view value,
-                            PutCallback* then);
   // Whether an item of `size` bytes goes to the small-item database.
   bool IsSmall(int64_t size) const {
     return size <= options_.small_item_max_bytes;
@@ -1224,7 +1218,7 @@ DiskBlobStore::~DiskBlobStore() {
   if (small_ != nullptr && !options_.fsync) {
     small_->SyncForClose().IgnoreError();  // Best effort, as below.
   }
-  small_.reset();  // Syncs and answers PutEntryThen() calls still waiting.
+  small_.reset();  // Syncs and answers PutEntry() calls still waiting.
   for (int i = 0; i < 2 * kShards; ++i) {
     if (dirty_dirs_[i].load(std::memory_order_relaxed)) {
       std::string dir = absl::StrFormat(
@@ -1469,14 +1463,6 @@ absl::Status DiskBlobStore::CommitSmall(const ItemKey& key,
     }
     std::move(done)(std::move(synced));
   });
-  return absl::OkStatus();
-}
-
-absl::Status DiskBlobStore::Reply(absl::Status s, PutCallback* then) {
-  if (then == nullptr) {
-    return s;
-  }
-  std::move(*then)(std::move(s));
   return absl::OkStatus();
 }
 
@@ -2269,18 +2255,9 @@ absl::StatusOr<std::string> DiskBlobStore::GetEntry(absl::string_view key) {
   return value;
 }
 
-absl::Status DiskBlobStore::PutEntry(absl::string_view key,
-                                     absl::string_view value) {
-  return PutEntryImpl(key, value, nullptr);
-}
-
-void DiskBlobStore::PutEntryThen(absl::string_view key,
-                                 absl::string_view value, PutCallback done) {
-  PutEntryImpl(key, value, &done).IgnoreError();  // Reported to `done`.
-}
-
 absl::Status DiskBlobStore::PutEntryImpl(absl::string_view key,
                                          absl::string_view value,
+                                         absl::Span<const Digest> /*blobs*/,
                                          PutCallback* then) {
   absl::StatusOr<ItemKey> k = ItemKey::FromHex(ItemKind::kAc, key);
   if (!k.ok()) {
