@@ -308,7 +308,8 @@ TEST_F(TieredTest, BadCopyInAnEntryIsDroppedAndTheBlobFetched) {
       absl::StrCat("CAIRNAC2", h.FinishRaw(), value.size(), "\n", value,
                    d.hash(), " ", d.size_bytes(), "\n", bad);
   const std::string key(64, 'b');
-  ASSERT_TRUE(Raw()->Put(options_.prefix + "ac/" + key, object, "", false).ok());
+  ASSERT_TRUE(
+      Raw()->Put(options_.prefix + "ac/" + key, object, "", false).ok());
   Requests seen;
   auto b = Node(&seen);
   auto entry = b->GetEntry(key);
@@ -334,6 +335,31 @@ TEST_F(TieredTest, BadCopyInAnEntryIsDroppedAndTheBlobFetched) {
   auto e = Node(nullptr);
   EXPECT_EQ(e->GetEntry(key).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(e->Stats().cas_entries, 0);
+}
+
+// An action-cache object too large to be an entry (over 64 MiB) is a bad
+// item, a miss for its key only: the bucket answered, so it is not down.
+TEST_F(TieredTest, OversizedEntryObjectIsAnItemErrorNotABucketOutage) {
+  const std::string key(64, 'c');
+  const std::string huge((size_t{64} << 20) + 1, 'x');
+  ASSERT_TRUE(Raw()->Put(options_.prefix + "ac/" + key, huge, "", false).ok());
+  std::atomic<int> went_down{0};
+  options_.on_bucket_state = [&went_down](bool down, const absl::Status&) {
+    went_down += down ? 1 : 0;
+  };
+  auto b = Node(nullptr);
+  auto entry = b->GetEntry(key);
+  EXPECT_EQ(entry.status().code(), absl::StatusCode::kDataLoss)
+      << entry.status();
+  EXPECT_FALSE(b->Counters().bucket_down);
+  EXPECT_EQ(went_down, 0);
+  // The node goes on answering from the bucket.
+  const std::string other(64, 'd');
+  ASSERT_TRUE(b->PutEntry(other, "result").ok());
+  auto c = Node(nullptr);
+  auto fetched = c->GetEntry(other);
+  ASSERT_TRUE(fetched.ok()) << fetched.status();
+  EXPECT_EQ(*fetched, "result");
 }
 
 TEST_F(TieredTest, CheckForReadOfACorruptObjectIsMissingAndKeepsNothing) {
@@ -435,7 +461,8 @@ TEST_F(TieredTest, AFetchTheLocalTierRefusesIsNotABucketError) {
   const std::string data = Blob(22, 1000);
   const Digest d = Digest::OfData(data);
   ASSERT_TRUE(
-      Raw()->Put(options_.prefix + "cas/" + d.hash(), data + "x", "", false)
+      Raw()
+          ->Put(options_.prefix + "cas/" + d.hash(), data + "x", "", false)
           .ok());
   auto c = Node(nullptr);
   EXPECT_EQ(*c->FindMissingForRead({d}), std::vector<Digest>{d});
