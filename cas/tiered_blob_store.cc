@@ -369,17 +369,14 @@ class TieredStore final : public TieredBlobStore {
       const Digest& digest) override;
 
   absl::StatusOr<std::string> GetEntry(absl::string_view key) override;
-  absl::Status PutEntry(absl::string_view key,
-                        absl::string_view value) override {
-    return PutEntryWithBlobs(key, value, {});
+  absl::Status PutEntryImpl(absl::string_view key, absl::string_view value,
+                            absl::Span<const Digest> blobs,
+                            PutCallback* then) override {
+    return Reply(PutEntryWithBlobs(key, value, blobs), then);
   }
+  // PutEntry() waiting for the bucket and the local tier.
   absl::Status PutEntryWithBlobs(absl::string_view key, absl::string_view value,
-                                 absl::Span<const Digest> blobs) override;
-  void PutEntryWithBlobsThen(absl::string_view key, absl::string_view value,
-                             absl::Span<const Digest> blobs,
-                             PutCallback done) override {
-    std::move(done)(PutEntryWithBlobs(key, value, blobs));
-  }
+                                 absl::Span<const Digest> blobs);
 
   std::optional<bool> TryHasEntry(absl::string_view key) override {
     std::optional<bool> local = local_->TryHasEntry(key);

@@ -258,7 +258,7 @@ TEST_F(TieredTest, EntryCarriesItsSmallOutputsToAColdNode) {
   refs.push_back(unknown);
   refs.push_back(outputs[0]);  // Twice: one copy.
   const std::string key(64, 'e');
-  ASSERT_TRUE(a->PutEntryWithBlobs(key, "result", refs).ok());
+  ASSERT_TRUE(a->PutEntry(key, "result", refs).ok());
 
   auto b = Node(&seen_b);
   auto entry = b->GetEntry(key);
@@ -286,7 +286,7 @@ TEST_F(TieredTest, EntryCarriesItsSmallOutputsToAColdNode) {
   options_.entry_blobs_max_bytes = 0;
   auto c = Node(nullptr);
   const std::string plain_key(64, 'a');
-  ASSERT_TRUE(c->PutEntryWithBlobs(plain_key, "plain", outputs).ok());
+  ASSERT_TRUE(c->PutEntry(plain_key, "plain", outputs).ok());
   auto plain = Raw()->GetAll(options_.prefix + "ac/" + plain_key);
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_TRUE(absl::StartsWith(*plain, "CAIRNAC1"));
@@ -422,8 +422,10 @@ class FullLocalTier final : public BlobStore {
   absl::StatusOr<std::string> GetEntry(absl::string_view k) override {
     return mem_->GetEntry(k);
   }
-  absl::Status PutEntry(absl::string_view k, absl::string_view v) override {
-    return mem_->PutEntry(k, v);
+  absl::Status PutEntryImpl(absl::string_view k, absl::string_view v,
+                            absl::Span<const Digest> blobs,
+                            PutCallback* then) override {
+    return Reply(mem_->PutEntry(k, v, blobs), then);
   }
   StoreStats Stats() override { return mem_->Stats(); }
 
