@@ -551,7 +551,13 @@ void Shim::Impl::FinishPut(const Request& req, std::shared_ptr<BodyWriter> body,
   r.disk_path = *path;
   Respond(r);
   Log(req, "stored", start);
-  // In the manifest only when a get asked for it (RecordAsked).
+  // In the manifest when a get asked for it (RecordAsked), or when empty:
+  // cmd/go puts an empty "stdout" record per compiled package unasked and
+  // reads it back in every warm build; the non-empty puts it makes unasked
+  // ("srcfiles" lists) a plain build never reads.
+  if (req.body_size == 0) {
+    RecordAsked(req.action_id);
+  }
   RecordResolved(req.action_id);
   QueueUpload(req.action_id, entry, *path);
 }

@@ -820,10 +820,12 @@ TEST_F(ShimTest, PrefetchOffNeverTouchesManifests) {
   EXPECT_EQ(shim_->stats().remote_hits.load(), 1);
 }
 
-// The manifest lists what a get asked for and a hit or put resolved. A put
-// no get asked for is left out: a cold gh build puts 1058 such entries (the
-// go command's "srcfiles" lists) that a warm build never asks for, and the
-// first warm build fetched them all (3522 entries for 2464 gets).
+// The manifest lists what a get asked for and a hit or put resolved, and
+// empty puts no get asked for. A cold gh build puts, unasked, 1058 non-empty
+// "srcfiles" lists a warm build never reads (left out: the first warm build
+// fetched 3522 entries for 2464 gets) and one empty "stdout" record per
+// compiled package, which every warm build reads back (kept: without them
+// the first warm build fetched 1046 of its gets on demand, 2026-12-02).
 TEST_F(ShimTest, CloseStoresAskedHitsAndPutsInRequestOrder) {
   FakeRemote remote;
   remote.Add(ActionId(2), "remote");
@@ -838,14 +840,17 @@ TEST_F(ShimTest, CloseStoresAskedHitsAndPutsInRequestOrder) {
   EXPECT_EQ(NextResponse()["Miss"], true);
   SendPut(5, ActionId(4), "put without a get");  // Dropped.
   EXPECT_TRUE(NextResponse().contains("DiskPath"));
-  SendGet(6, ActionId(1));  // Repeated: once.
+  SendPut(6, ActionId(5), "");  // Empty, without a get: kept.
   EXPECT_TRUE(NextResponse().contains("DiskPath"));
-  CloseAndWait(7);
+  SendGet(7, ActionId(1));  // Repeated: once.
+  EXPECT_TRUE(NextResponse().contains("DiskPath"));
+  CloseAndWait(8);
   EXPECT_EQ(remote.manifest_gets(), 1);
   EXPECT_EQ(shim_->stats().manifests_stored.load(), 1);
   auto ids = DecodeManifest(remote.Manifest("scope"));
   ASSERT_TRUE(ids.ok()) << ids.status();
-  EXPECT_EQ(*ids, (std::vector<std::string>{ActionId(1), ActionId(2)}));
+  EXPECT_EQ(*ids,
+            (std::vector<std::string>{ActionId(1), ActionId(2), ActionId(5)}));
 }
 
 // A manifest from an older shim lists a cold build's puts too; a warm
