@@ -637,9 +637,9 @@ absl::StatusOr<ActionResult> ActionCache::Update(
   }
   // The outputs a hit's reader fetches next: a tiered store may keep small
   // ones with the entry (one bucket request per cold hit).
-  if (absl::Status s = store_->PutEntryWithBlobs(
-          ActionCacheKey(instance_name, action_digest), bytes,
-          DirectReferences(*stored));
+  if (absl::Status s =
+          store_->PutEntry(ActionCacheKey(instance_name, action_digest), bytes,
+                           DirectReferences(*stored));
       !s.ok()) {
     return s;
   }
@@ -656,16 +656,17 @@ void ActionCache::UpdateThen(absl::string_view instance_name,
     return;
   }
   const std::vector<cas::Digest> outputs = DirectReferences(*stored);
-  store_->PutEntryWithBlobsThen(
-      ActionCacheKey(instance_name, action_digest), bytes, outputs,
-      [stored = *std::move(stored),
-       done = std::move(done)](absl::Status s) mutable {
-        if (!s.ok()) {
-          std::move(done)(std::move(s));
-        } else {
-          std::move(done)(std::move(stored));
-        }
-      });
+  store_
+      ->PutEntry(ActionCacheKey(instance_name, action_digest), bytes, outputs,
+                 [stored = *std::move(stored),
+                  done = std::move(done)](absl::Status s) mutable {
+                   if (!s.ok()) {
+                     std::move(done)(std::move(s));
+                   } else {
+                     std::move(done)(std::move(stored));
+                   }
+                 })
+      .IgnoreError();  // Reported to the callback.
 }
 
 }  // namespace cairn::actioncache

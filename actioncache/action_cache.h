@@ -113,8 +113,8 @@ class ActionCache {
 
   // Update() for a thread that should not wait for the disk to sync: calls
   // `done` exactly once with what Update() would return, on this thread or
-  // later on one of the store's (BlobStore::PutEntryThen()). The arguments
-  // need not outlive the call.
+  // later on one of the store's (BlobStore::PutEntry() with `done`). The
+  // arguments need not outlive the call.
   using UpdateCallback =
       absl::AnyInvocable<void(absl::StatusOr<ActionResult>) &&>;
   void UpdateThen(absl::string_view instance_name,

@@ -23,6 +23,7 @@
 // this is usually the server's too: client threads compete with the server
 // for the CPU, which the figures include.
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -552,6 +553,10 @@ void SpawnProbe(const char* argv0, FILE** to_child, FILE** from_child,
   }
   *to_child = fdopen(in[1], "w");
   *from_child = fdopen(out[0], "r");
+  // A probe that dies must not kill this process on its next "start" or
+  // "stop" line: the write fails instead, and ProbeRun::Finish() reports
+  // the probe as ended early.
+  signal(SIGPIPE, SIG_IGN);
 }
 
 // ------------------------------------------------------------- setup ---

@@ -14,6 +14,8 @@
 #   kernel's autogroup scheduling each session is one scheduling group).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 build="${CAIRN_BUILD:-build}"
 out="${1:-fanout.csv}"
 shift || true
@@ -26,20 +28,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() {  # wait_port PORT: up to 15 s
-  for _ in $(seq 150); do
-    if python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1',$1)))"; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  return 1
-}
 
 scenarios="${FANOUT_SCENARIOS:-same_blob distinct_blobs small_calls}"
 session=()

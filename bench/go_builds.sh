@@ -38,6 +38,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 build=${CAIRN_BUILD:-build-bench}
 reps=3
 nocache_reps=2
@@ -101,30 +103,6 @@ cleanup() {
 trap cleanup EXIT
 export GOFLAGS="-mod=mod -buildvcs=false"
 export GOTOOLCHAIN=local
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() {  # wait_port PORT: up to 15 s
-  for _ in $(seq 150); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "go_builds: nothing listening on $1" >&2
-  return 1
-}
-
-# Scratch module pinned to gh v2.63.0; downloads are untimed.
-prepare_gh() {
-  mkdir -p "$mod"
-  (
-    cd "$mod"
-    [ -f go.mod ] || go mod init cairn.bench/gh >/dev/null 2>&1
-    go get github.com/cli/cli/v2@v2.63.0 >/dev/null 2>&1
-    go list -deps github.com/cli/cli/v2/cmd/gh >/dev/null
-  )
-}
 
 start_servers() {
   cairn_port=$(free_port)
@@ -372,7 +350,7 @@ for r in out:
 EOF
 }
 
-case ",$targets," in *,gh,*) prepare_gh ;; esac
+case ",$targets," in *,gh,*) prepare_gh "$mod" ;; esac
 mkdir -p "$mod"
 [ -f "$mod/go.mod" ] || (cd "$mod" && go mod init cairn.bench/gh >/dev/null 2>&1)
 start_servers

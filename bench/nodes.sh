@@ -33,6 +33,8 @@
 #   flock LOCK bench/nodes.sh ...   (LOCK: the lock file benchmarks share)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 out=build/bench-out
 go_part=0
 bazel_part=0
@@ -75,17 +77,6 @@ rgw() {  # rgw FIELD: the gateway's counter (req, put, put_b, get).
   ceph --admin-daemon "$rgw_dir/run/client.rgw.a.asok" perf dump |
     python3 -c "import json,sys; print(json.load(sys.stdin)['rgw']['$1'])"
 }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-  for _ in $(seq 150); do
-    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nodes.sh: nothing listens on $1: $(tail -5 "$2")" >&2
-  exit 1
-}
 node() {  # node KIND NAME [local]: starts a node (local: no bucket); sets
   # $addr and, for Cairn, $mport (its metrics port).
   local dir="$work/$1-$2" port s3=()
@@ -106,7 +97,7 @@ node() {  # node KIND NAME [local]: starts a node (local: no bucket); sets
       --http_address="127.0.0.1:$(free_port)" "${s3[@]}" >"$dir/log" 2>&1 &
   fi
   pids+=($!)
-  wait_port "$port" "$dir/log"
+  wait_port "$port" "$dir/log" || exit 1
   addr="127.0.0.1:$port"
 }
 field() { sed -n "s/^$1=//p" "$2"; }

@@ -19,6 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 build=${CAIRN_BUILD:-build-bench}
 out=$root/$build/bench-out
 while [ $# -gt 0 ]; do
@@ -44,21 +46,12 @@ trap cleanup EXIT
 export GOFLAGS="-mod=mod -buildvcs=false"
 export GOTOOLCHAIN=local
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 start_server() {  # start_server MODE DIR: sets $port and $pid
   port=$(free_port)
   "$server" --listen "127.0.0.1:$port" --dir "$2" --max_size 20GiB \
     --store_compressed "$1" >"$work/server-$(basename "$2").log" 2>&1 &
   pid=$!
-  for _ in $(seq 150); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "store_disk: server did not start" >&2
-  exit 1
+  wait_port "$port" "$work/server-$(basename "$2").log" || exit 1
 }
 
 stop_server() {
@@ -83,14 +76,7 @@ measure() {
 csv=$out/store_disk.csv
 echo "run,store_compressed,allocated_bytes,apparent_bytes,cas_files,zst_files,cas_file_bytes" >"$csv"
 
-# The gh module, as bench/go_builds.sh prepares it (downloads untimed).
-mkdir -p "$mod"
-(
-  cd "$mod"
-  [ -f go.mod ] || go mod init cairn.bench/gh >/dev/null 2>&1
-  go get github.com/cli/cli/v2@v2.63.0 >/dev/null 2>&1
-  go list -deps github.com/cli/cli/v2/cmd/gh >/dev/null
-)
+prepare_gh "$mod"  # As bench/go_builds.sh builds it (downloads untimed).
 
 stream=$work/gh.stream
 start_server auto "$work/build-auto"

@@ -24,6 +24,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -276,42 +277,27 @@ class BlobStore {
   // marking it recently used. NOT_FOUND, DATA_LOSS, INVALID_ARGUMENT (key).
   virtual absl::StatusOr<std::string> GetEntry(absl::string_view key) = 0;
 
-  // Stores `value` under `key`, replacing any previous value.
-  virtual absl::Status PutEntry(absl::string_view key,
-                                absl::string_view value) = 0;
-
-  // Like PutEntry(), naming the blobs `value` references that a reader of
-  // the entry reads next (an action result's outputs). A store whose blobs
-  // live in a slower shared tier may keep copies of small ones with the
-  // entry, so that a node fetching the entry gets them in the same request
-  // (each verified against its digest before it is kept or served). Stores
-  // with one tier use this default.
-  virtual absl::Status PutEntryWithBlobs(absl::string_view key,
-                                         absl::string_view value,
-                                         absl::Span<const Digest> blobs) {
-    return PutEntry(key, value);
-  }
-
-  // PutEntry() for a thread that should not wait for the disk to sync:
-  // calls `done` exactly once with what PutEntry() would return, on this
-  // thread or later on a thread of the store's (`done` must then be quick
-  // and must not block). `key` and `value` need not outlive the call. A
-  // store may make the entry readable before `done` reports it durable; an
-  // error then means it may or may not survive a crash. The default calls
-  // PutEntry() and then `done`.
+  // Stores `value` under `key` (64 lowercase hex characters), replacing any
+  // previous value. INVALID_ARGUMENT (key), RESOURCE_EXHAUSTED, INTERNAL.
+  //
+  // `blobs` names the blobs `value` references that a reader of the entry
+  // reads next (an action result's outputs). A store whose blobs live in a
+  // slower shared tier may keep copies of small ones with the entry, so that
+  // a node fetching the entry gets them in the same request (each verified
+  // against its digest before it is kept or served); other stores ignore it.
+  //
+  // Without `done`, returns once the entry is durable. With `done` (for a
+  // thread that should not wait for the disk to sync), returns OK and calls
+  // `done` exactly once with what the call would have returned, on this
+  // thread or later on a thread of the store's (`done` must then be quick and
+  // must not block). A store may make the entry readable before `done`
+  // reports it durable; an error then means it may or may not survive a
+  // crash. The arguments need not outlive the call.
   using PutCallback = absl::AnyInvocable<void(absl::Status) &&>;
-  virtual void PutEntryThen(absl::string_view key, absl::string_view value,
-                            PutCallback done) {
-    std::move(done)(PutEntry(key, value));
-  }
-
-  // PutEntryThen() naming the entry's blobs as PutEntryWithBlobs() does
-  // (`blobs` need not outlive the call). The default ignores them.
-  virtual void PutEntryWithBlobsThen(absl::string_view key,
-                                     absl::string_view value,
-                                     absl::Span<const Digest> blobs,
-                                     PutCallback done) {
-    PutEntryThen(key, value, std::move(done));
+  absl::Status PutEntry(absl::string_view key, absl::string_view value,
+                        absl::Span<const Digest> blobs = {},
+                        PutCallback done = nullptr) {
+    return PutEntryImpl(key, value, blobs, done ? &done : nullptr);
   }
 
   // Returns the current counters.
@@ -344,6 +330,24 @@ class BlobStore {
   virtual std::optional<absl::StatusOr<std::string>> TryGetEntry(
       absl::string_view key) {
     return std::nullopt;
+  }
+
+ protected:
+  // Does PutEntry(); `then` is null when the caller waits for durability,
+  // else it is to be moved from and called as PutEntry() says of `done`.
+  virtual absl::Status PutEntryImpl(absl::string_view key,
+                                    absl::string_view value,
+                                    absl::Span<const Digest> blobs,
+                                    PutCallback* then) = 0;
+
+  // Returns `s`, or with `then` calls it with `s` and returns OK: the answer
+  // of a PutEntryImpl() that has finished.
+  static absl::Status Reply(absl::Status s, PutCallback* then) {
+    if (then == nullptr) {
+      return s;
+    }
+    std::move(*then)(std::move(s));
+    return absl::OkStatus();
   }
 };
 

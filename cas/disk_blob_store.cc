@@ -355,10 +355,9 @@ class DiskBlobStore final : public BlobStore {
   absl::StatusOr<StoredBlobReader> OpenReadAsStored(
       const Digest& digest) override;
   absl::StatusOr<std::string> GetEntry(absl::string_view key) override;
-  absl::Status PutEntry(absl::string_view key,
-                        absl::string_view value) override;
-  void PutEntryThen(absl::string_view key, absl::string_view value,
-                    PutCallback done) override;
+  absl::Status PutEntryImpl(absl::string_view key, absl::string_view value,
+                            absl::Span<const Digest> blobs,
+                            PutCallback* then) override;
   StoreStats Stats() override;
   std::vector<OwnerEvictions> EvictionsByOwner() override {
     absl::MutexLock lock(&mu_);
@@ -420,11 +419,6 @@ class DiskBlobStore final : public BlobStore {
                            int64_t reserved, bool replace,
                            const absl::string_view* entry_value = nullptr,
                            PutCallback* then = nullptr);
-  // Returns `s`, or with `then` calls it with `s` and returns OK.
-  static absl::Status Reply(absl::Status s, PutCallback* then);
-  // PutEntry(), or PutEntryThen() when `then` is not null (see Reply()).
-  absl::Status PutEntryImpl(absl::string_view key, absl::string_view value,
-                            PutCallback* then);
   // Whether an item of `size` bytes goes to the small-item database.
   bool IsSmall(int64_t size) const {
     return size <= options_.small_item_max_bytes;
@@ -630,12 +624,15 @@ class DiskBlobStore final : public BlobStore {
 
 namespace {
 
-// Streams one blob from an open file, hashing as it goes.
-class DiskBlobReader final : public BlobReader {
+// What the two readers of a blob's file share: the open file (closed with
+// the reader), whether it is unchanged since it was last found intact (then
+// it is trusted and not hashed), the hash of the content read so far
+// otherwise, and the removal of an item found corrupt.
+class DiskFileReader : public BlobReader {
  public:
   // `verified`: the fingerprint of the item's file when it was last found
   // intact (0: never).
-  DiskBlobReader(DiskBlobStore* store, ItemKey key, Digest digest, int fd,
+  DiskFileReader(DiskBlobStore* store, ItemKey key, Digest digest, int fd,
                  std::string path, uint64_t verified)
       : store_(store),
         key_(key),
@@ -643,22 +640,31 @@ class DiskBlobReader final : public BlobReader {
         fd_(fd),
         path_(std::move(path)),
         verified_fingerprint_(verified) {}
-  ~DiskBlobReader() override { close(fd_); }
+  ~DiskFileReader() override { close(fd_); }
 
-  // Checks the file's size and, unless the file is unchanged since it was
-  // verified, hashes the first `offset` bytes (else seeks past them).
-  absl::Status Start(int64_t offset);
-  int64_t size() const override { return digest_.size_bytes(); }
-  absl::StatusOr<size_t> Read(char* buf, size_t max) override;
+  // Checks the file and skips the first `offset` bytes the reader serves.
+  virtual absl::Status Start(int64_t offset) = 0;
 
- private:
+ protected:
+  // Returns the file's size, noting its fingerprint and whether it is
+  // trusted.
+  absl::StatusOr<int64_t> StatFile();
+  // Reads up to `max` bytes of the file; an error fails the reader.
+  absl::StatusOr<size_t> ReadFile(char* buf, size_t max);
+  // The answer of a reader used after it failed.
+  absl::Status FailedError() const {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cas blob ", digest_.ToString(), ": reader failed"));
+  }
   absl::Status Corrupt(absl::string_view why) {
     store_->RemoveCorrupt(key_, fd_, path_);
     failed_ = true;
     return absl::DataLossError(
         absl::StrCat("cas blob ", digest_.ToString(), ": ", why));
   }
-  absl::Status Verify();
+  // At the end of the content: unless trusted, checks the hash (DATA_LOSS
+  // and removal on a mismatch) and records the file as verified.
+  absl::Status CheckContent();
 
   DiskBlobStore* const store_;  // Not owned.
   const ItemKey key_;
@@ -666,25 +672,69 @@ class DiskBlobReader final : public BlobReader {
   const int fd_;
   const std::string path_;
   const uint64_t verified_fingerprint_;
-  uint64_t open_fingerprint_ = 0;  // The file's, when Start() ran.
+  uint64_t open_fingerprint_ = 0;  // The file's, when StatFile() ran.
   bool trusted_ = false;           // Unchanged since verified: no hashing.
-  Sha256Hasher hasher_;
-  int64_t pos_ = 0;
-  bool verified_ = false;
+  Sha256Hasher hasher_;            // Of the content, unless trusted.
   bool failed_ = false;
 };
 
-absl::Status DiskBlobReader::Start(int64_t offset) {
+absl::StatusOr<int64_t> DiskFileReader::StatFile() {
   struct stat st;
   if (fstat(fd_, &st) != 0) {
     return ErrnoStatus(errno,
                        absl::StrCat("stat cas blob ", digest_.ToString()));
   }
-  if (st.st_size != digest_.size_bytes()) {
-    return Corrupt(absl::StrCat("file holds ", st.st_size, " bytes"));
-  }
   open_fingerprint_ = Fingerprint(st);
   trusted_ = open_fingerprint_ == verified_fingerprint_;
+  return static_cast<int64_t>(st.st_size);
+}
+
+absl::StatusOr<size_t> DiskFileReader::ReadFile(char* buf, size_t max) {
+  absl::StatusOr<size_t> n =
+      ReadSome(fd_, buf, max, store_->fault(),
+               absl::StrCat("cas blob ", digest_.ToString()));
+  if (!n.ok()) {
+    failed_ = true;
+  }
+  return n;
+}
+
+absl::Status DiskFileReader::CheckContent() {
+  if (trusted_) {
+    return absl::OkStatus();
+  }
+  store_->CountReadHash();
+  if (hasher_.FinishDigest() != digest_) {
+    return Corrupt("content does not match its digest");
+  }
+  store_->MarkVerified(key_, open_fingerprint_);
+  return absl::OkStatus();
+}
+
+// Streams one blob from a plain file, hashing as it goes.
+class DiskBlobReader final : public DiskFileReader {
+ public:
+  using DiskFileReader::DiskFileReader;
+
+  // Checks the file's size and, unless the file is trusted, hashes the
+  // first `offset` bytes (else seeks past them).
+  absl::Status Start(int64_t offset) override;
+  int64_t size() const override { return digest_.size_bytes(); }
+  absl::StatusOr<size_t> Read(char* buf, size_t max) override;
+
+ private:
+  int64_t pos_ = 0;
+  bool verified_ = false;  // The whole content was read and checked.
+};
+
+absl::Status DiskBlobReader::Start(int64_t offset) {
+  absl::StatusOr<int64_t> file_size = StatFile();
+  if (!file_size.ok()) {
+    return file_size.status();
+  }
+  if (*file_size != digest_.size_bytes()) {
+    return Corrupt(absl::StrCat("file holds ", *file_size, " bytes"));
+  }
   if (trusted_) {
     if (offset > 0 && lseek(fd_, offset, SEEK_SET) != offset) {
       failed_ = true;
@@ -707,24 +757,9 @@ absl::Status DiskBlobReader::Start(int64_t offset) {
   return absl::OkStatus();
 }
 
-absl::Status DiskBlobReader::Verify() {
-  if (trusted_) {
-    verified_ = true;
-    return absl::OkStatus();
-  }
-  store_->CountReadHash();
-  if (hasher_.FinishDigest() != digest_) {
-    return Corrupt("content does not match its digest");
-  }
-  store_->MarkVerified(key_, open_fingerprint_);
-  verified_ = true;
-  return absl::OkStatus();
-}
-
 absl::StatusOr<size_t> DiskBlobReader::Read(char* buf, size_t max) {
   if (failed_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cas blob ", digest_.ToString(), ": reader failed"));
+    return FailedError();
   }
   if (verified_) {
     return 0;
@@ -733,11 +768,8 @@ absl::StatusOr<size_t> DiskBlobReader::Read(char* buf, size_t max) {
       std::min<int64_t>(static_cast<int64_t>(max), size() - pos_));
   size_t got = 0;
   if (want > 0) {
-    absl::StatusOr<size_t> n =
-        ReadSome(fd_, buf, want, store_->fault(),
-                 absl::StrCat("cas blob ", digest_.ToString()));
+    absl::StatusOr<size_t> n = ReadFile(buf, want);
     if (!n.ok()) {
-      failed_ = true;
       return n.status();
     }
     if (*n == 0) {
@@ -750,9 +782,10 @@ absl::StatusOr<size_t> DiskBlobReader::Read(char* buf, size_t max) {
     pos_ += static_cast<int64_t>(got);
   }
   if (pos_ == size()) {
-    if (absl::Status s = Verify(); !s.ok()) {
+    if (absl::Status s = CheckContent(); !s.ok()) {
       return s;
     }
+    verified_ = true;
   }
   return got;
 }
@@ -763,34 +796,23 @@ absl::StatusOr<size_t> DiskBlobReader::Read(char* buf, size_t max) {
 // as they go (also when serving them as they are) and the end of the file
 // is reported only once the content matched the digest; a mismatch, or
 // frames that do not decode, is DATA_LOSS and removes the item.
-class DiskZstdReader final : public BlobReader {
+class DiskZstdReader final : public DiskFileReader {
  public:
   DiskZstdReader(DiskBlobStore* store, ItemKey key, Digest digest, int fd,
                  std::string path, uint64_t verified, bool as_stored)
-      : store_(store),
-        key_(key),
-        digest_(std::move(digest)),
-        fd_(fd),
-        path_(std::move(path)),
-        verified_fingerprint_(verified),
+      : DiskFileReader(store, key, std::move(digest), fd, std::move(path),
+                       verified),
         as_stored_(as_stored) {}
-  ~DiskZstdReader() override { close(fd_); }
 
   // Reads the file's size and fingerprint and skips `offset` plain bytes
   // (0 when `as_stored`).
-  absl::Status Start(int64_t offset);
+  absl::Status Start(int64_t offset) override;
   int64_t size() const override {
     return as_stored_ ? file_size_ : digest_.size_bytes();
   }
   absl::StatusOr<size_t> Read(char* buf, size_t max) override;
 
  private:
-  absl::Status Corrupt(absl::string_view why) {
-    store_->RemoveCorrupt(key_, fd_, path_);
-    failed_ = true;
-    return absl::DataLossError(
-        absl::StrCat("cas blob ", digest_.ToString(), ": ", why));
-  }
   // Decompresses `frames` only to check them (as_stored_, not trusted).
   absl::Status Check(absl::string_view frames);
   // Decompresses more of frames_ into plain_ (plain reads), hashing unless
@@ -801,36 +823,23 @@ class DiskZstdReader final : public BlobReader {
   // Reads the next piece of the file into frames_; false at its end.
   absl::StatusOr<bool> ReadFrames();
 
-  DiskBlobStore* const store_;  // Not owned.
-  const ItemKey key_;
-  const Digest digest_;
-  const int fd_;
-  const std::string path_;
-  const uint64_t verified_fingerprint_;
   const bool as_stored_;
   int64_t file_size_ = 0;
-  uint64_t open_fingerprint_ = 0;
-  bool trusted_ = false;  // Unchanged since verified: no hashing.
   ZstdDecompressor decompressor_;
-  Sha256Hasher hasher_;
   int64_t decoded_ = 0;  // Plain bytes decompressed so far.
   std::string frames_;   // The last piece of the file read (plain reads).
   size_t frames_pos_ = 0;  // Bytes of frames_ decompressed.
   std::string plain_;      // Decompressed bytes not yet returned.
   size_t plain_pos_ = 0;
   bool done_ = false;
-  bool failed_ = false;
 };
 
 absl::Status DiskZstdReader::Start(int64_t offset) {
-  struct stat st;
-  if (fstat(fd_, &st) != 0) {
-    return ErrnoStatus(errno,
-                       absl::StrCat("stat cas blob ", digest_.ToString()));
+  absl::StatusOr<int64_t> file_size = StatFile();
+  if (!file_size.ok()) {
+    return file_size.status();
   }
-  file_size_ = st.st_size;
-  open_fingerprint_ = Fingerprint(st);
-  trusted_ = open_fingerprint_ == verified_fingerprint_;
+  file_size_ = *file_size;
   std::string skip(static_cast<size_t>(std::min<int64_t>(offset, 1 << 20)),
                    '\0');
   for (int64_t left = offset; left > 0;) {
@@ -888,12 +897,8 @@ absl::StatusOr<size_t> DiskZstdReader::Finish() {
   if (!decompressor_.AtFrameEnd() || decoded_ != digest_.size_bytes()) {
     return Corrupt("zstd frames end early");
   }
-  if (!trusted_) {
-    store_->CountReadHash();
-    if (hasher_.FinishDigest() != digest_) {
-      return Corrupt("content does not match its digest");
-    }
-    store_->MarkVerified(key_, open_fingerprint_);
+  if (absl::Status s = CheckContent(); !s.ok()) {
+    return s;
   }
   done_ = true;
   return 0;
@@ -901,11 +906,8 @@ absl::StatusOr<size_t> DiskZstdReader::Finish() {
 
 absl::StatusOr<bool> DiskZstdReader::ReadFrames() {
   frames_.resize(128 << 10);
-  absl::StatusOr<size_t> n =
-      ReadSome(fd_, frames_.data(), frames_.size(), store_->fault(),
-               absl::StrCat("cas blob ", digest_.ToString()));
+  absl::StatusOr<size_t> n = ReadFile(frames_.data(), frames_.size());
   if (!n.ok()) {
-    failed_ = true;
     return n.status();
   }
   frames_.resize(*n);
@@ -915,18 +917,14 @@ absl::StatusOr<bool> DiskZstdReader::ReadFrames() {
 
 absl::StatusOr<size_t> DiskZstdReader::Read(char* buf, size_t max) {
   if (failed_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cas blob ", digest_.ToString(), ": reader failed"));
+    return FailedError();
   }
   if (done_ || max == 0) {
     return 0;
   }
   if (as_stored_) {
-    absl::StatusOr<size_t> n =
-        ReadSome(fd_, buf, max, store_->fault(),
-                 absl::StrCat("cas blob ", digest_.ToString()));
+    absl::StatusOr<size_t> n = ReadFile(buf, max);
     if (!n.ok()) {
-      failed_ = true;
       return n.status();
     }
     if (*n == 0) {
@@ -1224,7 +1222,7 @@ DiskBlobStore::~DiskBlobStore() {
   if (small_ != nullptr && !options_.fsync) {
     small_->SyncForClose().IgnoreError();  // Best effort, as below.
   }
-  small_.reset();  // Syncs and answers PutEntryThen() calls still waiting.
+  small_.reset();  // Syncs and answers PutEntry() calls still waiting.
   for (int i = 0; i < 2 * kShards; ++i) {
     if (dirty_dirs_[i].load(std::memory_order_relaxed)) {
       std::string dir = absl::StrFormat(
@@ -1469,14 +1467,6 @@ absl::Status DiskBlobStore::CommitSmall(const ItemKey& key,
     }
     std::move(done)(std::move(synced));
   });
-  return absl::OkStatus();
-}
-
-absl::Status DiskBlobStore::Reply(absl::Status s, PutCallback* then) {
-  if (then == nullptr) {
-    return s;
-  }
-  std::move(*then)(std::move(s));
   return absl::OkStatus();
 }
 
@@ -2019,17 +2009,14 @@ absl::StatusOr<std::unique_ptr<BlobReader>> DiskBlobStore::OpenFileReader(
     return fd.status();
   }
   std::string path = PathOf(key, found.zstd, found.content_size);
+  std::unique_ptr<DiskFileReader> reader;
   if (found.zstd) {
-    auto reader = std::make_unique<DiskZstdReader>(
+    reader = std::make_unique<DiskZstdReader>(
         this, key, digest, *fd, std::move(path), found.verified, as_stored);
-    if (absl::Status s = reader->Start(offset); !s.ok()) {
-      return s;
-    }
-    return reader;
+  } else {
+    reader = std::make_unique<DiskBlobReader>(this, key, digest, *fd,
+                                              std::move(path), found.verified);
   }
-  auto reader = std::make_unique<DiskBlobReader>(this, key, digest, *fd,
-                                                 std::move(path),
-                                                 found.verified);
   if (absl::Status s = reader->Start(offset); !s.ok()) {
     return s;
   }
@@ -2269,18 +2256,9 @@ absl::StatusOr<std::string> DiskBlobStore::GetEntry(absl::string_view key) {
   return value;
 }
 
-absl::Status DiskBlobStore::PutEntry(absl::string_view key,
-                                     absl::string_view value) {
-  return PutEntryImpl(key, value, nullptr);
-}
-
-void DiskBlobStore::PutEntryThen(absl::string_view key,
-                                 absl::string_view value, PutCallback done) {
-  PutEntryImpl(key, value, &done).IgnoreError();  // Reported to `done`.
-}
-
 absl::Status DiskBlobStore::PutEntryImpl(absl::string_view key,
                                          absl::string_view value,
+                                         absl::Span<const Digest> /*blobs*/,
                                          PutCallback* then) {
   absl::StatusOr<ItemKey> k = ItemKey::FromHex(ItemKind::kAc, key);
   if (!k.ok()) {

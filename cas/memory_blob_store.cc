@@ -135,8 +135,9 @@ class MemoryBlobStore final : public BlobStore {
   absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWrite(
       const Digest& digest) override;
   absl::StatusOr<std::string> GetEntry(absl::string_view key) override;
-  absl::Status PutEntry(absl::string_view key,
-                        absl::string_view value) override;
+  absl::Status PutEntryImpl(absl::string_view key, absl::string_view value,
+                            absl::Span<const Digest> blobs,
+                            PutCallback* then) override;
   StoreStats Stats() override;
   std::vector<OwnerEvictions> EvictionsByOwner() override {
     absl::MutexLock lock(&mu_);
@@ -321,13 +322,15 @@ absl::StatusOr<std::string> MemoryBlobStore::GetEntry(absl::string_view key) {
   return std::string(*value);
 }
 
-absl::Status MemoryBlobStore::PutEntry(absl::string_view key,
-                                       absl::string_view value) {
+absl::Status MemoryBlobStore::PutEntryImpl(absl::string_view key,
+                                           absl::string_view value,
+                                           absl::Span<const Digest> /*blobs*/,
+                                           PutCallback* then) {
   absl::StatusOr<ItemKey> k = ItemKey::FromHex(ItemKind::kAc, key);
   if (!k.ok()) {
-    return k.status();
+    return Reply(k.status(), then);
   }
-  return Insert(*k, std::make_shared<const std::string>(value), 0);
+  return Reply(Insert(*k, std::make_shared<const std::string>(value), 0), then);
 }
 
 StoreStats MemoryBlobStore::Stats() {

@@ -1,7 +1,10 @@
 // S3Client over libcurl. A request is a Transfer: one easy handle from the
-// pool, set up from a Request, run either alone (curl_easy_perform, after
-// taking one of `max_concurrency` slots) or with others on a multi handle
-// (HeadMany, GetMany). Connections, DNS and TLS sessions live in one share
+// pool, set up from a Request, run either alone (curl_easy_perform) or with
+// others on a multi handle (HeadMany, GetMany); either way each transfer
+// holds one of the `max_concurrency` slots the client's callers share. A
+// multi run waits for a slot only while it holds none (else it takes what
+// is free and adds more as slots free up), so no caller holds slots while
+// blocking for more. Connections, DNS and TLS sessions live in one share
 // handle so that every easy handle reuses them. Responses are mapped to
 // absl::Status once, in ToStatus().
 #include "cas/s3_client.h"
@@ -511,10 +514,16 @@ class CurlS3Client final : public S3Client {
   bool Prepare(const Request& r, Transfer* t);
   // Turns a finished transfer into a response or a transport error.
   absl::StatusOr<Response> Finish(Transfer* t, CURLcode rc);
+  // Takes one of the max_concurrency slots, waiting for one to be free.
+  void TakeSlot();
+  // Takes a slot when one is free; returns whether it did.
+  bool TryTakeSlot();
+  void ReleaseSlot();
   // Runs `r` alone, within the concurrency limit.
   absl::StatusOr<Response> Run(const Request& r);
-  // Runs `requests` together on one multi handle, up to `max_concurrency`
-  // at once; one response (or transport error) per request, in order.
+  // Runs `requests` together on one multi handle, as many at once as
+  // there are free slots (at least one); one response (or transport
+  // error) per request, in order.
   std::vector<absl::StatusOr<Response>> RunMany(
       absl::Span<const Request> requests);
   // RunMany(), each answer read as an object's info (ToInfo()).
@@ -707,13 +716,29 @@ absl::StatusOr<Response> CurlS3Client::Finish(Transfer* t, CURLcode rc) {
   return result;
 }
 
-absl::StatusOr<Response> CurlS3Client::Run(const Request& r) {
-  {
-    absl::MutexLock lock(&slots_mu_);
-    slots_mu_.Await(absl::Condition(
-        +[](int* n) { return *n > 0; }, &available_slots_));
-    --available_slots_;
+void CurlS3Client::TakeSlot() {
+  absl::MutexLock lock(&slots_mu_);
+  slots_mu_.Await(absl::Condition(
+      +[](int* n) { return *n > 0; }, &available_slots_));
+  --available_slots_;
+}
+
+bool CurlS3Client::TryTakeSlot() {
+  absl::MutexLock lock(&slots_mu_);
+  if (available_slots_ == 0) {
+    return false;
   }
+  --available_slots_;
+  return true;
+}
+
+void CurlS3Client::ReleaseSlot() {
+  absl::MutexLock lock(&slots_mu_);
+  ++available_slots_;
+}
+
+absl::StatusOr<Response> CurlS3Client::Run(const Request& r) {
+  TakeSlot();
   absl::StatusOr<Response> result;
   {
     Transfer t;
@@ -727,8 +752,7 @@ absl::StatusOr<Response> CurlS3Client::Run(const Request& r) {
       result = Finish(&t, rc);
     }
   }
-  absl::MutexLock lock(&slots_mu_);
-  ++available_slots_;
+  ReleaseSlot();
   return result;
 }
 
@@ -746,14 +770,22 @@ std::vector<absl::StatusOr<Response>> CurlS3Client::RunMany(
   std::vector<std::unique_ptr<Transfer>> transfers(requests.size());
   size_t next = 0;
   int running = 0;
+  // Adds requests while slots are free; waits for one only with none
+  // running (holding no slot).
   auto add_next = [&]() {
-    while (next < requests.size() && running < options_.max_concurrency) {
+    while (next < requests.size()) {
+      if (running == 0) {
+        TakeSlot();
+      } else if (!TryTakeSlot()) {
+        return;
+      }
       size_t i = next++;
       transfers[i] = std::make_unique<Transfer>();
       if (!Prepare(requests[i], transfers[i].get())) {
         if (transfers[i]->easy != nullptr) {
           ReleaseEasy(transfers[i]->easy);
         }
+        ReleaseSlot();
         results[i] = absl::ResourceExhaustedError("s3: libcurl out of memory");
         continue;
       }
@@ -779,11 +811,15 @@ std::vector<absl::StatusOr<Response>> CurlS3Client::RunMany(
       curl_multi_remove_handle(multi, msg->easy_handle);
       --running;
       results[i] = Finish(transfers[i].get(), rc);
+      ReleaseSlot();
       transfers[i].reset();
     }
     add_next();
     if (running > 0) {
-      curl_multi_poll(multi, nullptr, 0, 100, nullptr);
+      // Requests still waiting for a slot another caller may free: look
+      // again soon.
+      curl_multi_poll(multi, nullptr, 0, next < requests.size() ? 5 : 100,
+                      nullptr);
     }
   }
   curl_multi_cleanup(multi);

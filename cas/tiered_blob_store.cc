@@ -369,17 +369,14 @@ class TieredStore final : public TieredBlobStore {
       const Digest& digest) override;
 
   absl::StatusOr<std::string> GetEntry(absl::string_view key) override;
-  absl::Status PutEntry(absl::string_view key,
-                        absl::string_view value) override {
-    return PutEntryWithBlobs(key, value, {});
+  absl::Status PutEntryImpl(absl::string_view key, absl::string_view value,
+                            absl::Span<const Digest> blobs,
+                            PutCallback* then) override {
+    return Reply(PutEntryWithBlobs(key, value, blobs), then);
   }
+  // PutEntry() waiting for the bucket and the local tier.
   absl::Status PutEntryWithBlobs(absl::string_view key, absl::string_view value,
-                                 absl::Span<const Digest> blobs) override;
-  void PutEntryWithBlobsThen(absl::string_view key, absl::string_view value,
-                             absl::Span<const Digest> blobs,
-                             PutCallback done) override {
-    std::move(done)(PutEntryWithBlobs(key, value, blobs));
-  }
+                                 absl::Span<const Digest> blobs);
 
   std::optional<bool> TryHasEntry(absl::string_view key) override {
     std::optional<bool> local = local_->TryHasEntry(key);
@@ -1088,7 +1085,9 @@ absl::StatusOr<std::string> TieredStore::FetchEntry(absl::string_view key) {
     return absl::OkStatus();
   };
   absl::StatusOr<S3ObjectInfo> info = s3_->Get(AcKey(key), 0, -1, sink);
-  NoteBucket(info.status());
+  // An object too large to be an entry is a bad item, not a bucket outage:
+  // the bucket was answering when the sink refused it.
+  NoteBucket(too_large ? absl::OkStatus() : info.status());
   if (info.status().code() == absl::StatusCode::kNotFound) {
     return absl::NotFoundError(
         absl::StrCat("action cache entry ", key, " not found"));
@@ -1101,8 +1100,9 @@ absl::StatusOr<std::string> TieredStore::FetchEntry(absl::string_view key) {
     entry = ParseEntryObject(object);
   }
   if (!entry.has_value()) {
-    return absl::DataLossError(absl::StrCat(
-        "action cache entry ", key, ": the shared tier's copy is corrupt"));
+    return absl::DataLossError(
+        absl::StrCat("action cache entry ", key, ": the shared tier's copy is ",
+                     too_large ? "too large to be an entry" : "corrupt"));
   }
   std::string value(entry->value);
   KeepEntryBlobs(entry->blobs, info->last_modified);
@@ -1192,10 +1192,9 @@ absl::Status TieredStore::PutEntryObject(absl::string_view key,
     absl::StrAppend(&copies, d.hash(), " ", d.size_bytes(), "\n", *bytes);
   }
   std::string object =
-      copies.empty()
-          ? absl::StrCat(kEntryMagic, Sha256Raw(value), value)
-          : absl::StrCat(kEntryWithBlobsMagic, Sha256Raw(value), value.size(),
-                         "\n", value, copies);
+      copies.empty() ? absl::StrCat(kEntryMagic, Sha256Raw(value), value)
+                     : absl::StrCat(kEntryWithBlobsMagic, Sha256Raw(value),
+                                    value.size(), "\n", value, copies);
   absl::Status s = s3_->Put(AcKey(key), object, "", /*if_absent=*/false);
   NoteBucket(s);
   if (s.ok()) {

@@ -35,7 +35,7 @@
 // in progress, and a bucket error is UNAVAILABLE, never "missing". More or
 // bigger digests are HEADed as FindMissingChecked() does.
 //
-// Entries with their blobs: PutEntryWithBlobs() (an action result and its
+// Entries with their blobs: PutEntry() naming blobs (an action result and its
 // outputs) writes into the entry's object copies of those blobs the bucket
 // is known to hold (existence cache) and the local tier has, in order,
 // skipping those that would overflow `entry_blobs_max_bytes` in all. A node

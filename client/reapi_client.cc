@@ -186,7 +186,15 @@ struct ReadItem {
   bool zstd_data = false;
 };
 
-// Reads all of `digest`'s bytes from `source`.
+// Returns the error of a source that ended after `got` bytes: its bytes do
+// not match the digest (INVALID_ARGUMENT, as a server would answer them).
+absl::Status ShortSourceError(const cas::Digest& digest, int64_t got) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "upload ", digest.ToString(), ": the source ends after ", got, " bytes"));
+}
+
+// Reads all of `digest`'s bytes from `source` (ShortSourceError() when it
+// ends early).
 absl::StatusOr<std::string> ReadSource(const cas::Digest& digest,
                                        const ChunkSource& source) {
   std::string data;
@@ -197,12 +205,18 @@ absl::StatusOr<std::string> ReadSource(const cas::Digest& digest,
       return chunk.status();
     }
     if (chunk->empty()) {
-      break;
+      return ShortSourceError(digest, static_cast<int64_t>(data.size()));
     }
     data.append(*chunk);
   }
   return data;
 }
+
+// A blob in a batch and in its answers: hash and size (two digests with one
+// hash and different sizes are two blobs, asked and answered apart).
+using BlobKey = std::pair<std::string, int64_t>;
+BlobKey KeyOf(const cas::Digest& d) { return {d.hash(), d.size_bytes()}; }
+BlobKey KeyOf(const reapi::Digest& d) { return {d.hash(), d.size_bytes()}; }
 
 struct Endpoint {
   std::string address;
@@ -556,17 +570,17 @@ void GrpcReapiClient::UploadBatch(absl::Span<UploadItem* const> batch) {
     }
     return;
   }
-  // Hash -> the items waiting for it (one request entry per distinct blob).
-  absl::flat_hash_map<std::string, std::vector<UploadItem*>> waiting;
+  // Blob -> the items waiting for it (one request entry per distinct blob).
+  absl::flat_hash_map<BlobKey, std::vector<UploadItem*>> waiting;
   for (const cas::Digest& d : *missing) {
-    waiting[d.hash()];
+    waiting[KeyOf(d)];
   }
   reapi::BatchUpdateBlobsRequest req;
   req.set_instance_name(options_.instance_name);
   req.set_digest_function(reapi::DigestFunction::SHA256);
   int64_t wire = 0, plain = 0;
   for (UploadItem* item : batch) {
-    auto it = waiting.find(item->digest.hash());
+    auto it = waiting.find(KeyOf(item->digest));
     if (it == waiting.end()) {
       continue;  // Present already: OK.
     }
@@ -594,7 +608,7 @@ void GrpcReapiClient::UploadBatch(absl::Span<UploadItem* const> batch) {
         absl::StrCat("BatchUpdateBlobs of ", req.requests_size(), " blobs"));
   });
   for (const auto& r : resp.responses()) {
-    auto it = waiting.find(r.digest().hash());
+    auto it = waiting.find(KeyOf(r.digest()));
     if (!s.ok() || it == waiting.end()) {
       continue;
     }
@@ -604,7 +618,7 @@ void GrpcReapiClient::UploadBatch(absl::Span<UploadItem* const> batch) {
     }
     it->second.clear();
   }
-  for (auto& [hash, items] : waiting) {  // Not answered: not stored.
+  for (auto& [blob, items] : waiting) {  // Not answered: not stored.
     for (UploadItem* item : items) {
       item->status =
           s.ok() ? absl::InternalError(absl::StrCat(
@@ -663,9 +677,7 @@ absl::Status GrpcReapiClient::StreamUploadOnce(const cas::Digest& digest,
     if (!chunk.ok() || chunk->empty()) {
       ctx.TryCancel();
       writer->Finish().ok();
-      return chunk.ok()
-                 ? absl::DataLossError(absl::StrCat(what, ": short source"))
-                 : chunk.status();
+      return chunk.ok() ? ShortSourceError(digest, offset) : chunk.status();
     }
     offset += chunk->size();
     const bool last = offset >= digest.size_bytes();
@@ -749,10 +761,10 @@ void GrpcReapiClient::ReadBatch(absl::Span<ReadItem* const> batch, bool zstd) {
   if (zstd) {
     req.add_acceptable_compressors(reapi::Compressor::ZSTD);
   }
-  // Hash -> the items waiting for it (each distinct blob asked once).
-  absl::flat_hash_map<std::string, std::vector<ReadItem*>> waiting;
+  // Blob -> the items waiting for it (each distinct blob asked once).
+  absl::flat_hash_map<BlobKey, std::vector<ReadItem*>> waiting;
   for (ReadItem* item : batch) {
-    std::vector<ReadItem*>& items = waiting[item->digest.hash()];
+    std::vector<ReadItem*>& items = waiting[KeyOf(item->digest)];
     if (items.empty()) {
       *req.add_digests() = ToProto(item->digest);
     }
@@ -767,7 +779,7 @@ void GrpcReapiClient::ReadBatch(absl::Span<ReadItem* const> batch, bool zstd) {
         absl::StrCat("BatchReadBlobs of ", req.digests_size(), " blobs"));
   });
   for (auto& r : *resp.mutable_responses()) {
-    auto it = waiting.find(r.digest().hash());
+    auto it = waiting.find(KeyOf(r.digest()));
     if (!s.ok() || it == waiting.end() || it->second.empty()) {
       continue;
     }
@@ -800,7 +812,7 @@ void GrpcReapiClient::ReadBatch(absl::Span<ReadItem* const> batch, bool zstd) {
       }
     }
   }
-  for (auto& [hash, items] : waiting) {
+  for (auto& [blob, items] : waiting) {
     for (ReadItem* item : items) {
       item->status =
           s.ok()

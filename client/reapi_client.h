@@ -156,9 +156,10 @@ class ReapiClient {
   // Uploads one blob whose bytes `source` produces, unless the server already
   // has it (FindMissingBlobs first). Small blobs go in a BatchUpdateBlobs
   // call (shared with concurrent uploads, see "Coalescing"), large ones
-  // through ByteStream Write. INVALID_ARGUMENT when the server finds the
-  // bytes do not match `digest`. `source` may be called from another
-  // caller's thread while this call waits.
+  // through ByteStream Write. INVALID_ARGUMENT when the bytes do not match
+  // `digest`: found by the server, or `source` ends early (nothing is stored
+  // then). `source` may be called from another caller's thread while this
+  // call waits.
   virtual absl::Status UploadBlob(const cas::Digest& digest,
                                   const ChunkSource& source) = 0;
 

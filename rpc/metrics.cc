@@ -10,6 +10,13 @@
 namespace cairn::rpc {
 
 struct Registry::Entry {
+  Entry(std::string name, std::string help, const char* type,
+        std::vector<std::string> label_names = {})
+      : name(std::move(name)),
+        help(std::move(help)),
+        type(type),
+        label_names(std::move(label_names)) {}
+
   std::string name;
   std::string help;
   std::string type;  // counter, gauge, histogram
@@ -141,50 +148,29 @@ Registry::~Registry() = default;
 Family<Counter>* Registry::NewCounter(const std::string& name,
                                       const std::string& help,
                                       std::vector<std::string> label_names) {
-  auto e = std::make_unique<Entry>();
-  e->name = name;
-  e->help = help;
-  e->type = "counter";
-  e->label_names = label_names;
+  auto e = std::make_unique<Entry>(name, help, "counter", label_names);
   e->counters.reset(new Family<Counter>(std::move(label_names),
                                         [] { return new Counter(); }));
-  Family<Counter>* f = e->counters.get();
-  absl::MutexLock lock(&mu_);
-  entries_.push_back(std::move(e));
-  return f;
+  return Add(std::move(e)).counters.get();
 }
 
 Family<Gauge>* Registry::NewGauge(const std::string& name,
                                   const std::string& help,
                                   std::vector<std::string> label_names) {
-  auto e = std::make_unique<Entry>();
-  e->name = name;
-  e->help = help;
-  e->type = "gauge";
-  e->label_names = label_names;
+  auto e = std::make_unique<Entry>(name, help, "gauge", label_names);
   e->gauges.reset(
       new Family<Gauge>(std::move(label_names), [] { return new Gauge(); }));
-  Family<Gauge>* f = e->gauges.get();
-  absl::MutexLock lock(&mu_);
-  entries_.push_back(std::move(e));
-  return f;
+  return Add(std::move(e)).gauges.get();
 }
 
 Family<Histogram>* Registry::NewHistogram(const std::string& name,
                                           const std::string& help,
                                           std::vector<std::string> label_names,
                                           std::vector<double> bounds) {
-  auto e = std::make_unique<Entry>();
-  e->name = name;
-  e->help = help;
-  e->type = "histogram";
-  e->label_names = label_names;
+  auto e = std::make_unique<Entry>(name, help, "histogram", label_names);
   e->histograms.reset(new Family<Histogram>(
       std::move(label_names), [bounds] { return new Histogram(bounds); }));
-  Family<Histogram>* f = e->histograms.get();
-  absl::MutexLock lock(&mu_);
-  entries_.push_back(std::move(e));
-  return f;
+  return Add(std::move(e)).histograms.get();
 }
 
 void Registry::NewCallbackGauge(const std::string& name,
@@ -199,29 +185,28 @@ void Registry::NewCallbackCounter(const std::string& name,
   AddCallback(name, help, "counter", std::move(read));
 }
 
-void Registry::AddCallback(const std::string& name, const std::string& help,
-                           const char* type, std::function<double()> read) {
-  auto e = std::make_unique<Entry>();
-  e->name = name;
-  e->help = help;
-  e->type = type;
-  e->callback = std::move(read);
+Registry::Entry& Registry::Add(std::unique_ptr<Entry> e) {
+  Entry& added = *e;
   absl::MutexLock lock(&mu_);
   entries_.push_back(std::move(e));
+  return added;
+}
+
+void Registry::AddCallback(const std::string& name, const std::string& help,
+                           const char* type, std::function<double()> read) {
+  auto e = std::make_unique<Entry>(name, help, type);
+  e->callback = std::move(read);
+  Add(std::move(e));
 }
 
 void Registry::NewCallbackCounterFamily(const std::string& name,
                                         const std::string& help,
                                         std::vector<std::string> label_names,
                                         std::function<LabelledValues()> read) {
-  auto e = std::make_unique<Entry>();
-  e->name = name;
-  e->help = help;
-  e->type = "counter";
-  e->label_names = std::move(label_names);
+  auto e =
+      std::make_unique<Entry>(name, help, "counter", std::move(label_names));
   e->family_callback = std::move(read);
-  absl::MutexLock lock(&mu_);
-  entries_.push_back(std::move(e));
+  Add(std::move(e));
 }
 
 std::string Registry::Render() const {

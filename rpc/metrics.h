@@ -127,10 +127,13 @@ class Registry {
   std::string Render() const;
 
  private:
-  // Registers a callback entry of `type` in one locked step.
+  struct Entry;
+  // Registers `e`, filled in before (Render() may read it at once), in one
+  // locked step; returns it (entries are never removed).
+  Entry& Add(std::unique_ptr<Entry> e);
+  // Registers a callback entry of `type`.
   void AddCallback(const std::string& name, const std::string& help,
                    const char* type, std::function<double()> read);
-  struct Entry;
   mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
 };

@@ -79,7 +79,7 @@ class ReapiRemote final : public Remote {
 
   Transfers TransferCounts() const override {
     return {zstd_fetches_.load(), plain_fetches_.load(),
-            chooser_.EstimatedRate()};
+            chooser_.EstimatedRate(), chooser_.Changes()};
   }
 
   absl::Status Put(absl::string_view action_id, const Entry& entry,

@@ -60,12 +60,14 @@ class Remote {
   virtual WireCounters Counters() const { return {}; }
 
   // Returns how many entries' bodies travelled zstd-compressed and plain,
-  // and the link rate the --zstd=auto probe estimated (bytes/s; 0: none)
-  // (transfer_mode.h). Zero when the remote does not count.
+  // the link rate the --zstd=auto probe estimated (bytes/s; 0: none) and
+  // how often the mode changed after it (transfer_mode.h). Zero when the
+  // remote does not count.
   struct Transfers {
     int64_t zstd = 0;
     int64_t plain = 0;
     double probe_rate = 0;
+    int64_t mode_changes = 0;
   };
   virtual Transfers TransferCounts() const { return {}; }
 };

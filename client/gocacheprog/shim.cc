@@ -551,7 +551,7 @@ void Shim::Impl::FinishPut(const Request& req, std::shared_ptr<BodyWriter> body,
   r.disk_path = *path;
   Respond(r);
   Log(req, "stored", start);
-  RecordAsked(req.action_id);
+  // In the manifest only when a get asked for it (RecordAsked).
   RecordResolved(req.action_id);
   QueueUpload(req.action_id, entry, *path);
 }

@@ -36,7 +36,9 @@
 // get answered from a prefetched entry counts as a prefetch hit. Prefetch
 // never answers anything itself: any failure leaves the normal path, and a
 // failing remote trips the same breaker. The ActionIDs the go command asked
-// for (hits and puts, in request order) become the next manifest.
+// for with a get and that a hit or a put resolved, in request order, become
+// the next manifest; a put no get asked for is left out (a cold gh build puts
+// 1058 "srcfiles" lists no warm build asks for).
 //
 // Fail-open: a remote error other than NOT_FOUND never reaches the go
 // command. It is reported once on stderr, then the breaker keeps the remote

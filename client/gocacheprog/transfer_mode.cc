@@ -33,32 +33,93 @@ TransferMode TransferChooser::Next() {
 
 void TransferChooser::Record(TransferMode mode, int64_t bytes,
                              absl::Duration elapsed) {
-  if (policy_ != ZstdPolicy::kAuto || mode != TransferMode::kPlain ||
-      bytes <= 0 || elapsed <= absl::ZeroDuration()) {
-    return;
-  }
   const absl::Time end = absl::Now();
-  absl::MutexLock lock(&mu_);
-  if (decided_) {
+  Record(mode, bytes, end - elapsed, end);
+}
+
+void TransferChooser::Record(TransferMode mode, int64_t bytes, absl::Time start,
+                             absl::Time end) {
+  if (policy_ != ZstdPolicy::kAuto || bytes <= 0 || end <= start) {
     return;
   }
+  absl::MutexLock lock(&mu_);
+  if (!decided_) {
+    if (mode == TransferMode::kPlain) {
+      Probe(bytes, start, end);
+    }
+    return;
+  }
+  // Only this window's own fetches: begun in its mode, after it began.
+  if (mode != mode_ || start < window_start_) {
+    return;
+  }
+  window_bytes_ += bytes;
+  if (window_bytes_ < (trial_ ? kTrialBytes : kWindowBytes)) {
+    return;
+  }
+  const double secs = absl::ToDoubleSeconds(end - window_start_);
+  Revise(secs > 0 ? static_cast<double>(window_bytes_) / secs : 0, end);
+}
+
+void TransferChooser::Probe(int64_t bytes, absl::Time start, absl::Time end) {
   // Every body shares the link: all count towards the aggregate rate.
-  window_start_ = std::min(window_start_, end - elapsed);
+  window_start_ = std::min(window_start_, start);
   window_bytes_ += bytes;
   if (bytes < kMinSampleBytes) {
     return;
   }
-  best_rate_ = std::max(
-      best_rate_, static_cast<double>(bytes) / absl::ToDoubleSeconds(elapsed));
+  best_rate_ = std::max(best_rate_, static_cast<double>(bytes) /
+                                        absl::ToDoubleSeconds(end - start));
   const double window = absl::ToDoubleSeconds(end - window_start_);
-  rate_ = std::max(best_rate_,
-                   window > 0 ? static_cast<double>(window_bytes_) / window : 0);
+  rate_ = std::max(
+      best_rate_, window > 0 ? static_cast<double>(window_bytes_) / window : 0);
   if (++samples_ < kProbeSamples) {
     return;
   }
-  mode_ = rate_ < kZstdBelowBytesPerSecond ? TransferMode::kZstd
-                                           : TransferMode::kPlain;
+  rates_[static_cast<int>(TransferMode::kPlain)] = rate_;
+  incumbent_ = rate_ < kZstdBelowBytesPerSecond ? TransferMode::kZstd
+                                                : TransferMode::kPlain;
+  mode_ = incumbent_;  // The decision itself is not a change.
   decided_ = true;
+  Begin(incumbent_, /*trial=*/false, end);
+}
+
+void TransferChooser::Begin(TransferMode mode, bool trial, absl::Time now) {
+  if (decided_ && mode != mode_) {
+    ++changes_;
+  }
+  mode_ = mode;
+  trial_ = trial;
+  window_start_ = now;
+  window_bytes_ = 0;
+}
+
+void TransferChooser::Revise(double rate, absl::Time now) {
+  rates_[static_cast<int>(mode_)] = rate;
+  const TransferMode other = mode_ == TransferMode::kPlain
+                                 ? TransferMode::kZstd
+                                 : TransferMode::kPlain;
+  if (trial_) {
+    // The trial against the incumbent's latest window: the faster wins.
+    if (rate > rates_[static_cast<int>(other)]) {
+      incumbent_ = mode_;
+      trial_gap_ = 1;
+    } else {
+      trial_gap_ *= kGapGrowth;
+    }
+    windows_since_trial_ = 0;
+    Begin(incumbent_, /*trial=*/false, now);
+    return;
+  }
+  if (mode_ == TransferMode::kPlain && rate >= kZstdBelowBytesPerSecond) {
+    Begin(mode_, /*trial=*/false, now);  // A fast link: plain it is.
+    return;
+  }
+  if (++windows_since_trial_ >= trial_gap_) {
+    Begin(other, /*trial=*/true, now);
+    return;
+  }
+  Begin(mode_, /*trial=*/false, now);
 }
 
 bool TransferChooser::Decided() const {
@@ -67,6 +128,11 @@ bool TransferChooser::Decided() const {
   }
   absl::MutexLock lock(&mu_);
   return decided_;
+}
+
+int64_t TransferChooser::Changes() const {
+  absl::MutexLock lock(&mu_);
+  return changes_;
 }
 
 double TransferChooser::EstimatedRate() const {

@@ -26,10 +26,27 @@
 //     11.7-17.5 s against 7.4-7.7 s plain). Smaller bodies measure the
 //     round trip, not the link: they are not samples, but their bytes count
 //     towards the aggregate.
-//   - Then the chooser decides, once: zstd when the estimate is below
+//   - Then the chooser decides: zstd when the estimate is below
 //     kZstdBelowBytesPerSecond, else plain. A fetch in flight when the
 //     decision falls finishes as it began. A build whose bodies are all small
 //     stays plain (latency-bound: the extra round trip would cost more).
+//   - The decision is revised as bytes arrive. The probe falls at start-up,
+//     when the machine is busiest (on the loaded 2-core machine it measured
+//     loopback at 15.2 MB/s once and the build took 16.96 s compressed
+//     against 6.00 s plain). From the decision on the chooser measures in
+//     windows: a window begins when a mode is chosen, counts the body bytes
+//     (uncompressed) of fetches made in that mode that began after it, and
+//     closes once they reach kWindowBytes (kTrialBytes for a trial); its
+//     rate is those bytes over the time from its beginning to the last
+//     byte, so it is the rate the build got, link and CPU together. Then:
+//       * plain at or above kZstdBelowBytesPerSecond stays plain;
+//       * otherwise, once every `trial_gap` windows (1 at first), the other
+//         mode runs one trial window, and the faster of the two measured
+//         rates wins. A trial that loses multiplies the gap by kGapGrowth,
+//         so on a slow link plain costs two trials in a gh build (8 MiB at
+//         50 Mbit/s: about a second each); one that wins resets it.
+//     Fetches begun before a window (the other mode's still in flight) are
+//     not counted in it.
 //   - On a slow link the probe costs the difference for a few large bodies
 //     (at 50 Mbit/s a few tenths of a second).
 //
@@ -66,6 +83,11 @@ class TransferChooser {
   // not at 1 Gbit/s or on loopback (the probe measured 91-104 MB/s there on
   // the loaded machine, 4-16 MB/s through 50 and 200 Mbit/s links).
   static constexpr double kZstdBelowBytesPerSecond = 40e6;
+  // Revision windows (see above): about 160 gh bodies, and a shorter trial
+  // of the other mode.
+  static constexpr int64_t kWindowBytes = int64_t{32} << 20;
+  static constexpr int64_t kTrialBytes = int64_t{8} << 20;
+  static constexpr int kGapGrowth = 4;
 
   explicit TransferChooser(ZstdPolicy policy) : policy_(policy) {}
   TransferChooser(const TransferChooser&) = delete;
@@ -75,27 +97,54 @@ class TransferChooser {
   TransferMode Next();
 
   // Records a fetch made in `mode` that moved a body of `bytes` (0 for a
-  // miss or a failure) in `elapsed`, request to last byte.
+  // miss or a failure) in `elapsed`, request to last byte, ending now.
   void Record(TransferMode mode, int64_t bytes, absl::Duration elapsed);
+  // The same, with the fetch's start and end given.
+  void Record(TransferMode mode, int64_t bytes, absl::Time start,
+              absl::Time end);
 
   // Returns true once the probe has decided (always with a fixed policy).
   bool Decided() const;
 
-  // Returns the link rate estimate, bytes per second (0 before a sample).
+  // Returns the probe's link rate estimate, bytes per second (0 before a
+  // sample).
   double EstimatedRate() const;
 
+  // Returns how often the mode changed after the probe's decision (trials
+  // and their outcomes included).
+  int64_t Changes() const;
+
  private:
+  // Probe: counts a plain fetch; decides after kProbeSamples samples.
+  void Probe(int64_t bytes, absl::Time start, absl::Time end)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts a window of `mode` at `now`; `trial` marks a trial of it.
+  void Begin(TransferMode mode, bool trial, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Chooses the mode after the window closed at `now` with `rate`.
+  void Revise(double rate, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const ZstdPolicy policy_;
   mutable absl::Mutex mu_;
   bool decided_ ABSL_GUARDED_BY(mu_) = false;
   TransferMode mode_ ABSL_GUARDED_BY(mu_) = TransferMode::kPlain;
   int samples_ ABSL_GUARDED_BY(mu_) = 0;
   double best_rate_ ABSL_GUARDED_BY(mu_) = 0;
-  // Plain body bytes that arrived, since the start of the earliest fetch.
+  // The probe's plain body bytes since the start of the earliest fetch;
+  // after the decision, the current window's (see below).
   int64_t window_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time window_start_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   // The estimate: max(best_rate_, aggregate rate), as of the last sample.
   double rate_ ABSL_GUARDED_BY(mu_) = 0;
+  // Revision (after the decision). The window counts `window_bytes_` of
+  // mode_ since window_start_; rates_[m] is the latest closed window's rate
+  // of mode m (0: none yet; plain starts at the probe's estimate).
+  bool trial_ ABSL_GUARDED_BY(mu_) = false;
+  TransferMode incumbent_ ABSL_GUARDED_BY(mu_) = TransferMode::kPlain;
+  double rates_[2] ABSL_GUARDED_BY(mu_) = {0, 0};
+  int windows_since_trial_ ABSL_GUARDED_BY(mu_) = 0;
+  int trial_gap_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t changes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace cairn::client::gocacheprog

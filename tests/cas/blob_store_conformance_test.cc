@@ -314,7 +314,7 @@ TEST_P(BlobStoreTest, Entries) {
   }
 }
 
-TEST_P(BlobStoreTest, PutEntryThenReportsEachWriteOnce) {
+TEST_P(BlobStoreTest, PutEntryWithCallbackReportsEachWriteOnce) {
   absl::Mutex mu;
   std::vector<absl::StatusCode> codes;
   auto record = [&](absl::Status s) {
@@ -325,14 +325,16 @@ TEST_P(BlobStoreTest, PutEntryThenReportsEachWriteOnce) {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 8; ++i) {
-        store_->PutEntryThen(Key(t * 8 + i), Bytes(40, t * 8 + i), record);
+        EXPECT_TRUE(
+            store_->PutEntry(Key(t * 8 + i), Bytes(40, t * 8 + i), {}, record)
+                .ok());
       }
     });
   }
   for (std::thread& t : threads) {
     t.join();
   }
-  store_->PutEntryThen("../x", "v", record);
+  EXPECT_TRUE(store_->PutEntry("../x", "v", {}, record).ok());
   absl::MutexLock lock(&mu);
   mu.Await(absl::Condition(
       +[](std::vector<absl::StatusCode>* c) { return c->size() >= 33; },

@@ -1084,16 +1084,20 @@ TEST_F(SmallItemTest, EntriesPutThenAreDurableWhenReportedAndOnClose) {
     auto store = Open();
     ASSERT_TRUE(store->PutEntry(Key(1), Bytes(500, 1)).ok());  // A file.
     absl::Notification moved;
-    store->PutEntryThen(Key(1), Bytes(10, 2), [&](absl::Status s) {
-      EXPECT_TRUE(s.ok()) << s;
-      moved.Notify();
-    });
+    EXPECT_TRUE(store
+                    ->PutEntry(Key(1), Bytes(10, 2), {},
+                               [&](absl::Status s) {
+                                 EXPECT_TRUE(s.ok()) << s;
+                                 moved.Notify();
+                               })
+                    .ok());
     moved.WaitForNotification();
     EXPECT_THAT(ItemFiles(), IsEmpty());  // Removed once durable.
     for (int i = 2; i < 50; ++i) {
-      store->PutEntryThen(Key(i), Bytes(20, i), [&](absl::Status s) {
-        ok += s.ok() ? 1 : 0;
-      });
+      EXPECT_TRUE(store
+                      ->PutEntry(Key(i), Bytes(20, i), {},
+                                 [&](absl::Status s) { ok += s.ok() ? 1 : 0; })
+                      .ok());
     }
     // Destroying the store answers the calls still waiting.
   }

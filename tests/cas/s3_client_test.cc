@@ -5,6 +5,7 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -201,6 +202,67 @@ TEST_F(S3ClientTest, GetManyStreamsEachBodyToItsSink) {
     EXPECT_EQ(results[i]->size, 1000 * (i + 1));
     EXPECT_EQ(bodies[i], std::string(1000 * (i + 1), 'a' + i));
   }
+}
+
+// max_concurrency bounds the client as a whole: batches (HeadMany,
+// GetMany) and single requests from several threads share its slots.
+TEST_F(S3ClientTest, ConcurrencyLimitHoldsAcrossCallers) {
+  constexpr int kLimit = 2;
+  std::atomic<int> in_flight{0}, peak{0};
+  S3ClientOptions o = Options();
+  o.max_concurrency = kLimit;
+  o.on_start = [&](absl::string_view) {
+    int now = ++in_flight;
+    for (int p = peak.load(); now > p && !peak.compare_exchange_weak(p, now);) {
+    }
+  };
+  o.on_request = [&](const S3RequestRecord&) { --in_flight; };
+  auto bounded = NewS3Client(o);
+  ASSERT_TRUE(bounded.ok()) << bounded.status();
+  S3Client* c = bounded->get();
+  std::vector<std::string> keys;
+  for (int i = 0; i < 30; ++i) {
+    keys.push_back(Key(absl::StrCat("c", i)));
+    ASSERT_TRUE(client_->Put(keys.back(), "x", "", false).ok());
+  }
+  std::atomic<int> ready{0}, wrong{0};
+  auto start_together = [&ready] {
+    ++ready;
+    while (ready.load() < 6) {
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&] {
+      start_together();
+      for (const auto& r : c->HeadMany(keys)) {
+        wrong += r.ok() && r->size == 1 ? 0 : 1;
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    start_together();
+    std::vector<S3Sink> sinks(
+        keys.size(), [](absl::string_view) { return absl::OkStatus(); });
+    for (const auto& r : c->GetMany(keys, sinks)) {
+      wrong += r.ok() ? 0 : 1;
+    }
+  });
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&] {
+      start_together();
+      for (const std::string& k : keys) {
+        wrong += c->Head(k).ok() ? 0 : 1;
+      }
+    });
+  }
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(in_flight, 0);
+  EXPECT_LE(peak, kLimit);
+  EXPECT_GE(peak, 1);
 }
 
 TEST_F(S3ClientTest, StoppedEngineTimesOut) {

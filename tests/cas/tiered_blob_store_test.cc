@@ -258,7 +258,7 @@ TEST_F(TieredTest, EntryCarriesItsSmallOutputsToAColdNode) {
   refs.push_back(unknown);
   refs.push_back(outputs[0]);  // Twice: one copy.
   const std::string key(64, 'e');
-  ASSERT_TRUE(a->PutEntryWithBlobs(key, "result", refs).ok());
+  ASSERT_TRUE(a->PutEntry(key, "result", refs).ok());
 
   auto b = Node(&seen_b);
   auto entry = b->GetEntry(key);
@@ -286,7 +286,7 @@ TEST_F(TieredTest, EntryCarriesItsSmallOutputsToAColdNode) {
   options_.entry_blobs_max_bytes = 0;
   auto c = Node(nullptr);
   const std::string plain_key(64, 'a');
-  ASSERT_TRUE(c->PutEntryWithBlobs(plain_key, "plain", outputs).ok());
+  ASSERT_TRUE(c->PutEntry(plain_key, "plain", outputs).ok());
   auto plain = Raw()->GetAll(options_.prefix + "ac/" + plain_key);
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_TRUE(absl::StartsWith(*plain, "CAIRNAC1"));
@@ -308,7 +308,8 @@ TEST_F(TieredTest, BadCopyInAnEntryIsDroppedAndTheBlobFetched) {
       absl::StrCat("CAIRNAC2", h.FinishRaw(), value.size(), "\n", value,
                    d.hash(), " ", d.size_bytes(), "\n", bad);
   const std::string key(64, 'b');
-  ASSERT_TRUE(Raw()->Put(options_.prefix + "ac/" + key, object, "", false).ok());
+  ASSERT_TRUE(
+      Raw()->Put(options_.prefix + "ac/" + key, object, "", false).ok());
   Requests seen;
   auto b = Node(&seen);
   auto entry = b->GetEntry(key);
@@ -334,6 +335,31 @@ TEST_F(TieredTest, BadCopyInAnEntryIsDroppedAndTheBlobFetched) {
   auto e = Node(nullptr);
   EXPECT_EQ(e->GetEntry(key).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(e->Stats().cas_entries, 0);
+}
+
+// An action-cache object too large to be an entry (over 64 MiB) is a bad
+// item, a miss for its key only: the bucket answered, so it is not down.
+TEST_F(TieredTest, OversizedEntryObjectIsAnItemErrorNotABucketOutage) {
+  const std::string key(64, 'c');
+  const std::string huge((size_t{64} << 20) + 1, 'x');
+  ASSERT_TRUE(Raw()->Put(options_.prefix + "ac/" + key, huge, "", false).ok());
+  std::atomic<int> went_down{0};
+  options_.on_bucket_state = [&went_down](bool down, const absl::Status&) {
+    went_down += down ? 1 : 0;
+  };
+  auto b = Node(nullptr);
+  auto entry = b->GetEntry(key);
+  EXPECT_EQ(entry.status().code(), absl::StatusCode::kDataLoss)
+      << entry.status();
+  EXPECT_FALSE(b->Counters().bucket_down);
+  EXPECT_EQ(went_down, 0);
+  // The node goes on answering from the bucket.
+  const std::string other(64, 'd');
+  ASSERT_TRUE(b->PutEntry(other, "result").ok());
+  auto c = Node(nullptr);
+  auto fetched = c->GetEntry(other);
+  ASSERT_TRUE(fetched.ok()) << fetched.status();
+  EXPECT_EQ(*fetched, "result");
 }
 
 TEST_F(TieredTest, CheckForReadOfACorruptObjectIsMissingAndKeepsNothing) {
@@ -396,8 +422,10 @@ class FullLocalTier final : public BlobStore {
   absl::StatusOr<std::string> GetEntry(absl::string_view k) override {
     return mem_->GetEntry(k);
   }
-  absl::Status PutEntry(absl::string_view k, absl::string_view v) override {
-    return mem_->PutEntry(k, v);
+  absl::Status PutEntryImpl(absl::string_view k, absl::string_view v,
+                            absl::Span<const Digest> blobs,
+                            PutCallback* then) override {
+    return Reply(mem_->PutEntry(k, v, blobs), then);
   }
   StoreStats Stats() override { return mem_->Stats(); }
 
@@ -435,7 +463,8 @@ TEST_F(TieredTest, AFetchTheLocalTierRefusesIsNotABucketError) {
   const std::string data = Blob(22, 1000);
   const Digest d = Digest::OfData(data);
   ASSERT_TRUE(
-      Raw()->Put(options_.prefix + "cas/" + d.hash(), data + "x", "", false)
+      Raw()
+          ->Put(options_.prefix + "cas/" + d.hash(), data + "x", "", false)
           .ok());
   auto c = Node(nullptr);
   EXPECT_EQ(*c->FindMissingForRead({d}), std::vector<Digest>{d});

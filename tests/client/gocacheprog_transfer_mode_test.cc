@@ -55,9 +55,10 @@ TEST(TransferChooserTest, SlowLinkSwitchesToZstd) {
   EXPECT_LE(c.EstimatedRate(), TransferChooser::kProbeSamples * kBig / 0.02);
   EXPECT_GT(c.EstimatedRate(), kBig / 0.02);
   EXPECT_EQ(c.Next(), TransferMode::kZstd);
-  // Decided once: later samples change nothing.
-  c.Record(TransferMode::kPlain, kBig * 100, absl::Milliseconds(1));
+  // Plain fetches still in flight after the decision are not the window's.
+  c.Record(TransferMode::kPlain, kBig * 1000, absl::Milliseconds(1));
   EXPECT_EQ(c.Next(), TransferMode::kZstd);
+  EXPECT_EQ(c.Changes(), 0);
 }
 
 TEST(TransferChooserTest, FastLinkStaysPlain) {
@@ -103,6 +104,97 @@ TEST(TransferChooserTest, SmallBodiesAndMissesDoNotCount) {
   }
   EXPECT_FALSE(c.Decided());
   EXPECT_EQ(c.Next(), TransferMode::kPlain);
+}
+
+constexpr int64_t kMiB = 1 << 20;
+constexpr int64_t kWindow = TransferChooser::kWindowBytes;
+constexpr int64_t kTrial = TransferChooser::kTrialBytes;
+constexpr int64_t kGap = TransferChooser::kGapGrowth;
+constexpr TransferMode kPlain = TransferMode::kPlain;
+constexpr TransferMode kZstd = TransferMode::kZstd;
+
+// `bytes` moved in `mode` at `rate` bytes/s, in 1 MiB bodies.
+struct Phase {
+  TransferMode mode;
+  int64_t bytes;
+  double rate;
+};
+
+// The probe, at 15 MB/s: the machine at its busiest; decides zstd.
+constexpr Phase kSlowProbe{kPlain, TransferChooser::kProbeSamples* kMiB, 15e6};
+
+// Fetches one after another (each starts when the last ended) through the
+// phases; each fetch asks the chooser first and expects its phase's mode.
+// Returns the end time.
+absl::Time RunPhases(TransferChooser& c, std::initializer_list<Phase> phases) {
+  absl::Time now = absl::FromUnixSeconds(1000000);
+  for (const Phase& p : phases) {
+    for (int64_t moved = 0; moved < p.bytes; moved += kMiB) {
+      EXPECT_EQ(c.Next(), p.mode) << moved << " bytes into a phase";
+      const absl::Time start = now;
+      now += absl::Seconds(kMiB / p.rate);
+      c.Record(p.mode, kMiB, start, now);
+    }
+  }
+  return now;
+}
+
+TEST(TransferChooserTest, StartUpMisjudgementIsRevised) {
+  // Loopback on the loaded machine: compressed bodies arrive at 30 MB/s
+  // (CPU-bound), plain ones at 150 MB/s; the plain trial wins.
+  TransferChooser c(ZstdPolicy::kAuto);
+  RunPhases(c, {kSlowProbe,
+                {kZstd, kWindow, 30e6},
+                {kPlain, kTrial, 150e6},
+                {kPlain, 4 * kWindow, 150e6}});
+  EXPECT_EQ(c.Next(), kPlain);
+  EXPECT_EQ(c.Changes(), 1);
+}
+
+TEST(TransferChooserTest, SlowLinkKeepsZstdAndTriesPlainLessOften) {
+  // 50 Mbit/s: plain 6 MB/s, compressed 20 MB/s of bodies. Each lost
+  // trial makes the next wait kGapGrowth times as many windows.
+  TransferChooser c(ZstdPolicy::kAuto);
+  RunPhases(c, {kSlowProbe,
+                {kZstd, kWindow, 20e6},
+                {kPlain, kTrial, 6e6},
+                {kZstd, kGap * kWindow, 20e6},
+                {kPlain, kTrial, 6e6},
+                {kZstd, kGap * kGap * kWindow, 20e6}});
+  EXPECT_EQ(c.Next(), kPlain);  // The third trial.
+  EXPECT_EQ(c.Changes(), 5);
+}
+
+TEST(TransferChooserTest, FastPlainStaysPlainWithoutTrials) {
+  TransferChooser c(ZstdPolicy::kAuto);
+  RunPhases(c, {{kPlain, 10 * kWindow, 100e6}});
+  EXPECT_EQ(c.Next(), kPlain);
+  EXPECT_EQ(c.Changes(), 0);
+}
+
+TEST(TransferChooserTest, PlainThatSlowsDownTriesZstd) {
+  // Fast at first (the probe and one window), then the link (or the
+  // machine) slows to 10 MB/s, where compressed bodies arrive at 30 MB/s:
+  // the zstd trial wins; plain's trial a window later loses.
+  TransferChooser c(ZstdPolicy::kAuto);
+  RunPhases(c,
+            {{kPlain, TransferChooser::kProbeSamples * kMiB + kWindow, 100e6},
+             {kPlain, kWindow, 10e6},
+             {kZstd, kTrial + kWindow, 30e6},
+             {kPlain, kTrial, 10e6}});
+  EXPECT_EQ(c.Next(), kZstd);
+}
+
+TEST(TransferChooserTest, FetchesBegunBeforeAWindowDoNotCountInIt) {
+  TransferChooser c(ZstdPolicy::kAuto);
+  const absl::Time decided = RunPhases(c, {kSlowProbe});
+  ASSERT_EQ(c.Next(), kZstd);
+  // A whole window of bytes in the window's mode, from a fetch that began
+  // before it: ignored, or it would close the window and start a trial.
+  c.Record(kZstd, kWindow, decided - absl::Milliseconds(1),
+           decided + absl::Milliseconds(1));
+  EXPECT_EQ(c.Next(), kZstd);
+  EXPECT_EQ(c.Changes(), 0);
 }
 
 }  // namespace

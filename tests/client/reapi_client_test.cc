@@ -191,7 +191,8 @@ class FakeCas final : public reapi::ContentAddressableStorage::Service {
       const bool zstd =
           s_->zstd && req->acceptable_compressors_size() > 0 &&
           req->acceptable_compressors(0) == reapi::Compressor::ZSTD;
-      if (it == s_->blobs.end()) {
+      if (it == s_->blobs.end() ||
+          static_cast<int64_t>(it->second.size()) != d.size_bytes()) {
         out->mutable_status()->set_code(grpc::StatusCode::NOT_FOUND);
       } else if (zstd) {
         ++s_->calls["batch_read_zstd_item"];
@@ -649,6 +650,51 @@ TEST_F(CoalescingTest, AFailedBatchFailsEachBlobItCarried) {
     EXPECT_EQ(got[i].code(), absl::StatusCode::kUnavailable) << i;
   }
   EXPECT_EQ(state_.Calls("batch_read"), 2);
+}
+
+// Two digests with one hash and different sizes are two blobs: a batch asks
+// for each and hands each caller its own answer.
+TEST_F(CoalescingTest, OneHashWithTwoSizesIsTwoBlobsInABatch) {
+  auto c = QueueingClient();
+  const std::string blob = Text(2000);
+  Store({blob});
+  const cas::Digest right = cas::Digest::OfData(blob);
+  const cas::Digest wrong = *cas::Digest::Create(right.hash(), 1999);
+  std::vector<absl::Status> got(kCallers);
+  std::vector<std::string> data(kCallers);
+  RunHeld("batch_read", [&](int i) {
+    got[i] = c->ReadBlob(i % 2 == 0 ? wrong : right, [&](absl::string_view b) {
+      data[i].append(b.data(), b.size());
+      return absl::OkStatus();
+    });
+  });
+  for (int i = 0; i < kCallers; ++i) {
+    if (i % 2 == 0) {
+      EXPECT_EQ(got[i].code(), absl::StatusCode::kNotFound) << i << got[i];
+    } else {
+      EXPECT_TRUE(got[i].ok()) << i << ": " << got[i];
+      EXPECT_TRUE(data[i] == blob) << i;
+    }
+  }
+  EXPECT_EQ(state_.Calls("batch_read"), 2);
+}
+
+// A source that ends before the digest's size is bytes that do not match
+// their digest (INVALID_ARGUMENT, STYLE §3), batched or streamed, and
+// stores nothing.
+TEST_F(ReapiClientTest, ShortSourceIsInvalidArgumentOnBothPaths) {
+  auto c = Client();
+  for (int64_t size : {int64_t{1000}, int64_t{3} << 20}) {
+    const std::string data = Text(size);
+    const cas::Digest d =
+        *cas::Digest::Create(cas::Digest::OfData(data).hash(), size + 1);
+    EXPECT_EQ(c->UploadBlob(d, StringChunkSource(data)).code(),
+              absl::StatusCode::kInvalidArgument)
+        << size;
+  }
+  EXPECT_EQ(state_.Calls("batch_update"), 0);
+  absl::MutexLock lock(&state_.mu);
+  EXPECT_TRUE(state_.blobs.empty());
 }
 
 // A blob the BatchUpdateBlobs answer leaves out (a broken server or proxy)

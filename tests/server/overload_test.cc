@@ -50,9 +50,10 @@ class BlockingStore final : public cas::BlobStore {
   absl::StatusOr<std::string> GetEntry(absl::string_view key) override {
     return inner_->GetEntry(key);
   }
-  absl::Status PutEntry(absl::string_view key,
-                        absl::string_view value) override {
-    return inner_->PutEntry(key, value);
+  absl::Status PutEntryImpl(absl::string_view key, absl::string_view value,
+                            absl::Span<const cas::Digest> blobs,
+                            PutCallback* then) override {
+    return Reply(inner_->PutEntry(key, value, blobs), then);
   }
   cas::StoreStats Stats() override { return inner_->Stats(); }
 
