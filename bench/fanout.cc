@@ -78,6 +78,11 @@ ABSL_FLAG(double, idle_seconds, 4, "Probe time before the clients start.");
 ABSL_FLAG(bool, probe_process, true,
           "Run the probe in a child process of its own (as a build client "
           "on another host would be); false: a thread among the clients.");
+ABSL_FLAG(bool, probe_session, false,
+          "Start the probe process in a session of its own (setsid): with "
+          "the kernel's autogroup scheduling a session is one scheduling "
+          "group, so the probe gets a group's share of the CPU rather than "
+          "one thread's among the readers' (see fanout.sh FANOUT_SESSIONS).");
 ABSL_FLAG(int, client_nice, 0,
           "Nice value the reader/caller threads run at (the probe and the "
           "server keep theirs): > 0 stands in for clients on other hosts, "
@@ -511,6 +516,11 @@ void SpawnProbe(const char* argv0, FILE** to_child, FILE** from_child,
     std::perror("fanout: pipe");
     return;
   }
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  if (absl::GetFlag(FLAGS_probe_session)) {
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+  }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, in[0], 0);
@@ -528,9 +538,10 @@ void SpawnProbe(const char* argv0, FILE** to_child, FILE** from_child,
     argv.push_back(a.data());
   }
   argv.push_back(nullptr);
-  int rc = posix_spawn(pid, "/proc/self/exe", &actions, nullptr, argv.data(),
+  int rc = posix_spawn(pid, "/proc/self/exe", &actions, &attr, argv.data(),
                        environ);
   posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
   close(in[0]);
   close(out[1]);
   if (rc != 0) {

@@ -9,7 +9,9 @@
 #   env: CAIRN_BUILD (default build), FANOUT_SERVERS (default
 #   "cairn bazel-remote"), FANOUT_SCENARIOS (default all three),
 #   CAIRN_SERVER (default $CAIRN_BUILD/bin/cairn-server),
-#   CAIRN_SERVER_FLAGS (extra cairn-server flags).
+#   CAIRN_SERVER_FLAGS (extra cairn-server flags), FANOUT_SESSIONS=1 (start
+#   the server and the probe each in a session of its own, setsid: with the
+#   kernel's autogroup scheduling each session is one scheduling group).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -28,6 +30,11 @@ cleanup() {
 trap cleanup EXIT
 
 scenarios="${FANOUT_SCENARIOS:-same_blob distinct_blobs small_calls}"
+session=()
+if [ "${FANOUT_SESSIONS:-0}" = 1 ]; then
+  session=(setsid)
+  set -- --probe_session "$@"
+fi
 for scenario in $scenarios; do
 for server in ${FANOUT_SERVERS:-cairn bazel-remote}; do
   port=$(free_port)
@@ -36,7 +43,7 @@ for server in ${FANOUT_SERVERS:-cairn bazel-remote}; do
   case "$server" in
     cairn)
       # shellcheck disable=SC2086
-      "${CAIRN_SERVER:-$build/bin/cairn-server}" --listen "127.0.0.1:$port" --dir "$dir" \
+      "${session[@]}" "${CAIRN_SERVER:-$build/bin/cairn-server}" --listen "127.0.0.1:$port" --dir "$dir" \
         --max_size 16GiB ${CAIRN_SERVER_FLAGS:-} >"$work/$server.log" 2>&1 &
       ;;
     bazel-remote)
@@ -45,7 +52,7 @@ for server in ${FANOUT_SERVERS:-cairn bazel-remote}; do
         echo "fanout.sh: $peer absent (tools/install-peers.sh); skipped" >&2
         continue
       fi
-      "$peer" --dir "$dir" --max_size 16 --storage_mode uncompressed \
+      "${session[@]}" "$peer" --dir "$dir" --max_size 16 --storage_mode uncompressed \
         --grpc_address "127.0.0.1:$port" --http_address "127.0.0.1:$(free_port)" \
         --access_log_level none >"$work/$server.log" 2>&1 &
       ;;
