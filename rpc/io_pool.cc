@@ -19,7 +19,7 @@ int ThreadCount(int requested) {
 IoPool::IoPool(const IoPoolOptions& options)
     : max_queue_(options.max_queue > 0
                      ? options.max_queue
-                     : 256 *
+                     : kDefaultQueuePerThread *
                            static_cast<size_t>(ThreadCount(options.threads))) {
   const int n = ThreadCount(options.threads);
   max_stream_workers_ = std::max(1, n - 1);

@@ -33,7 +33,10 @@ namespace cairn::rpc {
 struct IoPoolOptions {
   // Worker threads; 0 means twice the number of cores.
   int threads = 0;
-  // Most tasks waiting to run in each lane; 0 means 256 per worker thread.
+  // Most tasks waiting to run in each lane; 0 means 1024 per worker thread.
+  // Every open ByteStream Read or Write waits here as one task between its
+  // messages, so the stream lane's bound is also how many streams can wait
+  // for I/O at once before new work answers RESOURCE_EXHAUSTED.
   size_t max_queue = 0;
 };
 
@@ -54,6 +57,8 @@ class IoPool {
 
   // Calls taken in a row while stream tasks wait.
   static constexpr int kCallBurst = 4;
+  // Queued tasks per worker thread when IoPoolOptions::max_queue is 0.
+  static constexpr size_t kDefaultQueuePerThread = 1024;
 
   // Queues `task` in `lane`. Returns false, without running or keeping it,
   // when that lane's queue is full or the pool is shutting down.

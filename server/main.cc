@@ -77,6 +77,11 @@ ABSL_FLAG(int, io_threads, 0,
           "Threads doing storage I/O; 0 means twice the number of cores, or "
           "with --s3_bucket at least --s3_max_concurrency (they wait on "
           "bucket round trips).");
+ABSL_FLAG(int64_t, io_queue, 0,
+          "Tasks that may wait for an I/O thread, per kind (calls, streams); "
+          "each open ByteStream stream waits as one task between messages, "
+          "so this bounds the streams waiting on I/O at once. Beyond it new "
+          "work answers RESOURCE_EXHAUSTED. 0 means 1024 per I/O thread.");
 ABSL_FLAG(bool, read_only, false,
           "Serve reads only: uploads and UpdateActionResult answer "
           "PERMISSION_DENIED and Capabilities reports update_enabled=false.");
@@ -397,6 +402,11 @@ int main(int argc, char** argv) {
   options.io_threads = cairn::server::IoThreadsFor(
       absl::GetFlag(FLAGS_io_threads), cairn::server::SharedTierConcurrency(),
       std::thread::hardware_concurrency());
+  if (absl::GetFlag(FLAGS_io_queue) < 0) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--io_queue must be 0 or more, got ", absl::GetFlag(FLAGS_io_queue))));
+  }
+  options.io_queue = static_cast<size_t>(absl::GetFlag(FLAGS_io_queue));
   options.max_batch_total_size_bytes =
       absl::GetFlag(FLAGS_max_batch_size).bytes;
   options.max_cas_blob_size_bytes = absl::GetFlag(FLAGS_max_blob_size).bytes;

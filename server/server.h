@@ -37,7 +37,7 @@ struct ServerOptions {
   rpc::Registry* metrics = nullptr;
   bool read_only = false;
   // I/O pool threads (0 = 2 x cores; see IoThreadsFor()) and queued tasks
-  // (0 = 256 per thread).
+  // (0 = IoPool::kDefaultQueuePerThread per thread).
   int io_threads = 0;
   size_t io_queue = 0;
   int64_t max_batch_total_size_bytes = int64_t{4} << 20;

@@ -198,5 +198,11 @@ TEST(ServerBinaryTest, BadFlagsFailFast) {
   EXPECT_NE(server.Terminate(), 0);
 }
 
+TEST(ServerBinaryTest, NegativeIoQueueFailsFast) {
+  ServerProcess server({"--io_queue=-1"});
+  EXPECT_EQ(server.address(), "");
+  EXPECT_NE(server.Terminate(), 0);
+}
+
 }  // namespace
 }  // namespace cairn
