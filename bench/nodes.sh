@@ -27,6 +27,8 @@
 # and for each Cairn cold node its metrics (metrics-go-bN.txt, -bzN.txt)
 # with a line of its bucket requests by kind (count, mean latency).
 # Usage: bench/nodes.sh [--out DIR] [--go] [--bazel] [--reps N]
+# Env: NODES_SHIM_FLAGS, extra cairn-gocacheprog flags for every Go build of
+# both servers (an A/B of a shim setting, e.g. --zstd=never).
 # Needs: tools/install-deps.sh --s3 (Ceph), build/bin/{cairn-server,
 # cairn-gocacheprog,nodes_bench}, build/peers/bin/bazel-remote
 # (tools/install-peers.sh), go for --go, bazel for --bazel. Take the lock:
@@ -229,7 +231,7 @@ for kind in cairn bazel-remote; do
       local t0 t1
       t0=$(date +%s.%N)
       (cd "$m/src" && GOCACHE="$m/gocache" \
-        GOCACHEPROG="$bin/cairn-gocacheprog --dir=$m/shim --remote=grpc://$2 --prefetch_scope=nodes-bench --flush_timeout=60s" \
+        GOCACHEPROG="$bin/cairn-gocacheprog --dir=$m/shim --remote=grpc://$2 --prefetch_scope=nodes-bench --flush_timeout=60s ${NODES_SHIM_FLAGS:-}" \
         go build -o out/hello ./cmd/cairnhello) 2>"$m.log" ||
         { echo "nodes.sh: go build failed: $(tail -5 "$m.log")" >&2; exit 1; }
       t1=$(date +%s.%N)
