@@ -372,11 +372,13 @@ class TieredStore final : public TieredBlobStore {
   absl::Status PutEntryImpl(absl::string_view key, absl::string_view value,
                             absl::Span<const Digest> blobs,
                             PutCallback* then) override {
-    return Reply(PutEntryWithBlobs(key, value, blobs), then);
+    return Reply(PutEntryAndWait(key, value, blobs), then);
   }
-  // PutEntry() waiting for the bucket and the local tier.
-  absl::Status PutEntryWithBlobs(absl::string_view key, absl::string_view value,
-                                 absl::Span<const Digest> blobs);
+  // PutEntry() returning once the bucket and the local tier hold the entry;
+  // a callback, if any, is answered only after that (the bucket's PUT is the
+  // durability point, there is no log sync to wait for off the caller).
+  absl::Status PutEntryAndWait(absl::string_view key, absl::string_view value,
+                               absl::Span<const Digest> blobs);
 
   std::optional<bool> TryHasEntry(absl::string_view key) override {
     std::optional<bool> local = local_->TryHasEntry(key);
@@ -1203,9 +1205,9 @@ absl::Status TieredStore::PutEntryObject(absl::string_view key,
   return s;
 }
 
-absl::Status TieredStore::PutEntryWithBlobs(absl::string_view key,
-                                            absl::string_view value,
-                                            absl::Span<const Digest> blobs) {
+absl::Status TieredStore::PutEntryAndWait(absl::string_view key,
+                                          absl::string_view value,
+                                          absl::Span<const Digest> blobs) {
   if (absl::Status s = ValidateSha256Hex(key); !s.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("action cache key ", key, " is malformed"));
