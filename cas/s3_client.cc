@@ -5,7 +5,8 @@
 // multi run waits for a slot only while it holds none (else it takes what
 // is free and adds more as slots free up), so no caller holds slots while
 // blocking for more. Connections, DNS and TLS sessions live in one share
-// handle so that every easy handle reuses them. Responses are mapped to
+// handle so that every easy handle reuses them; it keeps up to one idle
+// connection per slot. Responses are mapped to
 // absl::Status once, in ToStatus().
 #include "cas/s3_client.h"
 
@@ -253,7 +254,9 @@ absl::StatusCode CodeForHttp(long status) {
 class CurlS3Client final : public S3Client {
  public:
   explicit CurlS3Client(const S3ClientOptions& options)
-      : options_(options), share_(curl_share_init()) {
+      : options_(options),
+        share_(curl_share_init()),
+        max_connections_(std::max(5, options.max_concurrency)) {
     curl_share_setopt(share_, CURLSHOPT_LOCKFUNC, &CurlS3Client::Lock);
     curl_share_setopt(share_, CURLSHOPT_UNLOCKFUNC, &CurlS3Client::Unlock);
     curl_share_setopt(share_, CURLSHOPT_USERDATA, this);
@@ -583,6 +586,9 @@ class CurlS3Client final : public S3Client {
 
   const S3ClientOptions options_;
   CURLSH* const share_;
+  // CURLOPT_MAXCONNECTS of every transfer: the shared cache keeps one idle
+  // connection per slot (libcurl's default, 5, closed the rest).
+  const long max_connections_;
   std::string sigv4_;
   std::string userpwd_;
   std::string base_;  // URL up to and including the '/' before the key.
@@ -609,6 +615,10 @@ bool CurlS3Client::Prepare(const Request& r, Transfer* t) {
   }
   curl_easy_setopt(e, CURLOPT_URL, url.c_str());
   curl_easy_setopt(e, CURLOPT_SHARE, share_);
+  // The shared cache keeps a connection per slot: at libcurl's default of 5
+  // a request returning its connection beyond the fifth closed the oldest,
+  // so at 32 in flight most requests opened a new one.
+  curl_easy_setopt(e, CURLOPT_MAXCONNECTS, max_connections_);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_AWS_SIGV4, sigv4_.c_str());
   curl_easy_setopt(e, CURLOPT_USERPWD, userpwd_.c_str());
@@ -694,6 +704,9 @@ absl::StatusOr<Response> CurlS3Client::Finish(Transfer* t, CURLcode rc) {
   curl_easy_getinfo(t->easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
   record.bytes_sent = up;
   record.bytes_received = down;
+  long opened = 0;
+  curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &opened);
+  record.connections_opened = opened;
   ReleaseEasy(t->easy);
   t->easy = nullptr;
   absl::StatusOr<Response> result;
@@ -767,6 +780,8 @@ std::vector<absl::StatusOr<Response>> CurlS3Client::RunMany(
     }
     return results;
   }
+  // Its own default (4 per handle added) would close shared connections too.
+  curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, max_connections_);
   std::vector<std::unique_ptr<Transfer>> transfers(requests.size());
   size_t next = 0;
   int running = 0;

@@ -59,6 +59,8 @@ struct S3RequestRecord {
   double seconds = 0;
   int64_t bytes_sent = 0;
   int64_t bytes_received = 0;
+  // Connections the request had to open (0: it reused a kept one).
+  int64_t connections_opened = 0;
 };
 
 struct S3ClientOptions {

@@ -33,26 +33,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "cas/entry_object.h"
 
 namespace cairn::cas {
 namespace {
 
-// An action-cache object: kEntryMagic, the value's SHA-256 (32 raw bytes),
-// the value. With copies of blobs (kEntryWithBlobsMagic): the magic, the
-// value's SHA-256, the value's length in decimal and '\n', the value, then
-// per blob "<hash> <size>\n" and its bytes (each checked against its digest
-// when read, never trusted).
-constexpr absl::string_view kEntryMagic = "CAIRNAC1";
-constexpr absl::string_view kEntryWithBlobsMagic = "CAIRNAC2";
 constexpr int64_t kMinPartSize = int64_t{5} << 20;
 // An action-cache object larger than this is not a Cairn entry.
 constexpr size_t kMaxEntryObject = size_t{64} << 20;
-
-std::string Sha256Raw(absl::string_view data) {
-  Sha256Hasher h;
-  h.Update(data);
-  return h.FinishRaw();
-}
 
 // A bucket failure as the client of the store sees it: the shared tier is
 // unavailable (clients treat it as a miss), whatever the engine said.
@@ -125,63 +113,6 @@ std::optional<BacklogItem> ParseBacklogLine(absl::string_view line) {
     return item;
   }
   return std::nullopt;  // A torn last line after a crash: skipped.
-}
-
-// An action-cache object taken apart: the value (its SHA-256 checked) and
-// the blob copies it carries (not checked yet; views into the object).
-struct EntryObject {
-  absl::string_view value;
-  std::vector<BlobWrite> blobs;
-};
-
-// Returns the object's parts, or nullopt when it is not an intact entry. A
-// malformed copy section ends the copies (the value stays good: its own
-// hash checks it).
-std::optional<EntryObject> ParseEntryObject(absl::string_view o) {
-  const size_t magic = kEntryMagic.size();
-  if (o.size() < magic + 32) {
-    return std::nullopt;
-  }
-  const absl::string_view kind = o.substr(0, magic);
-  const absl::string_view hash = o.substr(magic, 32);
-  o.remove_prefix(magic + 32);
-  EntryObject entry;
-  if (kind == kEntryMagic) {
-    entry.value = o;
-  } else if (kind == kEntryWithBlobsMagic) {
-    const size_t eol = o.find('\n');
-    size_t length = 0;
-    if (eol == absl::string_view::npos ||
-        !absl::SimpleAtoi(o.substr(0, eol), &length) ||
-        length > o.size() - eol - 1) {
-      return std::nullopt;
-    }
-    entry.value = o.substr(eol + 1, length);
-    o.remove_prefix(eol + 1 + length);
-    while (!o.empty()) {
-      const size_t end = o.find('\n');
-      std::vector<absl::string_view> f =
-          absl::StrSplit(o.substr(0, end), absl::MaxSplits(' ', 1));
-      int64_t size = 0;
-      absl::StatusOr<Digest> d =
-          f.size() == 2 && absl::SimpleAtoi(f[1], &size) && size >= 0
-              ? Digest::Create(f[0], size)
-              : absl::InvalidArgumentError("no copy header");
-      if (end == absl::string_view::npos || !d.ok() ||
-          static_cast<size_t>(size) > o.size() - end - 1) {
-        break;
-      }
-      entry.blobs.push_back(
-          BlobWrite{*d, o.substr(end + 1, static_cast<size_t>(size))});
-      o.remove_prefix(end + 1 + static_cast<size_t>(size));
-    }
-  } else {
-    return std::nullopt;
-  }
-  if (Sha256Raw(entry.value) != hash) {
-    return std::nullopt;
-  }
-  return entry;
 }
 
 // One fetch of a digest from the bucket; later misses wait on `done`.
@@ -1191,12 +1122,9 @@ absl::Status TieredStore::PutEntryObject(absl::string_view key,
       continue;
     }
     budget -= d.size_bytes();
-    absl::StrAppend(&copies, d.hash(), " ", d.size_bytes(), "\n", *bytes);
+    AppendEntryCopy(d, *bytes, &copies);
   }
-  std::string object =
-      copies.empty() ? absl::StrCat(kEntryMagic, Sha256Raw(value), value)
-                     : absl::StrCat(kEntryWithBlobsMagic, Sha256Raw(value),
-                                    value.size(), "\n", value, copies);
+  const std::string object = EncodeEntryObject(value, copies);
   absl::Status s = s3_->Put(AcKey(key), object, "", /*if_absent=*/false);
   NoteBucket(s);
   if (s.ok()) {

@@ -938,12 +938,15 @@ absl::Status ValidateHeader(absl::string_view name, absl::string_view value) {
 absl::StatusOr<std::pair<std::string, std::string>> ParseHeader(
     absl::string_view spec) {
   size_t eq = spec.find_first_of("=:");
-  if (eq == absl::string_view::npos || eq == 0) {
+  std::string name;
+  if (eq != absl::string_view::npos) {
+    name =
+        absl::AsciiStrToLower(absl::StripAsciiWhitespace(spec.substr(0, eq)));
+  }
+  if (name.empty()) {  // No separator, or nothing but spaces before it.
     return absl::InvalidArgumentError(
         absl::StrCat("header \"", spec, "\": want NAME=VALUE"));
   }
-  std::string name =
-      absl::AsciiStrToLower(absl::StripAsciiWhitespace(spec.substr(0, eq)));
   std::string value(absl::StripAsciiWhitespace(spec.substr(eq + 1)));
   return std::make_pair(std::move(name), std::move(value));
 }

@@ -102,7 +102,8 @@ struct WireCounters {
 };
 
 // Parses "name=value" (also "name: value") into a header pair, lowercasing
-// the name. INVALID_ARGUMENT when there is no separator or the name is empty.
+// the name. INVALID_ARGUMENT when there is no separator or the name is empty
+// once surrounding spaces are trimmed.
 absl::StatusOr<std::pair<std::string, std::string>> ParseHeader(
     absl::string_view spec);
 

@@ -140,6 +140,10 @@ void AddRequestMetrics(rpc::Registry* r, cas::S3ClientOptions* o) {
   rpc::Gauge* in_flight =
       r->NewGauge("cairn_s3_requests_in_flight", "Bucket requests in flight.")
           ->WithLabels({});
+  rpc::Counter* connections =
+      r->NewCounter("cairn_s3_connections_opened_total",
+                    "Connections opened to the bucket (the rest reused one).")
+          ->WithLabels({});
   o->on_start = [in_flight](absl::string_view) { in_flight->Add(1); };
   o->on_request = [=](const cas::S3RequestRecord& rec) {
     in_flight->Add(-1);
@@ -149,6 +153,7 @@ void AddRequestMetrics(rpc::Registry* r, cas::S3ClientOptions* o) {
     latency->WithLabels({kind})->Observe(rec.seconds);
     sent->Increment(rec.bytes_sent);
     received->Increment(rec.bytes_received);
+    connections->Increment(rec.connections_opened);
   };
 }
 

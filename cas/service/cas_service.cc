@@ -247,9 +247,12 @@ absl::StatusOr<int64_t> ParseTreeToken(absl::string_view token) {
   if (token.empty()) {
     return 0;
   }
+  // Only the form NextPage() writes: SimpleAtoi alone also takes a sign,
+  // spaces and leading zeros.
   int64_t offset = 0;
   if (!absl::ConsumePrefix(&token, kTreeTokenPrefix) ||
-      !absl::SimpleAtoi(token, &offset) || offset < 0) {
+      !absl::SimpleAtoi(token, &offset) || offset < 0 ||
+      absl::StrCat(offset) != token) {
     return absl::InvalidArgumentError(
         "GetTree: page_token was not issued by this server");
   }

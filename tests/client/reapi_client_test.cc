@@ -841,6 +841,12 @@ TEST_F(ReapiClientTest, RejectsBadTargetsAndHeaders) {
   }
   EXPECT_FALSE(ParseHeader("novalue").ok());
   EXPECT_FALSE(ParseHeader("=x").ok());
+  // A name of spaces only is empty too (client_parse_fuzz: "\v:" gave "").
+  for (const char* spec : {" =x", "\v:", " \t : x"}) {
+    EXPECT_EQ(ParseHeader(spec).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << spec;
+  }
   auto h = ParseHeader("Authorization=Bearer a=b");
   ASSERT_TRUE(h.ok());
   EXPECT_EQ(h->first, "authorization");

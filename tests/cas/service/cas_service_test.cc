@@ -402,6 +402,21 @@ TEST_F(GetTreeTest, BadTokenIsInvalidArgument) {
             StatusCode::INVALID_ARGUMENT);
 }
 
+// Only the tokens the server issues are accepted (get_tree_fuzz: these were
+// read as offset 1).
+TEST_F(GetTreeTest, TokenNotInIssuedFormIsInvalidArgument) {
+  for (const char* token :
+       {"tree-offset:+1", "tree-offset: 1", "tree-offset:1 ", "tree-offset:01",
+        "tree-offset:-0", "tree-offset:"}) {
+    std::vector<v2::GetTreeResponse> pages;
+    EXPECT_EQ(Tree(1, token, &pages, root_).error_code(),
+              StatusCode::INVALID_ARGUMENT)
+        << token;
+  }
+  std::vector<v2::GetTreeResponse> pages;
+  EXPECT_TRUE(Tree(1, "tree-offset:0", &pages, root_).ok());
+}
+
 TEST_F(CasServiceTest, SplitBlobIsUnimplemented) {
   ClientContext context;
   v2::SplitBlobRequest request;
