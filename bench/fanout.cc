@@ -23,6 +23,7 @@
 // this is usually the server's too: client threads compete with the server
 // for the CPU, which the figures include.
 #include <grpcpp/grpcpp.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
@@ -83,6 +84,10 @@ ABSL_FLAG(bool, probe_session, false,
           "the kernel's autogroup scheduling a session is one scheduling "
           "group, so the probe gets a group's share of the CPU rather than "
           "one thread's among the readers' (see fanout.sh FANOUT_SESSIONS).");
+ABSL_FLAG(std::string, probe_cpus, "",
+          "Comma-separated CPUs the probe process runs on (sched_setaffinity; "
+          "e.g. the server's when fanout.sh FANOUT_PIN=1 pins the readers to "
+          "other CPUs): empty leaves it where this process runs.");
 ABSL_FLAG(int, client_nice, 0,
           "Nice value the reader/caller threads run at (the probe and the "
           "server keep theirs): > 0 stands in for clients on other hosts, "
@@ -396,11 +401,39 @@ void Probe(Clients& c, const SmallSet& set, std::atomic<bool>& stop,
   }
 }
 
+// Pins this process (its threads started from now on) to the CPUs in
+// `list` ("1" or "0,1"); an empty list changes nothing. Returns false, having
+// said why, when the list is malformed or the kernel refuses.
+bool PinToCpus(absl::string_view list) {
+  if (list.empty()) {
+    return true;
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (absl::string_view cpu : absl::StrSplit(list, ',')) {
+    int n = -1;
+    if (!absl::SimpleAtoi(cpu, &n) || n < 0 || n >= CPU_SETSIZE) {
+      std::fprintf(stderr, "fanout: bad CPU \"%s\" in --probe_cpus\n",
+                   std::string(cpu).c_str());
+      return false;
+    }
+    CPU_SET(n, &set);
+  }
+  if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+    std::perror("fanout: sched_setaffinity");
+    return false;
+  }
+  return true;
+}
+
 // Probes between "start" and "stop" lines on stdin, then prints the
 // samples ("ac US", "batch US"), "errors N [first error]" and "end";
 // returns at EOF. The body of the --probe_child process.
 int ProbeChildMain(const SmallSet& set, const std::string& address) {
-  Clients c(address, 1);
+  if (!PinToCpus(absl::GetFlag(FLAGS_probe_cpus))) {
+    return 2;
+  }
+  Clients c(address, 1);  // After pinning: its threads inherit the CPUs.
   std::string line;
   while (std::getline(std::cin, line)) {
     if (line != "start") {
@@ -532,7 +565,8 @@ void SpawnProbe(const char* argv0, FILE** to_child, FILE** from_child,
       "/proc/self/exe", "--probe_child",
       "--target=" + absl::GetFlag(FLAGS_target),
       absl::StrCat("--seed=", absl::GetFlag(FLAGS_seed)),
-      absl::StrCat("--probe_ms=", absl::GetFlag(FLAGS_probe_ms))};
+      absl::StrCat("--probe_ms=", absl::GetFlag(FLAGS_probe_ms)),
+      "--probe_cpus=" + absl::GetFlag(FLAGS_probe_cpus)};
   std::vector<char*> argv;
   for (std::string& a : args) {
     argv.push_back(a.data());

@@ -11,7 +11,10 @@
 #   CAIRN_SERVER (default $CAIRN_BUILD/bin/cairn-server),
 #   CAIRN_SERVER_FLAGS (extra cairn-server flags), FANOUT_SESSIONS=1 (start
 #   the server and the probe each in a session of its own, setsid: with the
-#   kernel's autogroup scheduling each session is one scheduling group).
+#   kernel's autogroup scheduling each session is one scheduling group),
+#   FANOUT_PIN=1 (taskset: the readers on CPU 0, the server and the probe on
+#   CPU 1, as when the readers are other machines; a 2-core stand-in for a
+#   farm, so report it beside the default, unpinned figure: bench/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -35,6 +38,13 @@ if [ "${FANOUT_SESSIONS:-0}" = 1 ]; then
   session=(setsid)
   set -- --probe_session "$@"
 fi
+pin_server=()
+pin_clients=()
+if [ "${FANOUT_PIN:-0}" = 1 ]; then
+  pin_server=(taskset -c 1)
+  pin_clients=(taskset -c 0)
+  set -- --probe_cpus 1 "$@"
+fi
 for scenario in $scenarios; do
 for server in ${FANOUT_SERVERS:-cairn bazel-remote}; do
   port=$(free_port)
@@ -43,7 +53,7 @@ for server in ${FANOUT_SERVERS:-cairn bazel-remote}; do
   case "$server" in
     cairn)
       # shellcheck disable=SC2086
-      "${session[@]}" "${CAIRN_SERVER:-$build/bin/cairn-server}" --listen "127.0.0.1:$port" --dir "$dir" \
+      "${session[@]}" "${pin_server[@]}" "${CAIRN_SERVER:-$build/bin/cairn-server}" --listen "127.0.0.1:$port" --dir "$dir" \
         --max_size 16GiB ${CAIRN_SERVER_FLAGS:-} >"$work/$server.log" 2>&1 &
       ;;
     bazel-remote)
@@ -52,7 +62,7 @@ for server in ${FANOUT_SERVERS:-cairn bazel-remote}; do
         echo "fanout.sh: $peer absent (tools/install-peers.sh); skipped" >&2
         continue
       fi
-      "${session[@]}" "$peer" --dir "$dir" --max_size 16 --storage_mode uncompressed \
+      "${session[@]}" "${pin_server[@]}" "$peer" --dir "$dir" --max_size 16 --storage_mode uncompressed \
         --grpc_address "127.0.0.1:$port" --http_address "127.0.0.1:$(free_port)" \
         --access_log_level none >"$work/$server.log" 2>&1 &
       ;;
@@ -64,7 +74,7 @@ for server in ${FANOUT_SERVERS:-cairn bazel-remote}; do
     cat "$work/$server.log" >&2
     exit 1
   fi
-  "$build/bin/fanout" --target "grpc://127.0.0.1:$port" --server_pid "$server_pid" \
+  "${pin_clients[@]}" "$build/bin/fanout" --target "grpc://127.0.0.1:$port" --server_pid "$server_pid" \
     --label "$server" --scenario "$scenario" --csv "$out" "$@" ||
     echo "fanout.sh: $server had errors in $scenario" >&2
   kill "$server_pid"

@@ -1,6 +1,11 @@
 #include "rpc/io_pool.h"
 
+#include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <string>
 #include <utility>
 
@@ -14,6 +19,18 @@ int ThreadCount(int requested) {
   return 2 * std::max(1u, std::thread::hardware_concurrency());
 }
 
+// Adds `nice` to the calling thread's nice value (Linux: per thread). A
+// refusal leaves it as it was: the pool works the same, only unweighted.
+void LowerThisThread(int nice) {
+  const id_t tid = static_cast<id_t>(gettid());
+  errno = 0;
+  const int current = getpriority(PRIO_PROCESS, tid);
+  if (current == -1 && errno != 0) {
+    return;
+  }
+  setpriority(PRIO_PROCESS, tid, std::min(19, current + nice));
+}
+
 }  // namespace
 
 IoPool::IoPool(const IoPoolOptions& options)
@@ -23,9 +40,14 @@ IoPool::IoPool(const IoPoolOptions& options)
                            static_cast<size_t>(ThreadCount(options.threads))) {
   const int n = ThreadCount(options.threads);
   max_stream_workers_ = std::max(1, n - 1);
+  stream_nice_ = n >= 2 ? std::max(0, options.stream_nice) : 0;
   workers_.reserve(n);
   for (int i = 0; i < n; ++i) {
-    workers_.emplace_back([this] { WorkerLoop(); });
+    Role role = Role::kAny;
+    if (stream_nice_ > 0) {
+      role = i == 0 ? Role::kCalls : Role::kLowered;
+    }
+    workers_.emplace_back([this, role] { WorkerLoop(role); });
   }
 }
 
@@ -73,50 +95,73 @@ size_t IoPool::Queued() {
   return calls_.size() + streams_.size();
 }
 
-bool IoPool::ReadyLocked() const {
-  return !calls_.empty() ||
-         (!streams_.empty() && running_streams_ < max_stream_workers_);
+bool IoPool::CallsOpenLocked(Role role) const {
+  return role != Role::kLowered || call_worker_busy_ || stopping_;
 }
 
-IoPool::Task IoPool::TakeLocked(bool* stream) {
-  const bool stream_ready =
-      !streams_.empty() && running_streams_ < max_stream_workers_;
-  *stream = stream_ready && (calls_.empty() || calls_in_row_ >= kCallBurst);
+bool IoPool::ReadyLocked(Role role) const {
+  return (!calls_.empty() && CallsOpenLocked(role)) ||
+         (role != Role::kCalls && !streams_.empty() &&
+          running_streams_ < max_stream_workers_);
+}
+
+IoPool::Task IoPool::TakeLocked(Role role, bool* stream) {
+  const bool stream_ready = role != Role::kCalls && !streams_.empty() &&
+                            running_streams_ < max_stream_workers_;
+  const bool calls_ready = !calls_.empty() && CallsOpenLocked(role);
+  *stream = stream_ready && (!calls_ready || calls_in_row_ >= kCallBurst);
   std::deque<Task>& queue = *stream ? streams_ : calls_;
   Task task = std::move(queue.front());
   queue.pop_front();
   if (*stream) {
     ++running_streams_;
     calls_in_row_ = 0;
+  } else if (role == Role::kCalls) {
+    call_worker_busy_ = true;  // Leaves calls_in_row_ to stream workers.
   } else {
     calls_in_row_ = stream_ready ? calls_in_row_ + 1 : 0;
   }
   return task;
 }
 
-void IoPool::WorkerLoop() {
+void IoPool::WorkerLoop(Role role) {
+  pthread_setname_np(pthread_self(),
+                     role == Role::kCalls ? "cairn-io-call" : "cairn-io");
+  if (role == Role::kLowered) {
+    LowerThisThread(stream_nice_);
+  }
+  struct Args {
+    IoPool* pool;
+    Role role;
+  } args{this, role};
   for (;;) {
     Task task;
     bool stream = false;
     {
       absl::MutexLock lock(&mu_);
       // While stopping, stream tasks still run (within the worker limit)
-      // until both queues are drained.
+      // until both queues are drained (the call worker: until no call is).
       mu_.Await(absl::Condition(
-          +[](IoPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
-            return p->ReadyLocked() ||
-                   (p->stopping_ && p->calls_.empty() && p->streams_.empty());
+          +[](Args* a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(a->pool->mu_) {
+            IoPool* p = a->pool;
+            return p->ReadyLocked(a->role) ||
+                   (p->stopping_ && p->calls_.empty() &&
+                    (a->role == Role::kCalls || p->streams_.empty()));
           },
-          this));
-      if (!ReadyLocked()) {
+          &args));
+      if (!ReadyLocked(role)) {
         return;  // Stopping and drained.
       }
-      task = TakeLocked(&stream);
+      task = TakeLocked(role, &stream);
     }
     std::move(task)();
-    if (stream) {
+    if (stream || role == Role::kCalls) {
       absl::MutexLock lock(&mu_);
-      --running_streams_;
+      if (stream) {
+        --running_streams_;
+      } else {
+        call_worker_busy_ = false;
+      }
     }
   }
 }

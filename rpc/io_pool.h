@@ -13,6 +13,15 @@
 // while streams wait, so calls cannot starve streams either. Within a lane
 // tasks run in FIFO order.
 //
+// CPU priority (IoPoolOptions::stream_nice > 0, with two or more threads):
+// bulk stream work yields the CPU to small calls. One worker (the "call
+// worker") runs only calls, at the process's priority; the others run at
+// that priority plus stream_nice (setpriority on their thread ids, which
+// needs no privilege) and take streams, and calls only while the call worker
+// is busy. So on a busy host the threads that answer small calls (gRPC's,
+// and the call worker) run before the Reads' copying, while a lone stream
+// still gets all idle CPU (nice only weighs threads that compete).
+//
 // Thread safety: all methods are safe to call concurrently, including from
 // pool threads.
 #ifndef CAIRN_RPC_IO_POOL_H_
@@ -38,6 +47,9 @@ struct IoPoolOptions {
   // messages, so the stream lane's bound is also how many streams can wait
   // for I/O at once before new work answers RESOURCE_EXHAUSTED.
   size_t max_queue = 0;
+  // Nice value added to every worker but one (see the file comment); 0
+  // keeps all at the process's priority and lets any worker take calls.
+  int stream_nice = 0;
 };
 
 // Which queue a task waits in (see the file comment).
@@ -74,6 +86,7 @@ class IoPool {
   void Shutdown();
 
   int threads() const { return static_cast<int>(workers_.size()); }
+  int stream_nice() const { return stream_nice_; }
   size_t max_queue() const { return max_queue_; }
 
   // Returns the number of tasks waiting (not running), in both lanes.
@@ -81,21 +94,29 @@ class IoPool {
   size_t QueuedForTest() { return Queued(); }
 
  private:
-  void WorkerLoop();
-  // Whether a worker may take a task now.
-  bool ReadyLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What a worker may take: any task; calls only (the call worker); streams,
+  // and calls while the call worker is busy (a lowered worker).
+  enum class Role { kAny, kCalls, kLowered };
+
+  void WorkerLoop(Role role);
+  // Whether a worker in `role` may take a call now.
+  bool CallsOpenLocked(Role role) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether a worker in `role` may take a task now.
+  bool ReadyLocked(Role role) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes the next task by the fairness rules; sets `*stream` when it is a
-  // stream task. Requires ReadyLocked() and !stopping_ or a non-empty queue.
-  Task TakeLocked(bool* stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // stream task. Requires ReadyLocked(role).
+  Task TakeLocked(Role role, bool* stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const size_t max_queue_;
   int max_stream_workers_ = 1;
+  int stream_nice_ = 0;  // In effect: 0 with fewer than two threads.
   std::vector<std::thread> workers_;
   absl::Mutex mu_;
   std::deque<Task> calls_ ABSL_GUARDED_BY(mu_);
   std::deque<Task> streams_ ABSL_GUARDED_BY(mu_);
   int running_streams_ ABSL_GUARDED_BY(mu_) = 0;
   int calls_in_row_ ABSL_GUARDED_BY(mu_) = 0;
+  bool call_worker_busy_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
 

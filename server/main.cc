@@ -84,6 +84,12 @@ ABSL_FLAG(int64_t, io_queue, 0,
           "each open ByteStream stream waits as one task between messages, "
           "so this bounds the streams waiting on I/O at once. Beyond it new "
           "work answers RESOURCE_EXHAUSTED. 0 means 1024 per I/O thread.");
+ABSL_FLAG(int, io_stream_nice, 10,
+          "Nice value (0-19) added to the I/O threads that run streams "
+          "(ByteStream, GetTree): on a busy CPU, bulk reads then yield to "
+          "small calls such as GetActionResult; one I/O thread stays at the "
+          "server's priority for calls. Needs no privilege. 0 keeps all I/O "
+          "threads at the server's priority.");
 ABSL_FLAG(bool, read_only, false,
           "Serve reads only: uploads and UpdateActionResult answer "
           "PERMISSION_DENIED and Capabilities reports update_enabled=false.");
@@ -431,6 +437,13 @@ int main(int argc, char** argv) {
         "--io_queue must be 0 or more, got ", absl::GetFlag(FLAGS_io_queue))));
   }
   options.io_queue = static_cast<size_t>(absl::GetFlag(FLAGS_io_queue));
+  if (absl::GetFlag(FLAGS_io_stream_nice) < 0 ||
+      absl::GetFlag(FLAGS_io_stream_nice) > 19) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--io_stream_nice must be 0 to 19, got ",
+                     absl::GetFlag(FLAGS_io_stream_nice))));
+  }
+  options.io_stream_nice = absl::GetFlag(FLAGS_io_stream_nice);
   options.max_batch_total_size_bytes =
       absl::GetFlag(FLAGS_max_batch_size).bytes;
   options.max_cas_blob_size_bytes = absl::GetFlag(FLAGS_max_blob_size).bytes;

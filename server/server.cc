@@ -33,7 +33,8 @@ namespace cairn::server {
 
 struct CairnServer::Impl {
   explicit Impl(const ServerOptions& options)
-      : pool(rpc::IoPoolOptions{options.io_threads, options.io_queue}),
+      : pool(rpc::IoPoolOptions{options.io_threads, options.io_queue,
+                              options.io_stream_nice}),
         watchdog(options.stream_idle_timeout),
         read_buffers(options.read_buffer_bytes, kMinReadChunk, kReadChunk),
         write_quota(rpc::WriteQuotaOptions{options.write_quota_per_hour},

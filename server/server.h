@@ -40,6 +40,9 @@ struct ServerOptions {
   // (0 = IoPool::kDefaultQueuePerThread per thread).
   int io_threads = 0;
   size_t io_queue = 0;
+  // Nice value added to the I/O threads that run streams (rpc/io_pool.h):
+  // bulk reads yield the CPU to small calls. 0: all at the process's.
+  int io_stream_nice = 0;
   int64_t max_batch_total_size_bytes = int64_t{4} << 20;
   // Largest blob accepted for upload; 0 means no limit.
   int64_t max_cas_blob_size_bytes = 0;

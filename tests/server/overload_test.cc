@@ -2,6 +2,8 @@
 // server keeps serving; IoPool unit behaviour; byte-size flag parsing.
 #include <grpcpp/client_context.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -206,6 +208,88 @@ TEST(IoPoolTest, CallsDoNotStarveStreams) {
   ASSERT_EQ(order.size(), 21u);
   const auto stream_at = std::find(order.begin(), order.end(), 's');
   EXPECT_EQ(stream_at - order.begin(), rpc::IoPool::kCallBurst);
+}
+
+// Returns the calling thread's nice value.
+int ThreadNice() {
+  return getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
+}
+
+// Returns the nice value of the worker that runs a task of `lane` scheduled
+// on an otherwise idle `pool`.
+int NiceOfTask(rpc::IoPool& pool, rpc::Lane lane) {
+  std::atomic<int> nice{-100};
+  absl::Notification ran;
+  EXPECT_TRUE(pool.TrySchedule(
+      [&] {
+        nice = ThreadNice();
+        ran.Notify();
+      },
+      lane));
+  ran.WaitForNotification();
+  return nice.load();
+}
+
+TEST(IoPoolTest, StreamWorkersRunAtLowerPriorityCallsDoNot) {
+  const int base = ThreadNice();
+  if (base > 19 - 5) {
+    GTEST_SKIP() << "this process already runs at nice " << base;
+  }
+  rpc::IoPool pool({/*threads=*/3, /*max_queue=*/100, /*stream_nice=*/5});
+  EXPECT_EQ(pool.stream_nice(), 5);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(NiceOfTask(pool, rpc::Lane::kStream), base + 5);
+    // An idle call worker takes every call, at the process's priority.
+    EXPECT_EQ(NiceOfTask(pool, rpc::Lane::kCall), base);
+  }
+}
+
+TEST(IoPoolTest, WithoutStreamNiceEveryWorkerKeepsItsPriority) {
+  const int base = ThreadNice();
+  rpc::IoPool pool({/*threads=*/3, /*max_queue=*/100});
+  EXPECT_EQ(pool.stream_nice(), 0);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(NiceOfTask(pool, rpc::Lane::kStream), base);
+    EXPECT_EQ(NiceOfTask(pool, rpc::Lane::kCall), base);
+  }
+  // One thread runs both lanes, so it is not lowered.
+  rpc::IoPool one({/*threads=*/1, /*max_queue=*/100, /*stream_nice=*/5});
+  EXPECT_EQ(one.stream_nice(), 0);
+  EXPECT_EQ(NiceOfTask(one, rpc::Lane::kStream), base);
+}
+
+TEST(IoPoolTest, CallsOverflowToStreamWorkersWhileTheCallWorkerIsBusy) {
+  rpc::IoPool pool({/*threads=*/2, /*max_queue=*/100, /*stream_nice=*/1});
+  absl::Notification release, held;
+  ASSERT_TRUE(pool.TrySchedule([&] {
+    held.Notify();
+    release.WaitForNotification();
+  }));
+  held.WaitForNotification();
+  // The call worker is held: the next call runs on the stream worker.
+  absl::Notification call_ran;
+  ASSERT_TRUE(pool.TrySchedule([&] { call_ran.Notify(); }));
+  EXPECT_TRUE(call_ran.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  // And streams still run, on the stream worker, while calls hold the other.
+  absl::Notification stream_ran;
+  ASSERT_TRUE(pool.TrySchedule([&] { stream_ran.Notify(); },
+                               rpc::Lane::kStream));
+  EXPECT_TRUE(stream_ran.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  release.Notify();
+  pool.Shutdown();
+}
+
+TEST(IoPoolTest, StreamWorkersDrainCallsOnShutdown) {
+  std::atomic<int> ran{0};
+  {
+    rpc::IoPool pool({/*threads=*/3, /*max_queue=*/1000, /*stream_nice=*/1});
+    for (int i = 0; i < 300; ++i) {
+      ASSERT_TRUE(pool.TrySchedule([&ran] { ran.fetch_add(1); }));
+      ASSERT_TRUE(
+          pool.TrySchedule([&ran] { ran.fetch_add(1); }, rpc::Lane::kStream));
+    }
+  }
+  EXPECT_EQ(ran.load(), 600);
 }
 
 TEST(IoPoolTest, DefaultsToTwiceTheCores) {
