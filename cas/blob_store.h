@@ -48,7 +48,9 @@ struct StoreStats {
   int64_t evicted_bytes = 0;      // Bytes evicted since start.
   int64_t corruptions = 0;        // Items found corrupt and removed.
   int64_t read_hashes = 0;        // Reads that hashed a whole stored item.
-  double index_load_seconds = 0;  // Time to rebuild the index at start-up.
+  // Seconds from opening until the index was complete (0 while loading).
+  double index_load_seconds = 0;
+  bool index_loading = false;  // The index is still loading (in background).
 };
 
 // Sequential reader of one blob. Verifies the content's SHA-256 as it is

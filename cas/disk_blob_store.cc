@@ -16,6 +16,15 @@
 //   - index_.reserved_bytes() is the sum of the reservations shared by the
 //     open writers of each digest, those taken for commits in progress, and
 //     those of StoreWhole() calls in progress.
+//   - While the index loads in the background (loading_): settled_ holds the
+//     keys for which index_ is exact. Before a request looks a key up it
+//     settles it (SettleForLoad(): a key not indexed yet is looked up on
+//     disk and indexed as found; one found nowhere stays unsettled), and a
+//     write settles its key even when found nowhere, before it changes the
+//     disk. So nothing changes on disk under a key that is not settled, and
+//     the loader skips settled keys: an item is indexed by one side only,
+//     counted once. Eviction is deferred (LruIndex::DeferEviction()) until
+//     FinishLoad().
 // mu_ is a leaf lock and is never held across file system calls (waiting on
 // key_idle_ releases it).
 //
@@ -294,7 +303,8 @@ class EmptyBlobWriter final : public BlobWriter {
   bool committed_ = false;
 };
 
-// One shard directory's worth of items found at start-up.
+// An item found on disk (a file, or a record of the small-item database) at
+// start-up, or by a lookup while the index loads.
 struct LoadedItem {
   ItemKey key;
   int64_t size;
@@ -304,6 +314,12 @@ struct LoadedItem {
   bool zstd = false;
   int64_t content_size = 0;
 };
+
+// A file's mtime in ns since the epoch: the access stamp the store keeps.
+int64_t StampOf(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
+         st.st_mtim.tv_nsec;
+}
 
 // Serves a small blob already read (and verified) into memory.
 class StringBlobReader final : public BlobReader {
@@ -330,7 +346,8 @@ class DiskBlobStore final : public BlobStore {
   explicit DiskBlobStore(const DiskBlobStoreOptions& options);
   ~DiskBlobStore() override;
 
-  // Creates the layout, rebuilds the index and empties tmp/.
+  // Creates the layout, empties tmp/, opens the small-item database and
+  // rebuilds the index (with `load_index_in_background`, starts doing so).
   absl::Status Load();
 
   // BlobStore (cas/blob_store.h), declared as every store declares it.
@@ -583,11 +600,38 @@ class DiskBlobStore final : public BlobStore {
   // FAILED_PRECONDITION for a newer layout.
   absl::Status CheckLayoutVersion(int* found);
   absl::Status WriteLayoutVersion(int version);
-  // Indexes the items found as `files` and those of the small-item
-  // database, in access order; where a key is held both as a file and in
-  // the database (a crash between the two steps of a move), keeps the newer
-  // and deletes the other.
-  absl::Status IndexItems(const std::vector<LoadedItem>& files);
+  // Rebuilds the index from the files and the small-item database (see the
+  // notes on loading at the top), then trims the store to its budget and
+  // ends the load (on the loader thread with load_index_in_background).
+  absl::Status LoadIndex(absl::Time start);
+  // Scans the small-item database's metadata in parts, one per thread.
+  absl::StatusOr<std::vector<std::vector<LoadedItem>>> ScanSmall();
+  // Indexes `found` (files, then small items) newest first, as least
+  // recently used, a batch per hold of mu_; where a key is held twice (a
+  // crash between the two steps of a move) keeps the newer and deletes the
+  // other. Skips keys a request settled. False if the store is closing.
+  bool IndexFound(const std::vector<std::vector<LoadedItem>>& found);
+  // Ends the load: eviction resumes, the store is trimmed to its budget.
+  void FinishLoad(absl::Time start);
+  // While the index loads: makes index_ exact for `keys` (see the notes at
+  // the top): a key neither indexed nor settled yet is looked up on disk
+  // (a CAS key's zstd file with content size sizes[i], when not negative)
+  // and indexed as found. A key found nowhere is settled only `for_write`
+  // (a reader's size may be wrong; the loader still indexes what it finds).
+  // An error if a lookup failed (that key stays unsettled: a miss for
+  // readers; writers fail).
+  absl::Status SettleForLoad(absl::Span<const ItemKey> keys,
+                             absl::Span<const int64_t> sizes, bool for_write);
+  // The copies of `key` on disk (database record, plain file, zstd file of
+  // a blob of `size` bytes), newest first.
+  absl::StatusOr<std::vector<LoadedItem>> ProbeDisk(const ItemKey& key,
+                                                    int64_t size);
+  // Indexes `item` found on disk at start-up (as least recently used if
+  // `oldest`); an older copy of a key indexed already is added to `stale`
+  // (for UnlinkVictims()). `item`'s key must not be settled.
+  void IndexLoadedLocked(const LoadedItem& item, bool oldest,
+                         std::vector<LruIndex::Item>* stale)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CreateLayout();
   absl::StatusOr<std::vector<LoadedItem>> ScanAll();
   absl::Status ScanShard(ItemKind kind, int shard,
@@ -599,9 +643,17 @@ class DiskBlobStore final : public BlobStore {
   std::unique_ptr<SmallItemStore> small_;
   const uint64_t temp_prefix_;
   std::atomic<uint64_t> temp_counter_{0};
-  double load_seconds_ = 0;  // Written once by Load().
+  // The background loader (load_index_in_background) and its stop flag.
+  std::thread loader_;
+  std::atomic<bool> stop_loading_{false};
+  // True while the index loads; written under mu_ (read without it only as
+  // a hint: the answer is checked again under mu_).
+  std::atomic<bool> loading_{false};
 
   absl::Mutex mu_;  // A leaf lock; never held across I/O.
+  double load_seconds_ ABSL_GUARDED_BY(mu_) = 0;  // Set when the load ends.
+  // While loading: keys for which index_ is exact (see the top notes).
+  absl::flat_hash_set<ItemKey> settled_ ABSL_GUARDED_BY(mu_);
   // Signalled whenever a key leaves committing_ or unlinking_.
   absl::CondVar key_idle_;
   LruIndex index_ ABSL_GUARDED_BY(mu_);
@@ -1219,6 +1271,10 @@ DiskBlobStore::DiskBlobStore(const DiskBlobStoreOptions& options)
       entries_(options.entry_cache_bytes) {}
 
 DiskBlobStore::~DiskBlobStore() {
+  stop_loading_.store(true, std::memory_order_relaxed);
+  if (loader_.joinable()) {
+    loader_.join();
+  }
   if (small_ != nullptr && !options_.fsync) {
     small_->SyncForClose().IgnoreError();  // Best effort, as below.
   }
@@ -1509,6 +1565,11 @@ void DiskBlobStore::EndCommitLocked(const ItemKey& key, const absl::Status& s,
 absl::StatusOr<int64_t> DiskBlobStore::ClaimForCommit(
     const ItemKey& key, int64_t size, bool replace, int64_t* reserved,
     std::optional<LruIndex::Item>* old, int64_t content_size) {
+  const int64_t hint = content_size < 0 ? size : content_size;
+  if (absl::Status s = SettleForLoad({&key, 1}, {&hint, 1}, true); !s.ok()) {
+    ReleaseSpace(std::exchange(*reserved, 0));
+    return s;
+  }
   std::vector<LruIndex::Item> victims;
   absl::StatusOr<int64_t> stamp;
   {
@@ -1691,6 +1752,8 @@ void DiskBlobStore::RefreshMtimes(const std::vector<Refresh>& refreshes) {
 
 std::optional<DiskBlobStore::Found> DiskBlobStore::TouchItem(
     const ItemKey& key, int64_t want_size) {
+  // A lookup that failed (an I/O error) answers a miss.
+  SettleForLoad({&key, 1}, {&want_size, 1}, /*for_write=*/false).IgnoreError();
   std::vector<Refresh> refreshes;
   std::optional<Found> found;
   {
@@ -1825,6 +1888,14 @@ std::vector<ItemKey> CasKeys(absl::Span<const Digest> digests) {
 std::vector<Digest> DiskBlobStore::FindMissing(
     absl::Span<const Digest> digests) {
   const std::vector<ItemKey> keys = CasKeys(digests);
+  if (loading_.load(std::memory_order_acquire)) {
+    std::vector<int64_t> sizes;
+    for (const Digest& d : digests) {
+      sizes.push_back(d.size_bytes());
+    }
+    // A lookup that failed (an I/O error) answers missing.
+    SettleForLoad(keys, sizes, /*for_write=*/false).IgnoreError();
+  }
   std::vector<Digest> missing;
   std::vector<Refresh> refreshes;
   {
@@ -1843,6 +1914,9 @@ std::vector<Digest> DiskBlobStore::FindMissing(
 
 std::optional<std::vector<Digest>> DiskBlobStore::TryFindMissing(
     absl::Span<const Digest> digests) {
+  if (loading_.load(std::memory_order_acquire)) {
+    return std::nullopt;  // Lookups may need the disk: FindMissing().
+  }
   const std::vector<ItemKey> keys = CasKeys(digests);
   std::vector<Digest> missing;
   const int64_t now = absl::GetCurrentTimeNanos();
@@ -1869,8 +1943,8 @@ std::optional<std::vector<Digest>> DiskBlobStore::TryFindMissing(
 
 std::optional<bool> DiskBlobStore::TryHasEntry(absl::string_view key) {
   absl::StatusOr<ItemKey> k = ItemKey::FromHex(ItemKind::kAc, key);
-  if (!k.ok()) {
-    return std::nullopt;
+  if (!k.ok() || loading_.load(std::memory_order_acquire)) {
+    return std::nullopt;  // While loading, lookups may need the disk.
   }
   absl::MutexLock lock(&mu_);
   return index_.Peek(*k).has_value();
@@ -1879,8 +1953,8 @@ std::optional<bool> DiskBlobStore::TryHasEntry(absl::string_view key) {
 std::optional<absl::StatusOr<std::string>> DiskBlobStore::TryGetEntry(
     absl::string_view key) {
   absl::StatusOr<ItemKey> k = ItemKey::FromHex(ItemKind::kAc, key);
-  if (!k.ok()) {
-    return std::nullopt;
+  if (!k.ok() || loading_.load(std::memory_order_acquire)) {
+    return std::nullopt;  // While loading, lookups may need the disk.
   }
   const int64_t now = absl::GetCurrentTimeNanos();
   std::shared_ptr<const std::string> value;
@@ -2138,12 +2212,23 @@ void DiskBlobStore::CommitSmallBatch(absl::Span<const BlobWrite> blobs,
     size_t i;
     std::optional<LruIndex::Item> old;
   };
+  std::vector<size_t> settled;
+  for (size_t i : which) {
+    const ItemKey key = CasKey(blobs[i].digest);
+    const int64_t size = blobs[i].digest.size_bytes();
+    if (absl::Status s = SettleForLoad({&key, 1}, {&size, 1}, true); !s.ok()) {
+      (*out)[i] = s;
+      ReleaseSpace(size);
+      continue;
+    }
+    settled.push_back(i);
+  }
   std::vector<Claimed> claimed;
   std::vector<SmallItem> items;
   std::vector<size_t> busy;
   {
     absl::MutexLock lock(&mu_);
-    for (size_t i : which) {
+    for (size_t i : settled) {
       const ItemKey key = CasKey(blobs[i].digest);
       int64_t reserved = blobs[i].digest.size_bytes();
       std::optional<LruIndex::Item> old;
@@ -2289,6 +2374,7 @@ StoreStats DiskBlobStore::Stats() {
   s.corruptions = corruptions_;
   s.read_hashes = read_hashes_.load(std::memory_order_relaxed);
   s.index_load_seconds = load_seconds_;
+  s.index_loading = loading_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -2336,11 +2422,9 @@ absl::Status DiskBlobStore::ScanShard(ItemKind kind, int shard,
         !S_ISREG(st.st_mode)) {
       continue;  // Not ours, or gone meanwhile.
     }
-    out->push_back(
-        LoadedItem{*key, static_cast<int64_t>(st.st_size),
-                   static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
-                       st.st_mtim.tv_nsec,
-                   /*small=*/false, zstd, content_size});
+    out->push_back(LoadedItem{*key, static_cast<int64_t>(st.st_size),
+                              StampOf(st),
+                              /*small=*/false, zstd, content_size});
   }
   return absl::OkStatus();
 }
@@ -2457,87 +2541,245 @@ absl::Status DiskBlobStore::WriteLayoutVersion(int version) {
   return absl::OkStatus();
 }
 
-absl::Status DiskBlobStore::IndexItems(const std::vector<LoadedItem>& files) {
-  // The database is scanned in parts, one per thread: this thread indexes
-  // part 0 as it goes, the others collect theirs for it to index after.
+absl::StatusOr<std::vector<std::vector<LoadedItem>>>
+DiskBlobStore::ScanSmall() {
   const int parts =
       std::clamp(options_.load_threads > 0
                      ? options_.load_threads
                      : static_cast<int>(std::thread::hardware_concurrency()),
                  1, 8);
-  std::vector<std::vector<SmallItemMeta>> found(parts);
+  std::vector<std::vector<LoadedItem>> found(parts);
   std::vector<absl::Status> errors(parts);
-  std::vector<std::thread> workers;
   const size_t expected = static_cast<size_t>(small_->ApproximateCount());
-  for (int p = 1; p < parts; ++p) {
-    workers.emplace_back([&, p] {
-      found[p].reserve(expected / parts + expected / (4 * parts));
-      errors[p] = small_->ForEachInPart(
-          p, parts, [&](const SmallItemMeta& m) { found[p].push_back(m); });
+  auto scan = [&](int p) {
+    found[p].reserve(expected / parts + expected / (4 * parts));
+    errors[p] = small_->ForEachInPart(p, parts, [&](const SmallItemMeta& m) {
+      found[p].push_back(LoadedItem{m.key, m.size, m.stamp, /*small=*/true});
     });
+  };
+  std::vector<std::thread> workers;
+  for (int p = 1; p < parts; ++p) {
+    workers.emplace_back(scan, p);
   }
-  std::vector<ItemKey> stale_small;
-  std::vector<std::string> stale_files;
-  {
-    // Start-up: no other thread can see the store yet, so holding mu_
-    // across the scan blocks nobody (and spares a copy of part 0).
-    absl::MutexLock lock(&mu_);
-    index_.ReserveItems(files.size() + expected);
-    for (const LoadedItem& file : files) {
-      auto [item, inserted] =
-          index_.InsertNew(file.key, file.size, file.stamp, /*small=*/false);
-      if (!inserted) {
-        // A blob held both plain and as zstd frames (a crash between
-        // an eviction and a new write of it): the same content; keep one.
-        stale_files.push_back(PathOf(file.key, file.zstd, file.content_size));
-        continue;
-      }
-      if (file.zstd) {
-        item->zstd = true;
-        item->content_size = file.content_size;
-      }
-      last_stamp_ = std::max(last_stamp_, file.stamp);
-    }
-    auto add = [&](const SmallItemMeta& meta) {
-      mu_.AssertHeld();
-      last_stamp_ = std::max(last_stamp_, meta.stamp);
-      auto [item, inserted] =
-          index_.InsertNew(meta.key, meta.size, meta.stamp, /*small=*/true);
-      if (inserted) {
-        return;
-      }
-      // Held twice: a crash came between storing the newer version and
-      // deleting the older. Keep the newer.
-      if (item->small || item->stamp >= meta.stamp) {
-        stale_small.push_back(meta.key);
-      } else {
-        stale_files.push_back(ItemPath(*item));
-        index_.Insert(meta.key, meta.size, meta.stamp, /*small=*/true);
-      }
-    };
-    errors[0] = small_->ForEachInPart(0, parts, add);
-    for (int p = 1; p < parts; ++p) {
-      workers[p - 1].join();
-      for (const SmallItemMeta& meta : found[p]) {
-        add(meta);
-      }
-      std::vector<SmallItemMeta>().swap(found[p]);
-    }
-    index_.SortByStamp();
-  }
-  for (const std::string& path : stale_files) {
-    unlink(path.c_str());
+  scan(0);
+  for (std::thread& w : workers) {
+    w.join();
   }
   for (const absl::Status& s : errors) {
     if (!s.ok()) {
       return s;
     }
   }
-  return stale_small.empty() ? absl::OkStatus() : small_->Delete(stale_small);
+  return found;
+}
+
+void DiskBlobStore::IndexLoadedLocked(const LoadedItem& found, bool oldest,
+                                      std::vector<LruIndex::Item>* stale) {
+  auto [item, inserted] =
+      oldest
+          ? index_.InsertNewOldest(found.key, found.size, found.stamp,
+                                   found.small)
+          : index_.InsertNew(found.key, found.size, found.stamp, found.small);
+  if (!inserted) {
+    // Held twice, and this copy is the older (callers go newest first): a
+    // crash came between storing the newer version and deleting the older,
+    // or between evicting a blob and storing it again in its other form.
+    stale->push_back(LruIndex::Item{.key = found.key,
+                                    .small = found.small,
+                                    .zstd = found.zstd,
+                                    .content_size = found.content_size});
+    ++unlinking_[found.key];
+    return;
+  }
+  if (found.zstd) {
+    item->zstd = true;
+    item->content_size = found.content_size;
+  }
+  last_stamp_ = std::max(last_stamp_, found.stamp);
+}
+
+bool DiskBlobStore::IndexFound(
+    const std::vector<std::vector<LoadedItem>>& found) {
+  // Newest first (equal stamps in the order found: files first), each as
+  // least recently used: the list ends in access order, behind whatever
+  // requests indexed meanwhile, and the first copy of a key met is the newer.
+  struct Ref {
+    uint64_t order;  // Decreases with the stamp.
+    uint32_t part;
+    uint32_t i;
+  };
+  std::vector<Ref> refs;
+  size_t total = 0;
+  for (const std::vector<LoadedItem>& part : found) {
+    total += part.size();
+  }
+  refs.reserve(total);
+  for (size_t p = 0; p < found.size(); ++p) {
+    for (size_t i = 0; i < found[p].size(); ++i) {
+      // Flipping the sign bit orders signed stamps as unsigned numbers.
+      const uint64_t biased =
+          static_cast<uint64_t>(found[p][i].stamp) ^ (uint64_t{1} << 63);
+      refs.push_back(
+          {~biased, static_cast<uint32_t>(p), static_cast<uint32_t>(i)});
+    }
+  }
+  std::sort(refs.begin(), refs.end(), [](const Ref& a, const Ref& b) {
+    return std::tie(a.order, a.part, a.i) < std::tie(b.order, b.part, b.i);
+  });
+  // Batches keep each hold of mu_ short while requests are served.
+  constexpr size_t kBatch = 4096;
+  for (size_t b = 0; b < refs.size(); b += kBatch) {
+    if (stop_loading_.load(std::memory_order_relaxed)) {
+      return false;
+    }
+    std::vector<LruIndex::Item> stale;
+    {
+      absl::MutexLock lock(&mu_);
+      if (b == 0) {
+        index_.ReserveItems(index_.size() + refs.size());
+      }
+      for (size_t k = b; k < std::min(b + kBatch, refs.size()); ++k) {
+        const LoadedItem& item = found[refs[k].part][refs[k].i];
+        if (!settled_.contains(item.key)) {
+          IndexLoadedLocked(item, /*oldest=*/true, &stale);
+        }
+      }
+    }
+    UnlinkVictims(stale);
+  }
+  return true;
+}
+
+void DiskBlobStore::FinishLoad(absl::Time start) {
+  std::vector<LruIndex::Item> victims;
+  {
+    absl::MutexLock lock(&mu_);
+    loading_.store(false, std::memory_order_release);
+    absl::flat_hash_set<ItemKey>().swap(settled_);
+    index_.DeferEviction(false);
+    victims = index_.EvictToFit();
+    for (const LruIndex::Item& v : victims) {
+      ++unlinking_[v.key];
+    }
+    ForgetEntriesLocked(victims);
+    load_seconds_ = absl::ToDoubleSeconds(absl::Now() - start);
+  }
+  UnlinkVictims(victims);
+}
+
+absl::Status DiskBlobStore::LoadIndex(absl::Time start) {
+  absl::StatusOr<std::vector<LoadedItem>> files = ScanAll();
+  if (!files.ok()) {
+    return files.status();
+  }
+  absl::StatusOr<std::vector<std::vector<LoadedItem>>> found = ScanSmall();
+  if (!found.ok()) {
+    return found.status();
+  }
+  found->insert(found->begin(), *std::move(files));
+  if (options_.index_load_hook_for_test) {
+    options_.index_load_hook_for_test("scanned");
+  }
+  if (!IndexFound(*found)) {
+    return absl::CancelledError(
+        absl::StrCat("store ", options_.root, ": closed while loading"));
+  }
+  FinishLoad(start);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<LoadedItem>> DiskBlobStore::ProbeDisk(
+    const ItemKey& key, int64_t size) {
+  std::vector<LoadedItem> copies;
+  auto stat_file = [&](bool zstd) {
+    const std::string path = PathOf(key, zstd, size);
+    struct stat st;
+    if (lstat(path.c_str(), &st) != 0) {
+      return errno == ENOENT || errno == ENOTDIR
+                 ? absl::OkStatus()
+                 : ErrnoStatus(errno, absl::StrCat("stat ", path));
+    }
+    if (S_ISREG(st.st_mode)) {
+      copies.push_back(LoadedItem{key, static_cast<int64_t>(st.st_size),
+                                  StampOf(st), /*small=*/false, zstd,
+                                  zstd ? size : -1});
+    }
+    return absl::OkStatus();
+  };
+  if (absl::Status s = stat_file(/*zstd=*/false); !s.ok()) {
+    return s;
+  }
+  if (key.kind == ItemKind::kCas && size >= 0) {
+    if (absl::Status s = stat_file(/*zstd=*/true); !s.ok()) {
+      return s;
+    }
+  }
+  absl::StatusOr<SmallItemMeta> meta = small_->GetMeta(key);
+  if (meta.ok()) {
+    copies.push_back(LoadedItem{key, meta->size, meta->stamp, /*small=*/true});
+  } else if (meta.status().code() != absl::StatusCode::kNotFound) {
+    return meta.status();
+  }
+  std::stable_sort(copies.begin(), copies.end(),
+                   [](const LoadedItem& a, const LoadedItem& b) {
+                     return a.stamp > b.stamp;
+                   });
+  return copies;
+}
+
+absl::Status DiskBlobStore::SettleForLoad(absl::Span<const ItemKey> keys,
+                                          absl::Span<const int64_t> sizes,
+                                          bool for_write) {
+  if (!loading_.load(std::memory_order_acquire)) {
+    return absl::OkStatus();
+  }
+  std::vector<size_t> unknown;
+  {
+    absl::MutexLock lock(&mu_);
+    for (size_t i = 0;
+         loading_.load(std::memory_order_relaxed) && i < keys.size(); ++i) {
+      if (settled_.contains(keys[i])) {
+        continue;
+      }
+      if (index_.Find(keys[i]) != nullptr) {  // Loaded already.
+        settled_.insert(keys[i]);
+        continue;
+      }
+      unknown.push_back(i);
+    }
+  }
+  absl::Status status;
+  for (size_t i : unknown) {
+    absl::StatusOr<std::vector<LoadedItem>> copies =
+        ProbeDisk(keys[i], sizes[i]);
+    if (!copies.ok()) {
+      status.Update(copies.status());
+      continue;
+    }
+    if (copies->empty() && !for_write) {
+      continue;  // Nothing to index, nothing changed: no need to settle.
+    }
+    std::vector<LruIndex::Item> stale;
+    {
+      absl::MutexLock lock(&mu_);
+      // Nobody changes a key on disk before settling it, so what the probe
+      // found is current unless someone settled the key meanwhile (or the
+      // loader indexed it: then its copies are known).
+      if (!loading_.load(std::memory_order_relaxed) ||
+          !settled_.insert(keys[i]).second || index_.Find(keys[i]) != nullptr) {
+        continue;
+      }
+      for (const LoadedItem& copy : *copies) {
+        IndexLoadedLocked(copy, /*oldest=*/false, &stale);
+      }
+    }
+    UnlinkVictims(stale);
+  }
+  return status;
 }
 
 absl::Status DiskBlobStore::Load() {
-  absl::Time start = absl::Now();
+  const absl::Time start = absl::Now();
   int layout = 0;
   if (absl::Status s = CheckLayoutVersion(&layout); !s.ok()) {
     return s;
@@ -2554,13 +2796,6 @@ absl::Status DiskBlobStore::Load() {
     return small.status();
   }
   small_ = *std::move(small);
-  absl::StatusOr<std::vector<LoadedItem>> files = ScanAll();
-  if (!files.ok()) {
-    return files.status();
-  }
-  if (absl::Status s = IndexItems(*files); !s.ok()) {
-    return s;
-  }
   // Layout 3 (zstd files) only when this store may write them: a store
   // opened with keep_zstd false stays readable by releases of layout 2.
   const int target = options_.keep_zstd ? kLayoutVersion
@@ -2574,16 +2809,21 @@ absl::Status DiskBlobStore::Load() {
       return s;
     }
   }
-  std::vector<LruIndex::Item> victims;
+  if (!options_.load_index_in_background) {
+    return LoadIndex(start);
+  }
   {
     absl::MutexLock lock(&mu_);
-    victims = index_.EvictToFit();
-    for (const LruIndex::Item& v : victims) {
-      ++unlinking_[v.key];
-    }
+    loading_.store(true, std::memory_order_relaxed);
+    index_.DeferEviction(true);
   }
-  UnlinkVictims(victims);
-  load_seconds_ = absl::ToDoubleSeconds(absl::Now() - start);
+  loader_ = std::thread([this, start] {
+    absl::Status s = LoadIndex(start);
+    if (options_.on_index_loaded &&
+        !stop_loading_.load(std::memory_order_relaxed)) {
+      options_.on_index_loaded(s, Stats());
+    }
+  });
   return absl::OkStatus();
 }
 

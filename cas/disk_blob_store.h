@@ -102,12 +102,29 @@
 // Access order: the index lives in memory. On every access the file's mtime
 // is set to the access time, at most once per `touch_interval` per item, so
 // hits stay cheap; at start-up the index is rebuilt by scanning the shard
-// directories in parallel and ordering items by mtime (so the order survives
-// restarts to within `touch_interval`). A store bigger than `max_size_bytes`
-// is trimmed at start-up. A plain CAS file's size is its blob's size (a zstd
-// file's name carries it, and its frames are checked against it): a blob whose
-// file was truncated behind the store's back is reported missing for its
-// real digest after a restart, and DATA_LOSS while the store runs.
+// directories and the database's metadata in parallel and ordering items by
+// their stamps (so the order survives restarts, clean or not, to within
+// `touch_interval`). A store bigger than `max_size_bytes` is trimmed once
+// the index is loaded.
+//
+// Start-up with load_index_in_background (cairn-server): the store serves
+// as soon as its small-item database is open; the index loads meanwhile.
+// Answers stay exact: a lookup or write of a key the partial index does not
+// hold yet looks for it on disk first (the database's metadata record and
+// the item's file names, as the scan would find them) and indexes what it
+// finds, and from then on the loader leaves that key alone, so an item
+// written, replaced or removed during the load is counted once, as it is
+// after. Eviction waits for the end of the load: writes meanwhile are
+// accepted and reserved against the budget without evicting (a store may
+// briefly hold more than `max_size_bytes`); when the load ends, items found
+// on disk go in behind those used meanwhile, in stamp order, and the store
+// is trimmed to its budget. Stats().index_loading is true until then. A
+// failed load (an I/O error scanning) is reported to on_index_loaded; the
+// store keeps answering exactly but never evicts. A plain CAS file's size is
+// its blob's size (a zstd file's name carries it, and its frames are checked
+// against it): a blob whose file was truncated behind the store's back is
+// reported missing for its real digest after a restart, and DATA_LOSS while the
+// store runs.
 //
 // Thread safety: as BlobStore. One process per root directory.
 #ifndef CAIRN_CAS_DISK_BLOB_STORE_H_
@@ -140,6 +157,14 @@ struct DiskBlobStoreOptions {
   absl::Duration touch_interval = absl::Minutes(1);
   // Threads scanning the directories at start-up (0: 8).
   int load_threads = 0;
+  // Return from NewDiskBlobStore() once the small-item database is open and
+  // load the index on a thread of the store's own (see "Start-up" above);
+  // false loads it before returning.
+  bool load_index_in_background = false;
+  // With load_index_in_background: called once on the loading thread when
+  // the load ends, with its error if it failed and the store's Stats() (not
+  // when the store is destroyed first).
+  std::function<void(const absl::Status&, const StoreStats&)> on_index_loaded;
   // Items of at most this many bytes (a keyed entry counting its 40-byte
   // header) are kept in the small-item database instead of a file each;
   // 0 keeps every new item in a file. The default fits one file system
@@ -156,11 +181,15 @@ struct DiskBlobStoreOptions {
   // returning an errno value makes that operation fail with it; 0 proceeds.
   // Called from any thread; must be thread-safe.
   std::function<int(absl::string_view op)> fault_injector_for_test;
+  // Test-only: called on the loading thread with "scanned" once the disk has
+  // been scanned, before any item found is indexed (a test may block it).
+  std::function<void(absl::string_view point)> index_load_hook_for_test;
 };
 
-// Opens (creating if needed) the store in `options.root`, rebuilding its
-// index from disk and removing stray temp files; Stats().index_load_seconds
-// records how long that took. INVALID_ARGUMENT for bad options;
+// Opens (creating if needed) the store in `options.root`, removing stray temp
+// files and rebuilding its index from disk (or starting to: see
+// load_index_in_background); Stats().index_load_seconds records how long the
+// rebuild took once it is done. INVALID_ARGUMENT for bad options;
 // FAILED_PRECONDITION for a newer layout; UNAVAILABLE or INTERNAL when the
 // directory cannot be created or read (a read-only directory opens, and
 // refuses writes with UNAVAILABLE).

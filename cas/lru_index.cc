@@ -88,6 +88,16 @@ void LruIndex::PushBack(uint32_t n) {
   back_ = n;
 }
 
+void LruIndex::PushFront(uint32_t n) {
+  if (front_ == kNil) {
+    PushBack(n);  // The only item.
+    return;
+  }
+  N(n).prev = kNil;
+  N(n).next = std::exchange(front_, n);
+  N(N(n).next).prev = n;
+}
+
 void LruIndex::MoveToBack(uint32_t n) {
   if (n != back_) {
     Unlink(n);
@@ -136,7 +146,8 @@ LruIndex::Item* LruIndex::FindAndTouch(const ItemKey& key, int64_t want_size) {
 }
 
 std::pair<uint32_t, bool> LruIndex::FindOrAdd(const ItemKey& key, int64_t size,
-                                              int64_t stamp, bool small) {
+                                              int64_t stamp, bool small,
+                                              bool oldest) {
   // One probe finds the key or the slot for it (a start-up hot spot).
   bool added = false;
   auto it = by_key_.lazy_emplace(key, [&](const auto& construct) {
@@ -150,7 +161,7 @@ std::pair<uint32_t, bool> LruIndex::FindOrAdd(const ItemKey& key, int64_t size,
     added = true;
   });
   if (added) {
-    PushBack(*it);
+    oldest ? PushFront(*it) : PushBack(*it);
     used_bytes_ += size;
     ++counts_[Slot(key.kind)];
   }
@@ -162,6 +173,14 @@ std::pair<LruIndex::Item*, bool> LruIndex::InsertNew(const ItemKey& key,
                                                      int64_t stamp,
                                                      bool small) {
   auto [n, inserted] = FindOrAdd(key, size, stamp, small);
+  return {&N(n).item, inserted};
+}
+
+std::pair<LruIndex::Item*, bool> LruIndex::InsertNewOldest(const ItemKey& key,
+                                                           int64_t size,
+                                                           int64_t stamp,
+                                                           bool small) {
+  auto [n, inserted] = FindOrAdd(key, size, stamp, small, /*oldest=*/true);
   return {&N(n).item, inserted};
 }
 
@@ -269,7 +288,8 @@ absl::StatusOr<std::vector<LruIndex::Item>> LruIndex::Reserve(int64_t bytes) {
                      ", ", reserved_bytes_, " reserved by writes in progress"));
   }
   std::vector<Item> victims;
-  while (used_bytes_ + reserved_bytes_ + bytes > max_bytes_) {
+  while (!defer_eviction_ &&
+         used_bytes_ + reserved_bytes_ + bytes > max_bytes_) {
     EvictFront(&victims);
   }
   reserved_bytes_ += bytes;

@@ -5,8 +5,9 @@
 // It owns no data and does no I/O: the store deletes the victims' bytes.
 //
 // Invariant: used_bytes() is the sum of the sizes of the items held. Reserve()
-// keeps used_bytes() + reserved_bytes() <= max_bytes(); Insert() may exceed it
-// only when the caller inserts without a reservation (e.g. while loading).
+// keeps used_bytes() + reserved_bytes() <= max_bytes() unless eviction is
+// deferred (DeferEviction()); Insert() may exceed it only when the caller
+// inserts without a reservation (e.g. while loading).
 //
 // Costs: Peek, Touch, Insert, Erase and the write bookkeeping are O(1)
 // expected; Reserve and JoinWrite are O(victims); SortByStamp is
@@ -132,6 +133,11 @@ class LruIndex {
   std::pair<Item*, bool> InsertNew(const ItemKey& key, int64_t size,
                                    int64_t stamp, bool small);
 
+  // InsertNew(), but an item added goes in as least recently used (used to
+  // load a store behind items already touched, newest first).
+  std::pair<Item*, bool> InsertNewOldest(const ItemKey& key, int64_t size,
+                                         int64_t stamp, bool small);
+
   // Makes room for `n` items in all, so that inserting up to that many
   // allocates nothing more (used before loading a store).
   void ReserveItems(size_t n);
@@ -150,6 +156,11 @@ class LruIndex {
   // their data). RESOURCE_EXHAUSTED, evicting nothing, when `bytes` cannot fit
   // even with every item evicted.
   absl::StatusOr<std::vector<Item>> Reserve(int64_t bytes);
+
+  // While `defer` (set while a store loads its index), Reserve() and
+  // JoinWrite() evict nothing, so used + reserved may exceed the budget until
+  // EvictToFit() runs; they still refuse more than the budget at once.
+  void DeferEviction(bool defer) { defer_eviction_ = defer; }
 
   // Returns `bytes` previously reserved.
   void Release(int64_t bytes);
@@ -245,9 +256,11 @@ class LruIndex {
   uint32_t NewNode();
   // Returns the node of `key` and false, or adds it as InsertNew() does.
   std::pair<uint32_t, bool> FindOrAdd(const ItemKey& key, int64_t size,
-                                      int64_t stamp, bool small);
+                                      int64_t stamp, bool small,
+                                      bool oldest = false);
   void Unlink(uint32_t n);
   void PushBack(uint32_t n);
+  void PushFront(uint32_t n);
   void MoveToBack(uint32_t n);
   void EvictFront(std::vector<Item>* victims);
 
@@ -260,6 +273,7 @@ class LruIndex {
   absl::flat_hash_set<uint32_t, NodeHash, NodeEq> by_key_;
   int64_t used_bytes_ = 0;
   int64_t reserved_bytes_ = 0;
+  bool defer_eviction_ = false;
   int64_t counts_[2] = {0, 0};
   int64_t evictions_ = 0;
   int64_t evicted_bytes_ = 0;

@@ -102,6 +102,9 @@ class EmptySmallItemStore final : public SmallItemStore {
   absl::StatusOr<std::string> Get(const ItemKey&) override {
     return absl::NotFoundError("no small-item database");
   }
+  absl::StatusOr<SmallItemMeta> GetMeta(const ItemKey&) override {
+    return absl::NotFoundError("no small-item database");
+  }
   absl::Status SetStamp(const ItemKey&, int64_t, int64_t) override {
     return absl::UnavailableError(why_);
   }
@@ -166,6 +169,20 @@ class RocksSmallItemStore final : public SmallItemStore {
       return FromRocks(s, "read small item");
     }
     return value;
+  }
+
+  absl::StatusOr<SmallItemMeta> GetMeta(const ItemKey& key) override {
+    std::string v;
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), RecordKey(kMetaPrefix, key), &v);
+    if (!s.ok()) {
+      return FromRocks(s, "read small item metadata");
+    }
+    if (v.size() != kMetaValueSize) {
+      return absl::NotFoundError("small item metadata malformed");
+    }
+    return SmallItemMeta{key, static_cast<int64_t>(GetFixed64(v.data())),
+                         static_cast<int64_t>(GetFixed64(v.data() + 8))};
   }
 
   absl::Status SetStamp(const ItemKey& key, int64_t size,

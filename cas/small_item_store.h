@@ -99,6 +99,11 @@ class SmallItemStore {
   // The bytes are those the database holds; callers verify them.
   virtual absl::StatusOr<std::string> Get(const ItemKey& key) = 0;
 
+  // Returns the metadata of the item under `key` as ForEach() would report
+  // it, reading no value. NOT_FOUND (also for a malformed record), DATA_LOSS,
+  // INTERNAL.
+  virtual absl::StatusOr<SmallItemMeta> GetMeta(const ItemKey& key) = 0;
+
   // Records `stamp` as the access stamp of the item of `size` bytes stored
   // under `key`; not synced, not even logged (best effort). The caller must
   // not let it race a Put() or Delete() of the same key (it would recreate

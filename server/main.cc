@@ -6,8 +6,10 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -184,6 +186,9 @@ ABSL_FLAG(ByteSize, read_buffers, ByteSize{int64_t{128} << 20},
 
 namespace {
 
+// Set when the store's background index load failed (the exit status is 1).
+std::atomic<bool> index_load_failed{false};
+
 std::string ExpandHome(const std::string& path) {
   const char* home = std::getenv("HOME");
   if (home != nullptr && (path == "~" || absl::StartsWith(path, "~/"))) {
@@ -217,6 +222,25 @@ absl::StatusOr<std::unique_ptr<cairn::cas::BlobStore>> OpenStore(
   options.fsync = absl::GetFlag(FLAGS_fsync);
   options.entry_cache_bytes = absl::GetFlag(FLAGS_ac_cache_size).bytes;
   options.small_item_max_bytes = absl::GetFlag(FLAGS_small_item_max).bytes;
+  // Serve at once; lookups the partial index cannot answer go to the disk.
+  options.load_index_in_background = true;
+  options.on_index_loaded = [](const absl::Status& s,
+                               const cairn::cas::StoreStats& stats) {
+    if (s.ok()) {
+      spdlog::info(
+          "cairn-server: index loaded in {:.2f}s: {} blobs, {} action "
+          "results, {} bytes",
+          stats.index_load_seconds, stats.cas_entries, stats.ac_entries,
+          stats.used_bytes);
+      return;
+    }
+    // The store still answers exactly but would never evict: stop, as a
+    // failed start-up would have.
+    spdlog::error("cairn-server: loading the index failed: {}; shutting down",
+                  s.ToString());
+    index_load_failed.store(true);
+    kill(getpid(), SIGTERM);
+  };
   const std::string compressed = absl::GetFlag(FLAGS_store_compressed);
   if (compressed != "auto" && compressed != "never") {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -385,7 +409,7 @@ int main(int argc, char** argv) {
     return Fail(store.status());
   }
   const double load_seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  const double index_seconds = (*store)->Stats().index_load_seconds;
+  const bool index_loading = (*store)->Stats().index_loading;
   store = cairn::server::MaybeAddSharedTier(
       *std::move(store),
       absl::GetFlag(FLAGS_memory) ? "" : ExpandHome(absl::GetFlag(FLAGS_dir)),
@@ -515,12 +539,11 @@ int main(int argc, char** argv) {
           ? address
           : absl::StrCat(tls.enabled() ? "grpcs://" : "grpc://", address);
   spdlog::info(
-      "cairn-server: listening on {}, store {}, index loaded in "
-      "{:.2f}s{}{}{}{}; "
+      "cairn-server: listening on {}, store {}, open in {:.2f}s{}{}{}{}{}; "
       "Bazel: --remote_cache={}; Go: GOCACHEPROG=\"cairn-gocacheprog "
       "--remote={}\"",
-      address, store_description,
-      index_seconds > 0 ? index_seconds : load_seconds,
+      address, store_description, load_seconds,
+      index_loading ? " (index loading)" : "",
       options.read_only ? ", read-only" : "", auth_note, metrics_note,
       http_note, url, url);
 
@@ -554,5 +577,5 @@ int main(int argc, char** argv) {
   spdlog::default_logger()->flush();
   // Everything is stopped and the store is closed. Skip gRPC's global
   // teardown at exit, which lingers for seconds while clients stay connected.
-  std::_Exit(0);
+  std::_Exit(index_load_failed.load() ? 1 : 0);
 }

@@ -150,6 +150,10 @@ void RegisterGauges(rpc::Registry* r, cas::BlobStore* store, rpc::IoPool* pool,
                       stat(&cas::StoreStats::cas_entries));
   r->NewCallbackGauge("cairn_store_ac_entries", "Action results stored.",
                       stat(&cas::StoreStats::ac_entries));
+  r->NewCallbackGauge(
+      "cairn_store_index_loading",
+      "1 while the store's index loads after start-up.",
+      [store] { return store->Stats().index_loading ? 1.0 : 0.0; });
   r->NewCallbackCounter("cairn_store_evictions_total",
                         "Items evicted to stay within the budget.",
                         stat(&cas::StoreStats::evictions));

@@ -1524,5 +1524,206 @@ TEST_F(ZstdAtRestTest, EvictionFreesTheCompressedBytes) {
   EXPECT_THAT(store->FindMissing({digests[0]}), ElementsAre(digests[0]));
 }
 
+// The index loaded in the background (as cairn-server opens the store):
+// requests made while it loads, held at the point where the disk has been
+// scanned and nothing is indexed yet.
+class BackgroundLoadTest : public SmallItemTest {
+ protected:
+  // Opens the store with its loader held until Release(); the old
+  // notifications must be used up (a store opened before was destroyed).
+  std::unique_ptr<BlobStore> OpenLoading() {
+    gate_ = std::make_unique<absl::Notification>();
+    loaded_ = std::make_unique<absl::Notification>();
+    DiskBlobStoreOptions options = options_;
+    options.load_index_in_background = true;
+    options.index_load_hook_for_test =
+        [gate = gate_.get()](absl::string_view point) {
+          if (point == "scanned") {
+            gate->WaitForNotification();
+          }
+        };
+    options.on_index_loaded = [this, loaded = loaded_.get()](
+                                  const absl::Status& s, const StoreStats&) {
+      load_status_ = s;
+      loaded->Notify();
+    };
+    absl::StatusOr<std::unique_ptr<BlobStore>> store =
+        NewDiskBlobStore(options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  // Lets the loader go on and waits until the load has ended.
+  void Release() {
+    gate_->Notify();
+    loaded_->WaitForNotification();
+    EXPECT_TRUE(load_status_.ok()) << load_status_;
+  }
+
+  std::unique_ptr<absl::Notification> gate_;
+  std::unique_ptr<absl::Notification> loaded_;
+  absl::Status load_status_;
+};
+
+TEST_F(BackgroundLoadTest, RequestsDuringTheLoadAnswerExactly) {
+  options_.max_size_bytes = 1 << 20;
+  Digest small, file, gone = Digest::OfData("never stored");
+  {
+    auto store = Open();
+    small = Put(*store, Bytes(80, 1));
+    file = Put(*store, Bytes(300, 2));
+    ASSERT_TRUE(store->PutEntry(Key(1), Bytes(20, 3)).ok());   // Small.
+    ASSERT_TRUE(store->PutEntry(Key(2), Bytes(200, 4)).ok());  // A file.
+    ASSERT_TRUE(store->PutEntry(Key(3), Bytes(20, 5)).ok());
+  }
+  auto store = OpenLoading();
+  EXPECT_TRUE(store->Stats().index_loading);
+  EXPECT_EQ(store->Stats().cas_entries, 0);  // Nothing indexed yet.
+  EXPECT_EQ(store->TryFindMissing({small}), std::nullopt);
+  EXPECT_EQ(store->TryGetEntry(Key(1)), std::nullopt);
+  EXPECT_EQ(store->TryHasEntry(Key(1)), std::nullopt);
+  EXPECT_THAT(store->FindMissing({small, gone, file}), ElementsAre(gone));
+  EXPECT_EQ(*store->Read(small), Bytes(80, 1));
+  EXPECT_EQ(*store->Read(file), Bytes(300, 2));
+  EXPECT_EQ(*store->GetEntry(Key(1)), Bytes(20, 3));
+  EXPECT_EQ(*store->GetEntry(Key(2)), Bytes(200, 4));
+  EXPECT_EQ(store->GetEntry(Key(9)).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store->Read(gone).status().code(), absl::StatusCode::kNotFound);
+  // Writes: new items, an entry replaced (growing into a file), a blob
+  // written again; each must be counted once.
+  Digest added_small = Put(*store, Bytes(90, 6));
+  Digest added_file = Put(*store, Bytes(400, 7));
+  Put(*store, Bytes(80, 1));
+  ASSERT_TRUE(store->PutEntry(Key(3), Bytes(150, 8)).ok());
+  const std::string fifty = Bytes(50, 9), eighty = Bytes(80, 1);
+  std::vector<BlobWrite> batch = {{Digest::OfData(fifty), fifty},
+                                  {small, eighty}};
+  for (const absl::Status& s : store->WriteBlobs(batch)) {
+    EXPECT_TRUE(s.ok()) << s;
+  }
+  EXPECT_EQ(*store->GetEntry(Key(3)), Bytes(150, 8));
+  Release();
+  StoreStats stats = store->Stats();
+  EXPECT_FALSE(stats.index_loading);
+  EXPECT_GT(stats.index_load_seconds, 0);
+  EXPECT_EQ(stats.cas_entries, 5);
+  EXPECT_EQ(stats.ac_entries, 3);
+  const int64_t want =
+      80 + 300 + 90 + 400 + 50 + (40 + 20) + (40 + 200) + (40 + 150);
+  EXPECT_EQ(stats.used_bytes, want);
+  EXPECT_EQ(stats.reserved_bytes, 0);
+  EXPECT_EQ(stats.evictions, 0);
+  EXPECT_THAT(store->FindMissing({small, file, added_small, added_file, gone}),
+              ElementsAre(gone));
+  EXPECT_EQ(*store->GetEntry(Key(3)), Bytes(150, 8));
+  store.reset();
+  store = Open();  // What the disk holds agrees.
+  EXPECT_EQ(store->Stats().used_bytes, want);
+  EXPECT_EQ(store->Stats().cas_entries, 5);
+  EXPECT_EQ(*store->GetEntry(Key(3)), Bytes(150, 8));
+  EXPECT_EQ(*store->GetEntry(Key(2)), Bytes(200, 4));
+}
+
+TEST_F(BackgroundLoadTest, BudgetAndOrderHoldOnceLoaded) {
+  options_.max_size_bytes = 1000;
+  Digest a, b, x;
+  {
+    auto store = Open();
+    a = Put(*store, Bytes(300, 1));  // Oldest.
+    b = Put(*store, Bytes(300, 2));
+    x = Put(*store, Bytes(300, 3));
+  }
+  FlipByte(CasPath(x), 7);
+  auto store = OpenLoading();
+  EXPECT_TRUE(store->Contains(a));  // Now the most recently used.
+  EXPECT_EQ(store->Read(x).status().code(), absl::StatusCode::kDataLoss);
+  Digest c = Put(*store, Bytes(300, 4));
+  Digest d = Put(*store, Bytes(300, 5));  // 1200 bytes: no eviction yet.
+  EXPECT_EQ(store->Stats().evictions, 0);
+  Release();
+  StoreStats stats = store->Stats();
+  EXPECT_EQ(stats.evictions, 1);  // b: the least recently used.
+  EXPECT_EQ(stats.corruptions, 1);
+  EXPECT_EQ(stats.used_bytes, 900);
+  EXPECT_THAT(store->FindMissing({a, b, c, d, x}), ElementsAre(b, x));
+  EXPECT_THAT(ItemFiles(), UnorderedElementsAre(a.hash(), c.hash(), d.hash()));
+  store.reset();
+  store = Open();
+  EXPECT_EQ(store->Stats().used_bytes, 900);
+  EXPECT_THAT(store->FindMissing({a, b, c, d, x}), ElementsAre(b, x));
+}
+
+TEST_F(BackgroundLoadTest, AnItemHeldTwiceIsResolvedByALookupOrByTheLoad) {
+  {
+    auto store = Open();
+    ASSERT_TRUE(store->PutEntry(Key(1), "in the database").ok());
+    ASSERT_TRUE(store->PutEntry(Key(2), "in the database").ok());
+  }
+  // As if killed between the two steps of a move: both keys are held in the
+  // database and (newer) as a file.
+  const auto later = fs::file_time_type::clock::now() + std::chrono::hours(1);
+  for (int i : {1, 2}) {
+    fs::create_directories(fs::path(AcPath(Key(i))).parent_path());
+    std::ofstream(AcPath(Key(i)), std::ios::binary)
+        << AcFileForTest("in a file");
+    fs::last_write_time(AcPath(Key(i)), later);
+  }
+  auto store = OpenLoading();
+  EXPECT_EQ(*store->GetEntry(Key(1)), "in a file");  // Found by a lookup.
+  Release();                                         // Key(2) by the load.
+  EXPECT_EQ(*store->GetEntry(Key(2)), "in a file");
+  EXPECT_EQ(store->Stats().ac_entries, 2);
+  EXPECT_EQ(store->Stats().used_bytes, 2 * (40 + 9));
+  store.reset();
+  store = Open();  // The older copies were deleted.
+  EXPECT_EQ(store->Stats().used_bytes, 2 * (40 + 9));
+  EXPECT_EQ(*store->GetEntry(Key(1)), "in a file");
+  EXPECT_EQ(*store->GetEntry(Key(2)), "in a file");
+}
+
+TEST_F(BackgroundLoadTest, ManyRequestsRaceTheLoad) {
+  // Many items, so that the loader takes several holds of the lock while
+  // readers and writers run (run under TSan: tools/sanitize.sh thread).
+  options_.max_size_bytes = 1 << 20;
+  std::vector<std::string> blobs;
+  {
+    auto store = Open();
+    for (int i = 0; i < 10000; ++i) {
+      blobs.push_back(absl::StrCat("blob ", i));
+      Put(*store, blobs.back());
+    }
+  }
+  auto store = OpenLoading();
+  gate_->Notify();
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t; i < 10000; i += 40) {
+        const Digest d = Digest::OfData(blobs[i]);
+        if (!store->FindMissing({d}).empty() || *store->Read(d) != blobs[i]) {
+          ++wrong;
+        }
+        Put(*store, absl::StrCat("new ", i));
+      }
+    });
+  }
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  loaded_->WaitForNotification();
+  EXPECT_EQ(wrong.load(), 0);
+  const StoreStats stats = store->Stats();
+  EXPECT_EQ(stats.cas_entries, 10000 + 1000);
+  int64_t want = 0;
+  for (int i = 0; i < 10000; ++i) {
+    want +=
+        static_cast<int64_t>(blobs[i].size()) +
+        (i % 40 < 4 ? static_cast<int64_t>(absl::StrCat("new ", i).size()) : 0);
+  }
+  EXPECT_EQ(stats.used_bytes, want);
+}
+
 }  // namespace
 }  // namespace cairn::cas

@@ -321,5 +321,41 @@ TEST(LruIndexTest, WritersOfOneKeyShareOneReservation) {
   EXPECT_EQ(index.reserved_bytes(), 0);
 }
 
+TEST(LruIndexTest, InsertNewOldestGoesBehindTheOthers) {
+  LruIndex index(1000);
+  index.Insert(K(1), 10);
+  index.Insert(K(2), 10);
+  auto [item, added] = index.InsertNewOldest(K(3), 10, 0, false);
+  EXPECT_TRUE(added);
+  index.InsertNewOldest(K(4), 10, 0, false);
+  EXPECT_FALSE(index.InsertNewOldest(K(1), 99, 0, false).second);  // Held.
+  EXPECT_EQ(Order(index, 5), (std::vector<int>{4, 3, 1, 2}));
+  EXPECT_EQ(index.used_bytes(), 40);
+  auto victims = index.Reserve(970);
+  ASSERT_TRUE(victims.ok());
+  ASSERT_EQ(victims->size(), 1u);
+  EXPECT_EQ((*victims)[0].key, K(4));
+}
+
+TEST(LruIndexTest, DeferredEvictionWaitsForEvictToFit) {
+  LruIndex index(100);
+  index.Insert(K(1), 40);
+  index.Insert(K(2), 40);
+  index.DeferEviction(true);
+  auto victims = index.Reserve(60);  // Over the budget, evicting nothing.
+  ASSERT_TRUE(victims.ok());
+  EXPECT_TRUE(victims->empty());
+  EXPECT_EQ(index.reserved_bytes(), 60);
+  EXPECT_EQ(index.Reserve(41).status().code(),  // More than the budget left.
+            absl::StatusCode::kResourceExhausted);
+  index.Release(60);
+  index.Insert(K(3), 60);
+  index.DeferEviction(false);
+  std::vector<LruIndex::Item> evicted = index.EvictToFit();
+  ASSERT_EQ(evicted.size(), 1u);
+  EXPECT_EQ(evicted[0].key, K(1));
+  EXPECT_EQ(index.used_bytes(), 100);
+}
+
 }  // namespace
 }  // namespace cairn::cas
