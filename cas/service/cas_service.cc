@@ -317,9 +317,12 @@ class GetTreeReactor final
         return;
       }
     }
+    // The page's serialized size, kept as it grows (ByteSizeLong() on the
+    // whole response each time made a page quadratic in its directories).
+    size_t page_bytes = 0;
     while (response_.directories_size() < page_size_ &&
-           response_.ByteSizeLong() < kMaxTreePageBytes && FetchNext()) {
-      VisitNext();
+           page_bytes < kMaxTreePageBytes && FetchNext()) {
+      page_bytes += VisitNext();
     }
     if (!FetchNext()) {
       StartWriteAndFinish(&response_, grpc::WriteOptions(),
@@ -354,8 +357,8 @@ class GetTreeReactor final
   }
 
   // Consumes next_: queues its unseen children and emits it unless it lies
-  // before the page token's offset.
-  void VisitNext() {
+  // before the page token's offset. Returns the bytes it added to the page.
+  size_t VisitNext() {
     v2::Directory directory = *std::move(next_);
     next_.reset();
     for (const v2::DirectoryNode& child : directory.directories()) {
@@ -364,9 +367,12 @@ class GetTreeReactor final
         queue_.push_back(*std::move(child_digest));
       }
     }
-    if (offset_++ >= skip_) {
-      *response_.add_directories() = std::move(directory);
+    if (offset_++ < skip_) {
+      return 0;
     }
+    const size_t bytes = RepeatedFieldBytes(directory.ByteSizeLong());
+    *response_.add_directories() = std::move(directory);
+    return bytes;
   }
 
   const CasServiceOptions options_;

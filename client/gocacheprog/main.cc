@@ -84,8 +84,9 @@ ABSL_FLAG(absl::Duration, get_budget, absl::Seconds(2),
 ABSL_FLAG(std::string, zstd, "auto",
           "When the remote advertises zstd: auto (uploads compressed; fetched "
           "bodies compressed when the first few plain fetches measure the "
-          "link below 40 MB/s, re-checked every 32 MiB against a trial of "
-          "the other mode), always, or never (also true, false). Bodies "
+          "link below 40 MB/s or the remote's round trip is 8 ms or more, "
+          "re-checked every 32 MiB against a trial of the other mode), always, "
+          "or never (also true, false). Bodies "
           "are verified after decompression. Env: CAIRN_ZSTD.");
 ABSL_FLAG(bool, v, false, "Log every request to stderr. Env: CAIRN_VERBOSE.");
 ABSL_FLAG(std::string, machine, "",

@@ -68,7 +68,12 @@ class ReapiRemote final : public Remote {
     const absl::Time start = absl::Now();
     const TransferMode mode = chooser_.Next();
     const bool zstd = mode == TransferMode::kZstd;
-    absl::StatusOr<Entry> entry = GetAs(action_id, admit, sink, zstd);
+    // The entry's answer comes before any body: its round trip.
+    auto timed_admit = [&](int64_t size) {
+      chooser_.RecordRoundTrip(start, absl::Now());
+      return admit(size);
+    };
+    absl::StatusOr<Entry> entry = GetAs(action_id, timed_admit, sink, zstd);
     const int64_t moved = entry.ok() ? entry->size : 0;
     chooser_.Record(mode, moved, absl::Now() - start);
     if (moved > 0) {

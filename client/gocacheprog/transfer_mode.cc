@@ -61,6 +61,27 @@ void TransferChooser::Record(TransferMode mode, int64_t bytes, absl::Time start,
   Revise(secs > 0 ? static_cast<double>(window_bytes_) / secs : 0, end);
 }
 
+void TransferChooser::RecordRoundTrip(absl::Time start, absl::Time end) {
+  const absl::Duration rtt = end - start;
+  if (policy_ != ZstdPolicy::kAuto || rtt <= absl::ZeroDuration()) {
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  if (decided_) {
+    return;
+  }
+  min_round_trip_ = std::min(min_round_trip_, rtt);
+  if (++round_trips_ < kRoundTripSamples || min_round_trip_ < kFarRoundTrip) {
+    return;
+  }
+  // A far remote: compressed from here on, plain only from a won trial.
+  incumbent_ = TransferMode::kZstd;
+  mode_ = incumbent_;
+  decided_ = true;
+  far_ = true;
+  Begin(incumbent_, /*trial=*/false, end);
+}
+
 void TransferChooser::Probe(int64_t bytes, absl::Time start, absl::Time end) {
   // Every body shares the link: all count towards the aggregate rate.
   window_start_ = std::min(window_start_, start);
@@ -113,6 +134,10 @@ void TransferChooser::Revise(double rate, absl::Time now) {
   }
   if (mode_ == TransferMode::kPlain && rate >= kZstdBelowBytesPerSecond) {
     Begin(mode_, /*trial=*/false, now);  // A fast link: plain it is.
+    return;
+  }
+  if (far_ && mode_ == TransferMode::kZstd && rate < kFarTrialBytesPerSecond) {
+    Begin(mode_, /*trial=*/false, now);  // Plain cannot win here.
     return;
   }
   if (++windows_since_trial_ >= trial_gap_) {

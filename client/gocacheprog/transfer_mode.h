@@ -47,8 +47,21 @@
 //         50 Mbit/s: about a second each); one that wins resets it.
 //     Fetches begun before a window (the other mode's still in flight) are
 //     not counted in it.
-//   - On a slow link the probe costs the difference for a few large bodies
-//     (at 50 Mbit/s a few tenths of a second).
+//   - A far remote skips the probe: once kRoundTripSamples entries have
+//     been looked up and the shortest of those round trips (request to
+//     answer, the link's delay without the queueing of many fetches) is
+//     kFarRoundTrip or more, the chooser decides zstd at once, without a
+//     measured plain rate (the lan profile's round trip is ~1 ms, cloud's
+//     10 ms). Plain is then tried only when compressed bodies arrive at
+//     kFarTrialBytesPerSecond or more: below that plain, which moves about
+//     three times the wire bytes, can only win on a link faster than the
+//     compressed fetches are using. On the 25 ms, 50 Mbit/s profile
+//     (2026-12-02, one loaded run each) the plain probe sent ~300 small gh
+//     bodies plain (8 MB more on the wire than all zstd, 141 MB), and a
+//     plain trial with the fetches in flight when it ended ~80 bodies
+//     (25 MB more): that trial never won under cloud or far.
+//   - On a slow link close by the probe costs the difference for a few
+//     large bodies (at 50 Mbit/s a few tenths of a second).
 //
 // Policy kAlways / kNever pins the mode (the --zstd flag).
 //
@@ -88,6 +101,10 @@ class TransferChooser {
   static constexpr int64_t kWindowBytes = int64_t{32} << 20;
   static constexpr int64_t kTrialBytes = int64_t{8} << 20;
   static constexpr int kGapGrowth = 4;
+  // A far remote (see above).
+  static constexpr absl::Duration kFarRoundTrip = absl::Milliseconds(8);
+  static constexpr int kRoundTripSamples = 16;
+  static constexpr double kFarTrialBytesPerSecond = 100e6;
 
   explicit TransferChooser(ZstdPolicy policy) : policy_(policy) {}
   TransferChooser(const TransferChooser&) = delete;
@@ -102,6 +119,10 @@ class TransferChooser {
   // The same, with the fetch's start and end given.
   void Record(TransferMode mode, int64_t bytes, absl::Time start,
               absl::Time end);
+
+  // Records the round trip of one entry lookup, request at `start` to
+  // answer at `end` (before any body moved).
+  void RecordRoundTrip(absl::Time start, absl::Time end);
 
   // Returns true once the probe has decided (always with a fixed policy).
   bool Decided() const;
@@ -145,6 +166,11 @@ class TransferChooser {
   int windows_since_trial_ ABSL_GUARDED_BY(mu_) = 0;
   int trial_gap_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t changes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Round trips seen before the decision; far_: decided by them.
+  bool far_ ABSL_GUARDED_BY(mu_) = false;
+  int round_trips_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Duration min_round_trip_ ABSL_GUARDED_BY(mu_) =
+      absl::InfiniteDuration();
 };
 
 }  // namespace cairn::client::gocacheprog

@@ -72,11 +72,14 @@ TEST(EntryObjectTest, UnknownMagicShortObjectOrBadLengthIsNotAnEntry) {
 TEST(EntryObjectTest, MalformedCopySectionEndsTheCopies) {
   std::string copies = Copies();
   absl::StrAppend(&copies, Digest::OfData("xyz").hash(), " 300\nxyz");
-  auto entry = ParseEntryObject(EncodeEntryObject(kValue, copies));
+  // The parse answers views into the object: keep each object alive.
+  const std::string object = EncodeEntryObject(kValue, copies);
+  auto entry = ParseEntryObject(object);
   ASSERT_TRUE(entry.has_value());
   EXPECT_EQ(entry->value, kValue);
   EXPECT_EQ(entry->blobs.size(), 2u);  // The truncated third is dropped.
-  entry = ParseEntryObject(EncodeEntryObject(kValue, "no header\nabc"));
+  const std::string headless = EncodeEntryObject(kValue, "no header\nabc");
+  entry = ParseEntryObject(headless);
   ASSERT_TRUE(entry.has_value());
   EXPECT_TRUE(entry->blobs.empty());
 }

@@ -123,11 +123,11 @@ struct Phase {
 // The probe, at 15 MB/s: the machine at its busiest; decides zstd.
 constexpr Phase kSlowProbe{kPlain, TransferChooser::kProbeSamples* kMiB, 15e6};
 
-// Fetches one after another (each starts when the last ended) through the
-// phases; each fetch asks the chooser first and expects its phase's mode.
-// Returns the end time.
-absl::Time RunPhases(TransferChooser& c, std::initializer_list<Phase> phases) {
-  absl::Time now = absl::FromUnixSeconds(1000000);
+// Fetches one after another (each starts when the last ended, the first at
+// `now`) through the phases; each fetch asks the chooser first and expects its
+// phase's mode. Returns the end time.
+absl::Time RunPhases(TransferChooser& c, std::initializer_list<Phase> phases,
+                     absl::Time now = absl::FromUnixSeconds(1000000)) {
   for (const Phase& p : phases) {
     for (int64_t moved = 0; moved < p.bytes; moved += kMiB) {
       EXPECT_EQ(c.Next(), p.mode) << moved << " bytes into a phase";
@@ -195,6 +195,73 @@ TEST(TransferChooserTest, FetchesBegunBeforeAWindowDoNotCountInIt) {
            decided + absl::Milliseconds(1));
   EXPECT_EQ(c.Next(), kZstd);
   EXPECT_EQ(c.Changes(), 0);
+}
+
+// Records `n` entry lookups of `rtt` each, one after another from `now`;
+// returns when the last ended.
+absl::Time RoundTrips(TransferChooser& c, int n, absl::Duration rtt,
+                      absl::Time now = absl::FromUnixSeconds(1000000)) {
+  for (int i = 0; i < n; ++i) {
+    c.RecordRoundTrip(now, now + rtt);
+    now += rtt;
+  }
+  return now;
+}
+
+constexpr int kRoundTrips = TransferChooser::kRoundTripSamples;
+constexpr absl::Duration kFar = TransferChooser::kFarRoundTrip;
+
+TEST(TransferChooserTest, FarRemoteDecidesZstdWithoutTheProbe) {
+  // 5 ms each way: no plain probe, compressed from the 8th answer on.
+  TransferChooser c(ZstdPolicy::kAuto);
+  RoundTrips(c, kRoundTrips - 1, absl::Milliseconds(10));
+  EXPECT_FALSE(c.Decided());
+  EXPECT_EQ(c.Next(), kPlain);
+  RoundTrips(c, 1, absl::Milliseconds(10));
+  EXPECT_TRUE(c.Decided());
+  EXPECT_EQ(c.Next(), kZstd);
+  EXPECT_EQ(c.Changes(), 0);
+}
+
+TEST(TransferChooserTest, NearRemoteKeepsTheProbe) {
+  // One short round trip among long ones (the others queued behind many
+  // fetches on a busy machine) shows a near remote; and so does a LAN's.
+  TransferChooser c(ZstdPolicy::kAuto);
+  RoundTrips(c, kRoundTrips, 10 * kFar);
+  EXPECT_TRUE(c.Decided());  // Only a far remote's 8 answers so far.
+  TransferChooser busy(ZstdPolicy::kAuto), lan(ZstdPolicy::kAuto);
+  RoundTrips(busy, 1, kFar / 2);
+  RoundTrips(busy, 10 * kRoundTrips, 10 * kFar);
+  RoundTrips(lan, 10 * kRoundTrips, absl::Milliseconds(1));
+  for (TransferChooser* n : {&busy, &lan}) {
+    EXPECT_FALSE(n->Decided());
+    EXPECT_EQ(n->Next(), kPlain);
+    // The probe still decides: a fast link stays plain.
+    Feed(*n, TransferChooser::kProbeSamples, 1 << 20, absl::Milliseconds(5));
+    EXPECT_TRUE(n->Decided());
+    EXPECT_EQ(n->Next(), kPlain);
+  }
+  // Fixed policies ignore round trips.
+  TransferChooser never(ZstdPolicy::kNever);
+  RoundTrips(never, kRoundTrips, 10 * kFar);
+  EXPECT_EQ(never.Next(), kPlain);
+}
+
+TEST(TransferChooserTest, FarRemoteTriesPlainOnlyWhenCompressedRunsFast) {
+  // Compressed bodies at 20 MB/s through a far remote: no plain trial, not
+  // even after many windows. At 150 MB/s the link might carry plain faster:
+  // a trial, which wins here (a fast link with a long delay).
+  TransferChooser c(ZstdPolicy::kAuto);
+  const absl::Time decided = RoundTrips(c, kRoundTrips, 10 * kFar);
+  ASSERT_EQ(c.Next(), kZstd);
+  RunPhases(c,
+            {{kZstd, 20 * kWindow, 20e6},
+             {kZstd, kWindow, 150e6},
+             {kPlain, kTrial, 300e6},
+             {kPlain, 4 * kWindow, 300e6}},
+            decided);
+  EXPECT_EQ(c.Next(), kPlain);
+  EXPECT_EQ(c.Changes(), 1);
 }
 
 }  // namespace

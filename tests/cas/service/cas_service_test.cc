@@ -390,6 +390,24 @@ TEST_F(GetTreeTest, PagesAndResumesFromToken) {
             pages[3].directories(0).SerializeAsString());
 }
 
+// A page stops growing once it holds 2 MiB, so that it fits a client's
+// default 4 MiB limit (the size is now summed as the page grows).
+TEST_F(GetTreeTest, PageStopsPastTwoMebibytes) {
+  v2::Directory root;
+  for (int i = 0; i < 3; ++i) {
+    v2::Directory big;
+    big.add_files()->set_name(std::string(1 << 20, static_cast<char>('a' + i)));
+    AddDir(&root, absl::StrCat("big", i), Put(big.SerializeAsString()));
+  }
+  std::vector<v2::GetTreeResponse> pages;
+  ASSERT_TRUE(Tree(0, "", &pages, Put(root.SerializeAsString())).ok());
+  ASSERT_EQ(pages.size(), 2u);
+  EXPECT_EQ(pages[0].directories_size(), 3);  // root, big0, big1: > 2 MiB.
+  EXPECT_GT(pages[0].ByteSizeLong(), size_t{2} << 20);
+  EXPECT_EQ(pages[1].directories_size(), 1);
+  EXPECT_EQ(pages[1].next_page_token(), "");
+}
+
 TEST_F(GetTreeTest, MissingRootIsNotFound) {
   std::vector<v2::GetTreeResponse> pages;
   EXPECT_EQ(Tree(0, "", &pages, cas::Digest::OfData("nope")).error_code(),
