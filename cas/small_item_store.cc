@@ -61,6 +61,17 @@ std::string MetaValue(int64_t size, int64_t stamp) {
   return v;
 }
 
+// Reads back what MetaValue() wrote into `*meta` (size, stamp); false when
+// `v` is not such a record.
+bool ParseMetaValue(absl::string_view v, SmallItemMeta* meta) {
+  if (v.size() != kMetaValueSize) {
+    return false;
+  }
+  meta->size = static_cast<int64_t>(GetFixed64(v.data()));
+  meta->stamp = static_cast<int64_t>(GetFixed64(v.data() + 8));
+  return true;
+}
+
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) {
     return absl::OkStatus();
@@ -178,11 +189,11 @@ class RocksSmallItemStore final : public SmallItemStore {
     if (!s.ok()) {
       return FromRocks(s, "read small item metadata");
     }
-    if (v.size() != kMetaValueSize) {
+    SmallItemMeta meta{key};
+    if (!ParseMetaValue(v, &meta)) {
       return absl::NotFoundError("small item metadata malformed");
     }
-    return SmallItemMeta{key, static_cast<int64_t>(GetFixed64(v.data())),
-                         static_cast<int64_t>(GetFixed64(v.data() + 8))};
+    return meta;
   }
 
   absl::Status SetStamp(const ItemKey& key, int64_t size,
@@ -321,16 +332,14 @@ absl::Status RocksSmallItemStore::ScanRange(
     const uint8_t kind = k.size() == kRecordKeySize
                              ? static_cast<uint8_t>(k.data()[1])
                              : uint8_t{0xff};
+    SmallItemMeta meta;
     if (kind > static_cast<uint8_t>(ItemKind::kAc) ||
-        v.size() != kMetaValueSize) {
+        !ParseMetaValue(absl::string_view(v.data(), v.size()), &meta)) {
       malformed->push_back(k.ToString());
       continue;
     }
-    SmallItemMeta meta;
     meta.key.kind = static_cast<ItemKind>(kind);
     std::memcpy(meta.key.id.data(), k.data() + 2, meta.key.id.size());
-    meta.size = static_cast<int64_t>(GetFixed64(v.data()));
-    meta.stamp = static_cast<int64_t>(GetFixed64(v.data() + 8));
     fn(meta);
   }
   return FromRocks(it->status(), "scan small items");
