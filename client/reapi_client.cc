@@ -302,6 +302,7 @@ class GrpcReapiClient final : public ReapiClient {
   }
 
   absl::StatusOr<reapi::CacheCapabilities> GetCapabilities() override;
+  absl::Status Ping() override;
   absl::StatusOr<int64_t> BatchLimit() override;
   absl::StatusOr<reapi::ActionResult> GetActionResult(
       const cas::Digest& action,
@@ -431,6 +432,15 @@ absl::StatusOr<reapi::CacheCapabilities> GrpcReapiClient::GetCapabilities() {
   have_caps_ = true;
   caps_cache_ = resp.cache_capabilities();
   return caps_cache_;
+}
+
+absl::Status GrpcReapiClient::Ping() {
+  reapi::GetCapabilitiesRequest req;
+  req.set_instance_name(options_.instance_name);
+  reapi::ServerCapabilities resp;
+  grpc::ClientContext ctx;
+  Prepare(ctx);
+  return FromGrpc(caps_->GetCapabilities(&ctx, req, &resp), "GetCapabilities");
 }
 
 bool GrpcReapiClient::UseZstd(bool batch_update) {
@@ -620,11 +630,10 @@ void GrpcReapiClient::UploadBatch(absl::Span<UploadItem* const> batch) {
   }
   for (auto& [blob, items] : waiting) {  // Not answered: not stored.
     for (UploadItem* item : items) {
-      item->status =
-          s.ok() ? absl::InternalError(absl::StrCat(
-                       "BatchUpdateBlobs: no answer for ",
-                       item->digest.ToString()))
-                 : s;
+      item->status = s.ok() ? absl::InternalError(absl::StrCat(
+                                  "BatchUpdateBlobs: no answer for ",
+                                  item->digest.ToString()))
+                            : s;
     }
   }
   if (s.ok()) {

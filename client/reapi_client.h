@@ -136,6 +136,12 @@ class ReapiClient {
   // (a failed fetch is not cached). Errors are the RPC's.
   virtual absl::StatusOr<reapi::CacheCapabilities> GetCapabilities() = 0;
 
+  // Sends one GetCapabilities call (one attempt, not cached) and returns its
+  // status: a round trip that touches no storage (servers answer it from
+  // memory: cairn-server, bazel-remote, Buildbarn, BuildBuddy), so timing
+  // it measures the network and not the server's disk or bucket.
+  virtual absl::Status Ping() = 0;
+
   // Returns the largest total blob size sent in one batch call: the
   // advertised limit (minus framing headroom) or the default.
   virtual absl::StatusOr<int64_t> BatchLimit() = 0;

@@ -83,10 +83,11 @@ ABSL_FLAG(absl::Duration, get_budget, absl::Seconds(2),
           "are not fetched. 0: no budget. Env: CAIRN_GET_BUDGET.");
 ABSL_FLAG(std::string, zstd, "auto",
           "When the remote advertises zstd: auto (uploads compressed; fetched "
-          "bodies compressed when the first few plain fetches measure the "
-          "link below 40 MB/s or the remote's round trip is 8 ms or more, "
-          "re-checked every 32 MiB against a trial of the other mode), always, "
-          "or never (also true, false). Bodies "
+          "bodies compressed when the network round trip, timed with "
+          "GetCapabilities before the first fetch, is 8 ms or more, or when "
+          "the first few plain fetches of 1 MiB or more measure the link "
+          "below 40 MB/s; re-checked every 32 MiB against a trial of the "
+          "other mode), always, or never (also true, false). Bodies "
           "are verified after decompression. Env: CAIRN_ZSTD.");
 ABSL_FLAG(bool, v, false, "Log every request to stderr. Env: CAIRN_VERBOSE.");
 ABSL_FLAG(std::string, machine, "",
@@ -430,11 +431,13 @@ int main(int argc, char** argv) {
     std::fprintf(
         stderr,
         "%s wire_down=%lld wire_up=%lld rpcs=%lld fetched_zstd=%lld "
-        "fetched_plain=%lld probe=%.1fMB/s zstd_changes=%lld\n",
+        "fetched_plain=%lld probe=%.1fMB/s zstd_changes=%lld "
+        "net_rtt=%.2fms\n",
         shim.stats().Summary().c_str(), static_cast<long long>(w.received),
         static_cast<long long>(w.sent), static_cast<long long>(w.calls),
         static_cast<long long>(t.zstd), static_cast<long long>(t.plain),
-        t.probe_rate / 1e6, static_cast<long long>(t.mode_changes));
+        t.probe_rate / 1e6, static_cast<long long>(t.mode_changes),
+        absl::ToDoubleMilliseconds(t.round_trip));
   }
   if (!s.ok()) {
     std::fprintf(stderr, "cairn-gocacheprog: %s\n", s.ToString().c_str());

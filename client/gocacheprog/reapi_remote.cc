@@ -1,6 +1,7 @@
 #include <atomic>
 #include <utility>
 
+#include "absl/base/call_once.h"
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -63,19 +64,28 @@ class ReapiRemote final : public Remote {
     // 1 MiB on cairn-server); a compressed body costs one more round trip
     // and moves a fraction of the bytes. The chooser measures which pays.
     if (!client_->CompressesReads()) {
-      return GetAs(action_id, admit, sink, /*zstd=*/false);
+      return GetAs(action_id, admit, sink, /*zstd=*/false, nullptr);
+    }
+    // The network's round trip, before the first fetch (the others wait
+    // here), then once in a while while far (transfer_mode.h).
+    absl::call_once(start_pings_, [this] {
+      while (chooser_.ClaimPing(absl::Now()) && PingOnce()) {
+      }
+    });
+    if (chooser_.ClaimPing(absl::Now())) {
+      PingOnce();
     }
     const absl::Time start = absl::Now();
     const TransferMode mode = chooser_.Next();
     const bool zstd = mode == TransferMode::kZstd;
-    // The entry's answer comes before any body: its round trip.
-    auto timed_admit = [&](int64_t size) {
-      chooser_.RecordRoundTrip(start, absl::Now());
-      return admit(size);
-    };
-    absl::StatusOr<Entry> entry = GetAs(action_id, timed_admit, sink, zstd);
+    // A body fetched in a call of its own is timed from that call: the
+    // lookup before it waited for the server's storage as much as for the
+    // network (a cold node's bucket), and its time says nothing of the link.
+    absl::Time body_start = start;
+    absl::StatusOr<Entry> entry =
+        GetAs(action_id, admit, sink, zstd, &body_start);
     const int64_t moved = entry.ok() ? entry->size : 0;
-    chooser_.Record(mode, moved, absl::Now() - start);
+    chooser_.Record(mode, moved, body_start, absl::Now());
     if (moved > 0) {
       (zstd ? zstd_fetches_ : plain_fetches_).fetch_add(1);
     }
@@ -84,7 +94,7 @@ class ReapiRemote final : public Remote {
 
   Transfers TransferCounts() const override {
     return {zstd_fetches_.load(), plain_fetches_.load(),
-            chooser_.EstimatedRate(), chooser_.Changes()};
+            chooser_.EstimatedRate(), chooser_.Changes(), chooser_.RoundTrip()};
   }
 
   absl::Status Put(absl::string_view action_id, const Entry& entry,
@@ -166,9 +176,23 @@ class ReapiRemote final : public Remote {
   }
 
  private:
-  // Get() with bodies moving zstd-compressed (`zstd`) or plain.
+  // Times one storage-free call for the chooser; returns false when it
+  // failed.
+  bool PingOnce() {
+    const absl::Time start = absl::Now();
+    if (!client_->Ping().ok()) {
+      chooser_.PingFailed();
+      return false;
+    }
+    chooser_.RecordPing(start, absl::Now());
+    return true;
+  }
+
+  // Get() with bodies moving zstd-compressed (`zstd`) or plain. Sets
+  // `*body_start` (when not null) to when a body not inlined was requested.
   absl::StatusOr<Entry> GetAs(absl::string_view action_id, SizeGate admit,
-                              BodySink sink, bool zstd) {
+                              BodySink sink, bool zstd,
+                              absl::Time* body_start) {
     const cas::Digest key = GoActionKey(action_id);
     const std::string inline_files[] = {kGoOutputPath};
     absl::Span<const std::string> ask_inline = inline_files;
@@ -210,6 +234,9 @@ class ReapiRemote final : public Remote {
       s = entry.size > 0 ? sink(out->contents()) : absl::OkStatus();
       inline_bytes_.fetch_add(entry.size);
     } else {
+      if (body_start != nullptr) {
+        *body_start = absl::Now();
+      }
       // The caller hashes the body against its OutputID as it stores it
       // (Remote::Get's contract): hashing it here too cost a second pass.
       s = client_->ReadBlobWith(
@@ -223,6 +250,7 @@ class ReapiRemote final : public Remote {
 
   std::unique_ptr<ReapiClient> client_;
   TransferChooser chooser_;
+  absl::once_flag start_pings_;
   std::atomic<int64_t> zstd_fetches_{0};
   std::atomic<int64_t> plain_fetches_{0};
   std::atomic<int64_t> inline_bytes_{0};

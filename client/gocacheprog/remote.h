@@ -14,6 +14,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "client/gocacheprog/local_store.h"
 #include "client/gocacheprog/transfer_mode.h"
 #include "client/reapi_client.h"
@@ -61,13 +62,14 @@ class Remote {
 
   // Returns how many entries' bodies travelled zstd-compressed and plain,
   // the link rate the --zstd=auto probe estimated (bytes/s; 0: none) and
-  // how often the mode changed after it (transfer_mode.h). Zero when the
-  // remote does not count.
+  // how often the mode changed after it, and the network round trip its
+  // pings measured (transfer_mode.h). Zero when the remote does not count.
   struct Transfers {
     int64_t zstd = 0;
     int64_t plain = 0;
     double probe_rate = 0;
     int64_t mode_changes = 0;
+    absl::Duration round_trip = absl::ZeroDuration();
   };
   virtual Transfers TransferCounts() const { return {}; }
 };

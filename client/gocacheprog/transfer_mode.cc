@@ -61,18 +61,44 @@ void TransferChooser::Record(TransferMode mode, int64_t bytes, absl::Time start,
   Revise(secs > 0 ? static_cast<double>(window_bytes_) / secs : 0, end);
 }
 
-void TransferChooser::RecordRoundTrip(absl::Time start, absl::Time end) {
+bool TransferChooser::ClaimPing(absl::Time now) {
+  if (policy_ != ZstdPolicy::kAuto) {
+    return false;
+  }
+  absl::MutexLock lock(&mu_);
+  if (!pings_done_) {
+    return true;  // Start-up: the remote pings one after another.
+  }
+  if (!far_ || now - last_ping_ < kPingInterval) {
+    return false;
+  }
+  last_ping_ = now;
+  return true;
+}
+
+void TransferChooser::RecordPing(absl::Time start, absl::Time end) {
   const absl::Duration rtt = end - start;
   if (policy_ != ZstdPolicy::kAuto || rtt <= absl::ZeroDuration()) {
     return;
   }
   absl::MutexLock lock(&mu_);
-  if (decided_) {
+  min_ping_ = std::min(min_ping_, rtt);
+  last_ping_ = std::max(last_ping_, end);
+  if (rtt < kFarRoundTrip) {
+    // Near for good; a far decision (a busy start-up) goes back to the probe.
+    near_ = true;
+    pings_done_ = true;
+    if (far_) {
+      RestartProbe();
+    }
     return;
   }
-  min_round_trip_ = std::min(min_round_trip_, rtt);
-  if (++round_trips_ < kRoundTripSamples || min_round_trip_ < kFarRoundTrip) {
+  if (pings_done_ || ++pings_ < kPingSamples) {
     return;
+  }
+  pings_done_ = true;
+  if (decided_) {
+    return;  // The probe came first (pings that failed, then a late one).
   }
   // A far remote: compressed from here on, plain only from a won trial.
   incumbent_ = TransferMode::kZstd;
@@ -80,6 +106,34 @@ void TransferChooser::RecordRoundTrip(absl::Time start, absl::Time end) {
   decided_ = true;
   far_ = true;
   Begin(incumbent_, /*trial=*/false, end);
+}
+
+void TransferChooser::PingFailed() {
+  absl::MutexLock lock(&mu_);
+  pings_done_ = true;
+}
+
+absl::Duration TransferChooser::RoundTrip() const {
+  absl::MutexLock lock(&mu_);
+  return min_ping_ == absl::InfiniteDuration() ? absl::ZeroDuration()
+                                               : min_ping_;
+}
+
+void TransferChooser::RestartProbe() {
+  if (decided_ && mode_ != TransferMode::kPlain) {
+    ++changes_;
+  }
+  decided_ = false;
+  far_ = false;
+  mode_ = incumbent_ = TransferMode::kPlain;
+  samples_ = 0;
+  best_rate_ = rate_ = 0;
+  window_bytes_ = 0;
+  window_start_ = absl::InfiniteFuture();
+  trial_ = false;
+  rates_[0] = rates_[1] = 0;
+  windows_since_trial_ = 0;
+  trial_gap_ = 1;
 }
 
 void TransferChooser::Probe(int64_t bytes, absl::Time start, absl::Time end) {

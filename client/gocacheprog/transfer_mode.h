@@ -47,19 +47,41 @@
 //         50 Mbit/s: about a second each); one that wins resets it.
 //     Fetches begun before a window (the other mode's still in flight) are
 //     not counted in it.
-//   - A far remote skips the probe: once kRoundTripSamples entries have
-//     been looked up and the shortest of those round trips (request to
-//     answer, the link's delay without the queueing of many fetches) is
-//     kFarRoundTrip or more, the chooser decides zstd at once, without a
-//     measured plain rate (the lan profile's round trip is ~1 ms, cloud's
-//     10 ms). Plain is then tried only when compressed bodies arrive at
-//     kFarTrialBytesPerSecond or more: below that plain, which moves about
-//     three times the wire bytes, can only win on a link faster than the
-//     compressed fetches are using. On the 25 ms, 50 Mbit/s profile
-//     (2026-12-02, one loaded run each) the plain probe sent ~300 small gh
-//     bodies plain (8 MB more on the wire than all zstd, 141 MB), and a
-//     plain trial with the fetches in flight when it ended ~80 bodies
-//     (25 MB more): that trial never won under cloud or far.
+//   - The network's round trip comes first, before the first fetch: the
+//     remote times kPingSamples storage-free calls one after another
+//     (ReapiClient::Ping, a GetCapabilities that every server we know
+//     answers from memory), and the round trip is the shortest. A lookup's
+//     or a fetch's time does not measure it: through a node whose local tier
+//     is cold each one waits for the bucket (several ms per GET on a
+//     loopback Ceph RGW; lookups took 20-37 ms on the loaded 2-core bench),
+//     and a rule that took the shortest of 16 lookups as the round trip sent
+//     121-142 of 375 bodies zstd through such a node on loopback (2026-12-02,
+//     zstd ~20% of that node's CPU). Then:
+//       * every ping kFarRoundTrip or more: a far remote (the lan profile's
+//         round trip is ~1 ms, cloud's 10 ms). Zstd from the first fetch on,
+//         without the plain probe (on the 25 ms, 50 Mbit/s profile the probe
+//         sent ~300 small gh bodies plain, 8 MB more on the wire than all
+//         zstd, 141 MB; deciding from lookups instead still sent the 64-79
+//         fetched before the 16th answer plain). Plain is tried only when
+//         compressed bodies arrive at kFarTrialBytesPerSecond or more: below
+//         that plain, about three times the wire bytes, can only win on a
+//         link faster than the compressed fetches are using. While far, one
+//         ping every kPingInterval: one below kFarRoundTrip (the start-up
+//         pings met a busy machine, not a far link) goes back to the probe.
+//       * a ping below kFarRoundTrip: near, for good (a far link cannot
+//         answer faster than its delay); the probe decides.
+//       * no answer to a ping: the probe decides.
+//   - The probe's samples are bodies of kMinSampleBytes or more: large
+//     enough that a server's own wait per fetch (a cold node's bucket GETs,
+//     its queue on a busy machine) cannot pass for a slow link (1 MiB takes
+//     26 ms at kZstdBelowBytesPerSecond; with 128 KiB samples the probe
+//     measured a warm node on loopback at 32.7 MB/s on the loaded bench and
+//     chose zstd), and a body fetched in a call of its own (not inline
+//     with its entry) is timed from that call, not from the lookup before
+//     it (which waits for the storage as much as the network).
+//     Through a cold node on loopback (bench/nodes.sh, 2026-12-02, load
+//     6-9) pings and 1 MiB samples brought the bodies sent zstd from
+//     126-142 of 375 to 0-43 (probe 36-43 MB/s: still close).
 //   - On a slow link close by the probe costs the difference for a few
 //     large bodies (at 50 Mbit/s a few tenths of a second).
 //
@@ -91,7 +113,7 @@ enum class TransferMode { kZstd, kPlain };
 class TransferChooser {
  public:
   static constexpr int kProbeSamples = 4;
-  static constexpr int64_t kMinSampleBytes = 128 * 1024;
+  static constexpr int64_t kMinSampleBytes = 1024 * 1024;
   // 40 MB/s (320 Mbit/s): compression paid at 200 Mbit/s (2x faster) and
   // not at 1 Gbit/s or on loopback (the probe measured 91-104 MB/s there on
   // the loaded machine, 4-16 MB/s through 50 and 200 Mbit/s links).
@@ -103,7 +125,8 @@ class TransferChooser {
   static constexpr int kGapGrowth = 4;
   // A far remote (see above).
   static constexpr absl::Duration kFarRoundTrip = absl::Milliseconds(8);
-  static constexpr int kRoundTripSamples = 16;
+  static constexpr int kPingSamples = 3;
+  static constexpr absl::Duration kPingInterval = absl::Seconds(1);
   static constexpr double kFarTrialBytesPerSecond = 100e6;
 
   explicit TransferChooser(ZstdPolicy policy) : policy_(policy) {}
@@ -114,15 +137,28 @@ class TransferChooser {
   TransferMode Next();
 
   // Records a fetch made in `mode` that moved a body of `bytes` (0 for a
-  // miss or a failure) in `elapsed`, request to last byte, ending now.
+  // miss or a failure) in `elapsed`, request to last byte, ending now (the
+  // request: the body's own call when it did not come inline).
   void Record(TransferMode mode, int64_t bytes, absl::Duration elapsed);
   // The same, with the fetch's start and end given.
   void Record(TransferMode mode, int64_t bytes, absl::Time start,
               absl::Time end);
 
-  // Records the round trip of one entry lookup, request at `start` to
-  // answer at `end` (before any body moved).
-  void RecordRoundTrip(absl::Time start, absl::Time end);
+  // Returns true when a network round trip should be measured now (the
+  // caller then pings and reports with RecordPing or PingFailed): while the
+  // start-up pings are unfinished, and while far, once per kPingInterval
+  // (claimed by one caller). False with a fixed policy.
+  bool ClaimPing(absl::Time now);
+
+  // Records the round trip of one storage-free call, request at `start` to
+  // answer at `end`.
+  void RecordPing(absl::Time start, absl::Time end);
+
+  // Records a ping that failed: the start-up pings end (the probe decides).
+  void PingFailed();
+
+  // Returns the shortest ping round trip (zero before any).
+  absl::Duration RoundTrip() const;
 
   // Returns true once the probe has decided (always with a fixed policy).
   bool Decided() const;
@@ -144,6 +180,8 @@ class TransferChooser {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Chooses the mode after the window closed at `now` with `rate`.
   void Revise(double rate, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets the decision and its windows: the probe starts again.
+  void RestartProbe() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const ZstdPolicy policy_;
   mutable absl::Mutex mu_;
@@ -166,11 +204,14 @@ class TransferChooser {
   int windows_since_trial_ ABSL_GUARDED_BY(mu_) = 0;
   int trial_gap_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t changes_ ABSL_GUARDED_BY(mu_) = 0;
-  // Round trips seen before the decision; far_: decided by them.
+  // Pings (see above): far_: decided by them; near_: one answered below
+  // kFarRoundTrip; pings_done_: the start-up pings are over.
   bool far_ ABSL_GUARDED_BY(mu_) = false;
-  int round_trips_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Duration min_round_trip_ ABSL_GUARDED_BY(mu_) =
-      absl::InfiniteDuration();
+  bool near_ ABSL_GUARDED_BY(mu_) = false;
+  bool pings_done_ ABSL_GUARDED_BY(mu_) = false;
+  int pings_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Duration min_ping_ ABSL_GUARDED_BY(mu_) = absl::InfiniteDuration();
+  absl::Time last_ping_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace cairn::client::gocacheprog

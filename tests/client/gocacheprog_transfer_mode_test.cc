@@ -1,5 +1,5 @@
-// TransferChooser: the --zstd=auto probe decides from the link rate its
-// plain fetches measured.
+// TransferChooser: --zstd=auto decides from the network round trip its pings
+// measured and the link rate its plain fetches measured.
 #include "client/gocacheprog/transfer_mode.h"
 #include "gtest/gtest.h"
 
@@ -46,14 +46,14 @@ TEST(TransferChooserTest, FixedPoliciesNeverProbe) {
 
 TEST(TransferChooserTest, SlowLinkSwitchesToZstd) {
   TransferChooser c(ZstdPolicy::kAuto);
-  // 128 KiB in 20 ms each, all at once: 4 x 6.6 MB/s = 26 MB/s together.
-  Feed(c, TransferChooser::kProbeSamples - 1, kBig, absl::Milliseconds(20));
+  // 1 MiB in 160 ms each, all at once: 4 x 6.6 MB/s = 26 MB/s together.
+  Feed(c, TransferChooser::kProbeSamples - 1, kBig, absl::Milliseconds(160));
   EXPECT_FALSE(c.Decided());
-  c.Record(TransferMode::kPlain, kBig, absl::Milliseconds(20));
+  c.Record(TransferMode::kPlain, kBig, absl::Milliseconds(160));
   EXPECT_TRUE(c.Decided());
-  // The four fetches share one window of (at least) 20 ms.
-  EXPECT_LE(c.EstimatedRate(), TransferChooser::kProbeSamples * kBig / 0.02);
-  EXPECT_GT(c.EstimatedRate(), kBig / 0.02);
+  // The four fetches share one window of (at least) 160 ms.
+  EXPECT_LE(c.EstimatedRate(), TransferChooser::kProbeSamples * kBig / 0.16);
+  EXPECT_GT(c.EstimatedRate(), kBig / 0.16);
   EXPECT_EQ(c.Next(), TransferMode::kZstd);
   // Plain fetches still in flight after the decision are not the window's.
   c.Record(TransferMode::kPlain, kBig * 1000, absl::Milliseconds(1));
@@ -72,20 +72,20 @@ TEST(TransferChooserTest, FastLinkStaysPlain) {
 TEST(TransferChooserTest, BestSampleIsTheEstimate) {
   TransferChooser c(ZstdPolicy::kAuto);
   // Contended fetches are slow; one that ran alone shows the link: fast.
-  Feed(c, TransferChooser::kProbeSamples - 1, kBig, absl::Milliseconds(50));
-  c.Record(TransferMode::kPlain, 1 << 20, absl::Milliseconds(4));
+  Feed(c, TransferChooser::kProbeSamples - 1, kBig, absl::Milliseconds(400));
+  c.Record(TransferMode::kPlain, kBig, absl::Milliseconds(4));
   EXPECT_TRUE(c.Decided());
   EXPECT_EQ(c.Next(), TransferMode::kPlain);
 }
 
 TEST(TransferChooserTest, FetchesInFlightTogetherMeasureTheLinkTogether) {
   TransferChooser c(ZstdPolicy::kAuto);
-  // Sixteen at once, each slow (128 KiB in 20 ms: 6.6 MB/s alone, what a
-  // 50 Mbit/s link would give one fetch), together 105 MB/s: a fast link
+  // Sixteen at once, each slow (1 MiB in 160 ms: 6.6 MB/s alone, what a
+  // 50 Mbit/s link would give one fetch), together 65 MB/s: a fast link
   // shared, not a slow one.
-  Feed(c, 12, kBig / 2, absl::Milliseconds(20));
+  Feed(c, 12, kBig / 2, absl::Milliseconds(160));
   EXPECT_FALSE(c.Decided());
-  Feed(c, TransferChooser::kProbeSamples, kBig, absl::Milliseconds(20));
+  Feed(c, TransferChooser::kProbeSamples, kBig, absl::Milliseconds(160));
   EXPECT_TRUE(c.Decided());
   EXPECT_GT(c.EstimatedRate(), TransferChooser::kZstdBelowBytesPerSecond);
   EXPECT_EQ(c.Next(), TransferMode::kPlain);
@@ -197,54 +197,116 @@ TEST(TransferChooserTest, FetchesBegunBeforeAWindowDoNotCountInIt) {
   EXPECT_EQ(c.Changes(), 0);
 }
 
-// Records `n` entry lookups of `rtt` each, one after another from `now`;
-// returns when the last ended.
-absl::Time RoundTrips(TransferChooser& c, int n, absl::Duration rtt,
-                      absl::Time now = absl::FromUnixSeconds(1000000)) {
+// Makes `n` pings of `rtt` each, one after another from `now`, each claimed
+// first; returns when the last ended.
+absl::Time Pings(TransferChooser& c, int n, absl::Duration rtt,
+                 absl::Time now = absl::FromUnixSeconds(1000000)) {
   for (int i = 0; i < n; ++i) {
-    c.RecordRoundTrip(now, now + rtt);
+    EXPECT_TRUE(c.ClaimPing(now)) << "ping " << i;
+    c.RecordPing(now, now + rtt);
     now += rtt;
   }
   return now;
 }
 
-constexpr int kRoundTrips = TransferChooser::kRoundTripSamples;
+constexpr int kPings = TransferChooser::kPingSamples;
 constexpr absl::Duration kFar = TransferChooser::kFarRoundTrip;
 
-TEST(TransferChooserTest, FarRemoteDecidesZstdWithoutTheProbe) {
-  // 5 ms each way: no plain probe, compressed from the 8th answer on.
+TEST(TransferChooserTest, FarNetworkDecidesZstdBeforeTheFirstFetch) {
+  // 5 ms each way: compressed from the first fetch, without a plain probe.
   TransferChooser c(ZstdPolicy::kAuto);
-  RoundTrips(c, kRoundTrips - 1, absl::Milliseconds(10));
+  const absl::Time before = Pings(c, kPings - 1, absl::Milliseconds(10));
   EXPECT_FALSE(c.Decided());
-  EXPECT_EQ(c.Next(), kPlain);
-  RoundTrips(c, 1, absl::Milliseconds(10));
+  const absl::Time end = Pings(c, 1, absl::Milliseconds(10), before);
   EXPECT_TRUE(c.Decided());
   EXPECT_EQ(c.Next(), kZstd);
+  EXPECT_EQ(c.RoundTrip(), absl::Milliseconds(10));
   EXPECT_EQ(c.Changes(), 0);
+  // The start-up pings are over; the next is due a kPingInterval later.
+  EXPECT_FALSE(c.ClaimPing(end));
+  EXPECT_TRUE(c.ClaimPing(end + TransferChooser::kPingInterval));
+  EXPECT_FALSE(c.ClaimPing(end + TransferChooser::kPingInterval));
 }
 
-TEST(TransferChooserTest, NearRemoteKeepsTheProbe) {
-  // One short round trip among long ones (the others queued behind many
-  // fetches on a busy machine) shows a near remote; and so does a LAN's.
-  TransferChooser c(ZstdPolicy::kAuto);
-  RoundTrips(c, kRoundTrips, 10 * kFar);
-  EXPECT_TRUE(c.Decided());  // Only a far remote's 8 answers so far.
-  TransferChooser busy(ZstdPolicy::kAuto), lan(ZstdPolicy::kAuto);
-  RoundTrips(busy, 1, kFar / 2);
-  RoundTrips(busy, 10 * kRoundTrips, 10 * kFar);
-  RoundTrips(lan, 10 * kRoundTrips, absl::Milliseconds(1));
-  for (TransferChooser* n : {&busy, &lan}) {
-    EXPECT_FALSE(n->Decided());
-    EXPECT_EQ(n->Next(), kPlain);
-    // The probe still decides: a fast link stays plain.
-    Feed(*n, TransferChooser::kProbeSamples, 1 << 20, absl::Milliseconds(5));
-    EXPECT_TRUE(n->Decided());
-    EXPECT_EQ(n->Next(), kPlain);
+// Plain fetches one after another from `now`: `n` bodies of `bytes`, each
+// `wait` (the server's own: a bucket GET, its queue) plus the bytes at
+// `rate`. Returns the end time.
+absl::Time Fetches(TransferChooser& c, int n, int64_t bytes,
+                   absl::Duration wait, double rate, absl::Time now) {
+  for (int i = 0; i < n; ++i) {
+    EXPECT_EQ(c.Next(), kPlain) << "fetch " << i << " of " << bytes;
+    const absl::Time start = now;
+    now += wait + absl::Seconds(bytes / rate);
+    c.Record(kPlain, bytes, start, now);
   }
-  // Fixed policies ignore round trips.
-  TransferChooser never(ZstdPolicy::kNever);
-  RoundTrips(never, kRoundTrips, 10 * kFar);
-  EXPECT_EQ(never.Next(), kPlain);
+  return now;
+}
+
+TEST(TransferChooserTest, SlowStorageOnANearNetworkStaysPlain) {
+  // A node whose local tier is cold, on loopback: each fetch waits 10 ms
+  // for the bucket (and its queue); the link carries 1 GB/s. 256 KiB
+  // bodies then arrive at 24 MB/s, 1 MiB ones at 95 MB/s: the link is
+  // fast, the wait is the server's.
+  TransferChooser c(ZstdPolicy::kAuto);
+  absl::Time now = Pings(c, 1, absl::Microseconds(200));
+  EXPECT_FALSE(c.ClaimPing(now));  // Near: no more pings.
+  EXPECT_FALSE(c.Decided());
+  now = Fetches(c, 20, 256 << 10, absl::Milliseconds(10), 1e9, now);
+  EXPECT_FALSE(c.Decided());
+  Fetches(c, TransferChooser::kProbeSamples, kBig, absl::Milliseconds(10), 1e9,
+          now);
+  EXPECT_TRUE(c.Decided());
+  EXPECT_EQ(c.Next(), kPlain);
+}
+
+TEST(TransferChooserTest, NearNetworkKeepsTheProbe) {
+  // A LAN's round trip: the probe decides, and a slow link still goes zstd.
+  TransferChooser c(ZstdPolicy::kAuto);
+  const absl::Time now = Pings(c, 1, absl::Milliseconds(1));
+  EXPECT_FALSE(c.Decided());
+  EXPECT_FALSE(c.ClaimPing(now + 100 * TransferChooser::kPingInterval));
+  Fetches(c, TransferChooser::kProbeSamples, kBig, absl::Milliseconds(1), 6e6,
+          now);
+  EXPECT_TRUE(c.Decided());
+  EXPECT_EQ(c.Next(), kZstd);
+  // Fixed policies never ping.
+  TransferChooser never(ZstdPolicy::kNever), always(ZstdPolicy::kAlways);
+  EXPECT_FALSE(never.ClaimPing(now));
+  EXPECT_FALSE(always.ClaimPing(now));
+}
+
+TEST(TransferChooserTest, ABusyStartUpIsRevisedByALaterPing) {
+  // All start-up pings slow (a busy machine, not a far link): zstd, until
+  // a later ping answers fast; then the probe decides again.
+  TransferChooser c(ZstdPolicy::kAuto);
+  const absl::Time end = Pings(c, kPings, 3 * kFar);
+  ASSERT_EQ(c.Next(), kZstd);
+  const absl::Time later = end + TransferChooser::kPingInterval;
+  Pings(c, 1, 2 * kFar, later);  // Still slow: still far.
+  EXPECT_EQ(c.Next(), kZstd);
+  Pings(c, 1, kFar / 8, later + 2 * TransferChooser::kPingInterval);
+  EXPECT_FALSE(c.Decided());
+  EXPECT_EQ(c.Next(), kPlain);
+  EXPECT_EQ(c.Changes(), 1);
+  EXPECT_EQ(c.RoundTrip(), kFar / 8);
+  EXPECT_FALSE(c.ClaimPing(later + 100 * TransferChooser::kPingInterval));
+  Feed(c, TransferChooser::kProbeSamples, kBig, absl::Milliseconds(5));
+  EXPECT_TRUE(c.Decided());
+  EXPECT_EQ(c.Next(), kPlain);
+}
+
+TEST(TransferChooserTest, AFailedPingLeavesItToTheProbe) {
+  TransferChooser c(ZstdPolicy::kAuto);
+  const absl::Time now = absl::FromUnixSeconds(1000000);
+  ASSERT_TRUE(c.ClaimPing(now));
+  c.PingFailed();
+  EXPECT_FALSE(c.ClaimPing(now + 100 * TransferChooser::kPingInterval));
+  EXPECT_EQ(c.RoundTrip(), absl::ZeroDuration());
+  EXPECT_EQ(c.Next(), kPlain);
+  // 1 MiB in 200 ms each, four at once: 21 MB/s.
+  Feed(c, TransferChooser::kProbeSamples, kBig, absl::Milliseconds(200));
+  EXPECT_TRUE(c.Decided());
+  EXPECT_EQ(c.Next(), kZstd);
 }
 
 TEST(TransferChooserTest, FarRemoteTriesPlainOnlyWhenCompressedRunsFast) {
@@ -252,7 +314,7 @@ TEST(TransferChooserTest, FarRemoteTriesPlainOnlyWhenCompressedRunsFast) {
   // even after many windows. At 150 MB/s the link might carry plain faster:
   // a trial, which wins here (a fast link with a long delay).
   TransferChooser c(ZstdPolicy::kAuto);
-  const absl::Time decided = RoundTrips(c, kRoundTrips, 10 * kFar);
+  const absl::Time decided = Pings(c, kPings, 10 * kFar);
   ASSERT_EQ(c.Next(), kZstd);
   RunPhases(c,
             {{kZstd, 20 * kWindow, 20e6},
