@@ -1,6 +1,7 @@
 #include "cas/entry_object.h"
 
 #include <cstdint>
+#include <optional>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
@@ -16,11 +17,42 @@ std::string Sha256Raw(absl::string_view data) {
   return h.FinishRaw();
 }
 
+// Takes one copy ("<hash> <size>[ <n>]\n" and its bytes) off the front of
+// `*o`; nullopt when the header or the length is malformed.
+std::optional<BlobWrite> ParseCopy(absl::string_view* o) {
+  const size_t end = o->find('\n');
+  if (end == absl::string_view::npos) {
+    return std::nullopt;
+  }
+  std::vector<absl::string_view> f =
+      absl::StrSplit(o->substr(0, end), absl::MaxSplits(' ', 2));
+  int64_t size = 0;
+  int64_t zstd = -1;  // The frames' length of a compressed copy.
+  if (f.size() < 2 || !absl::SimpleAtoi(f[1], &size) || size < 0 ||
+      (f.size() == 3 && (!absl::SimpleAtoi(f[2], &zstd) || zstd <= 0))) {
+    return std::nullopt;
+  }
+  absl::StatusOr<Digest> d = Digest::Create(f[0], size);
+  const int64_t n = zstd >= 0 ? zstd : size;
+  if (!d.ok() || static_cast<uint64_t>(n) > o->size() - end - 1) {
+    return std::nullopt;
+  }
+  const absl::string_view bytes = o->substr(end + 1, static_cast<size_t>(n));
+  o->remove_prefix(end + 1 + static_cast<size_t>(n));
+  return zstd >= 0 ? BlobWrite{*d, {}, bytes} : BlobWrite{*d, bytes};
+}
+
 }  // namespace
 
 void AppendEntryCopy(const Digest& digest, absl::string_view data,
                      std::string* copies) {
   absl::StrAppend(copies, digest.hash(), " ", digest.size_bytes(), "\n", data);
+}
+
+void AppendEntryZstdCopy(const Digest& digest, absl::string_view frames,
+                         std::string* copies) {
+  absl::StrAppend(copies, digest.hash(), " ", digest.size_bytes(), " ",
+                  frames.size(), "\n", frames);
 }
 
 std::string EncodeEntryObject(absl::string_view value,
@@ -52,21 +84,11 @@ std::optional<EntryObject> ParseEntryObject(absl::string_view o) {
     entry.value = o.substr(eol + 1, length);
     o.remove_prefix(eol + 1 + length);
     while (!o.empty()) {
-      const size_t end = o.find('\n');
-      std::vector<absl::string_view> f =
-          absl::StrSplit(o.substr(0, end), absl::MaxSplits(' ', 1));
-      int64_t size = 0;
-      absl::StatusOr<Digest> d =
-          f.size() == 2 && absl::SimpleAtoi(f[1], &size) && size >= 0
-              ? Digest::Create(f[0], size)
-              : absl::InvalidArgumentError("no copy header");
-      if (end == absl::string_view::npos || !d.ok() ||
-          static_cast<size_t>(size) > o.size() - end - 1) {
+      std::optional<BlobWrite> copy = ParseCopy(&o);
+      if (!copy.has_value()) {
         break;
       }
-      entry.blobs.push_back(
-          BlobWrite{*d, o.substr(end + 1, static_cast<size_t>(size))});
-      o.remove_prefix(end + 1 + static_cast<size_t>(size));
+      entry.blobs.push_back(*copy);
     }
   } else {
     return std::nullopt;

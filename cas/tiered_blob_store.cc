@@ -34,6 +34,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "cas/entry_object.h"
+#include "cas/zstd_codec.h"
 
 namespace cairn::cas {
 namespace {
@@ -41,6 +42,20 @@ namespace {
 constexpr int64_t kMinPartSize = int64_t{5} << 20;
 // An action-cache object larger than this is not a Cairn entry.
 constexpr size_t kMaxEntryObject = size_t{64} << 20;
+// A blob copy of at least this many bytes goes into an entry object
+// compressed, when zstd saves an eighth or more (as the disk store keeps
+// frames at rest: cas/disk_blob_store.h).
+constexpr int64_t kMinZstdCopy = 2048;
+// Returns zstd frames of `data` when they are at most 7/8 of its size.
+std::optional<std::string> CompressIfSmaller(absl::string_view data) {
+  ZstdCompressor c;
+  std::string frames;
+  if (!c.Compress(data, /*last=*/true, &frames).ok() ||
+      frames.size() > data.size() - data.size() / 8) {
+    return std::nullopt;
+  }
+  return frames;
+}
 
 // A bucket failure as the client of the store sees it: the shared tier is
 // unavailable (clients treat it as a miss), whatever the engine said.
@@ -169,6 +184,45 @@ class TieredWriter final : public BlobWriter {
   std::vector<std::string> etags_;
 };
 
+// A compressed upload (OpenWriteZstd): the frames go to the local tier as
+// they came (it keeps them compressed when that pays) and, decompressed, to
+// the tiered writer, which checks the digest and uploads the plain bytes (the
+// bucket's objects stay plain: every node, old or new, reads them). The local
+// tier commits only after the bucket has the blob.
+class ZstdTeeWriter final : public BlobWriter {
+ public:
+  ZstdTeeWriter(std::unique_ptr<BlobWriter> decoding,
+                std::unique_ptr<BlobWriter> local)
+      : decoding_(std::move(decoding)), local_(std::move(local)) {}
+
+  absl::Status Append(absl::string_view frames) override {
+    if (absl::Status s = decoding_->Append(frames); !s.ok()) {
+      return s;
+    }
+    if (local_ != nullptr && !local_->Append(frames).ok()) {
+      local_.reset();  // A cache: the bucket is the record.
+    }
+    return absl::OkStatus();
+  }
+  int64_t committed_size() const override {
+    return decoding_->committed_size();
+  }
+  absl::Status Commit() override {
+    if (absl::Status s = decoding_->Commit(); !s.ok()) {
+      return s;
+    }
+    if (local_ != nullptr) {
+      local_->Commit().IgnoreError();
+      local_.reset();
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::unique_ptr<BlobWriter> decoding_;
+  std::unique_ptr<BlobWriter> local_;  // Null when the local tier refused.
+};
+
 // Streams one blob from the bucket to its caller in ranged GETs of
 // fetch_chunk bytes, appending each range to the local tier and hashing it;
 // leads the digest's fetch (`flight_`), which it ends when the last byte has
@@ -293,11 +347,40 @@ class TieredStore final : public TieredBlobStore {
     return OpenStreaming(digest, offset);
   }
 
+  // As held by the local tier (frames when it keeps the blob compressed),
+  // fetched into it first when absent.
+  absl::StatusOr<StoredBlob> ReadAsStored(const Digest& digest) override {
+    return WithLocal(digest, [&] { return local_->ReadAsStored(digest); });
+  }
+
+  absl::StatusOr<StoredBlobReader> OpenReadAsStored(
+      const Digest& digest) override {
+    if (digest.size_bytes() <= options_.fetch_chunk) {
+      return WithLocal(digest,
+                       [&] { return local_->OpenReadAsStored(digest); });
+    }
+    absl::StatusOr<StoredBlobReader> local = local_->OpenReadAsStored(digest);
+    if (local.ok() || !absl::IsNotFound(local.status())) {
+      return local;
+    }
+    absl::StatusOr<std::unique_ptr<BlobReader>> streamed =
+        OpenStreaming(digest, 0);  // Plain, as the bucket holds it.
+    if (!streamed.ok()) {
+      return streamed.status();
+    }
+    return StoredBlobReader{*std::move(streamed), false};
+  }
+
   // The rest of BlobStore, declared as every store declares it.
   absl::Status Write(const Digest& digest, absl::string_view data) override;
 
   absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWrite(
       const Digest& digest) override;
+  absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWriteZstd(
+      const Digest& digest) override;
+  // OpenWrite() filling `local` (null: none) as the local tier's writer.
+  absl::StatusOr<std::unique_ptr<BlobWriter>> OpenWriteWith(
+      const Digest& digest, std::unique_ptr<BlobWriter> local);
 
   absl::StatusOr<std::string> GetEntry(absl::string_view key) override;
   absl::Status PutEntryImpl(absl::string_view key, absl::string_view value,
@@ -862,6 +945,31 @@ absl::StatusOr<std::unique_ptr<BlobWriter>> TieredStore::OpenWrite(
       w.ok()) {
     local = *std::move(w);
   }
+  return OpenWriteWith(digest, std::move(local));
+}
+
+absl::StatusOr<std::unique_ptr<BlobWriter>> TieredStore::OpenWriteZstd(
+    const Digest& digest) {
+  if (digest.IsEmpty()) {
+    return BlobStore::OpenWriteZstd(digest);
+  }
+  std::unique_ptr<BlobWriter> local;
+  if (absl::StatusOr<std::unique_ptr<BlobWriter>> w =
+          local_->OpenWriteZstd(digest);
+      w.ok()) {
+    local = *std::move(w);
+  }
+  absl::StatusOr<std::unique_ptr<BlobWriter>> tiered =
+      OpenWriteWith(digest, nullptr);
+  if (!tiered.ok()) {
+    return tiered.status();
+  }
+  return std::make_unique<ZstdTeeWriter>(
+      NewZstdDecodingWriter(digest, *std::move(tiered)), std::move(local));
+}
+
+absl::StatusOr<std::unique_ptr<BlobWriter>> TieredStore::OpenWriteWith(
+    const Digest& digest, std::unique_ptr<BlobWriter> local) {
   const bool multipart = digest.size_bytes() >= options_.multipart_threshold;
   bool skip = digest.IsEmpty() || KnownPresent(digest);
   bool owed = false;
@@ -1086,10 +1194,29 @@ void TieredStore::KeepEntryAlive(absl::string_view key,
 void TieredStore::KeepEntryBlobs(absl::Span<const BlobWrite> blobs,
                                  absl::Time entry_modified) {
   std::vector<BlobWrite> absent;
+  std::deque<std::string> decoded;  // The plain bytes of compressed copies.
+  int64_t decoded_bytes = 0;        // Bounded: frames may claim any size.
   for (const BlobWrite& b : blobs) {
-    if (!IsCorrupt(b.digest) && !LocalHas(b.digest)) {
-      absent.push_back(b);
+    if (IsCorrupt(b.digest) || LocalHas(b.digest)) {
+      continue;
     }
+    if (b.zstd.empty()) {
+      absent.push_back(b);
+      continue;
+    }
+    decoded_bytes += b.digest.size_bytes();
+    if (decoded_bytes > static_cast<int64_t>(kMaxEntryObject)) {
+      break;  // Read from its own object if needed.
+    }
+    absl::StatusOr<std::string> plain =
+        ZstdDecompressAll(b.zstd, b.digest.size_bytes());
+    if (!plain.ok()) {
+      corrupt_fetches_.fetch_add(1);
+      continue;
+    }
+    decoded.push_back(*std::move(plain));
+    // The local tier may keep the frames as they came (checked as `data`).
+    absent.push_back(BlobWrite{b.digest, decoded.back(), b.zstd});
   }
   // Write() checks each copy against its digest: a bad one is not kept.
   std::vector<absl::Status> kept = local_->WriteBlobs(absent);
@@ -1110,19 +1237,37 @@ absl::Status TieredStore::PutEntryObject(absl::string_view key,
                                          absl::string_view value,
                                          absl::Span<const Digest> blobs) {
   std::string copies;
+  // The budget counts the bytes carried (compressed copies as compressed);
+  // the plain bytes are bounded too, as the reader decompresses them.
   int64_t budget = options_.entry_blobs_max_bytes;
+  int64_t plain_budget = 4 * options_.entry_blobs_max_bytes;
   absl::flat_hash_set<absl::string_view> seen;
   for (const Digest& d : blobs) {
-    if (d.IsEmpty() || d.size_bytes() > budget ||
+    if (d.IsEmpty() || d.size_bytes() > plain_budget ||
+        (d.size_bytes() > budget && d.size_bytes() < kMinZstdCopy) ||
         !seen.insert(d.hash()).second || !KnownPresent(d)) {
       continue;  // Only blobs whose own object the bucket holds.
     }
-    absl::StatusOr<std::string> bytes = local_->Read(d);
+    absl::StatusOr<StoredBlob> bytes = local_->ReadAsStored(d);
     if (!bytes.ok()) {
       continue;
     }
-    budget -= d.size_bytes();
-    AppendEntryCopy(d, *bytes, &copies);
+    if (!bytes->zstd && d.size_bytes() >= kMinZstdCopy) {
+      if (std::optional<std::string> frames = CompressIfSmaller(bytes->data)) {
+        *bytes = StoredBlob{*std::move(frames), true};
+      }
+    }
+    const int64_t carried = static_cast<int64_t>(bytes->data.size());
+    if (carried > budget) {
+      continue;
+    }
+    budget -= carried;
+    plain_budget -= d.size_bytes();
+    if (bytes->zstd) {
+      AppendEntryZstdCopy(d, bytes->data, &copies);
+    } else {
+      AppendEntryCopy(d, bytes->data, &copies);
+    }
   }
   const std::string object = EncodeEntryObject(value, copies);
   absl::Status s = s3_->Put(AcKey(key), object, "", /*if_absent=*/false);

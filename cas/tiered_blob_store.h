@@ -6,6 +6,11 @@
 // Keys in the bucket: `<prefix>cas/<hash>` holds a CAS blob's bytes;
 // `<prefix>ac/<key>` holds a keyed entry (action result) as written.
 //
+// Objects in the bucket are the blobs' plain bytes. A compressed upload
+// (OpenWriteZstd()) is decompressed to check and upload it; the local tier
+// gets the frames as they came. ReadAsStored()/OpenReadAsStored() answer as
+// the local tier holds the blob (fetching it first when absent).
+//
 // Write-through: Write()/Commit() and PutEntry() succeed only after the
 // bucket holds the item, or has confirmed holding it already (a CAS upload
 // is a conditional PUT, If-None-Match: *, carrying the blob's SHA-256 as the
@@ -38,16 +43,20 @@
 // Entries with their blobs: PutEntry() naming blobs (an action result and its
 // outputs) writes into the entry's object copies of those blobs the bucket
 // is known to hold (existence cache) and the local tier has, in order,
-// skipping those that would overflow `entry_blobs_max_bytes` in all. A node
+// skipping those that would overflow `entry_blobs_max_bytes` in all. A copy
+// of at least 2 KiB travels as zstd frames when they save an eighth (those
+// the local tier holds, or compressed here); the budget counts the bytes
+// carried, the plain bytes stay within four times it. A node
 // fetching the entry puts each copy into its local tier only after checking
-// it against its digest (Write()); a bad copy is dropped and counted as a
-// corrupt fetch. So a cold node's hit costs one bucket request (the entry),
-// not two (the entry, then its outputs). The copies are extra bytes in the
-// bucket, not objects: each blob's own object stays the store of record and
-// FindMissing never answers from a copy alone, except that without retention
-// a kept copy counts as present (the writer saw its object, and Cairn never
-// deletes). An object with copies starts with a different magic; nodes of
-// older Cairn versions read it as a miss.
+// it against its digest (WriteBlobs(), a compressed copy decompressed first
+// and handed over with its frames, which the local tier may keep); a bad
+// copy is dropped and counted as a corrupt fetch. So a cold node's hit costs
+// one bucket request (the entry), not two (the entry, then its outputs). The
+// copies are extra bytes in the bucket, not objects: each blob's own object
+// stays the store of record and FindMissing never answers from a copy alone,
+// except that without retention a kept copy counts as present (the writer saw
+// its object, and Cairn never deletes). An object with copies starts with a
+// different magic; nodes of older Cairn versions read it as a miss.
 //
 // FindMissing is exact: a blob is present when the positive-only existence
 // cache (bucket confirmations, at most `existence_cache_entries`) has it

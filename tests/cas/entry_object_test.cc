@@ -84,5 +84,32 @@ TEST(EntryObjectTest, MalformedCopySectionEndsTheCopies) {
   EXPECT_TRUE(entry->blobs.empty());
 }
 
+TEST(EntryObjectTest, CompressedCopyRoundTripsAsFrames) {
+  std::string copies;
+  AppendEntryCopy(Digest::OfData("abc"), "abc", &copies);
+  AppendEntryZstdCopy(Digest::OfData("plain bytes"), "frames", &copies);
+  AppendEntryCopy(Digest::OfData("xyz"), "xyz", &copies);
+  const std::string object = EncodeEntryObject(kValue, copies);
+  auto entry = ParseEntryObject(object);
+  ASSERT_TRUE(entry.has_value());
+  ASSERT_EQ(entry->blobs.size(), 3u);
+  EXPECT_EQ(entry->blobs[1].digest, Digest::OfData("plain bytes"));
+  EXPECT_EQ(entry->blobs[1].data, "");  // The keeper decompresses.
+  EXPECT_EQ(entry->blobs[1].zstd, "frames");
+  EXPECT_EQ(entry->blobs[2].data, "xyz");
+  EXPECT_TRUE(entry->blobs[2].zstd.empty());
+  // A frames length that is not a positive number, or runs past the end,
+  // ends the copies there.
+  const std::string first = copies.substr(0, copies.find('\n', 0) + 4);
+  for (const std::string& n : {"0", "-1", "x", "7"}) {
+    const std::string o = EncodeEntryObject(
+        kValue, absl::StrCat(first, Digest::OfData("plain bytes").hash(),
+                             " 11 ", n, "\nframes"));
+    entry = ParseEntryObject(o);
+    ASSERT_TRUE(entry.has_value()) << n;
+    EXPECT_EQ(entry->blobs.size(), 1u) << n;
+  }
+}
+
 }  // namespace
 }  // namespace cairn::cas

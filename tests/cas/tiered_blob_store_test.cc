@@ -19,7 +19,9 @@
 #include "absl/time/clock.h"
 #include "cas/digest.h"
 #include "cas/disk_blob_store.h"
+#include "cas/entry_object.h"
 #include "cas/memory_blob_store.h"
+#include "cas/zstd_codec.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/rgw_cluster.h"
 #include "tests/testutil/temp_dir.h"
@@ -58,6 +60,19 @@ S3ClientOptions ClientOptions(Requests* seen) {
 std::string Blob(int i, size_t size = 100) {
   std::string s = absl::StrCat("blob-", i, "-");
   s.resize(size, static_cast<char>('a' + i % 26));
+  return s;
+}
+
+// `size` bytes zstd cannot shrink.
+std::string Noise(size_t size) {
+  std::string s(size, '\0');
+  uint64_t x = 88172645463325252u;
+  for (char& c : s) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c = static_cast<char>(x);
+  }
   return s;
 }
 
@@ -251,7 +266,10 @@ TEST_F(TieredTest, EntryCarriesItsSmallOutputsToAColdNode) {
   Requests seen_a, seen_b;
   auto a = Node(&seen_a);
   std::vector<Digest> outputs = WriteBlobs(a.get(), 0, 3, 1000, 20000);
-  const std::vector<Digest> big = WriteBlobs(a.get(), 5, 1, 200000);
+  // Incompressible: over the budget compressed too.
+  const std::string noise = Noise(200000);
+  const std::vector<Digest> big = {Digest::OfData(noise)};
+  ASSERT_TRUE(a->Write(big[0], noise).ok());
   const Digest unknown = Digest::OfData(Blob(9));  // Not in the bucket.
   std::vector<Digest> refs = outputs;
   refs.insert(refs.begin() + 1, big[0]);  // Over the budget: no copy.
@@ -290,6 +308,95 @@ TEST_F(TieredTest, EntryCarriesItsSmallOutputsToAColdNode) {
   auto plain = Raw()->GetAll(options_.prefix + "ac/" + plain_key);
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_TRUE(absl::StartsWith(*plain, "CAIRNAC1"));
+}
+
+// A copy goes into the entry compressed when zstd shrinks it (the budget
+// counts the bytes carried), and a cold node keeps the frames as they came
+// (its disk tier keeps zstd at rest) after checking them: compressed reads
+// cost no recompression there. A compressed copy that does not decompress to
+// its digest's bytes is dropped like any bad copy.
+TEST_F(TieredTest, EntryCarriesCompressedCopiesKeptCompressed) {
+  options_.entry_blobs_max_bytes = 100000;
+  auto a = Node(nullptr);
+  const std::string data = Blob(4, 300000);  // Over the budget uncompressed.
+  const Digest d = Digest::OfData(data);
+  ASSERT_TRUE(a->Write(d, data).ok());
+  const std::string key(64, 'c');
+  ASSERT_TRUE(a->PutEntry(key, "result", {d}).ok());
+  auto object = Raw()->GetAll(options_.prefix + "ac/" + key);
+  ASSERT_TRUE(object.ok()) << object.status();
+  EXPECT_LT(object->size(), 100000u);
+  EXPECT_TRUE(absl::StrContains(*object, absl::StrCat(d.hash(), " 300000 ")));
+
+  testutil::TempDir dir_b;
+  Requests seen_b;
+  auto b = Node(&seen_b, dir_b.path());
+  ASSERT_TRUE(b->GetEntry(key).ok());
+  EXPECT_EQ(b->Counters().entry_blobs_kept, 1);
+  auto stored = b->ReadAsStored(d);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_TRUE(stored->zstd);
+  EXPECT_LT(stored->data.size(), 100000u);
+  EXPECT_EQ(*ZstdDecompressAll(stored->data, d.size_bytes()), data);
+  EXPECT_EQ(*b->Read(d), data);
+  EXPECT_EQ(seen_b.total, 1);  // The entry's GET only.
+
+  // Frames of other bytes of the same size, or no frames at all.
+  std::string other = data;
+  other[1000] ^= 1;
+  std::string frames;
+  ASSERT_TRUE(ZstdCompressor().Compress(other, true, &frames).ok());
+  for (const std::string& bad : {frames, std::string("not zstd frames")}) {
+    std::string copies;
+    AppendEntryZstdCopy(d, bad, &copies);
+    ASSERT_TRUE(Raw()
+                    ->Put(options_.prefix + "ac/" + key,
+                          EncodeEntryObject("result", copies), "", false)
+                    .ok());
+    auto c = Node(nullptr);
+    auto entry = c->GetEntry(key);
+    ASSERT_TRUE(entry.ok()) << entry.status();
+    EXPECT_EQ(*entry, "result");
+    EXPECT_EQ(c->Stats().cas_entries, 0);
+    EXPECT_EQ(c->Counters().corrupt_fetches, 1);
+    EXPECT_EQ(c->Counters().entry_blobs_kept, 0);
+  }
+}
+
+// A compressed upload is kept compressed by the writer's local tier (served
+// as stored without recompressing) while the bucket gets the plain bytes,
+// which any node reads; bytes that do not match the digest go nowhere.
+TEST_F(TieredTest, CompressedUploadStaysCompressedLocallyAndPlainInTheBucket) {
+  testutil::TempDir dir_a;
+  auto a = Node(nullptr, dir_a.path());
+  const std::string data = Blob(6, 200000);
+  const Digest d = Digest::OfData(data);
+  std::string frames;
+  ASSERT_TRUE(ZstdCompressor().Compress(data, true, &frames).ok());
+  auto w = a->OpenWriteZstd(d);
+  ASSERT_TRUE(w.ok()) << w.status();
+  ASSERT_TRUE((*w)->Append(frames.substr(0, 10)).ok());
+  ASSERT_TRUE((*w)->Append(frames.substr(10)).ok());
+  ASSERT_TRUE((*w)->Commit().ok());
+  auto stored = a->ReadAsStored(d);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_TRUE(stored->zstd);
+  EXPECT_EQ(stored->data, frames);
+  EXPECT_EQ(*Raw()->GetAll(options_.prefix + "cas/" + d.hash()), data);
+  EXPECT_EQ(*Node(nullptr)->Read(d), data);
+
+  std::string other = data;
+  other[5] ^= 1;
+  std::string bad;
+  ASSERT_TRUE(ZstdCompressor().Compress(other, true, &bad).ok());
+  const Digest e = Digest::OfData(Blob(7, 200000));
+  w = a->OpenWriteZstd(e);
+  ASSERT_TRUE(w.ok()) << w.status();
+  ASSERT_TRUE((*w)->Append(bad).ok());
+  EXPECT_EQ((*w)->Commit().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(a->ReadAsStored(e).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Raw()->Head(options_.prefix + "cas/" + e.hash()).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 // A copy that does not match its digest is never kept or served; the entry

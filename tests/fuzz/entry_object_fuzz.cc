@@ -6,7 +6,8 @@
 // the rest is the copy section. Invariants: nothing crashes; a parsed
 // object starts with a magic and the SHA-256 of its value; the value and
 // every copy are views inside the object, in order and not overlapping,
-// each copy as long as its digest says; and an object EncodeEntryObject()
+// each copy as long as its digest says (a compressed copy: frames, no
+// plain bytes); and an object EncodeEntryObject()
 // built from a value and copies parses back to exactly them.
 #include <algorithm>
 #include <cstddef>
@@ -62,6 +63,14 @@ std::optional<EntryObject> ParseChecked(absl::string_view object) {
   }
   const char* next = entry->value.data() + entry->value.size();
   for (const cairn::cas::BlobWrite& b : entry->blobs) {
+    if (!b.zstd.empty()) {  // Compressed: frames, decompressed by the keeper.
+      if (!b.data.empty() || !Inside(b.zstd, object, next)) {
+        Fail(absl::StrCat("compressed copy of ", b.digest.ToString(),
+                          " out of place"));
+      }
+      next = b.zstd.data() + b.zstd.size();
+      continue;
+    }
     if (!Inside(b.data, object, next) ||
         static_cast<int64_t>(b.data.size()) != b.digest.size_bytes()) {
       Fail(absl::StrCat("copy of ", b.digest.ToString(), " is ", b.data.size(),
