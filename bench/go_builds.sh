@@ -29,7 +29,13 @@
 #                           [--profile loopback,lan,cloud,far] [--out DIR]
 #                           [--record FILE] [--baseline_shim BIN]
 #                           [--peers cairn,bazel-remote,go-tool-cache]
+#                           [--server_flags "FLAGS"]
 # --peers leaves out the peers not named (Cairn always runs).
+# --server_flags "FLAGS" adds flags to cairn-server (e.g.
+# "--zstd_rest_level=19"). After the cold_cairn fill the script waits until
+# the server's recompression at rest is idle (cairn_store_recompress_pending
+# 0) and reports how long that took, the blobs and bytes it recompressed and
+# the store's bytes before and after (go_builds_rest.csv in --out).
 # --record FILE tees the request stream of the cold_cairn std build into FILE
 # (input for bench/shim_replay.py). Needs: go >= 1.24, build-bench/bin/
 # {cairn-server,cairn-gocacheprog}, build/peers/bin/bazel-remote; for
@@ -49,6 +55,7 @@ out=$root/$build/bench-out
 record=""
 baseline_shim=""
 peers=cairn,bazel-remote,go-tool-cache
+server_flags=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) reps=$2; shift 2 ;;
@@ -59,6 +66,7 @@ while [ $# -gt 0 ]; do
     --record) record=$2; shift 2 ;;
     --baseline_shim) baseline_shim=$2; shift 2 ;;
     --peers) peers=$2; shift 2 ;;
+    --server_flags) server_flags=$2; shift 2 ;;
     *) echo "go_builds: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -106,9 +114,12 @@ export GOTOOLCHAIN=local
 
 start_servers() {
   cairn_port=$(free_port)
+  metrics_port=$(free_port)
   mkdir -p "$work/cairn-store"
+  # shellcheck disable=SC2086  # --server_flags holds several words.
   "$server" --listen "127.0.0.1:$cairn_port" --dir "$work/cairn-store" \
-    --max_size 20GiB >"$out/go_builds_cairn.log" 2>&1 &
+    --max_size 20GiB --metrics_listen "127.0.0.1:$metrics_port" \
+    $server_flags >"$out/go_builds_cairn.log" 2>&1 &
   pids+=($!)
   peer_port=$(free_port)
   mkdir -p "$work/peer-store"
@@ -236,6 +247,35 @@ run() {
   printf 'go_builds: %-4s %-8s %-20s rep %d %8ss wire=%s %s\n' "$target" "$profile" "$scenario" "$rep" "$secs" "$wire" "${stats#cairn-gocacheprog: stats: }" >&2
 }
 
+# cairn_metric NAME: the value of one of cairn-server's metrics (0 if absent).
+cairn_metric() {
+  curl -sf "http://127.0.0.1:$metrics_port/metrics" |
+    awk -v m="$1" '$1 == m {v = $2} END {printf "%d", v + 0}'
+}
+
+# wait_rest TARGET: waits (up to 30 min) until the server's recompression at
+# rest has nothing pending, and records what it did.
+wait_rest() {
+  local t0 t1 before
+  t0=$(date +%s.%N)
+  before=$(cairn_metric cairn_store_bytes)
+  local i=0
+  while [ "$(cairn_metric cairn_store_recompress_pending)" != 0 ] && [ $i -lt 18000 ]; do
+    sleep 0.1
+    i=$((i + 1))
+  done
+  t1=$(date +%s.%N)
+  local secs after blobs saved
+  secs=$(python3 -c "print('%.1f' % ($t1 - $t0))")
+  after=$(cairn_metric cairn_store_bytes)
+  blobs=$(cairn_metric cairn_store_recompressed_blobs_total)
+  saved=$(cairn_metric cairn_store_recompressed_saved_bytes_total)
+  [ -f "$out/go_builds_rest.csv" ] ||
+    echo "target,idle_after_s,recompressed_blobs,saved_bytes,store_bytes_before,store_bytes_after" >"$out/go_builds_rest.csv"
+  echo "$1,$secs,$blobs,$saved,$before,$after" >>"$out/go_builds_rest.csv"
+  echo "go_builds: $1 recompression at rest idle after ${secs}s: $blobs blobs recompressed since start, saving $saved bytes; store $before bytes when the wait began, $after after" >&2
+}
+
 shim_cmd() {  # shim_cmd HOST:PORT DIR [RECORD [BIN]]
   local bin=${4:-$shim}
   if [ -n "${3:-}" ]; then
@@ -263,6 +303,7 @@ scenarios() {  # scenarios TARGET
   if [ "$t" != gh ] && [ -n "$record" ]; then rec=$record; fi
   # The cold runs fill each remote directly (loopback).
   run "$t" cold_cairn 1 "$work/gc-$t-cc" "$(shim_cmd "127.0.0.1:$cairn_port" "$work/sd-$t-cc" "$rec")"
+  wait_rest "$t"
   if $have_br; then
     run "$t" cold_bazel-remote 1 "$work/gc-$t-cb" "$(shim_cmd "127.0.0.1:$peer_port" "$work/sd-$t-cb")"
   fi

@@ -51,6 +51,13 @@ struct StoreStats {
   // Seconds from opening until the index was complete (0 while loading).
   double index_load_seconds = 0;
   bool index_loading = false;  // The index is still loading (in background).
+  // Recompression at rest (the disk store's rest_zstd_level): blobs
+  // re-encoded, the bytes that saved, blobs looked at and left as they were
+  // (gone, not smaller, unreadable), and blobs waiting (queued or in hand).
+  int64_t recompressed_blobs = 0;
+  int64_t recompressed_saved_bytes = 0;
+  int64_t recompress_skipped = 0;
+  int64_t recompress_pending = 0;
 };
 
 // Sequential reader of one blob. Verifies the content's SHA-256 as it is

@@ -35,6 +35,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,6 +43,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <random>
 #include <system_error>
@@ -321,6 +323,17 @@ int64_t StampOf(const struct stat& st) {
          st.st_mtim.tv_nsec;
 }
 
+// A lookup's file was replaced by another encoding of the same blob between
+// the lookup and the open (ABORTED, never returned to callers: they look the
+// blob up again, kLookups times at most).
+constexpr int kLookups = 3;
+absl::Status MovedError(absl::string_view what) {
+  return absl::AbortedError(absl::StrCat(what, ": file re-encoded"));
+}
+bool Moved(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kAborted;
+}
+
 // Serves a small blob already read (and verified) into memory.
 class StringBlobReader final : public BlobReader {
  public:
@@ -449,6 +462,29 @@ class DiskBlobStore final : public BlobStore {
   void CountReadHash() { read_hashes_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
+  // Recompression at rest (see the header). The thread's loop; one blob:
+  // read, check, encode, verify, replace.
+  void RecompressLoop();
+  void RecompressOne(const ItemKey& key);
+  // The blob's content, read from its file `as` and checked against its
+  // digest; nullopt if it is gone, unreadable or does not match.
+  struct RestItem {
+    int64_t size = 0;
+    bool zstd = false;
+    int64_t content_size = 0;
+  };
+  std::optional<std::string> ReadForRecompress(const ItemKey& key,
+                                               const RestItem& as);
+  // Publishes `temp` (verified zstd frames of `frames` bytes) as the file of
+  // `key` if the index still holds it `as`; true if it did.
+  bool ReplaceEncoding(const ItemKey& key, const RestItem& as, TempFile& temp,
+                       int64_t frames);
+  // Queues a blob just committed to a file for recompression.
+  void QueueForRestLocked(const ItemKey& key, int64_t content_size)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool RecompressingLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return options_.rest_zstd_level > 0 && options_.keep_zstd;
+  }
   // Waits until no commit, unlink or stamp refresh of `key` is in progress.
   // Returns 0 (and gives up `*reserved`) if an item of `size` is stored and
   // !`replace`; otherwise claims `key` for publishing, first reserving
@@ -669,6 +705,16 @@ class DiskBlobStore final : public BlobStore {
   int64_t corruptions_ ABSL_GUARDED_BY(mu_) = 0;
   // Reads that hashed an item's whole content (StoreStats::read_hashes).
   std::atomic<int64_t> read_hashes_{0};
+  // Recompression at rest: the thread, blobs waiting (newest at the back),
+  // whether one is in hand, and the counters of StoreStats.
+  std::thread recompressor_;
+  absl::CondVar rest_wanted_;  // Signalled on a new blob and on stop.
+  bool stop_rest_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<ItemKey> rest_queue_ ABSL_GUARDED_BY(mu_);
+  bool rest_busy_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t recompressed_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t rest_saved_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t rest_skipped_ ABSL_GUARDED_BY(mu_) = 0;
   // Shard directories ([kind * kShards + shard]) that had a file renamed
   // into them since their last fsync; synced when the store closes.
   std::atomic<bool> dirty_dirs_[2 * kShards] = {};
@@ -1271,6 +1317,14 @@ DiskBlobStore::DiskBlobStore(const DiskBlobStoreOptions& options)
       entries_(options.entry_cache_bytes) {}
 
 DiskBlobStore::~DiskBlobStore() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_rest_ = true;
+    rest_wanted_.SignalAll();
+  }
+  if (recompressor_.joinable()) {
+    recompressor_.join();
+  }
   stop_loading_.store(true, std::memory_order_relaxed);
   if (loader_.joinable()) {
     loader_.join();
@@ -1559,6 +1613,9 @@ void DiskBlobStore::EndCommitLocked(const ItemKey& key, const absl::Status& s,
       ForgetEntryLocked(key);
       entries_.Put(key, *entry_value);
     }
+    if (!small && key.kind == ItemKind::kCas) {
+      QueueForRestLocked(key, zstd_content >= 0 ? zstd_content : size);
+    }
   }
 }
 
@@ -1779,9 +1836,13 @@ absl::StatusOr<int> DiskBlobStore::OpenItem(const ItemKey& key,
     return ErrnoStatus(err, absl::StrCat("open ", what));
   }
   {
-    // Evicted since the lookup, or deleted behind our back.
+    // Evicted since the lookup, or deleted behind our back, or re-encoded
+    // (then the index names the new file: the caller looks it up again).
     absl::MutexLock lock(&mu_);
     const LruIndex::Item* item = index_.Find(key);
+    if (item != nullptr && !item->small && ItemPath(*item) != path) {
+      return MovedError(what);
+    }
     if (KeyIdleLocked(key) && item != nullptr && !item->small &&
         ItemPath(*item) == path) {
       index_.Erase(key);
@@ -1986,11 +2047,15 @@ absl::StatusOr<std::string> DiskBlobStore::Read(const Digest& digest) {
     return std::string();
   }
   ItemKey key = CasKey(digest);
-  std::optional<Found> found = TouchItem(key, digest.size_bytes());
-  if (!found.has_value()) {
-    return NotFound(digest);
+  absl::StatusOr<std::string> data = MovedError("");
+  for (int i = 0; i < kLookups && Moved(data.status()); ++i) {
+    std::optional<Found> found = TouchItem(key, digest.size_bytes());
+    if (!found.has_value()) {
+      return NotFound(digest);
+    }
+    data = ReadFound(digest, *found, /*as_stored=*/false);
   }
-  return ReadFound(digest, *found, /*as_stored=*/false);
+  return Moved(data.status()) ? NotFound(digest) : data;
 }
 
 absl::StatusOr<std::string> DiskBlobStore::ReadFound(const Digest& digest,
@@ -2045,12 +2110,18 @@ absl::StatusOr<StoredBlob> DiskBlobStore::ReadAsStored(const Digest& digest) {
   if (digest.IsEmpty()) {
     return StoredBlob{};
   }
-  std::optional<Found> found = TouchItem(CasKey(digest), digest.size_bytes());
-  if (!found.has_value()) {
+  absl::StatusOr<std::string> data = MovedError("");
+  std::optional<Found> found;
+  for (int i = 0; i < kLookups && Moved(data.status()); ++i) {
+    found = TouchItem(CasKey(digest), digest.size_bytes());
+    if (!found.has_value()) {
+      return NotFound(digest);
+    }
+    data = ReadFound(digest, *found, /*as_stored=*/true);
+  }
+  if (Moved(data.status())) {
     return NotFound(digest);
   }
-  absl::StatusOr<std::string> data =
-      ReadFound(digest, *found, /*as_stored=*/true);
   if (!data.ok()) {
     return data.status();
   }
@@ -2062,12 +2133,18 @@ absl::StatusOr<StoredBlobReader> DiskBlobStore::OpenReadAsStored(
   if (digest.IsEmpty()) {
     return StoredBlobReader{std::make_unique<EmptyBlobReader>(), false};
   }
-  std::optional<Found> found = TouchItem(CasKey(digest), digest.size_bytes());
-  if (!found.has_value()) {
+  absl::StatusOr<std::unique_ptr<BlobReader>> reader = MovedError("");
+  std::optional<Found> found;
+  for (int i = 0; i < kLookups && Moved(reader.status()); ++i) {
+    found = TouchItem(CasKey(digest), digest.size_bytes());
+    if (!found.has_value()) {
+      return NotFound(digest);
+    }
+    reader = OpenFound(digest, *found, 0, /*as_stored=*/true);
+  }
+  if (Moved(reader.status())) {
     return NotFound(digest);
   }
-  absl::StatusOr<std::unique_ptr<BlobReader>> reader =
-      OpenFound(digest, *found, 0, /*as_stored=*/true);
   if (!reader.ok()) {
     return reader.status();
   }
@@ -2108,16 +2185,20 @@ absl::StatusOr<std::unique_ptr<BlobReader>> DiskBlobStore::OpenRead(
     return std::make_unique<EmptyBlobReader>();
   }
   ItemKey key = CasKey(digest);
-  std::optional<Found> found = TouchItem(key, digest.size_bytes());
-  if (!found.has_value()) {
-    return NotFound(digest);
+  absl::StatusOr<std::unique_ptr<BlobReader>> reader = MovedError("");
+  for (int i = 0; i < kLookups && Moved(reader.status()); ++i) {
+    std::optional<Found> found = TouchItem(key, digest.size_bytes());
+    if (!found.has_value()) {
+      return NotFound(digest);
+    }
+    if (offset > digest.size_bytes()) {
+      return absl::OutOfRangeError(absl::StrCat("cas blob ", digest.ToString(),
+                                                ": read offset ", offset,
+                                                " past the end"));
+    }
+    reader = OpenFound(digest, *found, offset, /*as_stored=*/false);
   }
-  if (offset > digest.size_bytes()) {
-    return absl::OutOfRangeError(absl::StrCat("cas blob ", digest.ToString(),
-                                              ": read offset ", offset,
-                                              " past the end"));
-  }
-  return OpenFound(digest, *found, offset, /*as_stored=*/false);
+  return Moved(reader.status()) ? NotFound(digest) : std::move(reader);
 }
 
 absl::StatusOr<std::unique_ptr<BlobReader>> DiskBlobStore::OpenFound(
@@ -2368,6 +2449,221 @@ absl::Status DiskBlobStore::PutEntryImpl(absl::string_view key,
                then);
 }
 
+// Recompression at rest. Lock order: mu_ only, never across I/O; the
+// replacement claims the key in committing_ (as a commit does) so no other
+// commit, unlink or corruption removal of it runs meanwhile; eviction still
+// may, and is detected when the index is updated.
+namespace {
+
+// Adds `nice` to the calling thread's nice value (Linux: per thread).
+void LowerThisThread(int nice) {
+  const id_t tid = static_cast<id_t>(gettid());
+  errno = 0;
+  const int current = getpriority(PRIO_PROCESS, tid);
+  if ((current == -1 && errno != 0) || nice <= 0) {
+    return;
+  }
+  setpriority(PRIO_PROCESS, tid, std::min(19, current + nice));
+}
+
+// The most bytes one blob may have to be recompressed (it is held in memory
+// twice, plain and encoded).
+constexpr int64_t kMaxRestBlobBytes = int64_t{256} << 20;
+
+}  // namespace
+
+void DiskBlobStore::QueueForRestLocked(const ItemKey& key,
+                                       int64_t content_size) {
+  if (!RecompressingLocked() || content_size < options_.rest_min_bytes ||
+      content_size > kMaxRestBlobBytes) {
+    return;
+  }
+  rest_queue_.push_back(key);
+  if (static_cast<int64_t>(rest_queue_.size()) > options_.rest_queue_max) {
+    rest_queue_.pop_front();
+    ++rest_skipped_;
+  }
+  rest_wanted_.Signal();
+}
+
+void DiskBlobStore::RecompressLoop() {
+  LowerThisThread(options_.rest_nice);
+  for (;;) {
+    ItemKey key;
+    {
+      absl::MutexLock lock(&mu_);
+      rest_busy_ = false;
+      if (rest_queue_.empty() && options_.rest_hook_for_test) {
+        mu_.Unlock();
+        options_.rest_hook_for_test("idle");
+        mu_.Lock();
+      }
+      while (!stop_rest_ && rest_queue_.empty()) {
+        rest_wanted_.Wait(&mu_);
+      }
+      if (stop_rest_) {
+        return;
+      }
+      key = rest_queue_.back();  // The most recently written first.
+      rest_queue_.pop_back();
+      rest_busy_ = true;
+    }
+    RecompressOne(key);
+  }
+}
+
+std::optional<std::string> DiskBlobStore::ReadForRecompress(
+    const ItemKey& key, const RestItem& as) {
+  const std::string path = PathOf(key, as.zstd, as.content_size);
+  int err = Inject(fault(), "rest_open");
+  int fd = err != 0 ? -1 : open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return std::nullopt;  // Evicted meanwhile, or unreadable.
+  }
+  absl::Cleanup closer = [fd] { close(fd); };
+  std::string file(static_cast<size_t>(as.size), '\0');
+  size_t got = 0;
+  while (got < file.size()) {
+    absl::StatusOr<size_t> n =
+        ReadSome(fd, file.data() + got, file.size() - got, fault(), path);
+    if (!n.ok() || *n == 0) {
+      return std::nullopt;
+    }
+    got += *n;
+  }
+  std::optional<std::string> plain;
+  if (as.zstd) {
+    absl::StatusOr<std::string> decoded =
+        ZstdDecompressAll(file, as.content_size);
+    if (!decoded.ok()) {
+      return std::nullopt;
+    }
+    plain = *std::move(decoded);
+  } else {
+    plain = std::move(file);
+  }
+  Sha256Hasher hasher;
+  hasher.Update(*plain);
+  if (static_cast<int64_t>(plain->size()) != as.content_size ||
+      hasher.FinishRaw() !=
+          absl::string_view(reinterpret_cast<const char*>(key.id.data()),
+                            key.id.size())) {
+    return std::nullopt;  // Corrupt: a read will find it and remove it.
+  }
+  return plain;
+}
+
+void DiskBlobStore::RecompressOne(const ItemKey& key) {
+  RestItem as;
+  {
+    absl::MutexLock lock(&mu_);
+    const LruIndex::Item* item = index_.Find(key);
+    if (item == nullptr || item->small) {
+      ++rest_skipped_;  // Evicted (or replaced by a small item) meanwhile.
+      return;
+    }
+    as = RestItem{item->size, item->zstd, item->content_size};
+  }
+  bool done = false;
+  absl::Cleanup count = [this, &done] {
+    if (!done) {
+      absl::MutexLock lock(&mu_);
+      ++rest_skipped_;
+    }
+  };
+  std::optional<std::string> plain = ReadForRecompress(key, as);
+  if (!plain.has_value()) {
+    return;
+  }
+  std::string frames;
+  ZstdCompressor compressor(options_.rest_zstd_level);
+  if (!compressor.Compress(*plain, /*last=*/true, &frames).ok() ||
+      static_cast<int64_t>(frames.size()) > as.size - as.size / 64 ||
+      !KeepZstd(static_cast<int64_t>(frames.size()), as.content_size)) {
+    return;  // Not worth a new file.
+  }
+  if (Inject(fault(), "rest_encode") != 0) {
+    frames[frames.size() / 2] ^= 0x55;  // A broken encoder, for tests.
+  }
+  // Nothing unverified is kept: the new frames must decode to the blob.
+  absl::StatusOr<std::string> check =
+      ZstdDecompressAll(frames, as.content_size);
+  if (!check.ok() || *check != *plain) {
+    return;
+  }
+  check = std::string();
+  plain = std::nullopt;
+  absl::StatusOr<std::unique_ptr<TempFile>> temp = NewTempFile();
+  if (!temp.ok() || !(*temp)->Append(frames).ok() ||
+      (options_.fsync && !(*temp)->Sync().ok())) {
+    return;
+  }
+  done = ReplaceEncoding(key, as, **temp, static_cast<int64_t>(frames.size()));
+}
+
+bool DiskBlobStore::ReplaceEncoding(const ItemKey& key, const RestItem& as,
+                                    TempFile& temp, int64_t frames) {
+  auto same = [&as](const LruIndex::Item* item) {
+    return item != nullptr && !item->small && item->zstd == as.zstd &&
+           item->size == as.size;
+  };
+  int64_t stamp = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    while (!KeyIdleLocked(key)) {
+      key_idle_.Wait(&mu_);
+    }
+    const LruIndex::Item* item = index_.Find(key);
+    if (!same(item)) {
+      return false;
+    }
+    stamp = item->stamp;  // The item keeps its place in the access order.
+    committing_.insert(key);
+  }
+  absl::Cleanup release = [this, &key] {
+    absl::MutexLock lock(&mu_);
+    committing_.erase(key);
+    key_idle_.SignalAll();
+  };
+  const std::string old_path = PathOf(key, as.zstd, as.content_size);
+  const std::string path = PathOf(key, /*zstd=*/true, as.content_size);
+  uint64_t fingerprint = 0;
+  if (!temp.Publish(path, stamp, &fingerprint).ok()) {
+    return false;
+  }
+  if (options_.fsync) {
+    dirty_dirs_[static_cast<int>(key.kind) * kShards + key.id[0]].store(
+        true, std::memory_order_relaxed);
+  }
+  if (Inject(fault(), "rest_crash") != 0) {
+    return false;  // As if the process died here (tests).
+  }
+  bool kept = false;
+  {
+    absl::MutexLock lock(&mu_);
+    LruIndex::Item* item = index_.Find(key);
+    kept = same(item);
+    if (kept) {
+      index_.Resize(key, frames);
+      item->zstd = true;
+      item->content_size = as.content_size;
+      item->verified = fingerprint;  // Hashed above, before the rename.
+      ++recompressed_;
+      rest_saved_ += as.size - frames;
+    }
+  }
+  if (!kept) {
+    // Evicted while the new file was renamed in (its unlink took the old
+    // name, or this one before the rename): nothing may stay unindexed.
+    unlink(path.c_str());
+  } else if (old_path != path) {
+    // A read that looked up the plain file and opens it now finds the index
+    // naming the new one and looks again (MovedError()).
+    unlink(old_path.c_str());
+  }
+  return kept;
+}
+
 StoreStats DiskBlobStore::Stats() {
   absl::MutexLock lock(&mu_);
   StoreStats s = index_.Stats();
@@ -2375,6 +2671,11 @@ StoreStats DiskBlobStore::Stats() {
   s.read_hashes = read_hashes_.load(std::memory_order_relaxed);
   s.index_load_seconds = load_seconds_;
   s.index_loading = loading_.load(std::memory_order_relaxed);
+  s.recompressed_blobs = recompressed_;
+  s.recompressed_saved_bytes = rest_saved_;
+  s.recompress_skipped = rest_skipped_;
+  s.recompress_pending =
+      static_cast<int64_t>(rest_queue_.size()) + (rest_busy_ ? 1 : 0);
   return s;
 }
 
@@ -2809,6 +3110,9 @@ absl::Status DiskBlobStore::Load() {
       return s;
     }
   }
+  if (options_.rest_zstd_level > 0 && options_.keep_zstd) {
+    recompressor_ = std::thread([this] { RecompressLoop(); });
+  }
   if (!options_.load_index_in_background) {
     return LoadIndex(start);
   }
@@ -2834,6 +3138,11 @@ absl::StatusOr<std::unique_ptr<BlobStore>> NewDiskBlobStore(
     return absl::InvalidArgumentError(
         "disk store: root must be set, max_size_bytes positive and "
         "small_item_max_bytes not negative");
+  }
+  if (options.rest_zstd_level < 0 || options.rest_zstd_level > 19) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("disk store: rest_zstd_level must be 0 to 19, got ",
+                     options.rest_zstd_level));
   }
   auto store = std::make_unique<DiskBlobStore>(options);
   if (absl::Status s = store->Load(); !s.ok()) {

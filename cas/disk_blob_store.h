@@ -71,6 +71,27 @@
 // they are; a mismatch or frames that do not decode is DATA_LOSS, counted,
 // and the file is removed.
 //
+// Recompression at rest (rest_zstd_level): blobs that clients upload plain,
+// or as zstd frames at a fast level, are re-encoded in the background at a
+// higher level. A blob committed to a file (of at least rest_min_bytes) is
+// queued; one thread, niced by rest_nice, takes the most recently queued
+// first. It reads the file, checks its content against the digest (a file
+// that does not match is left for the readers to find and remove), encodes
+// the content at the level and keeps the result only when it is smaller by
+// at least 1/64 and the KeepZstd rule holds; then it decompresses the new
+// frames and checks their size and SHA-256 before anything changes. The
+// new frames go through tmp/ (fsynced) and are renamed over the blob's zstd
+// file (cas/ab/<hash>.<size>.zst); a plain file is unlinked only after the
+// index points at the new one. The item keeps its place in the LRU and is
+// charged the new size. A crash at any point leaves either the old file,
+// the new one (verified before its rename), or both (start-up keeps one,
+// as after an interrupted move, and hashes it on its first read). A blob
+// evicted meanwhile is skipped (or its new file removed); a blob read
+// meanwhile is served from whichever file the read opened (a read that
+// finds the plain file gone looks the blob up again). Not queued: items
+// found on disk at start-up, small items, keyed entries. Stats() counts
+// recompressed blobs, bytes saved, blobs skipped and blobs pending.
+//
 // Reads are verified once per process lifetime per file: an item this
 // process wrote (and hashed on the way in) or already found intact on a read
 // is trusted while its file is unchanged, i.e. while the open file's
@@ -176,14 +197,34 @@ struct DiskBlobStoreOptions {
   // layout above); false stores every new blob plain (zstd files already
   // held are still served).
   bool keep_zstd = true;
+  // Recompression at rest: with a level of 1-19 (and keep_zstd), a
+  // background thread re-encodes CAS blobs this process wrote to files (not
+  // small items) of at least `rest_min_bytes`, most recently written first,
+  // as zstd frames at that level, and keeps the new file when it is smaller
+  // (see "Recompression at rest" above). 0: off.
+  int rest_zstd_level = 0;
+  int64_t rest_min_bytes = 0;
+  // Added to the recompressing thread's nice value (Linux: per thread), so
+  // that it runs only on CPU the requests leave idle.
+  int rest_nice = 19;
+  // Most blobs waiting for recompression; beyond it the oldest are dropped
+  // (left as they are).
+  int64_t rest_queue_max = 1 << 20;
   // Test-only: called before each file system operation with its name
-  // ("open_tmp", "write", "fsync", "rename", "open", "read", "touch");
+  // ("open_tmp", "write", "fsync", "rename", "open", "read", "touch"; the
+  // recompressing thread's: "rest_open", "rest_encode" (an errno value
+  // there corrupts the new encoding), "rest_crash" (after the rename: an
+  // errno value ends the replacement there, as a crash would, leaving the
+  // index and any other file as they were));
   // returning an errno value makes that operation fail with it; 0 proceeds.
   // Called from any thread; must be thread-safe.
   std::function<int(absl::string_view op)> fault_injector_for_test;
   // Test-only: called on the loading thread with "scanned" once the disk has
   // been scanned, before any item found is indexed (a test may block it).
   std::function<void(absl::string_view point)> index_load_hook_for_test;
+  // Test-only: called on the recompressing thread with "idle" whenever it
+  // has no blob waiting (after each blob it finished, and at its start).
+  std::function<void(absl::string_view point)> rest_hook_for_test;
 };
 
 // Opens (creating if needed) the store in `options.root`, removing stray temp

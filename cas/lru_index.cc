@@ -204,6 +204,17 @@ void LruIndex::Insert(const ItemKey& key, int64_t size, int64_t stamp,
   MoveToBack(n);
 }
 
+bool LruIndex::Resize(const ItemKey& key, int64_t size) {
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) {
+    return false;
+  }
+  Item& item = N(*it).item;
+  used_bytes_ += size - item.size;
+  item.size = size;
+  return true;
+}
+
 std::optional<int64_t> LruIndex::Erase(const ItemKey& key) {
   auto it = by_key_.find(key);
   if (it == by_key_.end()) {

@@ -147,6 +147,11 @@ class LruIndex {
   // order.
   void SortByStamp();
 
+  // Changes the size the item is charged to `size`, keeping its place in the
+  // access order (an owner that re-encodes an item in place). False if
+  // absent. Never evicts: callers shrink items, or reserved the growth.
+  bool Resize(const ItemKey& key, int64_t size);
+
   // Removes the item and returns its size; nullopt if absent. Not counted as
   // an eviction.
   std::optional<int64_t> Erase(const ItemKey& key);

@@ -22,8 +22,10 @@ struct ZstdCompressor::Ctx {
   ~Ctx() { ZSTD_freeCCtx(cctx); }
 };
 
-ZstdCompressor::ZstdCompressor() : ctx_(std::make_unique<Ctx>()) {
-  ZSTD_CCtx_setParameter(ctx_->cctx, ZSTD_c_compressionLevel, kLevel);
+ZstdCompressor::ZstdCompressor() : ZstdCompressor(kLevel) {}
+
+ZstdCompressor::ZstdCompressor(int level) : ctx_(std::make_unique<Ctx>()) {
+  ZSTD_CCtx_setParameter(ctx_->cctx, ZSTD_c_compressionLevel, level);
 }
 
 ZstdCompressor::~ZstdCompressor() = default;

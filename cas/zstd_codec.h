@@ -35,7 +35,11 @@ inline constexpr int kMaxZstdWindowLog = 23;
 
 class ZstdCompressor {
  public:
+  // Compresses at level 1 (fast: what the services use on the wire).
   ZstdCompressor();
+  // Compresses at `level` (1-19: levels above 19 would ask decoders for
+  // more than kMaxZstdWindowLog).
+  explicit ZstdCompressor(int level);
   ~ZstdCompressor();
   ZstdCompressor(const ZstdCompressor&) = delete;
   ZstdCompressor& operator=(const ZstdCompressor&) = delete;

@@ -166,6 +166,19 @@ void RegisterGauges(rpc::Registry* r, cas::BlobStore* store, rpc::IoPool* pool,
   r->NewCallbackCounter("cairn_store_read_hashes_total",
                         "Reads that hashed a whole stored item to verify it.",
                         stat(&cas::StoreStats::read_hashes));
+  r->NewCallbackCounter("cairn_store_recompressed_blobs_total",
+                        "Blobs re-encoded at --zstd_rest_level.",
+                        stat(&cas::StoreStats::recompressed_blobs));
+  r->NewCallbackCounter("cairn_store_recompressed_saved_bytes_total",
+                        "Bytes of disk recompression at rest saved.",
+                        stat(&cas::StoreStats::recompressed_saved_bytes));
+  r->NewCallbackCounter("cairn_store_recompress_skipped_total",
+                        "Blobs recompression at rest left as they were "
+                        "(gone, not smaller, unreadable, queue full).",
+                        stat(&cas::StoreStats::recompress_skipped));
+  r->NewCallbackGauge("cairn_store_recompress_pending",
+                      "Blobs waiting for recompression at rest.",
+                      stat(&cas::StoreStats::recompress_pending));
   const double threads = pool->threads();
   r->NewCallbackGauge("cairn_io_threads", "I/O pool threads.",
                       [threads] { return threads; });

@@ -10,12 +10,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <random>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "cas/small_item_store.h"
@@ -1522,6 +1523,234 @@ TEST_F(ZstdAtRestTest, EvictionFreesTheCompressedBytes) {
   EXPECT_EQ(on_disk, stats.used_bytes);
   EXPECT_THAT(store->FindMissing({digests[5]}), IsEmpty());
   EXPECT_THAT(store->FindMissing({digests[0]}), ElementsAre(digests[0]));
+}
+
+// Recompression at rest (rest_zstd_level): blobs written plain or as fast
+// zstd frames are re-encoded at a high level in the background.
+class RestRecompressTest : public ZstdAtRestTest {
+ protected:
+  RestRecompressTest() {
+    options_.rest_zstd_level = 19;
+    options_.rest_hook_for_test = [this](absl::string_view point) {
+      absl::MutexLock lock(&idle_mu_);
+      ++idle_calls_;
+    };
+  }
+  ~RestRecompressTest() override { store_.reset(); }
+
+  // Text of words: level 19 saves markedly more than level 1 on it.
+  static std::string Words(size_t n, int seed) {
+    static const char* const kWords[] = {
+        "cache",   "blob",    "digest",  "action", "remote", "build",
+        "link",    "object",  "package", "import", "symbol", "export",
+        "runtime", "compile", "archive", "section"};
+    std::mt19937 gen(seed);
+    std::string out;
+    while (out.size() < n) {
+      absl::StrAppend(&out, kWords[gen() % 16], gen() % 7 == 0 ? "\n" : " ",
+                      gen() % 1000);
+    }
+    out.resize(n);
+    return out;
+  }
+  static std::string Frames19(const std::string& data) {
+    std::string out;
+    EXPECT_TRUE(ZstdCompressor(19).Compress(data, true, &out).ok());
+    return out;
+  }
+  // Waits until the recompressing thread has nothing left to do.
+  void WaitIdle() {
+    absl::MutexLock lock(&idle_mu_);
+    idle_mu_.Await(absl::Condition(
+        +[](RestRecompressTest* t) {
+          return t->store_->Stats().recompress_pending == 0 &&
+                 t->idle_calls_ > 0;
+        },
+        this));
+  }
+  int64_t OnDisk() const {
+    int64_t n = 0;
+    for (const fs::directory_entry& e :
+         fs::recursive_directory_iterator(options_.root + "/cas")) {
+      if (e.is_regular_file()) {
+        n += static_cast<int64_t>(e.file_size());
+      }
+    }
+    return n;
+  }
+
+  std::unique_ptr<BlobStore> store_;
+  absl::Mutex idle_mu_;
+  int idle_calls_ ABSL_GUARDED_BY(idle_mu_) = 0;
+};
+
+TEST_F(RestRecompressTest, PlainAndFastBlobsAreReencodedSmallerAndServed) {
+  const std::string plain = Words(60000, 1), fast = Words(80000, 2);
+  const std::string fast_frames = Frames(fast);
+  const std::string plain19 = Frames19(plain), fast19 = Frames19(fast);
+  ASSERT_LT(fast19.size(), fast_frames.size() - fast_frames.size() / 64);
+  const Digest p = Digest::OfData(plain), f = Digest::OfData(fast);
+  const Digest tiny = Digest::OfData(Words(90, 3));  // A small item.
+  store_ = Open();
+  ASSERT_TRUE(store_->Write(p, plain).ok());
+  ASSERT_TRUE(PutZstd(*store_, fast, fast_frames).ok());
+  ASSERT_TRUE(store_->Write(tiny, Words(90, 3)).ok());
+  WaitIdle();
+  StoreStats stats = store_->Stats();
+  EXPECT_EQ(stats.recompressed_blobs, 2);
+  EXPECT_EQ(stats.recompressed_saved_bytes,
+            static_cast<int64_t>(plain.size() - plain19.size() +
+                                 fast_frames.size() - fast19.size()));
+  EXPECT_FALSE(fs::exists(CasPath(p)));
+  EXPECT_EQ(fs::file_size(ZstdPath(p)), plain19.size());
+  EXPECT_EQ(fs::file_size(ZstdPath(f)), fast19.size());
+  EXPECT_EQ(stats.used_bytes, OnDisk() + 90);  // + the small item.
+  ExpectServedBothWays(*store_, plain, plain19);
+  ExpectServedBothWays(*store_, fast, fast19);
+  EXPECT_EQ(store_->Stats().read_hashes, 0);  // Verified before the rename.
+  store_.reset();
+  options_.rest_zstd_level = 0;
+  store_ = Open();  // Found on disk as re-encoded.
+  EXPECT_EQ(store_->Stats().used_bytes, OnDisk() + 90);
+  ExpectServedBothWays(*store_, plain, plain19);
+  ExpectServedBothWays(*store_, fast, fast19);
+  EXPECT_EQ(store_->Stats().corruptions, 0);
+}
+
+TEST_F(RestRecompressTest, AnEncodingThatDoesNotVerifyIsNeverKept) {
+  options_.fault_injector_for_test = [](absl::string_view op) {
+    return op == "rest_encode" ? EIO : 0;
+  };
+  const std::string plain = Words(60000, 4);
+  const Digest p = Digest::OfData(plain);
+  store_ = Open();
+  ASSERT_TRUE(store_->Write(p, plain).ok());
+  WaitIdle();
+  EXPECT_EQ(store_->Stats().recompressed_blobs, 0);
+  EXPECT_EQ(store_->Stats().recompress_skipped, 1);
+  EXPECT_TRUE(fs::exists(CasPath(p)));
+  EXPECT_FALSE(fs::exists(ZstdPath(p)));
+  EXPECT_THAT(FilesIn(options_.root + "/tmp"), IsEmpty());
+  absl::StatusOr<std::string> read = store_->Read(p);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(*read, plain);
+  EXPECT_EQ(store_->Stats().used_bytes, static_cast<int64_t>(plain.size()));
+}
+
+TEST_F(RestRecompressTest, FailuresBeforeTheRenameLeaveTheBlobAsItWas) {
+  for (const char* op : {"rest_open", "open_tmp", "fsync", "rename"}) {
+    SCOPED_TRACE(op);
+    options_.fsync = true;
+    // Only the recompressing thread's operations fail.
+    options_.fault_injector_for_test = [main = std::this_thread::get_id(),
+                                        op](absl::string_view o) {
+      return std::this_thread::get_id() != main && o == op ? EIO : 0;
+    };
+    store_ = Open();
+    const std::string plain = Words(60000, 5);
+    const Digest p = Digest::OfData(plain);
+    ASSERT_TRUE(store_->Write(p, plain).ok());
+    WaitIdle();
+    EXPECT_EQ(store_->Stats().recompress_skipped, 1);
+    EXPECT_TRUE(fs::exists(CasPath(p)));
+    EXPECT_EQ(store_->Stats().recompressed_blobs, 0);
+    EXPECT_THAT(FilesIn(options_.root + "/tmp"), IsEmpty());
+    EXPECT_EQ(store_->Stats().used_bytes, OnDisk());
+    EXPECT_EQ(*store_->Read(p), plain);
+    store_.reset();
+    fs::remove_all(options_.root);
+    absl::MutexLock lock(&idle_mu_);
+    idle_calls_ = 0;
+  }
+}
+
+TEST_F(RestRecompressTest, CrashAfterTheRenameKeepsOneVerifiedCopy) {
+  options_.fault_injector_for_test = [](absl::string_view op) {
+    return op == "rest_crash" ? EIO : 0;
+  };
+  const std::string plain = Words(60000, 6);
+  const Digest p = Digest::OfData(plain);
+  store_ = Open();
+  ASSERT_TRUE(store_->Write(p, plain).ok());
+  WaitIdle();
+  EXPECT_TRUE(fs::exists(CasPath(p)));  // Both files, as after a crash.
+  EXPECT_TRUE(fs::exists(ZstdPath(p)));
+  store_.reset();
+  options_.fault_injector_for_test = nullptr;
+  options_.rest_zstd_level = 0;
+  store_ = Open();
+  EXPECT_NE(fs::exists(CasPath(p)), fs::exists(ZstdPath(p)));
+  EXPECT_EQ(store_->Stats().cas_entries, 1);
+  EXPECT_EQ(store_->Stats().used_bytes, OnDisk());
+  EXPECT_EQ(*store_->Read(p), plain);
+  EXPECT_EQ(store_->Stats().read_hashes, 1);  // Found on disk: hashed.
+  EXPECT_EQ(store_->Stats().corruptions, 0);
+}
+
+TEST_F(RestRecompressTest, ReadThatFindsThePlainFileGoneLooksAgain) {
+  absl::Notification reader_at_open, reencoded;
+  std::atomic<bool> armed{false};
+  options_.fault_injector_for_test = [&](absl::string_view op) {
+    if (op == "rest_open") {
+      reader_at_open.WaitForNotification();
+    } else if (op == "open" && armed.exchange(false)) {
+      reader_at_open.Notify();  // Looked up as plain; opens once re-encoded.
+      reencoded.WaitForNotification();
+    }
+    return 0;
+  };
+  options_.rest_hook_for_test = [&](absl::string_view) {
+    if (reader_at_open.HasBeenNotified() && !reencoded.HasBeenNotified()) {
+      reencoded.Notify();
+    }
+    absl::MutexLock lock(&idle_mu_);
+    ++idle_calls_;
+  };
+  const std::string plain = Words(60000, 7);
+  const Digest p = Digest::OfData(plain);
+  store_ = Open();
+  ASSERT_TRUE(store_->Write(p, plain).ok());
+  armed = true;
+  absl::StatusOr<std::string> read = store_->Read(p);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(*read, plain);
+  EXPECT_FALSE(fs::exists(CasPath(p)));
+  EXPECT_EQ(store_->Stats().recompressed_blobs, 1);
+}
+
+TEST_F(RestRecompressTest, BlobEvictedDuringTheReplacementLeavesNoFile) {
+  options_.max_size_bytes = 150000;
+  const std::string plain = Words(60000, 8);
+  const Digest p = Digest::OfData(plain);
+  BlobStore* store = nullptr;
+  std::atomic<bool> once{true};
+  options_.fault_injector_for_test = [&](absl::string_view op) {
+    if (op == "rest_crash" && once.exchange(false)) {
+      // Renamed in, index not updated yet: evict it now.
+      for (int i = 0; i < 3; ++i) {
+        EXPECT_TRUE(store
+                        ->Write(Digest::OfData(Words(60000, 20 + i)),
+                                Words(60000, 20 + i))
+                        .ok());
+      }
+    }
+    return 0;
+  };
+  store_ = Open();
+  store = store_.get();
+  ASSERT_TRUE(store_->Write(p, plain).ok());
+  WaitIdle();
+  EXPECT_THAT(store_->FindMissing({p}), ElementsAre(p));
+  EXPECT_FALSE(fs::exists(CasPath(p)));
+  EXPECT_FALSE(fs::exists(ZstdPath(p)));
+  EXPECT_EQ(store_->Stats().used_bytes, OnDisk());
+  EXPECT_THAT(FilesIn(options_.root + "/tmp"), IsEmpty());
+}
+
+TEST_F(RestRecompressTest, LevelOutOfRangeIsRefused) {
+  options_.rest_zstd_level = 20;
+  EXPECT_EQ(NewDiskBlobStore(options_).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 // The index loaded in the background (as cairn-server opens the store):
