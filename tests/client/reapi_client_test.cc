@@ -296,12 +296,20 @@ class FakeByteStream final : public bs::ByteStream::Service {
     if (grpc::Status st = s_->Enter(ctx, "bs_write"); !st.ok()) return st;
     bs::WriteRequest req;
     std::string name, data;
+    bool finished = false;
     while (reader->Read(&req)) {
       if (!req.resource_name().empty()) name = req.resource_name();
       if (req.write_offset() != static_cast<int64_t>(data.size())) {
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "offset");
       }
       data += req.data();
+      finished = req.finish_write();
+    }
+    // As a real server: nothing is committed without finish_write (a
+    // cancelled stream also ends the reads, with the bytes sent so far).
+    if (!finished) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "stream ended without finish_write");
     }
     std::vector<std::string> parts = absl::StrSplit(name, '/');
     const int64_t wire = data.size();
