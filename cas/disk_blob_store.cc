@@ -409,7 +409,7 @@ class DiskBlobStore final : public BlobStore {
   // save at least an eighth.
   bool KeepZstd(int64_t compressed, int64_t content_size) const {
     return options_.keep_zstd && !IsSmall(content_size) &&
-           compressed <= content_size - content_size / 8;
+           ZstdSavesEnough(compressed, content_size);
   }
   // Decompresses the zstd frames in `temp` (verified, of a blob of
   // `content_size` bytes) into a new temp file.

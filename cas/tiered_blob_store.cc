@@ -51,7 +51,8 @@ std::optional<std::string> CompressIfSmaller(absl::string_view data) {
   ZstdCompressor c;
   std::string frames;
   if (!c.Compress(data, /*last=*/true, &frames).ok() ||
-      frames.size() > data.size() - data.size() / 8) {
+      !ZstdSavesEnough(static_cast<int64_t>(frames.size()),
+                       static_cast<int64_t>(data.size()))) {
     return std::nullopt;
   }
   return frames;

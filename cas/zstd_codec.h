@@ -33,6 +33,14 @@ namespace cairn::cas {
 // then holds at most 8 MiB of window, however its frame header lies.
 inline constexpr int kMaxZstdWindowLog = 23;
 
+// Whether zstd frames of `compressed` bytes are worth keeping instead of the
+// `content_size` plain bytes they hold: they save at least an eighth. The
+// one rule for frames kept at rest (disk store) and carried in bucket entry
+// objects (tiered store).
+inline bool ZstdSavesEnough(int64_t compressed, int64_t content_size) {
+  return compressed <= content_size - content_size / 8;
+}
+
 class ZstdCompressor {
  public:
   // Compresses at level 1 (fast: what the services use on the wire).
