@@ -335,9 +335,12 @@ TEST_F(TieredTest, EntryCarriesCompressedCopiesKeptCompressed) {
   EXPECT_EQ(b->Counters().entry_blobs_kept, 1);
   auto stored = b->ReadAsStored(d);
   ASSERT_TRUE(stored.ok()) << stored.status();
-  EXPECT_TRUE(stored->zstd);
+  ASSERT_TRUE(stored->zstd);
   EXPECT_LT(stored->data.size(), 100000u);
-  EXPECT_EQ(*ZstdDecompressAll(stored->data, d.size_bytes()), data);
+  absl::StatusOr<std::string> unpacked =
+      ZstdDecompressAll(stored->data, d.size_bytes());
+  ASSERT_TRUE(unpacked.ok()) << unpacked.status();
+  EXPECT_EQ(*unpacked, data);
   EXPECT_EQ(*b->Read(d), data);
   EXPECT_EQ(seen_b.total, 1);  // The entry's GET only.
 
@@ -382,8 +385,13 @@ TEST_F(TieredTest, CompressedUploadStaysCompressedLocallyAndPlainInTheBucket) {
   ASSERT_TRUE(stored.ok()) << stored.status();
   EXPECT_TRUE(stored->zstd);
   EXPECT_EQ(stored->data, frames);
-  EXPECT_EQ(*Raw()->GetAll(options_.prefix + "cas/" + d.hash()), data);
-  EXPECT_EQ(*Node(nullptr)->Read(d), data);
+  absl::StatusOr<std::string> in_bucket =
+      Raw()->GetAll(options_.prefix + "cas/" + d.hash());
+  ASSERT_TRUE(in_bucket.ok()) << in_bucket.status();
+  EXPECT_EQ(*in_bucket, data);
+  absl::StatusOr<std::string> on_other_node = Node(nullptr)->Read(d);
+  ASSERT_TRUE(on_other_node.ok()) << on_other_node.status();
+  EXPECT_EQ(*on_other_node, data);
 
   std::string other = data;
   other[5] ^= 1;
