@@ -27,7 +27,9 @@ prepare_gh() {
   (
     cd "$1"
     [ -f go.mod ] || go mod init cairn.bench/gh >/dev/null 2>&1
-    go get github.com/cli/cli/v2@v2.63.0 >/dev/null 2>&1
+    # The package, not the module: `go get MODULE@V` records the module but
+    # not the go.sum lines of the packages gh imports (go 1.26).
+    go get github.com/cli/cli/v2/cmd/gh@v2.63.0 >/dev/null 2>&1
     go list -deps github.com/cli/cli/v2/cmd/gh >/dev/null
   )
 }

@@ -12,7 +12,9 @@
 #                requests per call
 #   write B      client 2 uploads the same workload through B; 5 s later the
 #                PUTs the bucket received in all, per distinct object (1200)
-#   go (--go)    a Go program built with cairn-gocacheprog through A on machine
+#   go (--go)    a Go program (tests/integration/testdata/gomod's cairnhello;
+#                --go_target gh: gh v2.63.0, as bench/go_builds.sh builds it)
+#                built with cairn-gocacheprog through A on machine
 #                1 (cold, fills the bucket) and through W, a bucketless node
 #                of the same kind (cold, fills W); then, alternating --reps
 #                times, fresh machines through a fresh node (empty local
@@ -26,9 +28,13 @@
 # Writes nodes.csv (metric,cairn,bazel-remote,load) into --out and prints it,
 # and for each Cairn cold node its metrics (metrics-go-bN.txt, -bzN.txt)
 # with a line of its bucket requests by kind (count, mean latency).
-# Usage: bench/nodes.sh [--out DIR] [--go] [--bazel] [--reps N]
+# Usage: bench/nodes.sh [--out DIR] [--go] [--go_target hello|gh] [--bazel]
+#                       [--reps N]
 # Env: NODES_SHIM_FLAGS, extra cairn-gocacheprog flags for every Go build of
-# both servers (an A/B of a shim setting, e.g. --zstd=never).
+# both servers (an A/B of a shim setting, e.g. --zstd=never);
+# CAIRN_GH_MODULE_DIR, where gh's scratch module is kept between runs
+# (default build/gh-module; its dependencies are downloaded once through
+# the module proxy, the timed builds run with GOPROXY=off).
 # Needs: tools/install-deps.sh --s3 (Ceph), build/bin/{cairn-server,
 # cairn-gocacheprog,nodes_bench}, build/peers/bin/bazel-remote
 # (tools/install-peers.sh), go for --go, bazel for --bazel. Take the lock:
@@ -39,17 +45,28 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 out=build/bench-out
 go_part=0
+go_target=hello
 bazel_part=0
 reps=3
 while [ $# -gt 0 ]; do
   case $1 in
     --out) out=$2; shift 2 ;;
     --go) go_part=1; shift ;;
+    --go_target) go_target=$2; shift 2 ;;
     --bazel) bazel_part=1; shift ;;
     --reps) reps=$2; shift 2 ;;
-    *) echo "usage: bench/nodes.sh [--out DIR] [--go] [--bazel] [--reps N]" >&2; exit 2 ;;
+    *) echo "usage: bench/nodes.sh [--out DIR] [--go] [--go_target hello|gh] [--bazel] [--reps N]" >&2; exit 2 ;;
   esac
 done
+case $go_target in
+  hello | gh) ;;
+  *) echo "nodes.sh: --go_target is hello or gh, not $go_target" >&2; exit 2 ;;
+esac
+gh_mod=""
+if [ $go_part = 1 ] && [ "$go_target" = gh ]; then
+  gh_mod=${CAIRN_GH_MODULE_DIR:-$(pwd)/build/gh-module}
+  prepare_gh "$gh_mod"  # Before GOPROXY=off below.
+fi
 bin=$(cd "${CAIRN_BIN_DIR:-build/bin}" && pwd)  # Absolute: go runs the shim elsewhere.
 br=${BAZEL_REMOTE:-build/peers/bin/bazel-remote}
 for f in "$bin/cairn-server" "$bin/cairn-gocacheprog" "$bin/nodes_bench" "$br"; do
@@ -227,12 +244,17 @@ for kind in cairn bazel-remote; do
     go_build() {  # go_build MACHINE NODE: prints the wall time in seconds.
       local m="$work/go-$kind-$1"
       rm -rf "$m" && mkdir -p "$m/gocache" "$m/shim"
-      cp -r tests/integration/testdata/gomod "$m/src"
+      local src=$m/src pkg=./cmd/cairnhello
+      if [ "$go_target" = gh ]; then
+        src=$gh_mod pkg=github.com/cli/cli/v2/cmd/gh
+      else
+        cp -r tests/integration/testdata/gomod "$src"
+      fi
       local t0 t1
       t0=$(date +%s.%N)
-      (cd "$m/src" && GOCACHE="$m/gocache" \
+      (cd "$src" && GOCACHE="$m/gocache" \
         GOCACHEPROG="$bin/cairn-gocacheprog --dir=$m/shim --remote=grpc://$2 --prefetch_scope=nodes-bench --flush_timeout=60s ${NODES_SHIM_FLAGS:-}" \
-        go build -o out/hello ./cmd/cairnhello) 2>"$m.log" ||
+        go build -o "$m/out" "$pkg") 2>"$m.log" ||
         { echo "nodes.sh: go build failed: $(tail -5 "$m.log")" >&2; exit 1; }
       t1=$(date +%s.%N)
       awk "BEGIN{printf \"%.2f\", $t1-$t0}"
