@@ -95,6 +95,11 @@ size_t IoPool::Queued() {
   return calls_.size() + streams_.size();
 }
 
+bool IoPool::CallWorkerBusyForTest() {
+  absl::MutexLock lock(&mu_);
+  return call_worker_busy_;
+}
+
 bool IoPool::CallsOpenLocked(Role role) const {
   return role != Role::kLowered || call_worker_busy_ || stopping_;
 }

@@ -92,6 +92,9 @@ class IoPool {
   // Returns the number of tasks waiting (not running), in both lanes.
   size_t Queued();
   size_t QueuedForTest() { return Queued(); }
+  // Returns whether the call worker is between taking a task and marking
+  // itself free again (false without a call worker).
+  bool CallWorkerBusyForTest();
 
  private:
   // What a worker may take: any task; calls only (the call worker); streams,
