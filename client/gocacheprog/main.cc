@@ -77,6 +77,20 @@ ABSL_FLAG(std::string, prefetch_scope, "",
 ABSL_FLAG(int64_t, prefetch_max_bytes, int64_t{2} << 30,
           "Most body bytes one run prefetches (also at most "
           "--local_max_size / 2). Env: CAIRN_PREFETCH_MAX_BYTES.");
+ABSL_FLAG(bool, prefetch_bundle, true,
+          "With --prefetch: read the last run's entries and bodies as a "
+          "bundle of a few large blobs (before the per-entry manifest), and "
+          "store one at close when this run's list differs from the bundle "
+          "read by more than --bundle_rebuild_fraction. Env: "
+          "CAIRN_PREFETCH_BUNDLE.");
+ABSL_FLAG(int64_t, bundle_max_bytes, int64_t{256} << 20,
+          "Most body bytes a stored bundle holds (later bodies are fetched "
+          "one by one). Env: CAIRN_BUNDLE_MAX_BYTES.");
+ABSL_FLAG(double, bundle_rebuild_fraction, 0.1,
+          "Store a new bundle at close when more than this fraction of this "
+          "run's list is new to the bundle read, or of the bundle went "
+          "unasked; an unchanged list never rebuilds. Env: "
+          "CAIRN_BUNDLE_REBUILD_FRACTION.");
 ABSL_FLAG(absl::Duration, get_budget, absl::Seconds(2),
           "Longest a get waits for the remote before answering a miss; "
           "bodies expected (measured round trip and rate) to arrive later "
@@ -128,6 +142,9 @@ bool ApplyEnvironment() {
       {"prefetch", "CAIRN_PREFETCH"},
       {"prefetch_scope", "CAIRN_PREFETCH_SCOPE"},
       {"prefetch_max_bytes", "CAIRN_PREFETCH_MAX_BYTES"},
+      {"prefetch_bundle", "CAIRN_PREFETCH_BUNDLE"},
+      {"bundle_max_bytes", "CAIRN_BUNDLE_MAX_BYTES"},
+      {"bundle_rebuild_fraction", "CAIRN_BUNDLE_REBUILD_FRACTION"},
       {"get_budget", "CAIRN_GET_BUDGET"},
       {"zstd", "CAIRN_ZSTD"},
       {"v", "CAIRN_VERBOSE"},
@@ -419,6 +436,10 @@ int main(int argc, char** argv) {
   options.prefetch_max_bytes =
       std::min(absl::GetFlag(FLAGS_prefetch_max_bytes),
                absl::GetFlag(FLAGS_local_max_size) / 2);
+  options.bundle = absl::GetFlag(FLAGS_prefetch_bundle);
+  options.bundle_max_bytes = absl::GetFlag(FLAGS_bundle_max_bytes);
+  options.bundle_rebuild_fraction =
+      absl::GetFlag(FLAGS_bundle_rebuild_fraction);
   cairn::client::gocacheprog::Shim shim(local->get(), remote->get(), options);
   absl::Status s = shim.Run(STDIN_FILENO, STDOUT_FILENO);
   if (absl::GetFlag(FLAGS_stats)) {

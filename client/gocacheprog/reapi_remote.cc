@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "client/gocacheprog/bundle.h"
 #include "client/gocacheprog/manifest.h"
 #include "client/gocacheprog/remote.h"
 #include "google/protobuf/timestamp.pb.h"
@@ -15,7 +16,8 @@
 // blob as its one output file kGoOutputPath and records the put time in
 // execution_metadata. A prefetch manifest is the same shape: AC key
 // ManifestKey(scope), one output file kManifestOutputPath naming the manifest
-// blob.
+// blob; a prefetch bundle's index likewise under BundleKey(scope), output
+// file kBundleOutputPath; its parts are plain CAS blobs.
 
 namespace cairn::client::gocacheprog {
 namespace {
@@ -115,24 +117,72 @@ class ReapiRemote final : public Remote {
 
   absl::StatusOr<std::string> GetManifest(absl::string_view scope,
                                           int64_t max_bytes) override {
-    const cas::Digest key = ManifestKey(scope);
-    const std::string inline_files[] = {kManifestOutputPath};
+    return GetKeyedBlob(ManifestKey(scope), kManifestOutputPath, max_bytes,
+                        "prefetch manifest");
+  }
+
+  absl::Status PutManifest(absl::string_view scope,
+                           absl::string_view manifest) override {
+    return PutKeyedBlob(ManifestKey(scope), kManifestOutputPath, manifest);
+  }
+
+  absl::StatusOr<std::string> GetBundleIndex(absl::string_view scope,
+                                             int64_t max_bytes) override {
+    return GetKeyedBlob(BundleKey(scope), kBundleOutputPath, max_bytes,
+                        "bundle index");
+  }
+
+  absl::Status PutBundleIndex(absl::string_view scope,
+                              absl::string_view index) override {
+    return PutKeyedBlob(BundleKey(scope), kBundleOutputPath, index);
+  }
+
+  absl::Status ReadBlob(const cas::Digest& digest, BodySink sink) override {
+    // Parts are zstd frames already (or bodies that did not compress):
+    // compressing them again on the wire would cost the server CPU for
+    // nothing. Every body cut from them is hashed by the caller.
+    return client_->ReadBlobWith(
+        digest, sink, {.allow_compression = false, .verify_hash = false});
+  }
+
+  absl::Status UploadFile(const cas::Digest& digest,
+                          const std::string& path) override {
+    return client_->UploadBlob(digest, FileChunkSource(path));
+  }
+
+  // The client's counters plus the bodies that came inline.
+  WireCounters Counters() const override {
+    WireCounters w = client_->Counters();
+    w.received += inline_bytes_.load();
+    w.received_plain += inline_bytes_.load();
+    return w;
+  }
+
+ private:
+  // Returns the blob the one output file `path` of the ActionResult under
+  // `key` names (inlined, or read), at most `max_bytes`; NOT_FOUND when the
+  // entry is absent or not of that shape.
+  absl::StatusOr<std::string> GetKeyedBlob(const cas::Digest& key,
+                                           const std::string& path,
+                                           int64_t max_bytes,
+                                           absl::string_view what) {
+    const std::string inline_files[] = {path};
     absl::StatusOr<reapi::ActionResult> result =
         client_->GetActionResult(key, inline_files);
     if (!result.ok()) {
       return result.status();
     }
     if (result->output_files_size() != 1 ||
-        result->output_files(0).path() != kManifestOutputPath) {
-      return absl::NotFoundError(absl::StrCat("ac entry ", key.ToString(),
-                                              " is not a prefetch manifest"));
+        result->output_files(0).path() != path) {
+      return absl::NotFoundError(
+          absl::StrCat("ac entry ", key.ToString(), " is not a ", what));
     }
     const reapi::OutputFile& out = result->output_files(0);
     absl::StatusOr<cas::Digest> digest =
         cas::Digest::Create(out.digest().hash(), out.digest().size_bytes());
     if (!digest.ok() || digest->size_bytes() > max_bytes) {
-      return absl::NotFoundError(absl::StrCat(
-          "prefetch manifest ", key.ToString(), " is malformed or too big"));
+      return absl::NotFoundError(absl::StrCat(what, " ", key.ToString(),
+                                              " is malformed or too big"));
     }
     if (static_cast<int64_t>(out.contents().size()) == digest->size_bytes()) {
       return out.contents();
@@ -148,34 +198,26 @@ class ReapiRemote final : public Remote {
     return data;
   }
 
-  absl::Status PutManifest(absl::string_view scope,
-                           absl::string_view manifest) override {
+  // Uploads `blob`, then stores under `key` an ActionResult naming it as
+  // its one output file `path`.
+  absl::Status PutKeyedBlob(const cas::Digest& key, const char* path,
+                            absl::string_view blob) {
     cas::Sha256Hasher h;
-    h.Update(manifest);
+    h.Update(blob);
     const cas::Digest digest = h.FinishDigest();
-    if (absl::Status s =
-            client_->UploadBlob(digest, StringChunkSource(manifest));
+    if (absl::Status s = client_->UploadBlob(digest, StringChunkSource(blob));
         !s.ok()) {
       return s;
     }
     reapi::ActionResult r;
     reapi::OutputFile* f = r.add_output_files();
-    f->set_path(kManifestOutputPath);
+    f->set_path(path);
     f->mutable_digest()->set_hash(digest.hash());
     f->mutable_digest()->set_size_bytes(digest.size_bytes());
     r.mutable_execution_metadata()->set_worker(kWorker);
-    return client_->UpdateActionResult(ManifestKey(scope), r);
+    return client_->UpdateActionResult(key, r);
   }
 
-  // The client's counters plus the bodies that came inline.
-  WireCounters Counters() const override {
-    WireCounters w = client_->Counters();
-    w.received += inline_bytes_.load();
-    w.received_plain += inline_bytes_.load();
-    return w;
-  }
-
- private:
   // Times one storage-free call for the chooser; returns false when it
   // failed.
   bool PingOnce() {

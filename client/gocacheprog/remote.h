@@ -56,6 +56,29 @@ class Remote {
   virtual absl::Status PutManifest(absl::string_view scope,
                                    absl::string_view manifest) = 0;
 
+  // Bundles (bundle.h). Returns the bundle index blob stored for `scope`,
+  // at most `max_bytes` long. NOT_FOUND when there is none (or it is
+  // unusable); other codes mean the remote is failing.
+  virtual absl::StatusOr<std::string> GetBundleIndex(absl::string_view scope,
+                                                     int64_t max_bytes) = 0;
+
+  // Streams the CAS blob `digest` (a bundle part) into `sink`. The length
+  // is checked, the SHA-256 is not: the caller checks every body it cuts
+  // from the bytes against its OutputID. NOT_FOUND when absent; an error
+  // from `sink` ends the read and is returned.
+  virtual absl::Status ReadBlob(const cas::Digest& digest, BodySink sink) = 0;
+
+  // Uploads the file at `path` as the CAS blob `digest` unless the remote
+  // holds it already (it is asked first). INVALID_ARGUMENT when the file
+  // does not match `digest`.
+  virtual absl::Status UploadFile(const cas::Digest& digest,
+                                  const std::string& path) = 0;
+
+  // Stores `index` (a blob from EncodeBundleIndex, whose parts the remote
+  // holds) as the bundle for `scope`, replacing any previous one.
+  virtual absl::Status PutBundleIndex(absl::string_view scope,
+                                      absl::string_view index) = 0;
+
   // Returns the body bytes moved so far, as sent on the wire (compressed)
   // and uncompressed. Zero when the remote does not count.
   virtual WireCounters Counters() const { return {}; }

@@ -1,5 +1,7 @@
 #include "client/gocacheprog/shim.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,12 +11,14 @@
 #include <deque>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/cleanup/cleanup.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
@@ -23,6 +27,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "cas/digest.h"
+#include "cas/zstd_codec.h"
+#include "client/gocacheprog/bundle.h"
 #include "client/gocacheprog/codec.h"
 #include "client/gocacheprog/manifest.h"
 
@@ -35,7 +41,11 @@
 // WorkQueue of `prefetch_threads`, at most the current depth at a time
 // (`depth_mu_`, held only while reading the measurements, whose LinkEstimate
 // mutex is a leaf). `flight_mu_` and `seen_mu_` are leaves (never held while
-// taking another lock or doing I/O).
+// taking another lock or doing I/O), except that `flight_mu_` may take a
+// LinkEstimate's leaf mutex (the bundle's arrival estimate). Bundle: the
+// prefetch thread starts part reads on the prefetch WorkQueue, at most the
+// part depth at a time (`depth_mu_`); `bundle_pending_` (under `flight_mu_`)
+// holds the ActionIDs whose place in `in_flight_` belongs to the bundle.
 
 namespace cairn::client::gocacheprog {
 namespace {
@@ -242,6 +252,75 @@ std::string ShortHex(absl::string_view id) {
   return cas::HexEncode(id.substr(0, 8));
 }
 
+// The largest bundle index read: every part and record at its limit.
+constexpr int64_t kMaxBundleIndexBytes =
+    static_cast<int64_t>(kBundleMagic.size()) + 8 + 49 * kMaxBundleParts +
+    124 * static_cast<int64_t>(kMaxManifestIds);
+// A get waits for its body's part when it is expected within the longer of
+// this and twice the get's own expected fetch time.
+constexpr absl::Duration kBundleWaitFloor = absl::Milliseconds(100);
+// How often a get waiting for a part checks the part's progress.
+constexpr absl::Duration kBundleRecheck = absl::Milliseconds(20);
+// Bundle bytes to receive before its rate is trusted.
+constexpr int64_t kBundleRateSample = 256 * 1024;
+constexpr int kMaxPartsInFlight = 8;
+// Pieces bodies are cut from, and bytes read from a local file at a time.
+constexpr size_t kBundlePiece = 256 * 1024;
+constexpr size_t kReadChunk = 1 << 20;
+// Compression level of parts: written once, read by every machine.
+constexpr int kPartZstdLevel = 3;
+
+// Where the body of an ActionID the bundle is fetching lies.
+struct Pending {
+  uint32_t part = kNoPart;  // kNoPart: an empty body, stored at once.
+  int64_t end = 0;          // Offset just past the body in the content.
+  int64_t size = 0;
+};
+
+struct PartProgress {
+  bool started = false;
+  bool done = false;
+  int64_t received = 0;  // Content bytes cut into bodies so far.
+};
+
+// Reads `size` bytes of the file at `path` into `sink`, a chunk at a time.
+// INTERNAL when it cannot be read or has another length.
+absl::Status ReadFileTo(
+    const std::string& path, int64_t size,
+    absl::FunctionRef<absl::Status(absl::string_view)> sink) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("open ", path));
+  }
+  absl::Cleanup close_fd = [fd] { close(fd); };
+  std::string buf(kReadChunk, '\0');
+  int64_t total = 0;
+  for (;;) {
+    const ssize_t n = read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return absl::InternalError(absl::StrCat("read ", path));
+    }
+    if (n == 0) {
+      break;
+    }
+    total += n;
+    if (total > size) {
+      break;
+    }
+    if (absl::Status s = sink(absl::string_view(buf.data(), n)); !s.ok()) {
+      return s;
+    }
+  }
+  if (total != size) {
+    return absl::InternalError(
+        absl::StrCat(path, " is not ", size, " bytes long"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int PrefetchDepth(absl::Duration rtt, double bytes_per_second,
@@ -264,14 +343,17 @@ std::string ShimStats::Summary() const {
       "uploads_dropped=%d bytes_down=%d bytes_up=%d remote_wait=%.3fs "
       "prefetched=%d prefetch_hits=%d prefetch_bytes=%d manifests_stored=%d "
       "over_budget=%d bodies_skipped=%d rtt=%.1fms link=%.1fMB/s "
-      "prefetch_depth=%d",
+      "prefetch_depth=%d bundle_parts=%d bundle_bytes=%d bundle_entries=%d "
+      "bundle_hits=%d bundle_claims=%d bundles_stored=%d",
       gets.load(), local_hits.load(), remote_hits.load(), misses.load(),
       puts.load(), errors.load(), uploads.load(), upload_failures.load(),
       uploads_dropped.load(), bytes_down.load(), bytes_up.load(),
       remote_wait_ns.load() / 1e9, prefetched.load(), prefetch_hits.load(),
       prefetch_bytes.load(), manifests_stored.load(), budget_misses.load(),
       budget_skips.load(), rtt_us.load() / 1e3, link_bytes_per_s.load() / 1e6,
-      prefetch_depth.load());
+      prefetch_depth.load(), bundle_parts.load(), bundle_bytes.load(),
+      bundle_entries.load(), bundle_hits.load(), bundle_claims.load(),
+      bundles_stored.load());
 }
 
 class Shim::Impl {
@@ -326,17 +408,51 @@ class Shim::Impl {
   void Upload(const std::string& action_id, const Entry& entry,
               const std::string& path);
   void Close(const Request& req);
-  // Stores this run's manifest unless it equals the fetched one.
+  // Stores this run's manifest unless it equals the fetched one (or the
+  // fetched bundle's list), then its bundle (StoreBundle).
   void StoreManifest(absl::Time deadline);
+  // Stores a bundle of `ids` unless the fetched one is close enough.
+  void StoreBundle(const std::vector<std::string>& ids, absl::Time deadline);
+  // Compresses the bodies of one planned part from the local files at
+  // `paths` (by OutputID) into a local body; fills in `part`'s hash and
+  // blob size and returns the body's path.
+  absl::StatusOr<std::string> WritePart(
+      const std::vector<PartBody>& bodies,
+      const absl::flat_hash_map<std::string, std::string>& paths,
+      BundlePart* part);
 
   // Stops the prefetch and waits, until `deadline`, for its thread and tasks
   // to stop using the remote (each call ends by its own deadline; the
   // destructor waits for them). When it returns true they have stopped and
   // fetched_manifest_ holds the manifest if the prefetch read one.
   bool StopPrefetch(absl::Time deadline);
-  // Prefetch thread: reads the manifest, queues one task per ActionID.
+  // Prefetch thread: reads the bundle index or else the manifest.
   void Prefetch();
+  // Queues one PrefetchOne task per ActionID, the depth at a time.
+  void PrefetchIds(std::vector<std::string> ids);
   void PrefetchOne(const std::string& action_id);
+  // Takes the bundle's ActionIDs as in flight and reads its parts; then
+  // prefetches its bodiless entries one by one.
+  void PrefetchBundle(BundleIndex index);
+  // Stores the bundle's empty bodies' entries.
+  void StoreEmptyEntries();
+  // Reads part `p` of bundle_, storing its bodies and their entries.
+  void FetchPart(uint32_t p);
+  // Stores the entries of a body cut from a part (`ok`: the body is in the
+  // local store) and ends their flights.
+  void FinishPartBody(const PartBody& body, bool ok);
+  // Returns true when a record of `body` still waits for it.
+  bool BodyWanted(const PartBody& body);
+  // Gives the ActionIDs of `records` that the bundle still holds back to
+  // the normal path.
+  void ReleaseRecords(absl::Span<const size_t> records);
+  // Returns true when the bundle's body for `action_id` (one in
+  // bundle_pending_) is expected soon enough for a get to wait for it.
+  bool BundleArrivesSoon(const std::string& action_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(flight_mu_);
+  // As AcquirePrefetchSlot, for part reads.
+  bool AcquirePartSlot();
+  void ReleasePartSlot();
   // Waits until fewer prefetch fetches than the current depth are in flight
   // and takes a place; false (nothing taken) once the prefetch stops.
   bool AcquirePrefetchSlot();
@@ -345,8 +461,10 @@ class Shim::Impl {
   int CurrentPrefetchDepth();
   // Ends a fetch started by StartFetch or PrefetchOne.
   void EndFlight(const std::string& action_id);
-  // Returns true (once) when `action_id` was stored by the prefetch.
-  bool TakePrefetched(const std::string& action_id);
+  // Returns where a stored entry came from, once: the per-entry prefetch,
+  // a bundle part, or neither.
+  enum class Source { kNone, kPrefetch, kBundle };
+  Source TakePrefetched(const std::string& action_id);
   // Manifest bookkeeping: a get asked for `action_id` (request order), and
   // it was answered with a hit or put.
   void RecordAsked(const std::string& action_id);
@@ -375,12 +493,26 @@ class Shim::Impl {
   absl::CondVar flight_done_;
   absl::flat_hash_set<std::string> in_flight_ ABSL_GUARDED_BY(flight_mu_);
   absl::flat_hash_set<std::string> prefetched_ ABSL_GUARDED_BY(flight_mu_);
+  absl::flat_hash_set<std::string> bundled_ ABSL_GUARDED_BY(flight_mu_);
+  absl::flat_hash_map<std::string, Pending> bundle_pending_
+      ABSL_GUARDED_BY(flight_mu_);
+  std::vector<PartProgress> part_progress_ ABSL_GUARDED_BY(flight_mu_);
+  int64_t bundle_received_ ABSL_GUARDED_BY(flight_mu_) = 0;
+  int parts_active_ ABSL_GUARDED_BY(flight_mu_) = 0;
+  absl::Time bundle_start_ ABSL_GUARDED_BY(flight_mu_);
+  // The bundle read, set by the prefetch thread before any part task.
+  BundleIndex bundle_;
+  std::vector<std::vector<PartBody>> bundle_bodies_;
+  int parts_in_flight_ ABSL_GUARDED_BY(depth_mu_) = 0;
 
   absl::Mutex seen_mu_;
   std::vector<std::string> asked_ ABSL_GUARDED_BY(seen_mu_);
   absl::flat_hash_set<std::string> asked_set_ ABSL_GUARDED_BY(seen_mu_);
   absl::flat_hash_set<std::string> resolved_ ABSL_GUARDED_BY(seen_mu_);
   std::string fetched_manifest_ ABSL_GUARDED_BY(seen_mu_);
+  // The ActionIDs of the bundle read, if one was.
+  bool bundle_read_ ABSL_GUARDED_BY(seen_mu_) = false;
+  absl::flat_hash_set<std::string> bundle_ids_ ABSL_GUARDED_BY(seen_mu_);
   int out_fd_ = -1;
   absl::Mutex write_mu_;
   bool write_failed_ ABSL_GUARDED_BY(write_mu_) = false;
@@ -579,9 +711,14 @@ bool Shim::Impl::AnswerLocalHit(const Request& req) {
 void Shim::Impl::RespondHit(const Request& req, const LocalHit& hit, bool local,
                             absl::Time start) {
   absl::string_view outcome = "local-hit";
-  if (local && TakePrefetched(req.action_id)) {
+  const Source source =
+      local ? TakePrefetched(req.action_id) : Source::kNone;
+  if (source == Source::kPrefetch) {
     stats_->prefetch_hits.fetch_add(1);
     outcome = "prefetch-hit";
+  } else if (source == Source::kBundle) {
+    stats_->bundle_hits.fetch_add(1);
+    outcome = "bundle-hit";
   } else if (local) {
     stats_->local_hits.fetch_add(1);
   } else {
@@ -650,9 +787,16 @@ bool Shim::Impl::StartFetch(const std::string& action_id, absl::Time deadline) {
   {
     absl::MutexLock lock(&flight_mu_);
     if (in_flight_.contains(action_id)) {
-      return false;
+      auto it = bundle_pending_.find(action_id);
+      if (it == bundle_pending_.end() || BundleArrivesSoon(action_id)) {
+        return false;
+      }
+      // Its part is far behind: the flight becomes this get's own.
+      bundle_pending_.erase(it);
+      stats_->bundle_claims.fetch_add(1);
+    } else {
+      in_flight_.insert(action_id);
     }
-    in_flight_.insert(action_id);
   }
   bool queued = fetch_pool_.Submit(
       [this, action_id, deadline] {
@@ -669,7 +813,15 @@ bool Shim::Impl::StartFetch(const std::string& action_id, absl::Time deadline) {
 bool Shim::Impl::WaitFlight(const std::string& action_id, absl::Time deadline) {
   absl::MutexLock lock(&flight_mu_);
   while (in_flight_.contains(action_id)) {
-    if (flight_done_.WaitWithDeadline(&flight_mu_, deadline)) {
+    absl::Time until = deadline;
+    if (bundle_pending_.contains(action_id)) {
+      if (!BundleArrivesSoon(action_id)) {
+        return true;  // Not worth waiting for: the caller fetches it.
+      }
+      until = std::min(deadline, absl::Now() + kBundleRecheck);
+    }
+    if (flight_done_.WaitWithDeadline(&flight_mu_, until) &&
+        absl::Now() >= deadline) {
       return !in_flight_.contains(action_id);
     }
   }
@@ -795,10 +947,10 @@ void Shim::Impl::StoreManifest(absl::Time deadline) {
       absl::Now() >= deadline) {
     return;
   }
-  std::string blob;
+  std::vector<std::string> ids;
+  bool same = false;
   {
     absl::MutexLock lock(&seen_mu_);
-    std::vector<std::string> ids;
     ids.reserve(asked_.size());
     for (const std::string& id : asked_) {
       if (resolved_.contains(id)) {
@@ -808,37 +960,157 @@ void Shim::Impl::StoreManifest(absl::Time deadline) {
     if (ids.empty()) {
       return;
     }
-    // The same build again (in any order): the stored manifest already
-    // lists exactly these ids. A manifest listing more (e.g. the puts of a
-    // cold build that a warm build never asks for) is replaced, so the next
-    // run downloads only what it will ask for, in this run's order.
-    bool same = false;
-    if (absl::StatusOr<std::vector<std::string>> old =
-            DecodeManifest(fetched_manifest_);
-        old.ok()) {
-      absl::flat_hash_set<std::string> old_set(old->begin(), old->end());
-      same = old_set.size() == ids.size();
-      for (const std::string& id : ids) {
-        same = same && old_set.contains(id);
-      }
+    // The same build again (in any order): the stored manifest (or, when a
+    // bundle was read instead, the bundle) already lists exactly these ids.
+    // A manifest listing more (e.g. the puts of a cold build that a warm
+    // build never asks for) is replaced, so the next run downloads only
+    // what it will ask for, in this run's order.
+    absl::flat_hash_set<std::string> old_set;
+    if (bundle_read_) {
+      old_set = bundle_ids_;
+    } else if (absl::StatusOr<std::vector<std::string>> old =
+                   DecodeManifest(fetched_manifest_);
+               old.ok()) {
+      old_set.insert(old->begin(), old->end());
     }
-    if (same) {
+    same = old_set.size() == ids.size();
+    for (const std::string& id : ids) {
+      same = same && old_set.contains(id);
+    }
+  }
+  if (!same && breaker_.Allow()) {
+    const std::string blob = EncodeManifest(ids);
+    absl::Status s = remote_->PutManifest(options_.prefetch_scope, blob);
+    if (s.ok()) {
+      breaker_.Success();
+      stats_->manifests_stored.fetch_add(1);
+      stats_->bytes_up.fetch_add(static_cast<int64_t>(blob.size()));
+    } else if (s.code() != absl::StatusCode::kPermissionDenied &&
+               s.code() != absl::StatusCode::kInvalidArgument) {
+      breaker_.Failure(s);
       return;
     }
-    blob = EncodeManifest(ids);
   }
-  if (!breaker_.Allow()) {
+  if (options_.bundle) {
+    StoreBundle(ids, deadline);
+  }
+}
+
+void Shim::Impl::StoreBundle(const std::vector<std::string>& ids,
+                             absl::Time deadline) {
+  {
+    absl::MutexLock lock(&seen_mu_);
+    if (bundle_read_) {
+      // Close enough to what the next run will ask for: keep it (an
+      // unchanged list never rebuilds; CI runs with small changes do not
+      // upload a bundle each time).
+      int64_t fresh = 0;
+      for (const std::string& id : ids) {
+        fresh += bundle_ids_.contains(id) ? 0 : 1;
+      }
+      const int64_t unused =
+          static_cast<int64_t>(bundle_ids_.size()) -
+          (static_cast<int64_t>(ids.size()) - fresh);
+      const double f = options_.bundle_rebuild_fraction;
+      if (fresh <= f * static_cast<double>(ids.size()) &&
+          unused <= f * static_cast<double>(bundle_ids_.size())) {
+        return;
+      }
+    }
+  }
+  std::vector<BundleEntry> entries;
+  absl::flat_hash_map<std::string, std::string> paths;  // By OutputID.
+  entries.reserve(ids.size());
+  for (const std::string& id : ids) {
+    std::optional<LocalHit> hit = local_->Get(id);
+    if (hit.has_value()) {
+      entries.push_back(BundleEntry{id, hit->entry.output_id, hit->entry.size,
+                                    hit->entry.time});
+      paths.try_emplace(hit->entry.output_id, hit->disk_path);
+    }
+  }
+  BundleIndex index = PlanBundle(entries, options_.bundle_max_bytes,
+                                 options_.bundle_part_bytes);
+  const std::vector<std::vector<PartBody>> bodies = BodiesByPart(index);
+  int64_t sent = 0;
+  for (size_t p = 0; p < index.parts.size(); ++p) {
+    if (absl::Now() >= deadline || !breaker_.Allow()) {
+      return;  // An index must never name a part the remote lacks.
+    }
+    absl::StatusOr<std::string> path = WritePart(bodies[p], paths,
+                                                 &index.parts[p]);
+    if (!path.ok()) {
+      return;
+    }
+    absl::Status s = remote_->UploadFile(PartDigest(index.parts[p]), *path);
+    if (!s.ok()) {
+      if (s.code() != absl::StatusCode::kPermissionDenied &&
+          s.code() != absl::StatusCode::kInvalidArgument) {
+        breaker_.Failure(s);
+      }
+      return;
+    }
+    sent += index.parts[p].blob_size;
+  }
+  if (absl::Now() >= deadline || !breaker_.Allow()) {
     return;
   }
-  absl::Status s = remote_->PutManifest(options_.prefetch_scope, blob);
-  if (s.ok()) {
-    breaker_.Success();
-    stats_->manifests_stored.fetch_add(1);
-    stats_->bytes_up.fetch_add(static_cast<int64_t>(blob.size()));
-  } else if (s.code() != absl::StatusCode::kPermissionDenied &&
-             s.code() != absl::StatusCode::kInvalidArgument) {
-    breaker_.Failure(s);
+  const std::string blob = EncodeBundleIndex(index);
+  absl::Status s = remote_->PutBundleIndex(options_.prefetch_scope, blob);
+  if (!s.ok()) {
+    if (s.code() != absl::StatusCode::kPermissionDenied &&
+        s.code() != absl::StatusCode::kInvalidArgument) {
+      breaker_.Failure(s);
+    }
+    return;
   }
+  breaker_.Success();
+  stats_->bundles_stored.fetch_add(1);
+  stats_->bytes_up.fetch_add(sent + static_cast<int64_t>(blob.size()));
+}
+
+absl::StatusOr<std::string> Shim::Impl::WritePart(
+    const std::vector<PartBody>& bodies,
+    const absl::flat_hash_map<std::string, std::string>& paths,
+    BundlePart* part) {
+  absl::StatusOr<std::unique_ptr<BodyWriter>> w = local_->NewBody();
+  if (!w.ok()) {
+    return w.status();
+  }
+  cas::ZstdCompressor zstd(kPartZstdLevel);
+  cas::Sha256Hasher hash;
+  std::string out;
+  int64_t blob = 0;
+  auto emit = [&]() -> absl::Status {
+    hash.Update(out);
+    blob += static_cast<int64_t>(out.size());
+    absl::Status s = (*w)->Append(out);
+    out.clear();
+    return s;
+  };
+  for (const PartBody& b : bodies) {
+    auto it = paths.find(b.output_id);
+    if (it == paths.end()) {
+      return absl::InternalError("bundle body without a local file");
+    }
+    absl::Status s = ReadFileTo(it->second, b.size, [&](absl::string_view d) {
+      absl::Status c = zstd.Compress(d, /*last=*/false, &out);
+      return c.ok() ? emit() : c;
+    });
+    if (!s.ok()) {
+      return s;
+    }
+  }
+  if (absl::Status s = zstd.Compress("", /*last=*/true, &out); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = emit(); !s.ok()) {
+    return s;
+  }
+  part->hash = hash.FinishRaw();
+  part->blob_size = blob;
+  part->encoding = PartEncoding::kZstd;
+  return (*w)->Commit(part->hash, blob);
 }
 
 void Shim::Impl::RecordAsked(const std::string& action_id) {
@@ -859,9 +1131,12 @@ void Shim::Impl::EndFlight(const std::string& action_id) {
   flight_done_.SignalAll();
 }
 
-bool Shim::Impl::TakePrefetched(const std::string& action_id) {
+Shim::Impl::Source Shim::Impl::TakePrefetched(const std::string& action_id) {
   absl::MutexLock lock(&flight_mu_);
-  return prefetched_.erase(action_id) > 0;
+  if (prefetched_.erase(action_id) > 0) {
+    return Source::kPrefetch;
+  }
+  return bundled_.erase(action_id) > 0 ? Source::kBundle : Source::kNone;
 }
 
 bool Shim::Impl::StopPrefetch(absl::Time deadline) {
@@ -882,6 +1157,24 @@ bool Shim::Impl::StopPrefetch(absl::Time deadline) {
 void Shim::Impl::Prefetch() {
   if (!breaker_.Allow()) {
     return;
+  }
+  if (options_.bundle) {
+    absl::StatusOr<std::string> blob =
+        remote_->GetBundleIndex(options_.prefetch_scope, kMaxBundleIndexBytes);
+    if (!blob.ok() && RemoteFailed(blob.status())) {
+      breaker_.Failure(blob.status());
+      return;
+    }
+    breaker_.Success();
+    if (blob.ok()) {
+      absl::StatusOr<BundleIndex> index = DecodeBundleIndex(*blob);
+      if (index.ok()) {
+        PrefetchBundle(*std::move(index));
+        return;
+      }
+      // Not ours to fix: the manifest still serves, and the next close
+      // replaces the bundle.
+    }
   }
   const int64_t max_bytes =
       static_cast<int64_t>(kManifestMagic.size() + 32 * kMaxManifestIds);
@@ -905,7 +1198,11 @@ void Shim::Impl::Prefetch() {
     fetched_manifest_ = *std::move(blob);
   }
   prefetch_start_ = absl::Now();
-  for (std::string& id : *ids) {
+  PrefetchIds(*std::move(ids));
+}
+
+void Shim::Impl::PrefetchIds(std::vector<std::string> ids) {
+  for (std::string& id : ids) {
     if (prefetch_stop_.load() || !AcquirePrefetchSlot()) {
       return;
     }
@@ -916,6 +1213,336 @@ void Shim::Impl::Prefetch() {
         },
         /*block=*/true);
   }
+}
+
+void Shim::Impl::PrefetchBundle(BundleIndex index) {
+  bundle_ = std::move(index);
+  bundle_bodies_ = BodiesByPart(bundle_);
+  {
+    absl::MutexLock lock(&seen_mu_);
+    bundle_read_ = true;
+    for (const BundleRecord& r : bundle_.records) {
+      bundle_ids_.insert(r.action_id);
+    }
+  }
+  // Entries the local tier lacks: those with a body here (or an empty one)
+  // become the bundle's flights; the others are prefetched one by one.
+  std::vector<bool> absent(bundle_.records.size());
+  for (size_t i = 0; i < bundle_.records.size(); ++i) {
+    absent[i] = !local_->Get(bundle_.records[i].action_id).has_value();
+  }
+  std::vector<std::string> one_by_one;
+  {
+    absl::MutexLock lock(&flight_mu_);
+    part_progress_.resize(bundle_.parts.size());
+    bundle_start_ = absl::Now();
+    for (size_t i = 0; i < bundle_.records.size(); ++i) {
+      const BundleRecord& r = bundle_.records[i];
+      if (!absent[i] || in_flight_.contains(r.action_id)) {
+        continue;
+      }
+      if (r.part == kNoPart && r.size > 0) {
+        one_by_one.push_back(r.action_id);
+        continue;
+      }
+      in_flight_.insert(r.action_id);
+      bundle_pending_[r.action_id] =
+          Pending{r.part, r.part == kNoPart ? 0 : r.offset + r.size, r.size};
+    }
+  }
+  prefetch_start_ = absl::Now();
+  prefetch_pool_.Submit([this] { StoreEmptyEntries(); }, /*block=*/true);
+  uint32_t p = 0;
+  for (; p < bundle_.parts.size(); ++p) {
+    const int64_t n = bundle_.parts[p].content_size;
+    if (prefetch_stop_.load() || !AcquirePartSlot()) {
+      break;
+    }
+    if (prefetch_reserved_.fetch_add(n) + n > options_.prefetch_max_bytes) {
+      ReleasePartSlot();
+      break;
+    }
+    prefetch_pool_.Submit(
+        [this, p] {
+          FetchPart(p);
+          ReleasePartSlot();
+        },
+        /*block=*/true);
+  }
+  for (; p < bundle_.parts.size(); ++p) {  // Not read: back to normal.
+    for (const PartBody& b : bundle_bodies_[p]) {
+      ReleaseRecords(b.records);
+    }
+  }
+  PrefetchIds(std::move(one_by_one));
+}
+
+void Shim::Impl::StoreEmptyEntries() {
+  const std::string empty = cas::Digest::Empty().hash();
+  bool have_body = false;
+  for (size_t i = 0; i < bundle_.records.size(); ++i) {
+    const BundleRecord& r = bundle_.records[i];
+    if (r.part != kNoPart || r.size != 0) {
+      continue;
+    }
+    {
+      absl::MutexLock lock(&flight_mu_);
+      if (bundle_pending_.erase(r.action_id) == 0) {
+        continue;
+      }
+    }
+    absl::Cleanup end = [&] { EndFlight(r.action_id); };
+    if (prefetch_stop_.load() || cas::HexEncode(r.output_id) != empty) {
+      continue;  // Not an empty body: the normal path answers.
+    }
+    if (!have_body) {
+      absl::StatusOr<std::unique_ptr<BodyWriter>> w = local_->NewBody();
+      have_body = w.ok() && (*w)->Commit(r.output_id, 0).ok();
+      if (!have_body) {
+        continue;
+      }
+    }
+    if (local_->PutEntry(r.action_id, Entry{r.output_id, 0, r.time}).ok()) {
+      stats_->bundle_entries.fetch_add(1);
+      absl::MutexLock lock(&flight_mu_);
+      bundled_.insert(r.action_id);
+    }
+  }
+}
+
+void Shim::Impl::FetchPart(uint32_t p) {
+  const BundlePart& part = bundle_.parts[p];
+  const std::vector<PartBody>& bodies = bundle_bodies_[p];
+  {
+    absl::MutexLock lock(&flight_mu_);
+    part_progress_[p].started = true;
+    ++parts_active_;
+  }
+  // Whatever ends this read, entries it did not store go back to normal.
+  absl::Cleanup end = [&] {
+    for (const PartBody& b : bodies) {
+      ReleaseRecords(b.records);
+    }
+    absl::MutexLock lock(&flight_mu_);
+    part_progress_[p].done = true;
+    --parts_active_;
+    flight_done_.SignalAll();
+  };
+  if (prefetch_stop_.load() || !breaker_.Allow()) {
+    return;
+  }
+  size_t next = 0;         // The body being cut.
+  int64_t in_body = 0;     // Its bytes so far.
+  int64_t produced = 0;    // Content bytes so far.
+  bool skip = false;       // The current body is not wanted.
+  bool have = false;       // The local store has it already: read past it.
+  bool local_fault = false;
+  std::unique_ptr<BodyWriter> writer;
+  auto cut = [&](absl::string_view piece) -> absl::Status {
+    const int64_t before = produced;
+    while (!piece.empty()) {
+      if (next == bodies.size()) {
+        return absl::InvalidArgumentError("part longer than its bodies");
+      }
+      const PartBody& b = bodies[next];
+      if (in_body == 0) {
+        writer.reset();
+        skip = !BodyWanted(b);
+        struct stat st;
+        have = !skip &&
+               stat(local_->BodyPath(b.output_id).c_str(), &st) == 0 &&
+               st.st_size == b.size;
+        if (!skip && !have) {
+          absl::StatusOr<std::unique_ptr<BodyWriter>> w = local_->NewBody();
+          if (!w.ok()) {
+            local_fault = true;
+            return w.status();
+          }
+          writer = *std::move(w);
+        }
+      }
+      const size_t n = static_cast<size_t>(
+          std::min<int64_t>(static_cast<int64_t>(piece.size()),
+                            b.size - in_body));
+      if (writer != nullptr && !writer->Append(piece.substr(0, n)).ok()) {
+        writer.reset();  // The body is lost; its entries fall back.
+      }
+      in_body += static_cast<int64_t>(n);
+      produced += static_cast<int64_t>(n);
+      piece.remove_prefix(n);
+      if (in_body == b.size) {
+        bool ok = have;
+        if (writer != nullptr) {
+          ok = writer->Commit(b.output_id, b.size).ok();
+          writer.reset();
+        }
+        if (!skip) {
+          FinishPartBody(b, ok);
+        }
+        ++next;
+        in_body = 0;
+      }
+    }
+    absl::MutexLock lock(&flight_mu_);
+    part_progress_[p].received = produced;
+    bundle_received_ += produced - before;
+    return absl::OkStatus();
+  };
+  cas::ZstdDecompressor zstd;
+  const absl::Time start = absl::Now();
+  absl::Time first = absl::InfinitePast();
+  absl::Status s = remote_->ReadBlob(
+      PartDigest(part), [&](absl::string_view chunk) -> absl::Status {
+        if (prefetch_stop_.load()) {
+          return absl::CancelledError("prefetch stopped");
+        }
+        if (first == absl::InfinitePast()) {
+          first = absl::Now();
+          prefetch_link_.AddRoundTrip(first - start);
+        }
+        stats_->bundle_bytes.fetch_add(static_cast<int64_t>(chunk.size()));
+        if (part.encoding == PartEncoding::kPlain) {
+          return cut(chunk);
+        }
+        return zstd.DecompressTo(chunk, part.content_size - produced,
+                                 kBundlePiece, cut);
+      });
+  const bool whole =
+      produced == part.content_size &&
+      (part.encoding == PartEncoding::kPlain || zstd.AtFrameEnd());
+  if (s.ok() && !whole) {
+    s = absl::DataLossError(absl::StrCat("bundle part ",
+                                         PartDigest(part).ToString(),
+                                         " ended early"));
+  }
+  if (!s.ok()) {
+    if (!local_fault && RemoteFailed(s) &&
+        s.code() != absl::StatusCode::kInvalidArgument &&
+        s.code() != absl::StatusCode::kCancelled) {
+      breaker_.Failure(s);
+    }
+    if (options_.verbose) {
+      std::fprintf(stderr, "cairn-gocacheprog: bundle part %u: %s\n", p,
+                   s.ToString().c_str());
+    }
+    return;
+  }
+  breaker_.Success();
+  if (first != absl::InfinitePast()) {
+    prefetch_link_.AddTransfer(part.blob_size, absl::Now() - first);
+  }
+  stats_->bundle_parts.fetch_add(1);
+}
+
+bool Shim::Impl::BodyWanted(const PartBody& body) {
+  absl::MutexLock lock(&flight_mu_);
+  for (size_t r : body.records) {
+    if (bundle_pending_.contains(bundle_.records[r].action_id)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void Shim::Impl::FinishPartBody(const PartBody& body, bool ok) {
+  if (ok) {
+    stats_->bytes_down.fetch_add(body.size);
+  }
+  for (size_t i : body.records) {
+    const BundleRecord& r = bundle_.records[i];
+    {
+      absl::MutexLock lock(&flight_mu_);
+      if (bundle_pending_.erase(r.action_id) == 0) {
+        continue;  // A get took it over, or it was here already.
+      }
+    }
+    // The entry is written before the flight ends: a waiting get then
+    // finds it.
+    if (ok && local_->PutEntry(r.action_id, Entry{r.output_id, r.size, r.time})
+                  .ok()) {
+      stats_->bundle_entries.fetch_add(1);
+      absl::MutexLock lock(&flight_mu_);
+      bundled_.insert(r.action_id);
+    }
+    EndFlight(r.action_id);
+  }
+}
+
+void Shim::Impl::ReleaseRecords(absl::Span<const size_t> records) {
+  absl::MutexLock lock(&flight_mu_);
+  bool any = false;
+  for (size_t i : records) {
+    const std::string& id = bundle_.records[i].action_id;
+    if (bundle_pending_.erase(id) > 0) {
+      in_flight_.erase(id);
+      any = true;
+    }
+  }
+  if (any) {
+    flight_done_.SignalAll();
+  }
+}
+
+bool Shim::Impl::BundleArrivesSoon(const std::string& action_id) {
+  auto it = bundle_pending_.find(action_id);
+  if (it == bundle_pending_.end() || it->second.part == kNoPart) {
+    return true;
+  }
+  const Pending& want = it->second;
+  const double secs = absl::ToDoubleSeconds(absl::Now() - bundle_start_);
+  if (bundle_received_ < kBundleRateSample || secs <= 0) {
+    return true;  // Nothing measured yet: wait, within the get's budget.
+  }
+  const double rate = static_cast<double>(bundle_received_) / secs;
+  const PartProgress& progress = part_progress_[want.part];
+  double bytes = 0;
+  if (progress.started) {
+    // Parts in flight share the rate.
+    bytes = static_cast<double>(want.end - progress.received) *
+            std::max(1, parts_active_);
+  } else {
+    bytes = static_cast<double>(want.end);
+    for (uint32_t q = 0; q < want.part; ++q) {
+      if (!part_progress_[q].done) {
+        bytes += static_cast<double>(bundle_.parts[q].content_size -
+                                     part_progress_[q].received);
+      }
+    }
+  }
+  const absl::Duration own = link_.BodyTime(want.size) + link_.rtt();
+  return absl::Seconds(bytes / rate) <= std::max(kBundleWaitFloor, 2 * own);
+}
+
+bool Shim::Impl::AcquirePartSlot() {
+  absl::MutexLock lock(&depth_mu_);
+  for (;;) {
+    if (prefetch_stop_.load()) {
+      return false;
+    }
+    const int64_t parts = stats_->bundle_parts.load();
+    const int64_t bytes = stats_->bundle_bytes.load();
+    const double secs = absl::ToDoubleSeconds(absl::Now() - prefetch_start_);
+    double rate = prefetch_link_.best_bytes_per_second();
+    if (secs > 0) {
+      rate = std::max(rate, static_cast<double>(bytes) / secs);
+    }
+    const int depth = PrefetchDepth(
+        prefetch_link_.min_rtt(), rate, parts > 0 ? bytes / parts : 0,
+        std::min(options_.bundle_min_parts, kMaxPartsInFlight),
+        kMaxPartsInFlight);
+    if (parts_in_flight_ < depth) {
+      break;
+    }
+    depth_cv_.Wait(&depth_mu_);
+  }
+  ++parts_in_flight_;
+  return true;
+}
+
+void Shim::Impl::ReleasePartSlot() {
+  absl::MutexLock lock(&depth_mu_);
+  --parts_in_flight_;
+  depth_cv_.SignalAll();
 }
 
 bool Shim::Impl::AcquirePrefetchSlot() {

@@ -41,6 +41,29 @@
 // is left out (a cold gh build puts 1058 "srcfiles" lists no warm build asks
 // for, and 1035 empty "stdout" records every warm build reads).
 //
+// Bundles (when also `bundle`; bundle.h): before the manifest, the
+// prefetch thread reads the scope's bundle index. When there is one, it
+// replaces the manifest: every ActionID the index gives a body for counts
+// as in flight at once, its parts are read a few at a time (between
+// `bundle_min_parts` and 8 in flight, PrefetchDepth() of the parts' round
+// trip, rate and mean size), each streamed through zstd and cut into bodies
+// that are stored (each checked against its OutputID by the BodyWriter) and
+// answer their entries; a body that does not match, a part that is missing
+// or ends early, or a remote error releases the entries concerned to the
+// normal path (which refetches them one by one). Entries without a body in
+// the bundle are prefetched one by one as the manifest's are. A get for an
+// entry of a part still to come waits for it only while the part's measured
+// progress says it arrives within max(100 ms, twice the get's own expected
+// fetch time); otherwise, and after a failure, it fetches the entry itself.
+// At close, after the manifest, the shim stores a new bundle of this run's
+// list unless the bundle it read (if any) differs from it by at most
+// `bundle_rebuild_fraction` (ActionIDs new to the list, or listed but not
+// asked, as a fraction of the list's or the bundle's size): bodies in
+// request order, at most `bundle_max_bytes` of them, in parts of about
+// `bundle_part_bytes` (PlanBundle()), each compressed from the local files
+// into a local temp body, uploaded (unless the remote has it), then the
+// index; memory stays flat in the bundle's size.
+//
 // Fail-open: a remote error other than NOT_FOUND never reaches the go
 // command. It is reported once on stderr, then the breaker keeps the remote
 // out of the path for `breaker_cooldown` before one request probes it again.
@@ -89,6 +112,12 @@ struct ShimOptions {
   int64_t prefetch_max_bytes = int64_t{2} << 30;
   // Latency budget of one get (see above); zero or less: none.
   absl::Duration get_budget = absl::Seconds(2);
+  // Bundles (see above).
+  bool bundle = true;
+  int64_t bundle_max_bytes = int64_t{256} << 20;
+  int64_t bundle_part_bytes = int64_t{8} << 20;
+  double bundle_rebuild_fraction = 0.1;
+  int bundle_min_parts = 3;
 };
 
 struct ShimStats {
@@ -110,6 +139,16 @@ struct ShimStats {
   std::atomic<int64_t> prefetch_bytes{0};
   // Manifests stored at close (0 or 1).
   std::atomic<int64_t> manifests_stored{0};
+  // Bundle parts read to the end, their bytes as stored (compressed),
+  // entries stored from them, gets answered from those entries, gets that
+  // fetched an entry themselves instead of waiting for its part, and
+  // bundles stored at close (0 or 1).
+  std::atomic<int64_t> bundle_parts{0};
+  std::atomic<int64_t> bundle_bytes{0};
+  std::atomic<int64_t> bundle_entries{0};
+  std::atomic<int64_t> bundle_hits{0};
+  std::atomic<int64_t> bundle_claims{0};
+  std::atomic<int64_t> bundles_stored{0};
   // Gets answered "miss" when the budget ran out, and bodies not fetched
   // because they would have arrived after it.
   std::atomic<int64_t> budget_misses{0};

@@ -25,6 +25,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "cas/digest.h"
+#include "cas/zstd_codec.h"
+#include "client/gocacheprog/bundle.h"
 #include "client/gocacheprog/local_store.h"
 #include "client/gocacheprog/manifest.h"
 #include "client/gocacheprog/remote.h"
@@ -135,6 +137,110 @@ class FakeRemote final : public Remote {
     return absl::OkStatus();
   }
 
+  absl::StatusOr<std::string> GetBundleIndex(absl::string_view scope,
+                                             int64_t max_bytes) override {
+    if (!fail_.ok()) {
+      return fail_;
+    }
+    absl::MutexLock lock(&mu_);
+    ++bundle_gets_;
+    auto it = bundles_.find(scope);
+    if (it == bundles_.end() ||
+        static_cast<int64_t>(it->second.size()) > max_bytes) {
+      return absl::NotFoundError("no bundle");
+    }
+    return it->second;
+  }
+  // Sends the blob in chunks of `chunk_bytes_`; `truncate_reads_`: only
+  // the first half, then DATA_LOSS (as the client reports a short stream).
+  absl::Status ReadBlob(const cas::Digest& digest, BodySink sink) override {
+    std::string blob;
+    {
+      absl::MutexLock lock(&mu_);
+      ++blob_reads_;
+      auto it = blobs_.find(digest.hash());
+      if (it == blobs_.end()) {
+        return absl::NotFoundError("no blob");
+      }
+      blob = it->second;
+    }
+    const size_t end = truncate_reads_ ? blob.size() / 2 : blob.size();
+    for (size_t at = 0; at < end; at += chunk_bytes_) {
+      const size_t n = std::min(chunk_bytes_, end - at);
+      if (absl::Status s = sink(absl::string_view(blob).substr(at, n));
+          !s.ok()) {
+        return s;
+      }
+      if (after_chunk_) {
+        after_chunk_(at + n);
+      }
+    }
+    if (truncate_reads_) {
+      return absl::DataLossError("stream ended early");
+    }
+    return absl::OkStatus();
+  }
+  absl::Status UploadFile(const cas::Digest& digest,
+                          const std::string& path) override {
+    const std::string data = ReadFile(path);
+    if (Sha(data) != absl::HexStringToBytes(digest.hash()) ||
+        static_cast<int64_t>(data.size()) != digest.size_bytes()) {
+      return absl::InvalidArgumentError("blob does not match its digest");
+    }
+    absl::MutexLock lock(&mu_);
+    if (blobs_.contains(digest.hash())) {
+      ++uploads_skipped_;
+      return absl::OkStatus();
+    }
+    ++blob_uploads_;
+    blobs_[digest.hash()] = data;
+    return absl::OkStatus();
+  }
+  absl::Status PutBundleIndex(absl::string_view scope,
+                              absl::string_view index) override {
+    absl::MutexLock lock(&mu_);
+    ++bundle_puts_;
+    bundles_[scope] = std::string(index);
+    return absl::OkStatus();
+  }
+
+  void SetBundle(const std::string& scope, const std::string& index) {
+    absl::MutexLock lock(&mu_);
+    bundles_[scope] = index;
+  }
+  std::string Bundle(const std::string& scope) {
+    absl::MutexLock lock(&mu_);
+    return bundles_.contains(scope) ? bundles_[scope] : "<absent>";
+  }
+  void SetBlob(const std::string& data) {
+    absl::MutexLock lock(&mu_);
+    blobs_[cas::HexEncode(Sha(data))] = data;
+  }
+  void RemoveBlob(const std::string& hex) {
+    absl::MutexLock lock(&mu_);
+    blobs_.erase(hex);
+  }
+  int bundle_gets() {
+    absl::MutexLock lock(&mu_);
+    return bundle_gets_;
+  }
+  int bundle_puts() {
+    absl::MutexLock lock(&mu_);
+    return bundle_puts_;
+  }
+  int blob_reads() {
+    absl::MutexLock lock(&mu_);
+    return blob_reads_;
+  }
+  int blob_uploads() {
+    absl::MutexLock lock(&mu_);
+    return blob_uploads_;
+  }
+  int uploads_skipped() {
+    absl::MutexLock lock(&mu_);
+    return uploads_skipped_;
+  }
+
   void SetManifest(const std::string& scope, const std::string& blob) {
     absl::MutexLock lock(&mu_);
     manifests_[scope] = blob;
@@ -208,6 +314,10 @@ class FakeRemote final : public Remote {
   // Set before the shim runs.
   absl::Status fail_;
   absl::Duration body_delay_;  // Before each body is sent.
+  size_t chunk_bytes_ = 64 * 1024;
+  bool truncate_reads_ = false;
+  // Called after each chunk ReadBlob sent, with the bytes sent so far.
+  std::function<void(size_t)> after_chunk_;
 
  private:
   absl::Mutex mu_;
@@ -226,6 +336,13 @@ class FakeRemote final : public Remote {
   absl::flat_hash_map<std::string, std::string> manifests_ ABSL_GUARDED_BY(mu_);
   int manifest_gets_ ABSL_GUARDED_BY(mu_) = 0;
   int manifest_puts_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<std::string, std::string> bundles_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::string> blobs_ ABSL_GUARDED_BY(mu_);
+  int bundle_gets_ ABSL_GUARDED_BY(mu_) = 0;
+  int bundle_puts_ ABSL_GUARDED_BY(mu_) = 0;
+  int blob_reads_ ABSL_GUARDED_BY(mu_) = 0;
+  int blob_uploads_ ABSL_GUARDED_BY(mu_) = 0;
+  int uploads_skipped_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Waits (up to 20 s, not an assertion on speed) until `done` holds.
@@ -247,9 +364,14 @@ class ShimTest : public ::testing::Test {
     close(from_shim_);
   }
 
+  // Each Start() after the first opens a fresh local directory: a fresh
+  // machine over the same remote.
   void Start(Remote* remote, ShimOptions options = {},
              int64_t max_size = int64_t{1} << 32) {
-    auto local = OpenLocalStore(dir_ + "/local", max_size);
+    auto local = OpenLocalStore(
+        absl::StrCat(dir_, "/local", starts_ == 0 ? "" : absl::StrCat(starts_)),
+        max_size);
+    ++starts_;
     ASSERT_TRUE(local.ok()) << local.status();
     local_ = *std::move(local);
     shim_ = std::make_unique<Shim>(local_.get(), remote, options);
@@ -326,6 +448,16 @@ class ShimTest : public ::testing::Test {
     return j;
   }
 
+  // Ends the last shim (after CloseAndWait) and starts another on a fresh
+  // local directory over `remote`.
+  void Restart(Remote* remote, ShimOptions options) {
+    close(from_shim_);
+    pending_.clear();
+    shim_.reset();
+    local_.reset();
+    Start(remote, options);
+  }
+
   void CloseAndWait(int64_t id) {
     SendRequest({{"ID", id}, {"Command", "close"}});
     EXPECT_EQ(NextResponse(), Json({{"ID", id}}));
@@ -342,6 +474,7 @@ class ShimTest : public ::testing::Test {
   absl::Status run_status_;
   int to_shim_ = -1;
   int from_shim_ = -1;
+  int starts_ = 0;
   std::string pending_;
 };
 
@@ -947,6 +1080,295 @@ TEST_F(ShimTest, FailingManifestFetchIsFailOpen) {
   EXPECT_EQ(ReadFile(NextResponse()["DiskPath"]), "still works");
   CloseAndWait(3);
   EXPECT_EQ(shim_->stats().errors.load(), 0);
+}
+
+// --- Bundles ---
+
+ShimOptions BundleOptions(int64_t part_bytes = 4096) {
+  ShimOptions options = PrefetchOptions();
+  options.bundle_part_bytes = part_bytes;
+  return options;
+}
+
+std::string BodyOf(int i) {
+  return RandomBytes(500 + (i * 211) % 2500, static_cast<uint32_t>(i));
+}
+
+// Builds by hand, in `remote`, the bundle of entries 1..n (bodies
+// `body_of`) for "scope", in parts of `part_bytes`, encoded as `encoding`;
+// `mangle` may change a part's content before it is stored. Returns the
+// index.
+BundleIndex MakeBundle(
+    FakeRemote& remote, int n, int64_t part_bytes, PartEncoding encoding,
+    const std::function<void(size_t part, std::string* content)>& mangle =
+        nullptr,
+    const std::function<std::string(int)>& body_of = BodyOf) {
+  std::vector<BundleEntry> entries;
+  for (int i = 1; i <= n; ++i) {
+    const std::string body = body_of(i);
+    entries.push_back(BundleEntry{ActionId(i), Sha(body),
+                                  static_cast<int64_t>(body.size()),
+                                  absl::FromUnixSeconds(1700000000)});
+  }
+  BundleIndex index = PlanBundle(entries, int64_t{1} << 30, part_bytes);
+  const auto bodies = BodiesByPart(index);
+  for (size_t p = 0; p < index.parts.size(); ++p) {
+    std::string content;
+    for (const PartBody& b : bodies[p]) {
+      content += body_of(static_cast<int>(b.records[0]) + 1);
+    }
+    if (mangle) {
+      mangle(p, &content);
+    }
+    std::string blob = content;
+    if (encoding == PartEncoding::kZstd) {
+      blob.clear();
+      cas::ZstdCompressor c;
+      EXPECT_TRUE(c.Compress(content, /*last=*/true, &blob).ok());
+    }
+    index.parts[p].encoding = encoding;
+    index.parts[p].hash = Sha(blob);
+    index.parts[p].blob_size = static_cast<int64_t>(blob.size());
+    remote.SetBlob(blob);
+  }
+  remote.SetBundle("scope", EncodeBundleIndex(index));
+  return index;
+}
+
+TEST_F(ShimTest, FreshMachineWarmsFromTheBundleWithoutPerEntryGets) {
+  FakeRemote remote;
+  Start(&remote, BundleOptions());
+  for (int i = 1; i <= 30; ++i) {
+    SendGet(2 * i, ActionId(i));
+    EXPECT_EQ(NextResponse()["Miss"], true);
+    SendPut(2 * i + 1, ActionId(i), BodyOf(i));
+    EXPECT_TRUE(NextResponse().contains("DiskPath"));
+  }
+  SendPut(100, ActionId(31), "");  // Empty: in the bundle, without a part.
+  EXPECT_TRUE(NextResponse().contains("DiskPath"));
+  CloseAndWait(101);
+  EXPECT_EQ(shim_->stats().bundles_stored.load(), 1);
+  EXPECT_EQ(remote.bundle_puts(), 1);
+  auto index = DecodeBundleIndex(remote.Bundle("scope"));
+  ASSERT_TRUE(index.ok()) << index.status();
+  EXPECT_EQ(index->records.size(), 31u);
+  ASSERT_GE(index->parts.size(), 3u);  // ~52 KB in parts of about 4 KB.
+  EXPECT_EQ(index->parts[0].encoding, PartEncoding::kZstd);
+  const int gets_before = remote.gets();
+
+  Restart(&remote, BundleOptions());
+  ASSERT_TRUE(
+      WaitFor([&] { return shim_->stats().bundle_entries.load() == 31; }));
+  for (int i = 1; i <= 31; ++i) {
+    SendGet(i, ActionId(i));
+    Json r = NextResponse();
+    ASSERT_TRUE(r.contains("DiskPath")) << r;
+    EXPECT_EQ(ReadFile(r["DiskPath"]), i == 31 ? "" : BodyOf(i));
+  }
+  CloseAndWait(40);
+  EXPECT_EQ(remote.gets(), gets_before);  // No per-entry lookup at all.
+  EXPECT_EQ(remote.manifest_gets(), 1);   // The first run's only.
+  EXPECT_EQ(shim_->stats().bundle_hits.load(), 31);
+  EXPECT_EQ(shim_->stats().bundle_parts.load(),
+            static_cast<int64_t>(index->parts.size()));
+  EXPECT_EQ(remote.blob_reads(), static_cast<int>(index->parts.size()));
+  // The same list again: neither the bundle nor the manifest is rewritten.
+  EXPECT_EQ(shim_->stats().bundles_stored.load(), 0);
+  EXPECT_EQ(remote.bundle_puts(), 1);
+  EXPECT_EQ(remote.manifest_puts(), 1);
+}
+
+// A body in a part that does not hash to its OutputID is not stored; its
+// entry goes the normal way and the get still gets the right bytes.
+TEST_F(ShimTest, BundleBodyNotMatchingItsOutputIdFallsBack) {
+  FakeRemote remote;
+  for (int i = 1; i <= 3; ++i) {
+    remote.Add(ActionId(i), BodyOf(i));
+  }
+  MakeBundle(remote, 3, 1 << 20, PartEncoding::kPlain,
+             [](size_t, std::string* content) {
+               (*content)[BodyOf(1).size() + 5] ^= 1;  // Inside body 2.
+             });
+  Start(&remote, BundleOptions());
+  ASSERT_TRUE(WaitFor([&] { return shim_->stats().bundle_parts.load() == 1; }));
+  for (int i = 1; i <= 3; ++i) {
+    SendGet(i, ActionId(i));
+    EXPECT_EQ(ReadFile(NextResponse()["DiskPath"]), BodyOf(i));
+  }
+  CloseAndWait(4);
+  EXPECT_EQ(shim_->stats().bundle_entries.load(), 2);
+  EXPECT_EQ(shim_->stats().bundle_hits.load(), 2);
+  EXPECT_EQ(shim_->stats().remote_hits.load(), 1);
+  EXPECT_EQ(remote.gets(), 1);  // Body 2 only.
+}
+
+// A part that is missing, or whose stream ends early, releases its entries
+// to the normal path (those cut before the end are kept).
+class BundlePartFailureTest : public ShimTest,
+                              public ::testing::WithParamInterface<int> {};
+
+TEST_P(BundlePartFailureTest, ReleasesItsEntries) {
+  FakeRemote remote;
+  for (int i = 1; i <= 4; ++i) {
+    remote.Add(ActionId(i), BodyOf(i));
+  }
+  const BundleIndex index =
+      MakeBundle(remote, 4, 1 << 20, PartEncoding::kZstd);
+  ASSERT_EQ(index.parts.size(), 1u);
+  if (GetParam() == 0) {
+    remote.RemoveBlob(cas::HexEncode(index.parts[0].hash));
+  } else {
+    remote.truncate_reads_ = true;
+    remote.chunk_bytes_ = 64;
+  }
+  ShimOptions options = BundleOptions();
+  options.get_budget = absl::Seconds(30);  // A wait would show as a hang.
+  Start(&remote, options);
+  ASSERT_TRUE(WaitFor([&] { return remote.blob_reads() == 1; }));
+  for (int i = 1; i <= 4; ++i) {
+    SendGet(i, ActionId(i));
+    EXPECT_EQ(ReadFile(NextResponse()["DiskPath"]), BodyOf(i));
+  }
+  CloseAndWait(5);
+  EXPECT_EQ(shim_->stats().bundle_parts.load(), 0);
+  EXPECT_EQ(shim_->stats().bundle_hits.load() +
+                shim_->stats().remote_hits.load(),
+            4);
+  EXPECT_GE(shim_->stats().remote_hits.load(), 1);
+  EXPECT_EQ(shim_->stats().misses.load(), 0);
+}
+
+// 0: the part is missing; 1: its stream ends halfway (zstd).
+INSTANTIATE_TEST_SUITE_P(MissingOrTruncated, BundlePartFailureTest,
+                         ::testing::Values(0, 1));
+
+TEST_F(ShimTest, ManifestStillServesWhenThereIsNoBundle) {
+  FakeRemote remote;
+  std::vector<std::string> ids;
+  for (int i = 1; i <= 3; ++i) {
+    remote.Add(ActionId(i), BodyOf(i));
+    ids.push_back(ActionId(i));
+  }
+  remote.SetManifest("scope", EncodeManifest(ids));
+  remote.SetBundle("scope", "not a bundle index");
+  Start(&remote, BundleOptions());
+  ASSERT_TRUE(WaitFor([&] { return shim_->stats().prefetched.load() == 3; }));
+  for (int i = 1; i <= 3; ++i) {
+    SendGet(i, ActionId(i));
+    EXPECT_EQ(ReadFile(NextResponse()["DiskPath"]), BodyOf(i));
+  }
+  CloseAndWait(4);
+  EXPECT_EQ(remote.bundle_gets(), 1);
+  EXPECT_EQ(remote.manifest_gets(), 1);
+  EXPECT_EQ(shim_->stats().prefetch_hits.load(), 3);
+  // The manifest lists the same ids: not rewritten; the bundle did not
+  // parse, so a new one is stored.
+  EXPECT_EQ(remote.manifest_puts(), 0);
+  EXPECT_EQ(shim_->stats().bundles_stored.load(), 1);
+  EXPECT_TRUE(DecodeBundleIndex(remote.Bundle("scope")).ok());
+}
+
+TEST_F(ShimTest, CloseRebuildsTheBundleOnlyPastTheThreshold) {
+  FakeRemote remote;
+  auto build = [&](int n, int first_id) {
+    for (int i = 1; i <= n; ++i) {
+      SendGet(first_id + 2 * i, ActionId(i));
+      Json r = NextResponse();
+      if (r.contains("Miss")) {
+        SendPut(first_id + 2 * i + 1, ActionId(i), BodyOf(i));
+        EXPECT_TRUE(NextResponse().contains("DiskPath"));
+      } else {
+        EXPECT_EQ(ReadFile(r["DiskPath"]), BodyOf(i));
+      }
+    }
+    CloseAndWait(first_id + 1000);
+  };
+  Start(&remote, BundleOptions());
+  build(40, 0);
+  EXPECT_EQ(remote.bundle_puts(), 1);
+  // 41 ids, one new (2.4%): kept.
+  Restart(&remote, BundleOptions());
+  build(41, 2000);
+  EXPECT_EQ(shim_->stats().bundles_stored.load(), 0);
+  EXPECT_EQ(remote.bundle_puts(), 1);
+  // 48 ids, eight new to the bundle (16.7%): rebuilt; the parts before the
+  // new entries are unchanged and not uploaded again.
+  const int uploads = remote.blob_uploads();
+  Restart(&remote, BundleOptions());
+  build(48, 4000);
+  EXPECT_EQ(shim_->stats().bundles_stored.load(), 1);
+  EXPECT_EQ(remote.bundle_puts(), 2);
+  EXPECT_GE(remote.uploads_skipped(), 3);
+  EXPECT_GT(remote.blob_uploads(), uploads);
+  auto index = DecodeBundleIndex(remote.Bundle("scope"));
+  ASSERT_TRUE(index.ok()) << index.status();
+  EXPECT_EQ(index->records.size(), 48u);
+}
+
+// Bodies are stored as their bytes arrive: the first body of a part is in
+// the local store before the rest of the part is sent.
+TEST_F(ShimTest, BundlePartsAreStreamedNotHeldWhole) {
+  FakeRemote remote;
+  const BundleIndex index =
+      MakeBundle(remote, 40, int64_t{1} << 20, PartEncoding::kZstd);
+  ASSERT_EQ(index.parts.size(), 1u);
+  const int64_t blob_size = index.parts[0].blob_size;
+  remote.chunk_bytes_ = 1024;
+  std::atomic<int64_t> stored_midway{-1};
+  remote.after_chunk_ = [&](size_t sent) {
+    if (stored_midway.load() < 0 &&
+        static_cast<int64_t>(sent) >= blob_size / 2) {
+      // Half the part is out: give the shim time to store what it has.
+      WaitFor([&] { return shim_->stats().bundle_entries.load() >= 5; });
+      stored_midway = shim_->stats().bundle_entries.load();
+    }
+  };
+  Start(&remote, BundleOptions());
+  ASSERT_TRUE(WaitFor([&] { return shim_->stats().bundle_parts.load() == 1; }));
+  CloseAndWait(1);
+  EXPECT_GE(stored_midway.load(), 5);
+  EXPECT_EQ(shim_->stats().bundle_entries.load(), 40);
+}
+
+// A get for an entry whose part is far behind (measured) does not wait for
+// it: it fetches the entry itself.
+TEST_F(ShimTest, GetFetchesItselfWhenItsPartIsFarBehind) {
+  FakeRemote remote;
+  auto big = [](int i) {  // About 35 KB each, 1.4 MB in all.
+    std::string b;
+    for (int k = 0; k < 20; ++k) {
+      b += BodyOf(i);
+    }
+    return b;
+  };
+  for (int i = 1; i <= 40; ++i) {
+    remote.Add(ActionId(i), big(i));
+  }
+  const BundleIndex index = MakeBundle(remote, 40, 128 << 10,
+                                       PartEncoding::kPlain, nullptr, big);
+  ASSERT_GE(index.parts.size(), 4u);
+  // About 1 MB/s: the last body is more than a second away.
+  remote.chunk_bytes_ = 16 << 10;
+  std::atomic<bool> slow{true};
+  remote.after_chunk_ = [&](size_t) {
+    if (slow.load()) {
+      absl::SleepFor(absl::Milliseconds(15));
+    }
+  };
+  ShimOptions options = BundleOptions();
+  options.bundle_min_parts = 1;
+  options.get_budget = absl::Seconds(30);
+  Start(&remote, options);
+  ASSERT_TRUE(WaitFor([&] { return remote.blob_reads() >= 1; }));
+  SendGet(1, index.records.back().action_id);
+  EXPECT_EQ(ReadFile(NextResponse()["DiskPath"]), big(40));
+  EXPECT_EQ(shim_->stats().bundle_claims.load(), 1);
+  EXPECT_EQ(shim_->stats().remote_hits.load(), 1);
+  EXPECT_LT(shim_->stats().bundle_parts.load(),
+            static_cast<int64_t>(index.parts.size()));
+  slow = false;
+  CloseAndWait(2);
+  EXPECT_EQ(remote.gets(), 1);
 }
 
 TEST_F(ShimTest, UnknownCommandIsAnErrorAnswer) {
