@@ -15,6 +15,11 @@
 //     the remote cache (the input after the magic header when the next byte
 //     is odd): an accepted blob is the header and whole 32-byte IDs, at
 //     most kMaxManifestIds, and EncodeManifest gives it back.
+//  4: DecodeBundleIndex (client/gocacheprog/bundle.h), a bundle index
+//     fetched from the remote cache (after the magic header when the next
+//     byte is odd): an accepted index encodes back to the same bytes, names
+//     distinct ActionIDs, and the bodies BodiesByPart() cuts from each part
+//     tile its content exactly (what the shim's part reader relies on).
 // Errors are INVALID_ARGUMENT throughout.
 #include <google/protobuf/stubs/logging.h>
 
@@ -29,12 +34,14 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "client/gocacheprog/bundle.h"
 #include "client/gocacheprog/manifest.h"
 #include "client/gocacheprog/transfer_mode.h"
 #include "client/reapi_client.h"
@@ -168,6 +175,42 @@ void Manifest(absl::string_view text) {
   }
 }
 
+void Bundle(absl::string_view text) {
+  using cairn::client::gocacheprog::kBundleMagic;
+  std::string blob(text);
+  if (!text.empty() && (text[0] & 1)) {
+    blob = absl::StrCat(kBundleMagic, text.substr(1));
+  }
+  auto index = cairn::client::gocacheprog::DecodeBundleIndex(blob);
+  if (!index.ok()) {
+    CheckInvalid(index.status(), "DecodeBundleIndex");
+    return;
+  }
+  if (cairn::client::gocacheprog::EncodeBundleIndex(*index) != blob) {
+    Fail("DecodeBundleIndex accepted an index that does not encode back");
+  }
+  absl::flat_hash_set<std::string> ids;
+  for (const auto& r : index->records) {
+    if (r.action_id.size() != 32 || r.output_id.size() != 32 ||
+        !ids.insert(r.action_id).second || r.size < 0) {
+      Fail("DecodeBundleIndex accepted a bad record");
+    }
+  }
+  const auto bodies = cairn::client::gocacheprog::BodiesByPart(*index);
+  for (size_t p = 0; p < bodies.size(); ++p) {
+    int64_t end = 0;
+    for (const auto& b : bodies[p]) {
+      if (b.offset != end || b.size <= 0 || b.records.empty()) {
+        Fail(absl::StrCat("part ", p, " is not tiled by its bodies"));
+      }
+      end += b.size;
+    }
+    if (end != index->parts[p].content_size) {
+      Fail(absl::StrCat("part ", p, " bodies end at ", end));
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -181,7 +224,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const absl::string_view text(reinterpret_cast<const char*>(data) + 1,
                                size - 1);
-  switch (data[0] % 4) {
+  switch (data[0] % 5) {
     case 0:
       RetryDelay(text);
       break;
@@ -191,8 +234,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 2:
       ZstdPolicy(text);
       break;
-    default:
+    case 3:
       Manifest(text);
+      break;
+    default:
+      Bundle(text);
   }
   return 0;
 }
