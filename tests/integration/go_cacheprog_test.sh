@@ -100,11 +100,12 @@ budget_explains() {
 }
 
 report() {  # report LABEL LOG SECONDS
-  printf 'MEASURE %-13s %-28s wall=%6ss gets=%s local_hits=%s remote_hits=%s misses=%s puts=%s uploads=%s bytes_down=%s bytes_up=%s remote_wait=%ss prefetch_hits=%s compiles=%s\n' \
+  printf 'MEASURE %-13s %-28s wall=%6ss gets=%s local_hits=%s remote_hits=%s misses=%s puts=%s uploads=%s bytes_down=%s bytes_up=%s remote_wait=%ss prefetch_hits=%s bundle_hits=%s compiles=%s\n' \
     "$kind" "$1" "$3" "$(stat_of "$2" gets)" "$(stat_of "$2" local_hits)" \
     "$(stat_of "$2" remote_hits)" "$(stat_of "$2" misses)" "$(stat_of "$2" puts)" \
     "$(stat_of "$2" uploads)" "$(stat_of "$2" bytes_down)" "$(stat_of "$2" bytes_up)" \
-    "$(stat_of "$2" remote_wait)" "$(stat_of "$2" prefetch_hits)" "$(compiles "$2")"
+    "$(stat_of "$2" remote_wait)" "$(stat_of "$2" prefetch_hits)" \
+    "$(stat_of "$2" bundle_hits)" "$(compiles "$2")"
 }
 
 echo "== $kind: cold build on machine A"
@@ -119,6 +120,7 @@ run_go "$A" "$work/a.log" "--remote=$remote $scope" build -x -o out/hello ./cmd/
 report "A cold build" "$work/a.log" "$(elapsed "$t")"
 [ "$(stat_of "$work/a.log" uploads)" -gt 0 ] || fail "machine A uploaded nothing"
 [ "$(stat_of "$work/a.log" manifests_stored)" -eq 1 ] || fail "machine A stored no prefetch manifest"
+[ "$(stat_of "$work/a.log" bundles_stored)" -eq 1 ] || fail "machine A stored no prefetch bundle"
 run_go "$A" "$work/a-test.log" "--remote=$remote" test ./... >"$work/a-test.out" ||
   fail "go test on A failed: $(cat "$work/a-test.out") $(tail "$work/a-test.log")"
 
@@ -134,7 +136,8 @@ b_compiles=$(compiles "$work/b.log")
   { budget_explains "$work/b.log" && [ "$b_compiles" -le "$(stat_of "$work/b.log" misses)" ]; } ||
   fail "fresh machine ran $b_compiles compile actions with $(stat_of "$work/b.log" misses) misses, want 0 (or only budget misses): $(grep 'stats:' "$work/b.log" | tail -1)"
 cmp "$A/src/out/hello" "$B/src/out/hello" || fail "binaries differ between machines"
-[ "$(stat_of "$work/b.log" prefetch_hits)" -gt 0 ] || fail "fresh machine had no prefetch hits"
+# The bundle A stored warms B: entries from its parts, no per-entry prefetch.
+[ "$(stat_of "$work/b.log" bundle_hits)" -gt 0 ] || fail "fresh machine had no bundle hits"
 run_go "$B" "$work/b-test.log" "--remote=$remote" test ./... >"$work/b-test.out" ||
   fail "go test on B failed: $(cat "$work/b-test.out")"
 cat "$work/b-test.out"
