@@ -443,6 +443,8 @@ class Shim::Impl {
   void FinishPartBody(const PartBody& body, bool ok);
   // Returns true when a record of `body` still waits for it.
   bool BodyWanted(const PartBody& body);
+  // Returns true when a record of part `p` still waits for its body.
+  bool PartWanted(uint32_t p);
   // Gives the ActionIDs of `records` that the bundle still holds back to
   // the normal path.
   void ReleaseRecords(absl::Span<const size_t> records);
@@ -1255,6 +1257,9 @@ void Shim::Impl::PrefetchBundle(BundleIndex index) {
   uint32_t p = 0;
   for (; p < bundle_.parts.size(); ++p) {
     const int64_t n = bundle_.parts[p].content_size;
+    if (!PartWanted(p)) {
+      continue;  // Every entry it holds is local already (a warm --dir).
+    }
     if (prefetch_stop_.load() || !AcquirePartSlot()) {
       break;
     }
@@ -1438,6 +1443,15 @@ bool Shim::Impl::BodyWanted(const PartBody& body) {
   absl::MutexLock lock(&flight_mu_);
   for (size_t r : body.records) {
     if (bundle_pending_.contains(bundle_.records[r].action_id)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Shim::Impl::PartWanted(uint32_t p) {
+  for (const PartBody& b : bundle_bodies_[p]) {
+    if (BodyWanted(b)) {
       return true;
     }
   }

@@ -44,8 +44,9 @@
 // Bundles (when also `bundle`; bundle.h): before the manifest, the
 // prefetch thread reads the scope's bundle index. When there is one, it
 // replaces the manifest: every ActionID the index gives a body for counts
-// as in flight at once, its parts are read a few at a time (between
-// `bundle_min_parts` and 8 in flight, PrefetchDepth() of the parts' round
+// as in flight at once (unless the local tier has it: a part whose
+// entries are all local is not read), its parts are read a few at a time
+// (between `bundle_min_parts` and 8 in flight, PrefetchDepth() of the parts' round
 // trip, rate and mean size), each streamed through zstd and cut into bodies
 // that are stored (each checked against its OutputID by the BodyWriter) and
 // answer their entries; a body that does not match, a part that is missing

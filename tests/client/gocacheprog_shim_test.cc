@@ -368,9 +368,11 @@ class ShimTest : public ::testing::Test {
   // machine over the same remote.
   void Start(Remote* remote, ShimOptions options = {},
              int64_t max_size = int64_t{1} << 32) {
-    auto local = OpenLocalStore(
-        absl::StrCat(dir_, "/local", starts_ == 0 ? "" : absl::StrCat(starts_)),
-        max_size);
+    if (!reuse_local_ || local_dir_.empty()) {
+      local_dir_ = absl::StrCat(dir_, "/local",
+                                starts_ == 0 ? "" : absl::StrCat(starts_));
+    }
+    auto local = OpenLocalStore(local_dir_, max_size);
     ++starts_;
     ASSERT_TRUE(local.ok()) << local.status();
     local_ = *std::move(local);
@@ -468,6 +470,10 @@ class ShimTest : public ::testing::Test {
 
   testutil::TempDir tmp_;
   std::string dir_ = tmp_.path();
+  // Start() opens the previous local tier again (the same machine) when
+  // set, else a fresh one.
+  bool reuse_local_ = false;
+  std::string local_dir_;
   std::unique_ptr<LocalStore> local_;
   std::unique_ptr<Shim> shim_;
   std::thread runner_;
@@ -1176,6 +1182,40 @@ TEST_F(ShimTest, FreshMachineWarmsFromTheBundleWithoutPerEntryGets) {
   EXPECT_EQ(shim_->stats().bundles_stored.load(), 0);
   EXPECT_EQ(remote.bundle_puts(), 1);
   EXPECT_EQ(remote.manifest_puts(), 1);
+}
+
+// A machine whose local tier holds every entry of the bundle (a kept
+// --dir) reads the index but none of its parts.
+TEST_F(ShimTest, WarmShimDirReadsNoBundlePart) {
+  FakeRemote remote;
+  Start(&remote, BundleOptions());
+  for (int i = 1; i <= 30; ++i) {
+    SendGet(2 * i, ActionId(i));
+    EXPECT_EQ(NextResponse()["Miss"], true);
+    SendPut(2 * i + 1, ActionId(i), BodyOf(i));
+    EXPECT_TRUE(NextResponse().contains("DiskPath"));
+  }
+  CloseAndWait(101);
+  ASSERT_EQ(remote.bundle_puts(), 1);
+  const int reads_before = remote.blob_reads();
+  const int index_gets_before = remote.bundle_gets();
+
+  reuse_local_ = true;
+  Restart(&remote, BundleOptions());
+  ASSERT_TRUE(
+      WaitFor([&] { return remote.bundle_gets() == index_gets_before + 1; }));
+  for (int i = 1; i <= 30; ++i) {
+    SendGet(i, ActionId(i));
+    Json r = NextResponse();
+    ASSERT_TRUE(r.contains("DiskPath")) << r;
+    EXPECT_EQ(ReadFile(r["DiskPath"]), BodyOf(i));
+  }
+  // Parts would be queued right after the index: give them the time.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CloseAndWait(40);
+  EXPECT_EQ(remote.blob_reads(), reads_before);
+  EXPECT_EQ(shim_->stats().bundle_parts.load(), 0);
+  EXPECT_EQ(shim_->stats().local_hits.load(), 30);
 }
 
 // A body in a part that does not hash to its OutputID is not stored; its
