@@ -413,6 +413,10 @@ class Shim::Impl {
   void StoreManifest(absl::Time deadline);
   // Stores a bundle of `ids` unless the fetched one is close enough.
   void StoreBundle(const std::vector<std::string>& ids, absl::Time deadline);
+  // Counts a failed store of a manifest, bundle part or index against the
+  // breaker, except a refusal (read-only cache, rejected blob), which says
+  // nothing about the remote's health; returns whether it counted.
+  bool StoreFailed(const absl::Status& s);
   // Compresses the bodies of one planned part from the local files at
   // `paths` (by OutputID) into a local body; fills in `part`'s hash and
   // blob size and returns the body's path.
@@ -461,6 +465,10 @@ class Shim::Impl {
   void ReleasePrefetchSlot();
   // Returns PrefetchDepth() of the prefetch's measurements so far.
   int CurrentPrefetchDepth();
+  // PrefetchDepth() for `count` transfers of `bytes` in all since the
+  // prefetch started, over the prefetch link's round trip and the faster
+  // of its best single transfer and that overall rate.
+  int DepthFor(int64_t count, int64_t bytes, int min_depth, int max_depth);
   // Ends a fetch started by StartFetch or PrefetchOne.
   void EndFlight(const std::string& action_id);
   // Returns where a stored entry came from, once: the per-entry prefetch,
@@ -987,9 +995,7 @@ void Shim::Impl::StoreManifest(absl::Time deadline) {
       breaker_.Success();
       stats_->manifests_stored.fetch_add(1);
       stats_->bytes_up.fetch_add(static_cast<int64_t>(blob.size()));
-    } else if (s.code() != absl::StatusCode::kPermissionDenied &&
-               s.code() != absl::StatusCode::kInvalidArgument) {
-      breaker_.Failure(s);
+    } else if (StoreFailed(s)) {
       return;
     }
   }
@@ -1046,10 +1052,7 @@ void Shim::Impl::StoreBundle(const std::vector<std::string>& ids,
     }
     absl::Status s = remote_->UploadFile(PartDigest(index.parts[p]), *path);
     if (!s.ok()) {
-      if (s.code() != absl::StatusCode::kPermissionDenied &&
-          s.code() != absl::StatusCode::kInvalidArgument) {
-        breaker_.Failure(s);
-      }
+      StoreFailed(s);
       return;
     }
     sent += index.parts[p].blob_size;
@@ -1060,15 +1063,21 @@ void Shim::Impl::StoreBundle(const std::vector<std::string>& ids,
   const std::string blob = EncodeBundleIndex(index);
   absl::Status s = remote_->PutBundleIndex(options_.prefetch_scope, blob);
   if (!s.ok()) {
-    if (s.code() != absl::StatusCode::kPermissionDenied &&
-        s.code() != absl::StatusCode::kInvalidArgument) {
-      breaker_.Failure(s);
-    }
+    StoreFailed(s);
     return;
   }
   breaker_.Success();
   stats_->bundles_stored.fetch_add(1);
   stats_->bytes_up.fetch_add(sent + static_cast<int64_t>(blob.size()));
+}
+
+bool Shim::Impl::StoreFailed(const absl::Status& s) {
+  if (s.code() == absl::StatusCode::kPermissionDenied ||
+      s.code() == absl::StatusCode::kInvalidArgument) {
+    return false;
+  }
+  breaker_.Failure(s);
+  return true;
 }
 
 absl::StatusOr<std::string> Shim::Impl::WritePart(
@@ -1533,15 +1542,8 @@ bool Shim::Impl::AcquirePartSlot() {
     if (prefetch_stop_.load()) {
       return false;
     }
-    const int64_t parts = stats_->bundle_parts.load();
-    const int64_t bytes = stats_->bundle_bytes.load();
-    const double secs = absl::ToDoubleSeconds(absl::Now() - prefetch_start_);
-    double rate = prefetch_link_.best_bytes_per_second();
-    if (secs > 0) {
-      rate = std::max(rate, static_cast<double>(bytes) / secs);
-    }
-    const int depth = PrefetchDepth(
-        prefetch_link_.min_rtt(), rate, parts > 0 ? bytes / parts : 0,
+    const int depth = DepthFor(
+        stats_->bundle_parts.load(), stats_->bundle_bytes.load(),
         std::min(options_.bundle_min_parts, kMaxPartsInFlight),
         kMaxPartsInFlight);
     if (parts_in_flight_ < depth) {
@@ -1577,16 +1579,20 @@ void Shim::Impl::ReleasePrefetchSlot() {
   depth_cv_.SignalAll();
 }
 
-int Shim::Impl::CurrentPrefetchDepth() {
-  const int64_t count = stats_->prefetched.load();
-  const int64_t bytes = stats_->prefetch_bytes.load();
+int Shim::Impl::DepthFor(int64_t count, int64_t bytes, int min_depth,
+                         int max_depth) {
   double rate = prefetch_link_.best_bytes_per_second();
   const double secs = absl::ToDoubleSeconds(absl::Now() - prefetch_start_);
   if (secs > 0) {
     rate = std::max(rate, static_cast<double>(bytes) / secs);
   }
-  const int depth = PrefetchDepth(
-      prefetch_link_.min_rtt(), rate, count > 0 ? bytes / count : 0,
+  return PrefetchDepth(prefetch_link_.min_rtt(), rate,
+                       count > 0 ? bytes / count : 0, min_depth, max_depth);
+}
+
+int Shim::Impl::CurrentPrefetchDepth() {
+  const int depth = DepthFor(
+      stats_->prefetched.load(), stats_->prefetch_bytes.load(),
       std::min(options_.prefetch_min_depth, options_.prefetch_threads),
       options_.prefetch_threads);
   stats_->prefetch_depth.store(depth);

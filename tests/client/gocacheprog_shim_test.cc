@@ -122,12 +122,7 @@ class FakeRemote final : public Remote {
     }
     absl::MutexLock lock(&mu_);
     ++manifest_gets_;
-    auto it = manifests_.find(scope);
-    if (it == manifests_.end() ||
-        static_cast<int64_t>(it->second.size()) > max_bytes) {
-      return absl::NotFoundError("no manifest");
-    }
-    return it->second;
+    return Keyed(manifests_, scope, max_bytes, "no manifest");
   }
   absl::Status PutManifest(absl::string_view scope,
                            absl::string_view manifest) override {
@@ -144,12 +139,7 @@ class FakeRemote final : public Remote {
     }
     absl::MutexLock lock(&mu_);
     ++bundle_gets_;
-    auto it = bundles_.find(scope);
-    if (it == bundles_.end() ||
-        static_cast<int64_t>(it->second.size()) > max_bytes) {
-      return absl::NotFoundError("no bundle");
-    }
-    return it->second;
+    return Keyed(bundles_, scope, max_bytes, "no bundle");
   }
   // Sends the blob in chunks of `chunk_bytes_`; `truncate_reads_`: only
   // the first half, then DATA_LOSS (as the client reports a short stream).
@@ -320,6 +310,18 @@ class FakeRemote final : public Remote {
   std::function<void(size_t)> after_chunk_;
 
  private:
+  // The blob stored under `scope` in `blobs`, when at most `max_bytes`.
+  static absl::StatusOr<std::string> Keyed(
+      const absl::flat_hash_map<std::string, std::string>& blobs,
+      absl::string_view scope, int64_t max_bytes, const char* missing) {
+    auto it = blobs.find(scope);
+    if (it == blobs.end() ||
+        static_cast<int64_t>(it->second.size()) > max_bytes) {
+      return absl::NotFoundError(missing);
+    }
+    return it->second;
+  }
+
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::pair<Entry, std::string>> entries_
       ABSL_GUARDED_BY(mu_);
