@@ -94,31 +94,126 @@ absl::StatusOr<std::pair<int, std::string>> CreateTemp(
   return absl::InternalError(absl::StrCat("no unique temp name in ", tmp_dir));
 }
 
+// A file being written before it is published under its final name. Where
+// the kernel and file system allow, it has no name at all (O_TMPFILE): the
+// inode is allocated without holding any directory's lock, and publishing
+// is one link, where a named temporary costs a create under tmp/'s lock
+// plus a rename that locks two directories (with many bodies arriving at
+// once, threads spun on those locks for a quarter of the shim's CPU).
+// `path` is empty for an unnamed file.
+struct TempFile {
+  int fd = -1;
+  std::string path;
+};
+
+absl::StatusOr<TempFile> NewTemp(const std::string& tmp_dir, bool unnamed) {
+  if (unnamed) {
+    int fd = open(tmp_dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      return TempFile{fd, ""};
+    }
+  }
+  absl::StatusOr<std::pair<int, std::string>> t = CreateTemp(tmp_dir);
+  if (!t.ok()) {
+    return t.status();
+  }
+  return TempFile{t->first, std::move(t->second)};
+}
+
+// Gives the unnamed file open as `fd` the name `path`; errno is set on
+// failure (EEXIST when `path` exists).
+bool LinkUnnamed(int fd, const std::string& path) {
+  const std::string self = absl::StrCat("/proc/self/fd/", fd);
+  return linkat(AT_FDCWD, self.c_str(), AT_FDCWD, path.c_str(),
+                AT_SYMLINK_FOLLOW) == 0;
+}
+
+// Moves `t` to `path`, replacing what is there, and closes it. On failure
+// the temporary is gone too.
+absl::Status Publish(TempFile& t, const std::string& tmp_dir,
+                     const std::string& path) {
+  if (t.path.empty()) {
+    if (LinkUnnamed(t.fd, path)) {
+      close(t.fd);
+      t.fd = -1;
+      return absl::OkStatus();
+    }
+    if (errno != EEXIST) {
+      close(t.fd);
+      t.fd = -1;
+      return absl::InternalError(Errno("link into", path));
+    }
+    // Replacing needs a name to rename from: link under a unique temp name.
+    static std::atomic<uint64_t> counter{0};
+    for (int attempt = 0; attempt < 100 && t.path.empty(); ++attempt) {
+      std::string name = absl::StrCat(tmp_dir, "/", getpid(), "-l",
+                                      counter.fetch_add(1));
+      if (LinkUnnamed(t.fd, name)) {
+        t.path = std::move(name);
+      } else if (errno != EEXIST) {
+        break;
+      }
+    }
+    if (t.path.empty()) {
+      close(t.fd);
+      t.fd = -1;
+      return absl::InternalError(Errno("link into", tmp_dir));
+    }
+  }
+  if (t.fd >= 0) {
+    close(t.fd);
+    t.fd = -1;
+  }
+  if (rename(t.path.c_str(), path.c_str()) != 0) {
+    absl::Status s = absl::InternalError(Errno("rename into", path));
+    unlink(t.path.c_str());
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+// Whether unnamed temporaries can be created in `tmp_dir` and linked into
+// place (Linux >= 3.11, most local file systems, /proc mounted).
+bool UnnamedTempsWork(const std::string& tmp_dir) {
+  int fd = open(tmp_dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return false;
+  }
+  const std::string probe =
+      absl::StrCat(tmp_dir, "/", getpid(), "-probe-",
+                   absl::ToUnixNanos(absl::Now()));
+  bool ok = LinkUnnamed(fd, probe);
+  close(fd);
+  if (ok) {
+    unlink(probe.c_str());
+  }
+  return ok;
+}
+
 class DirLocalStore;
 
 class FileBodyWriter final : public BodyWriter {
  public:
-  FileBodyWriter(DirLocalStore* store, int fd, std::string path)
-      : store_(store), fd_(fd), path_(std::move(path)) {}
+  FileBodyWriter(DirLocalStore* store, TempFile tmp)
+      : store_(store), tmp_(std::move(tmp)) {}
   ~FileBodyWriter() override {
-    if (fd_ >= 0) {
-      close(fd_);
+    if (tmp_.fd >= 0) {
+      close(tmp_.fd);
     }
-    if (!committed_) {
-      unlink(path_.c_str());
+    if (!committed_ && !tmp_.path.empty()) {
+      unlink(tmp_.path.c_str());
     }
   }
   absl::Status Append(absl::string_view data) override {
     hasher_.Update(data);
-    return WriteAll(fd_, data, path_);
+    return WriteAll(tmp_.fd, data, tmp_.path);
   }
   absl::StatusOr<std::string> Commit(absl::string_view output_id,
                                      int64_t size) override;
 
  private:
   DirLocalStore* store_;  // Not owned; must outlive the writer.
-  int fd_;
-  std::string path_;
+  TempFile tmp_;
   cas::Sha256Hasher hasher_;
   bool committed_ = false;
 };
@@ -142,7 +237,7 @@ class DirLocalStore final : public LocalStore {
   }
 
   // Moves the temp file `tmp` into place as body `output_id`.
-  absl::StatusOr<std::string> CommitBody(const std::string& tmp,
+  absl::StatusOr<std::string> CommitBody(TempFile& tmp,
                                          absl::string_view output_id,
                                          int64_t size);
 
@@ -171,6 +266,7 @@ class DirLocalStore final : public LocalStore {
 
   const std::string root_;
   const int64_t max_size_;
+  bool unnamed_temps_ = false;  // Set once by Init().
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Item> index_ ABSL_GUARDED_BY(mu_);
   std::list<std::string> lru_ ABSL_GUARDED_BY(mu_);
@@ -182,19 +278,14 @@ absl::StatusOr<std::string> FileBodyWriter::Commit(absl::string_view output_id,
                                                    int64_t size) {
   int64_t written = hasher_.bytes();
   std::string got = hasher_.FinishRaw();
-  if (close(fd_) != 0) {
-    fd_ = -1;
-    return absl::InternalError(Errno("close", path_));
-  }
-  fd_ = -1;
   if (written != size || got != output_id) {
     return absl::InvalidArgumentError(
         absl::StrCat("body of ", written, " bytes with SHA-256 ",
                      cas::HexEncode(got), " does not match OutputID ",
                      cas::HexEncode(output_id), " and size ", size));
   }
-  absl::StatusOr<std::string> path = store_->CommitBody(path_, output_id, size);
-  committed_ = path.ok();
+  absl::StatusOr<std::string> path = store_->CommitBody(tmp_, output_id, size);
+  committed_ = true;  // Published, or removed by the failed publish.
   return path;
 }
 
@@ -208,6 +299,7 @@ absl::Status DirLocalStore::Init() {
     }
   }
   RemoveStaleTemps();
+  unnamed_temps_ = UnnamedTempsWork(root_ + "/tmp");
   Scan();
   Trim();
   return absl::OkStatus();
@@ -364,19 +456,18 @@ std::optional<LocalHit> DirLocalStore::Get(absl::string_view action_id) {
 }
 
 absl::StatusOr<std::unique_ptr<BodyWriter>> DirLocalStore::NewBody() {
-  absl::StatusOr<std::pair<int, std::string>> tmp = CreateTemp(root_ + "/tmp");
+  absl::StatusOr<TempFile> tmp = NewTemp(root_ + "/tmp", unnamed_temps_);
   if (!tmp.ok()) {
     return tmp.status();
   }
-  return std::make_unique<FileBodyWriter>(this, tmp->first,
-                                          std::move(tmp->second));
+  return std::make_unique<FileBodyWriter>(this, *std::move(tmp));
 }
 
 absl::StatusOr<std::string> DirLocalStore::CommitBody(
-    const std::string& tmp, absl::string_view output_id, int64_t size) {
+    TempFile& tmp, absl::string_view output_id, int64_t size) {
   std::string path = BodyPath(output_id);
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(Errno("rename into", path));
+  if (absl::Status s = Publish(tmp, root_ + "/tmp", path); !s.ok()) {
+    return s;
   }
   absl::MutexLock lock(&mu_);
   Record("o/" + cas::HexEncode(output_id), size);
@@ -386,19 +477,21 @@ absl::StatusOr<std::string> DirLocalStore::CommitBody(
 
 absl::Status DirLocalStore::PutEntry(absl::string_view action_id,
                                      const Entry& entry) {
-  absl::StatusOr<std::pair<int, std::string>> tmp = CreateTemp(root_ + "/tmp");
+  absl::StatusOr<TempFile> tmp = NewTemp(root_ + "/tmp", unnamed_temps_);
   if (!tmp.ok()) {
     return tmp.status();
   }
   const std::string text = EncodeEntry(entry);
-  absl::Status s = WriteAll(tmp->first, text, tmp->second);
-  close(tmp->first);
-  const std::string path = EntryPath(action_id);
-  if (s.ok() && rename(tmp->second.c_str(), path.c_str()) != 0) {
-    s = absl::InternalError(Errno("rename into", path));
+  absl::Status s = WriteAll(tmp->fd, text, tmp->path);
+  if (s.ok()) {
+    s = Publish(*tmp, root_ + "/tmp", EntryPath(action_id));
+  } else {
+    close(tmp->fd);
+    if (!tmp->path.empty()) {
+      unlink(tmp->path.c_str());
+    }
   }
   if (!s.ok()) {
-    unlink(tmp->second.c_str());
     return s;
   }
   {

@@ -207,6 +207,37 @@ TEST_F(LocalStoreTest, CommitRejectsWrongDigestAndLeavesNothing) {
   EXPECT_EQ(std::system(cmd.c_str()), 0);
 }
 
+// A body committed again (two writers of one output) and an entry put again
+// with another output each replace what is there, and nothing is left in
+// tmp/: bodies and entries are published by a link where the file system
+// allows, which cannot replace, so this pins the replacing path.
+TEST_F(LocalStoreTest, RepublishingReplacesAndLeavesNoTemporaries) {
+  auto store = OpenLocalStore(dir_, 1 << 20);
+  ASSERT_TRUE(store.ok());
+  const std::string first = Put(**store, 1, "body one");
+  EXPECT_EQ(Put(**store, 2, "body one"), first);  // Same body, second entry.
+  Put(**store, 1, "body two");  // Action 1 now names another body.
+  std::optional<LocalHit> hit = (*store)->Get(Sha("1"));
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->entry.output_id, Sha("body two"));
+  hit = (*store)->Get(Sha("2"));
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->entry.output_id, Sha("body one"));
+  std::ifstream in(hit->disk_path, std::ios::binary);
+  std::stringstream got;
+  got << in.rdbuf();
+  EXPECT_EQ(got.str(), "body one");
+  const std::string cmd =
+      absl::StrCat("test -z \"$(find ", dir_, "/tmp -type f)\"");
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+  store->reset();
+  auto reopened = OpenLocalStore(dir_, 1 << 20);
+  ASSERT_TRUE(reopened.ok());
+  hit = (*reopened)->Get(Sha("1"));
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->entry.output_id, Sha("body two"));
+}
+
 TEST_F(LocalStoreTest, TrimsLeastRecentlyUsedButKeepsPinned) {
   // Each body is 1000 bytes; entries add ~80 bytes each.
   {
