@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <list>
 #include <vector>
 
@@ -17,6 +19,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -36,6 +39,9 @@ namespace fs = std::filesystem;
 // A file used this recently (mtime) is never deleted: another process
 // sharing the directory may have handed it to its go command.
 constexpr absl::Duration kRecentUse = absl::Hours(1);
+
+// Dead journal bytes tolerated beyond the live ones before a rewrite.
+constexpr int64_t kJournalSlack = 256 << 10;
 
 std::string Errno(absl::string_view what, const std::string& path) {
   return absl::StrCat(what, " ", path, ": ", std::strerror(errno));
@@ -60,6 +66,7 @@ std::string EncodeEntry(const Entry& e) {
                       absl::ToUnixNanos(e.time), "\n");
 }
 
+// Parses an entry as EncodeEntry writes it (a legacy a/ file's contents).
 std::optional<Entry> DecodeEntry(absl::string_view text) {
   std::vector<absl::string_view> f =
       absl::StrSplit(absl::StripSuffix(text, "\n"), ' ');
@@ -73,6 +80,27 @@ std::optional<Entry> DecodeEntry(absl::string_view text) {
   e.output_id = absl::HexStringToBytes(f[1]);
   e.time = absl::FromUnixNanos(nanos);
   return e;
+}
+
+// One line of the entries journal: "<hex ActionID> " + EncodeEntry(e).
+std::string EncodeRecord(absl::string_view action_hex, const Entry& e) {
+  return absl::StrCat(action_hex, " ", EncodeEntry(e));
+}
+
+// Parses one journal line (without its newline) into the ActionID's hex
+// and the entry; nullopt for a malformed or torn line.
+std::optional<std::pair<std::string, Entry>> DecodeRecord(
+    absl::string_view line) {
+  const size_t space = line.find(' ');
+  if (space == absl::string_view::npos ||
+      !cas::ValidateSha256Hex(line.substr(0, space)).ok()) {
+    return std::nullopt;
+  }
+  std::optional<Entry> e = DecodeEntry(line.substr(space + 1));
+  if (!e.has_value()) {
+    return std::nullopt;
+  }
+  return std::make_pair(std::string(line.substr(0, space)), *std::move(e));
 }
 
 // Creates a unique file in `tmp_dir`; returns its fd and path.
@@ -222,6 +250,11 @@ class DirLocalStore final : public LocalStore {
  public:
   DirLocalStore(std::string root, int64_t max_size)
       : root_(std::move(root)), max_size_(max_size) {}
+  ~DirLocalStore() override {
+    if (journal_fd_ >= 0) {
+      close(journal_fd_);
+    }
+  }
 
   absl::Status Init();
   std::optional<LocalHit> Get(absl::string_view action_id) override;
@@ -247,22 +280,31 @@ class DirLocalStore final : public LocalStore {
     std::list<std::string>::iterator lru;
   };
 
-  std::string EntryPath(absl::string_view action_id) const {
-    return absl::StrCat(root_, "/a/", cas::HexEncode(action_id));
-  }
-  // Adds or refreshes `rel` ("a/.." or "o/..") as most recently used.
+  std::string JournalPath() const { return root_ + "/entries"; }
+  // Adds or refreshes `rel` ("a/<hex ActionID>" for an entry, "o/<hex
+  // OutputID>" for a body) as most recently used.
   void Record(const std::string& rel, int64_t size)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Returns true when `rel` is indexed; marks it most recently used.
   bool Touch(const std::string& rel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops `rel` from the index (and an entry from `entries_`).
   void Forget(const std::string& rel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Removes least recently used files until under the bound.
+  // Removes least recently used items until under the bound, then compacts
+  // the journal when most of it is dead.
   void Trim() ABSL_LOCKS_EXCLUDED(mu_);
   // Removes temp files left by dead processes (those untouched for a while;
   // live ones may belong to another process sharing the directory).
   void RemoveStaleTemps();
-  // Indexes the files under a/ and o/, in mtime (access) order.
+  // Indexes the bodies under o/ and the entries of the journal (plus any
+  // legacy a/ files, moved into the journal), in access order: an entry
+  // takes its body's mtime, and an entry without its body is dropped.
   void Scan();
+  // Reads the journal into `*out` (last record per ActionID wins); returns
+  // the journal's size in bytes.
+  int64_t LoadJournal(absl::flat_hash_map<std::string, Entry>* out);
+  // Rewrites the journal with the live entries only; false when it could
+  // not (the old journal stays: larger, still correct).
+  bool CompactLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string root_;
   const int64_t max_size_;
@@ -272,6 +314,12 @@ class DirLocalStore final : public LocalStore {
   std::list<std::string> lru_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> pinned_ ABSL_GUARDED_BY(mu_);
   int64_t total_ ABSL_GUARDED_BY(mu_) = 0;
+  // Entries by hex ActionID; each is also in `index_` as "a/<hex>" with
+  // its journal record's length as size.
+  absl::flat_hash_map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
+  int journal_fd_ ABSL_GUARDED_BY(mu_) = -1;  // O_APPEND
+  int64_t journal_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // Written, live or not.
+  int64_t live_journal_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 absl::StatusOr<std::string> FileBodyWriter::Commit(absl::string_view output_id,
@@ -291,7 +339,7 @@ absl::StatusOr<std::string> FileBodyWriter::Commit(absl::string_view output_id,
 
 absl::Status DirLocalStore::Init() {
   std::error_code ec;
-  for (const char* sub : {"/a", "/o", "/tmp"}) {
+  for (const char* sub : {"/o", "/tmp"}) {
     fs::create_directories(root_ + sub, ec);
     if (ec) {
       return absl::InternalError(
@@ -301,8 +349,45 @@ absl::Status DirLocalStore::Init() {
   RemoveStaleTemps();
   unnamed_temps_ = UnnamedTempsWork(root_ + "/tmp");
   Scan();
+  {
+    absl::MutexLock lock(&mu_);
+    journal_fd_ = open(JournalPath().c_str(),
+                       O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (journal_fd_ < 0) {
+      return absl::InternalError(Errno("open", JournalPath()));
+    }
+    // A torn last line (not rewritten away) must not swallow the next one.
+    struct stat st;
+    char last = '\n';
+    if (fstat(journal_fd_, &st) == 0 && st.st_size > 0) {
+      int rfd = open(JournalPath().c_str(), O_RDONLY | O_CLOEXEC);
+      if (rfd >= 0 && pread(rfd, &last, 1, st.st_size - 1) == 1 &&
+          last != '\n') {
+        WriteAll(journal_fd_, "\n", JournalPath()).IgnoreError();
+        journal_bytes_ += 1;
+      }
+      if (rfd >= 0) {
+        close(rfd);
+      }
+    }
+  }
   Trim();
   return absl::OkStatus();
+}
+
+int64_t DirLocalStore::LoadJournal(
+    absl::flat_hash_map<std::string, Entry>* out) {
+  std::ifstream in(JournalPath(), std::ios::binary);
+  std::string line;
+  int64_t bytes = 0;
+  while (std::getline(in, line)) {
+    bytes += static_cast<int64_t>(line.size()) + 1;
+    std::optional<std::pair<std::string, Entry>> r = DecodeRecord(line);
+    if (r.has_value()) {
+      (*out)[r->first] = std::move(r->second);
+    }
+  }
+  return bytes;
 }
 
 void DirLocalStore::Scan() {
@@ -312,26 +397,92 @@ void DirLocalStore::Scan() {
     int64_t size;
   };
   std::vector<Found> found;
-  for (const std::string sub : {"a", "o"}) {
-    std::error_code ec;
-    for (fs::directory_iterator it(root_ + "/" + sub, ec), end;
-         !ec && it != end; it.increment(ec)) {
-      struct stat st;
-      if (stat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-        continue;
-      }
-      found.push_back({st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
-                       sub + "/" + it->path().filename().string(),
-                       static_cast<int64_t>(st.st_size)});
+  absl::flat_hash_map<std::string, std::pair<int64_t, int64_t>> bodies;
+  std::error_code ec;
+  for (fs::directory_iterator it(root_ + "/o", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    struct stat st;
+    if (stat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      continue;
     }
+    const int64_t mtime = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+    std::string name = it->path().filename().string();
+    bodies[name] = {mtime, static_cast<int64_t>(st.st_size)};
+    found.push_back({mtime, "o/" + name, static_cast<int64_t>(st.st_size)});
   }
-  std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {
-    return a.mtime_ns < b.mtime_ns;
-  });
+  absl::flat_hash_map<std::string, Entry> entries;
+  const int64_t journal_bytes = LoadJournal(&entries);
+  // Entries written as one file each by older releases join the journal.
+  std::vector<std::string> legacy;
+  for (fs::directory_iterator it(root_ + "/a", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::ifstream in(it->path(), std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    std::optional<Entry> e = DecodeEntry(text);
+    if (e.has_value() && cas::ValidateSha256Hex(name).ok() &&
+        !entries.contains(name)) {
+      entries[name] = *std::move(e);
+    }
+    legacy.push_back(it->path().string());
+  }
+  std::string moved;
   absl::MutexLock lock(&mu_);
+  journal_bytes_ = journal_bytes;
+  for (auto& [hex, e] : entries) {
+    auto body = bodies.find(cas::HexEncode(e.output_id));
+    if (body == bodies.end() || body->second.second != e.size) {
+      continue;  // Its body is gone: the entry could never be served.
+    }
+    const std::string record = EncodeRecord(hex, e);
+    // Just after its body, so the body goes first when both are old.
+    found.push_back({body->second.first, "a/" + hex,
+                     static_cast<int64_t>(record.size())});
+    live_journal_bytes_ += static_cast<int64_t>(record.size());
+    entries_[hex] = std::move(e);
+  }
+  std::stable_sort(found.begin(), found.end(),
+                   [](const Found& a, const Found& b) {
+                     return a.mtime_ns < b.mtime_ns;
+                   });
   for (const Found& f : found) {
     Record(f.rel, f.size);
   }
+  // Legacy files go only once the rewritten journal holds their entries.
+  if ((!legacy.empty() || journal_bytes_ > live_journal_bytes_) &&
+      CompactLocked()) {
+    for (const std::string& path : legacy) {
+      unlink(path.c_str());
+    }
+    rmdir((root_ + "/a").c_str());
+  }
+}
+
+bool DirLocalStore::CompactLocked() {
+  std::string text;
+  text.reserve(static_cast<size_t>(live_journal_bytes_));
+  for (const auto& [hex, e] : entries_) {
+    text += EncodeRecord(hex, e);
+  }
+  absl::StatusOr<std::pair<int, std::string>> tmp = CreateTemp(root_ + "/tmp");
+  if (!tmp.ok()) {
+    return false;
+  }
+  absl::Status s = WriteAll(tmp->first, text, tmp->second);
+  close(tmp->first);
+  if (!s.ok() || rename(tmp->second.c_str(), JournalPath().c_str()) != 0) {
+    unlink(tmp->second.c_str());
+    return false;
+  }
+  if (journal_fd_ >= 0) {
+    close(journal_fd_);
+    journal_fd_ = open(JournalPath().c_str(),
+                       O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  }
+  journal_bytes_ = static_cast<int64_t>(text.size());
+  live_journal_bytes_ = journal_bytes_;
+  return true;
 }
 
 void DirLocalStore::Record(const std::string& rel, int64_t size) {
@@ -359,6 +510,10 @@ void DirLocalStore::Forget(const std::string& rel) {
   auto it = index_.find(rel);
   if (it != index_.end()) {
     total_ -= it->second.size;
+    if (absl::StartsWith(rel, "a/")) {
+      live_journal_bytes_ -= it->second.size;
+      entries_.erase(rel.substr(2));
+    }
     lru_.erase(it->second.lru);
     index_.erase(it);
   }
@@ -378,7 +533,13 @@ void DirLocalStore::Trim() {
       int64_t size = index_[rel].size;
       it = std::next(it);  // Forget() invalidates the current position.
       Forget(rel);
-      victims.emplace_back(std::move(rel), size);
+      if (!absl::StartsWith(rel, "a/")) {  // Entries have no file.
+        victims.emplace_back(std::move(rel), size);
+      }
+    }
+    // Evicted and replaced entries leave dead records behind.
+    if (journal_bytes_ > 2 * live_journal_bytes_ + kJournalSlack) {
+      CompactLocked();
     }
   }
   // Another process sharing the directory may have handed a file out; the
@@ -415,24 +576,16 @@ void DirLocalStore::RemoveStaleTemps() {
 }
 
 std::optional<LocalHit> DirLocalStore::Get(absl::string_view action_id) {
-  const std::string entry_rel = "a/" + cas::HexEncode(action_id);
+  const std::string hex = cas::HexEncode(action_id);
+  const std::string entry_rel = "a/" + hex;
+  std::optional<Entry> entry;
   {
     absl::MutexLock lock(&mu_);
-    if (!Touch(entry_rel)) {
+    auto it = entries_.find(hex);
+    if (it == entries_.end() || !Touch(entry_rel)) {
       return std::nullopt;
     }
-  }
-  const std::string entry_path = root_ + "/" + entry_rel;
-  char buf[256];
-  int fd = open(entry_path.c_str(), O_RDONLY | O_CLOEXEC);
-  ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf)) : -1;
-  if (fd >= 0) {
-    close(fd);
-  }
-  std::optional<Entry> entry =
-      n > 0 ? DecodeEntry(absl::string_view(buf, n)) : std::nullopt;
-  if (!entry.has_value()) {
-    return std::nullopt;
+    entry = it->second;
   }
   const std::string body_rel = "o/" + cas::HexEncode(entry->output_id);
   const std::string body_path = root_ + "/" + body_rel;
@@ -450,7 +603,7 @@ std::optional<LocalHit> DirLocalStore::Get(absl::string_view action_id) {
     pinned_.insert(body_rel);
     pinned_.insert(entry_rel);
   }
-  utimensat(AT_FDCWD, entry_path.c_str(), nullptr, 0);  // Persist LRU order.
+  // The body's mtime is the LRU order across restarts, its entry's too.
   utimensat(AT_FDCWD, body_path.c_str(), nullptr, 0);
   return LocalHit{*std::move(entry), body_path};
 }
@@ -477,27 +630,22 @@ absl::StatusOr<std::string> DirLocalStore::CommitBody(
 
 absl::Status DirLocalStore::PutEntry(absl::string_view action_id,
                                      const Entry& entry) {
-  absl::StatusOr<TempFile> tmp = NewTemp(root_ + "/tmp", unnamed_temps_);
-  if (!tmp.ok()) {
-    return tmp.status();
-  }
-  const std::string text = EncodeEntry(entry);
-  absl::Status s = WriteAll(tmp->fd, text, tmp->path);
-  if (s.ok()) {
-    s = Publish(*tmp, root_ + "/tmp", EntryPath(action_id));
-  } else {
-    close(tmp->fd);
-    if (!tmp->path.empty()) {
-      unlink(tmp->path.c_str());
-    }
-  }
-  if (!s.ok()) {
-    return s;
-  }
+  const std::string hex = cas::HexEncode(action_id);
+  const std::string record = EncodeRecord(hex, entry);
   {
     absl::MutexLock lock(&mu_);
-    const std::string rel = "a/" + cas::HexEncode(action_id);
-    Record(rel, static_cast<int64_t>(text.size()));
+    // One write per record: O_APPEND keeps records of processes sharing
+    // the directory whole.
+    if (absl::Status s = WriteAll(journal_fd_, record, JournalPath());
+        !s.ok()) {
+      return s;
+    }
+    journal_bytes_ += static_cast<int64_t>(record.size());
+    const std::string rel = "a/" + hex;
+    Forget(rel);
+    Record(rel, static_cast<int64_t>(record.size()));
+    live_journal_bytes_ += static_cast<int64_t>(record.size());
+    entries_[hex] = entry;
     pinned_.insert(rel);
   }
   Trim();

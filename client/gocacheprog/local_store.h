@@ -4,19 +4,31 @@
 //
 // Layout under the root directory:
 //   o/<hex OutputID>   a body (content-addressed: its SHA-256 is the name)
-//   a/<hex ActionID>   an action entry: "v1 <hex OutputID> <size> <unix ns>"
-//   tmp/               bodies and entries being written
-// Every file is written in tmp/ (O_CREAT|O_EXCL) and renamed into place, so
-// a DiskPath never shows a partial body; bodies are hashed while written and
-// committed only when they match their OutputID. Files are not fsync'ed: the
-// cache is disposable, and a body whose size no longer matches its entry is
-// treated as absent and removed.
+//   entries            the action entries, a journal of lines
+//                      "<hex ActionID> v1 <hex OutputID> <size> <unix ns>";
+//                      the last line for an ActionID wins
+//   tmp/               bodies being written (and the journal being rewritten)
+// A body is written unnamed (O_TMPFILE, or a named file in tmp/ where that
+// is unsupported) and linked into place only once its bytes hash to its
+// OutputID, so a DiskPath never shows a partial or wrong body. An entry is
+// one append to the journal: no file, inode or rename per entry. Files are
+// not fsync'ed: the cache is disposable; a torn journal line is skipped and
+// a body whose size no longer matches its entry is treated as absent.
+// Directories written by older releases (one a/<hex ActionID> file per
+// entry) are moved into the journal on open.
 //
-// The directory is bounded by `max_size` bytes (bodies and entries): least
-// recently used files are deleted first (access time is kept in the files'
-// mtime so the order survives restarts). Bodies handed out as a DiskPath in
-// this process, and their entries, are pinned and never deleted before the
-// process exits, since the go command may open them until "close".
+// The directory is bounded by `max_size` bytes (bodies plus the entries'
+// journal lines): least recently used items are dropped first. A body's
+// access time is kept in its mtime, so the order survives restarts; an
+// entry takes its body's. Bodies handed out as a DiskPath in this process,
+// and their entries, are pinned and never deleted before the process
+// exits, since the go command may open them until "close". When dropped
+// and replaced entries make up most of the journal it is rewritten.
+//
+// Processes may share a directory: each sees the entries present when it
+// opened the store plus its own. Another process's entries appended while
+// this one rewrites the journal are lost (a later miss, never a wrong
+// answer).
 //
 // Thread safety: all methods are safe to call concurrently. A BodyWriter is
 // used by one thread at a time.

@@ -238,6 +238,80 @@ TEST_F(LocalStoreTest, RepublishingReplacesAndLeavesNoTemporaries) {
   EXPECT_EQ(hit->entry.output_id, Sha("body two"));
 }
 
+// A directory written by an older release (one a/<hex ActionID> file per
+// entry) opens with its entries served, and they move into the journal.
+TEST_F(LocalStoreTest, OpensTheOneFilePerEntryLayout) {
+  ASSERT_EQ(mkdir((dir_ + "/o").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((dir_ + "/a").c_str(), 0755), 0);
+  const std::string body = "an old body";
+  std::ofstream(dir_ + "/o/" + cas::HexEncode(Sha(body))) << body;
+  std::ofstream(dir_ + "/a/" + cas::HexEncode(Sha("old"))) << absl::StrCat(
+      "v1 ", cas::HexEncode(Sha(body)), " ", body.size(), " 1700000000000000000\n");
+  std::ofstream(dir_ + "/a/" + cas::HexEncode(Sha("garbage"))) << "v2 nonsense";
+  {
+    auto store = OpenLocalStore(dir_, 1 << 20);
+    ASSERT_TRUE(store.ok());
+    std::optional<LocalHit> hit = (*store)->Get(Sha("old"));
+    ASSERT_TRUE(hit.has_value());
+    EXPECT_EQ(hit->entry.output_id, Sha(body));
+    EXPECT_EQ(hit->entry.time, absl::FromUnixNanos(1700000000000000000));
+    EXPECT_FALSE((*store)->Get(Sha("garbage")).has_value());
+  }
+  EXPECT_NE(access((dir_ + "/a").c_str(), F_OK), 0);  // Moved, then removed.
+  auto store = OpenLocalStore(dir_, 1 << 20);
+  ASSERT_TRUE(store.ok());
+  EXPECT_TRUE((*store)->Get(Sha("old")).has_value());
+}
+
+// A torn or foreign line in the journal costs only itself; an entry whose
+// body is gone is not served.
+TEST_F(LocalStoreTest, SkipsBadJournalLinesAndEntriesWithoutBodies) {
+  std::string gone_path;
+  {
+    auto store = OpenLocalStore(dir_, 1 << 20);
+    ASSERT_TRUE(store.ok());
+    Put(**store, 1, "kept");
+    gone_path = Put(**store, 2, "gone");
+  }
+  {
+    std::ofstream journal(dir_ + "/entries", std::ios::app);
+    journal << "not a record\n" << cas::HexEncode(Sha("3")) << " v1 "
+            << cas::HexEncode(Sha("x")) << " 1";  // Torn: no time, no newline.
+  }
+  ASSERT_EQ(unlink(gone_path.c_str()), 0);
+  auto store = OpenLocalStore(dir_, 1 << 20);
+  ASSERT_TRUE(store.ok());
+  EXPECT_TRUE((*store)->Get(Sha("1")).has_value());
+  EXPECT_FALSE((*store)->Get(Sha("2")).has_value());
+  EXPECT_FALSE((*store)->Get(Sha("3")).has_value());
+  Put(**store, 4, "after the torn line");
+  store->reset();
+  auto reopened = OpenLocalStore(dir_, 1 << 20);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_TRUE((*reopened)->Get(Sha("1")).has_value());
+  EXPECT_TRUE((*reopened)->Get(Sha("4")).has_value());
+}
+
+// Replacing one entry over and over does not grow the journal without
+// bound: dead lines are rewritten away.
+TEST_F(LocalStoreTest, JournalOfReplacedEntriesStaysBounded) {
+  auto store = OpenLocalStore(dir_, 64 << 20);
+  ASSERT_TRUE(store.ok());
+  Put(**store, 1, "the body");
+  const Entry e{Sha("the body"), 8, absl::Now()};
+  for (int i = 0; i < 20000; ++i) {  // ~3.4 MB of lines if never rewritten.
+    ASSERT_TRUE((*store)->PutEntry(Sha("1"), e).ok());
+  }
+  struct stat st;
+  ASSERT_EQ(stat((dir_ + "/entries").c_str(), &st), 0);
+  EXPECT_LT(st.st_size, 1 << 20);
+  EXPECT_LT((*store)->SizeBytes(), 1000);  // One body, one entry.
+  store->reset();
+  auto reopened = OpenLocalStore(dir_, 64 << 20);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_TRUE((*reopened)->Get(Sha("1")).has_value());
+}
+
 TEST_F(LocalStoreTest, TrimsLeastRecentlyUsedButKeepsPinned) {
   // Each body is 1000 bytes; entries add ~80 bytes each.
   {
@@ -246,13 +320,10 @@ TEST_F(LocalStoreTest, TrimsLeastRecentlyUsedButKeepsPinned) {
     for (int i = 0; i < 5; ++i) {
       std::string body(1000, static_cast<char>('a' + i));
       std::string path = Put(**store, i, body);
-      // File times are coarse; give each pair its own second, in order.
+      // File times are coarse; give each body its own second, in order (an
+      // entry takes its body's place in the order).
       const timespec t[2] = {{1000000 + i, 0}, {1000000 + i, 0}};
       utimensat(AT_FDCWD, path.c_str(), t, 0);
-      utimensat(AT_FDCWD,
-                absl::StrCat(dir_, "/a/", cas::HexEncode(Sha(absl::StrCat(i))))
-                    .c_str(),
-                t, 0);
     }
   }
   // Reopen with room for about three: the two oldest (not pinned in this
