@@ -48,7 +48,11 @@ const char* CodeName(grpc::StatusCode code) {
 
 enum class Kind { kOther, kGetActionResult, kFindMissing, kBatchRead, kRead };
 
-struct Families {
+constexpr int kCodes = 17;  // grpc::StatusCode OK .. UNAUTHENTICATED.
+
+}  // namespace
+
+struct RpcMetrics::Families {
   Family<Counter>* requests;
   Family<Histogram>* latency;
   Family<Counter>* bytes_in;
@@ -61,12 +65,13 @@ struct Families {
   std::shared_ptr<spdlog::logger> access;  // Null when the access log is off.
 };
 
-constexpr int kCodes = 17;  // grpc::StatusCode OK .. UNAUTHENTICATED.
-
 // One method's metric children, resolved once per method (the label lookups
-// lock and compare strings) and shared by all of its calls.
+// lock and compare strings) and shared by all of its calls; and the one
+// account of what a call adds to them, used by both recorders.
 struct MethodMetrics {
-  MethodMetrics(const Families& f, absl::string_view full_method) {
+  MethodMetrics(const RpcMetrics::Families& families,
+                absl::string_view full_method)
+      : f(families) {
     absl::string_view m = full_method;
     size_t slash = m.rfind('/');
     absl::string_view svc = m.substr(0, slash == m.npos ? 0 : slash);
@@ -91,7 +96,7 @@ struct MethodMetrics {
 
   // Returns the request counter for `code`, creating it on first use (so
   // that /metrics lists only codes that occurred).
-  Counter* Requests(const Families& f, grpc::StatusCode code) {
+  Counter* Requests(grpc::StatusCode code) {
     int i = static_cast<int>(code);
     if (i < 0 || i >= kCodes) {
       i = static_cast<int>(grpc::StatusCode::UNKNOWN);
@@ -104,10 +109,57 @@ struct MethodMetrics {
     return c;
   }
 
+  // Counts request message `m`; returns its size and adds the digests a
+  // FindMissingBlobs asks about to `*requested`.
+  int64_t Received(const google::protobuf::MessageLite& m, int* requested) {
+    auto n = static_cast<int64_t>(m.ByteSizeLong());
+    bytes_in->Increment(n);
+    if (kind == Kind::kFindMissing) {
+      *requested += static_cast<const reapi::FindMissingBlobsRequest&>(m)
+                        .blob_digests_size();
+    }
+    return n;
+  }
+
+  // Counts response message `m` (of a call that asked about `requested`
+  // digests) and the CAS hits and misses it reports; returns its size.
+  int64_t Sent(const google::protobuf::MessageLite& m, int requested) {
+    auto n = static_cast<int64_t>(m.ByteSizeLong());
+    bytes_out->Increment(n);
+    if (kind == Kind::kFindMissing) {
+      int missing = static_cast<const reapi::FindMissingBlobsResponse&>(m)
+                        .missing_blob_digests_size();
+      f.cas_miss->Increment(missing);
+      f.cas_hit->Increment(requested > missing ? requested - missing : 0);
+    } else if (kind == Kind::kBatchRead) {
+      for (const auto& r :
+           static_cast<const reapi::BatchReadBlobsResponse&>(m).responses()) {
+        (r.status().code() == 0 ? f.cas_hit : f.cas_miss)->Increment();
+      }
+    }
+    return n;
+  }
+
+  // Counts the end of a call with `code` after `seconds`.
+  void Finished(grpc::StatusCode code, double seconds) {
+    Requests(code)->Increment();
+    latency->Observe(seconds);
+    bool hit = code == grpc::StatusCode::OK;
+    bool miss = code == grpc::StatusCode::NOT_FOUND;
+    if (kind == Kind::kGetActionResult && (hit || miss)) {
+      (hit ? f.ac_hit : f.ac_miss)->Increment();
+    } else if (kind == Kind::kRead && (hit || miss)) {
+      (hit ? f.cas_hit : f.cas_miss)->Increment();
+    }
+  }
+
+  const RpcMetrics::Families& f;
   std::string service;
   std::string method;
   Kind kind = Kind::kOther;
   bool protobuf = false;
+  // Recorded by the handler (CallRecord); the interceptor skips it.
+  std::atomic<bool> self_recorded{false};
   Gauge* in_flight;
   Counter* bytes_in;
   Counter* bytes_out;
@@ -115,11 +167,12 @@ struct MethodMetrics {
   std::atomic<Counter*> by_code[kCodes] = {};
 };
 
+namespace {
+
 class MetricsInterceptor final : public grpc::experimental::Interceptor {
  public:
-  MetricsInterceptor(const Families* f, MethodMetrics* m,
-                     grpc::experimental::ServerRpcInfo* info)
-      : f_(f), m_(m), start_(absl::Now()), access_(f->access) {
+  MetricsInterceptor(MethodMetrics* m, grpc::experimental::ServerRpcInfo* info)
+      : m_(m), start_(absl::Now()), access_(m->f.access) {
     if (access_ != nullptr && info->server_context() != nullptr) {
       peer_ = info->server_context()->peer();
     }
@@ -154,14 +207,8 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
     if (msg == nullptr || !m_->protobuf) {
       return;
     }
-    const auto* m = static_cast<const google::protobuf::MessageLite*>(msg);
-    auto n = static_cast<int64_t>(m->ByteSizeLong());
-    bytes_in_ += n;
-    m_->bytes_in->Increment(n);
-    if (m_->kind == Kind::kFindMissing) {
-      requested_ += static_cast<const reapi::FindMissingBlobsRequest*>(msg)
-                        ->blob_digests_size();
-    }
+    bytes_in_ += m_->Received(
+        *static_cast<const google::protobuf::MessageLite*>(msg), &requested_);
   }
 
   void OnSend(InterceptorBatchMethods* methods) {
@@ -174,45 +221,22 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
       }
       return;
     }
-    const auto* m = static_cast<const google::protobuf::MessageLite*>(msg);
-    auto n = static_cast<int64_t>(m->ByteSizeLong());
-    bytes_out_ += n;
-    m_->bytes_out->Increment(n);
-    if (m_->kind == Kind::kFindMissing) {
-      int missing = static_cast<const reapi::FindMissingBlobsResponse*>(msg)
-                        ->missing_blob_digests_size();
-      f_->cas_miss->Increment(missing);
-      f_->cas_hit->Increment(requested_ > missing ? requested_ - missing : 0);
-    } else if (m_->kind == Kind::kBatchRead) {
-      for (const auto& r :
-           static_cast<const reapi::BatchReadBlobsResponse*>(msg)
-               ->responses()) {
-        (r.status().code() == 0 ? f_->cas_hit : f_->cas_miss)->Increment();
-      }
-    }
+    bytes_out_ += m_->Sent(
+        *static_cast<const google::protobuf::MessageLite*>(msg), requested_);
   }
 
   void Finish(grpc::StatusCode code) {
     finished_ = true;
-    m_->Requests(*f_, code)->Increment();
     double seconds = absl::ToDoubleSeconds(absl::Now() - start_);
-    m_->latency->Observe(seconds);
+    m_->Finished(code, seconds);
     if (access_ != nullptr) {
       access_->info("method={}/{} code={} ms={:.3f} in={} out={} peer={}",
                     m_->service, m_->method, CodeName(code), seconds * 1e3,
                     bytes_in_, bytes_out_, peer_);
     }
-    bool hit = code == grpc::StatusCode::OK;
-    bool miss = code == grpc::StatusCode::NOT_FOUND;
-    if (m_->kind == Kind::kGetActionResult && (hit || miss)) {
-      (hit ? f_->ac_hit : f_->ac_miss)->Increment();
-    } else if (m_->kind == Kind::kRead && (hit || miss)) {
-      (hit ? f_->cas_hit : f_->cas_miss)->Increment();
-    }
   }
 
-  const Families* const f_;
-  MethodMetrics* const m_;  // Owned by the factory.
+  MethodMetrics* const m_;  // Owned by the RpcMetrics.
   const absl::Time start_;
   const std::shared_ptr<spdlog::logger> access_;  // Null when off.
   std::string peer_;
@@ -225,66 +249,108 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
 class Factory final
     : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  Factory(Registry* r, std::shared_ptr<spdlog::logger> access_log) {
-    f_.access = std::move(access_log);
-    f_.requests =
-        r->NewCounter("cairn_grpc_requests_total",
-                      "gRPC calls finished, by method and status code.",
-                      {"service", "method", "code"});
-    f_.latency = r->NewHistogram("cairn_grpc_request_duration_seconds",
-                                 "gRPC call latency in seconds.",
-                                 {"service", "method"}, LatencyBuckets());
-    f_.bytes_in = r->NewCounter("cairn_grpc_received_bytes_total",
-                                "Bytes of request messages received.",
-                                {"service", "method"});
-    f_.bytes_out = r->NewCounter("cairn_grpc_sent_bytes_total",
-                                 "Bytes of response messages sent.",
-                                 {"service", "method"});
-    f_.in_flight = r->NewGauge("cairn_grpc_in_flight",
-                               "gRPC calls (and streams) in progress.",
-                               {"service", "method"});
-    Family<Counter>* cache = r->NewCounter(
-        "cairn_cache_requests_total",
-        "Cache lookups by cache (ac, cas) and result (hit, miss).",
-        {"cache", "result"});
-    f_.ac_hit = cache->WithLabels({"ac", "hit"});
-    f_.ac_miss = cache->WithLabels({"ac", "miss"});
-    f_.cas_hit = cache->WithLabels({"cas", "hit"});
-    f_.cas_miss = cache->WithLabels({"cas", "miss"});
-  }
+  explicit Factory(RpcMetrics* metrics) : metrics_(metrics) {}
 
+  // Returns null for a self-recorded method: gRPC then runs no
+  // interception hooks for the call.
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
     const char* full_method = info->method();
-    return new MetricsInterceptor(
-        &f_, ForMethod(full_method == nullptr ? "" : full_method), info);
+    MethodMetrics* m =
+        metrics_->ForMethod(full_method == nullptr ? "" : full_method);
+    if (m->self_recorded.load(std::memory_order_relaxed)) {
+      return nullptr;
+    }
+    return new MetricsInterceptor(m, info);
   }
 
  private:
-  MethodMetrics* ForMethod(absl::string_view full_method) {
-    absl::MutexLock lock(&mu_);
-    auto it = methods_.find(full_method);
-    if (it == methods_.end()) {
-      it = methods_
-               .emplace(std::string(full_method),
-                        std::make_unique<MethodMetrics>(f_, full_method))
-               .first;
-    }
-    return it->second.get();
-  }
-
-  Families f_;
-  absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::unique_ptr<MethodMetrics>> methods_
-      ABSL_GUARDED_BY(mu_);
+  RpcMetrics* const metrics_;
 };
 
 }  // namespace
 
+RpcMetrics::RpcMetrics(Registry* r, std::shared_ptr<spdlog::logger> access_log)
+    : families_(std::make_unique<Families>()) {
+  Families& f = *families_;
+  f.access = std::move(access_log);
+  f.requests = r->NewCounter("cairn_grpc_requests_total",
+                             "gRPC calls finished, by method and status code.",
+                             {"service", "method", "code"});
+  f.latency = r->NewHistogram("cairn_grpc_request_duration_seconds",
+                              "gRPC call latency in seconds.",
+                              {"service", "method"}, LatencyBuckets());
+  f.bytes_in = r->NewCounter("cairn_grpc_received_bytes_total",
+                             "Bytes of request messages received.",
+                             {"service", "method"});
+  f.bytes_out = r->NewCounter("cairn_grpc_sent_bytes_total",
+                              "Bytes of response messages sent.",
+                              {"service", "method"});
+  f.in_flight = r->NewGauge("cairn_grpc_in_flight",
+                            "gRPC calls (and streams) in progress.",
+                            {"service", "method"});
+  Family<Counter>* cache = r->NewCounter(
+      "cairn_cache_requests_total",
+      "Cache lookups by cache (ac, cas) and result (hit, miss).",
+      {"cache", "result"});
+  f.ac_hit = cache->WithLabels({"ac", "hit"});
+  f.ac_miss = cache->WithLabels({"ac", "miss"});
+  f.cas_hit = cache->WithLabels({"cas", "hit"});
+  f.cas_miss = cache->WithLabels({"cas", "miss"});
+}
+
+RpcMetrics::~RpcMetrics() = default;
+
+MethodMetrics* RpcMetrics::ForMethod(absl::string_view full_method) {
+  absl::MutexLock lock(&mu_);
+  auto it = methods_.find(full_method);
+  if (it == methods_.end()) {
+    it = methods_
+             .emplace(std::string(full_method),
+                      std::make_unique<MethodMetrics>(*families_, full_method))
+             .first;
+  }
+  return it->second.get();
+}
+
+MethodMetrics* RpcMetrics::SelfRecorded(absl::string_view full_method) {
+  if (families_->access != nullptr) {
+    return nullptr;
+  }
+  MethodMetrics* m = ForMethod(full_method);
+  m->self_recorded.store(true, std::memory_order_relaxed);
+  return m;
+}
+
+CallRecord::CallRecord(MethodMetrics* method,
+                       const google::protobuf::MessageLite* request,
+                       const google::protobuf::MessageLite* response)
+    : method_(method), response_(response) {
+  if (method_ == nullptr) {
+    return;
+  }
+  start_ = absl::Now();
+  method_->in_flight->Add(1);
+  if (request != nullptr) {
+    method_->Received(*request, &requested_);
+  }
+}
+
+void CallRecord::Finish(const grpc::Status& status) const {
+  if (method_ == nullptr) {
+    return;
+  }
+  if (status.ok() && response_ != nullptr) {
+    method_->Sent(*response_, requested_);
+  }
+  method_->Finished(status.error_code(),
+                    absl::ToDoubleSeconds(absl::Now() - start_));
+  method_->in_flight->Add(-1);
+}
+
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
-NewMetricsInterceptorFactory(Registry* registry,
-                             std::shared_ptr<spdlog::logger> access_log) {
-  return std::make_unique<Factory>(registry, std::move(access_log));
+NewMetricsInterceptorFactory(RpcMetrics* metrics) {
+  return std::make_unique<Factory>(metrics);
 }
 
 }  // namespace cairn::rpc

@@ -17,15 +17,26 @@
 #include "rpc/auth.h"
 #include "rpc/grpc_status.h"
 #include "rpc/io_pool.h"
+#include "rpc/metrics_interceptor.h"
 
 namespace cairn::rpc {
 
-// Returns the default unary reactor of `context`, finished with `status`.
-// For calls answered on the reactor thread from memory, without any I/O.
+// Finishes `reactor` with `status`, recorded in `record` first.
+inline void FinishUnary(grpc::ServerUnaryReactor* reactor,
+                        const absl::Status& status, const CallRecord& record) {
+  grpc::Status s = ToGrpcStatus(status);
+  record.Finish(s);
+  reactor->Finish(s);
+}
+
+// Returns the default unary reactor of `context`, finished with `status`
+// (and recorded in `record`). For calls answered on the reactor thread from
+// memory, without any I/O.
 inline grpc::ServerUnaryReactor* FinishUnaryNow(
-    grpc::CallbackServerContext* context, const absl::Status& status) {
+    grpc::CallbackServerContext* context, const absl::Status& status,
+    const CallRecord& record = CallRecord()) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
+  FinishUnary(reactor, status, record);
   return reactor;
 }
 
@@ -34,28 +45,30 @@ inline grpc::ServerUnaryReactor* FinishUnaryNow(
 // UnaryDone it is given exactly once, on any thread, then or later; that
 // status finishes the call. Until then the request and response stay valid.
 // Validation, a refused schedule and cancellation as FinishUnaryOnPool.
+// Every way the call finishes is recorded in `record`.
 using UnaryDone = absl::AnyInvocable<void(const absl::Status&) &&>;
 template <typename Work>
 grpc::ServerUnaryReactor* FinishUnaryOnPoolThen(
     grpc::CallbackServerContext* context, IoPool* pool, const char* what,
-    const absl::Status& validation, Work work) {
+    const absl::Status& validation, Work work,
+    const CallRecord& record = CallRecord()) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!validation.ok()) {
-    reactor->Finish(ToGrpcStatus(validation));
+    FinishUnary(reactor, validation, record);
     return reactor;
   }
   absl::Status scheduled = pool->Schedule(
-      what, [context, reactor, what, work = std::move(work)]() mutable {
+      what, [context, reactor, what, record, work = std::move(work)]() mutable {
         if (context->IsCancelled()) {  // The client gave up while queued.
-          reactor->Finish(ToGrpcStatus(absl::CancelledError(what)));
+          FinishUnary(reactor, absl::CancelledError(what), record);
           return;
         }
-        work(UnaryDone([reactor](const absl::Status& s) {
-          reactor->Finish(ToGrpcStatus(s));
+        work(UnaryDone([reactor, record](const absl::Status& s) {
+          FinishUnary(reactor, s, record);
         }));
       });
   if (!scheduled.ok()) {
-    reactor->Finish(ToGrpcStatus(scheduled));
+    FinishUnary(reactor, scheduled, record);
   }
   return reactor;
 }
@@ -70,12 +83,14 @@ grpc::ServerUnaryReactor* FinishUnaryOnPoolThen(
 template <typename Work>
 grpc::ServerUnaryReactor* FinishUnaryOnPool(
     grpc::CallbackServerContext* context, IoPool* pool, const char* what,
-    const absl::Status& validation, Work work) {
+    const absl::Status& validation, Work work,
+    const CallRecord& record = CallRecord()) {
   return FinishUnaryOnPoolThen(
       context, pool, what, validation,
       [work = std::move(work)](UnaryDone done) mutable {
         std::move(done)(work());
-      });
+      },
+      record);
 }
 
 // One unary call, handled the way every service handles them:
@@ -90,19 +105,24 @@ grpc::ServerUnaryReactor* FinishUnaryOnPool(
 // finishes the call with that step's status. A handler that can answer from
 // memory checks ok() and calls FinishNow instead; one that never touches
 // storage (Capabilities) ends with AnswerNow. Every status is mapped to
-// gRPC once, by ToGrpcStatus. A UnaryCall lives on the reactor thread's
-// stack for the duration of the handler.
+// gRPC once, by ToGrpcStatus. A self-recorded method (RpcMetrics::
+// SelfRecorded) passes its CallRecord, which every way of finishing
+// records. A UnaryCall lives on the reactor thread's stack for the duration
+// of the handler.
 class UnaryCall {
  public:
   // Authorises the caller behind `context` for `access` (`authorizer` may be
   // null: access control off). `pool` (not owned) runs RunOnPool's work
   // (null for a handler that only uses AnswerNow or FinishNow); `what` names
-  // the method in errors.
+  // the method in errors; `record` records the call's metrics (a default one
+  // records nothing: the interceptor does).
   UnaryCall(grpc::CallbackServerContext* context, const Authorizer* authorizer,
-            Access access, IoPool* pool, const char* what)
+            Access access, IoPool* pool, const char* what,
+            const CallRecord& record = CallRecord())
       : context_(context),
         pool_(pool),
         what_(what),
+        record_(record),
         status_(Authorize(authorizer, *context, access)) {}
 
   // Runs `check` (absl::Status()) when every earlier step passed.
@@ -119,7 +139,7 @@ class UnaryCall {
 
   // Finishes the call at once with `status` (answered from memory).
   grpc::ServerUnaryReactor* FinishNow(const absl::Status& status) {
-    return FinishUnaryNow(context_, status);
+    return FinishUnaryNow(context_, status, record_);
   }
 
   // Finishes the call at once, for a method that never needs the pool: with
@@ -135,20 +155,22 @@ class UnaryCall {
   // status. See FinishUnaryOnPool for a refused schedule or a cancelled call.
   template <typename Work>
   grpc::ServerUnaryReactor* RunOnPool(Work work) {
-    return FinishUnaryOnPool(context_, pool_, what_, status_, std::move(work));
+    return FinishUnaryOnPool(context_, pool_, what_, status_, std::move(work),
+                             record_);
   }
 
   // RunOnPool() for work that finishes later (FinishUnaryOnPoolThen).
   template <typename Work>
   grpc::ServerUnaryReactor* RunOnPoolThen(Work work) {
     return FinishUnaryOnPoolThen(context_, pool_, what_, status_,
-                                 std::move(work));
+                                 std::move(work), record_);
   }
 
  private:
   grpc::CallbackServerContext* const context_;
   IoPool* const pool_;
   const char* const what_;
+  const CallRecord record_;
   absl::Status status_;
 };
 

@@ -43,7 +43,11 @@ struct CairnServer::Impl {
                      actioncache::ValidationOptions{
                          .allow_escaping_symlink_targets =
                              !options.strict_symlink_targets}),
-        assets(options.store) {}
+        assets(options.store),
+        rpc_metrics(options.metrics == nullptr
+                        ? nullptr
+                        : std::make_unique<rpc::RpcMetrics>(options.metrics,
+                                                            AccessLog())) {}
 
   // Creates the services over `options.store`, this pool and cache.
   void MakeServices(const ServerOptions& options);
@@ -59,6 +63,9 @@ struct CairnServer::Impl {
   rpc::WriteQuota write_quota;
   actioncache::ActionCache action_cache;
   asset::AssetStore assets;
+  // Per-RPC metrics (null without options.metrics): the interceptor's, and
+  // the ActionCache methods' own.
+  std::unique_ptr<rpc::RpcMetrics> rpc_metrics;
   std::unique_ptr<grpc::Service> capabilities;
   std::unique_ptr<grpc::Service> cas;
   std::unique_ptr<grpc::Service> bytestream;
@@ -249,7 +256,7 @@ absl::StatusOr<std::unique_ptr<CairnServer>> CairnServer::Start(
         std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
         interceptors;
     interceptors.push_back(
-        rpc::NewMetricsInterceptorFactory(options.metrics, AccessLog()));
+        rpc::NewMetricsInterceptorFactory(impl->rpc_metrics.get()));
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
     RegisterGauges(options.metrics, options.store, &impl->pool,
                    &impl->read_buffers, &impl->upload_stats);
@@ -359,6 +366,7 @@ void CairnServer::Impl::MakeServices(const ServerOptions& options) {
   ac_options.read_only = options.read_only;
   ac_options.authorizer = options.authorizer;
   ac_options.write_quota = &write_quota;
+  ac_options.metrics = rpc_metrics.get();
   ac = actioncache::NewActionCacheService(ac_options);
   asset::AssetServiceOptions asset_options;
   asset_options.assets = &assets;

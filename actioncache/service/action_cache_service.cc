@@ -16,7 +16,9 @@ namespace v2 = ::build::bazel::remote::execution::v2;
 class ActionCacheService final : public v2::ActionCache::CallbackService {
  public:
   explicit ActionCacheService(const ActionCacheServiceOptions& options)
-      : options_(options) {}
+      : options_(options),
+        get_metrics_(SelfRecorded(options.metrics, "GetActionResult")),
+        update_metrics_(SelfRecorded(options.metrics, "UpdateActionResult")) {}
 
   grpc::ServerUnaryReactor* GetActionResult(
       grpc::CallbackServerContext* context,
@@ -25,7 +27,8 @@ class ActionCacheService final : public v2::ActionCache::CallbackService {
     absl::StatusOr<cas::Digest> action =
         cas::FromProto(request->action_digest(), "action_digest");
     rpc::UnaryCall call(context, options_.authorizer, rpc::Access::kRead,
-                        options_.pool, "GetActionResult");
+                        options_.pool, "GetActionResult",
+                        rpc::CallRecord(get_metrics_, request, response));
     call.Validate([&] {
           return cas::ValidateRequestScope(request->instance_name(),
                                            request->digest_function());
@@ -66,7 +69,8 @@ class ActionCacheService final : public v2::ActionCache::CallbackService {
       const v2::UpdateActionResultRequest* request,
       v2::ActionResult* response) override {
     return rpc::UnaryCall(context, options_.authorizer, rpc::Access::kWrite,
-                          options_.pool, "UpdateActionResult")
+                          options_.pool, "UpdateActionResult",
+                          rpc::CallRecord(update_metrics_, request, response))
         .Validate([&] { return CheckUpdate(*request); })
         .RunOnPoolThen(
             [this, request, response,
@@ -81,6 +85,16 @@ class ActionCacheService final : public v2::ActionCache::CallbackService {
   }
 
  private:
+  // Returns the self-recorded metrics of this service's `method` (null
+  // without `metrics`).
+  static rpc::MethodMetrics* SelfRecorded(rpc::RpcMetrics* metrics,
+                                          absl::string_view method) {
+    return metrics == nullptr
+               ? nullptr
+               : metrics->SelfRecorded(absl::StrCat(
+                     "/build.bazel.remote.execution.v2.ActionCache/", method));
+  }
+
   // Stores the request's result for `principal`, charged to its write
   // quota (the result's serialized size); runs on the pool and calls
   // `done` there or, once the entry is durable, on the store's thread.
@@ -138,6 +152,8 @@ class ActionCacheService final : public v2::ActionCache::CallbackService {
   }
 
   const ActionCacheServiceOptions options_;
+  rpc::MethodMetrics* const get_metrics_;     // Null: not self-recorded.
+  rpc::MethodMetrics* const update_metrics_;  // Null: not self-recorded.
 };
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "rpc/auth.h"
 #include "rpc/io_pool.h"
+#include "rpc/metrics_interceptor.h"
 #include "rpc/write_quota.h"
 
 namespace cairn::actioncache {
@@ -45,6 +46,10 @@ struct ActionCacheServiceOptions {
   // delay, and counts what was stored; null means no quota. Not owned; must
   // outlive the service.
   rpc::WriteQuota* write_quota = nullptr;
+  // When set, both methods record their own per-RPC metrics
+  // (RpcMetrics::SelfRecorded) instead of leaving them to the metrics
+  // interceptor. Not owned; must outlive the service.
+  rpc::RpcMetrics* metrics = nullptr;
 };
 
 // Returns the ActionCache service.

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -13,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "httplib.h"
 #include "rpc/metrics.h"
+#include "server/log.h"
 #include "server/metrics_http.h"
 #include "tests/testutil/service_fixture.h"
 
@@ -167,6 +171,107 @@ TEST_F(MetricsServiceTest, ByteStreamReadsCountAsCasHitsAndMisses) {
     text = Scrape();
   }
   EXPECT_EQ(Value(text, in_flight), 0) << text;
+}
+
+// GetActionResult and UpdateActionResult record their own metrics (the
+// interceptor skips them, so gRPC runs no interception hooks): every series
+// must read as the interceptor would have it, each call counted once.
+TEST_F(MetricsServiceTest, ActionCacheCallsCountAsIfIntercepted) {
+  cas::Digest output = Put("output bytes");
+  v2::UpdateActionResultRequest update;
+  *update.mutable_action_digest() = ProtoDigestOf("action");
+  v2::OutputFile* file = update.mutable_action_result()->add_output_files();
+  file->set_path("out");
+  *file->mutable_digest() = ProtoDigest(output);
+  v2::ActionResult stored;
+  {
+    ClientContext context;
+    ASSERT_TRUE(ac_->UpdateActionResult(&context, update, &stored).ok());
+  }
+  v2::UpdateActionResultRequest bad;
+  bad.mutable_action_digest()->set_hash("NOT-HEX");
+  bad.mutable_action_result()->set_exit_code(1);
+  {
+    ClientContext context;
+    v2::ActionResult unused;
+    EXPECT_EQ(ac_->UpdateActionResult(&context, bad, &unused).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  v2::GetActionResultRequest get;
+  *get.mutable_action_digest() = update.action_digest();
+  v2::ActionResult got;
+  {
+    ClientContext context;
+    ASSERT_TRUE(ac_->GetActionResult(&context, get, &got).ok());
+  }
+  auto series = [](const char* metric, const char* method,
+                   const char* code = nullptr) {
+    return absl::StrCat(metric, "{service=\"ActionCache\",method=\"", method,
+                        "\"", code == nullptr ? "" : ",code=\"",
+                        code == nullptr ? "" : code,
+                        code == nullptr ? "" : "\"", "}");
+  };
+  const std::string text = Scrape();
+  EXPECT_EQ(Value(text, series("cairn_grpc_requests_total",
+                               "UpdateActionResult", "OK")),
+            1)
+      << text;
+  EXPECT_EQ(Value(text, series("cairn_grpc_requests_total",
+                               "UpdateActionResult", "INVALID_ARGUMENT")),
+            1);
+  EXPECT_EQ(Value(text, series("cairn_grpc_requests_total", "GetActionResult",
+                               "OK")),
+            1);
+  EXPECT_EQ(CacheRequests(text, "ac", "hit"), 1);
+  EXPECT_EQ(CacheRequests(text, "ac", "miss"), 0);
+  EXPECT_EQ(Value(text, series("cairn_grpc_request_duration_seconds_count",
+                               "UpdateActionResult")),
+            2);
+  EXPECT_EQ(Value(text, series("cairn_grpc_received_bytes_total",
+                               "UpdateActionResult")),
+            update.ByteSizeLong() + bad.ByteSizeLong());
+  EXPECT_EQ(
+      Value(text, series("cairn_grpc_sent_bytes_total", "UpdateActionResult")),
+      stored.ByteSizeLong());
+  EXPECT_EQ(Value(text, series("cairn_grpc_received_bytes_total",
+                               "GetActionResult")),
+            get.ByteSizeLong());
+  EXPECT_EQ(
+      Value(text, series("cairn_grpc_sent_bytes_total", "GetActionResult")),
+      got.ByteSizeLong());
+  EXPECT_EQ(Value(text, series("cairn_grpc_in_flight", "GetActionResult")), 0);
+  EXPECT_EQ(Value(text, series("cairn_grpc_in_flight", "UpdateActionResult")),
+            0);
+}
+
+// With the access log on, the interceptor records and logs every call,
+// including the methods that otherwise record their own metrics.
+TEST_F(MetricsServiceTest, AccessLogNamesActionCacheCalls) {
+  const std::string path =
+      ::testing::TempDir() + "/cairn_metrics_service_access.log";
+  std::remove(path.c_str());
+  ASSERT_TRUE(server::InitLogging("info", path).ok());
+  rpc::Registry registry;
+  server::ServerOptions options;
+  options.metrics = &registry;
+  StartServer(options);
+  {
+    ClientContext context;
+    v2::GetActionResultRequest request;
+    *request.mutable_action_digest() = ProtoDigestOf("never stored");
+    v2::ActionResult result;
+    EXPECT_EQ(ac_->GetActionResult(&context, request, &result).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  server_.reset();  // Before `registry` goes.
+  ASSERT_TRUE(server::InitLogging("info", "").ok());
+  std::ifstream in(path);
+  std::stringstream log;
+  log << in.rdbuf();
+  EXPECT_TRUE(absl::StrContains(
+      log.str(), "method=ActionCache/GetActionResult code=NOT_FOUND"))
+      << log.str();
+  std::remove(path.c_str());
 }
 
 }  // namespace
