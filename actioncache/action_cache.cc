@@ -528,9 +528,11 @@ absl::Status ValidateActionResult(const ActionResult& result,
 std::string ActionCacheKey(absl::string_view instance_name,
                            const cas::Digest& action_digest) {
   // Length-prefixed so that no two (instance, action) pairs collide.
+  // One StrCat (not Digest::ToString()): this runs on every ActionCache call.
   return cas::Digest::OfData(absl::StrCat("cairn-ac-v1\n", instance_name.size(),
                                           ":", instance_name, "\n",
-                                          action_digest.ToString()))
+                                          action_digest.hash(), "/",
+                                          action_digest.size_bytes()))
       .hash();
 }
 

@@ -87,6 +87,13 @@ TEST_F(ActionCacheTest, InstancesAreSeparate) {
   EXPECT_EQ(ActionCacheKey("a", action_).size(), 64u);
 }
 
+// The key names entries on disk: a store written by an earlier release must
+// find them again. SHA-256 of "cairn-ac-v1\n2:ci\n<sha256(x)>/1".
+TEST_F(ActionCacheTest, KeyIsStableAcrossReleases) {
+  EXPECT_EQ(ActionCacheKey("ci", cas::Digest::OfData("x")),
+            "7808a371d7e9f3ac9ae13dffa89bf2e418e21b39614a9f7712cff2c7350d10d9");
+}
+
 TEST_F(ActionCacheTest, NotFoundWhenAnOutputIsMissing) {
   ActionResult r = Complete();
   *r.mutable_output_files(0)->mutable_digest() =

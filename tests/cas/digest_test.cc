@@ -1,6 +1,7 @@
 #include "cas/digest.h"
 
 #include <string>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
@@ -28,6 +29,23 @@ TEST(DigestTest, OfDataMatchesKnownVectors) {
   EXPECT_EQ(abc.hash(), kAbc);
   EXPECT_EQ(abc.size_bytes(), 3);
   EXPECT_EQ(abc.ToString(), std::string(kAbc) + "/3");
+}
+
+// OfData reuses one hashing context per thread: consecutive hashes of
+// different lengths, on several threads, must not leak state into each other.
+TEST(DigestTest, OneShotHashesAreIndependent) {
+  auto check = [] {
+    for (int n : {0, 3, 55, 56, 64, 1000, 3, 0}) {
+      std::string data(static_cast<size_t>(n), 'a');
+      Sha256Hasher h;
+      h.Update(data);
+      EXPECT_EQ(Digest::OfData(data), h.FinishDigest()) << n;
+    }
+    EXPECT_EQ(Digest::OfData("abc").hash(), kAbc);
+  };
+  std::thread other(check);
+  check();
+  other.join();
 }
 
 TEST(DigestTest, StreamingEqualsOneShot) {
