@@ -18,7 +18,7 @@ for arg in "$@"; do
   case "$arg" in
     --bazel) packages+=(bazel-bootstrap bazel-platforms bazel-rules-java) ;;
     --fuzz) packages+=(clang libclang-rt-14-dev) ;;
-    --bench) packages+=(gnuplot-nox) ;;
+    --bench) packages+=(gnuplot-nox valgrind) ;;
     --s3) packages+=(ceph-mon ceph-osd radosgw ceph-common) ;;
     *) echo "install-deps: unknown option $arg" >&2; exit 2 ;;
   esac
