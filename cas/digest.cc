@@ -114,7 +114,7 @@ EVP_MD_CTX* ThreadSha256Ctx() {
 
 }  // namespace
 
-Digest Digest::OfData(absl::string_view data) {
+std::string Sha256Raw(absl::string_view data) {
   EVP_MD_CTX* ctx = ThreadSha256Ctx();
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
@@ -125,9 +125,12 @@ Digest Digest::OfData(absl::string_view data) {
       EVP_DigestFinal_ex(ctx, out, &len) != 1) {
     abort();
   }
+  return std::string(reinterpret_cast<char*>(out), len);
+}
+
+Digest Digest::OfData(absl::string_view data) {
   // Lowercase hex of 32 bytes by construction: no need to validate it.
-  return Digest(HexEncode(absl::string_view(reinterpret_cast<char*>(out), len)),
-                static_cast<int64_t>(data.size()));
+  return Digest(HexEncode(Sha256Raw(data)), static_cast<int64_t>(data.size()));
 }
 
 absl::Status CheckDigest(const Digest& expected, const Digest& actual) {

@@ -96,6 +96,10 @@ absl::Status CheckDigest(const Digest& expected, const Digest& actual);
 // Returns CheckDigest(digest, Digest::OfData(data)).
 absl::Status CheckData(const Digest& digest, absl::string_view data);
 
+// Returns the 32 raw bytes of the SHA-256 of `data`, hashed at once on the
+// calling thread's reused context (as Digest::OfData).
+std::string Sha256Raw(absl::string_view data);
+
 // Returns the lowercase hex encoding of `bytes`.
 std::string HexEncode(absl::string_view bytes);
 

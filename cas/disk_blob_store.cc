@@ -114,9 +114,7 @@ ItemKey CasKey(const Digest& digest) {
 }
 
 std::string AcHeader(absl::string_view value) {
-  Sha256Hasher hasher;
-  hasher.Update(value);
-  return absl::StrCat(kAcMagic, hasher.FinishRaw());
+  return absl::StrCat(kAcMagic, Sha256Raw(value));
 }
 
 bool AcEntryIntact(absl::string_view file) {

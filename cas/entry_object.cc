@@ -11,12 +11,6 @@
 namespace cairn::cas {
 namespace {
 
-std::string Sha256Raw(absl::string_view data) {
-  Sha256Hasher h;
-  h.Update(data);
-  return h.FinishRaw();
-}
-
 // Takes one copy ("<hash> <size>[ <n>]\n" and its bytes) off the front of
 // `*o`; nullopt when the header or the length is malformed.
 std::optional<BlobWrite> ParseCopy(absl::string_view* o) {

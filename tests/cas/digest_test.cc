@@ -42,6 +42,7 @@ TEST(DigestTest, OneShotHashesAreIndependent) {
       EXPECT_EQ(Digest::OfData(data), h.FinishDigest()) << n;
     }
     EXPECT_EQ(Digest::OfData("abc").hash(), kAbc);
+    EXPECT_EQ(HexEncode(Sha256Raw("abc")), kAbc);
   };
   std::thread other(check);
   check();
