@@ -83,10 +83,11 @@ struct MethodMetrics {
     if (method == "BatchReadBlobs") kind = Kind::kBatchRead;
     if (service == "ByteStream" && method == "Read") kind = Kind::kRead;
     // Only Cairn's own services are known to carry protobuf messages; others
-    // (the health check service) use raw byte buffers.
+    // (the health check service) and ByteStream Read (a raw method, so its
+    // responses share the read buffers) use raw byte buffers.
     protobuf = service == "ContentAddressableStorage" ||
                service == "ActionCache" || service == "Capabilities" ||
-               service == "ByteStream";
+               (service == "ByteStream" && kind != Kind::kRead);
     const std::vector<std::string> labels = {service, method};
     in_flight = f.in_flight->WithLabels(labels);
     bytes_in = f.bytes_in->WithLabels(labels);
@@ -204,7 +205,14 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
 
  private:
   void OnReceive(void* msg) {
-    if (msg == nullptr || !m_->protobuf) {
+    if (msg == nullptr || (!m_->protobuf && m_->kind != Kind::kRead)) {
+      return;
+    }
+    if (!m_->protobuf) {  // ByteStream Read, a raw method: a ByteBuffer.
+      auto n = static_cast<int64_t>(
+          static_cast<const grpc::ByteBuffer*>(msg)->Length());
+      bytes_in_ += n;
+      m_->bytes_in->Increment(n);
       return;
     }
     bytes_in_ += m_->Received(

@@ -8,7 +8,12 @@
 // dropped).
 #include "cas/service/bytestream_service.h"
 
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
+#include <grpcpp/support/slice.h>
+
 #include <algorithm>
+#include <atomic>
 #include <optional>
 #include <string>
 #include <thread>
@@ -22,6 +27,8 @@
 #include "cas/resource_name.h"
 #include "cas/service/service_util.h"
 #include "cas/zstd_codec.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "rpc/grpc_status.h"
 #include "rpc/reactors.h"
 
@@ -373,14 +380,83 @@ class ClientStreams {
   absl::flat_hash_map<std::string, int64_t> open_ ABSL_GUARDED_BY(mu_);
 };
 
+// A read buffer gRPC sends without copying it: ReadResponseOf() hands gRPC
+// a slice over the bytes that holds a reference to the buffer until gRPC has
+// written it out. The reactor refills a buffer only once gRPC holds no
+// reference to it (InUse() is false), else it takes a fresh one and the old
+// one goes when gRPC drops it. Used by one producer at a time; gRPC may drop
+// its references on any thread.
+class SharedReadBuffer {
+ public:
+  SharedReadBuffer() : block_(new Block) {}
+  SharedReadBuffer(SharedReadBuffer&& other) noexcept
+      : block_(std::exchange(other.block_, nullptr)) {}
+  SharedReadBuffer& operator=(SharedReadBuffer&& other) noexcept {
+    std::swap(block_, other.block_);
+    return *this;
+  }
+  ~SharedReadBuffer() {
+    if (block_ != nullptr) {
+      Unref(block_);
+    }
+  }
+
+  // Returns the bytes to fill; only while !InUse().
+  std::string* bytes() { return &block_->bytes; }
+
+  // Returns true while gRPC still holds a message made from the buffer.
+  bool InUse() const {
+    return block_->refs.load(std::memory_order_acquire) > 1;
+  }
+
+  // Returns a slice over bytes() that keeps them alive while gRPC holds it.
+  grpc::Slice Share() {
+    block_->refs.fetch_add(1, std::memory_order_relaxed);
+    return grpc::Slice(block_->bytes.data(), block_->bytes.size(), &Unref,
+                       block_);
+  }
+
+ private:
+  struct Block {
+    std::atomic<int> refs{1};
+    std::string bytes;
+  };
+
+  static void Unref(void* block) {
+    auto* b = static_cast<Block*>(block);
+    if (b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      delete b;
+    }
+  }
+
+  Block* block_;  // Null only when moved from.
+};
+
+// Returns the wire form of a ReadResponse whose data is `buffer`'s bytes
+// (not empty): the key of `bytes data = 10` and the length, as protobuf
+// would write them, then the bytes themselves, shared, not copied.
+grpc::ByteBuffer ReadResponseOf(SharedReadBuffer* buffer) {
+  using google::protobuf::internal::WireFormatLite;
+  uint8_t header[16];
+  uint8_t* end = WireFormatLite::WriteTagToArray(
+      bs::ReadResponse::kDataFieldNumber,
+      WireFormatLite::WIRETYPE_LENGTH_DELIMITED, header);
+  end = google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(
+      buffer->bytes()->size(), end);
+  grpc::Slice slices[2] = {grpc::Slice(header, end - header), buffer->Share()};
+  return grpc::ByteBuffer(slices, 2);
+}
+
 // Streams one Read call. Owned by gRPC; deletes itself in OnDone().
 //
 // Pipelined: while gRPC sends chunk N, a pool task ("the producer") reads
 // chunk N+1 from the store into the other of two response slots, so disk and
 // network overlap; at most two chunks are held per call. The call is
 // finished by whichever side acts last: the producer when no write is
-// outstanding, else OnWriteDone() once the producer has stopped.
-class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
+// outstanding, else OnWriteDone() once the producer has stopped. Messages go
+// out as raw ByteBuffers over the slots' buffers (ReadResponseOf), so gRPC
+// does not copy each chunk into a serialised message of its own.
+class ReadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   ReadReactor(const ByteStreamServiceOptions& options,
               const bs::ReadRequest& request, ClientStreams::Slot slot)
@@ -443,7 +519,8 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
 
  private:
   struct Slot {
-    bs::ReadResponse response;
+    SharedReadBuffer buffer;  // The chunk's bytes.
+    grpc::ByteBuffer message;  // What is sent: empty for no message.
     bool last = false;    // The call ends with this slot.
     absl::Status status;  // For the last slot: how the call ends.
     size_t granted = 0;   // Bytes granted by options_.read_buffers.
@@ -496,7 +573,7 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
       if (!finish_now) {
         // Ends the call after the outstanding write.
         int free = 1 - writing_;
-        slots_[free].response.Clear();
+        slots_[free].message.Clear();
         slots_[free].last = true;
         slots_[free].status = status;
         ready_ = free;
@@ -538,11 +615,11 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
   void Send(int i) {
     Slot& slot = slots_[i];
     if (!slot.last) {
-      StartWrite(&slot.response);
-    } else if (!slot.status.ok() || slot.response.data().empty()) {
+      StartWrite(&slot.message);
+    } else if (!slot.status.ok() || !slot.message.Valid()) {
       Finish(ToGrpcStatus(slot.status));
     } else {
-      StartWriteAndFinish(&slot.response, grpc::WriteOptions(),
+      StartWriteAndFinish(&slot.message, grpc::WriteOptions(),
                           ToGrpcStatus(absl::OkStatus()));
     }
   }
@@ -616,18 +693,28 @@ class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
     return absl::OkStatus();
   }
 
-  // Reads (and compresses) the next chunk into `slot`. The end of the blob
-  // is verified before its last chunk.
+  // Reads (and compresses) the next chunk into `slot` and makes its
+  // message. The end of the blob is verified before its last chunk.
   void Fill(Slot* slot) {
+    FillBuffer(slot);
+    if (slot->status.ok() && !slot->buffer.bytes()->empty()) {
+      slot->message = ReadResponseOf(&slot->buffer);
+    }
+  }
+
+  void FillBuffer(Slot* slot) {
+    slot->message.Clear();
     if (reader_ == nullptr) {
       if (absl::Status status = Open(); !status.ok()) {
-        slot->response.Clear();
         slot->last = true;
         slot->status = status;
         return;
       }
     }
-    std::string* out = slot->response.mutable_data();
+    if (slot->buffer.InUse()) {  // gRPC has not let go of the last chunk.
+      slot->buffer = SharedReadBuffer();
+    }
+    std::string* out = slot->buffer.bytes();
     const size_t chunk = SizeBuffer(slot, out);
     for (;;) {
       const size_t want =
@@ -1163,7 +1250,11 @@ class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
   std::unique_ptr<BlobWriter> writer_;
 };
 
-class ByteStreamService final : public bs::ByteStream::CallbackService {
+// Read is a raw method (ByteBuffers in and out) so that its responses can
+// share the read buffers (ReadReactor); the other methods are typed.
+class ByteStreamService final
+    : public bs::ByteStream::WithRawCallbackMethod_Read<
+          bs::ByteStream::CallbackService> {
  public:
   explicit ByteStreamService(const ByteStreamServiceOptions& options)
       : options_(options),
@@ -1184,22 +1275,31 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
     sweeper_.join();
   }
 
-  grpc::ServerWriteReactor<bs::ReadResponse>* Read(
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Read(
       grpc::CallbackServerContext* context,
-      const bs::ReadRequest* request) override {
+      const grpc::ByteBuffer* raw_request) override {
     absl::Status status =
         rpc::Authorize(options_.authorizer, *context, rpc::Access::kRead);
+    bs::ReadRequest request;
+    if (status.ok()) {
+      grpc::ByteBuffer copy(*raw_request);  // Parsing consumes it.
+      if (!grpc::SerializationTraits<bs::ReadRequest>::Deserialize(&copy,
+                                                                   &request)
+               .ok()) {
+        status = absl::InvalidArgumentError("Read: malformed ReadRequest");
+      }
+    }
     if (!status.ok()) {
-      return new rpc::RefusedWriteReactor<bs::ReadResponse>(
+      return new rpc::RefusedWriteReactor<grpc::ByteBuffer>(
           ToGrpcStatus(status));
     }
     absl::StatusOr<ClientStreams::Slot> slot = streams_.Acquire(
         rpc::PrincipalOf(*context, options_.authorizer != nullptr));
     if (!slot.ok()) {
-      return new rpc::RefusedWriteReactor<bs::ReadResponse>(
+      return new rpc::RefusedWriteReactor<grpc::ByteBuffer>(
           ToGrpcStatus(slot.status()));
     }
-    return new ReadReactor(options_, *request, *std::move(slot));
+    return new ReadReactor(options_, request, *std::move(slot));
   }
 
   grpc::ServerReadReactor<bs::WriteRequest>* Write(
