@@ -585,7 +585,7 @@ class ReadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   }
 
   // Sends slots_[i] and then, when `produce` (producing_ is already set),
-  // runs the producer, in one pool task: serialising the chunk and the
+  // runs the producer, in one pool task: the call's batch and the
   // socket write that StartWrite() may do at once stay off gRPC's callback
   // threads, which every call's callbacks share (they were half of the
   // server's CPU samples with 1,000 readers), and a Read still holds at

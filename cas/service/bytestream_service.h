@@ -58,11 +58,12 @@ namespace cairn::cas {
 // clamped to [min_chunk, max_chunk], and a buffer only grows while the total
 // stays within the budget. So the buffers hold at most
 //   budget + 2 x min_chunk x open reads
-// (only buffers growing to min_chunk may pass the budget), and, with gRPC's
-// serialized copy of the message being sent (at most one chunk per call), a
-// Read costs at most 3 chunks: flow control then keeps the rest of the blob on
-// disk until the client has taken the previous chunk. Compressed reads hold one
-// uncompressed chunk more (not counted).
+// (only buffers growing to min_chunk may pass the budget). gRPC sends the
+// buffer itself (no serialized copy), so a Read costs 2 chunks; a buffer
+// gRPC still holds when the Read would refill it is replaced and freed when
+// gRPC lets go (at most one more chunk per call). Flow control keeps the rest
+// of the blob on disk until the client has taken the previous chunk.
+// Compressed reads hold one uncompressed chunk more (not counted).
 //
 // Thread safety: all methods are safe to call concurrently.
 class ReadBufferBudget {
