@@ -2468,6 +2468,25 @@ void LowerThisThread(int nice) {
 // twice, plain and encoded).
 constexpr int64_t kMaxRestBlobBytes = int64_t{256} << 20;
 
+// Whether three disjoint 128 KiB samples of `plain` (start, middle, end) shrink by
+// less than 2% at zstd's fastest level: then the blob is not worth the
+// seconds a high level spends on it (16 MiB of random bytes at level 19).
+bool LooksIncompressible(absl::string_view plain) {
+  constexpr size_t kSample = 128 << 10;
+  std::string sample;
+  if (plain.size() <= 3 * kSample) {
+    sample = std::string(plain);
+  } else {
+    absl::StrAppend(&sample, plain.substr(0, kSample),
+                    plain.substr(plain.size() / 2 - kSample / 2, kSample),
+                    plain.substr(plain.size() - kSample));
+  }
+  std::string frames;
+  ZstdCompressor fast(1);
+  return fast.Compress(sample, /*last=*/true, &frames).ok() &&
+         frames.size() > sample.size() - sample.size() / 50;
+}
+
 }  // namespace
 
 void DiskBlobStore::QueueForRestLocked(const ItemKey& key,
@@ -2573,6 +2592,10 @@ void DiskBlobStore::RecompressOne(const ItemKey& key) {
   if (!plain.has_value()) {
     return;
   }
+  if (!as.zstd && LooksIncompressible(*plain)) {
+    return;  // Random or already compressed: not worth a slow encode.
+  }
+  Inject(fault(), "rest_full_encode");  // Counted by tests.
   std::string frames;
   ZstdCompressor compressor(options_.rest_zstd_level);
   if (!compressor.Compress(*plain, /*last=*/true, &frames).ok() ||

@@ -77,7 +77,8 @@
 // queued; one thread, niced by rest_nice, takes the most recently queued
 // first. It reads the file, checks its content against the digest (a file
 // that does not match is left for the readers to find and remove), encodes
-// the content at the level and keeps the result only when it is smaller by
+// the content at the level (a plain blob whose samples do not shrink at
+// the fastest level is skipped first) and keeps the result only when it is smaller by
 // at least 1/64 and the KeepZstd rule holds; then it decompresses the new
 // frames and checks their size and SHA-256 before anything changes. The
 // new frames go through tmp/ (fsynced) and are renamed over the blob's zstd

@@ -1637,6 +1637,40 @@ TEST_F(RestRecompressTest, AnEncodingThatDoesNotVerifyIsNeverKept) {
   EXPECT_EQ(store_->Stats().used_bytes, static_cast<int64_t>(plain.size()));
 }
 
+// A plain blob whose samples do not shrink at the fastest level is not
+// encoded at the high one (seconds of CPU for nothing); one that is random
+// only at the start still is.
+TEST_F(RestRecompressTest, IncompressibleBlobsAreNotEncodedAtTheHighLevel) {
+  std::atomic<int> full_encodes{0};
+  options_.fault_injector_for_test = [&full_encodes](absl::string_view op) {
+    if (op == "rest_full_encode") {
+      ++full_encodes;
+    }
+    return 0;
+  };
+  std::mt19937 gen(7);
+  std::string random(420 << 10, '\0');  // Over 3 samples: start, middle, end.
+  for (char& c : random) {
+    c = static_cast<char>(gen());
+  }
+  const std::string mixed = random.substr(0, 100 << 10) + Words(320 << 10, 8);
+  const Digest r = Digest::OfData(random), m = Digest::OfData(mixed);
+  store_ = Open();
+  ASSERT_TRUE(store_->Write(r, random).ok());
+  WaitIdle();
+  EXPECT_EQ(full_encodes.load(), 0);
+  EXPECT_EQ(store_->Stats().recompress_skipped, 1);
+  EXPECT_TRUE(fs::exists(CasPath(r)));
+  ASSERT_TRUE(store_->Write(m, mixed).ok());
+  WaitIdle();
+  EXPECT_EQ(full_encodes.load(), 1);
+  EXPECT_EQ(store_->Stats().recompressed_blobs, 1);
+  EXPECT_TRUE(fs::exists(ZstdPath(m)));
+  absl::StatusOr<std::string> read = store_->Read(r);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(*read, random);
+}
+
 TEST_F(RestRecompressTest, FailuresBeforeTheRenameLeaveTheBlobAsItWas) {
   for (const char* op : {"rest_open", "open_tmp", "fsync", "rename"}) {
     SCOPED_TRACE(op);
