@@ -75,15 +75,16 @@ ABSL_FLAG(std::string, store_compressed, "auto",
           "eighth, so compressed reads cost no recompression (plain reads "
           "decompress); the store's layout becomes version 3. never: store "
           "every new blob uncompressed (the layout stays 2).");
-ABSL_FLAG(int, zstd_rest_level, 0,
+ABSL_FLAG(int, zstd_rest_level, 18,
           "Recompression at rest (with --store_compressed=auto): a "
           "background thread, at nice 19, re-encodes blobs written to files "
           "(beyond --small_item_max and at least --zstd_rest_min_size) as "
           "zstd at this level (1-19), most recently written first, and keeps "
           "the new file when it is smaller; the new frames are verified "
-          "before they replace the old file. Compressed reads then move "
-          "fewer bytes. 0 turns it off. Metrics: "
-          "cairn_store_recompress_pending and friends.");
+          "before they replace the old file; plain blobs whose samples do "
+          "not compress are skipped. Compressed reads then move fewer bytes "
+          "(a warm Go build over a slow link: 16% fewer). 0 turns it off. "
+          "Metrics: cairn_store_recompress_pending and friends.");
 ABSL_FLAG(ByteSize, zstd_rest_min_size, ByteSize{0},
           "Smallest blob --zstd_rest_level recompresses.");
 ABSL_FLAG(int, io_threads, 0,

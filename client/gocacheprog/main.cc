@@ -83,7 +83,7 @@ ABSL_FLAG(bool, prefetch_bundle, true,
           "store one at close when this run's list differs from the bundle "
           "read by more than --bundle_rebuild_fraction. Env: "
           "CAIRN_PREFETCH_BUNDLE.");
-ABSL_FLAG(int64_t, bundle_max_bytes, int64_t{256} << 20,
+ABSL_FLAG(int64_t, bundle_max_bytes, int64_t{1} << 30,
           "Most body bytes a stored bundle holds (later bodies are fetched "
           "one by one). Env: CAIRN_BUNDLE_MAX_BYTES.");
 ABSL_FLAG(double, bundle_rebuild_fraction, 0.1,
