@@ -1,6 +1,7 @@
 #include "client/gocacheprog/local_store.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -299,12 +301,21 @@ class DirLocalStore final : public LocalStore {
   // legacy a/ files, moved into the journal), in access order: an entry
   // takes its body's mtime, and an entry without its body is dropped.
   void Scan();
-  // Reads the journal into `*out` (last record per ActionID wins); returns
-  // the journal's size in bytes.
-  int64_t LoadJournal(absl::flat_hash_map<std::string, Entry>* out);
-  // Rewrites the journal with the live entries only; false when it could
-  // not (the old journal stays: larger, still correct).
-  bool CompactLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Opens the journal with `flags` (creating it) and takes flock `op` on
+  // it, until the file locked is the one at JournalPath() (another process
+  // may have renamed a rewritten journal over it). -1 on failure.
+  int OpenLockedJournal(int flags, int op) const;
+  // Rewrites the journal, whose fd `locked` this process holds exclusively,
+  // as `text`; the append fd then follows the new file. False on failure
+  // (the old journal stays: larger, still correct).
+  bool ReplaceJournalLocked(const std::string& text)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Rewrites the journal without the lines this process made dead (entries
+  // it replaced or evicted), keeping other processes' lines.
+  void CompactLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends `record` to the current journal under a shared flock.
+  absl::Status AppendLocked(const std::string& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string root_;
   const int64_t max_size_;
@@ -318,8 +329,11 @@ class DirLocalStore final : public LocalStore {
   // its journal record's length as size.
   absl::flat_hash_map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
   int journal_fd_ ABSL_GUARDED_BY(mu_) = -1;  // O_APPEND
-  int64_t journal_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // Written, live or not.
   int64_t live_journal_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Bytes of lines this process made dead since the last rewrite, and the
+  // entries it evicted (their lines go at the next rewrite).
+  int64_t dead_journal_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_set<std::string> evicted_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::StatusOr<std::string> FileBodyWriter::Commit(absl::string_view output_id,
@@ -351,43 +365,139 @@ absl::Status DirLocalStore::Init() {
   Scan();
   {
     absl::MutexLock lock(&mu_);
-    journal_fd_ = open(JournalPath().c_str(),
-                       O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (journal_fd_ < 0) {
+      journal_fd_ = open(JournalPath().c_str(),
+                         O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    }
     if (journal_fd_ < 0) {
       return absl::InternalError(Errno("open", JournalPath()));
-    }
-    // A torn last line (not rewritten away) must not swallow the next one.
-    struct stat st;
-    char last = '\n';
-    if (fstat(journal_fd_, &st) == 0 && st.st_size > 0) {
-      int rfd = open(JournalPath().c_str(), O_RDONLY | O_CLOEXEC);
-      if (rfd >= 0 && pread(rfd, &last, 1, st.st_size - 1) == 1 &&
-          last != '\n') {
-        WriteAll(journal_fd_, "\n", JournalPath()).IgnoreError();
-        journal_bytes_ += 1;
-      }
-      if (rfd >= 0) {
-        close(rfd);
-      }
     }
   }
   Trim();
   return absl::OkStatus();
 }
 
-int64_t DirLocalStore::LoadJournal(
-    absl::flat_hash_map<std::string, Entry>* out) {
-  std::ifstream in(JournalPath(), std::ios::binary);
-  std::string line;
-  int64_t bytes = 0;
-  while (std::getline(in, line)) {
-    bytes += static_cast<int64_t>(line.size()) + 1;
+// Parses journal text into `*out` (the last line per ActionID wins; bad
+// and torn lines are skipped). Returns whether every line was good.
+bool ParseJournal(absl::string_view text,
+                  absl::flat_hash_map<std::string, Entry>* out) {
+  bool clean = true;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (line.empty()) {
+      continue;
+    }
     std::optional<std::pair<std::string, Entry>> r = DecodeRecord(line);
     if (r.has_value()) {
       (*out)[r->first] = std::move(r->second);
+    } else {
+      clean = false;
     }
   }
-  return bytes;
+  return clean && (text.empty() || text.back() == '\n');
+}
+
+// Reads all of `fd` from the start.
+std::string ReadAllFrom(int fd) {
+  std::string text;
+  char buf[64 << 10];
+  for (off_t at = 0;;) {
+    ssize_t n = pread(fd, buf, sizeof(buf), at);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return text;
+    }
+    text.append(buf, static_cast<size_t>(n));
+    at += n;
+  }
+}
+
+int DirLocalStore::OpenLockedJournal(int flags, int op) const {
+  const std::string path = JournalPath();
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    int fd = open(path.c_str(), flags | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      return -1;
+    }
+    struct stat held, named;
+    if (flock(fd, op) == 0 && fstat(fd, &held) == 0 &&
+        stat(path.c_str(), &named) == 0 && held.st_ino == named.st_ino &&
+        held.st_dev == named.st_dev) {
+      return fd;
+    }
+    close(fd);
+  }
+  return -1;
+}
+
+bool DirLocalStore::ReplaceJournalLocked(const std::string& text) {
+  absl::StatusOr<std::pair<int, std::string>> tmp = CreateTemp(root_ + "/tmp");
+  if (!tmp.ok()) {
+    return false;
+  }
+  absl::Status s = WriteAll(tmp->first, text, tmp->second);
+  close(tmp->first);
+  if (!s.ok() || rename(tmp->second.c_str(), JournalPath().c_str()) != 0) {
+    unlink(tmp->second.c_str());
+    return false;
+  }
+  if (journal_fd_ >= 0) {
+    close(journal_fd_);
+  }
+  journal_fd_ = open(JournalPath().c_str(),
+                     O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  dead_journal_bytes_ = 0;
+  evicted_.clear();
+  return true;
+}
+
+void DirLocalStore::CompactLocked() {
+  int fd = OpenLockedJournal(O_RDONLY, LOCK_EX);
+  if (fd < 0) {
+    return;
+  }
+  absl::flat_hash_map<std::string, Entry> all;
+  ParseJournal(ReadAllFrom(fd), &all);
+  std::string text;
+  for (const auto& [hex, e] : all) {
+    auto mine = entries_.find(hex);
+    if (mine != entries_.end()) {
+      text += EncodeRecord(hex, mine->second);
+    } else if (!evicted_.contains(hex)) {
+      text += EncodeRecord(hex, e);  // Another process's (or one we lost).
+    }
+  }
+  ReplaceJournalLocked(text);
+  close(fd);  // Releases the lock: waiting appenders find the new file.
+}
+
+absl::Status DirLocalStore::AppendLocked(const std::string& record) {
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    if (journal_fd_ < 0) {
+      journal_fd_ = open(JournalPath().c_str(),
+                         O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+      if (journal_fd_ < 0) {
+        return absl::InternalError(Errno("open", JournalPath()));
+      }
+    }
+    struct stat held, named;
+    bool current = flock(journal_fd_, LOCK_SH) == 0 &&
+                   fstat(journal_fd_, &held) == 0 &&
+                   stat(JournalPath().c_str(), &named) == 0 &&
+                   held.st_ino == named.st_ino && held.st_dev == named.st_dev;
+    if (current) {
+      // One write per line: O_APPEND keeps lines of processes sharing the
+      // directory whole.
+      absl::Status s = WriteAll(journal_fd_, record, JournalPath());
+      flock(journal_fd_, LOCK_UN);
+      return s;
+    }
+    close(journal_fd_);  // Rewritten by another process: follow it.
+    journal_fd_ = -1;
+  }
+  return absl::InternalError(
+      absl::StrCat("journal ", JournalPath(), " keeps being replaced"));
 }
 
 void DirLocalStore::Scan() {
@@ -410,8 +520,17 @@ void DirLocalStore::Scan() {
     bodies[name] = {mtime, static_cast<int64_t>(st.st_size)};
     found.push_back({mtime, "o/" + name, static_cast<int64_t>(st.st_size)});
   }
+  // Held exclusively until the rewrite below: no other process appends a
+  // line that the rewrite would lose.
+  const int locked = OpenLockedJournal(O_RDONLY, LOCK_EX);
+  absl::Cleanup unlock = [locked] {
+    if (locked >= 0) {
+      close(locked);
+    }
+  };
   absl::flat_hash_map<std::string, Entry> entries;
-  const int64_t journal_bytes = LoadJournal(&entries);
+  const std::string journal = locked >= 0 ? ReadAllFrom(locked) : "";
+  bool clean = ParseJournal(journal, &entries);
   // Entries written as one file each by older releases join the journal.
   std::vector<std::string> legacy;
   for (fs::directory_iterator it(root_ + "/a", ec), end; !ec && it != end;
@@ -427,21 +546,23 @@ void DirLocalStore::Scan() {
     }
     legacy.push_back(it->path().string());
   }
-  std::string moved;
   absl::MutexLock lock(&mu_);
-  journal_bytes_ = journal_bytes;
+  std::string text;
   for (auto& [hex, e] : entries) {
     auto body = bodies.find(cas::HexEncode(e.output_id));
     if (body == bodies.end() || body->second.second != e.size) {
-      continue;  // Its body is gone: the entry could never be served.
+      clean = false;  // Its body is gone: the entry could never be served.
+      continue;
     }
     const std::string record = EncodeRecord(hex, e);
     // Just after its body, so the body goes first when both are old.
     found.push_back({body->second.first, "a/" + hex,
                      static_cast<int64_t>(record.size())});
     live_journal_bytes_ += static_cast<int64_t>(record.size());
+    text += record;
     entries_[hex] = std::move(e);
   }
+  clean = clean && text.size() == journal.size();  // No line superseded.
   std::stable_sort(found.begin(), found.end(),
                    [](const Found& a, const Found& b) {
                      return a.mtime_ns < b.mtime_ns;
@@ -450,39 +571,13 @@ void DirLocalStore::Scan() {
     Record(f.rel, f.size);
   }
   // Legacy files go only once the rewritten journal holds their entries.
-  if ((!legacy.empty() || journal_bytes_ > live_journal_bytes_) &&
-      CompactLocked()) {
+  if (locked >= 0 && (!legacy.empty() || !clean) &&
+      ReplaceJournalLocked(text)) {
     for (const std::string& path : legacy) {
       unlink(path.c_str());
     }
     rmdir((root_ + "/a").c_str());
   }
-}
-
-bool DirLocalStore::CompactLocked() {
-  std::string text;
-  text.reserve(static_cast<size_t>(live_journal_bytes_));
-  for (const auto& [hex, e] : entries_) {
-    text += EncodeRecord(hex, e);
-  }
-  absl::StatusOr<std::pair<int, std::string>> tmp = CreateTemp(root_ + "/tmp");
-  if (!tmp.ok()) {
-    return false;
-  }
-  absl::Status s = WriteAll(tmp->first, text, tmp->second);
-  close(tmp->first);
-  if (!s.ok() || rename(tmp->second.c_str(), JournalPath().c_str()) != 0) {
-    unlink(tmp->second.c_str());
-    return false;
-  }
-  if (journal_fd_ >= 0) {
-    close(journal_fd_);
-    journal_fd_ = open(JournalPath().c_str(),
-                       O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  }
-  journal_bytes_ = static_cast<int64_t>(text.size());
-  live_journal_bytes_ = journal_bytes_;
-  return true;
 }
 
 void DirLocalStore::Record(const std::string& rel, int64_t size) {
@@ -512,7 +607,9 @@ void DirLocalStore::Forget(const std::string& rel) {
     total_ -= it->second.size;
     if (absl::StartsWith(rel, "a/")) {
       live_journal_bytes_ -= it->second.size;
+      dead_journal_bytes_ += it->second.size;
       entries_.erase(rel.substr(2));
+      evicted_.insert(rel.substr(2));
     }
     lru_.erase(it->second.lru);
     index_.erase(it);
@@ -538,7 +635,7 @@ void DirLocalStore::Trim() {
       }
     }
     // Evicted and replaced entries leave dead records behind.
-    if (journal_bytes_ > 2 * live_journal_bytes_ + kJournalSlack) {
+    if (dead_journal_bytes_ > live_journal_bytes_ + kJournalSlack) {
       CompactLocked();
     }
   }
@@ -634,15 +731,12 @@ absl::Status DirLocalStore::PutEntry(absl::string_view action_id,
   const std::string record = EncodeRecord(hex, entry);
   {
     absl::MutexLock lock(&mu_);
-    // One write per record: O_APPEND keeps records of processes sharing
-    // the directory whole.
-    if (absl::Status s = WriteAll(journal_fd_, record, JournalPath());
-        !s.ok()) {
+    if (absl::Status s = AppendLocked(record); !s.ok()) {
       return s;
     }
-    journal_bytes_ += static_cast<int64_t>(record.size());
     const std::string rel = "a/" + hex;
-    Forget(rel);
+    Forget(rel);  // A replaced entry's line is dead.
+    evicted_.erase(hex);
     Record(rel, static_cast<int64_t>(record.size()));
     live_journal_bytes_ += static_cast<int64_t>(record.size());
     entries_[hex] = entry;

@@ -26,9 +26,11 @@
 // and replaced entries make up most of the journal it is rewritten.
 //
 // Processes may share a directory: each sees the entries present when it
-// opened the store plus its own. Another process's entries appended while
-// this one rewrites the journal are lost (a later miss, never a wrong
-// answer).
+// opened the store plus its own. Appends hold a shared flock on the journal
+// and a rewrite an exclusive one; a rewrite re-reads the file and keeps
+// every other process's lines, and an appender whose journal was replaced
+// follows the new file, so no process's entries are lost to another's
+// rewrite.
 //
 // Thread safety: all methods are safe to call concurrently. A BodyWriter is
 // used by one thread at a time.

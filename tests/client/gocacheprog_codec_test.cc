@@ -312,6 +312,34 @@ TEST_F(LocalStoreTest, JournalOfReplacedEntriesStaysBounded) {
   EXPECT_TRUE((*reopened)->Get(Sha("1")).has_value());
 }
 
+// Two processes sharing one directory (two stores here: each opens the
+// journal itself, so their file locks exclude each other as processes'
+// would): one rewriting the journal loses none of the other's entries,
+// those written before the rewrite or after it.
+TEST_F(LocalStoreTest, SharedDirectoryRewriteKeepsTheOtherProcessesEntries) {
+  auto a = OpenLocalStore(dir_, 64 << 20);
+  auto b = OpenLocalStore(dir_, 64 << 20);
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(b.ok());
+  Put(**a, 1, "from a, before");
+  Put(**b, 2, "from b");
+  const Entry e{Sha("from b"), 6, absl::Now()};
+  for (int i = 0; i < 10000; ++i) {  // 1.7 MB of lines if never rewritten.
+    ASSERT_TRUE((*b)->PutEntry(Sha("2"), e).ok());
+  }
+  struct stat st;
+  ASSERT_EQ(stat((dir_ + "/entries").c_str(), &st), 0);
+  ASSERT_LT(st.st_size, 400 << 10);  // b did rewrite it.
+  Put(**a, 3, "from a, after");  // a still holds the replaced file open.
+  a->reset();
+  b->reset();
+  auto c = OpenLocalStore(dir_, 64 << 20);
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE((*c)->Get(Sha("1")).has_value());
+  EXPECT_TRUE((*c)->Get(Sha("2")).has_value());
+  EXPECT_TRUE((*c)->Get(Sha("3")).has_value());
+}
+
 TEST_F(LocalStoreTest, TrimsLeastRecentlyUsedButKeepsPinned) {
   // Each body is 1000 bytes; entries add ~80 bytes each.
   {
