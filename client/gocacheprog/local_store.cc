@@ -549,7 +549,19 @@ void DirLocalStore::Scan() {
   absl::MutexLock lock(&mu_);
   std::string text;
   for (auto& [hex, e] : entries) {
-    auto body = bodies.find(cas::HexEncode(e.output_id));
+    const std::string body_hex = cas::HexEncode(e.output_id);
+    auto body = bodies.find(body_hex);
+    struct stat st;
+    if (body == bodies.end() &&
+        stat(BodyPath(e.output_id).c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      // Committed by another process after the scan of o/ above.
+      const int64_t mtime =
+          st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+      body = bodies.emplace(body_hex, std::make_pair(
+                                          mtime, static_cast<int64_t>(
+                                                     st.st_size))).first;
+      found.push_back({mtime, "o/" + body_hex, body->second.second});
+    }
     if (body == bodies.end() || body->second.second != e.size) {
       clean = false;  // Its body is gone: the entry could never be served.
       continue;
