@@ -105,14 +105,19 @@ std::optional<std::pair<std::string, Entry>> DecodeRecord(
   return std::make_pair(std::string(line.substr(0, space)), *std::move(e));
 }
 
+// A name in `tmp_dir` no other call of this process returns (and unlikely
+// to be another process's: pid and time in it).
+std::string TempName(const std::string& tmp_dir) {
+  static std::atomic<uint64_t> counter{0};
+  return absl::StrCat(tmp_dir, "/", getpid(), "-", counter.fetch_add(1), "-",
+                      absl::ToUnixNanos(absl::Now()) % 1000000);
+}
+
 // Creates a unique file in `tmp_dir`; returns its fd and path.
 absl::StatusOr<std::pair<int, std::string>> CreateTemp(
     const std::string& tmp_dir) {
-  static std::atomic<uint64_t> counter{0};
   for (int attempt = 0; attempt < 100; ++attempt) {
-    std::string path =
-        absl::StrCat(tmp_dir, "/", getpid(), "-", counter.fetch_add(1), "-",
-                     absl::ToUnixNanos(absl::Now()) % 1000000);
+    std::string path = TempName(tmp_dir);
     int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd >= 0) {
       return std::make_pair(fd, path);
@@ -174,10 +179,8 @@ absl::Status Publish(TempFile& t, const std::string& tmp_dir,
       return absl::InternalError(Errno("link into", path));
     }
     // Replacing needs a name to rename from: link under a unique temp name.
-    static std::atomic<uint64_t> counter{0};
     for (int attempt = 0; attempt < 100 && t.path.empty(); ++attempt) {
-      std::string name = absl::StrCat(tmp_dir, "/", getpid(), "-l",
-                                      counter.fetch_add(1));
+      std::string name = TempName(tmp_dir);
       if (LinkUnnamed(t.fd, name)) {
         t.path = std::move(name);
       } else if (errno != EEXIST) {
@@ -209,9 +212,7 @@ bool UnnamedTempsWork(const std::string& tmp_dir) {
   if (fd < 0) {
     return false;
   }
-  const std::string probe =
-      absl::StrCat(tmp_dir, "/", getpid(), "-probe-",
-                   absl::ToUnixNanos(absl::Now()));
+  const std::string probe = TempName(tmp_dir);
   bool ok = LinkUnnamed(fd, probe);
   close(fd);
   if (ok) {
@@ -301,11 +302,17 @@ class DirLocalStore final : public LocalStore {
   // legacy a/ files, moved into the journal), in access order: an entry
   // takes its body's mtime, and an entry without its body is dropped.
   void Scan();
+  // Opens the journal for appending (creating it); -1 on failure.
+  int OpenJournalForAppend() const;
+  // Takes flock `op` on `fd` and returns whether `fd` is still the file at
+  // JournalPath() (another process may have renamed a rewritten journal
+  // over it); the lock is held either way.
+  bool LockCurrentJournal(int fd, int op) const;
   // Opens the journal with `flags` (creating it) and takes flock `op` on
   // it, until the file locked is the one at JournalPath() (another process
   // may have renamed a rewritten journal over it). -1 on failure.
   int OpenLockedJournal(int flags, int op) const;
-  // Rewrites the journal, whose fd `locked` this process holds exclusively,
+  // Rewrites the journal, which the caller holds under an exclusive flock,
   // as `text`; the append fd then follows the new file. False on failure
   // (the old journal stays: larger, still correct).
   bool ReplaceJournalLocked(const std::string& text)
@@ -366,8 +373,7 @@ absl::Status DirLocalStore::Init() {
   {
     absl::MutexLock lock(&mu_);
     if (journal_fd_ < 0) {
-      journal_fd_ = open(JournalPath().c_str(),
-                         O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+      journal_fd_ = OpenJournalForAppend();
     }
     if (journal_fd_ < 0) {
       return absl::InternalError(Errno("open", JournalPath()));
@@ -413,17 +419,25 @@ std::string ReadAllFrom(int fd) {
   }
 }
 
+int DirLocalStore::OpenJournalForAppend() const {
+  return open(JournalPath().c_str(),
+              O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
+bool DirLocalStore::LockCurrentJournal(int fd, int op) const {
+  struct stat held, named;
+  return flock(fd, op) == 0 && fstat(fd, &held) == 0 &&
+         stat(JournalPath().c_str(), &named) == 0 &&
+         held.st_ino == named.st_ino && held.st_dev == named.st_dev;
+}
+
 int DirLocalStore::OpenLockedJournal(int flags, int op) const {
-  const std::string path = JournalPath();
   for (int attempt = 0; attempt < 20; ++attempt) {
-    int fd = open(path.c_str(), flags | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(JournalPath().c_str(), flags | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
       return -1;
     }
-    struct stat held, named;
-    if (flock(fd, op) == 0 && fstat(fd, &held) == 0 &&
-        stat(path.c_str(), &named) == 0 && held.st_ino == named.st_ino &&
-        held.st_dev == named.st_dev) {
+    if (LockCurrentJournal(fd, op)) {
       return fd;
     }
     close(fd);
@@ -445,8 +459,7 @@ bool DirLocalStore::ReplaceJournalLocked(const std::string& text) {
   if (journal_fd_ >= 0) {
     close(journal_fd_);
   }
-  journal_fd_ = open(JournalPath().c_str(),
-                     O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  journal_fd_ = OpenJournalForAppend();
   dead_journal_bytes_ = 0;
   evicted_.clear();
   return true;
@@ -475,18 +488,12 @@ void DirLocalStore::CompactLocked() {
 absl::Status DirLocalStore::AppendLocked(const std::string& record) {
   for (int attempt = 0; attempt < 20; ++attempt) {
     if (journal_fd_ < 0) {
-      journal_fd_ = open(JournalPath().c_str(),
-                         O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+      journal_fd_ = OpenJournalForAppend();
       if (journal_fd_ < 0) {
         return absl::InternalError(Errno("open", JournalPath()));
       }
     }
-    struct stat held, named;
-    bool current = flock(journal_fd_, LOCK_SH) == 0 &&
-                   fstat(journal_fd_, &held) == 0 &&
-                   stat(JournalPath().c_str(), &named) == 0 &&
-                   held.st_ino == named.st_ino && held.st_dev == named.st_dev;
-    if (current) {
+    if (LockCurrentJournal(journal_fd_, LOCK_SH)) {
       // One write per line: O_APPEND keeps lines of processes sharing the
       // directory whole.
       absl::Status s = WriteAll(journal_fd_, record, JournalPath());
