@@ -185,7 +185,7 @@ t=$(now)
 run_go "$F" "$work/f.log" "--remote=$remote" build -o out/hello ./cmd/cairnhello &
 go_pid=$!
 for _ in $(seq 300); do  # Kill once uploads are flowing.
-  [ "$(find "$F/shim/a" -type f 2>/dev/null | wc -l)" -ge 20 ] && break
+  [ "$(wc -l < "$F/shim/entries" 2>/dev/null || echo 0)" -ge 20 ] && break  # Entries journaled.
   sleep 0.1
 done
 stop_server
