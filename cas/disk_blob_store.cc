@@ -413,6 +413,11 @@ class DiskBlobStore final : public BlobStore {
   // `content_size` bytes) into a new temp file.
   absl::StatusOr<std::unique_ptr<TempFile>> DecodeTemp(TempFile& temp,
                                                        int64_t content_size);
+  // Decompresses the zstd frames written to `temp` so far, at most
+  // `max_output` bytes, handing the bytes to `sink`; returns how many.
+  absl::StatusOr<int64_t> DecodeTempTo(
+      TempFile& temp, int64_t max_output,
+      absl::FunctionRef<absl::Status(absl::string_view)> sink);
   absl::StatusOr<std::unique_ptr<TempFile>> NewTempFile();
   // Reserves `bytes`, evicting (and unlinking) least recently used items.
   absl::Status ReserveSpace(int64_t bytes, absl::string_view what);
@@ -1129,9 +1134,16 @@ absl::Status DiskBlobWriter::Commit() {
 // the plain size before it decompresses them into a plain file, so that a
 // compressed upload neither evicts for its plain size nor overshoots the
 // budget.
+// Frames that do not save enough over the first kZstdProbeBytes of content
+// (random or already-compressed bytes: zstd's raw blocks) are not written
+// and read back to be decoded at the end: the writer decodes what it has
+// into a plain writer (DiskBlobStore::OpenWrite()) and hands it every later
+// piece, so a large upload is written once. Should the rest compress after
+// all, the blob is stored plain, as after the probe of recompression at rest.
 class DiskZstdWriter final : public BlobWriter {
  public:
   static constexpr int64_t kZstdReserveStep = int64_t{64} << 10;
+  static constexpr int64_t kZstdProbeBytes = int64_t{256} << 10;
 
   DiskZstdWriter(DiskBlobStore* store, Digest digest,
                  std::unique_ptr<TempFile> temp)
@@ -1147,6 +1159,10 @@ class DiskZstdWriter final : public BlobWriter {
 
  private:
   void Discard() {
+    plain_.reset();
+    DropFrames();
+  }
+  void DropFrames() {
     temp_.reset();
     store_->ReleaseSpace(std::exchange(reserved_, 0));
   }
@@ -1170,21 +1186,49 @@ class DiskZstdWriter final : public BlobWriter {
     }
     return s;
   }
+  // Appends frames while they are kept in temp_.
+  absl::Status AppendFrames(absl::string_view data);
+  // Decompresses `data` into plain_.
+  absl::Status AppendPlain(absl::string_view data);
+  // Moves to plain_: decodes the frames in temp_ into it, then drops temp_.
+  absl::Status GoPlain();
+
   DiskBlobStore* const store_;  // Not owned.
   const Digest digest_;
   const ItemKey key_;
-  std::unique_ptr<TempFile> temp_;  // Null once closed.
-  int64_t reserved_ = 0;            // Bytes of the budget held.
+  std::unique_ptr<TempFile> temp_;  // Null once closed or once plain.
+  int64_t reserved_ = 0;            // Bytes of the budget held for temp_.
+  std::unique_ptr<BlobWriter> plain_;  // Set once the frames are not kept.
+  bool probed_ = false;                // The frames have been judged.
   ZstdDecompressor decompressor_;
-  Sha256Hasher hasher_;  // Of the decompressed bytes.
+  Sha256Hasher hasher_;  // Of the decompressed bytes, while in temp_.
   int64_t compressed_ = 0;
 };
 
 absl::Status DiskZstdWriter::Append(absl::string_view data) {
+  if (plain_ != nullptr) {
+    return AppendPlain(data);
+  }
   if (temp_ == nullptr) {
     return WriterClosedError(digest_);
   }
   absl::Cleanup discard = [this] { Discard(); };
+  if (absl::Status s = AppendFrames(data); !s.ok()) {
+    return s;
+  }
+  if (!probed_ && hasher_.bytes() >= kZstdProbeBytes) {
+    probed_ = true;
+    if (!ZstdSavesEnough(compressed_, hasher_.bytes())) {
+      if (absl::Status s = GoPlain(); !s.ok()) {
+        return s;
+      }
+    }
+  }
+  std::move(discard).Cancel();
+  return absl::OkStatus();
+}
+
+absl::Status DiskZstdWriter::AppendFrames(absl::string_view data) {
   if (absl::Status s = decompressor_.DecompressTo(
           data, digest_.size_bytes() - hasher_.bytes(), kZstdPiece,
           [this](absl::string_view piece) {
@@ -1204,11 +1248,62 @@ absl::Status DiskZstdWriter::Append(absl::string_view data) {
     return s;
   }
   compressed_ += static_cast<int64_t>(data.size());
-  std::move(discard).Cancel();
+  return absl::OkStatus();
+}
+
+absl::Status DiskZstdWriter::AppendPlain(absl::string_view data) {
+  absl::Status written;  // The plain writer's error, if any.
+  absl::Status s = decompressor_.DecompressTo(
+      data, digest_.size_bytes() - plain_->committed_size(), kZstdPiece,
+      [this, &written](absl::string_view piece) {
+        written = plain_->Append(piece);
+        return written;
+      });
+  if (!s.ok()) {
+    plain_.reset();
+    return !written.ok() ? s
+                         : absl::InvalidArgumentError(absl::StrCat(
+                               "cas blob ", digest_.ToString(), ": ",
+                               s.message()));
+  }
+  compressed_ += static_cast<int64_t>(data.size());
+  return absl::OkStatus();
+}
+
+absl::Status DiskZstdWriter::GoPlain() {
+  absl::StatusOr<std::unique_ptr<BlobWriter>> plain =
+      store_->OpenWrite(digest_);
+  if (!plain.ok()) {
+    return plain.status();
+  }
+  // A fresh decoder given the same frames yields the same bytes as
+  // decompressor_ has (zstd's output depends on its input only).
+  absl::StatusOr<int64_t> decoded = store_->DecodeTempTo(
+      *temp_, digest_.size_bytes(),
+      [&](absl::string_view piece) { return (*plain)->Append(piece); });
+  if (!decoded.ok()) {
+    return decoded.status();
+  }
+  if (*decoded != hasher_.bytes()) {
+    return absl::InternalError(absl::StrCat("decode ", temp_->path(), ": ",
+                                            *decoded, " bytes, expected ",
+                                            hasher_.bytes()));
+  }
+  DropFrames();  // The plain writer holds its own reservation.
+  plain_ = *std::move(plain);
   return absl::OkStatus();
 }
 
 absl::Status DiskZstdWriter::Commit() {
+  if (plain_ != nullptr) {
+    std::unique_ptr<BlobWriter> plain = std::move(plain_);
+    if (!decompressor_.AtFrameEnd()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Write: zstd data for cas blob ", digest_.ToString(),
+                       " ends inside a frame"));
+    }
+    return plain->Commit();
+  }
   if (temp_ == nullptr) {
     return WriterClosedError(digest_);
   }
@@ -1358,23 +1453,41 @@ std::string DiskBlobStore::PathOf(const ItemKey& key, bool zstd,
 
 absl::StatusOr<std::unique_ptr<TempFile>> DiskBlobStore::DecodeTemp(
     TempFile& temp, int64_t content_size) {
+  absl::StatusOr<std::unique_ptr<TempFile>> plain = NewTempFile();
+  if (!plain.ok()) {
+    return plain.status();
+  }
+  absl::StatusOr<int64_t> decoded =
+      DecodeTempTo(temp, content_size, [&](absl::string_view piece) {
+        return (*plain)->Append(piece);
+      });
+  if (!decoded.ok()) {
+    return decoded.status();
+  }
+  if (*decoded != content_size) {
+    return absl::InternalError(absl::StrCat("decode ", temp.path(), ": ",
+                                            *decoded, " bytes, expected ",
+                                            content_size));
+  }
+  return plain;
+}
+
+absl::StatusOr<int64_t> DiskBlobStore::DecodeTempTo(
+    TempFile& temp, int64_t max_output,
+    absl::FunctionRef<absl::Status(absl::string_view)> sink) {
   const std::string& path = temp.path();
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     return ErrnoStatus(errno, absl::StrCat("open ", path));
   }
   absl::Cleanup closer = [fd] { close(fd); };
-  absl::StatusOr<std::unique_ptr<TempFile>> plain = NewTempFile();
-  if (!plain.ok()) {
-    return plain.status();
-  }
   ZstdDecompressor decompressor;
   std::string frames(1 << 20, '\0');
   int64_t decoded = 0;
-  absl::Status written;  // The plain file's error, if any.
+  absl::Status written;  // The sink's error, if any.
   auto append = [&](absl::string_view piece) {
     decoded += static_cast<int64_t>(piece.size());
-    written = (*plain)->Append(piece);
+    written = sink(piece);
     return written;
   };
   for (;;) {
@@ -1384,10 +1497,10 @@ absl::StatusOr<std::unique_ptr<TempFile>> DiskBlobStore::DecodeTemp(
       return n.status();
     }
     if (*n == 0) {
-      break;
+      return decoded;
     }
     if (absl::Status s = decompressor.DecompressTo(
-            absl::string_view(frames.data(), *n), content_size - decoded,
+            absl::string_view(frames.data(), *n), max_output - decoded,
             kZstdPiece, append);
         !s.ok()) {
       return !written.ok() ? s
@@ -1395,11 +1508,6 @@ absl::StatusOr<std::unique_ptr<TempFile>> DiskBlobStore::DecodeTemp(
                                  "decode ", path, ": ", s.message()));
     }
   }
-  if (decoded != content_size) {
-    return absl::InternalError(absl::StrCat("decode ", path, ": ", decoded,
-                                            " bytes, expected ", content_size));
-  }
-  return plain;
 }
 
 absl::StatusOr<std::unique_ptr<TempFile>> DiskBlobStore::NewTempFile() {

@@ -20,7 +20,9 @@
 //                   (RFC 8878) a client uploaded (OpenWriteZstd(), or
 //                   WriteBlobs() with BlobWrite::zstd), when `keep_zstd` and
 //                   they are at least 1/8 smaller (else the blob is stored
-//                   plain). Plain reads decompress; ReadAsStored() and
+//                   plain; an upload whose first 256 KiB do not shrink so
+//                   is decoded into a plain file as it arrives, so it is
+//                   written once). Plain reads decompress; ReadAsStored() and
 //                   OpenReadAsStored() serve the frames as they are. Small
 //                   items and keyed entries are always plain.
 //   ac/ab/<key>     a larger keyed entry: 8-byte magic "CAIRNAC1", the

@@ -1396,6 +1396,89 @@ TEST_F(ZstdAtRestTest, FramesThatSaveTooLittleAreStoredPlain) {
   EXPECT_EQ(s->data, noise);
 }
 
+// Frames that do not shrink the first 256 KiB (zstd's raw blocks of random
+// bytes) are decoded as they arrive into a plain file: the upload is not
+// written as frames and read back at the end to be decoded.
+TEST_F(ZstdAtRestTest, IncompressibleFramesAreDecodedAsTheyArrive) {
+  options_.max_size_bytes = 16 << 20;
+  std::atomic<int> reads{0};
+  options_.fault_injector_for_test = [&reads](absl::string_view op) {
+    if (op == "read") {
+      ++reads;
+    }
+    return 0;
+  };
+  auto store = Open();
+  const std::string noise = Noise(4 << 20);
+  const std::string frames = Frames(noise);
+  ASSERT_GE(frames.size(), noise.size());
+  const Digest d = Digest::OfData(noise);
+  auto w = store->OpenWriteZstd(d);
+  ASSERT_TRUE(w.ok()) << w.status();
+  for (size_t off = 0; off < frames.size(); off += 64 << 10) {
+    ASSERT_TRUE((*w)->Append(absl::string_view(frames).substr(off, 64 << 10))
+                    .ok());
+  }
+  EXPECT_EQ((*w)->committed_size(), static_cast<int64_t>(frames.size()));
+  ASSERT_TRUE((*w)->Commit().ok());
+  // The probe's frames (about 256 KiB) read back once, and end of file.
+  EXPECT_LE(reads.load(), 2);
+  EXPECT_THAT(ItemFiles(), ElementsAre(d.hash()));
+  EXPECT_EQ(store->Stats().used_bytes, d.size_bytes());
+  EXPECT_EQ(store->Stats().reserved_bytes, 0);
+  EXPECT_THAT(FilesIn(options_.root + "/tmp"), IsEmpty());
+  absl::StatusOr<StoredBlob> stored = store->ReadAsStored(d);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_FALSE(stored->zstd);
+  EXPECT_EQ(stored->data, noise);
+}
+
+// On the decoded path too: wrong content, frames cut short, or a failed
+// write store nothing and give the reservation back.
+TEST_F(ZstdAtRestTest, DecodedPathStoresNothingOnError) {
+  options_.max_size_bytes = 16 << 20;
+  const std::string noise = Noise(1 << 20);
+  const Digest d = Digest::OfData(noise);
+  std::string other = noise;
+  other[700000] ^= 1;
+  const std::string frames = Frames(noise);
+  struct Case {
+    std::string name, frames;
+    absl::StatusCode code;
+    std::function<int(absl::string_view)> fault;
+  };
+  const Case cases[] = {
+      {"wrong", Frames(other), absl::StatusCode::kInvalidArgument, nullptr},
+      {"cut", frames.substr(0, frames.size() - 3),
+       absl::StatusCode::kInvalidArgument, nullptr},
+      // While decoding the probe's frames, and after.
+      {"write6", frames, absl::StatusCode::kInternal, FailNth{"write", 6, EIO}},
+      {"write12", frames, absl::StatusCode::kInternal,
+       FailNth{"write", 12, EIO}},
+  };
+  for (const Case& c : cases) {
+    options_.root = dir_.path() + "/store-" + c.name;
+    options_.fault_injector_for_test = c.fault;
+    auto store = Open();
+    auto w = store->OpenWriteZstd(d);
+    ASSERT_TRUE(w.ok()) << w.status();
+    absl::Status s;
+    for (size_t off = 0; off < c.frames.size() && s.ok(); off += 64 << 10) {
+      s = (*w)->Append(absl::string_view(c.frames).substr(off, 64 << 10));
+    }
+    if (s.ok()) {
+      s = (*w)->Commit();
+    }
+    EXPECT_EQ(s.code(), c.code) << c.name << ": " << s;
+    w->reset();
+    EXPECT_FALSE(store->Contains(d)) << c.name;
+    EXPECT_THAT(ItemFiles(), IsEmpty()) << c.name;
+    EXPECT_THAT(FilesIn(options_.root + "/tmp"), IsEmpty()) << c.name;
+    EXPECT_EQ(store->Stats().reserved_bytes, 0) << c.name;
+    EXPECT_EQ(store->Stats().used_bytes, 0) << c.name;
+  }
+}
+
 TEST_F(ZstdAtRestTest, BadFramesStoreNothingAndReleaseTheReservation) {
   auto store = Open();
   const std::string data = Bytes(20000, 4);
