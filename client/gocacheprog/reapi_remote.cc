@@ -137,12 +137,13 @@ class ReapiRemote final : public Remote {
     return PutKeyedBlob(BundleKey(scope), kBundleOutputPath, index);
   }
 
-  absl::Status ReadBlob(const cas::Digest& digest, BodySink sink) override {
-    // Parts are zstd frames already (or bodies that did not compress):
-    // compressing them again on the wire would cost the server CPU for
-    // nothing. Every body cut from them is hashed by the caller.
+  bool CompressesBlobs() override { return client_->CompressesReads(); }
+
+  absl::Status ReadBlob(const cas::Digest& digest, bool compress,
+                        BodySink sink) override {
+    // Every body cut from a part is hashed by the caller.
     return client_->ReadBlobWith(
-        digest, sink, {.allow_compression = false, .verify_hash = false});
+        digest, sink, {.allow_compression = compress, .verify_hash = false});
   }
 
   absl::Status UploadFile(const cas::Digest& digest,

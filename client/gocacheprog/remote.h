@@ -62,11 +62,21 @@ class Remote {
   virtual absl::StatusOr<std::string> GetBundleIndex(absl::string_view scope,
                                                      int64_t max_bytes) = 0;
 
-  // Streams the CAS blob `digest` (a bundle part) into `sink`. The length
-  // is checked, the SHA-256 is not: the caller checks every body it cuts
-  // from the bytes against its OutputID. NOT_FOUND when absent; an error
-  // from `sink` ends the read and is returned.
-  virtual absl::Status ReadBlob(const cas::Digest& digest, BodySink sink) = 0;
+  // Returns true when blobs travel zstd-compressed both ways (the server
+  // advertises zstd): bundle parts are then written plain, compressed on
+  // the wire, and a server that recompresses at rest (cairn-server's
+  // --zstd_rest_level) stores them smaller than the shim would; parts that
+  // are zstd frames already are opaque to it.
+  virtual bool CompressesBlobs() { return false; }
+
+  // Streams the CAS blob `digest` (a bundle part) into `sink`, asking for
+  // it zstd-compressed on the wire when `compress` and CompressesBlobs()
+  // (the sink gets the blob's own bytes either way). The length is checked,
+  // the SHA-256 is not: the caller checks every body it cuts from the bytes
+  // against its OutputID. NOT_FOUND when absent; an error from `sink` ends
+  // the read and is returned.
+  virtual absl::Status ReadBlob(const cas::Digest& digest, bool compress,
+                                BodySink sink) = 0;
 
   // Uploads the file at `path` as the CAS blob `digest` unless the remote
   // holds it already (it is asked first). INVALID_ARGUMENT when the file

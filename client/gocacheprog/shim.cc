@@ -1088,16 +1088,18 @@ absl::StatusOr<std::string> Shim::Impl::WritePart(
   if (!w.ok()) {
     return w.status();
   }
+  // With a remote that compresses on the wire the part is plain: the
+  // transport compresses it, and a server that recompresses at rest keeps
+  // it at its own (higher) level; else the part is one zstd frame.
+  const bool plain = remote_->CompressesBlobs();
   cas::ZstdCompressor zstd(kPartZstdLevel);
   cas::Sha256Hasher hash;
   std::string out;
   int64_t blob = 0;
-  auto emit = [&]() -> absl::Status {
-    hash.Update(out);
-    blob += static_cast<int64_t>(out.size());
-    absl::Status s = (*w)->Append(out);
-    out.clear();
-    return s;
+  auto emit = [&](absl::string_view bytes) -> absl::Status {
+    hash.Update(bytes);
+    blob += static_cast<int64_t>(bytes.size());
+    return (*w)->Append(bytes);
   };
   for (const PartBody& b : bodies) {
     auto it = paths.find(b.output_id);
@@ -1105,22 +1107,29 @@ absl::StatusOr<std::string> Shim::Impl::WritePart(
       return absl::InternalError("bundle body without a local file");
     }
     absl::Status s = ReadFileTo(it->second, b.size, [&](absl::string_view d) {
+      if (plain) {
+        return emit(d);
+      }
+      out.clear();
       absl::Status c = zstd.Compress(d, /*last=*/false, &out);
-      return c.ok() ? emit() : c;
+      return c.ok() ? emit(out) : c;
     });
     if (!s.ok()) {
       return s;
     }
   }
-  if (absl::Status s = zstd.Compress("", /*last=*/true, &out); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = emit(); !s.ok()) {
-    return s;
+  if (!plain) {
+    out.clear();
+    if (absl::Status s = zstd.Compress("", /*last=*/true, &out); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = emit(out); !s.ok()) {
+      return s;
+    }
   }
   part->hash = hash.FinishRaw();
   part->blob_size = blob;
-  part->encoding = PartEncoding::kZstd;
+  part->encoding = plain ? PartEncoding::kPlain : PartEncoding::kZstd;
   return (*w)->Commit(part->hash, blob);
 }
 
@@ -1405,8 +1414,11 @@ void Shim::Impl::FetchPart(uint32_t p) {
   cas::ZstdDecompressor zstd;
   const absl::Time start = absl::Now();
   absl::Time first = absl::InfinitePast();
+  // A plain part travels compressed when the remote speaks zstd (a
+  // zstd-encoded one is frames already).
   absl::Status s = remote_->ReadBlob(
-      PartDigest(part), [&](absl::string_view chunk) -> absl::Status {
+      PartDigest(part), part.encoding == PartEncoding::kPlain,
+      [&](absl::string_view chunk) -> absl::Status {
         if (prefetch_stop_.load()) {
           return absl::CancelledError("prefetch stopped");
         }

@@ -47,7 +47,8 @@
 // as in flight at once (unless the local tier has it: a part whose
 // entries are all local is not read), its parts are read a few at a time
 // (between `bundle_min_parts` and 8 in flight, PrefetchDepth() of the parts' round
-// trip, rate and mean size), each streamed through zstd and cut into bodies
+// trip, rate and mean size), each streamed (through zstd for a zstd part)
+// and cut into bodies
 // that are stored (each checked against its OutputID by the BodyWriter) and
 // answer their entries; a body that does not match, a part that is missing
 // or ends early, or a remote error releases the entries concerned to the
@@ -61,9 +62,12 @@
 // `bundle_rebuild_fraction` (ActionIDs new to the list, or listed but not
 // asked, as a fraction of the list's or the bundle's size): bodies in
 // request order, at most `bundle_max_bytes` of them, in parts of about
-// `bundle_part_bytes` (PlanBundle()), each compressed from the local files
+// `bundle_part_bytes` (PlanBundle()), each written from the local files
 // into a local temp body, uploaded (unless the remote has it), then the
-// index; memory stays flat in the bundle's size.
+// index; memory stays flat in the bundle's size. Parts are plain when the
+// remote moves blobs zstd-compressed (Remote::CompressesBlobs(): they travel
+// compressed both ways, and cairn-server recompresses them at rest at its
+// --zstd_rest_level), else one zstd frame each (level 3).
 //
 // Fail-open: a remote error other than NOT_FOUND never reaches the go
 // command. It is reported once on stderr, then the breaker keeps the remote

@@ -143,11 +143,14 @@ class FakeRemote final : public Remote {
   }
   // Sends the blob in chunks of `chunk_bytes_`; `truncate_reads_`: only
   // the first half, then DATA_LOSS (as the client reports a short stream).
-  absl::Status ReadBlob(const cas::Digest& digest, BodySink sink) override {
+  bool CompressesBlobs() override { return compresses_; }
+  absl::Status ReadBlob(const cas::Digest& digest, bool compress,
+                        BodySink sink) override {
     std::string blob;
     {
       absl::MutexLock lock(&mu_);
       ++blob_reads_;
+      compressed_reads_ += compress ? 1 : 0;
       auto it = blobs_.find(digest.hash());
       if (it == blobs_.end()) {
         return absl::NotFoundError("no blob");
@@ -221,6 +224,10 @@ class FakeRemote final : public Remote {
   int blob_reads() {
     absl::MutexLock lock(&mu_);
     return blob_reads_;
+  }
+  int compressed_reads() {
+    absl::MutexLock lock(&mu_);
+    return compressed_reads_;
   }
   int blob_uploads() {
     absl::MutexLock lock(&mu_);
@@ -306,6 +313,7 @@ class FakeRemote final : public Remote {
   absl::Duration body_delay_;  // Before each body is sent.
   size_t chunk_bytes_ = 64 * 1024;
   bool truncate_reads_ = false;
+  bool compresses_ = false;  // CompressesBlobs().
   // Called after each chunk ReadBlob sent, with the bytes sent so far.
   std::function<void(size_t)> after_chunk_;
 
@@ -343,6 +351,7 @@ class FakeRemote final : public Remote {
   int bundle_gets_ ABSL_GUARDED_BY(mu_) = 0;
   int bundle_puts_ ABSL_GUARDED_BY(mu_) = 0;
   int blob_reads_ ABSL_GUARDED_BY(mu_) = 0;
+  int compressed_reads_ ABSL_GUARDED_BY(mu_) = 0;
   int blob_uploads_ ABSL_GUARDED_BY(mu_) = 0;
   int uploads_skipped_ ABSL_GUARDED_BY(mu_) = 0;
 };
@@ -1184,6 +1193,48 @@ TEST_F(ShimTest, FreshMachineWarmsFromTheBundleWithoutPerEntryGets) {
   EXPECT_EQ(shim_->stats().bundles_stored.load(), 0);
   EXPECT_EQ(remote.bundle_puts(), 1);
   EXPECT_EQ(remote.manifest_puts(), 1);
+}
+
+// With a remote that compresses on the wire, parts are stored plain (the
+// server may recompress them at rest, which it cannot do to zstd frames)
+// and read with compression asked for; the bodies come back intact.
+TEST_F(ShimTest, PlainPartsTravelCompressedWhenTheRemoteCompresses) {
+  FakeRemote remote;
+  remote.compresses_ = true;
+  Start(&remote, BundleOptions());
+  int64_t content = 0;
+  for (int i = 1; i <= 30; ++i) {
+    SendGet(2 * i, ActionId(i));
+    EXPECT_EQ(NextResponse()["Miss"], true);
+    SendPut(2 * i + 1, ActionId(i), BodyOf(i));
+    EXPECT_TRUE(NextResponse().contains("DiskPath"));
+    content += static_cast<int64_t>(BodyOf(i).size());
+  }
+  CloseAndWait(101);
+  auto index = DecodeBundleIndex(remote.Bundle("scope"));
+  ASSERT_TRUE(index.ok()) << index.status();
+  ASSERT_GE(index->parts.size(), 3u);
+  int64_t stored = 0;
+  for (const BundlePart& part : index->parts) {
+    EXPECT_EQ(part.encoding, PartEncoding::kPlain);
+    EXPECT_EQ(part.blob_size, part.content_size);
+    stored += part.blob_size;
+  }
+  EXPECT_EQ(stored, content);
+
+  Restart(&remote, BundleOptions());
+  ASSERT_TRUE(
+      WaitFor([&] { return shim_->stats().bundle_entries.load() == 30; }));
+  for (int i = 1; i <= 30; ++i) {
+    SendGet(i, ActionId(i));
+    Json r = NextResponse();
+    ASSERT_TRUE(r.contains("DiskPath")) << r;
+    EXPECT_EQ(ReadFile(r["DiskPath"]), BodyOf(i));
+  }
+  CloseAndWait(40);
+  EXPECT_EQ(shim_->stats().bundle_hits.load(), 30);
+  EXPECT_EQ(remote.blob_reads(), static_cast<int>(index->parts.size()));
+  EXPECT_EQ(remote.compressed_reads(), remote.blob_reads());
 }
 
 // A machine whose local tier holds every entry of the bundle (a kept
