@@ -41,6 +41,8 @@ namespace {
 namespace bs = ::google::bytestream;
 
 constexpr int64_t kChunkSize = 1024 * 1024;
+// Most plain bytes a compressed read hands its sink at once.
+constexpr size_t kReadPiece = 256 * 1024;
 // Room left in a batch request for per-blob framing and the digests.
 constexpr int64_t kBatchHeadroom = 64 * 1024;
 constexpr int kMaxMessageSize = 64 * 1024 * 1024;
@@ -876,31 +878,35 @@ absl::Status GrpcReapiClient::StreamRead(const cas::Digest& digest,
       decompressor = std::make_unique<cas::ZstdDecompressor>();
     }
     bs::ReadResponse resp;
-    std::string plain;
     absl::Status sink_status;
-    while (sink_status.ok() && reader->Read(&resp)) {
-      received_.fetch_add(static_cast<int64_t>(resp.data().size()));
-      const int64_t room = digest.size_bytes() - got;
-      absl::string_view data = resp.data();
-      if (decompressor != nullptr) {
-        plain.clear();
-        sink_status = decompressor->Decompress(data, room, &plain);
-        if (!sink_status.ok()) {
-          sink_status = absl::DataLossError(
-              absl::StrCat(what, ": ", sink_status.message()));
-          break;
-        }
-        data = plain;
-      } else if (static_cast<int64_t>(data.size()) > room) {
-        sink_status = absl::DataLossError(absl::StrCat(what, ": too long"));
-        break;
-      }
+    // Hands `data` (plain bytes) to the sink.
+    auto deliver = [&](absl::string_view data) -> absl::Status {
       if (verify) {
         hasher.Update(data);
       }
       got += static_cast<int64_t>(data.size());
       received_plain_.fetch_add(static_cast<int64_t>(data.size()));
       sink_status = sink(data);
+      return sink_status;
+    };
+    while (sink_status.ok() && reader->Read(&resp)) {
+      received_.fetch_add(static_cast<int64_t>(resp.data().size()));
+      const int64_t room = digest.size_bytes() - got;
+      if (decompressor != nullptr) {
+        // In pieces: one message of frames may expand to the whole blob
+        // (a GiB of zeros is a few KiB of zstd), which must not sit in
+        // memory at once.
+        absl::Status s = decompressor->DecompressTo(resp.data(), room,
+                                                    kReadPiece, deliver);
+        if (!s.ok() && sink_status.ok()) {
+          sink_status =
+              absl::DataLossError(absl::StrCat(what, ": ", s.message()));
+        }
+      } else if (static_cast<int64_t>(resp.data().size()) > room) {
+        sink_status = absl::DataLossError(absl::StrCat(what, ": too long"));
+      } else {
+        deliver(resp.data());
+      }
     }
     if (!sink_status.ok()) {
       ctx.TryCancel();

@@ -469,6 +469,29 @@ void UploadAll(ReapiClient& c,
   }
 }
 
+// One message of frames can expand to a whole large blob (64 MiB of zeros
+// is a few KiB of zstd): the sink gets it in bounded pieces, never at once.
+TEST_F(ReapiClientTest, CompressedReadHandsTheSinkBoundedPieces) {
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.zstd = true;
+  }
+  auto c = Client();
+  const std::string zeros(64 << 20, '\0');
+  const cas::Digest d = cas::Digest::OfData(zeros);
+  ASSERT_TRUE(c->UploadBlob(d, StringChunkSource(zeros)).ok());
+  size_t largest = 0;
+  int64_t total = 0;
+  ASSERT_TRUE(c->ReadBlob(d, [&](absl::string_view piece) {
+                 largest = std::max(largest, piece.size());
+                 total += static_cast<int64_t>(piece.size());
+                 return absl::OkStatus();
+               }).ok());
+  EXPECT_EQ(state_.Calls("bs_read_zstd"), 1);
+  EXPECT_EQ(total, d.size_bytes());
+  EXPECT_LE(largest, size_t{1} << 20);
+}
+
 TEST_F(ReapiClientTest, CompressedBytesAreVerifiedAfterDecompression) {
   auto c = Client();
   const std::string small = Text(50000), large = Text(3 << 20);
