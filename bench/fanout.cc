@@ -94,8 +94,10 @@ ABSL_FLAG(int, client_nice, 0,
           "whose CPU is not the server's.");
 ABSL_FLAG(std::string, probe_log, "",
           "Append the probe's GetActionResult latencies, in the order taken "
-          "(\"scenario phase index us\", one every --probe_ms plus the "
-          "call), to this file: shows when in the run the slow ones came.");
+          "(\"scenario phase index us start_us\", one every --probe_ms plus "
+          "the call; start_us is the call's CLOCK_MONOTONIC start), to this "
+          "file: shows when in the run the slow ones came, and lines them "
+          "up with `perf sched record -k CLOCK_MONOTONIC` traces.");
 ABSL_FLAG(bool, probe_child, false, "Internal: be that child process.");
 ABSL_FLAG(int, server_pid, 0, "Server process to read RSS from.");
 ABSL_FLAG(std::string, label, "server", "Server name in the table and CSV.");
@@ -137,35 +139,48 @@ reapi::Digest ToProto(const Digest& d) {
   return out;
 }
 
-// Latencies in microseconds, from any thread.
+// Latencies in microseconds, from any thread, each with the call's start
+// (CLOCK_MONOTONIC, us: the clock perf's `-k CLOCK_MONOTONIC` and the
+// server's traces use, so a slow call can be lined up with them).
 class Latencies {
  public:
-  void Add(int64_t us) {
+  struct Sample {
+    int64_t us = 0;
+    int64_t start_us = 0;
+  };
+  void Add(int64_t us, int64_t start_us = 0) {
     absl::MutexLock lock(&mu_);
-    us_.push_back(us);
+    samples_.push_back(Sample{us, start_us});
   }
   // Returns the q-quantile in ms (0 when empty).
   double QuantileMs(double q) {
-    absl::MutexLock lock(&mu_);
-    if (us_.empty()) {
+    std::vector<int64_t> us;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const Sample& s : samples_) {
+        us.push_back(s.us);
+      }
+    }
+    if (us.empty()) {
       return 0;
     }
-    std::sort(us_.begin(), us_.end());
-    size_t i = std::min(us_.size() - 1, static_cast<size_t>(q * us_.size()));
-    return us_[i] / 1000.0;
+    std::sort(us.begin(), us.end());
+    size_t i = std::min(us.size() - 1, static_cast<size_t>(q * us.size()));
+    return us[i] / 1000.0;
   }
   size_t Count() {
     absl::MutexLock lock(&mu_);
-    return us_.size();
+    return samples_.size();
   }
-  std::vector<int64_t> Samples() {
+  // Returns the samples in the order taken.
+  std::vector<Sample> Samples() {
     absl::MutexLock lock(&mu_);
-    return us_;
+    return samples_;
   }
 
  private:
   absl::Mutex mu_;
-  std::vector<int64_t> us_ ABSL_GUARDED_BY(mu_);
+  std::vector<Sample> samples_ ABSL_GUARDED_BY(mu_);
 };
 
 // The connections, and the contexts of calls in flight (cancelled at the
@@ -288,7 +303,7 @@ absl::Status SmallCall(Clients& c, int i, const SmallSet& set, uint64_t pick,
       return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
                           absl::StrCat("GetActionResult: ", s.error_message()));
     }
-    ac_lat->Add(NowUs() - t0);
+    ac_lat->Add(NowUs() - t0, t0);
   }
   reapi::BatchReadBlobsRequest req;
   for (int k = 0; k < 8; ++k) {
@@ -313,7 +328,7 @@ absl::Status SmallCall(Clients& c, int i, const SmallSet& set, uint64_t pick,
           absl::StrCat("BatchReadBlobs item: ", r.status().message()));
     }
   }
-  batch_lat->Add(NowUs() - t0);
+  batch_lat->Add(NowUs() - t0, t0);
   return absl::OkStatus();
 }
 
@@ -447,11 +462,13 @@ int ProbeChildMain(const SmallSet& set, const std::string& address) {
     std::getline(std::cin, line);  // "stop", or EOF.
     stop = true;
     probe.join();
-    for (int64_t us : ac.Samples()) {
-      std::printf("ac %lld\n", static_cast<long long>(us));
+    for (const Latencies::Sample& s : ac.Samples()) {
+      std::printf("ac %lld %lld\n", static_cast<long long>(s.us),
+                  static_cast<long long>(s.start_us));
     }
-    for (int64_t us : batch.Samples()) {
-      std::printf("batch %lld\n", static_cast<long long>(us));
+    for (const Latencies::Sample& s : batch.Samples()) {
+      std::printf("batch %lld %lld\n", static_cast<long long>(s.us),
+                  static_cast<long long>(s.start_us));
     }
     absl::MutexLock lock(&stats.mu);
     std::printf("errors %lld %s\nend\n",
@@ -493,8 +510,9 @@ class ProbeRun {
     bool ended = false;
     while (getline(&line, &cap, from_child_) > 0) {
       long long v = 0;
+      long long start = 0;
       char what[16] = {0};
-      if (std::sscanf(line, "%15s %lld", what, &v) != 2) {
+      if (std::sscanf(line, "%15s %lld %lld", what, &v, &start) < 2) {
         ended = std::strncmp(line, "end", 3) == 0;
         if (ended) {
           break;
@@ -502,9 +520,9 @@ class ProbeRun {
         continue;
       }
       if (std::strcmp(what, "ac") == 0) {
-        ac->Add(v);
+        ac->Add(v, start);
       } else if (std::strcmp(what, "batch") == 0) {
-        batch->Add(v);
+        batch->Add(v, start);
       } else if (std::strcmp(what, "errors") == 0 && v > 0) {
         stats.errors.fetch_add(v - 1);
         stats.Error(absl::StrCat("probe: ", line));
@@ -518,11 +536,11 @@ class ProbeRun {
 
  private:
   void Merge(Latencies* ac, Latencies* batch, ClassStats& stats) {
-    for (int64_t us : ac_.Samples()) {
-      ac->Add(us);
+    for (const Latencies::Sample& s : ac_.Samples()) {
+      ac->Add(s.us, s.start_us);
     }
-    for (int64_t us : batch_.Samples()) {
-      batch->Add(us);
+    for (const Latencies::Sample& s : batch_.Samples()) {
+      batch->Add(s.us, s.start_us);
     }
     absl::MutexLock lock(&stats_.mu);
     if (stats_.errors > 0) {
@@ -731,8 +749,9 @@ void LogProbe(absl::string_view scenario, const char* phase,
   }
   std::ofstream out(path, std::ios::app);
   int64_t i = 0;
-  for (int64_t us : samples.Samples()) {
-    out << scenario << ' ' << phase << ' ' << i++ << ' ' << us << '\n';
+  for (const Latencies::Sample& s : samples.Samples()) {
+    out << scenario << ' ' << phase << ' ' << i++ << ' ' << s.us << ' '
+        << s.start_us << '\n';
   }
 }
 
