@@ -174,6 +174,19 @@ struct StoredBlobReader {
 std::unique_ptr<BlobWriter> NewZstdDecodingWriter(
     Digest digest, std::unique_ptr<BlobWriter> plain);
 
+class ZstdDecompressor;
+
+// The step of a zstd decoding writer: decompresses `frames`, the next bytes
+// of an upload of `digest`, with `decompressor` and appends the plain bytes
+// to `plain` in pieces of 256 KiB (however much the frames expand), at most
+// what the blob has left beyond plain.committed_size(). An error from
+// `plain` is returned as it is; frames that do not decode, or too many
+// bytes, are INVALID_ARGUMENT naming the blob. Not thread-safe: the caller
+// owns both objects.
+absl::Status DecodeFramesInto(ZstdDecompressor& decompressor,
+                              const Digest& digest, absl::string_view frames,
+                              BlobWriter& plain);
+
 class BlobStore {
  public:
   virtual ~BlobStore() = default;

@@ -1252,19 +1252,10 @@ absl::Status DiskZstdWriter::AppendFrames(absl::string_view data) {
 }
 
 absl::Status DiskZstdWriter::AppendPlain(absl::string_view data) {
-  absl::Status written;  // The plain writer's error, if any.
-  absl::Status s = decompressor_.DecompressTo(
-      data, digest_.size_bytes() - plain_->committed_size(), kZstdPiece,
-      [this, &written](absl::string_view piece) {
-        written = plain_->Append(piece);
-        return written;
-      });
-  if (!s.ok()) {
+  if (absl::Status s = DecodeFramesInto(decompressor_, digest_, data, *plain_);
+      !s.ok()) {
     plain_.reset();
-    return !written.ok() ? s
-                         : absl::InvalidArgumentError(absl::StrCat(
-                               "cas blob ", digest_.ToString(), ": ",
-                               s.message()));
+    return s;
   }
   compressed_ += static_cast<int64_t>(data.size());
   return absl::OkStatus();

@@ -195,6 +195,25 @@ absl::StatusOr<std::string> ZstdDecompressAll(absl::string_view data,
   return out;
 }
 
+absl::Status DecodeFramesInto(ZstdDecompressor& decompressor,
+                              const Digest& digest, absl::string_view frames,
+                              BlobWriter& plain) {
+  // Decompressed bytes handed on at once, however much the frames expand.
+  constexpr size_t kPiece = 256 << 10;
+  absl::Status written;  // The plain writer's error, if any.
+  absl::Status s = decompressor.DecompressTo(
+      frames, digest.size_bytes() - plain.committed_size(), kPiece,
+      [&plain, &written](absl::string_view piece) {
+        written = plain.Append(piece);
+        return written;
+      });
+  if (s.ok() || !written.ok()) {
+    return s;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("cas blob ", digest.ToString(), ": ", s.message()));
+}
+
 namespace {
 
 // See NewZstdDecodingWriter().
@@ -207,19 +226,11 @@ class ZstdDecodingWriter final : public BlobWriter {
     if (plain_ == nullptr) {
       return WriterClosedError(digest_);
     }
-    absl::Status written;  // The plain writer's error, if any.
-    absl::Status s = decompressor_.DecompressTo(
-        data, digest_.size_bytes() - plain_->committed_size(), kPiece,
-        [this, &written](absl::string_view piece) {
-          written = plain_->Append(piece);
-          return written;
-        });
-    if (!s.ok()) {
+    if (absl::Status s =
+            DecodeFramesInto(decompressor_, digest_, data, *plain_);
+        !s.ok()) {
       plain_.reset();
-      return !written.ok() ? s
-                           : absl::InvalidArgumentError(absl::StrCat(
-                                 "cas blob ", digest_.ToString(), ": ",
-                                 s.message()));
+      return s;
     }
     compressed_ += static_cast<int64_t>(data.size());
     return absl::OkStatus();
@@ -239,9 +250,6 @@ class ZstdDecodingWriter final : public BlobWriter {
   }
 
  private:
-  // Decompressed bytes handed on at once, however much the frames expand.
-  static constexpr size_t kPiece = 256 << 10;
-
   const Digest digest_;
   std::unique_ptr<BlobWriter> plain_;  // Null once closed.
   ZstdDecompressor decompressor_;
