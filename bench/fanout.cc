@@ -12,6 +12,13 @@
 // call still open is cancelled: such calls count as "cut", not as errors.
 // Streams are spread over --channels connections.
 //
+// --loader says how the read scenarios' readers run: "threads" (the
+// default) gives each its own thread with blocking stubs; "callback" runs
+// them as gRPC callback reactors on gRPC's own threads, with one pacer
+// thread timing the slow readers' pauses: the same calls and pacing, far
+// fewer client threads (and less of the machine's CPU) when the clients
+// share it with the server. small_calls always runs threads.
+//
 // During each scenario one probe thread times GetActionResult and
 // BatchReadBlobs (one call every --probe_ms); the same probe runs for
 // --idle_seconds before the clients start, so the row shows idle p99 and
@@ -36,9 +43,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <functional>
 #include <memory>
+#include <optional>
+#include <queue>
 #include <string>
 #include <thread>
 #include <vector>
@@ -98,6 +109,12 @@ ABSL_FLAG(std::string, probe_log, "",
           "the call; start_us is the call's CLOCK_MONOTONIC start), to this "
           "file: shows when in the run the slow ones came, and lines them "
           "up with `perf sched record -k CLOCK_MONOTONIC` traces.");
+ABSL_FLAG(std::string, loader, "threads",
+          "How the read scenarios' readers run: threads (one thread each, "
+          "blocking stubs) or callback (gRPC callback reactors on gRPC's "
+          "threads plus one pacer thread for the slow readers' pauses; same "
+          "calls and pacing, far fewer threads). small_calls always runs "
+          "threads; --client_nice then applies to the pacer thread only.");
 ABSL_FLAG(bool, probe_child, false, "Internal: be that child process.");
 ABSL_FLAG(int, server_pid, 0, "Server process to read RSS from.");
 ABSL_FLAG(std::string, label, "server", "Server name in the table and CSV.");
@@ -400,6 +417,193 @@ void RunClient(Clients& c, int i, absl::string_view scenario,
     }
   }
 }
+
+// ------------------------------------------------- callback loader ---
+
+// Runs functions at their due time (NowUs() clock) from one thread, or at
+// once after Stop(): the slow readers' pauses under --loader callback.
+class Pacer {
+ public:
+  Pacer() : thread_([this] { Run(); }) {}
+  ~Pacer() {
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+    }
+    thread_.join();
+  }
+  void At(int64_t due_us, std::function<void()> f) {
+    absl::MutexLock lock(&mu_);
+    due_.push(Entry{due_us, seq_++, std::move(f)});
+  }
+  // From now on everything runs at once, due or not.
+  void Stop() {
+    absl::MutexLock lock(&mu_);
+    stopped_ = true;
+  }
+
+ private:
+  struct Entry {
+    int64_t due_us;
+    uint64_t seq;  // FIFO among equal times.
+    std::function<void()> f;
+    bool operator>(const Entry& o) const {
+      return due_us != o.due_us ? due_us > o.due_us : seq > o.seq;
+    }
+  };
+
+  void Run() {
+    if (int nice = absl::GetFlag(FLAGS_client_nice); nice != 0) {
+      setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice);
+    }
+    std::vector<std::function<void()>> ready;
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (done_ && due_.empty()) {
+          return;
+        }
+        const int64_t now = NowUs();
+        while (!due_.empty() &&
+               (stopped_ || done_ || due_.top().due_us <= now)) {
+          // top() is const: the entry is copied out, then popped.
+          ready.push_back(due_.top().f);
+          due_.pop();
+        }
+      }
+      for (std::function<void()>& f : ready) {
+        f();
+      }
+      ready.clear();
+      // 1 ms ticks: the pauses are >= --slow_delay_ms (20 ms).
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  }
+
+  absl::Mutex mu_;
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> due_
+      ABSL_GUARDED_BY(mu_);
+  uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+// What the reactors of one scenario share; counts the readers still
+// looping.
+struct CallbackLoad {
+  CallbackLoad(Clients& c, Pacer& pacer, int64_t readers)
+      : c(c), pacer(pacer), live(readers) {}
+  Clients& c;
+  Pacer& pacer;
+  absl::Mutex mu;
+  int64_t live ABSL_GUARDED_BY(mu);
+
+  void Ended() {
+    absl::MutexLock lock(&mu);
+    --live;
+  }
+  // Waits until every reader's loop has ended (after Clients::Stop()).
+  void AwaitEnd() {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](int64_t* n) { return *n == 0; }, &live));
+  }
+};
+
+// One ByteStream Read as a callback reactor: the body of ReadOnce() and
+// RunClient()'s loop without a thread. Each read is a new ReadCall; OnDone
+// accounts it as RunClient() does and starts the reader's next.
+class ReadCall : public grpc::ClientReadReactor<bs::ReadResponse> {
+ public:
+  // Starts reader i's next read, or ends its loop once stopped.
+  static void Start(CallbackLoad& load, int i, const Digest& d, bool slow,
+                    ClassStats& stats) {
+    auto* call = new ReadCall(load, i, d, slow, stats);
+    if (!load.c.Register(&call->ctx_)) {
+      delete call;
+      load.Ended();
+      return;
+    }
+    call->start_ = NowUs();
+    load.c.ByteStream(i).async()->Read(&call->ctx_, &call->req_, call);
+    // Held until a read comes back not ok: the pacer may StartRead from
+    // its thread meanwhile, so OnDone must wait for that.
+    call->AddHold();
+    call->StartRead(&call->resp_);
+    call->StartCall();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      RemoveHold();
+      return;
+    }
+    const auto n = static_cast<int64_t>(resp_.data().size());
+    got_ += n;
+    stats_.bytes.fetch_add(n);
+    if (!slow_) {
+      StartRead(&resp_);
+      return;
+    }
+    const double rate =
+        absl::GetFlag(FLAGS_slow_kib_per_s) * kKiB / 1e6;  // B/us
+    const int64_t until = std::max<int64_t>(
+        NowUs() + absl::GetFlag(FLAGS_slow_delay_ms) * 1000,
+        start_ + static_cast<int64_t>(static_cast<double>(got_) / rate));
+    load_.pacer.At(until, [this] { StartRead(&resp_); });
+  }
+
+  void OnDone(const grpc::Status& s) override {
+    load_.c.Unregister(&ctx_);
+    bool error = false;
+    if (s.ok() && got_ == d_.size_bytes()) {
+      stats_.completed.fetch_add(1);
+    } else if (load_.c.Stopped() &&
+               s.error_code() == grpc::StatusCode::CANCELLED) {
+      stats_.cut.fetch_add(1);
+    } else {
+      error = true;
+      stats_.Error(s.ok() ? absl::StrCat("Read: ", got_, " of ",
+                                         d_.size_bytes(), " bytes")
+                          : absl::StrCat("Read: ", s.error_message()));
+    }
+    CallbackLoad& load = load_;
+    const int i = i_;
+    const Digest d = d_;
+    const bool slow = slow_;
+    ClassStats& stats = stats_;
+    delete this;
+    if (load.c.Stopped()) {
+      load.Ended();
+    } else if (error) {  // No hot loop on errors, as RunClient().
+      load.pacer.At(NowUs() + 100000, [&load, i, d, slow, &stats] {
+        Start(load, i, d, slow, stats);
+      });
+    } else {
+      Start(load, i, d, slow, stats);
+    }
+  }
+
+ private:
+  ReadCall(CallbackLoad& load, int i, const Digest& d, bool slow,
+           ClassStats& stats)
+      : load_(load), i_(i), d_(d), slow_(slow), stats_(stats) {
+    req_.set_resource_name(
+        absl::StrCat("blobs/", d.hash(), "/", d.size_bytes()));
+  }
+
+  CallbackLoad& load_;
+  const int i_;
+  const Digest d_;
+  const bool slow_;
+  ClassStats& stats_;
+  grpc::ClientContext ctx_;
+  bs::ReadRequest req_;
+  bs::ReadResponse resp_;
+  int64_t start_ = 0;
+  int64_t got_ = 0;
+};
 
 // Probes until `stop` is set: one GetActionResult + BatchReadBlobs pair
 // every --probe_ms, on a connection of its own (so the clients' HTTP/2
@@ -723,7 +927,10 @@ const std::vector<std::string> kColumns = {"server",
                                            "idle_batch_p99_ms",
                                            "load_batch_p99_ms",
                                            "cut",
-                                           "errors"};
+                                           "errors",
+                                           "loader",
+                                           "loader_threads",
+                                           "loader_cpus"};
 
 // Prints `cells` and appends them to `csv` (with a header when new).
 void PrintRow(const std::vector<std::string>& cells, const std::string& csv) {
@@ -753,6 +960,26 @@ void LogProbe(absl::string_view scenario, const char* phase,
     out << scenario << ' ' << phase << ' ' << i++ << ' ' << s.us << ' '
         << s.start_us << '\n';
   }
+}
+
+// This process's CPU time (user + system, every thread; not the probe's
+// child process).
+double SelfCpuSeconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto secs = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return secs(ru.ru_utime) + secs(ru.ru_stime);
+}
+
+// This process's threads now.
+int SelfThreads() {
+  int n = 0;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it("/proc/self/task", ec), end;
+       !ec && it != end; it.increment(ec)) {
+    ++n;
+  }
+  return n;
 }
 
 std::string F(double v, int digits = 1) {
@@ -792,25 +1019,49 @@ int RunScenario(Clients& c, client::ReapiClient& client,
           : static_cast<int>(readers * absl::GetFlag(FLAGS_slow_fraction));
   ClassStats slow, fast;
   Latencies calls_ac, calls_batch;  // small_calls clients' own latencies.
+  const bool callback =
+      scenario != "small_calls" && absl::GetFlag(FLAGS_loader) == "callback";
   std::vector<std::thread> threads;
+  std::optional<Pacer> pacer;
+  std::optional<CallbackLoad> load;
+  if (callback) {
+    pacer.emplace();
+    load.emplace(c, *pacer, readers);
+  }
+  const double cpu0 = SelfCpuSeconds();
   const absl::Time start = absl::Now();
   for (int i = 0; i < readers; ++i) {
     bool is_slow = i % readers < slow_count;
     // Interleave slow and fast over the connections.
+    if (callback) {
+      ReadCall::Start(*load, i, (*blobs)[static_cast<size_t>(i) % blobs->size()],
+                      is_slow, is_slow ? slow : fast);
+      continue;
+    }
     threads.emplace_back(RunClient, std::ref(c), i, std::string(scenario),
                          std::cref(*blobs), std::cref(set), is_slow,
                          std::ref(is_slow ? slow : fast), &calls_ac,
                          &calls_batch);
   }
   ProbeRun probe(c, set, to_probe, from_probe);
+  absl::SleepFor(start + absl::Seconds(absl::GetFlag(FLAGS_duration) / 2) -
+                 absl::Now());
+  const int loader_threads = SelfThreads();
   absl::SleepFor(start + absl::Seconds(absl::GetFlag(FLAGS_duration)) -
                  absl::Now());
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  const double loader_cpu = SelfCpuSeconds() - cpu0;
   double peak = pid > 0 ? ProcStatusMib(pid, "VmHWM:") : 0;
   probe.Finish(&load_ac, &load_batch, probe_stats);
   c.Stop();
   for (std::thread& t : threads) {
     t.join();
+  }
+  if (callback) {
+    pacer->Stop();
+    load->AwaitEnd();
+    load.reset();
+    pacer.reset();
   }
   peak = std::max(peak, pid > 0 ? ProcStatusMib(pid, "VmHWM:") : 0);
   LogProbe(scenario, "idle", idle_ac);
@@ -838,7 +1089,10 @@ int RunScenario(Clients& c, client::ReapiClient& client,
             F(idle_batch.QuantileMs(0.99), 2),
             F(load_batch.QuantileMs(0.99), 2),
             absl::StrCat(fast.cut + slow.cut),
-            absl::StrCat(errors)},
+            absl::StrCat(errors),
+            callback ? "callback" : "threads",
+            absl::StrCat(loader_threads),
+            F(loader_cpu / secs, 2)},
            absl::GetFlag(FLAGS_csv));
   for (ClassStats* s : {&slow, &fast, &probe_stats}) {
     absl::MutexLock lock(&s->mu);

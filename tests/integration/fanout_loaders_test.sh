@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# bench/fanout's two loaders against the real cairn-server, small: 100
+# readers of a 2 MiB blob for 3 s, 90 of them slow at 1 MiB/s (one 1 MiB
+# message a second), with --loader threads and --loader callback. Both must
+# finish with 0 errors and pace the slow readers: they complete reads (the
+# pacer starts their next message), yet read no more than the pacing allows
+# (the first message of a read at once, then 1 MiB/s: at most 1 MiB + 2 MiB
+# per reader per second). The callback loader must run far fewer threads than
+# readers; the thread loader one per reader.
+# Usage: fanout_loaders_test.sh CAIRN_SERVER FANOUT
+set -euo pipefail
+server_bin=$1
+fanout=$2
+. "$(dirname "$0")/lib.sh"
+new_work fanout-loaders
+start_cairn "$server_bin" "$work/store" "$work/server.log" --max_size 1GiB
+
+readers=100 slow=90 dur=3
+for loader in threads callback; do
+  csv="$work/$loader.csv"
+  "$fanout" --target "grpc://$addr" --server_pid "$server_pid" \
+    --scenario same_blob --readers $readers --duration $dur --idle_seconds 0.5 \
+    --blob_mib 2 --slow_kib_per_s 1024 --slow_delay_ms 20 --channels 4 \
+    --loader $loader --csv "$csv" >"$work/$loader.out" 2>&1 ||
+    fail "fanout --loader $loader: $(cat "$work/$loader.out")"
+  python3 - "$csv" "$loader" $readers $slow $dur <<'PY' || fail "--loader $loader: $(cat "$work/$loader.out")"
+import csv, sys
+path, loader, readers, slow, dur = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
+r = next(csv.DictReader(open(path)))
+print(loader, {k: r[k] for k in ("slow_mib_s", "slow_done", "fast_done",
+      "errors", "loader", "loader_threads", "loader_cpus")})
+def need(ok, what):
+    if not ok:
+        sys.exit("FAIL: %s" % what)
+need(r["loader"] == loader, "row says loader %s" % r["loader"])
+need(int(r["errors"]) == 0, "%s errors" % r["errors"])
+need(int(r["fast_done"]) > 0, "fast readers finished no read")
+need(int(r["slow_done"]) >= slow // 2,
+     "slow readers finished %s reads (pacer stuck?)" % r["slow_done"])
+# Paced: per slow reader at most 1 MiB at once plus 2 MiB/s (a finished
+# read's successor takes its first message at once).
+bound = slow * (1 + 2 * dur) / dur
+need(float(r["slow_mib_s"]) <= bound,
+     "slow readers read %s MiB/s, pacing allows %.1f" % (r["slow_mib_s"], bound))
+threads = int(r["loader_threads"])
+if loader == "callback":
+    need(threads < readers // 4, "%d threads for %d readers" % (threads, readers))
+else:
+    need(threads > readers, "%d threads for %d readers" % (threads, readers))
+PY
+done
+echo PASS
