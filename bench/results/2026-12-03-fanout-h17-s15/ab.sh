@@ -43,8 +43,20 @@ for cfg in "$@"; do
   snap() { for t in /proc/$spid/task/*; do echo "$(cat $t/comm | tr ' ' _) $(cat $t/schedstat)"; done; }
   ( i=0; while kill -0 $spid 2>/dev/null && [ ! -e $out/done ]; do snap > $out/snap.$i 2>/dev/null; i=$((i+1)); sleep 1; done ) &
   snapper=$!
+  slicer=
+  if [ -n "${SLICE_NS:-}" ]; then
+    # Experiment: a short EEVDF slice (sched_attr.sched_runtime) on every
+    # server thread but the lowered cairn-io workers, re-applied as gRPC
+    # starts threads.
+    ( while kill -0 $spid 2>/dev/null && [ ! -e $out/done ]; do
+        for t in /proc/$spid/task/*; do
+          case $(cat $t/comm 2>/dev/null) in cairn-io*) continue ;; esac
+          $SLICE_TOOL ${t##*/} $SLICE_NS 2>/dev/null
+        done; sleep 0.5; done ) &
+    slicer=$!
+  fi
   "${pc[@]}" build/bin/fanout --target grpc://127.0.0.1:$port --server_pid $spid --label $cfg "${scen[@]}" --csv $out_root/all.csv --probe_log $out/probe.log "${pf[@]}" > $out/fanout.out 2>&1
-  touch $out/done; wait $snapper
+  touch $out/done; wait $snapper $slicer
   last=$(ls $out | grep -c '^snap\.'); cp $out/snap.$((last-12)) $out/s1; cp $out/snap.$((last-4)) $out/s2
   l1=$(cut -d' ' -f1 /proc/loadavg)
   # Threads not at the server's nice (name=nice x count): gRPC's must not be.
