@@ -1034,8 +1034,8 @@ int RunScenario(Clients& c, client::ReapiClient& client,
     bool is_slow = i % readers < slow_count;
     // Interleave slow and fast over the connections.
     if (callback) {
-      ReadCall::Start(*load, i, (*blobs)[static_cast<size_t>(i) % blobs->size()],
-                      is_slow, is_slow ? slow : fast);
+      const Digest& d = (*blobs)[static_cast<size_t>(i) % blobs->size()];
+      ReadCall::Start(*load, i, d, is_slow, is_slow ? slow : fast);
       continue;
     }
     threads.emplace_back(RunClient, std::ref(c), i, std::string(scenario),
