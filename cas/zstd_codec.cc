@@ -52,6 +52,22 @@ absl::Status ZstdCompressor::Compress(absl::string_view input, bool last,
   }
 }
 
+absl::StatusOr<size_t> ZstdCompressor::CompressedSize(
+    absl::string_view input) {
+  const size_t bound = ZSTD_compressBound(input.size());
+  if (bound > scratch_size_) {
+    scratch_.reset(new char[bound]);  // Not value-initialised: no zero fill.
+    scratch_size_ = bound;
+  }
+  const size_t n = ZSTD_compress2(ctx_->cctx, scratch_.get(), scratch_size_,
+                                  input.data(), input.size());
+  if (ZSTD_isError(n)) {
+    return absl::InternalError(
+        absl::StrCat("zstd compress: ", ZSTD_getErrorName(n)));
+  }
+  return n;
+}
+
 struct ZstdDecompressor::Ctx {
   ZSTD_DCtx* dctx = ZSTD_createDCtx();
   ~Ctx() { ZSTD_freeDCtx(dctx); }

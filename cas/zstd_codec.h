@@ -57,9 +57,19 @@ class ZstdCompressor {
   absl::Status Compress(absl::string_view input, bool last,
                         std::string* output);
 
+  // The size of `input` compressed as one whole frame, which is not kept:
+  // for guessing whether data compresses. The frame goes to a scratch
+  // buffer this object keeps and reuses (never zero-filled), and the zstd
+  // context is reused too, so a compressor kept for many guesses costs
+  // little beyond the compression itself. Drops a frame Compress() left
+  // unfinished. INTERNAL on a zstd failure.
+  absl::StatusOr<size_t> CompressedSize(absl::string_view input);
+
  private:
   struct Ctx;
   std::unique_ptr<Ctx> ctx_;
+  std::unique_ptr<char[]> scratch_;  // For CompressedSize().
+  size_t scratch_size_ = 0;
 };
 
 class ZstdDecompressor {

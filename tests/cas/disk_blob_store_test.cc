@@ -1777,6 +1777,47 @@ TEST_F(RestRecompressTest, IncompressibleBlobsAreNotEncodedAtTheHighLevel) {
   EXPECT_EQ(*read, random);
 }
 
+// The guesses reuse one sample buffer and compressor: a small compressible
+// blob probed after a larger random one, or the other way round, is judged
+// on its own bytes only.
+TEST_F(RestRecompressTest, EachGuessSeesOnlyItsOwnBlob) {
+  std::atomic<int> full_encodes{0};
+  options_.fault_injector_for_test = [&full_encodes](absl::string_view op) {
+    if (op == "rest_full_encode") {
+      ++full_encodes;
+    }
+    return 0;
+  };
+  std::mt19937 gen(5);
+  auto random = [&gen](size_t size) {
+    std::string out(size, '\0');
+    for (char& c : out) {
+      c = static_cast<char>(gen());
+    }
+    return out;
+  };
+  // Whole-blob samples (up to 384 KiB) of falling and rising sizes, then
+  // three-piece ones.
+  const std::vector<std::pair<std::string, bool>> blobs = {
+      {random(300 << 10), false}, {Words(20 << 10, 1), true},
+      {random(10 << 10), false},  {Words(200 << 10, 2), true},
+      {random(500 << 10), false}, {Words(8 << 10, 3), true},
+      {Words(700 << 10, 4), true}, {random(50 << 10), false}};
+  store_ = Open();
+  int encodes = 0;
+  for (size_t i = 0; i < blobs.size(); ++i) {
+    SCOPED_TRACE(i);
+    const auto& [data, compressible] = blobs[i];
+    const Digest d = Digest::OfData(data);
+    ASSERT_TRUE(store_->Write(d, data).ok());
+    WaitIdle();
+    encodes += compressible ? 1 : 0;
+    EXPECT_EQ(full_encodes.load(), encodes);
+    EXPECT_EQ(fs::exists(ZstdPath(d)), compressible);
+    EXPECT_EQ(*store_->Read(d), data);
+  }
+}
+
 TEST_F(RestRecompressTest, FailuresBeforeTheRenameLeaveTheBlobAsItWas) {
   for (const char* op : {"rest_open", "open_tmp", "fsync", "rename"}) {
     SCOPED_TRACE(op);

@@ -72,6 +72,44 @@ TEST(ZstdCodecTest, StreamsRoundTrip) {
   EXPECT_EQ(plain, data);
 }
 
+// CompressedSize() reuses its context and scratch buffer across inputs of
+// any size and order and gives what a fresh one-shot level-1 compression
+// gives; it drops a frame Compress() left open, and Compress() then starts
+// a new frame.
+TEST(ZstdCodecTest, CompressedSizeMatchesAFreshOneShotFrame) {
+  std::mt19937 gen(11);
+  auto random = [&gen](size_t size) {
+    std::string out(size, '\0');
+    for (char& c : out) {
+      c = static_cast<char>(gen());
+    }
+    return out;
+  };
+  auto one_shot = [](const std::string& data) {
+    std::string out(ZSTD_compressBound(data.size()), '\0');
+    return ZSTD_compress(out.data(), out.size(), data.data(), data.size(), 1);
+  };
+  cas::ZstdCompressor compressor(1);
+  const std::vector<std::string> inputs = {
+      Text(20 << 10), random(300 << 10), Text(100),  std::string(),
+      random(1000),   Text(2 << 20),     random(5), random(600 << 10)};
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    SCOPED_TRACE(i);
+    absl::StatusOr<size_t> size = compressor.CompressedSize(inputs[i]);
+    ASSERT_TRUE(size.ok()) << size.status();
+    EXPECT_EQ(*size, one_shot(inputs[i]));
+  }
+  std::string frame;
+  ASSERT_TRUE(compressor.Compress(Text(50000), /*last=*/false, &frame).ok());
+  absl::StatusOr<size_t> size = compressor.CompressedSize(inputs[0]);
+  ASSERT_TRUE(size.ok()) << size.status();
+  EXPECT_EQ(*size, one_shot(inputs[0]));
+  frame.clear();
+  const std::string next = Text(70000);
+  ASSERT_TRUE(compressor.Compress(next, /*last=*/true, &frame).ok());
+  EXPECT_EQ(Decompress(frame, next.size()), next);
+}
+
 TEST(ZstdCodecTest, RefusesBombsAndGarbage) {
   const std::string zeros(64 << 20, '\0');
   const std::string bomb = Compress(zeros);
