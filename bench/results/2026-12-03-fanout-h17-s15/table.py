@@ -10,7 +10,12 @@ MODES = {'u': ('unpinned', 'threads'), 'k': ('unpinned', 'callback'),
          'p': ('pinned', 'threads'), 'q': ('pinned', 'callback')}
 for line in open(sys.argv[1]):
     parts = [p.strip() for p in line.split('|')]
-    if len(parts) < 20 or not parts[0][:2] in ('au', 'ak', 'ap', 'aq'):
+    if not parts[0][:2] in ('au', 'ak', 'ap', 'aq'):
+        continue
+    if len(parts) < 20:  # A run that failed (its directory still counts).
+        print('| %s | %s: %s |' % (parts[0].split()[1][:5], parts[0][:2],
+                                   parts[1][:60]))
+        n += 1
         continue
     cfg, t = parts[0].split()[:2]
     row = parts[1:24]
