@@ -45,8 +45,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 #include <functional>
+#include <iostream>
 #include <memory>
 #include <optional>
 #include <queue>
@@ -351,6 +351,30 @@ absl::Status SmallCall(Clients& c, int i, const SmallSet& set, uint64_t pick,
 
 // Reads `d` once through ByteStream; slow readers pace themselves. Returns
 // OK for a whole read, CANCELLED when stopped.
+// When a slow reader that started its read at `start` (NowUs()) and has
+// `got` bytes asks for its next message: after --slow_delay_ms, and not
+// before --slow_kib_per_s allows.
+int64_t SlowResumeUs(int64_t start, int64_t got) {
+  const double rate = absl::GetFlag(FLAGS_slow_kib_per_s) * kKiB / 1e6;  // B/us
+  return std::max<int64_t>(
+      NowUs() + absl::GetFlag(FLAGS_slow_delay_ms) * 1000,
+      start + static_cast<int64_t>(static_cast<double>(got) / rate));
+}
+
+// A finished Read of `d` that got `got` bytes, as a status: the call's own
+// error, DATA_LOSS when it ended short, else OK.
+absl::Status ReadOutcome(const grpc::Status& s, int64_t got, const Digest& d) {
+  if (!s.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                        absl::StrCat("Read: ", s.error_message()));
+  }
+  if (got != d.size_bytes()) {
+    return absl::DataLossError(
+        absl::StrCat("Read: ", got, " of ", d.size_bytes(), " bytes"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadOnce(Clients& c, int i, const Digest& d, bool slow,
                       ClassStats& stats) {
   bs::ReadRequest req;
@@ -363,14 +387,11 @@ absl::Status ReadOnce(Clients& c, int i, const Digest& d, bool slow,
   bs::ReadResponse resp;
   int64_t got = 0;
   const int64_t start = NowUs();
-  const double rate = absl::GetFlag(FLAGS_slow_kib_per_s) * kKiB / 1e6;  // B/us
   while (reader->Read(&resp)) {
     got += static_cast<int64_t>(resp.data().size());
     stats.bytes.fetch_add(static_cast<int64_t>(resp.data().size()));
     if (slow) {
-      int64_t until = std::max<int64_t>(
-          NowUs() + absl::GetFlag(FLAGS_slow_delay_ms) * 1000,
-          start + static_cast<int64_t>(static_cast<double>(got) / rate));
+      const int64_t until = SlowResumeUs(start, got);
       while (NowUs() < until && !c.Stopped()) {
         absl::SleepFor(
             absl::Microseconds(std::min<int64_t>(50000, until - NowUs())));
@@ -379,15 +400,22 @@ absl::Status ReadOnce(Clients& c, int i, const Digest& d, bool slow,
   }
   grpc::Status s = reader->Finish();
   c.Unregister(&ctx);
-  if (!s.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                        absl::StrCat("Read: ", s.error_message()));
+  return ReadOutcome(s, got, d);
+}
+
+// Accounts one finished call of a client into `stats`: completed, cut (by
+// the end of the run) or an error. Returns true on an error, after which
+// the client waits 100 ms before its next call (no hot loop on errors).
+bool Account(Clients& c, const absl::Status& s, ClassStats& stats) {
+  if (s.ok()) {
+    stats.completed.fetch_add(1);
+  } else if (c.Stopped() && absl::IsCancelled(s)) {
+    stats.cut.fetch_add(1);
+  } else {
+    stats.Error(s.ToString());
+    return true;
   }
-  if (got != d.size_bytes()) {
-    return absl::DataLossError(
-        absl::StrCat("Read: ", got, " of ", d.size_bytes(), " bytes"));
-  }
-  return absl::OkStatus();
+  return false;
 }
 
 // Runs one client until stopped, accounting into `stats`.
@@ -407,13 +435,8 @@ void RunClient(Clients& c, int i, absl::string_view scenario,
       s = ReadOnce(c, i, blobs[static_cast<size_t>(i) % blobs.size()], slow,
                    stats);
     }
-    if (s.ok()) {
-      stats.completed.fetch_add(1);
-    } else if (c.Stopped() && absl::IsCancelled(s)) {
-      stats.cut.fetch_add(1);
-    } else {
-      stats.Error(s.ToString());
-      absl::SleepFor(absl::Milliseconds(100));  // No hot loop on errors.
+    if (Account(c, s, stats)) {
+      absl::SleepFor(absl::Milliseconds(100));
     }
   }
 }
@@ -546,28 +569,12 @@ class ReadCall : public grpc::ClientReadReactor<bs::ReadResponse> {
       StartRead(&resp_);
       return;
     }
-    const double rate =
-        absl::GetFlag(FLAGS_slow_kib_per_s) * kKiB / 1e6;  // B/us
-    const int64_t until = std::max<int64_t>(
-        NowUs() + absl::GetFlag(FLAGS_slow_delay_ms) * 1000,
-        start_ + static_cast<int64_t>(static_cast<double>(got_) / rate));
-    load_.pacer.At(until, [this] { StartRead(&resp_); });
+    load_.pacer.At(SlowResumeUs(start_, got_), [this] { StartRead(&resp_); });
   }
 
   void OnDone(const grpc::Status& s) override {
     load_.c.Unregister(&ctx_);
-    bool error = false;
-    if (s.ok() && got_ == d_.size_bytes()) {
-      stats_.completed.fetch_add(1);
-    } else if (load_.c.Stopped() &&
-               s.error_code() == grpc::StatusCode::CANCELLED) {
-      stats_.cut.fetch_add(1);
-    } else {
-      error = true;
-      stats_.Error(s.ok() ? absl::StrCat("Read: ", got_, " of ",
-                                         d_.size_bytes(), " bytes")
-                          : absl::StrCat("Read: ", s.error_message()));
-    }
+    const bool error = Account(load_.c, ReadOutcome(s, got_, d_), stats_);
     CallbackLoad& load = load_;
     const int i = i_;
     const Digest d = d_;
@@ -576,7 +583,7 @@ class ReadCall : public grpc::ClientReadReactor<bs::ReadResponse> {
     delete this;
     if (load.c.Stopped()) {
       load.Ended();
-    } else if (error) {  // No hot loop on errors, as RunClient().
+    } else if (error) {  // Waits 100 ms, as RunClient().
       load.pacer.At(NowUs() + 100000, [&load, i, d, slow, &stats] {
         Start(load, i, d, slow, stats);
       });
