@@ -19,6 +19,14 @@
 // fewer client threads (and less of the machine's CPU) when the clients
 // share it with the server. small_calls always runs threads.
 //
+// --loader_idle runs this process under SCHED_IDLE (set before its first
+// thread starts; every thread inherits it), so it gets only the CPU the
+// server leaves: the nearest a shared host comes to readers on other hosts
+// while the server keeps every core. The probe's child process (below)
+// always resets itself to SCHED_OTHER, nice 0. Each row says how the
+// loader's and the probe's threads were scheduled mid-run (loader_sched,
+// probe_sched).
+//
 // During each scenario one probe thread times GetActionResult and
 // BatchReadBlobs (one call every --probe_ms); the same probe runs for
 // --idle_seconds before the clients start, so the row shows idle p99 and
@@ -39,6 +47,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -102,7 +111,16 @@ ABSL_FLAG(std::string, probe_cpus, "",
 ABSL_FLAG(int, client_nice, 0,
           "Nice value the reader/caller threads run at (the probe and the "
           "server keep theirs): > 0 stands in for clients on other hosts, "
-          "whose CPU is not the server's.");
+          "whose CPU is not the server's. With --loader callback every "
+          "thread of this process runs at it (gRPC's threads run the "
+          "readers there).");
+ABSL_FLAG(bool, loader_idle, false,
+          "Run this process (every thread: set before the first starts) "
+          "under SCHED_IDLE: it gets only the CPU the server and the probe "
+          "leave, the nearest a shared host comes to readers on other "
+          "hosts while the server keeps every core (fanout.sh "
+          "FANOUT_LOADER_IDLE=1). The probe's child process runs at "
+          "SCHED_OTHER, nice 0, in any case.");
 ABSL_FLAG(std::string, probe_log, "",
           "Append the probe's GetActionResult latencies, in the order taken "
           "(\"scenario phase index us start_us\", one every --probe_ms plus "
@@ -114,7 +132,7 @@ ABSL_FLAG(std::string, loader, "threads",
           "blocking stubs) or callback (gRPC callback reactors on gRPC's "
           "threads plus one pacer thread for the slow readers' pauses; same "
           "calls and pacing, far fewer threads). small_calls always runs "
-          "threads; --client_nice then applies to the pacer thread only.");
+          "threads.");
 ABSL_FLAG(bool, probe_child, false, "Internal: be that child process.");
 ABSL_FLAG(int, server_pid, 0, "Server process to read RSS from.");
 ABSL_FLAG(std::string, label, "server", "Server name in the table and CSV.");
@@ -476,9 +494,6 @@ class Pacer {
   };
 
   void Run() {
-    if (int nice = absl::GetFlag(FLAGS_client_nice); nice != 0) {
-      setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice);
-    }
     std::vector<std::function<void()>> ready;
     while (true) {
       {
@@ -652,10 +667,54 @@ bool PinToCpus(absl::string_view list) {
   return true;
 }
 
+// Puts this thread at SCHED_OTHER, nice 0, whatever it inherited
+// (--loader_idle, `chrt --idle`, `nice`): threads it starts afterwards
+// inherit that. Says so when the kernel refuses (lowering nice needs root
+// or RLIMIT_NICE) and goes on as it is.
+void ScheduleNormally() {
+  sched_param param{};
+  if (sched_getscheduler(0) != SCHED_OTHER &&
+      sched_setscheduler(0, SCHED_OTHER, &param) != 0) {
+    std::perror("fanout: probe: sched_setscheduler(SCHED_OTHER)");
+  }
+  errno = 0;
+  const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
+  if (errno == 0 && nice != 0 &&
+      setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 0) != 0) {
+    std::fprintf(stderr, "fanout: probe stays at nice %d: %s\n", nice,
+                 std::strerror(errno));
+  }
+}
+
+// Lowers this thread before it starts any other, so that every thread of
+// the loader inherits it: SCHED_IDLE with --loader_idle, and with --loader
+// callback the --client_nice value (the threads loader lowers each reader
+// thread itself, RunClient). Returns false, having said why, when the
+// kernel refuses.
+bool LowerLoader() {
+  if (absl::GetFlag(FLAGS_loader_idle)) {
+    sched_param param{};
+    if (sched_setscheduler(0, SCHED_IDLE, &param) != 0) {
+      std::perror("fanout: sched_setscheduler(SCHED_IDLE)");
+      return false;
+    }
+  }
+  const int nice = absl::GetFlag(FLAGS_client_nice);
+  if (absl::GetFlag(FLAGS_loader) == "callback" && nice != 0 &&
+      setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice) != 0) {
+    std::perror("fanout: setpriority(--client_nice)");
+    return false;
+  }
+  return true;
+}
+
 // Probes between "start" and "stop" lines on stdin, then prints the
 // samples ("ac US", "batch US"), "errors N [first error]" and "end";
-// returns at EOF. The body of the --probe_child process.
+// returns at EOF. The body of the --probe_child process, which stands for
+// a build client on another host: it runs at SCHED_OTHER, nice 0, whatever
+// the loader that started it runs at.
 int ProbeChildMain(const SmallSet& set, const std::string& address) {
+  ScheduleNormally();  // Before any thread starts: they inherit it.
   if (!PinToCpus(absl::GetFlag(FLAGS_probe_cpus))) {
     return 2;
   }
@@ -937,7 +996,9 @@ const std::vector<std::string> kColumns = {"server",
                                            "errors",
                                            "loader",
                                            "loader_threads",
-                                           "loader_cpus"};
+                                           "loader_cpus",
+                                           "loader_sched",
+                                           "probe_sched"};
 
 // Prints `cells` and appends them to `csv` (with a header when new).
 void PrintRow(const std::vector<std::string>& cells, const std::string& csv) {
@@ -995,7 +1056,7 @@ std::string F(double v, int digits = 1) {
 
 int RunScenario(Clients& c, client::ReapiClient& client,
                 absl::string_view scenario, const SmallSet& set,
-                FILE* to_probe, FILE* from_probe) {
+                FILE* to_probe, FILE* from_probe, pid_t probe_pid) {
   const int readers = absl::GetFlag(FLAGS_readers);
   const int pid = absl::GetFlag(FLAGS_server_pid);
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
@@ -1054,6 +1115,9 @@ int RunScenario(Clients& c, client::ReapiClient& client,
   absl::SleepFor(start + absl::Seconds(absl::GetFlag(FLAGS_duration) / 2) -
                  absl::Now());
   const int loader_threads = SelfThreads();
+  const std::string loader_sched = ProcSchedClasses(getpid());
+  const std::string probe_sched =
+      probe_pid > 0 ? ProcSchedClasses(probe_pid) : "in-process";
   absl::SleepFor(start + absl::Seconds(absl::GetFlag(FLAGS_duration)) -
                  absl::Now());
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
@@ -1099,7 +1163,9 @@ int RunScenario(Clients& c, client::ReapiClient& client,
             absl::StrCat(errors),
             callback ? "callback" : "threads",
             absl::StrCat(loader_threads),
-            F(loader_cpu / secs, 2)},
+            F(loader_cpu / secs, 2),
+            loader_sched,
+            probe_sched},
            absl::GetFlag(FLAGS_csv));
   for (ClassStats* s : {&slow, &fast, &probe_stats}) {
     absl::MutexLock lock(&s->mu);
@@ -1126,6 +1192,9 @@ int Main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_probe_child)) {
     return ProbeChildMain(SmallSetOf(absl::GetFlag(FLAGS_seed)),
                           target.substr(std::strlen("grpc://")));
+  }
+  if (!LowerLoader()) {  // Before the first thread starts.
+    return 2;
   }
   client::ReapiClientOptions options;
   options.target = target;
@@ -1162,7 +1231,7 @@ int Main(int argc, char** argv) {
       return 2;
     }
     status |= RunScenario(clients, **client, scenario, *set, to_probe,
-                          from_probe);
+                          from_probe, probe_pid);
   }
   if (to_probe != nullptr) {
     std::fclose(to_probe);  // EOF: the child exits.

@@ -14,7 +14,10 @@
 #   kernel's autogroup scheduling each session is one scheduling group),
 #   FANOUT_PIN=1 (taskset: the readers on CPU 0, the server and the probe on
 #   CPU 1, as when the readers are other machines; a 2-core stand-in for a
-#   farm, so report it beside the default, unpinned figure: bench/README.md).
+#   farm, so report it beside the default, unpinned figure: bench/README.md),
+#   FANOUT_LOADER_IDLE=1 (fanout --loader_idle: the loader under SCHED_IDLE,
+#   unpinned, so the server has both cores and the readers only the CPU it
+#   leaves; the probe stays at SCHED_OTHER).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -44,6 +47,9 @@ if [ "${FANOUT_PIN:-0}" = 1 ]; then
   pin_server=(taskset -c 1)
   pin_clients=(taskset -c 0)
   set -- --probe_cpus 1 "$@"
+fi
+if [ "${FANOUT_LOADER_IDLE:-0}" = 1 ]; then
+  set -- --loader_idle "$@"
 fi
 for scenario in $scenarios; do
 for server in ${FANOUT_SERVERS:-cairn bazel-remote}; do

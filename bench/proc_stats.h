@@ -8,6 +8,8 @@
 #ifndef CAIRN_BENCH_PROC_STATS_H_
 #define CAIRN_BENCH_PROC_STATS_H_
 
+#include <string>
+
 #include "absl/strings/string_view.h"
 
 namespace cairn::bench {
@@ -19,6 +21,12 @@ double ProcCpuSeconds(int pid);
 // Returns the "`key`" line of /proc/PID/status (e.g. "VmHWM:" for the peak
 // RSS, "VmRSS:" for the current one) in MiB; 0 when unreadable.
 double ProcStatusMib(int pid, absl::string_view key);
+
+// Returns how `pid`'s threads are scheduled now (/proc/PID/task/*/stat):
+// the distinct policies ("other", "batch", "idle", "fifo", "rr",
+// "deadline"), each followed by " nice N" when N is not 0, sorted and joined
+// by "+": e.g. "idle", or "other+other nice 19"; "" when unreadable.
+std::string ProcSchedClasses(int pid);
 
 // Resets the peak RSS of `pid` (writes 5 to /proc/PID/clear_refs), so that
 // VmHWM covers only what follows.

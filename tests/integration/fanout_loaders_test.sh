@@ -6,7 +6,11 @@
 # pacer starts their next message), yet read no more than the pacing allows
 # (the first message of a read at once, then 1 MiB/s: at most 1 MiB + 2 MiB
 # per reader per second). The callback loader must run far fewer threads than
-# readers; the thread loader one per reader.
+# readers; the thread loader one per reader. Both loaders and the probe run
+# at SCHED_OTHER, nice 0, by default; then, as root (lowering and raising a
+# process back needs it), a short callback run with --loader_idle and
+# --client_nice 5 must have every loader thread at SCHED_IDLE, nice 5, and the
+# probe's process still at SCHED_OTHER, nice 0.
 # Usage: fanout_loaders_test.sh CAIRN_SERVER FANOUT
 set -euo pipefail
 server_bin=$1
@@ -28,11 +32,14 @@ import csv, sys
 path, loader, readers, slow, dur = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
 r = next(csv.DictReader(open(path)))
 print(loader, {k: r[k] for k in ("slow_mib_s", "slow_done", "fast_done",
-      "errors", "loader", "loader_threads", "loader_cpus")})
+      "errors", "loader", "loader_threads", "loader_cpus", "loader_sched",
+      "probe_sched")})
 def need(ok, what):
     if not ok:
         sys.exit("FAIL: %s" % what)
 need(r["loader"] == loader, "row says loader %s" % r["loader"])
+for who in ("loader", "probe"):
+    need(r[who + "_sched"] == "other", "%s threads %s" % (who, r[who + "_sched"]))
 need(int(r["errors"]) == 0, "%s errors" % r["errors"])
 need(int(r["fast_done"]) > 0, "fast readers finished no read")
 need(int(r["slow_done"]) >= slow // 2,
@@ -49,4 +56,26 @@ else:
     need(threads > readers, "%d threads for %d readers" % (threads, readers))
 PY
 done
+
+if [ "$(id -u)" = 0 ]; then
+  csv="$work/idle.csv"
+  "$fanout" --target "grpc://$addr" --server_pid "$server_pid" \
+    --scenario same_blob --readers 20 --duration 1 --idle_seconds 0.3 \
+    --blob_mib 2 --channels 2 --loader callback --loader_idle --client_nice 5 \
+    --csv "$csv" >"$work/idle.out" 2>&1 ||
+    fail "fanout --loader_idle: $(cat "$work/idle.out")"
+  python3 - "$csv" <<'PY' || fail "--loader_idle: $(cat "$work/idle.out")"
+import csv, sys
+r = next(csv.DictReader(open(sys.argv[1])))
+print("idle", {k: r[k] for k in ("errors", "loader_sched", "probe_sched")})
+if int(r["errors"]) != 0:
+    sys.exit("FAIL: %s errors" % r["errors"])
+if r["loader_sched"] != "idle nice 5":
+    sys.exit("FAIL: loader threads %s, want idle nice 5" % r["loader_sched"])
+if r["probe_sched"] != "other":
+    sys.exit("FAIL: probe threads %s, want other" % r["probe_sched"])
+PY
+else
+  echo "not root: --loader_idle not checked"
+fi
 echo PASS
