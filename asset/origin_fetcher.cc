@@ -4,17 +4,15 @@
 // the blob written to the store, verified, under the spool's digest.
 #include "asset/origin_fetcher.h"
 
-#include <curl/curl.h>
-
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
-#include <mutex>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "cas/curl_api.h"
 #include "cas/spool.h"
 
 namespace cairn::asset {
@@ -41,8 +39,8 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) {
 
 class HttpOriginFetcher final : public OriginFetcher {
  public:
-  explicit HttpOriginFetcher(OriginFetcherOptions options)
-      : options_(std::move(options)) {}
+  HttpOriginFetcher(const cas::CurlApi& curl, OriginFetcherOptions options)
+      : curl_(curl), options_(std::move(options)) {}
 
   bool Allows(absl::string_view uri) const override {
     return std::any_of(
@@ -81,32 +79,32 @@ class HttpOriginFetcher final : public OriginFetcher {
  private:
   absl::Status Download(const std::string& uri, absl::Duration timeout,
                         cas::Spool* spool) {
-    CURL* easy = curl_easy_init();
+    CURL* easy = curl_.easy_init();
     if (easy == nullptr) {
       return absl::InternalError("origin fetch: curl_easy_init failed");
     }
-    absl::Cleanup cleanup = [easy] { curl_easy_cleanup(easy); };
+    absl::Cleanup cleanup = [this, easy] { curl_.easy_cleanup(easy); };
     struct Download d {
       spool, options_.max_bytes, absl::OkStatus()
     };
-    curl_easy_setopt(easy, CURLOPT_URL, uri.c_str());
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(easy, CURLOPT_FAILONERROR, 1L);
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
-                     static_cast<long>(absl::ToInt64Milliseconds(timeout)));
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-    curl_easy_setopt(easy, CURLOPT_USERAGENT, "cairn-server");
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &OnBody);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &d);
+    curl_.easy_setopt(easy, CURLOPT_URL, uri.c_str());
+    curl_.easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_.easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_.easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_.easy_setopt(easy, CURLOPT_MAXREDIRS, 5L);
+    curl_.easy_setopt(easy, CURLOPT_FAILONERROR, 1L);
+    curl_.easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_.easy_setopt(easy, CURLOPT_TIMEOUT_MS,
+                      static_cast<long>(absl::ToInt64Milliseconds(timeout)));
+    curl_.easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_.easy_setopt(easy, CURLOPT_USERAGENT, "cairn-server");
+    curl_.easy_setopt(easy, CURLOPT_WRITEFUNCTION, &OnBody);
+    curl_.easy_setopt(easy, CURLOPT_WRITEDATA, &d);
     if (options_.max_bytes > 0) {
-      curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
-                       static_cast<curl_off_t>(options_.max_bytes));
+      curl_.easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
+                        static_cast<curl_off_t>(options_.max_bytes));
     }
-    const CURLcode rc = curl_easy_perform(easy);
+    const CURLcode rc = curl_.easy_perform(easy);
     if (rc == CURLE_OK) {
       return absl::OkStatus();
     }
@@ -116,9 +114,9 @@ class HttpOriginFetcher final : public OriginFetcher {
           absl::StrCat("origin fetch ", uri, ": ", d.status.message()));
     }
     long code = 0;
-    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+    curl_.easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
     const std::string what =
-        absl::StrCat("origin fetch ", uri, ": ", curl_easy_strerror(rc));
+        absl::StrCat("origin fetch ", uri, ": ", curl_.easy_strerror(rc));
     if (rc == CURLE_HTTP_RETURNED_ERROR && (code == 404 || code == 410)) {
       return absl::NotFoundError(what);
     }
@@ -131,6 +129,7 @@ class HttpOriginFetcher final : public OriginFetcher {
     return absl::UnavailableError(what);
   }
 
+  const cas::CurlApi& curl_;
   const OriginFetcherOptions options_;
   std::atomic<int> running_{0};
 };
@@ -161,9 +160,12 @@ absl::StatusOr<std::unique_ptr<OriginFetcher>> NewHttpOriginFetcher(
       options.spool_dir = "/tmp";
     }
   }
-  static std::once_flag init;
-  std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  return std::make_unique<HttpOriginFetcher>(std::move(options));
+  absl::StatusOr<const cas::CurlApi*> curl = cas::LoadCurl();
+  if (!curl.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("origin fetcher: ", curl.status().message()));
+  }
+  return std::make_unique<HttpOriginFetcher>(**curl, std::move(options));
 }
 
 }  // namespace cairn::asset

@@ -59,7 +59,8 @@ class OriginFetcher {
 };
 
 // Returns a fetcher over libcurl. INVALID_ARGUMENT when a prefix is not an
-// http:// or https:// URI or `store` is null.
+// http:// or https:// URI or `store` is null; FAILED_PRECONDITION when
+// libcurl cannot be loaded (cas/curl_api.h).
 absl::StatusOr<std::unique_ptr<OriginFetcher>> NewHttpOriginFetcher(
     OriginFetcherOptions options);
 

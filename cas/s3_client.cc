@@ -10,7 +10,6 @@
 // absl::Status once, in ToStatus().
 #include "cas/s3_client.h"
 
-#include <curl/curl.h>
 #include <expat.h>
 #include <openssl/sha.h>
 
@@ -18,7 +17,6 @@
 #include <array>
 #include <cstdlib>
 #include <fstream>
-#include <mutex>
 #include <utility>
 
 #include "absl/algorithm/container.h"
@@ -32,6 +30,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "cas/curl_api.h"
 
 namespace cairn::cas {
 namespace {
@@ -171,6 +170,9 @@ struct Response {
 
 // One request on one easy handle; owns the header list and response buffers.
 struct Transfer {
+  explicit Transfer(const CurlApi& api) : curl(api) {}
+
+  const CurlApi& curl;
   const Request* request = nullptr;
   CURL* easy = nullptr;
   curl_slist* header_list = nullptr;
@@ -180,7 +182,7 @@ struct Transfer {
   int64_t sink_bytes = 0;
   absl::Time start;
 
-  ~Transfer() { curl_slist_free_all(header_list); }
+  ~Transfer() { curl.slist_free_all(header_list); }
 };
 
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
@@ -203,7 +205,7 @@ size_t OnWrite(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   absl::string_view chunk(data, size * n);
   long code = 0;
-  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
+  t->curl.easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
   if (t->request->sink != nullptr && code >= 200 && code < 300) {
     t->sink_status = (*t->request->sink)(chunk);
     if (!t->sink_status.ok()) {
@@ -253,16 +255,17 @@ absl::StatusCode CodeForHttp(long status) {
 
 class CurlS3Client final : public S3Client {
  public:
-  explicit CurlS3Client(const S3ClientOptions& options)
-      : options_(options),
-        share_(curl_share_init()),
+  CurlS3Client(const CurlApi& curl, const S3ClientOptions& options)
+      : curl_(curl),
+        options_(options),
+        share_(curl_.share_init()),
         max_connections_(std::max(5, options.max_concurrency)) {
-    curl_share_setopt(share_, CURLSHOPT_LOCKFUNC, &CurlS3Client::Lock);
-    curl_share_setopt(share_, CURLSHOPT_UNLOCKFUNC, &CurlS3Client::Unlock);
-    curl_share_setopt(share_, CURLSHOPT_USERDATA, this);
-    curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
-    curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_.share_setopt(share_, CURLSHOPT_LOCKFUNC, &CurlS3Client::Lock);
+    curl_.share_setopt(share_, CURLSHOPT_UNLOCKFUNC, &CurlS3Client::Unlock);
+    curl_.share_setopt(share_, CURLSHOPT_USERDATA, this);
+    curl_.share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    curl_.share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_.share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     sigv4_ = absl::StrCat("aws:amz:", options_.region, ":s3");
     userpwd_ = absl::StrCat(options_.credentials.access_key_id, ":",
                             options_.credentials.secret_access_key);
@@ -282,9 +285,9 @@ class CurlS3Client final : public S3Client {
 
   ~CurlS3Client() override {
     for (CURL* e : idle_) {
-      curl_easy_cleanup(e);
+      curl_.easy_cleanup(e);
     }
-    curl_share_cleanup(share_);
+    curl_.share_cleanup(share_);
   }
 
   absl::Status CheckBucket() override {
@@ -503,11 +506,11 @@ class CurlS3Client final : public S3Client {
       idle_.pop_back();
       return e;
     }
-    return curl_easy_init();
+    return curl_.easy_init();
   }
 
   void ReleaseEasy(CURL* e) {
-    curl_easy_reset(e);
+    curl_.easy_reset(e);
     absl::MutexLock lock(&pool_mu_);
     idle_.push_back(e);
   }
@@ -577,13 +580,14 @@ class CurlS3Client final : public S3Client {
       info.size = -1;
     }
     std::string lm = resp.Header("last-modified");
-    time_t t = lm.empty() ? -1 : curl_getdate(lm.c_str(), nullptr);
+    time_t t = lm.empty() ? -1 : curl_.getdate(lm.c_str(), nullptr);
     info.last_modified = t < 0 ? absl::InfinitePast() : absl::FromTimeT(t);
     return info;
   }
 
   static constexpr size_t kLockSlots = 8;
 
+  const CurlApi& curl_;
   const S3ClientOptions options_;
   CURLSH* const share_;
   // CURLOPT_MAXCONNECTS of every transfer: the shared cache keeps one idle
@@ -613,53 +617,53 @@ bool CurlS3Client::Prepare(const Request& r, Transfer* t) {
   if (!r.query.empty()) {
     absl::StrAppend(&url, "?", r.query);
   }
-  curl_easy_setopt(e, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(e, CURLOPT_SHARE, share_);
+  curl_.easy_setopt(e, CURLOPT_URL, url.c_str());
+  curl_.easy_setopt(e, CURLOPT_SHARE, share_);
   // The shared cache keeps a connection per slot: at libcurl's default of 5
   // a request returning its connection beyond the fifth closed the oldest,
   // so at 32 in flight most requests opened a new one.
-  curl_easy_setopt(e, CURLOPT_MAXCONNECTS, max_connections_);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_AWS_SIGV4, sigv4_.c_str());
-  curl_easy_setopt(e, CURLOPT_USERPWD, userpwd_.c_str());
-  curl_easy_setopt(
+  curl_.easy_setopt(e, CURLOPT_MAXCONNECTS, max_connections_);
+  curl_.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_.easy_setopt(e, CURLOPT_AWS_SIGV4, sigv4_.c_str());
+  curl_.easy_setopt(e, CURLOPT_USERPWD, userpwd_.c_str());
+  curl_.easy_setopt(
       e, CURLOPT_CONNECTTIMEOUT_MS,
       static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
   if (r.streamed) {
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(
+    curl_.easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_.easy_setopt(
         e, CURLOPT_LOW_SPEED_TIME,
         std::max<long>(1, absl::ToInt64Seconds(options_.stall_timeout)));
   } else {
-    curl_easy_setopt(
+    curl_.easy_setopt(
         e, CURLOPT_TIMEOUT_MS,
         static_cast<long>(absl::ToInt64Milliseconds(options_.request_timeout)));
   }
   if (!options_.ca_file.empty()) {
-    curl_easy_setopt(e, CURLOPT_CAINFO, options_.ca_file.c_str());
+    curl_.easy_setopt(e, CURLOPT_CAINFO, options_.ca_file.c_str());
   }
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &OnHeader);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &OnWrite);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+  curl_.easy_setopt(e, CURLOPT_HEADERFUNCTION, &OnHeader);
+  curl_.easy_setopt(e, CURLOPT_HEADERDATA, t);
+  curl_.easy_setopt(e, CURLOPT_WRITEFUNCTION, &OnWrite);
+  curl_.easy_setopt(e, CURLOPT_WRITEDATA, t);
   absl::string_view method = r.method;
   if (method == "HEAD") {
-    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    curl_.easy_setopt(e, CURLOPT_NOBODY, 1L);
   } else if (method == "PUT") {
     t->upload_left = r.body.value_or("");
-    curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(e, CURLOPT_READFUNCTION, &OnRead);
-    curl_easy_setopt(e, CURLOPT_READDATA, t);
-    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
-                     static_cast<curl_off_t>(t->upload_left.size()));
+    curl_.easy_setopt(e, CURLOPT_UPLOAD, 1L);
+    curl_.easy_setopt(e, CURLOPT_READFUNCTION, &OnRead);
+    curl_.easy_setopt(e, CURLOPT_READDATA, t);
+    curl_.easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
+                      static_cast<curl_off_t>(t->upload_left.size()));
   } else if (method == "POST") {
     absl::string_view body = r.body.value_or("");
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-                     static_cast<curl_off_t>(body.size()));
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
+    curl_.easy_setopt(e, CURLOPT_POST, 1L);
+    curl_.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                      static_cast<curl_off_t>(body.size()));
+    curl_.easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
   } else if (method != "GET") {
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method);
+    curl_.easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method);
   }
   std::vector<std::string> headers = r.headers;
   headers.push_back(absl::StrCat(
@@ -675,18 +679,18 @@ bool CurlS3Client::Prepare(const Request& r, Transfer* t) {
     headers.push_back("Content-Type: application/xml");
   }
   for (const std::string& h : headers) {
-    curl_slist* next = curl_slist_append(t->header_list, h.c_str());
+    curl_slist* next = curl_.slist_append(t->header_list, h.c_str());
     if (next == nullptr) {
       return false;
     }
     t->header_list = next;
   }
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->header_list);
+  curl_.easy_setopt(e, CURLOPT_HTTPHEADER, t->header_list);
   if (options_.on_start) {
     options_.on_start(r.kind);
   }
   if (std::getenv("CAIRN_S3_VERBOSE") != nullptr) {
-    curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+    curl_.easy_setopt(e, CURLOPT_VERBOSE, 1L);
   }
   t->start = absl::Now();
   return true;
@@ -694,18 +698,18 @@ bool CurlS3Client::Prepare(const Request& r, Transfer* t) {
 
 absl::StatusOr<Response> CurlS3Client::Finish(Transfer* t, CURLcode rc) {
   const Request& r = *t->request;
-  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->response.http_status);
+  curl_.easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->response.http_status);
   S3RequestRecord record;
   record.kind = r.kind;
   record.http_status = static_cast<int>(t->response.http_status);
   record.seconds = absl::ToDoubleSeconds(absl::Now() - t->start);
   curl_off_t up = 0, down = 0;
-  curl_easy_getinfo(t->easy, CURLINFO_SIZE_UPLOAD_T, &up);
-  curl_easy_getinfo(t->easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
+  curl_.easy_getinfo(t->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+  curl_.easy_getinfo(t->easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
   record.bytes_sent = up;
   record.bytes_received = down;
   long opened = 0;
-  curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &opened);
+  curl_.easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &opened);
   record.connections_opened = opened;
   ReleaseEasy(t->easy);
   t->easy = nullptr;
@@ -713,9 +717,9 @@ absl::StatusOr<Response> CurlS3Client::Finish(Transfer* t, CURLcode rc) {
   if (rc == CURLE_WRITE_ERROR && !t->sink_status.ok()) {
     result = t->sink_status;
   } else if (rc != CURLE_OK) {
-    result = absl::UnavailableError(absl::StrCat("s3 ", r.kind, " ",
-                                                 options_.bucket, "/", r.key,
-                                                 ": ", curl_easy_strerror(rc)));
+    result = absl::UnavailableError(
+        absl::StrCat("s3 ", r.kind, " ", options_.bucket, "/", r.key, ": ",
+                     curl_.easy_strerror(rc)));
   } else {
     result = std::move(t->response);
   }
@@ -754,14 +758,14 @@ absl::StatusOr<Response> CurlS3Client::Run(const Request& r) {
   TakeSlot();
   absl::StatusOr<Response> result;
   {
-    Transfer t;
+    Transfer t(curl_);
     if (!Prepare(r, &t)) {
       if (t.easy != nullptr) {
         ReleaseEasy(t.easy);
       }
       result = absl::ResourceExhaustedError("s3: libcurl out of memory");
     } else {
-      CURLcode rc = curl_easy_perform(t.easy);
+      CURLcode rc = curl_.easy_perform(t.easy);
       result = Finish(&t, rc);
     }
   }
@@ -773,7 +777,7 @@ std::vector<absl::StatusOr<Response>> CurlS3Client::RunMany(
     absl::Span<const Request> requests) {
   std::vector<absl::StatusOr<Response>> results(
       requests.size(), absl::UnavailableError("s3: not run"));
-  CURLM* multi = curl_multi_init();
+  CURLM* multi = curl_.multi_init();
   if (multi == nullptr) {
     for (auto& res : results) {
       res = absl::ResourceExhaustedError("s3: libcurl out of memory");
@@ -781,7 +785,7 @@ std::vector<absl::StatusOr<Response>> CurlS3Client::RunMany(
     return results;
   }
   // Its own default (4 per handle added) would close shared connections too.
-  curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, max_connections_);
+  curl_.multi_setopt(multi, CURLMOPT_MAXCONNECTS, max_connections_);
   std::vector<std::unique_ptr<Transfer>> transfers(requests.size());
   size_t next = 0;
   int running = 0;
@@ -795,7 +799,7 @@ std::vector<absl::StatusOr<Response>> CurlS3Client::RunMany(
         return;
       }
       size_t i = next++;
-      transfers[i] = std::make_unique<Transfer>();
+      transfers[i] = std::make_unique<Transfer>(curl_);
       if (!Prepare(requests[i], transfers[i].get())) {
         if (transfers[i]->easy != nullptr) {
           ReleaseEasy(transfers[i]->easy);
@@ -804,26 +808,26 @@ std::vector<absl::StatusOr<Response>> CurlS3Client::RunMany(
         results[i] = absl::ResourceExhaustedError("s3: libcurl out of memory");
         continue;
       }
-      curl_easy_setopt(transfers[i]->easy, CURLOPT_PRIVATE,
-                       reinterpret_cast<char*>(i));
-      curl_multi_add_handle(multi, transfers[i]->easy);
+      curl_.easy_setopt(transfers[i]->easy, CURLOPT_PRIVATE,
+                        reinterpret_cast<char*>(i));
+      curl_.multi_add_handle(multi, transfers[i]->easy);
       ++running;
     }
   };
   add_next();
   while (running > 0) {
     int still = 0;
-    curl_multi_perform(multi, &still);
+    curl_.multi_perform(multi, &still);
     int queued = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
+    while (CURLMsg* msg = curl_.multi_info_read(multi, &queued)) {
       if (msg->msg != CURLMSG_DONE) {
         continue;
       }
       char* priv = nullptr;
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+      curl_.easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
       size_t i = reinterpret_cast<size_t>(priv);
       CURLcode rc = msg->data.result;
-      curl_multi_remove_handle(multi, msg->easy_handle);
+      curl_.multi_remove_handle(multi, msg->easy_handle);
       --running;
       results[i] = Finish(transfers[i].get(), rc);
       ReleaseSlot();
@@ -833,11 +837,11 @@ std::vector<absl::StatusOr<Response>> CurlS3Client::RunMany(
     if (running > 0) {
       // Requests still waiting for a slot another caller may free: look
       // again soon.
-      curl_multi_poll(multi, nullptr, 0, next < requests.size() ? 5 : 100,
-                      nullptr);
+      curl_.multi_poll(multi, nullptr, 0, next < requests.size() ? 5 : 100,
+                       nullptr);
     }
   }
-  curl_multi_cleanup(multi);
+  curl_.multi_cleanup(multi);
   return results;
 }
 
@@ -908,8 +912,6 @@ ParseS3XmlForTest(absl::string_view xml, absl::Span<const std::string> names) {
 
 absl::StatusOr<std::unique_ptr<S3Client>> NewS3Client(
     const S3ClientOptions& options) {
-  static std::once_flag init;
-  std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   absl::string_view ep = options.endpoint;
   if (!absl::StartsWith(ep, "http://") && !absl::StartsWith(ep, "https://")) {
     return absl::InvalidArgumentError(
@@ -934,7 +936,12 @@ absl::StatusOr<std::unique_ptr<S3Client>> NewS3Client(
   if (options.max_concurrency < 1) {
     return absl::InvalidArgumentError("s3: max_concurrency must be >= 1");
   }
-  return std::make_unique<CurlS3Client>(options);
+  absl::StatusOr<const CurlApi*> curl = LoadCurl();
+  if (!curl.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("s3: ", curl.status().message()));
+  }
+  return std::make_unique<CurlS3Client>(**curl, options);
 }
 
 bool S3KeyIsSafe(absl::string_view key) { return SafeKeyChars(key); }

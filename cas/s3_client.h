@@ -152,7 +152,8 @@ class S3Client {
 };
 
 // Returns a client for `options`. INVALID_ARGUMENT for a malformed endpoint,
-// bucket or missing credentials. Makes no request.
+// bucket or missing credentials; FAILED_PRECONDITION when libcurl cannot be
+// loaded (cas/curl_api.h: the first client loads it). Makes no request.
 absl::StatusOr<std::unique_ptr<S3Client>> NewS3Client(
     const S3ClientOptions& options);
 
