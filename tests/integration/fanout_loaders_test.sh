@@ -6,8 +6,8 @@
 # pacer starts their next message), yet read no more than the pacing allows
 # (the first message of a read at once, then 1 MiB/s: at most 1 MiB + 2 MiB
 # per reader per second). The callback loader must run far fewer threads than
-# readers; the thread loader one per reader. Both loaders and the probe run
-# at SCHED_OTHER, nice 0, by default; then, as root (lowering and raising a
+# readers; the thread loader one per reader. Both loaders run as this shell
+# does (SCHED_OTHER at its nice value) and the probe at nice 0 as root; then, as root (lowering and raising a
 # process back needs it), a short callback run with --loader_idle and
 # --client_nice 5 must have every loader thread at SCHED_IDLE, nice 5, and the
 # probe's process still at SCHED_OTHER, nice 0.
@@ -20,6 +20,11 @@ new_work fanout-loaders
 start_cairn "$server_bin" "$work/store" "$work/server.log" --max_size 1GiB
 
 readers=100 slow=90 dur=3
+# What the loader inherits from this shell (ctest may run niced), and the
+# probe's process: back at nice 0 as root, else as inherited.
+own_nice=$(nice)
+want_loader=other; [ "$own_nice" = 0 ] || want_loader="other nice $own_nice"
+want_probe=$want_loader; [ "$(id -u)" != 0 ] || want_probe=other
 for loader in threads callback; do
   csv="$work/$loader.csv"
   "$fanout" --target "grpc://$addr" --server_pid "$server_pid" \
@@ -27,9 +32,11 @@ for loader in threads callback; do
     --blob_mib 2 --slow_kib_per_s 1024 --slow_delay_ms 20 --channels 4 \
     --loader $loader --csv "$csv" >"$work/$loader.out" 2>&1 ||
     fail "fanout --loader $loader: $(cat "$work/$loader.out")"
-  python3 - "$csv" "$loader" $readers $slow $dur <<'PY' || fail "--loader $loader: $(cat "$work/$loader.out")"
+  python3 - "$csv" "$loader" $readers $slow $dur "$want_loader" "$want_probe" <<'PY' || fail "--loader $loader: $(cat "$work/$loader.out")"
 import csv, sys
-path, loader, readers, slow, dur = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
+path, loader = sys.argv[1], sys.argv[2]
+readers, slow, dur = map(int, sys.argv[3:6])
+want = {"loader": sys.argv[6], "probe": sys.argv[7]}
 r = next(csv.DictReader(open(path)))
 print(loader, {k: r[k] for k in ("slow_mib_s", "slow_done", "fast_done",
       "errors", "loader", "loader_threads", "loader_cpus", "loader_sched",
@@ -39,7 +46,8 @@ def need(ok, what):
         sys.exit("FAIL: %s" % what)
 need(r["loader"] == loader, "row says loader %s" % r["loader"])
 for who in ("loader", "probe"):
-    need(r[who + "_sched"] == "other", "%s threads %s" % (who, r[who + "_sched"]))
+    need(r[who + "_sched"] == want[who],
+         "%s threads %s, want %s" % (who, r[who + "_sched"], want[who]))
 need(int(r["errors"]) == 0, "%s errors" % r["errors"])
 need(int(r["fast_done"]) > 0, "fast readers finished no read")
 need(int(r["slow_done"]) >= slow // 2,
